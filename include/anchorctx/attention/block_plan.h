@@ -1,0 +1,75 @@
+// BlockPlan: the mask as data, built once per batch and shared by every layer and head (the
+// idea of FlexAttention's BlockMask). Every sequence is cut into tiles of `tile_size` tokens
+// (the last one of a sequence may be shorter; tiles never cross sequences). For each query
+// tile the plan lists the key tiles it must visit, in ascending order, each marked `full`
+// (every pair visible: no mask to apply) or `partial`; tiles with no visible pair are absent,
+// which is how masked work is skipped. The transpose (for each key tile, its query tiles)
+// drives the backward pass.
+//
+// Building costs O(tiles + documents + visited tiles); no T x T mask is ever formed.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "anchorctx/attention/layout.h"
+#include "anchorctx/attention/mask.h"
+
+namespace anchorctx::attention {
+
+enum class TileKind : std::uint8_t { full, partial };
+
+struct TileRef {
+  std::int32_t tile;  // global tile index (into BlockPlan::tile)
+  TileKind kind;
+};
+
+struct Tile {
+  std::int32_t seq;    // sequence index
+  std::int32_t begin;  // first token, global index
+  std::int32_t end;    // one past the last token, global index
+  std::int32_t size() const { return end - begin; }
+};
+
+class BlockPlan {
+ public:
+  static constexpr int kDefaultTileSize = 64;
+
+  static BlockPlan build(const AttentionLayout& layout, MaskKind mask,
+                         int tile_size = kDefaultTileSize);
+
+  const AttentionLayout& layout() const { return layout_; }
+  MaskKind mask() const { return mask_; }
+  int tile_size() const { return tile_size_; }
+
+  int num_tiles() const { return static_cast<int>(tiles_.size()); }
+  const Tile& tile(int t) const { return tiles_[t]; }
+  // Tiles of sequence b: [first_tile(b), first_tile(b + 1)).
+  int first_tile(int b) const { return seq_first_tile_[b]; }
+
+  std::span<const TileRef> kv_tiles_of(int q_tile) const {
+    return {kv_.data() + kv_offsets_[q_tile], kv_.data() + kv_offsets_[q_tile + 1]};
+  }
+  std::span<const TileRef> q_tiles_of(int kv_tile) const {
+    return {q_.data() + q_offsets_[kv_tile], q_.data() + q_offsets_[kv_tile + 1]};
+  }
+
+  // Tile pairs visited (full + partial): the work the kernels do, in tiles.
+  std::int64_t visited_pairs() const { return static_cast<std::int64_t>(kv_.size()); }
+  std::int64_t partial_pairs() const { return partial_pairs_; }
+
+ private:
+  AttentionLayout layout_;
+  MaskKind mask_ = MaskKind::causal;
+  int tile_size_ = kDefaultTileSize;
+  std::vector<Tile> tiles_;
+  std::vector<std::int32_t> seq_first_tile_;  // [B+1]
+  std::vector<std::int64_t> kv_offsets_;      // [tiles+1] into kv_
+  std::vector<TileRef> kv_;
+  std::vector<std::int64_t> q_offsets_;  // [tiles+1] into q_
+  std::vector<TileRef> q_;
+  std::int64_t partial_pairs_ = 0;
+};
+
+}  // namespace anchorctx::attention

@@ -1,0 +1,17 @@
+// A yardstick for kernel speed: what the linked BLAS (OpenBLAS) reaches on a plain float32
+// matrix product on this machine, with a given thread count. Attention benchmarks report their
+// throughput as a fraction of it, which carries across machines better than raw GFLOP/s.
+#pragma once
+
+namespace anchorctx::core {
+
+// GFLOP/s (2 n^3 flops per product) of cblas_sgemm on n x n matrices with `threads` BLAS
+// threads (0: core::resolve_threads(0)): one warm-up run, then the median of `repeat` runs.
+// The BLAS thread count in force before the call is restored after it. Throws
+// anchorctx::Error on n < 1 or repeat < 1.
+double measure_sgemm_gflops(int n, int threads, int repeat = 3);
+
+// The name and version of the linked BLAS, e.g. "OpenBLAS 0.3.21 ...".
+const char* blas_name();
+
+}  // namespace anchorctx::core

@@ -1,0 +1,67 @@
+// A tiny SIMD layer over GCC/Clang vector extensions: one source for every instruction set.
+// The translation unit that includes it decides the code: compiled with -mavx512f a 16-wide
+// vector is one zmm register, with -mavx2 -mfma an 8-wide one is a ymm register (and a * b + c
+// contracts to an FMA under -ffp-contract=fast), and without flags the compiler splits them
+// into SSE2 operations -- the portable path.
+//
+// Everything here lives in the namespace of the including kernel TU (see kernels_impl.h), so
+// the differently compiled copies never meet at link time.
+#pragma once
+
+// Included by kernels_impl.h inside its per-ISA namespace, after <cstddef>, <cstdint> and
+// <cstring>: it has no includes of its own on purpose.
+
+
+// The width comes from the including TU (ANCHORCTX_VEC_WIDTH floats): GCC does not accept a
+// template-dependent vector_size, and each TU needs exactly one width anyway.
+struct Simd {
+  static constexpr int W = ANCHORCTX_VEC_WIDTH;
+  typedef float V __attribute__((vector_size(ANCHORCTX_VEC_WIDTH * sizeof(float))));
+  typedef std::int32_t VI __attribute__((vector_size(ANCHORCTX_VEC_WIDTH * sizeof(std::int32_t))));
+
+  static V load(const float* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  static void store(float* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+  static V set1(float x) { return V{} + x; }
+  static V max(V a, V b) { return a > b ? a : b; }
+
+  static float reduce_max(V v) {
+    float m = v[0];
+    for (int i = 1; i < W; ++i) m = v[i] > m ? v[i] : m;
+    return m;
+  }
+  static float reduce_sum(V v) {
+    // Pairwise, in a fixed order: the result does not depend on anything but the inputs.
+    for (int half = W / 2; half >= 1; half /= 2) {
+      for (int i = 0; i < half; ++i) v[i] += v[i + half];
+    }
+    return v[0];
+  }
+
+  // 2^x for x <= 128, with inputs below -126 (and -inf) flushed to exactly 0 so masked scores
+  // contribute nothing. Split x = n + f with n integer and |f| <= 1/2; 2^f from the Cephes
+  // exp2f polynomial (relative error below 2e-7), 2^n built in the exponent bits.
+  static V exp2(V x) {
+    const V lo = set1(-126.0f), hi = set1(127.0f);
+    V xc = x < lo ? lo : x;
+    xc = xc > hi ? hi : xc;
+    const V magic = set1(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+    const V n = (xc + magic) - magic;
+    const V f = xc - n;
+    V p = set1(1.535336188319500e-4f);
+    p = p * f + 1.339887440266574e-3f;
+    p = p * f + 9.618437357674640e-3f;
+    p = p * f + 5.550332471162809e-2f;
+    p = p * f + 2.402264791363012e-1f;
+    p = p * f + 6.931472028550421e-1f;
+    p = p * f + 1.0f;
+    const VI bits = (__builtin_convertvector(n, VI) + 127) << 23;
+    V scale;
+    std::memcpy(&scale, &bits, sizeof(V));
+    const V result = p * scale;
+    return x < lo ? V{} : result;
+  }
+};

@@ -1,0 +1,82 @@
+// attention::forward / backward: validate once, then hand over to the CPU kernels of the best
+// instruction set (a CUDA backend will be chosen here by where the tensors live).
+#include "anchorctx/attention/kernels.h"
+
+#include <cmath>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/parallel.h"
+#include "attention/cpu/cpu_kernels.h"
+
+namespace anchorctx::attention {
+namespace {
+
+void check_dims(const AttentionDims& dims) {
+  require(dims.heads_q > 0 && dims.heads_kv > 0,
+          "attention: head counts must be positive (heads_q {}, heads_kv {})", dims.heads_q,
+          dims.heads_kv);
+  require(dims.heads_q % dims.heads_kv == 0,
+          "attention: heads_q {} is not a multiple of heads_kv {}", dims.heads_q, dims.heads_kv);
+  require(dims.head_dim > 0 && dims.head_dim % 8 == 0 && dims.head_dim <= 256,
+          "attention: head_dim {} must be a multiple of 8 in [8, 256]", dims.head_dim);
+}
+
+void check_tensor(const void* p, const char* name) {
+  require(p != nullptr, "attention: tensor '{}' is null", name);
+}
+
+float resolve_scale(const AttentionDims& dims, const KernelOptions& options) {
+  require(std::isfinite(options.scale), "attention: softmax scale {} is not finite", options.scale);
+  return options.scale != 0.0f ? options.scale
+                               : 1.0f / std::sqrt(static_cast<float>(dims.head_dim));
+}
+
+}  // namespace
+
+void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
+             const KernelOptions& options) {
+  check_dims(dims);
+  check_tensor(t.q, "q");
+  check_tensor(t.k, "k");
+  check_tensor(t.v, "v");
+  check_tensor(t.out, "out");
+  check_tensor(t.lse, "lse");
+  const float scale = resolve_scale(dims, options);
+  const int threads = core::resolve_threads(options.threads);
+  switch (cpu::select_isa()) {
+    case cpu::Isa::avx512:
+      return cpu::avx512::forward(plan, dims, t, scale, threads);
+    case cpu::Isa::avx2:
+      return cpu::avx2::forward(plan, dims, t, scale, threads);
+    case cpu::Isa::portable:
+      return cpu::portable::forward(plan, dims, t, scale, threads);
+  }
+}
+
+void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
+              const KernelOptions& options) {
+  check_dims(dims);
+  check_tensor(t.q, "q");
+  check_tensor(t.k, "k");
+  check_tensor(t.v, "v");
+  check_tensor(t.out, "out");
+  check_tensor(t.dout, "dout");
+  check_tensor(t.lse, "lse");
+  check_tensor(t.dq, "dq");
+  check_tensor(t.dk, "dk");
+  check_tensor(t.dv, "dv");
+  const float scale = resolve_scale(dims, options);
+  const int threads = core::resolve_threads(options.threads);
+  switch (cpu::select_isa()) {
+    case cpu::Isa::avx512:
+      return cpu::avx512::backward(plan, dims, t, scale, threads);
+    case cpu::Isa::avx2:
+      return cpu::avx2::backward(plan, dims, t, scale, threads);
+    case cpu::Isa::portable:
+      return cpu::portable::backward(plan, dims, t, scale, threads);
+  }
+}
+
+std::string kernel_isa() { return cpu::isa_name(cpu::select_isa()); }
+
+}  // namespace anchorctx::attention

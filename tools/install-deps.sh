@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what anchorctx needs to build and test on Debian 12 (run as root). Idempotent.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config   # toolchain
+  libgtest-dev libgmock-dev libbenchmark-dev     # tests and micro-benchmarks
+  libopenblas-dev                                # BLAS (GEMMs, the sgemm reference of benchmarks)
+  libomp-dev                                     # OpenMP headers for clang users; g++ uses libgomp
+  libcli11-dev nlohmann-json3-dev libfmt-dev     # command line, JSON, formatting
+  python3 clang-format                           # the C API ctypes test; the format check
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
