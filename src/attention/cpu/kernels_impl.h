@@ -70,17 +70,6 @@ class Workspace {
   std::vector<float*> parts_;
 };
 
-// Per-thread tiles of the forward pass.
-struct ForwardTiles {
-  ForwardTiles(int group, int ts, int tsp, int Dp)
-      : ws({std::size_t(group) * ts * Dp, std::size_t(group) * ts * Dp, std::size_t(group) * ts,
-            std::size_t(group) * ts, std::size_t(Dp) * tsp, std::size_t(ts) * Dp,
-            std::size_t(ts) * tsp}),
-        q(ws[0]), o(ws[1]), row_max(ws[2]), row_sum(ws[3]), kt(ws[4]), v(ws[5]), s(ws[6]) {}
-  Workspace ws;
-  float *q, *o, *row_max, *row_sum, *kt, *v, *s;
-};
-
 // --- element access: tensors are float32 or bf16 bits --------------------------------------
 
 inline float to_f32(float x) { return x; }
@@ -101,16 +90,68 @@ void load_rows(const T* src, std::ptrdiff_t stride, int rows, int D, int Dp, flo
   }
 }
 
-// The transpose: [rows, D] slice -> [Dp, cols_padded] tile, columns [rows, cols_padded) zero.
+// --- staging: inputs as float32 tiles the products can read in place ------------------------
+
+// A [T, H, D] tensor seen head by head as float32 rows: row t of head h starts at
+// base + h * head_stride + t * row_stride, and holds `Dp` floats (D values, then zeros).
+struct Rows {
+  const float* base;
+  std::ptrdiff_t head_stride, row_stride;
+  const float* at(int h, std::int64_t t) const { return base + h * head_stride + t * row_stride; }
+};
+
+// The input converted once into [H][T][Dp]. Even a float32 input is copied: read in place,
+// the rows of one head lie H * D floats apart -- 4 KiB for 8 heads of 128 -- so a tile's rows
+// all fall into the same L1 cache set and evict each other (measured: the backward ran 1.7x
+// slower). Call from inside a parallel region (the loop is shared among its threads).
 template <typename T>
-void load_transposed(const T* src, std::ptrdiff_t stride, int rows, int D, int Dp,
-                     int cols_padded, float* dst) {
-  for (int d = 0; d < Dp; ++d) std::fill_n(dst + d * cols_padded + rows, cols_padded - rows, 0.0f);
-  for (int d = D; d < Dp; ++d) std::fill_n(dst + d * cols_padded, rows, 0.0f);
-  for (int r = 0; r < rows; ++r) {
-    const T* s = src + r * stride;
-    for (int d = 0; d < D; ++d) dst[d * cols_padded + r] = to_f32(s[d]);
+Rows stage_rows(const T* src, std::int64_t tokens, int H, int D, int Dp,
+                std::unique_ptr<float[]>& storage) {
+#pragma omp single
+  storage = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(H) * tokens * Dp);
+#pragma omp for schedule(static)
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    for (int h = 0; h < H; ++h) {
+      const T* s = src + (t * H + h) * D;
+      float* d = storage.get() + (h * tokens + t) * Dp;
+      for (int c = 0; c < D; ++c) d[c] = to_f32(s[c]);
+      for (int c = D; c < Dp; ++c) d[c] = 0.0f;
+    }
   }
+  return {storage.get(), tokens * Dp, Dp};
+}
+
+// The transpose of a [T, H, D] tensor, tile by tile, as float32 [H][tiles][Dp][tsp]: each
+// key/value tile becomes a dense right-hand operand of S = Q K^T or dP = dO V^T, its columns
+// past the tile's end zero. (One transposed [Dp][T] matrix per head would put the rows of a
+// tile T floats apart, which for T a multiple of 1024 maps them all to one cache set.)
+struct Columns {
+  const float* base;
+  std::ptrdiff_t head_stride, tile_stride, ld;
+  const float* at(int h, int tile) const { return base + h * head_stride + tile * tile_stride; }
+};
+
+template <typename T>
+Columns stage_columns(const T* src, const BlockPlan& plan, int H, int D, int Dp,
+                      std::unique_ptr<float[]>& storage) {
+  const int tiles = plan.num_tiles(), tsp = round_up(plan.tile_size(), W);
+  const std::ptrdiff_t tile_stride = static_cast<std::ptrdiff_t>(Dp) * tsp;
+#pragma omp single
+  storage = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(H) * tiles * tile_stride);
+#pragma omp for schedule(static) collapse(2)
+  for (int h = 0; h < H; ++h) {
+    for (int j = 0; j < tiles; ++j) {
+      const Tile& tile = plan.tile(j);
+      float* dst = storage.get() + (static_cast<std::ptrdiff_t>(h) * tiles + j) * tile_stride;
+      for (int d = 0; d < Dp; ++d) {
+        for (int c = 0; c < tsp; ++c) {
+          dst[d * tsp + c] =
+              (d < D && c < tile.size()) ? to_f32(src[((tile.begin + c) * H + h) * D + d]) : 0.0f;
+        }
+      }
+    }
+  }
+  return {storage.get(), tiles * tile_stride, tile_stride, tsp};
 }
 
 // --- masking --------------------------------------------------------------------------------
@@ -137,62 +178,104 @@ void mask_row(float* s, int width, RowSpan span) {
   for (int c = std::max(span.hi, span.anchor_hi); c < width; ++c) s[c] = kNegInf;
 }
 
+// The columns [lo, hi) of a key tile that some row of a query tile sees, lo rounded down to the
+// vector width. Products run over this window only, so a partial tile pays for what it uses:
+// the anchor tile, seen through one column by every later query tile, costs one vector of
+// columns instead of a whole tile. Rows see [doc_start(r), r] (plus the anchors), and over
+// the rows of a tile these intervals join into [doc_start(first row), last row].
+struct ColumnWindow {
+  int lo, hi;
+};
+
+ColumnWindow column_window(const AttentionLayout& layout, MaskKind mask, const Tile& q_tile,
+                           const Tile& kv_tile) {
+  const std::int32_t base = layout.seq_begin(q_tile.seq);
+  const std::int32_t c0 = kv_tile.begin - base, n = kv_tile.size();
+  const int hi = std::clamp<std::int32_t>(q_tile.end - base - c0, 0, n);
+  if (mask == MaskKind::causal) return {0, hi};
+  const std::int32_t doc_lo = layout.doc_start_of(q_tile.seq, q_tile.begin - base) - c0;
+  const int anchor_hi =
+      mask == MaskKind::anchor ? std::clamp<std::int32_t>(layout.anchor_len(q_tile.seq) - c0, 0, hi)
+                               : 0;
+  int lo = std::clamp<std::int32_t>(doc_lo, 0, hi);
+  int window_hi = hi;
+  if (anchor_hi > 0) {
+    if (lo >= hi) window_hi = anchor_hi;  // only anchors visible here
+    lo = 0;
+  }
+  return {lo / W * W, window_hi};
+}
+
 // --- forward ----------------------------------------------------------------------------------
+
+// Per-thread tiles of the forward pass: the query tile (pre-scaled) and the output
+// accumulator of each query head of the group, their running max and sum, and the scores.
+struct ForwardTiles {
+  ForwardTiles(int group, int ts, int tsp, int Dp)
+      : ws({std::size_t(group) * ts * Dp, std::size_t(group) * ts * Dp, std::size_t(group) * ts,
+            std::size_t(group) * ts, std::size_t(ts) * tsp}),
+        q(ws[0]), o(ws[1]), row_max(ws[2]), row_sum(ws[3]), s(ws[4]) {}
+  Workspace ws;
+  float *q, *o, *row_max, *row_sum, *s;
+};
+
+// The inputs of the forward pass, staged once per call (see stage_rows / stage_columns).
+struct ForwardInputs {
+  Columns kt;  // K^T [Hkv][tiles][Dp][tsp]
+  Rows v;      // V [Hkv][T][Dp]
+};
 
 // One query tile against all its key tiles, for the query heads of one kv head.
 template <typename T>
 void forward_item(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
-                  float scale, int q_tile, int kv_head, ForwardTiles& tiles) {
+                  const ForwardInputs& in, float scale, int q_tile, int kv_head,
+                  ForwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int ts = plan.tile_size();
   const int group = dims.heads_q / dims.heads_kv;
   const std::ptrdiff_t q_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * D;
-  const std::ptrdiff_t kv_stride = static_cast<std::ptrdiff_t>(dims.heads_kv) * D;
   const Tile& qt = plan.tile(q_tile);
   const int m = qt.size();
   const AttentionLayout& layout = plan.layout();
   const std::int32_t seq_base = layout.seq_begin(qt.seq);
 
-  float *q_s = tiles.q, *o_s = tiles.o, *row_max = tiles.row_max, *row_sum = tiles.row_sum;
-  float *kt_s = tiles.kt, *v_s = tiles.v, *s_s = tiles.s;
-
   const T* q = static_cast<const T*>(t.q);
-  const T* k = static_cast<const T*>(t.k);
-  const T* v = static_cast<const T*>(t.v);
   for (int g = 0; g < group; ++g) {
     const int h = kv_head * group + g;
     load_rows(q + qt.begin * q_stride + h * D, q_stride, m, D, Dp, scale * kLog2e,
-              q_s + g * ts * Dp);
-    std::fill_n(o_s + g * ts * Dp, m * Dp, 0.0f);
-    std::fill_n(row_max + g * ts, m, kNegInf);
-    std::fill_n(row_sum + g * ts, m, 0.0f);
+              w.q + g * ts * Dp);
+    std::fill_n(w.o + g * ts * Dp, m * Dp, 0.0f);
+    std::fill_n(w.row_max + g * ts, m, kNegInf);
+    std::fill_n(w.row_sum + g * ts, m, 0.0f);
   }
 
   for (const TileRef& ref : plan.kv_tiles_of(q_tile)) {
     const Tile& kt = plan.tile(ref.tile);
-    const int n = kt.size(), nw = round_up(n, W);
-    load_transposed(k + kt.begin * kv_stride + kv_head * D, kv_stride, n, D, Dp, nw, kt_s);
-    load_rows(v + kt.begin * kv_stride + kv_head * D, kv_stride, n, D, Dp, 1.0f, v_s);
-    const bool needs_mask = ref.kind == TileKind::partial || n != nw;
+    const bool partial = ref.kind == TileKind::partial;
+    const ColumnWindow win =
+        partial ? column_window(layout, plan.mask(), qt, kt) : ColumnWindow{0, kt.size()};
+    const int n = win.hi - win.lo, nw = round_up(n, W);
+    const bool needs_mask = partial || n != nw;
+    const std::int32_t c0 = kt.begin - seq_base + win.lo;  // local column of window column 0
 
     for (int g = 0; g < group; ++g) {
-      float* o = o_s + g * ts * Dp;
+      float* o = w.o + g * ts * Dp;
+      float* row_max = w.row_max + g * ts;
+      float* row_sum = w.row_sum + g * ts;
       // S = (scale * log2e * Q) K^T  [m, nw]
-      Gemm::run(m, nw, Dp, q_s + g * ts * Dp, Dp, 1, kt_s, nw, s_s, nw, false);
+      Gemm::run(m, nw, Dp, w.q + g * ts * Dp, Dp, 1, in.kt.at(kv_head, ref.tile) + win.lo, in.kt.ld,
+                w.s, nw, false);
       for (int r = 0; r < m; ++r) {
-        float* s = s_s + r * nw;
+        float* s = w.s + r * nw;
         if (needs_mask) {
-          if (ref.kind == TileKind::partial) {
-            mask_row(s, nw, visible_span(layout, plan.mask(), qt.seq, qt.begin + r - seq_base,
-                                         kt.begin - seq_base, n));
-          } else {
-            std::fill(s + n, s + nw, kNegInf);
-          }
+          mask_row(s, nw,
+                   partial ? visible_span(layout, plan.mask(), qt.seq, qt.begin + r - seq_base, c0, n)
+                           : RowSpan{0, n, 0});
         }
-        // Online softmax: new running max, rescale the old sum and output row.
+        // Online softmax: the new running max rescales the old sum and output row.
         V vmax = S::set1(kNegInf);
         for (int c = 0; c < nw; c += W) vmax = S::max(vmax, S::load(s + c));
-        const float old_max = row_max[g * ts + r];
+        const float old_max = row_max[r];
         const float new_max = std::max(old_max, S::reduce_max(vmax));
         if (new_max == kNegInf) {  // nothing visible in this row so far: P = 0
           std::fill_n(s, nw, 0.0f);
@@ -206,15 +289,16 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
           vsum += p;
         }
         const float alpha = std::exp2(old_max - new_max);  // 0 when old_max is -inf
-        row_sum[g * ts + r] = row_sum[g * ts + r] * alpha + S::reduce_sum(vsum);
-        row_max[g * ts + r] = new_max;
+        row_sum[r] = row_sum[r] * alpha + S::reduce_sum(vsum);
+        row_max[r] = new_max;
         if (alpha != 1.0f) {
           const V va = S::set1(alpha);
           for (int c = 0; c < Dp; c += W) S::store(o + r * Dp + c, S::load(o + r * Dp + c) * va);
         }
       }
       // O += P V  [m, Dp]
-      Gemm::run(m, Dp, n, s_s, nw, 1, v_s, Dp, o, Dp, true);
+      Gemm::run(m, Dp, n, w.s, nw, 1, in.v.at(kv_head, kt.begin + win.lo), in.v.row_stride, o, Dp,
+                true);
     }
   }
 
@@ -222,13 +306,13 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
   for (int g = 0; g < group; ++g) {
     const int h = kv_head * group + g;
     for (int r = 0; r < m; ++r) {
-      const float sum = row_sum[g * ts + r];
+      const float sum = w.row_sum[g * ts + r];
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-      const float* o = o_s + (g * ts + r) * Dp;
+      const float* o = w.o + (g * ts + r) * Dp;
       T* dst = out + (qt.begin + r) * q_stride + h * D;
       for (int c = 0; c < D; ++c) from_f32(o[c] * inv, dst + c);
       t.lse[static_cast<std::ptrdiff_t>(h) * layout.total_tokens() + qt.begin + r] =
-          sum > 0.0f ? (row_max[g * ts + r] + std::log2(sum)) * kLn2 : kNegInf;
+          sum > 0.0f ? (w.row_max[g * ts + r] + std::log2(sum)) * kLn2 : kNegInf;
     }
   }
 }
@@ -239,16 +323,20 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int ts = plan.tile_size(), tsp = round_up(ts, W);
   const int group = dims.heads_q / dims.heads_kv;
-  const std::int64_t tiles = plan.num_tiles();
-  const std::int64_t items = tiles * dims.heads_kv;
+  const std::int64_t tokens = plan.layout().total_tokens();
+  const std::int64_t items = static_cast<std::int64_t>(plan.num_tiles()) * dims.heads_kv;
+  std::unique_ptr<float[]> kt_storage, v_storage;
 #pragma omp parallel num_threads(threads)
   {
-    ForwardTiles tiles_of_thread(group, ts, tsp, Dp);
+    const ForwardInputs in{
+        stage_columns(static_cast<const T*>(t.k), plan, dims.heads_kv, D, Dp, kt_storage),
+        stage_rows(static_cast<const T*>(t.v), tokens, dims.heads_kv, D, Dp, v_storage)};
+    ForwardTiles tiles(group, ts, tsp, Dp);
     // Later tiles of a causal sequence see the most keys: start with them for balance.
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t item = items - 1; item >= 0; --item) {
-      forward_item<T>(plan, dims, t, scale, static_cast<int>(item / dims.heads_kv),
-                      static_cast<int>(item % dims.heads_kv), tiles_of_thread);
+      forward_item<T>(plan, dims, t, in, scale, static_cast<int>(item / dims.heads_kv),
+                      static_cast<int>(item % dims.heads_kv), tiles);
     }
   }
 }
@@ -258,80 +346,82 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
 // Per-thread tiles of the backward pass.
 struct BackwardTiles {
   BackwardTiles(int ts, int tsp, int Dp)
-      : ws({std::size_t(ts) * Dp, std::size_t(Dp) * tsp, std::size_t(Dp) * tsp,
-            std::size_t(ts) * Dp, std::size_t(ts) * Dp, std::size_t(ts) * Dp,
-            std::size_t(ts) * Dp, std::size_t(ts) * tsp, std::size_t(ts) * tsp,
-            std::size_t(ts), std::size_t(ts)}),
-        k(ws[0]), kt(ws[1]), vt(ws[2]), dk(ws[3]), dv(ws[4]), q(ws[5]), dout(ws[6]), p(ws[7]),
-        ds(ws[8]), lse2(ws[9]), delta(ws[10]) {}
+      : ws({std::size_t(ts) * Dp, std::size_t(ts) * Dp, std::size_t(ts) * tsp,
+            std::size_t(ts) * tsp, std::size_t(ts), std::size_t(ts)}),
+        dk(ws[0]), dv(ws[1]), p(ws[2]), ds(ws[3]), lse2(ws[4]), delta(ws[5]) {}
   Workspace ws;
-  float *k, *kt, *vt, *dk, *dv, *q, *dout, *p, *ds, *lse2, *delta;
+  float *dk, *dv, *p, *ds, *lse2, *delta;
+};
+
+// The inputs of the backward pass, staged once per call.
+struct BackwardInputs {
+  Rows q, dout, k;  // [Hq][T][Dp], [Hq][T][Dp], [Hkv][T][Dp]
+  Columns kt, vt;   // K^T, V^T [Hkv][tiles][Dp][tsp]
+  const float* delta;  // rowsum(dO * O) [Hq, T]
+  float* dq_acc;       // float32 dQ accumulator [T, Hq, Dp]
 };
 
 // All key tiles of one sequence for one kv head: dK and dV of those rows, and the dQ
-// contributions (into the float32 accumulator dq_acc [T, Hq, Dp]) of the query heads of the
-// group. `delta` is rowsum(dO * O) [Hq, T].
+// contributions of the group's query heads. The item owns those dQ rows: no other item
+// touches them, so they are summed without atomics in plan order.
 template <typename T>
 void backward_item(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
-                   float scale, const float* delta, float* dq_acc, int seq, int kv_head,
+                   const BackwardInputs& in, float scale, int seq, int kv_head,
                    BackwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
-  const int ts = plan.tile_size();
   const int group = dims.heads_q / dims.heads_kv;
-  const std::ptrdiff_t q_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * D;
   const std::ptrdiff_t kv_stride = static_cast<std::ptrdiff_t>(dims.heads_kv) * D;
   const std::ptrdiff_t acc_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * Dp;
   const AttentionLayout& layout = plan.layout();
-  const std::int64_t T_total = layout.total_tokens();
+  const std::int64_t tokens = layout.total_tokens();
   const std::int32_t seq_base = layout.seq_begin(seq);
   const float score_scale = scale * kLog2e;
-  const T* q = static_cast<const T*>(t.q);
-  const T* k = static_cast<const T*>(t.k);
-  const T* v = static_cast<const T*>(t.v);
-  const T* dout = static_cast<const T*>(t.dout);
 
   for (int j = plan.first_tile(seq); j < plan.first_tile(seq + 1); ++j) {
     const Tile& kt = plan.tile(j);
-    const int n = kt.size(), nw = round_up(n, W);
-    if (plan.q_tiles_of(j).empty()) continue;
-    load_rows(k + kt.begin * kv_stride + kv_head * D, kv_stride, n, D, Dp, 1.0f, w.k);
-    load_transposed(k + kt.begin * kv_stride + kv_head * D, kv_stride, n, D, Dp, nw, w.kt);
-    load_transposed(v + kt.begin * kv_stride + kv_head * D, kv_stride, n, D, Dp, nw, w.vt);
-    bool first_contribution = true;  // dK, dV start at zero: the first product overwrites
+    std::fill_n(w.dk, kt.size() * Dp, 0.0f);
+    std::fill_n(w.dv, kt.size() * Dp, 0.0f);
 
     for (const TileRef& ref : plan.q_tiles_of(j)) {
       const Tile& qt = plan.tile(ref.tile);
       const int m = qt.size();
-      const bool needs_mask = ref.kind == TileKind::partial || n != nw;
+      const bool partial = ref.kind == TileKind::partial;
+      const ColumnWindow win =
+          partial ? column_window(layout, plan.mask(), qt, kt) : ColumnWindow{0, kt.size()};
+      const int n = win.hi - win.lo, nw = round_up(n, W);
+      const bool needs_mask = partial || n != nw;
+      const std::int32_t c0 = kt.begin - seq_base + win.lo;
+      const float* k_rows = in.k.at(kv_head, kt.begin + win.lo);
+      const float* k_cols = in.kt.at(kv_head, j) + win.lo;
+      const float* v_cols = in.vt.at(kv_head, j) + win.lo;
+      float* dk_acc = w.dk + win.lo * Dp;
+      float* dv_acc = w.dv + win.lo * Dp;
       for (int g = 0; g < group; ++g) {
         const int h = kv_head * group + g;
-        load_rows(q + qt.begin * q_stride + h * D, q_stride, m, D, Dp, 1.0f, w.q);
-        load_rows(dout + qt.begin * q_stride + h * D, q_stride, m, D, Dp, 1.0f, w.dout);
+        const float* q_rows = in.q.at(h, qt.begin);
+        const float* dout_rows = in.dout.at(h, qt.begin);
         for (int r = 0; r < m; ++r) {
-          const float lse = t.lse[h * T_total + qt.begin + r];
+          const float lse = t.lse[h * tokens + qt.begin + r];
           // A row that sees nothing has lse = -inf; +inf here makes its P exactly 0.
           w.lse2[r] = lse == kNegInf ? std::numeric_limits<float>::infinity() : lse * kLog2e;
-          w.delta[r] = delta[h * T_total + qt.begin + r];
+          w.delta[r] = in.delta[h * tokens + qt.begin + r];
         }
-        // S = Q K^T, then P = exp2(scale * log2e * S - lse * log2e), masked entries 0.
-        Gemm::run(m, nw, Dp, w.q, Dp, 1, w.kt, nw, w.p, nw, false);
+        // P = exp2(scale * log2e * Q K^T - lse * log2e)  [m, nw], masked entries 0.
+        Gemm::run(m, nw, Dp, q_rows, in.q.row_stride, 1, k_cols, in.kt.ld, w.p, nw, false);
         for (int r = 0; r < m; ++r) {
           float* p = w.p + r * nw;
-          const V vs = S::set1(score_scale), vl = S::set1(w.lse2[r]);
           if (needs_mask) {
-            const RowSpan span =
-                ref.kind == TileKind::partial
-                    ? visible_span(layout, plan.mask(), seq, qt.begin + r - seq_base,
-                                   kt.begin - seq_base, n)
-                    : RowSpan{0, n, 0};
-            mask_row(p, nw, span);
+            mask_row(p, nw,
+                     partial ? visible_span(layout, plan.mask(), seq, qt.begin + r - seq_base, c0, n)
+                             : RowSpan{0, n, 0});
           }
+          const V vs = S::set1(score_scale), vl = S::set1(w.lse2[r]);
           for (int c = 0; c < nw; c += W) S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
         }
         // dV += P^T dO  [n, Dp]
-        Gemm::run(n, Dp, m, w.p, 1, nw, w.dout, Dp, w.dv, Dp, !first_contribution);
+        Gemm::run(n, Dp, m, w.p, 1, nw, dout_rows, in.dout.row_stride, dv_acc, Dp, true);
         // dP = dO V^T  [m, nw], then dS = P * (dP - delta) in place.
-        Gemm::run(m, nw, Dp, w.dout, Dp, 1, w.vt, nw, w.ds, nw, false);
+        Gemm::run(m, nw, Dp, dout_rows, in.dout.row_stride, 1, v_cols, in.vt.ld, w.ds, nw, false);
         for (int r = 0; r < m; ++r) {
           const V vd = S::set1(w.delta[r]);
           float* ds = w.ds + r * nw;
@@ -339,16 +429,15 @@ void backward_item(const BlockPlan& plan, const AttentionDims& dims, const Backw
           for (int c = 0; c < nw; c += W) S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
         }
         // dK += dS^T Q  [n, Dp];  dQ += dS K  [m, Dp]
-        Gemm::run(n, Dp, m, w.ds, 1, nw, w.q, Dp, w.dk, Dp, !first_contribution);
-        Gemm::run(m, Dp, n, w.ds, nw, 1, w.k, Dp, dq_acc + qt.begin * acc_stride + h * Dp,
-                  acc_stride, true);
-        first_contribution = false;
+        Gemm::run(n, Dp, m, w.ds, 1, nw, q_rows, in.q.row_stride, dk_acc, Dp, true);
+        Gemm::run(m, Dp, n, w.ds, nw, 1, k_rows, in.k.row_stride,
+                  in.dq_acc + qt.begin * acc_stride + h * Dp, acc_stride, true);
       }
     }
 
     T* dk = static_cast<T*>(t.dk);
     T* dv = static_cast<T*>(t.dv);
-    for (int r = 0; r < n; ++r) {
+    for (int r = 0; r < kt.size(); ++r) {
       T* dk_row = dk + (kt.begin + r) * kv_stride + kv_head * D;
       T* dv_row = dv + (kt.begin + r) * kv_stride + kv_head * D;
       for (int c = 0; c < D; ++c) {
@@ -357,7 +446,6 @@ void backward_item(const BlockPlan& plan, const AttentionDims& dims, const Backw
       }
     }
   }
-  (void)ts;
 }
 
 template <typename T>
@@ -365,42 +453,48 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
                     float scale, int threads) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int ts = plan.tile_size(), tsp = round_up(ts, W);
-  const std::int64_t T_total = plan.layout().total_tokens();
-  const int Hq = dims.heads_q;
-  std::vector<float> delta(static_cast<std::size_t>(Hq) * T_total);
-  std::vector<float> dq_acc(static_cast<std::size_t>(T_total) * Hq * Dp);
+  const std::int64_t tokens = plan.layout().total_tokens();
+  const int Hq = dims.heads_q, Hkv = dims.heads_kv;
+  const auto delta = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(Hq) * tokens);
+  const auto dq_acc =
+      std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(tokens) * Hq * Dp);
+  std::unique_ptr<float[]> q_storage, dout_storage, k_storage, kt_storage, vt_storage;
   const T* out = static_cast<const T*>(t.out);
   const T* dout = static_cast<const T*>(t.dout);
-  const int batch = plan.layout().num_sequences();
-  const std::int64_t items = static_cast<std::int64_t>(batch) * dims.heads_kv;
+  const std::int64_t items = static_cast<std::int64_t>(plan.layout().num_sequences()) * Hkv;
 
 #pragma omp parallel num_threads(threads)
   {
+    const BackwardInputs in{stage_rows(static_cast<const T*>(t.q), tokens, Hq, D, Dp, q_storage),
+                            stage_rows(dout, tokens, Hq, D, Dp, dout_storage),
+                            stage_rows(static_cast<const T*>(t.k), tokens, Hkv, D, Dp, k_storage),
+                            stage_columns(static_cast<const T*>(t.k), plan, Hkv, D, Dp, kt_storage),
+                            stage_columns(static_cast<const T*>(t.v), plan, Hkv, D, Dp, vt_storage),
+                            delta.get(), dq_acc.get()};
     // delta = rowsum(dO * O), and a zeroed dQ accumulator, each row by one thread.
 #pragma omp for schedule(static)
-    for (std::int64_t row = 0; row < T_total; ++row) {
+    for (std::int64_t row = 0; row < tokens; ++row) {
       for (int h = 0; h < Hq; ++h) {
         const std::ptrdiff_t base = (row * Hq + h) * D;
         float sum = 0.0f;
         for (int c = 0; c < D; ++c) sum += to_f32(out[base + c]) * to_f32(dout[base + c]);
-        delta[h * T_total + row] = sum;
+        delta[h * tokens + row] = sum;
       }
-      std::fill_n(dq_acc.data() + row * Hq * Dp, Hq * Dp, 0.0f);
+      std::fill_n(dq_acc.get() + row * Hq * Dp, Hq * Dp, 0.0f);
     }
 
-    BackwardTiles tiles_of_thread(ts, tsp, Dp);
+    BackwardTiles tiles(ts, tsp, Dp);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t item = 0; item < items; ++item) {
-      backward_item<T>(plan, dims, t, scale, delta.data(), dq_acc.data(),
-                       static_cast<int>(item / dims.heads_kv),
-                       static_cast<int>(item % dims.heads_kv), tiles_of_thread);
+      backward_item<T>(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
+                       static_cast<int>(item % Hkv), tiles);
     }
 
     T* dq = static_cast<T*>(t.dq);
 #pragma omp for schedule(static)
-    for (std::int64_t row = 0; row < T_total; ++row) {
+    for (std::int64_t row = 0; row < tokens; ++row) {
       for (int h = 0; h < Hq; ++h) {
-        const float* acc = dq_acc.data() + (row * Hq + h) * Dp;
+        const float* acc = dq_acc.get() + (row * Hq + h) * Dp;
         T* dst = dq + (row * Hq + h) * D;
         for (int c = 0; c < D; ++c) from_f32(acc[c] * scale, dst + c);
       }
