@@ -14,6 +14,10 @@
 // Scores are kept in base 2: Q is pre-scaled by scale * log2(e), so softmax uses exp2.
 #include <omp.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
