@@ -1,0 +1,590 @@
+// The attention kernels against the float64 reference, on fresh random inputs each run, for
+// every instruction set this machine can run. Replay a failure with ANCHORCTX_TEST_SEED=<seed>
+// (the seed is in the failure message).
+#include "anchorctx/attention/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "anchorctx/attention/reference.h"
+#include "anchorctx/core/error.h"
+#include "attention/test_support.h"
+
+namespace anchorctx::core {
+// Readable parameter values in gtest's messages (found by argument-dependent lookup).
+static void PrintTo(DType dtype, std::ostream* os) {
+  *os << to_string(dtype);
+}
+}  // namespace anchorctx::core
+
+namespace anchorctx::attention {
+static void PrintTo(MaskKind mask, std::ostream* os) {
+  *os << to_string(mask);
+}
+
+namespace {
+
+using core::DType;
+using test_support::LayoutOptions;
+using test_support::random_layout;
+using test_support::RandomLayout;
+using test_support::relative_error;
+using test_support::test_seed;
+
+constexpr MaskKind kMasks[] = {MaskKind::causal, MaskKind::intra_doc, MaskKind::anchor};
+constexpr std::uint16_t kBf16Nan = 0x7FC0;
+
+// Sets ANCHORCTX_ISA for its lifetime and restores what was there before.
+class IsaOverride {
+ public:
+  explicit IsaOverride(const std::string& isa) {
+    if (const char* old = std::getenv("ANCHORCTX_ISA")) saved_ = old;
+    ::setenv("ANCHORCTX_ISA", isa.c_str(), 1);
+  }
+  ~IsaOverride() {
+    if (saved_) {
+      ::setenv("ANCHORCTX_ISA", saved_->c_str(), 1);
+    } else {
+      ::unsetenv("ANCHORCTX_ISA");
+    }
+  }
+  IsaOverride(const IsaOverride&) = delete;
+  IsaOverride& operator=(const IsaOverride&) = delete;
+
+ private:
+  std::optional<std::string> saved_;
+};
+
+// The instruction sets the kernels actually run here (the variable can only lower the ISA, so
+// an ISA the CPU lacks reports something else and is skipped).
+std::vector<std::string> runnable_isas() {
+  std::vector<std::string> isas;
+  for (const char* isa : {"avx512", "avx2", "portable"}) {
+    IsaOverride guard(isa);
+    if (kernel_isa() == isa) isas.emplace_back(isa);
+  }
+  return isas;
+}
+
+// Inputs as float; for bf16 cases they are already rounded, so both sides see the same values.
+struct Inputs {
+  std::vector<float> q, k, v, dout;
+};
+
+// Outputs widened to double for comparison: out, lse, dq, dk, dv.
+struct Results {
+  std::vector<double> out, lse, dq, dk, dv;
+};
+
+Inputs random_inputs(std::mt19937_64& rng, std::int64_t tokens, const AttentionDims& dims,
+                     DType dtype) {
+  const std::size_t nq = tokens * dims.heads_q * dims.head_dim;
+  const std::size_t nkv = tokens * dims.heads_kv * dims.head_dim;
+  // q a little larger than k so that softmax rows are peaked, not nearly uniform.
+  Inputs in{test_support::random_floats(rng, nq, 1.5f), test_support::random_floats(rng, nkv),
+            test_support::random_floats(rng, nkv), test_support::random_floats(rng, nq)};
+  if (dtype == DType::bf16) {
+    for (auto* x : {&in.q, &in.k, &in.v, &in.dout})
+      *x = test_support::round_to_bf16(*x);
+  }
+  return in;
+}
+
+Results run_reference(const AttentionLayout& layout, MaskKind mask, const AttentionDims& dims,
+                      const Inputs& in, double scale) {
+  const auto q = test_support::to_double(in.q), k = test_support::to_double(in.k),
+             v = test_support::to_double(in.v), dout = test_support::to_double(in.dout);
+  Results r;
+  r.out.resize(q.size());
+  r.lse.resize(layout.total_tokens() * dims.heads_q);
+  r.dq.resize(q.size());
+  r.dk.resize(k.size());
+  r.dv.resize(v.size());
+  reference_forward(layout, mask, dims, q, k, v, r.out, r.lse, scale);
+  reference_backward(layout, mask, dims, q, k, v, dout, r.dq, r.dk, r.dv, scale);
+  return r;
+}
+
+// A tensor of either dtype, poisoned with NaN so that an element the kernel never writes fails.
+struct Buffer {
+  DType dtype;
+  std::vector<float> f32;
+  std::vector<std::uint16_t> bf16;
+
+  Buffer(DType t, std::size_t n) : dtype(t) {
+    if (t == DType::f32) {
+      f32.assign(n, std::numeric_limits<float>::quiet_NaN());
+    } else {
+      bf16.assign(n, kBf16Nan);
+    }
+  }
+  Buffer(DType t, const std::vector<float>& values) : dtype(t) {
+    if (t == DType::f32) {
+      f32 = values;
+    } else {
+      bf16 = test_support::to_bf16_bits(values);
+    }
+  }
+  void* data() { return dtype == DType::f32 ? static_cast<void*>(f32.data()) : bf16.data(); }
+  const void* data() const {
+    return dtype == DType::f32 ? static_cast<const void*>(f32.data()) : bf16.data();
+  }
+  std::vector<double> to_double() const {
+    return dtype == DType::f32 ? test_support::to_double(f32)
+                               : test_support::bf16_bits_to_double(bf16);
+  }
+  bool same_bits(const Buffer& other) const { return f32 == other.f32 && bf16 == other.bf16; }
+};
+
+// Everything one forward + backward produces, in the kernel's own dtype.
+struct KernelRun {
+  Buffer out, dq, dk, dv;
+  std::vector<float> lse;
+
+  bool same_bits(const KernelRun& o) const {
+    return out.same_bits(o.out) && dq.same_bits(o.dq) && dk.same_bits(o.dk) && dv.same_bits(o.dv) &&
+           std::memcmp(lse.data(), o.lse.data(), lse.size() * sizeof(float)) == 0;
+  }
+  Results to_results() const {
+    return {out.to_double(), std::vector<double>(lse.begin(), lse.end()), dq.to_double(),
+            dk.to_double(), dv.to_double()};
+  }
+};
+
+// Forward, then backward from the kernel's own out and lse (as training does).
+KernelRun run_kernels(const BlockPlan& plan, const AttentionDims& dims, DType dtype,
+                      const Inputs& in, const KernelOptions& options) {
+  const std::size_t t = plan.layout().total_tokens();
+  const Buffer q(dtype, in.q), k(dtype, in.k), v(dtype, in.v), dout(dtype, in.dout);
+  KernelRun run{Buffer(dtype, in.q.size()), Buffer(dtype, in.q.size()), Buffer(dtype, in.k.size()),
+                Buffer(dtype, in.v.size()),
+                std::vector<float>(t * dims.heads_q, std::numeric_limits<float>::quiet_NaN())};
+  forward(plan, dims, {dtype, q.data(), k.data(), v.data(), run.out.data(), run.lse.data()},
+          options);
+  backward(plan, dims,
+           {dtype, q.data(), k.data(), v.data(), run.out.data(), dout.data(), run.lse.data(),
+            run.dq.data(), run.dk.data(), run.dv.data()},
+           options);
+  return run;
+}
+
+void expect_close(const Results& got, const Results& ref, DType dtype) {
+  const double tol = dtype == DType::f32 ? 1e-5 : 1e-2;
+  EXPECT_LE(relative_error(got.out, ref.out), tol) << "out";
+  EXPECT_LE(relative_error(got.dq, ref.dq), tol) << "dq";
+  EXPECT_LE(relative_error(got.dk, ref.dk), tol) << "dk";
+  EXPECT_LE(relative_error(got.dv, ref.dv), tol) << "dv";
+  // lse is float32 in both modes and computed from the same (rounded) inputs.
+  const double lse_tol = dtype == DType::f32 ? 1e-5 : 1e-4;
+  int reported = 0;
+  for (std::size_t i = 0; i < ref.lse.size(); ++i) {
+    const bool ok = std::isfinite(ref.lse[i]) ? std::fabs(got.lse[i] - ref.lse[i]) <= lse_tol
+                                              : got.lse[i] == ref.lse[i];
+    if (!ok && reported++ < 5) {
+      ADD_FAILURE() << "lse[" << i << "] = " << got.lse[i] << ", reference " << ref.lse[i];
+    }
+  }
+}
+
+// One layout, mask, shape and dtype: the reference once, then the kernels on every ISA.
+void check_against_reference(const AttentionLayout& layout, MaskKind mask,
+                             const AttentionDims& dims, DType dtype, std::mt19937_64& rng,
+                             int tile_size = BlockPlan::kDefaultTileSize, float scale = 0.0f,
+                             int threads = 0) {
+  const Inputs in = random_inputs(rng, layout.total_tokens(), dims, dtype);
+  const Results ref = run_reference(layout, mask, dims, in, scale);
+  const BlockPlan plan = BlockPlan::build(layout, mask, tile_size);
+  for (const std::string& isa : runnable_isas()) {
+    IsaOverride guard(isa);
+    SCOPED_TRACE("isa " + isa);
+    const KernelRun run = run_kernels(plan, dims, dtype, in, {scale, threads});
+    expect_close(run.to_results(), ref, dtype);
+  }
+}
+
+std::string describe(MaskKind mask, const AttentionDims& dims, DType dtype) {
+  return fmt::format("{} Hq={} Hkv={} D={} {}", to_string(mask), dims.heads_q, dims.heads_kv,
+                     dims.head_dim, core::to_string(dtype));
+}
+
+TEST(Kernels, ReportsARunnableIsa) {
+  const std::string isa = kernel_isa();
+  EXPECT_TRUE(isa == "avx512" || isa == "avx2" || isa == "portable") << isa;
+  const auto isas = runnable_isas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.back(), "portable");  // every machine can run the portable code
+  // The variable lowers, never raises: portable stays portable.
+  IsaOverride guard("portable");
+  EXPECT_EQ(kernel_isa(), "portable");
+  std::string list;
+  for (const auto& i : isas)
+    list += i + " ";
+  RecordProperty("isas", list);
+  std::cout << "[ INFO     ] kernel ISAs tested: " << list << "\n";
+}
+
+// (mask, head_dim, {heads_q, heads_kv}, dtype)
+using CaseParam = std::tuple<MaskKind, int, std::pair<int, int>, DType>;
+
+class KernelsVsReference : public testing::TestWithParam<CaseParam> {};
+
+TEST_P(KernelsVsReference, RandomLayouts) {
+  const auto [mask, head_dim, heads, dtype] = GetParam();
+  const AttentionDims dims{heads.first, heads.second, head_dim};
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed << " " << describe(mask, dims, dtype));
+  std::mt19937_64 rng(seed);
+  LayoutOptions options;
+  options.min_sequences = 2;
+  options.max_sequences = 3;
+  options.max_seq_len = 160;
+  const RandomLayout r = random_layout(rng, options);
+  SCOPED_TRACE(r.describe());
+  check_against_reference(r.layout, mask, dims, dtype, rng);
+}
+
+std::string case_name(const testing::TestParamInfo<CaseParam>& info) {
+  const auto& [mask, d, heads, dtype] = info.param;
+  return fmt::format("{}_D{}_H{}x{}_{}", to_string(mask), d, heads.first, heads.second,
+                     core::to_string(dtype));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllMasks, KernelsVsReference,
+                         testing::Combine(testing::ValuesIn(kMasks), testing::Values(64, 128, 40),
+                                          testing::Values(std::pair{4, 2}, std::pair{2, 2}),
+                                          testing::Values(DType::f32, DType::bf16)),
+                         case_name);
+
+TEST(Kernels, SmallTilesMatchTheReference) {
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  for (MaskKind mask : kMasks) {
+    for (DType dtype : {DType::f32, DType::bf16}) {
+      const AttentionDims dims{4, 2, 64};
+      SCOPED_TRACE(describe(mask, dims, dtype));
+      LayoutOptions options;
+      options.tile = 16;
+      options.max_sequences = 3;
+      options.max_seq_len = 100;
+      const RandomLayout r = random_layout(rng, options);
+      SCOPED_TRACE(r.describe());
+      check_against_reference(r.layout, mask, dims, dtype, rng, 16);
+    }
+  }
+}
+
+TEST(Kernels, OddTileSizesMatchTheReference) {
+  // The plan accepts any positive tile size; the kernels must not assume the default.
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  for (int tile : {1, 24, 128}) {
+    for (MaskKind mask : kMasks) {
+      const AttentionDims dims{2, 1, 40};
+      SCOPED_TRACE(testing::Message() << describe(mask, dims, DType::f32) << " tile " << tile);
+      LayoutOptions options;
+      options.tile = tile;
+      options.max_seq_len = tile == 1 ? 40 : 200;
+      const RandomLayout r = random_layout(rng, options);
+      SCOPED_TRACE(r.describe());
+      check_against_reference(r.layout, mask, dims, DType::f32, rng, tile);
+    }
+  }
+}
+
+TEST(Kernels, ScaleOptionIsHonoured) {
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  for (MaskKind mask : kMasks) {
+    const AttentionDims dims{3, 1, 64};
+    SCOPED_TRACE(describe(mask, dims, DType::f32));
+    const RandomLayout r = random_layout(rng);
+    SCOPED_TRACE(r.describe());
+    check_against_reference(r.layout, mask, dims, DType::f32, rng, BlockPlan::kDefaultTileSize,
+                            0.37f);
+  }
+}
+
+TEST(Kernels, OtherHeadDims) {
+  // Any multiple of 8 up to 256 must be correct, not only the fast ones.
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  for (int head_dim : {8, 16, 96, 256}) {
+    for (DType dtype : {DType::f32, DType::bf16}) {
+      const AttentionDims dims{2, 1, head_dim};
+      SCOPED_TRACE(describe(MaskKind::anchor, dims, dtype));
+      LayoutOptions options;
+      options.max_seq_len = 90;
+      const RandomLayout r = random_layout(rng, options);
+      SCOPED_TRACE(r.describe());
+      check_against_reference(r.layout, MaskKind::anchor, dims, dtype, rng);
+    }
+  }
+}
+
+TEST(Kernels, LongerWindow) {
+  // One larger case: many tiles per sequence, so full tiles, long kv lists and the transposed
+  // lists of the backward all get exercised.
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  LayoutOptions options;
+  options.min_sequences = 2;
+  options.max_sequences = 2;
+  options.max_seq_len = 600;
+  const RandomLayout r = random_layout(rng, options);
+  SCOPED_TRACE(r.describe());
+  for (MaskKind mask : {MaskKind::causal, MaskKind::anchor}) {
+    SCOPED_TRACE(to_string(mask));
+    check_against_reference(r.layout, mask, {4, 2, 64}, DType::f32, rng);
+  }
+}
+
+TEST(Kernels, EmptySequencesAreSkipped) {
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  using I32 = std::vector<std::int32_t>;
+  const auto layout = AttentionLayout::from_arrays(I32{0, 0, 70, 70, 75, 75}, I32{0, 0, 2, 2, 2, 2},
+                                                   I32{0, 33}, I32{0, 3, 0, 1, 0});
+  for (MaskKind mask : kMasks) {
+    SCOPED_TRACE(to_string(mask));
+    check_against_reference(layout, mask, {2, 1, 64}, DType::f32, rng);
+  }
+}
+
+TEST(Kernels, DeterministicAcrossThreadsAndRuns) {
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  LayoutOptions options;
+  options.min_sequences = 2;
+  options.max_sequences = 3;
+  options.max_seq_len = 160;
+  const RandomLayout r = random_layout(rng, options);
+  SCOPED_TRACE(r.describe());
+  for (MaskKind mask : kMasks) {
+    for (DType dtype : {DType::f32, DType::bf16}) {
+      const AttentionDims dims{4, 2, 64};
+      SCOPED_TRACE(describe(mask, dims, dtype));
+      const Inputs in = random_inputs(rng, r.total_tokens(), dims, dtype);
+      const BlockPlan plan = BlockPlan::build(r.layout, mask);
+      for (const std::string& isa : runnable_isas()) {
+        IsaOverride guard(isa);
+        SCOPED_TRACE("isa " + isa);
+        const KernelRun one = run_kernels(plan, dims, dtype, in, {0.0f, 1});
+        const KernelRun two = run_kernels(plan, dims, dtype, in, {0.0f, 2});
+        const KernelRun again = run_kernels(plan, dims, dtype, in, {0.0f, 2});
+        const KernelRun three = run_kernels(plan, dims, dtype, in, {0.0f, 3});
+        EXPECT_TRUE(one.same_bits(two)) << "threads=1 and threads=2 differ";
+        EXPECT_TRUE(two.same_bits(again)) << "two runs with threads=2 differ";
+        EXPECT_TRUE(one.same_bits(three)) << "threads=1 and threads=3 differ";
+      }
+    }
+  }
+}
+
+// The paper's two formulations of AnchorAttention give the same result. Shared anchor: one
+// window [a][doc1][doc2]..., anchor_len 1, anchor mask. Per-document anchor: each document
+// prefixed by its own copy of a (identical q/k/v rows), intra_doc mask. Every document token
+// must get the same output and gradients; the shared anchor's dk/dv are the sums over the
+// copies (with dout = 0 on the anchor rows, so its own query adds nothing to either side).
+TEST(Kernels, SharedAnchorEqualsPerDocumentAnchors) {
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  const AttentionDims dims{4, 2, 64};
+  const int hq = dims.heads_q, hkv = dims.heads_kv, d = dims.head_dim;
+  for (int trial = 0; trial < 3; ++trial) {
+    // Document lengths: some one-token, some crossing tile edges.
+    std::vector<std::int32_t> docs;
+    std::uniform_int_distribution<int> pick(0, 3);
+    const int n_docs = std::uniform_int_distribution<int>(2, 6)(rng);
+    for (int i = 0; i < n_docs; ++i) {
+      docs.push_back(pick(rng) == 0 ? 1 : std::uniform_int_distribution<int>(2, 90)(rng));
+    }
+    SCOPED_TRACE(fmt::format("documents {}", docs));
+
+    // Shared: [a][doc1][doc2]...; per-document: [a doc1][a doc2]...
+    std::vector<std::int32_t> shared_docs = {1};
+    std::vector<std::int32_t> per_doc_docs;
+    for (std::int32_t len : docs) {
+      shared_docs.push_back(len);
+      per_doc_docs.push_back(1 + len);
+    }
+    const auto shared = AttentionLayout::from_document_lengths({shared_docs}, 1);
+    const auto per_doc = AttentionLayout::from_document_lengths({per_doc_docs}, 0);
+    const std::int64_t ts = shared.total_tokens(), tp = per_doc.total_tokens();
+    ASSERT_EQ(tp, ts + n_docs - 1);
+
+    // Token i of the shared window -> its rows in the per-document window.
+    std::vector<std::int64_t> doc_token_map(ts, -1);  // shared token -> per-doc token
+    std::vector<std::int64_t> anchor_copies;          // per-doc positions of the copies
+    {
+      std::int64_t s = 1, p = 0;
+      for (std::int32_t len : docs) {
+        anchor_copies.push_back(p++);
+        for (std::int32_t j = 0; j < len; ++j)
+          doc_token_map[s++] = p++;
+      }
+    }
+
+    const Inputs shared_in = random_inputs(rng, ts, dims, DType::f32);
+    Inputs shared_in_zero = shared_in;
+    for (int h = 0; h < hq; ++h) {
+      for (int c = 0; c < d; ++c)
+        shared_in_zero.dout[h * d + c] = 0.0f;  // anchor row
+    }
+    Inputs per_in{std::vector<float>(tp * hq * d), std::vector<float>(tp * hkv * d),
+                  std::vector<float>(tp * hkv * d), std::vector<float>(tp * hq * d, 0.0f)};
+    const auto copy_row = [&](const std::vector<float>& from, std::int64_t src,
+                              std::vector<float>& to, std::int64_t dst, int width) {
+      std::copy_n(from.begin() + src * width, width, to.begin() + dst * width);
+    };
+    for (std::int64_t s = 0; s < ts; ++s) {
+      std::vector<std::int64_t> targets;
+      if (s == 0) {
+        targets = anchor_copies;
+      } else {
+        targets = {doc_token_map[s]};
+      }
+      for (std::int64_t p : targets) {
+        copy_row(shared_in_zero.q, s, per_in.q, p, hq * d);
+        copy_row(shared_in_zero.k, s, per_in.k, p, hkv * d);
+        copy_row(shared_in_zero.v, s, per_in.v, p, hkv * d);
+        copy_row(shared_in_zero.dout, s, per_in.dout, p, hq * d);
+      }
+    }
+
+    const BlockPlan shared_plan = BlockPlan::build(shared, MaskKind::anchor);
+    const BlockPlan per_doc_plan = BlockPlan::build(per_doc, MaskKind::intra_doc);
+    const KernelRun a = run_kernels(shared_plan, dims, DType::f32, shared_in_zero, {});
+    const KernelRun b = run_kernels(per_doc_plan, dims, DType::f32, per_in, {});
+
+    // Gather the per-document results into the shared window's token order.
+    const auto gather = [&](const std::vector<float>& per, int width, bool sum_anchor) {
+      std::vector<double> g(ts * width, 0.0);
+      for (std::int64_t s = 1; s < ts; ++s) {
+        for (int c = 0; c < width; ++c)
+          g[s * width + c] = per[doc_token_map[s] * width + c];
+      }
+      for (std::size_t i = 0; i < anchor_copies.size(); ++i) {
+        if (!sum_anchor && i > 0) break;
+        for (int c = 0; c < width; ++c)
+          g[c] += per[anchor_copies[i] * width + c];
+      }
+      return g;
+    };
+    const auto as_double = [](const std::vector<float>& x) {
+      return std::vector<double>(x.begin(), x.end());
+    };
+    EXPECT_LE(relative_error(as_double(a.out.f32), gather(b.out.f32, hq * d, false)), 1e-5)
+        << "out";
+    EXPECT_LE(relative_error(as_double(a.dq.f32), gather(b.dq.f32, hq * d, false)), 1e-5) << "dq";
+    EXPECT_LE(relative_error(as_double(a.dk.f32), gather(b.dk.f32, hkv * d, true)), 1e-5) << "dk";
+    EXPECT_LE(relative_error(as_double(a.dv.f32), gather(b.dv.f32, hkv * d, true)), 1e-5) << "dv";
+    // Row by row too, so one document's tokens cannot hide behind the others' norm.
+    for (std::int64_t s = 1; s < ts; ++s) {
+      const std::int64_t p = doc_token_map[s];
+      std::vector<double> x(a.out.f32.begin() + s * hq * d, a.out.f32.begin() + (s + 1) * hq * d);
+      std::vector<double> y(b.out.f32.begin() + p * hq * d, b.out.f32.begin() + (p + 1) * hq * d);
+      ASSERT_LE(relative_error(x, y), 1e-5) << "out of token " << s;
+      for (int h = 0; h < hq; ++h) {
+        ASSERT_NEAR(a.lse[h * ts + s], b.lse[h * tp + p], 1e-5) << "lse of token " << s;
+      }
+    }
+  }
+}
+
+// Bad dims and null tensors throw anchorctx::Error and leave every output as it was.
+TEST(Kernels, RejectsBadArgumentsWithoutWriting) {
+  const auto layout = AttentionLayout::from_document_lengths({{20, 12}}, 1);
+  const BlockPlan plan = BlockPlan::build(layout, MaskKind::anchor);
+  const std::size_t t = layout.total_tokens();
+  constexpr float kSentinel = 7.0f;
+  // Big enough for every shape tried below (up to Hq=4, Hkv=4, D=264).
+  const std::size_t n = t * 4 * 264;
+  std::vector<float> q(n, 0.5f), k(n, 0.25f), v(n, 1.0f), dout(n, 1.0f), out_in(n, 0.1f),
+      lse_in(t * 4, 1.0f);
+  std::vector<float> out(n, kSentinel), lse(t * 4, kSentinel), dq(n, kSentinel), dk(n, kSentinel),
+      dv(n, kSentinel);
+  const auto untouched = [&] {
+    for (const auto* x : {&out, &lse, &dq, &dk, &dv}) {
+      for (float value : *x) {
+        if (value != kSentinel) return false;
+      }
+    }
+    return true;
+  };
+  const ForwardTensors fwd{DType::f32, q.data(), k.data(), v.data(), out.data(), lse.data()};
+  const BackwardTensors bwd{DType::f32,  q.data(),      k.data(),  v.data(),  out_in.data(),
+                            dout.data(), lse_in.data(), dq.data(), dk.data(), dv.data()};
+
+  const AttentionDims bad_dims[] = {
+      {3, 2, 64},   // heads_q not a multiple of heads_kv
+      {2, 4, 64},   // more kv heads than q heads
+      {4, 0, 64},   // no kv heads
+      {0, 2, 64},   // no q heads
+      {4, 2, 0},    // head_dim 0
+      {4, 2, 12},   // not a multiple of 8
+      {4, 2, 264},  // above 256
+      {4, 2, -8},   // negative
+  };
+  for (const AttentionDims& dims : bad_dims) {
+    SCOPED_TRACE(testing::Message()
+                 << "Hq=" << dims.heads_q << " Hkv=" << dims.heads_kv << " D=" << dims.head_dim);
+    EXPECT_THROW(forward(plan, dims, fwd), Error);
+    EXPECT_THROW(backward(plan, dims, bwd), Error);
+    ASSERT_TRUE(untouched());
+  }
+
+  const AttentionDims dims{4, 2, 64};
+  for (int i = 0; i < 5; ++i) {
+    SCOPED_TRACE(testing::Message() << "forward tensor " << i << " null");
+    ForwardTensors f = fwd;
+    if (i == 0) f.q = nullptr;
+    if (i == 1) f.k = nullptr;
+    if (i == 2) f.v = nullptr;
+    if (i == 3) f.out = nullptr;
+    if (i == 4) f.lse = nullptr;
+    EXPECT_THROW(forward(plan, dims, f), Error);
+    ASSERT_TRUE(untouched());
+  }
+  for (int i = 0; i < 9; ++i) {
+    SCOPED_TRACE(testing::Message() << "backward tensor " << i << " null");
+    BackwardTensors b = bwd;
+    if (i == 0) b.q = nullptr;
+    if (i == 1) b.k = nullptr;
+    if (i == 2) b.v = nullptr;
+    if (i == 3) b.out = nullptr;
+    if (i == 4) b.dout = nullptr;
+    if (i == 5) b.lse = nullptr;
+    if (i == 6) b.dq = nullptr;
+    if (i == 7) b.dk = nullptr;
+    if (i == 8) b.dv = nullptr;
+    EXPECT_THROW(backward(plan, dims, b), Error);
+    ASSERT_TRUE(untouched());
+  }
+  // And the good call still works with the same buffers (so the throws were about the
+  // arguments, not something else).
+  EXPECT_NO_THROW(forward(plan, dims, fwd));
+  EXPECT_FALSE(untouched());
+}
+
+}  // namespace
+}  // namespace anchorctx::attention
