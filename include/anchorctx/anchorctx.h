@@ -53,17 +53,16 @@ typedef struct {
 anchorctx_status anchorctx_attention_forward(const anchorctx_layout* layout, anchorctx_mask mask,
                                              anchorctx_dtype dtype,
                                              const anchorctx_attention_params* params,
-                                             const void* q, const void* k, const void* v,
-                                             void* out, float* lse, char* error,
-                                             size_t error_len);
+                                             const void* q, const void* k, const void* v, void* out,
+                                             float* lse, char* error, size_t error_len);
 
 anchorctx_status anchorctx_attention_backward(const anchorctx_layout* layout, anchorctx_mask mask,
                                               anchorctx_dtype dtype,
                                               const anchorctx_attention_params* params,
                                               const void* q, const void* k, const void* v,
-                                              const void* out, const void* dout,
-                                              const float* lse, void* dq, void* dk, void* dv,
-                                              char* error, size_t error_len);
+                                              const void* out, const void* dout, const float* lse,
+                                              void* dq, void* dk, void* dv, char* error,
+                                              size_t error_len);
 
 /* The library version, e.g. "0.1.0". */
 const char* anchorctx_version(void);

@@ -35,7 +35,8 @@ BlockPlan BlockPlan::build(const AttentionLayout& layout, MaskKind mask, int til
     plan.seq_first_tile_.push_back(plan.num_tiles());
     for (std::int32_t t = 0; t < layout.seq_len(b); t += tile_size) {
       const std::int32_t begin = layout.seq_begin(b) + t;
-      plan.tiles_.push_back({b, begin, std::min(begin + tile_size, layout.seq_begin(b) + layout.seq_len(b))});
+      plan.tiles_.push_back(
+          {b, begin, std::min(begin + tile_size, layout.seq_begin(b) + layout.seq_len(b))});
     }
   }
   plan.seq_first_tile_.push_back(plan.num_tiles());
@@ -64,20 +65,25 @@ BlockPlan BlockPlan::build(const AttentionLayout& layout, MaskKind mask, int til
         plan.kv_.push_back({first + local_j, full ? TileKind::full : TileKind::partial});
         if (!full) ++plan.partial_pairs_;
       };
-      for (int j = 0; j < std::min(anchor_tiles, doc_tile); ++j) add(j);
-      for (int j = doc_tile; j <= local_i; ++j) add(j);
+      for (int j = 0; j < std::min(anchor_tiles, doc_tile); ++j)
+        add(j);
+      for (int j = doc_tile; j <= local_i; ++j)
+        add(j);
       plan.kv_offsets_.push_back(static_cast<std::int64_t>(plan.kv_.size()));
     }
   }
 
   // Transpose by counting: for each key tile, its query tiles in ascending order.
   plan.q_offsets_.assign(plan.tiles_.size() + 1, 0);
-  for (const TileRef& ref : plan.kv_) ++plan.q_offsets_[ref.tile + 1];
-  for (std::size_t t = 0; t < plan.tiles_.size(); ++t) plan.q_offsets_[t + 1] += plan.q_offsets_[t];
+  for (const TileRef& ref : plan.kv_)
+    ++plan.q_offsets_[ref.tile + 1];
+  for (std::size_t t = 0; t < plan.tiles_.size(); ++t)
+    plan.q_offsets_[t + 1] += plan.q_offsets_[t];
   plan.q_.resize(plan.kv_.size());
   std::vector<std::int64_t> cursor(plan.q_offsets_.begin(), plan.q_offsets_.end() - 1);
   for (int i = 0; i < plan.num_tiles(); ++i) {
-    for (const TileRef& ref : plan.kv_tiles_of(i)) plan.q_[cursor[ref.tile]++] = {i, ref.kind};
+    for (const TileRef& ref : plan.kv_tiles_of(i))
+      plan.q_[cursor[ref.tile]++] = {i, ref.kind};
   }
   return plan;
 }

@@ -77,6 +77,8 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
   }
 }
 
-std::string kernel_isa() { return cpu::isa_name(cpu::select_isa()); }
+std::string kernel_isa() {
+  return cpu::isa_name(cpu::select_isa());
+}
 
 }  // namespace anchorctx::attention

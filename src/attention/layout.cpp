@@ -20,10 +20,11 @@ AttentionLayout AttentionLayout::from_arrays(std::span<const std::int32_t> cu_se
   require(cu_docs[0] == 0, "layout: cu_docs[0] is {}, must be 0", cu_docs[0]);
   for (std::size_t b = 0; b < batch; ++b) {
     require(cu_seqlens[b + 1] >= cu_seqlens[b],
-            "layout: cu_seqlens not increasing at index {} ({} after {})", b + 1,
-            cu_seqlens[b + 1], cu_seqlens[b]);
-    require(cu_docs[b + 1] >= cu_docs[b], "layout: cu_docs not increasing at index {} ({} after {})",
-            b + 1, cu_docs[b + 1], cu_docs[b]);
+            "layout: cu_seqlens not increasing at index {} ({} after {})", b + 1, cu_seqlens[b + 1],
+            cu_seqlens[b]);
+    require(cu_docs[b + 1] >= cu_docs[b],
+            "layout: cu_docs not increasing at index {} ({} after {})", b + 1, cu_docs[b + 1],
+            cu_docs[b]);
   }
   require(static_cast<std::size_t>(cu_docs[batch]) == doc_starts.size(),
           "layout: cu_docs[B] is {} but doc_starts has {} entries", cu_docs[batch],
@@ -46,8 +47,8 @@ AttentionLayout AttentionLayout::from_arrays(std::span<const std::int32_t> cu_se
       const std::int32_t start = doc_starts[i];
       require(start >= 0 && start < len,
               "layout: doc_starts[{}] = {} is outside sequence {} of length {}", i, start, b, len);
-      require(start > previous, "layout: doc_starts[{}] = {} is not above the previous start {}",
-              i, start, previous);
+      require(start > previous, "layout: doc_starts[{}] = {} is not above the previous start {}", i,
+              start, previous);
       if (previous == -1 && start != 0) layout.doc_starts_.push_back(0);  // implicit first doc
       layout.doc_starts_.push_back(start);
       previous = start;
@@ -65,8 +66,8 @@ AttentionLayout AttentionLayout::from_document_lengths(
     std::int64_t offset = 0;
     for (std::size_t d = 0; d < doc_lengths[b].size(); ++d) {
       const std::int32_t len = doc_lengths[b][d];
-      require(len > 0, "layout: document {} of sequence {} has length {}, must be positive", d,
-              b, len);
+      require(len > 0, "layout: document {} of sequence {} has length {}, must be positive", d, b,
+              len);
       starts.push_back(static_cast<std::int32_t>(offset));
       offset += len;
       require(offset <= INT32_MAX, "layout: sequence {} has more than 2^31-1 tokens", b);
@@ -118,7 +119,8 @@ std::int64_t AttentionLayout::visible_pairs(MaskKind mask) const {
       const std::int64_t end = d + 1 < starts.size() ? starts[d + 1] : len;
       total += triangle(end - begin);
       // Anchor keys before this document are extra keys for each of its rows.
-      if (mask == MaskKind::anchor) total += (end - begin) * std::min<std::int64_t>(anchor_lens_[b], begin);
+      if (mask == MaskKind::anchor)
+        total += (end - begin) * std::min<std::int64_t>(anchor_lens_[b], begin);
     }
   }
   return total;

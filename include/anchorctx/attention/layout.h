@@ -58,10 +58,10 @@ class AttentionLayout {
   const std::vector<std::int32_t>& anchor_lens() const { return anchor_lens_; }
 
  private:
-  std::vector<std::int32_t> cu_seqlens_;  // [B+1]
-  std::vector<std::int32_t> cu_docs_;     // [B+1], normalised: every non-empty seq starts at 0
-  std::vector<std::int32_t> doc_starts_;  // [cu_docs_[B]]
-  std::vector<std::int32_t> anchor_lens_; // [B]
+  std::vector<std::int32_t> cu_seqlens_;   // [B+1]
+  std::vector<std::int32_t> cu_docs_;      // [B+1], normalised: every non-empty seq starts at 0
+  std::vector<std::int32_t> doc_starts_;   // [cu_docs_[B]]
+  std::vector<std::int32_t> anchor_lens_;  // [B]
 };
 
 }  // namespace anchorctx::attention

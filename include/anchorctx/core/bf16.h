@@ -35,10 +35,16 @@ constexpr float bf16_bits_to_float(std::uint16_t bits) {
   return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
 }
 
-constexpr bf16 to_bf16(float value) { return bf16::from_bits(float_to_bf16_bits(value)); }
-constexpr float to_float(bf16 value) { return bf16_bits_to_float(value.bits); }
+constexpr bf16 to_bf16(float value) {
+  return bf16::from_bits(float_to_bf16_bits(value));
+}
+constexpr float to_float(bf16 value) {
+  return bf16_bits_to_float(value.bits);
+}
 
 // The float nearest to `value` that bf16 can hold (what a round trip through bf16 gives).
-constexpr float round_to_bf16(float value) { return to_float(to_bf16(value)); }
+constexpr float round_to_bf16(float value) {
+  return to_float(to_bf16(value));
+}
 
 }  // namespace anchorctx::core

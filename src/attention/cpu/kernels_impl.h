@@ -20,8 +20,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -48,14 +48,17 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-int round_up(int x, int multiple) { return (x + multiple - 1) / multiple * multiple; }
+int round_up(int x, int multiple) {
+  return (x + multiple - 1) / multiple * multiple;
+}
 
 // Float buffers carved out of one 64-byte aligned allocation per thread.
 class Workspace {
  public:
   explicit Workspace(std::initializer_list<std::size_t> sizes) {
     std::size_t total = 0;
-    for (std::size_t n : sizes) total += (n + 15) / 16 * 16;
+    for (std::size_t n : sizes)
+      total += (n + 15) / 16 * 16;
     data_.reset(static_cast<float*>(std::aligned_alloc(64, std::max<std::size_t>(total, 16) * 4)));
     std::fill_n(data_.get(), total, 0.0f);
     std::size_t offset = 0;
@@ -76,10 +79,18 @@ class Workspace {
 
 // --- element access: tensors are float32 or bf16 bits --------------------------------------
 
-inline float to_f32(float x) { return x; }
-inline float to_f32(std::uint16_t bits) { return core::bf16_bits_to_float(bits); }
-inline void from_f32(float x, float* dst) { *dst = x; }
-inline void from_f32(float x, std::uint16_t* dst) { *dst = core::float_to_bf16_bits(x); }
+inline float to_f32(float x) {
+  return x;
+}
+inline float to_f32(std::uint16_t bits) {
+  return core::bf16_bits_to_float(bits);
+}
+inline void from_f32(float x, float* dst) {
+  *dst = x;
+}
+inline void from_f32(float x, std::uint16_t* dst) {
+  *dst = core::float_to_bf16_bits(x);
+}
 
 // Rows [0, rows) of a [*, D] slice with row stride `stride` into a dense [rows, Dp] tile,
 // times `mul`; columns [D, Dp) are zero.
@@ -89,8 +100,10 @@ void load_rows(const T* src, std::ptrdiff_t stride, int rows, int D, int Dp, flo
   for (int r = 0; r < rows; ++r) {
     const T* s = src + r * stride;
     float* d = dst + r * Dp;
-    for (int c = 0; c < D; ++c) d[c] = to_f32(s[c]) * mul;
-    for (int c = D; c < Dp; ++c) d[c] = 0.0f;
+    for (int c = 0; c < D; ++c)
+      d[c] = to_f32(s[c]) * mul;
+    for (int c = D; c < Dp; ++c)
+      d[c] = 0.0f;
   }
 }
 
@@ -118,8 +131,10 @@ Rows stage_rows(const T* src, std::int64_t tokens, int H, int D, int Dp,
     for (int h = 0; h < H; ++h) {
       const T* s = src + (t * H + h) * D;
       float* d = storage.get() + (h * tokens + t) * Dp;
-      for (int c = 0; c < D; ++c) d[c] = to_f32(s[c]);
-      for (int c = D; c < Dp; ++c) d[c] = 0.0f;
+      for (int c = 0; c < D; ++c)
+        d[c] = to_f32(s[c]);
+      for (int c = D; c < Dp; ++c)
+        d[c] = 0.0f;
     }
   }
   return {storage.get(), tokens * Dp, Dp};
@@ -141,7 +156,8 @@ Columns stage_columns(const T* src, const BlockPlan& plan, int H, int D, int Dp,
   const int tiles = plan.num_tiles(), tsp = round_up(plan.tile_size(), W);
   const std::ptrdiff_t tile_stride = static_cast<std::ptrdiff_t>(Dp) * tsp;
 #pragma omp single
-  storage = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(H) * tiles * tile_stride);
+  storage =
+      std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(H) * tiles * tile_stride);
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
     for (int j = 0; j < tiles; ++j) {
@@ -178,8 +194,10 @@ RowSpan visible_span(const AttentionLayout& layout, MaskKind mask, int seq, std:
 
 // Sets the scores a row does not see to -inf (columns [0, width)).
 void mask_row(float* s, int width, RowSpan span) {
-  for (int c = span.anchor_hi; c < span.lo; ++c) s[c] = kNegInf;
-  for (int c = std::max(span.hi, span.anchor_hi); c < width; ++c) s[c] = kNegInf;
+  for (int c = span.anchor_hi; c < span.lo; ++c)
+    s[c] = kNegInf;
+  for (int c = std::max(span.hi, span.anchor_hi); c < width; ++c)
+    s[c] = kNegInf;
 }
 
 // The columns [lo, hi) of a key tile that some row of a query tile sees, lo rounded down to the
@@ -198,9 +216,9 @@ ColumnWindow column_window(const AttentionLayout& layout, MaskKind mask, const T
   const int hi = std::clamp<std::int32_t>(q_tile.end - base - c0, 0, n);
   if (mask == MaskKind::causal) return {0, hi};
   const std::int32_t doc_lo = layout.doc_start_of(q_tile.seq, q_tile.begin - base) - c0;
-  const int anchor_hi =
-      mask == MaskKind::anchor ? std::clamp<std::int32_t>(layout.anchor_len(q_tile.seq) - c0, 0, hi)
-                               : 0;
+  const int anchor_hi = mask == MaskKind::anchor
+                            ? std::clamp<std::int32_t>(layout.anchor_len(q_tile.seq) - c0, 0, hi)
+                            : 0;
   int lo = std::clamp<std::int32_t>(doc_lo, 0, hi);
   int window_hi = hi;
   if (anchor_hi > 0) {
@@ -218,7 +236,11 @@ struct ForwardTiles {
   ForwardTiles(int group, int ts, int tsp, int Dp)
       : ws({std::size_t(group) * ts * Dp, std::size_t(group) * ts * Dp, std::size_t(group) * ts,
             std::size_t(group) * ts, std::size_t(ts) * tsp}),
-        q(ws[0]), o(ws[1]), row_max(ws[2]), row_sum(ws[3]), s(ws[4]) {}
+        q(ws[0]),
+        o(ws[1]),
+        row_max(ws[2]),
+        row_sum(ws[3]),
+        s(ws[4]) {}
   Workspace ws;
   float *q, *o, *row_max, *row_sum, *s;
 };
@@ -232,8 +254,7 @@ struct ForwardInputs {
 // One query tile against all its key tiles, for the query heads of one kv head.
 template <typename T>
 void forward_item(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
-                  const ForwardInputs& in, float scale, int q_tile, int kv_head,
-                  ForwardTiles& w) {
+                  const ForwardInputs& in, float scale, int q_tile, int kv_head, ForwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int ts = plan.tile_size();
   const int group = dims.heads_q / dims.heads_kv;
@@ -273,12 +294,14 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
         float* s = w.s + r * nw;
         if (needs_mask) {
           mask_row(s, nw,
-                   partial ? visible_span(layout, plan.mask(), qt.seq, qt.begin + r - seq_base, c0, n)
-                           : RowSpan{0, n, 0});
+                   partial
+                       ? visible_span(layout, plan.mask(), qt.seq, qt.begin + r - seq_base, c0, n)
+                       : RowSpan{0, n, 0});
         }
         // Online softmax: the new running max rescales the old sum and output row.
         V vmax = S::set1(kNegInf);
-        for (int c = 0; c < nw; c += W) vmax = S::max(vmax, S::load(s + c));
+        for (int c = 0; c < nw; c += W)
+          vmax = S::max(vmax, S::load(s + c));
         const float old_max = row_max[r];
         const float new_max = std::max(old_max, S::reduce_max(vmax));
         if (new_max == kNegInf) {  // nothing visible in this row so far: P = 0
@@ -297,7 +320,8 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
         row_max[r] = new_max;
         if (alpha != 1.0f) {
           const V va = S::set1(alpha);
-          for (int c = 0; c < Dp; c += W) S::store(o + r * Dp + c, S::load(o + r * Dp + c) * va);
+          for (int c = 0; c < Dp; c += W)
+            S::store(o + r * Dp + c, S::load(o + r * Dp + c) * va);
         }
       }
       // O += P V  [m, Dp]
@@ -314,7 +338,8 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
       const float* o = w.o + (g * ts + r) * Dp;
       T* dst = out + (qt.begin + r) * q_stride + h * D;
-      for (int c = 0; c < D; ++c) from_f32(o[c] * inv, dst + c);
+      for (int c = 0; c < D; ++c)
+        from_f32(o[c] * inv, dst + c);
       t.lse[static_cast<std::ptrdiff_t>(h) * layout.total_tokens() + qt.begin + r] =
           sum > 0.0f ? (w.row_max[g * ts + r] + std::log2(sum)) * kLn2 : kNegInf;
     }
@@ -352,15 +377,20 @@ struct BackwardTiles {
   BackwardTiles(int ts, int tsp, int Dp)
       : ws({std::size_t(ts) * Dp, std::size_t(ts) * Dp, std::size_t(ts) * tsp,
             std::size_t(ts) * tsp, std::size_t(ts), std::size_t(ts)}),
-        dk(ws[0]), dv(ws[1]), p(ws[2]), ds(ws[3]), lse2(ws[4]), delta(ws[5]) {}
+        dk(ws[0]),
+        dv(ws[1]),
+        p(ws[2]),
+        ds(ws[3]),
+        lse2(ws[4]),
+        delta(ws[5]) {}
   Workspace ws;
   float *dk, *dv, *p, *ds, *lse2, *delta;
 };
 
 // The inputs of the backward pass, staged once per call.
 struct BackwardInputs {
-  Rows q, dout, k;  // [Hq][T][Dp], [Hq][T][Dp], [Hkv][T][Dp]
-  Columns kt, vt;   // K^T, V^T [Hkv][tiles][Dp][tsp]
+  Rows q, dout, k;     // [Hq][T][Dp], [Hq][T][Dp], [Hkv][T][Dp]
+  Columns kt, vt;      // K^T, V^T [Hkv][tiles][Dp][tsp]
   const float* delta;  // rowsum(dO * O) [Hq, T]
   float* dq_acc;       // float32 dQ accumulator [T, Hq, Dp]
 };
@@ -370,8 +400,7 @@ struct BackwardInputs {
 // touches them, so they are summed without atomics in plan order.
 template <typename T>
 void backward_item(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
-                   const BackwardInputs& in, float scale, int seq, int kv_head,
-                   BackwardTiles& w) {
+                   const BackwardInputs& in, float scale, int seq, int kv_head, BackwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int group = dims.heads_q / dims.heads_kv;
   const std::ptrdiff_t kv_stride = static_cast<std::ptrdiff_t>(dims.heads_kv) * D;
@@ -416,11 +445,13 @@ void backward_item(const BlockPlan& plan, const AttentionDims& dims, const Backw
           float* p = w.p + r * nw;
           if (needs_mask) {
             mask_row(p, nw,
-                     partial ? visible_span(layout, plan.mask(), seq, qt.begin + r - seq_base, c0, n)
-                             : RowSpan{0, n, 0});
+                     partial
+                         ? visible_span(layout, plan.mask(), seq, qt.begin + r - seq_base, c0, n)
+                         : RowSpan{0, n, 0});
           }
           const V vs = S::set1(score_scale), vl = S::set1(w.lse2[r]);
-          for (int c = 0; c < nw; c += W) S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
+          for (int c = 0; c < nw; c += W)
+            S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
         }
         // dV += P^T dO  [n, Dp]
         Gemm::run(n, Dp, m, w.p, 1, nw, dout_rows, in.dout.row_stride, dv_acc, Dp, true);
@@ -430,7 +461,8 @@ void backward_item(const BlockPlan& plan, const AttentionDims& dims, const Backw
           const V vd = S::set1(w.delta[r]);
           float* ds = w.ds + r * nw;
           const float* p = w.p + r * nw;
-          for (int c = 0; c < nw; c += W) S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
+          for (int c = 0; c < nw; c += W)
+            S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
         }
         // dK += dS^T Q  [n, Dp];  dQ += dS K  [m, Dp]
         Gemm::run(n, Dp, m, w.ds, 1, nw, q_rows, in.q.row_stride, dk_acc, Dp, true);
@@ -474,14 +506,16 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
                             stage_rows(static_cast<const T*>(t.k), tokens, Hkv, D, Dp, k_storage),
                             stage_columns(static_cast<const T*>(t.k), plan, Hkv, D, Dp, kt_storage),
                             stage_columns(static_cast<const T*>(t.v), plan, Hkv, D, Dp, vt_storage),
-                            delta.get(), dq_acc.get()};
+                            delta.get(),
+                            dq_acc.get()};
     // delta = rowsum(dO * O), and a zeroed dQ accumulator, each row by one thread.
 #pragma omp for schedule(static)
     for (std::int64_t row = 0; row < tokens; ++row) {
       for (int h = 0; h < Hq; ++h) {
         const std::ptrdiff_t base = (row * Hq + h) * D;
         float sum = 0.0f;
-        for (int c = 0; c < D; ++c) sum += to_f32(out[base + c]) * to_f32(dout[base + c]);
+        for (int c = 0; c < D; ++c)
+          sum += to_f32(out[base + c]) * to_f32(dout[base + c]);
         delta[h * tokens + row] = sum;
       }
       std::fill_n(dq_acc.get() + row * Hq * Dp, Hq * Dp, 0.0f);
@@ -500,7 +534,8 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
       for (int h = 0; h < Hq; ++h) {
         const float* acc = dq_acc.get() + (row * Hq + h) * Dp;
         T* dst = dq + (row * Hq + h) * D;
-        for (int c = 0; c < D; ++c) from_f32(acc[c] * scale, dst + c);
+        for (int c = 0; c < D; ++c)
+          from_f32(acc[c] * scale, dst + c);
       }
     }
   }
@@ -508,8 +543,8 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
 
 }  // namespace
 
-void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
-             float scale, int threads) {
+void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t, float scale,
+             int threads) {
   if (t.dtype == core::DType::f32) {
     forward_typed<float>(plan, dims, t, scale, threads);
   } else {

@@ -11,7 +11,6 @@
 // Included by kernels_impl.h inside its per-ISA namespace, after <cstddef>, <cstdint>,
 // <cstring> and <immintrin.h>: it has no includes of its own on purpose.
 
-
 // The width comes from the including TU (ANCHORCTX_VEC_WIDTH floats): GCC does not accept a
 // template-dependent vector_size, and each TU needs exactly one width anyway.
 struct Simd {
@@ -37,21 +36,26 @@ struct Simd {
     return _mm_set1_ps(x);
 #else
     V v;
-    for (int i = 0; i < W; ++i) v[i] = x;
+    for (int i = 0; i < W; ++i)
+      v[i] = x;
     return v;
 #endif
   }
-  static V max(V a, V b) { return a > b ? a : b; }
+  static V max(V a, V b) {
+    return a > b ? a : b;
+  }
 
   static float reduce_max(V v) {
     float m = v[0];
-    for (int i = 1; i < W; ++i) m = v[i] > m ? v[i] : m;
+    for (int i = 1; i < W; ++i)
+      m = v[i] > m ? v[i] : m;
     return m;
   }
   static float reduce_sum(V v) {
     // Pairwise, in a fixed order: the result does not depend on anything but the inputs.
     for (int half = W / 2; half >= 1; half /= 2) {
-      for (int i = 0; i < half; ++i) v[i] += v[i + half];
+      for (int i = 0; i < half; ++i)
+        v[i] += v[i + half];
     }
     return v[0];
   }

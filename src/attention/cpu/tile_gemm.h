@@ -12,7 +12,6 @@
 // Included by kernels_impl.h inside its per-ISA namespace, after <cstddef>, <cstdint> and
 // <cstring>: it has no includes of its own on purpose.
 
-
 template <int MaxRows, int MaxVecs>
 struct TileGemm {
   using S = Simd;
@@ -21,23 +20,26 @@ struct TileGemm {
 
   // One MR x (NV * W) block of C, accumulated over all K in registers.
   template <int MR, int NV>
-  static void block(int K, const float* A, std::ptrdiff_t sam, std::ptrdiff_t sak,
-                    const float* B, std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc,
-                    bool accumulate) {
+  static void block(int K, const float* A, std::ptrdiff_t sam, std::ptrdiff_t sak, const float* B,
+                    std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc, bool accumulate) {
     V acc[MR][NV];
     for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v) acc[i][v] = accumulate ? S::load(C + i * ldc + v * W) : V{};
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = accumulate ? S::load(C + i * ldc + v * W) : V{};
     for (int k = 0; k < K; ++k) {
       V b[NV];
-      for (int v = 0; v < NV; ++v) b[v] = S::load(B + k * ldb + v * W);
+      for (int v = 0; v < NV; ++v)
+        b[v] = S::load(B + k * ldb + v * W);
       const float* a = A + k * sak;
       for (int i = 0; i < MR; ++i) {
         const V ai = S::set1(a[i * sam]);
-        for (int v = 0; v < NV; ++v) acc[i][v] = ai * b[v] + acc[i][v];
+        for (int v = 0; v < NV; ++v)
+          acc[i][v] = ai * b[v] + acc[i][v];
       }
     }
     for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v) S::store(C + i * ldc + v * W, acc[i][v]);
+      for (int v = 0; v < NV; ++v)
+        S::store(C + i * ldc + v * W, acc[i][v]);
   }
 
   template <int NV>
@@ -47,7 +49,9 @@ struct TileGemm {
     int m = 0;
     for (; m + MaxRows <= M; m += MaxRows)
       block<MaxRows, NV>(K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc, accumulate);
-    if (m < M) tail_rows<NV, MaxRows - 1>(M - m, K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc, accumulate);
+    if (m < M)
+      tail_rows<NV, MaxRows - 1>(M - m, K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc,
+                                 accumulate);
   }
 
   // The last M % MaxRows rows: dispatch to the block of exactly that height.
@@ -79,6 +83,7 @@ struct TileGemm {
     int n = 0;
     for (; n + NR <= N; n += NR)
       column_panel<MaxVecs>(M, K, A, sam, sak, B + n, ldb, C + n, ldc, accumulate);
-    if (n < N) tail_cols<MaxVecs - 1>((N - n) / W, M, K, A, sam, sak, B + n, ldb, C + n, ldc, accumulate);
+    if (n < N)
+      tail_cols<MaxVecs - 1>((N - n) / W, M, K, A, sam, sak, B + n, ldb, C + n, ldc, accumulate);
   }
 };

@@ -1,0 +1,209 @@
+// The C API (include/anchorctx/anchorctx.h) over anchorctx::attention: validates every raw
+// pointer and enum it is given, builds the layout and block plan, runs the kernel, and turns
+// every exception into a status and a message -- nothing may unwind into a C caller.
+#include "anchorctx/anchorctx.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <span>
+#include <string>
+
+#include "anchorctx/attention/block_plan.h"
+#include "anchorctx/attention/kernels.h"
+#include "anchorctx/attention/layout.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/version.h"
+
+namespace {
+
+using anchorctx::fail;
+using anchorctx::require;
+namespace attn = anchorctx::attention;
+
+// Copies `message` into the caller's buffer, truncated and always NUL-terminated.
+void write_error(char* error, size_t error_len, const char* message) noexcept {
+  if (error == nullptr || error_len == 0) return;
+  const size_t n = std::min(std::strlen(message), error_len - 1);
+  std::memcpy(error, message, n);
+  error[n] = '\0';
+}
+
+// Runs `body`, mapping exceptions to statuses. Invalid input is reported by anchorctx::Error
+// (ours and the library's validation); anything else is out of memory or a bug.
+template <typename Body>
+anchorctx_status guarded(const char* function, char* error, size_t error_len,
+                         Body&& body) noexcept {
+  try {
+    body();
+    write_error(error, error_len, "");
+    return ANCHORCTX_OK;
+  } catch (const anchorctx::Error& e) {
+    write_error(error, error_len, (std::string(function) + ": " + e.what()).c_str());
+    return ANCHORCTX_INVALID_ARGUMENT;
+  } catch (const std::bad_alloc&) {
+    write_error(error, error_len, "out of memory");
+    return ANCHORCTX_INTERNAL_ERROR;
+  } catch (const std::exception& e) {
+    try {
+      write_error(error, error_len,
+                  (std::string(function) + ": internal error: " + e.what()).c_str());
+    } catch (...) {
+      write_error(error, error_len, "internal error");
+    }
+    return ANCHORCTX_INTERNAL_ERROR;
+  } catch (...) {
+    write_error(error, error_len, "internal error: unknown exception");
+    return ANCHORCTX_INTERNAL_ERROR;
+  }
+}
+
+attn::MaskKind to_mask(anchorctx_mask mask) {
+  switch (static_cast<int>(mask)) {
+    case ANCHORCTX_MASK_CAUSAL:
+      return attn::MaskKind::causal;
+    case ANCHORCTX_MASK_INTRA_DOC:
+      return attn::MaskKind::intra_doc;
+    case ANCHORCTX_MASK_ANCHOR:
+      return attn::MaskKind::anchor;
+  }
+  fail("mask {} is not one of ANCHORCTX_MASK_CAUSAL (0), _INTRA_DOC (1), _ANCHOR (2)",
+       static_cast<int>(mask));
+}
+
+anchorctx::core::DType to_dtype(anchorctx_dtype dtype) {
+  switch (static_cast<int>(dtype)) {
+    case ANCHORCTX_F32:
+      return anchorctx::core::DType::f32;
+    case ANCHORCTX_BF16:
+      return anchorctx::core::DType::bf16;
+  }
+  fail("dtype {} is not one of ANCHORCTX_F32 (0), ANCHORCTX_BF16 (1)", static_cast<int>(dtype));
+}
+
+// The layout arrays are read only after the pointers and the lengths they imply are checked:
+// cu_seqlens and cu_docs hold B+1 entries, doc_starts cu_docs[B], anchor_lens B (or NULL).
+attn::AttentionLayout to_layout(const anchorctx_layout* layout) {
+  require(layout != nullptr, "layout is NULL");
+  const int32_t b = layout->num_sequences;
+  require(b >= 0, "layout.num_sequences {} is negative", b);
+  require(layout->cu_seqlens != nullptr, "layout.cu_seqlens is NULL");
+  require(layout->cu_docs != nullptr, "layout.cu_docs is NULL");
+  const size_t nb = static_cast<size_t>(b);
+  const int32_t num_docs = layout->cu_docs[nb];
+  require(num_docs >= 0, "layout.cu_docs[{}] = {} is negative", b, num_docs);
+  require(num_docs == 0 || layout->doc_starts != nullptr,
+          "layout.doc_starts is NULL but cu_docs[{}] = {} document starts", b, num_docs);
+  const std::span<const int32_t> doc_starts =
+      num_docs == 0 ? std::span<const int32_t>{}
+                    : std::span<const int32_t>(layout->doc_starts, static_cast<size_t>(num_docs));
+  const std::span<const int32_t> anchor_lens =
+      layout->anchor_lens == nullptr ? std::span<const int32_t>{}
+                                     : std::span<const int32_t>(layout->anchor_lens, nb);
+  return attn::AttentionLayout::from_arrays(std::span<const int32_t>(layout->cu_seqlens, nb + 1),
+                                            std::span<const int32_t>(layout->cu_docs, nb + 1),
+                                            doc_starts, anchor_lens);
+}
+
+struct Params {
+  attn::AttentionDims dims;
+  attn::KernelOptions options;
+};
+
+Params to_params(const anchorctx_attention_params* params) {
+  require(params != nullptr, "params is NULL");
+  require(params->heads_q > 0 && params->heads_kv > 0,
+          "params: heads_q ({}) and heads_kv ({}) must be positive", params->heads_q,
+          params->heads_kv);
+  require(params->heads_q % params->heads_kv == 0,
+          "params: heads_q ({}) must be a multiple of heads_kv ({}) for grouped-query attention",
+          params->heads_q, params->heads_kv);
+  require(params->head_dim > 0 && params->head_dim % 8 == 0 && params->head_dim <= 256,
+          "params: head_dim {} must be a positive multiple of 8, at most 256", params->head_dim);
+  require(std::isfinite(params->scale) && params->scale >= 0.0f,
+          "params: scale {} must be finite and >= 0 (0: 1/sqrt(head_dim))", params->scale);
+  require(params->threads >= 0, "params: threads {} is negative (0: all)", params->threads);
+  Params p;
+  p.dims.heads_q = params->heads_q;
+  p.dims.heads_kv = params->heads_kv;
+  p.dims.head_dim = params->head_dim;
+  p.options.scale = params->scale;
+  p.options.threads = params->threads;
+  return p;
+}
+
+void require_tensor(const void* ptr, const char* name) {
+  require(ptr != nullptr, "tensor {} is NULL", name);
+}
+
+}  // namespace
+
+extern "C" {
+
+anchorctx_status anchorctx_attention_forward(const anchorctx_layout* layout, anchorctx_mask mask,
+                                             anchorctx_dtype dtype,
+                                             const anchorctx_attention_params* params,
+                                             const void* q, const void* k, const void* v, void* out,
+                                             float* lse, char* error, size_t error_len) {
+  return guarded("anchorctx_attention_forward", error, error_len, [&] {
+    const attn::MaskKind mask_kind = to_mask(mask);
+    attn::ForwardTensors t;
+    t.dtype = to_dtype(dtype);
+    const Params p = to_params(params);
+    require_tensor(q, "q");
+    require_tensor(k, "k");
+    require_tensor(v, "v");
+    require_tensor(out, "out");
+    require_tensor(lse, "lse");
+    t.q = q;
+    t.k = k;
+    t.v = v;
+    t.out = out;
+    t.lse = lse;
+    const attn::BlockPlan plan = attn::BlockPlan::build(to_layout(layout), mask_kind);
+    attn::forward(plan, p.dims, t, p.options);
+  });
+}
+
+anchorctx_status anchorctx_attention_backward(const anchorctx_layout* layout, anchorctx_mask mask,
+                                              anchorctx_dtype dtype,
+                                              const anchorctx_attention_params* params,
+                                              const void* q, const void* k, const void* v,
+                                              const void* out, const void* dout, const float* lse,
+                                              void* dq, void* dk, void* dv, char* error,
+                                              size_t error_len) {
+  return guarded("anchorctx_attention_backward", error, error_len, [&] {
+    const attn::MaskKind mask_kind = to_mask(mask);
+    attn::BackwardTensors t;
+    t.dtype = to_dtype(dtype);
+    const Params p = to_params(params);
+    require_tensor(q, "q");
+    require_tensor(k, "k");
+    require_tensor(v, "v");
+    require_tensor(out, "out");
+    require_tensor(dout, "dout");
+    require_tensor(lse, "lse");
+    require_tensor(dq, "dq");
+    require_tensor(dk, "dk");
+    require_tensor(dv, "dv");
+    t.q = q;
+    t.k = k;
+    t.v = v;
+    t.out = out;
+    t.dout = dout;
+    t.lse = lse;
+    t.dq = dq;
+    t.dk = dk;
+    t.dv = dv;
+    const attn::BlockPlan plan = attn::BlockPlan::build(to_layout(layout), mask_kind);
+    attn::backward(plan, p.dims, t, p.options);
+  });
+}
+
+const char* anchorctx_version(void) {
+  return anchorctx::kVersion;
+}
+
+}  // extern "C"

@@ -1,0 +1,18 @@
+// The subcommands of the `anchorctx` executable. main.cpp only dispatches: each subcommand
+// lives in its own file and registers its options and its callback on a parent CLI11 app.
+//
+// A callback signals failure by throwing: anchorctx::Error (or any std::exception) for a
+// failed run (main prints "anchorctx: error: ..." and exits 1), CLI::ValidationError for a bad
+// combination of options (a usage error: exit 2).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "anchorctx/version.h"
+
+namespace anchorctx::cli {
+
+// `anchorctx bench attention`: forward/backward kernel timings against an sgemm yardstick.
+void register_bench_attention(CLI::App& bench);
+
+}  // namespace anchorctx::cli

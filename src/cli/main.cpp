@@ -1,0 +1,41 @@
+// `anchorctx`: the command line. This file only builds the command tree and maps failures to
+// exit codes (0 success, 1 error, 2 usage); each subcommand lives in its own file (commands.h).
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "anchorctx/core/error.h"
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"anchorctx: AnchorAttention for long-context LLM training", "anchorctx"};
+  app.set_version_flag("--version", std::string("anchorctx ") + anchorctx::kVersion);
+  app.require_subcommand(1);
+
+  CLI::App* bench = app.add_subcommand("bench", "Measure the speed of a part");
+  bench->require_subcommand(1);
+  anchorctx::cli::register_bench_attention(*bench);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "anchorctx: error: %s\nRun with --help for more information.\n", e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "anchorctx: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "anchorctx: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

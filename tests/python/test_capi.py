@@ -1,0 +1,488 @@
+#!/usr/bin/env python3
+"""The C API (include/anchorctx/anchorctx.h) through ctypes, standard library only.
+
+    python3 test_capi.py /path/to/libanchorctx_c.so
+
+Forward and backward on small packed batches (several sequences and documents, every mask,
+grouped-query attention, float32 and bfloat16) against a plain float64 reference written here in
+Python, and the error paths (NULL pointers, bad layouts, bad shapes and enums): a nonzero status,
+a useful message, and outputs left untouched. Fresh random inputs each run; the seed is printed
+and ANCHORCTX_TEST_SEED replays it. Prints "N passed, M failed"; exits 1 on any failure.
+"""
+
+import array
+import ctypes
+import math
+import os
+import random
+import struct
+import sys
+import traceback
+
+MASK_CAUSAL, MASK_INTRA_DOC, MASK_ANCHOR = 0, 1, 2
+MASK_NAMES = {MASK_CAUSAL: "causal", MASK_INTRA_DOC: "intra_doc", MASK_ANCHOR: "anchor"}
+F32, BF16 = 0, 1
+OK, INVALID_ARGUMENT = 0, 1
+
+
+class Layout(ctypes.Structure):
+    _fields_ = [
+        ("num_sequences", ctypes.c_int32),
+        ("cu_seqlens", ctypes.POINTER(ctypes.c_int32)),
+        ("cu_docs", ctypes.POINTER(ctypes.c_int32)),
+        ("doc_starts", ctypes.POINTER(ctypes.c_int32)),
+        ("anchor_lens", ctypes.POINTER(ctypes.c_int32)),
+    ]
+
+
+class Params(ctypes.Structure):
+    _fields_ = [
+        ("heads_q", ctypes.c_int32),
+        ("heads_kv", ctypes.c_int32),
+        ("head_dim", ctypes.c_int32),
+        ("scale", ctypes.c_float),
+        ("threads", ctypes.c_int32),
+    ]
+
+
+def load(path):
+    lib = ctypes.CDLL(path)
+    vp, fp = ctypes.c_void_p, ctypes.POINTER(ctypes.c_float)
+    common = [ctypes.POINTER(Layout), ctypes.c_int, ctypes.c_int, ctypes.POINTER(Params)]
+    lib.anchorctx_attention_forward.argtypes = common + [vp, vp, vp, vp, fp, ctypes.c_char_p,
+                                                         ctypes.c_size_t]
+    lib.anchorctx_attention_forward.restype = ctypes.c_int
+    lib.anchorctx_attention_backward.argtypes = common + [vp, vp, vp, vp, vp, fp, vp, vp, vp,
+                                                          ctypes.c_char_p, ctypes.c_size_t]
+    lib.anchorctx_attention_backward.restype = ctypes.c_int
+    lib.anchorctx_version.restype = ctypes.c_char_p
+    lib.anchorctx_version.argtypes = []
+    return lib
+
+
+# ---- bfloat16, round to nearest even (the rule of core/bf16.h and PyTorch) ----
+
+def f32_bits(x):
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def bf16_bits(x):
+    u = f32_bits(x)
+    if (u & 0x7FFFFFFF) > 0x7F800000:
+        return 0x7FC0
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF
+
+
+def bf16_to_float(bits):
+    return struct.unpack("<f", struct.pack("<I", bits << 16))[0]
+
+
+def round_f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+# ---- the packed layout, in Python terms ----
+
+class Batch:
+    """Sequences of given lengths, per-sequence document starts (local) and anchor lengths."""
+
+    def __init__(self, seq_lens, doc_starts, anchor_lens):
+        self.seq_lens = seq_lens
+        self.doc_starts = doc_starts  # as handed to the C API (a list may omit the leading 0)
+        self.anchor_lens = anchor_lens
+        self.cu = [0]
+        for n in seq_lens:
+            self.cu.append(self.cu[-1] + n)
+        self.total = self.cu[-1]
+        self.c_arrays()
+
+    def c_arrays(self):
+        b = len(self.seq_lens)
+        flat = [s for starts in self.doc_starts for s in starts]
+        cu_docs = [0]
+        for starts in self.doc_starts:
+            cu_docs.append(cu_docs[-1] + len(starts))
+        self.c_cu_seqlens = (ctypes.c_int32 * (b + 1))(*self.cu)
+        self.c_cu_docs = (ctypes.c_int32 * (b + 1))(*cu_docs)
+        self.c_doc_starts = (ctypes.c_int32 * max(1, len(flat)))(*flat)
+        self.c_anchor_lens = (ctypes.c_int32 * max(1, b))(*self.anchor_lens)
+        self.layout = Layout(b, self.c_cu_seqlens, self.c_cu_docs, self.c_doc_starts,
+                             self.c_anchor_lens)
+
+    def doc_of(self, b, pos):
+        starts = sorted(set([0] + list(self.doc_starts[b])))
+        d = 0
+        for i, s in enumerate(starts):
+            if s <= pos:
+                d = i
+        return d
+
+    def visible(self, mask, b, q, k):
+        """mask.h, written out: local positions q (query) and k (key) of sequence b."""
+        if k > q:
+            return False
+        if mask == MASK_CAUSAL:
+            return True
+        if self.doc_of(b, q) == self.doc_of(b, k):
+            return True
+        return mask == MASK_ANCHOR and k < self.anchor_lens[b]
+
+
+def reference(batch, mask, hq, hkv, d, scale, q, k, v, dout):
+    """Float64 forward and backward, dense and plain. Returns out, lse, dq, dk, dv (flat lists,
+    shapes of kernels.h)."""
+    t_all = batch.total
+    group = hq // hkv
+    out = [0.0] * (t_all * hq * d)
+    lse = [0.0] * (hq * t_all)
+    dq = [0.0] * (t_all * hq * d)
+    dk = [0.0] * (t_all * hkv * d)
+    dv = [0.0] * (t_all * hkv * d)
+    for b, n in enumerate(batch.seq_lens):
+        base = batch.cu[b]
+        for h in range(hq):
+            g = h // group
+            for i in range(n):
+                ti = base + i
+                qi = q[(ti * hq + h) * d:(ti * hq + h + 1) * d]
+                keys = [base + j for j in range(n) if batch.visible(mask, b, i, j)]
+                if not keys:
+                    lse[h * t_all + ti] = -math.inf
+                    continue
+                s = [scale * sum(a * c for a, c in zip(qi, k[(tj * hkv + g) * d:(tj * hkv + g + 1) * d]))
+                     for tj in keys]
+                m = max(s)
+                l = m + math.log(sum(math.exp(x - m) for x in s))
+                lse[h * t_all + ti] = l
+                p = [math.exp(x - l) for x in s]
+                o = [0.0] * d
+                for pj, tj in zip(p, keys):
+                    vj = v[(tj * hkv + g) * d:(tj * hkv + g + 1) * d]
+                    for c in range(d):
+                        o[c] += pj * vj[c]
+                out[(ti * hq + h) * d:(ti * hq + h + 1) * d] = o
+                # Backward of sum(out * dout): ds = p * (dp - rowsum(dout * out)).
+                do = dout[(ti * hq + h) * d:(ti * hq + h + 1) * d]
+                delta = sum(a * c for a, c in zip(do, o))
+                for pj, tj in zip(p, keys):
+                    kv_off = (tj * hkv + g) * d
+                    vj = v[kv_off:kv_off + d]
+                    dp = sum(a * c for a, c in zip(do, vj))
+                    ds = pj * (dp - delta)
+                    for c in range(d):
+                        dq[(ti * hq + h) * d + c] += scale * ds * k[kv_off + c]
+                        dk[kv_off + c] += scale * ds * qi[c]
+                        dv[kv_off + c] += pj * do[c]
+    return out, lse, dq, dk, dv
+
+
+# ---- tensors crossing the boundary ----
+
+class Tensor:
+    """A flat tensor of float32 or bf16 bits, with its address for ctypes."""
+
+    def __init__(self, dtype, values=None, n=None, poison=True):
+        self.dtype = dtype
+        if values is None:
+            values = [math.nan if poison else 0.0] * n
+        if dtype == F32:
+            self.buf = array.array("f", values)
+        else:
+            self.buf = array.array("H", [bf16_bits(x) for x in values])
+        assert self.buf.itemsize == (4 if dtype == F32 else 2)
+
+    @property
+    def ptr(self):
+        return ctypes.c_void_p(self.buf.buffer_info()[0])
+
+    def values(self):
+        if self.dtype == F32:
+            return list(self.buf)
+        return [bf16_to_float(b) for b in self.buf]
+
+    def raw(self):
+        return self.buf.tobytes()
+
+
+class Floats:
+    """A float32 array (lse) with a typed pointer."""
+
+    def __init__(self, n, fill=math.nan):
+        self.buf = array.array("f", [fill] * n)
+
+    @property
+    def ptr(self):
+        return ctypes.cast(ctypes.c_void_p(self.buf.buffer_info()[0]),
+                           ctypes.POINTER(ctypes.c_float))
+
+    def values(self):
+        return list(self.buf)
+
+
+def rel_err(got, want):
+    num = sum((a - b) ** 2 for a, b in zip(got, want))
+    den = sum(b * b for b in want)
+    return math.sqrt(num) / max(math.sqrt(den), 1e-30)
+
+
+def finite_part(vals):
+    return [0.0 if math.isinf(x) else x for x in vals]
+
+
+# ---- the tests ----
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+class Runner:
+    def __init__(self, lib, seed):
+        self.lib = lib
+        self.seed = seed
+        self.passed = 0
+        self.failed = 0
+
+    def run(self, name, fn):
+        try:
+            fn()
+            self.passed += 1
+            print(f"PASS {name}")
+        except Failure as e:
+            self.failed += 1
+            print(f"FAIL {name}: {e} (seed {self.seed})")
+        except Exception:  # a crash in the test itself is a failure too, with its trace
+            self.failed += 1
+            print(f"FAIL {name}: exception (seed {self.seed})")
+            traceback.print_exc(file=sys.stdout)
+
+    # Calls the C functions; returns (status, message).
+    def forward(self, batch_layout, mask, dtype, params, q, k, v, out, lse, err_len=512,
+                error=True):
+        buf = ctypes.create_string_buffer(err_len) if error else None
+        status = self.lib.anchorctx_attention_forward(batch_layout, mask, dtype, params, q, k, v,
+                                                      out, lse, buf, err_len if error else 0)
+        return status, (buf.value.decode() if error else "")
+
+    def backward(self, batch_layout, mask, dtype, params, q, k, v, out, dout, lse, dq, dk, dv,
+                 err_len=512):
+        buf = ctypes.create_string_buffer(err_len)
+        status = self.lib.anchorctx_attention_backward(batch_layout, mask, dtype, params, q, k, v,
+                                                       out, dout, lse, dq, dk, dv, buf, err_len)
+        return status, buf.value.decode()
+
+
+def random_values(rng, n):
+    return [round_f32(rng.gauss(0.0, 1.0)) for _ in range(n)]
+
+
+def small_batch():
+    # Two sequences, several documents each: one-token documents, the anchor its own document
+    # (sequence 0) or longer (sequence 1, anchor_len 3, whose start list omits the leading 0).
+    return Batch(seq_lens=[13, 19], doc_starts=[[0, 1, 2, 6, 11], [3, 4, 9, 10, 16]],
+                 anchor_lens=[1, 3])
+
+
+def attention_case(runner, batch, mask, dtype, hq, hkv, d, scale=0.0, threads=0):
+    rng = random.Random(runner.seed * 1000003 + 7919 * mask + 31 * dtype + hq * 7 + d)
+    t = batch.total
+    nq, nkv = t * hq * d, t * hkv * d
+    q = Tensor(dtype, random_values(rng, nq))
+    k = Tensor(dtype, random_values(rng, nkv))
+    v = Tensor(dtype, random_values(rng, nkv))
+    dout = Tensor(dtype, random_values(rng, nq))
+    out = Tensor(dtype, n=nq)
+    lse = Floats(hq * t)
+    params = Params(hq, hkv, d, scale, threads)
+    lay = ctypes.byref(batch.layout)
+
+    status, msg = runner.forward(lay, mask, dtype, ctypes.byref(params), q.ptr, k.ptr, v.ptr,
+                                 out.ptr, lse.ptr)
+    check(status == OK, f"forward status {status}: {msg}")
+    check(msg == "", f"forward succeeded but left a message: {msg!r}")
+    dq, dk, dv = Tensor(dtype, n=nq), Tensor(dtype, n=nkv), Tensor(dtype, n=nkv)
+    status, msg = runner.backward(lay, mask, dtype, ctypes.byref(params), q.ptr, k.ptr, v.ptr,
+                                  out.ptr, dout.ptr, lse.ptr, dq.ptr, dk.ptr, dv.ptr)
+    check(status == OK, f"backward status {status}: {msg}")
+
+    # The reference runs on exactly the values the kernel saw (bf16-rounded for bf16).
+    eff_scale = scale if scale != 0.0 else 1.0 / math.sqrt(d)
+    ref = reference(batch, mask, hq, hkv, d, eff_scale, q.values(), k.values(), v.values(),
+                    dout.values())
+    tol = 1e-5 if dtype == F32 else 1e-2
+    for name, got, want in (("out", out.values(), ref[0]), ("dq", dq.values(), ref[2]),
+                            ("dk", dk.values(), ref[3]), ("dv", dv.values(), ref[4])):
+        check(all(math.isfinite(x) for x in got), f"{name} has non-finite values (unwritten?)")
+        err = rel_err(got, want)
+        check(err <= tol, f"{name}: relative error {err:.3g} > {tol}")
+    got_lse = lse.values()
+    check(all(not math.isnan(x) for x in got_lse), "lse has NaN (unwritten?)")
+    check([math.isinf(x) for x in got_lse] == [math.isinf(x) for x in ref[1]],
+          "lse: -inf rows differ from the reference")
+    err = rel_err(finite_part(got_lse), finite_part(ref[1]))
+    lse_tol = 1e-5 if dtype == F32 else 1e-3
+    check(err <= lse_tol, f"lse: relative error {err:.3g} > {lse_tol}")
+    return q, k, v, out, dout, lse, dq, dk, dv, params
+
+
+def test_bf16_rounding_helper():
+    # The helper must follow the library's rule, or bf16 comparisons mean nothing.
+    check(bf16_bits(1.0) == 0x3F80, "1.0")
+    check(bf16_bits(struct.unpack("<f", struct.pack("<I", 0x3F808000))[0]) == 0x3F80,
+          "tie to even (down)")
+    check(bf16_bits(struct.unpack("<f", struct.pack("<I", 0x3F818000))[0]) == 0x3F82,
+          "tie to even (up)")
+    check(bf16_bits(struct.unpack("<f", struct.pack("<I", 0x3F808001))[0]) == 0x3F81,
+          "above the tie")
+    check(bf16_bits(math.nan) == 0x7FC0, "NaN")
+    check(bf16_bits(math.inf) == 0x7F80, "inf")
+    check(bf16_bits(3.4e38) == 0x7F80, "rounds to inf")
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(f"usage: {sys.argv[0]} /path/to/libanchorctx_c.so")
+        return 2
+    lib = load(sys.argv[1])
+    seed_env = os.environ.get("ANCHORCTX_TEST_SEED", "")
+    seed = int(seed_env) if seed_env else random.SystemRandom().randrange(1 << 31)
+    print(f"seed {seed} (set ANCHORCTX_TEST_SEED={seed} to replay)")
+    r = Runner(lib, seed)
+
+    r.run("version", lambda: check(lib.anchorctx_version().decode().count(".") == 2,
+                                   f"version {lib.anchorctx_version()!r}"))
+    r.run("bf16 rounding helper", test_bf16_rounding_helper)
+
+    batch = small_batch()
+    for dtype in (F32, BF16):
+        dname = "fp32" if dtype == F32 else "bf16"
+        for mask in (MASK_CAUSAL, MASK_INTRA_DOC, MASK_ANCHOR):
+            r.run(f"{dname} {MASK_NAMES[mask]} GQA 4/2 D=16",
+                  lambda m=mask, dt=dtype: attention_case(r, batch, m, dt, 4, 2, 16))
+    r.run("fp32 anchor MHA 2/2 D=8 scale=0.3",
+          lambda: attention_case(r, batch, MASK_ANCHOR, F32, 2, 2, 8, scale=0.3))
+    r.run("fp32 intra_doc MQA 3/1 D=24",
+          lambda: attention_case(r, batch, MASK_INTRA_DOC, F32, 3, 1, 24))
+
+    # Documents and sequences crossing the kernels' tiles (64 tokens), an empty sequence.
+    long_batch = Batch(seq_lens=[70, 0, 93], doc_starts=[[0, 1, 40, 65], [], [0, 3, 63, 64, 90]],
+                       anchor_lens=[1, 0, 3])
+    r.run("fp32 anchor across tiles, empty sequence",
+          lambda: attention_case(r, long_batch, MASK_ANCHOR, F32, 2, 1, 8))
+    r.run("bf16 intra_doc across tiles, empty sequence",
+          lambda: attention_case(r, long_batch, MASK_INTRA_DOC, BF16, 2, 1, 8))
+
+    def deterministic():
+        # Same bits for any thread count (kernels.h's promise), through the C API.
+        a = attention_case(r, batch, MASK_ANCHOR, F32, 4, 2, 16, threads=1)
+        b = attention_case(r, batch, MASK_ANCHOR, F32, 4, 2, 16, threads=3)
+        for name, x, y in zip(("out", "dq", "dk", "dv"), (a[3], a[6], a[7], a[8]),
+                              (b[3], b[6], b[7], b[8])):
+            check(x.raw() == y.raw(), f"{name} differs between 1 and 3 threads")
+    r.run("deterministic across thread counts", deterministic)
+
+    # ---- errors: a nonzero status, a message that names the problem, outputs untouched ----
+    t, hq, hkv, d = batch.total, 4, 2, 16
+    rng = random.Random(seed)
+    q = Tensor(F32, random_values(rng, t * hq * d))
+    k = Tensor(F32, random_values(rng, t * hkv * d))
+    v = Tensor(F32, random_values(rng, t * hkv * d))
+    good = Params(hq, hkv, d, 0.0, 0)
+
+    def expect_error(layout, params, words, mask=MASK_ANCHOR, dtype=F32, tensors=None):
+        out = Tensor(F32, n=t * hq * d)
+        lse = Floats(hq * t)
+        qq, kk, vv, oo, ll = tensors if tensors else (q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr)
+        status, msg = r.forward(layout, mask, dtype, params, qq, kk, vv, oo, ll)
+        check(status == INVALID_ARGUMENT, f"status {status}, message {msg!r}")
+        low = msg.lower()
+        check(any(w.lower() in low for w in words), f"message {msg!r} names none of {words}")
+        check(all(math.isnan(x) for x in out.values()), "out was written on failure")
+        check(all(math.isnan(x) for x in lse.values()), "lse was written on failure")
+        return msg
+
+    gp = ctypes.byref(good)
+    lay = ctypes.byref(batch.layout)
+    r.run("error: NULL layout", lambda: expect_error(None, gp, ["layout"]))
+    r.run("error: NULL params", lambda: expect_error(lay, None, ["params"]))
+
+    def null_tensor():
+        out, lse = Tensor(F32, n=t * hq * d), Floats(hq * t)
+        expect_error(lay, gp, ["q"], tensors=(None, k.ptr, v.ptr, out.ptr, lse.ptr))
+        expect_error(lay, gp, ["out"], tensors=(q.ptr, k.ptr, v.ptr, None, lse.ptr))
+        expect_error(lay, gp, ["lse"], tensors=(q.ptr, k.ptr, v.ptr, out.ptr, None))
+    r.run("error: NULL tensors", null_tensor)
+
+    def null_arrays():
+        b = small_batch()
+        b.layout.cu_seqlens = None
+        expect_error(ctypes.byref(b.layout), gp, ["cu_seqlens"])
+        b = small_batch()
+        b.layout.cu_docs = None
+        expect_error(ctypes.byref(b.layout), gp, ["cu_docs"])
+        b = small_batch()
+        b.layout.doc_starts = None
+        expect_error(ctypes.byref(b.layout), gp, ["doc_starts"])
+    r.run("error: NULL layout arrays", null_arrays)
+
+    def bad_cu_seqlens():
+        b = small_batch()
+        b.c_cu_seqlens[1] = 40  # [0, 40, 32]: not increasing
+        expect_error(ctypes.byref(b.layout), gp, ["cu_seqlens"])
+        b = small_batch()
+        b.c_cu_seqlens[0] = 1  # must start at 0
+        expect_error(ctypes.byref(b.layout), gp, ["cu_seqlens"])
+        b = small_batch()
+        b.layout.num_sequences = -1
+        expect_error(ctypes.byref(b.layout), gp, ["num_sequences"])
+    r.run("error: bad cu_seqlens", bad_cu_seqlens)
+
+    def bad_docs():
+        b = Batch([13, 19], [[0, 5, 13], [0]], [1, 1])  # a start at the sequence's end
+        expect_error(ctypes.byref(b.layout), gp, ["doc_starts"])
+        b = Batch([13, 19], [[0, 7, 5], [0]], [1, 1])  # not increasing
+        expect_error(ctypes.byref(b.layout), gp, ["doc_starts"])
+        b = Batch([13, 19], [[0], [0]], [1, 20])  # anchor longer than its sequence
+        expect_error(ctypes.byref(b.layout), gp, ["anchor"])
+    r.run("error: bad document starts and anchors", bad_docs)
+
+    r.run("error: heads not dividing",
+          lambda: expect_error(lay, ctypes.byref(Params(3, 2, d, 0.0, 0)), ["heads"]))
+    r.run("error: zero heads",
+          lambda: expect_error(lay, ctypes.byref(Params(0, 0, d, 0.0, 0)), ["heads"]))
+    r.run("error: head_dim not a multiple of 8",
+          lambda: expect_error(lay, ctypes.byref(Params(hq, hkv, 12, 0.0, 0)), ["head_dim"]))
+    r.run("error: NaN scale",
+          lambda: expect_error(lay, ctypes.byref(Params(hq, hkv, d, math.nan, 0)), ["scale"]))
+    r.run("error: bad mask enum", lambda: expect_error(lay, gp, ["mask"], mask=7))
+    r.run("error: bad dtype enum", lambda: expect_error(lay, gp, ["dtype"], dtype=5))
+
+    def backward_null():
+        out, lse = Tensor(F32, n=t * hq * d), Floats(hq * t)
+        dq, dk, dv = Tensor(F32, n=t * hq * d), Tensor(F32, n=t * hkv * d), Tensor(F32, n=t * hkv * d)
+        status, msg = r.backward(lay, MASK_ANCHOR, F32, gp, q.ptr, k.ptr, v.ptr, out.ptr, None,
+                                 lse.ptr, dq.ptr, dk.ptr, dv.ptr)
+        check(status == INVALID_ARGUMENT and "dout" in msg, f"status {status}, message {msg!r}")
+        check(all(math.isnan(x) for x in dq.values()), "dq was written on failure")
+    r.run("error: backward NULL dout", backward_null)
+
+    def message_buffers():
+        out, lse = Tensor(F32, n=t * hq * d), Floats(hq * t)
+        status, _ = r.forward(None, MASK_ANCHOR, F32, gp, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr,
+                              error=False)  # error NULL: status only, no crash
+        check(status == INVALID_ARGUMENT, f"status {status}")
+        status, msg = r.forward(None, MASK_ANCHOR, F32, gp, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr,
+                                err_len=8)
+        check(status == INVALID_ARGUMENT and len(msg) == 7, f"truncated message {msg!r}")
+    r.run("error: message buffer NULL or short", message_buffers)
+
+    print(f"{r.passed} passed, {r.failed} failed")
+    return 0 if r.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
