@@ -7,6 +7,8 @@ packages=(
   libopenblas-dev                                # BLAS (GEMMs, the sgemm reference of benchmarks)
   libomp-dev                                     # OpenMP headers for clang users; g++ uses libgomp
   libcli11-dev nlohmann-json3-dev libfmt-dev     # command line, JSON, formatting
+  libsimdjson-dev zlib1g-dev libzstd-dev         # data readers: JSONL, gzip, zstd
+  libpcre2-dev libsentencepiece-dev libxxhash-dev  # tokenizers: regexes, SentencePiece, hashes
   python3 clang-format                           # the C API ctypes test; the format check
 )
 missing=()

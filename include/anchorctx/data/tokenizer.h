@@ -1,0 +1,52 @@
+// Tokenizer: text <-> token ids, one interface for every kind the data pipeline reads.
+//
+// Kinds: "byte" (built in: 256 byte tokens, then bos, eos, pad), SentencePiece `.model`
+// (through the sentencepiece library), HuggingFace `tokenizer.json` (BPE: byte-level with the
+// GPT-2 / LLaMA-3 / Qwen2 pre-tokenizers, or SentencePiece-style with byte fallback), and
+// llama2.c `tokenizer.bin`. Token ids are identical to the reference libraries'.
+//
+// Implementations are immutable after loading, so one instance may be shared by threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace anchorctx::data {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // The ids of `text`, without bos or eos (callers add them). Throws anchorctx::Error for text
+  // the tokenizer cannot take (the message says why); never crashes on invalid UTF-8.
+  virtual std::vector<std::int32_t> encode(std::string_view text) const = 0;
+
+  // The text of `ids` (special tokens dropped). Throws anchorctx::Error on an id outside the
+  // vocabulary.
+  virtual std::string decode(std::span<const std::int32_t> ids) const = 0;
+
+  virtual std::int32_t vocab_size() const = 0;
+  virtual std::optional<std::int32_t> bos_id() const = 0;
+  virtual std::optional<std::int32_t> eos_id() const = 0;
+  virtual std::optional<std::int32_t> pad_id() const = 0;
+
+  // "byte", "sentencepiece", "hf_bpe" or "llama2c".
+  virtual std::string kind() const = 0;
+  // A content hash of what was loaded (hex): the identity recorded in datasets.
+  virtual std::string content_hash() const = 0;
+};
+
+// "byte" gives the built-in byte tokenizer; otherwise `spec` is a path to a tokenizer file
+// (or a folder holding tokenizer.json / tokenizer.model), its kind detected from its content.
+// Throws anchorctx::Error naming the file when it cannot be read or is not a known kind.
+std::unique_ptr<Tokenizer> load_tokenizer(std::string_view spec);
+
+// The built-in byte tokenizer: ids 0..255 are bytes, 256 bos, 257 eos, 258 pad.
+std::unique_ptr<Tokenizer> make_byte_tokenizer();
+
+}  // namespace anchorctx::data
