@@ -399,6 +399,40 @@ TEST(Kernels, DeterministicAcrossThreadsAndRuns) {
   }
 }
 
+// With fewer (sequence, kv head) pairs than threads the backward switches from the fused
+// schedule to the two-pass one (dK/dV per key tile, then dQ per query tile). Both add every
+// contribution in the same order: the bits must not change with the thread count.
+TEST(Kernels, BackwardSchedulesAgreeToTheBit) {
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  LayoutOptions options;
+  options.min_sequences = 1;
+  options.max_sequences = 1;
+  options.max_seq_len = 300;
+  const RandomLayout r = random_layout(rng, options);
+  SCOPED_TRACE(r.describe());
+  for (MaskKind mask : kMasks) {
+    for (DType dtype : {DType::f32, DType::bf16}) {
+      const AttentionDims dims{2, 1, 64};  // one sequence x one kv head: one fused item
+      SCOPED_TRACE(describe(mask, dims, dtype));
+      const Inputs in = random_inputs(rng, r.total_tokens(), dims, dtype);
+      const Results ref = run_reference(r.layout, mask, dims, in, 0.0);
+      const BlockPlan plan = BlockPlan::build(r.layout, mask, 32);
+      for (const std::string& isa : runnable_isas()) {
+        IsaOverride guard(isa);
+        SCOPED_TRACE("isa " + isa);
+        const KernelRun fused = run_kernels(plan, dims, dtype, in, {0.0f, 1});
+        const KernelRun two_pass = run_kernels(plan, dims, dtype, in, {0.0f, 2});
+        const KernelRun four = run_kernels(plan, dims, dtype, in, {0.0f, 4});
+        EXPECT_TRUE(fused.same_bits(two_pass)) << "threads=1 (fused) and threads=2 differ";
+        EXPECT_TRUE(fused.same_bits(four)) << "threads=1 (fused) and threads=4 differ";
+        expect_close(two_pass.to_results(), ref, dtype);
+      }
+    }
+  }
+}
+
 // The paper's two formulations of AnchorAttention give the same result. Shared anchor: one
 // window [a][doc1][doc2]..., anchor_len 1, anchor mask. Per-document anchor: each document
 // prefixed by its own copy of a (identical q/k/v rows), intra_doc mask. Every document token

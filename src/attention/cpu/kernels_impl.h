@@ -395,91 +395,129 @@ struct BackwardInputs {
   float* dq_acc;       // float32 dQ accumulator [T, Hq, Dp]
 };
 
-// All key tiles of one sequence for one kv head: dK and dV of those rows, and the dQ
-// contributions of the group's query heads. The item owns those dQ rows: no other item
-// touches them, so they are summed without atomics in plan order.
+// One (query tile, key tile) pair for one query head h, over the key tile's column window:
+// P = exp2(scale * log2e * Q K^T - lse * log2e) into w.p and dS = P * (dO V^T - delta) into
+// w.ds, both [m, nw]. Both backward schedules call exactly this, so they agree to the bit.
+struct PairWindow {
+  const Tile& q_tile;
+  const Tile& kv_tile;
+  ColumnWindow win;
+  int m, n, nw;
+};
+
+PairWindow pair_window(const BlockPlan& plan, int q_tile, int kv_tile, TileKind kind) {
+  const Tile& qt = plan.tile(q_tile);
+  const Tile& kt = plan.tile(kv_tile);
+  const ColumnWindow win = kind == TileKind::partial
+                               ? column_window(plan.layout(), plan.mask(), qt, kt)
+                               : ColumnWindow{0, kt.size()};
+  const int n = win.hi - win.lo;
+  return {qt, kt, win, qt.size(), n, round_up(n, W)};
+}
+
+void pair_probabilities(const BlockPlan& plan, const BackwardTensors& t, const BackwardInputs& in,
+                        float scale, const PairWindow& pw, int kv_tile, TileKind kind, int h,
+                        int kv_head, BackwardTiles& w) {
+  const AttentionLayout& layout = plan.layout();
+  const std::int64_t tokens = layout.total_tokens();
+  const Tile& qt = pw.q_tile;
+  const int seq = qt.seq, m = pw.m, n = pw.n, nw = pw.nw, Dp = static_cast<int>(in.q.row_stride);
+  const std::int32_t seq_base = layout.seq_begin(seq);
+  const std::int32_t c0 = pw.kv_tile.begin - seq_base + pw.win.lo;
+  const bool partial = kind == TileKind::partial;
+  for (int r = 0; r < m; ++r) {
+    const float lse = t.lse[h * tokens + qt.begin + r];
+    // A row that sees nothing has lse = -inf; +inf here makes its P exactly 0.
+    w.lse2[r] = lse == kNegInf ? std::numeric_limits<float>::infinity() : lse * kLog2e;
+    w.delta[r] = in.delta[h * tokens + qt.begin + r];
+  }
+  const float* q_rows = in.q.at(h, qt.begin);
+  Gemm::run(m, nw, Dp, q_rows, Dp, 1, in.kt.at(kv_head, kv_tile) + pw.win.lo, in.kt.ld, w.p, nw,
+            false);
+  const V vs = S::set1(scale * kLog2e);
+  for (int r = 0; r < m; ++r) {
+    float* p = w.p + r * nw;
+    if (partial || n != nw) {
+      mask_row(p, nw,
+               partial ? visible_span(layout, plan.mask(), seq, qt.begin + r - seq_base, c0, n)
+                       : RowSpan{0, n, 0});
+    }
+    const V vl = S::set1(w.lse2[r]);
+    for (int c = 0; c < nw; c += W)
+      S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
+  }
+  Gemm::run(m, nw, Dp, in.dout.at(h, qt.begin), Dp, 1, in.vt.at(kv_head, kv_tile) + pw.win.lo,
+            in.vt.ld, w.ds, nw, false);
+  for (int r = 0; r < m; ++r) {
+    const V vd = S::set1(w.delta[r]);
+    float* ds = w.ds + r * nw;
+    const float* p = w.p + r * nw;
+    for (int c = 0; c < nw; c += W)
+      S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
+  }
+}
+
+// dQ += dS K for the pair in w.ds, into the float32 accumulator rows of head h.
+void accumulate_dq(const BackwardInputs& in, const PairWindow& pw, int h, int kv_head,
+                   std::ptrdiff_t acc_stride, const BackwardTiles& w) {
+  const int Dp = static_cast<int>(in.k.row_stride);
+  Gemm::run(pw.m, Dp, pw.n, w.ds, pw.nw, 1, in.k.at(kv_head, pw.kv_tile.begin + pw.win.lo), Dp,
+            in.dq_acc + pw.q_tile.begin * acc_stride + h * Dp, acc_stride, true);
+}
+
+// Key tile j of one kv head: dK and dV of its rows over every query tile that sees it (query
+// tiles, then heads, ascending), and -- in the fused schedule -- the dQ contributions too.
 template <typename T>
-void backward_item(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
-                   const BackwardInputs& in, float scale, int seq, int kv_head, BackwardTiles& w) {
+void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
+                      const BackwardInputs& in, float scale, int j, int kv_head, bool with_dq,
+                      BackwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int group = dims.heads_q / dims.heads_kv;
   const std::ptrdiff_t kv_stride = static_cast<std::ptrdiff_t>(dims.heads_kv) * D;
   const std::ptrdiff_t acc_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * Dp;
-  const AttentionLayout& layout = plan.layout();
-  const std::int64_t tokens = layout.total_tokens();
-  const std::int32_t seq_base = layout.seq_begin(seq);
-  const float score_scale = scale * kLog2e;
+  const Tile& kt = plan.tile(j);
+  std::fill_n(w.dk, kt.size() * Dp, 0.0f);
+  std::fill_n(w.dv, kt.size() * Dp, 0.0f);
 
-  for (int j = plan.first_tile(seq); j < plan.first_tile(seq + 1); ++j) {
-    const Tile& kt = plan.tile(j);
-    std::fill_n(w.dk, kt.size() * Dp, 0.0f);
-    std::fill_n(w.dv, kt.size() * Dp, 0.0f);
-
-    for (const TileRef& ref : plan.q_tiles_of(j)) {
-      const Tile& qt = plan.tile(ref.tile);
-      const int m = qt.size();
-      const bool partial = ref.kind == TileKind::partial;
-      const ColumnWindow win =
-          partial ? column_window(layout, plan.mask(), qt, kt) : ColumnWindow{0, kt.size()};
-      const int n = win.hi - win.lo, nw = round_up(n, W);
-      const bool needs_mask = partial || n != nw;
-      const std::int32_t c0 = kt.begin - seq_base + win.lo;
-      const float* k_rows = in.k.at(kv_head, kt.begin + win.lo);
-      const float* k_cols = in.kt.at(kv_head, j) + win.lo;
-      const float* v_cols = in.vt.at(kv_head, j) + win.lo;
-      float* dk_acc = w.dk + win.lo * Dp;
-      float* dv_acc = w.dv + win.lo * Dp;
-      for (int g = 0; g < group; ++g) {
-        const int h = kv_head * group + g;
-        const float* q_rows = in.q.at(h, qt.begin);
-        const float* dout_rows = in.dout.at(h, qt.begin);
-        for (int r = 0; r < m; ++r) {
-          const float lse = t.lse[h * tokens + qt.begin + r];
-          // A row that sees nothing has lse = -inf; +inf here makes its P exactly 0.
-          w.lse2[r] = lse == kNegInf ? std::numeric_limits<float>::infinity() : lse * kLog2e;
-          w.delta[r] = in.delta[h * tokens + qt.begin + r];
-        }
-        // P = exp2(scale * log2e * Q K^T - lse * log2e)  [m, nw], masked entries 0.
-        Gemm::run(m, nw, Dp, q_rows, in.q.row_stride, 1, k_cols, in.kt.ld, w.p, nw, false);
-        for (int r = 0; r < m; ++r) {
-          float* p = w.p + r * nw;
-          if (needs_mask) {
-            mask_row(p, nw,
-                     partial
-                         ? visible_span(layout, plan.mask(), seq, qt.begin + r - seq_base, c0, n)
-                         : RowSpan{0, n, 0});
-          }
-          const V vs = S::set1(score_scale), vl = S::set1(w.lse2[r]);
-          for (int c = 0; c < nw; c += W)
-            S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
-        }
-        // dV += P^T dO  [n, Dp]
-        Gemm::run(n, Dp, m, w.p, 1, nw, dout_rows, in.dout.row_stride, dv_acc, Dp, true);
-        // dP = dO V^T  [m, nw], then dS = P * (dP - delta) in place.
-        Gemm::run(m, nw, Dp, dout_rows, in.dout.row_stride, 1, v_cols, in.vt.ld, w.ds, nw, false);
-        for (int r = 0; r < m; ++r) {
-          const V vd = S::set1(w.delta[r]);
-          float* ds = w.ds + r * nw;
-          const float* p = w.p + r * nw;
-          for (int c = 0; c < nw; c += W)
-            S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
-        }
-        // dK += dS^T Q  [n, Dp];  dQ += dS K  [m, Dp]
-        Gemm::run(n, Dp, m, w.ds, 1, nw, q_rows, in.q.row_stride, dk_acc, Dp, true);
-        Gemm::run(m, Dp, n, w.ds, nw, 1, k_rows, in.k.row_stride,
-                  in.dq_acc + qt.begin * acc_stride + h * Dp, acc_stride, true);
-      }
+  for (const TileRef& ref : plan.q_tiles_of(j)) {
+    const PairWindow pw = pair_window(plan, ref.tile, j, ref.kind);
+    for (int g = 0; g < group; ++g) {
+      const int h = kv_head * group + g;
+      pair_probabilities(plan, t, in, scale, pw, j, ref.kind, h, kv_head, w);
+      // dV += P^T dO  [n, Dp];  dK += dS^T Q  [n, Dp]
+      Gemm::run(pw.n, Dp, pw.m, w.p, 1, pw.nw, in.dout.at(h, pw.q_tile.begin), Dp,
+                w.dv + pw.win.lo * Dp, Dp, true);
+      Gemm::run(pw.n, Dp, pw.m, w.ds, 1, pw.nw, in.q.at(h, pw.q_tile.begin), Dp,
+                w.dk + pw.win.lo * Dp, Dp, true);
+      if (with_dq) accumulate_dq(in, pw, h, kv_head, acc_stride, w);
     }
+  }
 
-    T* dk = static_cast<T*>(t.dk);
-    T* dv = static_cast<T*>(t.dv);
-    for (int r = 0; r < kt.size(); ++r) {
-      T* dk_row = dk + (kt.begin + r) * kv_stride + kv_head * D;
-      T* dv_row = dv + (kt.begin + r) * kv_stride + kv_head * D;
-      for (int c = 0; c < D; ++c) {
-        from_f32(w.dk[r * Dp + c] * scale, dk_row + c);
-        from_f32(w.dv[r * Dp + c], dv_row + c);
-      }
+  T* dk = static_cast<T*>(t.dk);
+  T* dv = static_cast<T*>(t.dv);
+  for (int r = 0; r < kt.size(); ++r) {
+    T* dk_row = dk + (kt.begin + r) * kv_stride + kv_head * D;
+    T* dv_row = dv + (kt.begin + r) * kv_stride + kv_head * D;
+    for (int c = 0; c < D; ++c) {
+      from_f32(w.dk[r * Dp + c] * scale, dk_row + c);
+      from_f32(w.dv[r * Dp + c], dv_row + c);
+    }
+  }
+}
+
+// Query tile i of one kv head's group: its dQ over every key tile it sees, in ascending order --
+// the order in which the fused schedule adds the same contributions.
+void backward_q_tile(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
+                     const BackwardInputs& in, float scale, int i, int kv_head, BackwardTiles& w) {
+  const int group = dims.heads_q / dims.heads_kv;
+  const std::ptrdiff_t acc_stride =
+      static_cast<std::ptrdiff_t>(dims.heads_q) * round_up(dims.head_dim, W);
+  for (const TileRef& ref : plan.kv_tiles_of(i)) {
+    const PairWindow pw = pair_window(plan, i, ref.tile, ref.kind);
+    for (int g = 0; g < group; ++g) {
+      const int h = kv_head * group + g;
+      pair_probabilities(plan, t, in, scale, pw, ref.tile, ref.kind, h, kv_head, w);
+      accumulate_dq(in, pw, h, kv_head, acc_stride, w);
     }
   }
 }
@@ -497,7 +535,11 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
   std::unique_ptr<float[]> q_storage, dout_storage, k_storage, kt_storage, vt_storage;
   const T* out = static_cast<const T*>(t.out);
   const T* dout = static_cast<const T*>(t.dout);
-  const std::int64_t items = static_cast<std::int64_t>(plan.layout().num_sequences()) * Hkv;
+  const std::int64_t sequence_items =
+      static_cast<std::int64_t>(plan.layout().num_sequences()) * Hkv;
+  // Both schedules add every contribution in the same order, so the choice -- which depends
+  // on the thread count -- never changes a bit of the result.
+  const bool fused = sequence_items >= threads;
 
 #pragma omp parallel num_threads(threads)
   {
@@ -522,10 +564,29 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
     }
 
     BackwardTiles tiles(ts, tsp, Dp);
+    if (fused) {
+      // One item per (sequence, kv head): it owns the dQ rows of its heads in its sequence.
 #pragma omp for schedule(dynamic, 1)
-    for (std::int64_t item = 0; item < items; ++item) {
-      backward_item<T>(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
-                       static_cast<int>(item % Hkv), tiles);
+      for (std::int64_t item = 0; item < sequence_items; ++item) {
+        const int seq = static_cast<int>(item / Hkv), kv_head = static_cast<int>(item % Hkv);
+        for (int j = plan.first_tile(seq); j < plan.first_tile(seq + 1); ++j)
+          backward_kv_tile<T>(plan, dims, t, in, scale, j, kv_head, true, tiles);
+      }
+    } else {
+      // Too few sequences x kv heads for the threads: dK, dV per key tile, then dQ per query
+      // tile, recomputing P and dS (7 products a pair instead of 5, on every thread). Early
+      // key tiles and late query tiles see the most work (causal): they go first.
+      const std::int64_t tile_items = static_cast<std::int64_t>(plan.num_tiles()) * Hkv;
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t item = 0; item < tile_items; ++item) {
+        backward_kv_tile<T>(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
+                            static_cast<int>(item % Hkv), false, tiles);
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t item = tile_items - 1; item >= 0; --item) {
+        backward_q_tile(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
+                        static_cast<int>(item % Hkv), tiles);
+      }
     }
 
     T* dq = static_cast<T*>(t.dq);
