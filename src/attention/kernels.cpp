@@ -31,6 +31,24 @@ float resolve_scale(const AttentionDims& dims, const KernelOptions& options) {
                                : 1.0f / std::sqrt(static_cast<float>(dims.head_dim));
 }
 
+// The kernels of the instruction set in use.
+struct CpuKernels {
+  void (*forward)(const BlockPlan&, const AttentionDims&, const ForwardTensors&, float, int);
+  void (*backward)(const BlockPlan&, const AttentionDims&, const BackwardTensors&, float, int);
+};
+
+CpuKernels cpu_kernels() {
+  switch (cpu::select_isa()) {
+    case cpu::Isa::avx512:
+      return {cpu::avx512::forward, cpu::avx512::backward};
+    case cpu::Isa::avx2:
+      return {cpu::avx2::forward, cpu::avx2::backward};
+    case cpu::Isa::portable:
+      break;
+  }
+  return {cpu::portable::forward, cpu::portable::backward};
+}
+
 }  // namespace
 
 void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
@@ -41,16 +59,8 @@ void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTens
   check_tensor(t.v, "v");
   check_tensor(t.out, "out");
   check_tensor(t.lse, "lse");
-  const float scale = resolve_scale(dims, options);
-  const int threads = core::resolve_threads(options.threads);
-  switch (cpu::select_isa()) {
-    case cpu::Isa::avx512:
-      return cpu::avx512::forward(plan, dims, t, scale, threads);
-    case cpu::Isa::avx2:
-      return cpu::avx2::forward(plan, dims, t, scale, threads);
-    case cpu::Isa::portable:
-      return cpu::portable::forward(plan, dims, t, scale, threads);
-  }
+  cpu_kernels().forward(plan, dims, t, resolve_scale(dims, options),
+                        core::resolve_threads(options.threads));
 }
 
 void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
@@ -65,16 +75,8 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
   check_tensor(t.dq, "dq");
   check_tensor(t.dk, "dk");
   check_tensor(t.dv, "dv");
-  const float scale = resolve_scale(dims, options);
-  const int threads = core::resolve_threads(options.threads);
-  switch (cpu::select_isa()) {
-    case cpu::Isa::avx512:
-      return cpu::avx512::backward(plan, dims, t, scale, threads);
-    case cpu::Isa::avx2:
-      return cpu::avx2::backward(plan, dims, t, scale, threads);
-    case cpu::Isa::portable:
-      return cpu::portable::backward(plan, dims, t, scale, threads);
-  }
+  cpu_kernels().backward(plan, dims, t, resolve_scale(dims, options),
+                         core::resolve_threads(options.threads));
 }
 
 std::string kernel_isa() {
