@@ -9,6 +9,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev     # command line, JSON, formatting
   libsimdjson-dev zlib1g-dev libzstd-dev         # data readers: JSONL, gzip, zstd
   libpcre2-dev libsentencepiece-dev libxxhash-dev  # tokenizers: regexes, SentencePiece, hashes
+  libicu-dev                                     # tokenizers: Unicode NFC
   python3 clang-format                           # the C API ctypes test; the format check
 )
 missing=()

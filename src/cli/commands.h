@@ -15,4 +15,13 @@ namespace anchorctx::cli {
 // `anchorctx bench attention`: forward/backward kernel timings against an sgemm yardstick.
 void register_bench_attention(CLI::App& bench);
 
+// `anchorctx tokenize`: text to token ids, or back with --decode.
+void register_tokenize(CLI::App& app);
+
+// `anchorctx pack`: corpora into a packed dataset folder.
+void register_pack(CLI::App& app);
+
+// `anchorctx inspect`: describe and validate a packed dataset folder.
+void register_inspect(CLI::App& app);
+
 }  // namespace anchorctx::cli

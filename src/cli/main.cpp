@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   CLI::App* bench = app.add_subcommand("bench", "Measure the speed of a part");
   bench->require_subcommand(1);
   anchorctx::cli::register_bench_attention(*bench);
+  anchorctx::cli::register_tokenize(app);
+  anchorctx::cli::register_pack(app);
+  anchorctx::cli::register_inspect(app);
 
   try {
     app.parse(argc, argv);

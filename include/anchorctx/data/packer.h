@@ -1,0 +1,129 @@
+// Packer: tokenized documents into fixed training windows, as the paper's reference code packs
+// them (PAPER.md section 2), with the options the reference lacks.
+//
+// A window holds seq_len + 1 tokens (inputs and the labels shifted by one). Documents of 2
+// tokens or fewer are skipped. Documents fill a window in order; the one that overflows is cut
+// to fill it, and its remainder either opens the next window (continue_remainder) or is
+// dropped. A partial last window is dropped. Every dropped token is counted in PackStats.
+//
+// Anchor modes:
+//   shared   one anchor token at the start of each window: document 0 is the anchor, documents
+//            1..n follow (the reference's "flex" engine);
+//   per_doc  every document segment in the window starts with its own anchor token (the
+//            reference's "flash" engine), a continued remainder included;
+//   none     no anchor tokens.
+// A window's documents are given by their sorted start offsets (first one 0), local to the
+// window, ready for attention::AttentionLayout.
+//
+// Domain tags are prepended by the caller: a document's `masked_prefix` leading tokens are
+// kept out of the loss, recorded per window as loss-mask spans [begin, end) of window offsets
+// whose tokens are never targets.
+//
+// Interleaved chunks (reference rules): documents of 64..2048 tokens are cut into 2 or 3 parts
+// at points in 20%..80% of their length; the parts of a group of `interleave_group` documents
+// are shuffled with the order inside each document kept. Each part is its own segment in the
+// window (attention layouts hold contiguous documents). Seeded: the same seed, the same
+// windows, whatever the thread count.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace anchorctx::data {
+
+enum class AnchorMode { shared, per_doc, none };
+std::string_view to_string(AnchorMode mode);
+std::optional<AnchorMode> parse_anchor_mode(std::string_view name);
+
+// How position ids are given to the tokens of a window (DESIGN.md, core contracts).
+enum class PositionPolicy { global, reset, anchor };
+std::string_view to_string(PositionPolicy policy);
+std::optional<PositionPolicy> parse_position_policy(std::string_view name);
+
+struct PackOptions {
+  std::int32_t seq_len = 0;  // window = seq_len + 1 tokens
+  AnchorMode anchor_mode = AnchorMode::shared;
+  std::int32_t anchor_id = -1;  // required unless anchor_mode == none
+  bool continue_remainder = true;
+  bool interleave_chunks = false;
+  std::int32_t interleave_group = 4096;  // documents shuffled together (bounds memory)
+  std::uint64_t seed = 0;
+  std::int32_t min_doc_tokens = 3;  // documents shorter than this are skipped
+};
+
+struct TokenizedDoc {
+  std::vector<std::int32_t> tokens;
+  std::int32_t masked_prefix = 0;  // leading tokens excluded from the loss (a domain tag)
+};
+
+// One packed window, as the sink sees it (valid during the call).
+struct Window {
+  std::span<const std::int32_t> tokens;                               // seq_len + 1
+  std::span<const std::int32_t> doc_starts;                           // sorted, first 0
+  std::span<const std::pair<std::int32_t, std::int32_t>> loss_spans;  // [begin, end), sorted
+};
+
+struct PackStats {
+  std::uint64_t documents_in = 0;
+  std::uint64_t documents_packed = 0;  // documents that put at least one token in a window
+  std::uint64_t documents_skipped_short = 0;
+  std::uint64_t tokens_in = 0;  // document tokens offered (tags included)
+  std::uint64_t tokens_skipped_short = 0;
+  std::uint64_t tokens_dropped_remainder = 0;  // overflow remainders dropped (or too short)
+  std::uint64_t tokens_dropped_tail = 0;       // the partial last window
+  std::uint64_t chunks = 0;                    // interleaved parts made
+  std::uint64_t segments = 0;                  // document segments in windows (anchor excluded)
+  std::uint64_t anchor_tokens = 0;
+  std::uint64_t windows = 0;
+};
+
+class Packer {
+ public:
+  using Sink = std::function<void(const Window&)>;
+  // Throws anchorctx::Error for invalid options (seq_len < 2, no anchor id where needed).
+  Packer(PackOptions options, Sink sink);
+
+  void add(TokenizedDoc doc);
+  // Packs what interleaving still holds and drops the partial window (counted).
+  void finish();
+  const PackStats& stats() const { return stats_; }
+  const PackOptions& options() const { return options_; }
+
+ private:
+  void flush_group();
+  void place(std::span<const std::int32_t> tokens, std::int32_t masked_prefix);
+  void start_window();
+  void emit();
+  std::size_t window_len() const { return static_cast<std::size_t>(options_.seq_len) + 1; }
+
+  PackOptions options_;
+  Sink sink_;
+  PackStats stats_;
+  std::uint64_t rng_state_;
+  std::vector<TokenizedDoc> group_;
+  std::vector<std::int32_t> tokens_;
+  std::vector<std::int32_t> starts_;
+  std::vector<std::pair<std::int32_t, std::int32_t>> spans_;
+  bool has_content_ = false;
+  bool finished_ = false;
+};
+
+// Position ids of a window of `length` tokens whose documents start at `doc_starts` (sorted,
+// first 0), under `policy`:
+//   global  0..length-1;
+//   reset   each document counts from 0;
+//   anchor  global, except anchor tokens at 0 (the first token of the window in shared mode,
+//           the first token of every document in per_doc mode; none: as global).
+std::vector<std::int32_t> position_ids(PositionPolicy policy,
+                                       std::span<const std::int32_t> doc_starts,
+                                       std::int32_t length, AnchorMode mode);
+
+// The reading order of `count` windows: identity, or a seeded Fisher-Yates shuffle.
+std::vector<std::uint64_t> window_order(std::uint64_t count, bool shuffle, std::uint64_t seed);
+
+}  // namespace anchorctx::data

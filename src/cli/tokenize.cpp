@@ -1,0 +1,126 @@
+// `anchorctx tokenize`: text to token ids (or back with --decode) through any tokenizer the
+// data pipeline reads, to check a tokenizer by hand or from scripts.
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/data/tokenizer.h"
+#include "cli/commands.h"
+
+namespace anchorctx::cli {
+namespace {
+
+struct Args {
+  std::string tokenizer;
+  std::optional<std::string> text;
+  std::optional<std::string> text_file;
+  bool no_bos = false;
+  bool decode = false;
+  bool json = false;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  require(in.good(), "--text-file '{}': cannot open it", path);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  require(!in.bad(), "--text-file '{}': read error", path);
+  return bytes;
+}
+
+// Token ids separated by whitespace and/or commas; brackets are ignored so that the output of
+// `tokenize --json` ("[1,2,3]") can be passed back.
+std::vector<std::int32_t> parse_ids(std::string_view input) {
+  std::vector<std::int32_t> ids;
+  const auto is_separator = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == '[' || c == ']';
+  };
+  std::size_t i = 0;
+  while (i < input.size()) {
+    if (is_separator(input[i])) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < input.size() && !is_separator(input[end]))
+      ++end;
+    const std::string_view word = input.substr(i, end - i);
+    std::int32_t id = 0;
+    const auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
+    require(ec == std::errc() && ptr == word.data() + word.size(),
+            "--decode: '{}' is not a token id (expected integers separated by spaces or commas)",
+            word);
+    ids.push_back(id);
+    i = end;
+  }
+  return ids;
+}
+
+void run(const Args& args) {
+  if (args.text.has_value() == args.text_file.has_value())
+    throw CLI::ValidationError("tokenize", "give exactly one of --text and --text-file");
+  const std::string input = args.text ? *args.text : read_file(*args.text_file);
+  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(args.tokenizer);
+
+  if (args.decode) {
+    const std::vector<std::int32_t> ids = parse_ids(input);
+    const std::string text = tokenizer->decode(ids);
+    if (args.json) {
+      // Invalid UTF-8 (ids that cut a character) becomes U+FFFD: JSON strings hold Unicode.
+      fmt::print("{}\n", nlohmann::json{{"text", text}}.dump(
+                             -1, ' ', false, nlohmann::json::error_handler_t::replace));
+    } else {
+      fmt::print("{}\n", text);
+    }
+    return;
+  }
+
+  std::vector<std::int32_t> ids;
+  const std::optional<std::int32_t> bos = tokenizer->bos_id();
+  if (bos && !args.no_bos) ids.push_back(*bos);
+  const std::vector<std::int32_t> body = tokenizer->encode(input);
+  ids.insert(ids.end(), body.begin(), body.end());
+  if (args.json) {
+    fmt::print("{}\n", nlohmann::json{{"ids", ids}}.dump());
+  } else {
+    fmt::print("{}\n", fmt::join(ids, " "));
+  }
+}
+
+}  // namespace
+
+void register_tokenize(CLI::App& app) {
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "tokenize",
+      "Print the token ids of a text (or, with --decode, the text of token ids).\n"
+      "The text is taken byte for byte: a trailing newline of --text-file is tokenized too.");
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "'byte', or a tokenizer file (tokenizer.json, SentencePiece .model, llama2.c "
+                  ".bin) or a folder holding one")
+      ->required();
+  cmd->add_option("--text", args->text, "The text (or, with --decode, the ids)");
+  cmd->add_option("--text-file", args->text_file,
+                  "A file holding the text (or, with --decode, the ids)");
+  cmd->add_flag("--no-bos", args->no_bos,
+                "Do not prepend the bos id (by default it is, when the tokenizer has one)");
+  cmd->add_flag("--decode", args->decode,
+                "The input is token ids separated by spaces or commas; print their text "
+                "(special tokens dropped) followed by a newline");
+  cmd->add_flag("--json", args->json,
+                "Print one JSON object on stdout: {\"ids\": [...]} or, with --decode, "
+                "{\"text\": \"...\"} (invalid UTF-8 as U+FFFD)");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace anchorctx::cli

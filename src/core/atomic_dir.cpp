@@ -1,0 +1,75 @@
+// AtomicDir: temporary folder, fsync, rename.
+#include "anchorctx/core/atomic_dir.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <system_error>
+
+#include "anchorctx/core/error.h"
+
+namespace anchorctx::core {
+namespace fs = std::filesystem;
+namespace {
+
+void fsync_path(const fs::path& p, bool directory) {
+  const int fd = ::open(p.c_str(), (directory ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot open to sync: {}", p.string(), std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) fail("{}: fsync failed: {}", p.string(), std::strerror(err));
+}
+
+}  // namespace
+
+AtomicDir::AtomicDir(fs::path final_path, bool replace)
+    : final_(std::move(final_path)), replace_(replace) {
+  if (final_.filename().empty()) final_ = final_.parent_path();  // "out/" -> "out"
+  std::error_code ec;
+  if (fs::exists(final_, ec) && !replace_)
+    fail("{}: already exists (remove it or choose another --out)", final_.string());
+  fs::path parent = final_.parent_path();
+  if (parent.empty()) parent = ".";
+  fs::create_directories(parent, ec);
+  if (ec) fail("{}: cannot create the parent folder: {}", parent.string(), ec.message());
+  static std::atomic<unsigned> counter{0};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    temp_ = parent / ("." + final_.filename().string() + ".tmp-" + std::to_string(::getpid()) +
+                      "-" + std::to_string(counter++));
+    if (fs::create_directory(temp_, ec)) return;
+    if (ec) fail("{}: cannot create: {}", temp_.string(), ec.message());
+  }
+  fail("{}: cannot find a free temporary name", final_.string());
+}
+
+AtomicDir::~AtomicDir() {
+  if (committed_ || temp_.empty()) return;
+  std::error_code ec;
+  fs::remove_all(temp_, ec);  // best effort: a destructor must not throw
+}
+
+void AtomicDir::commit() {
+  require(!committed_, "{}: committed twice", final_.string());
+  for (const auto& entry : fs::recursive_directory_iterator(temp_)) {
+    if (entry.is_regular_file()) fsync_path(entry.path(), false);
+  }
+  fsync_path(temp_, true);
+  std::error_code ec;
+  if (replace_ && fs::exists(final_, ec)) {
+    fs::remove_all(final_, ec);
+    if (ec) fail("{}: cannot replace: {}", final_.string(), ec.message());
+  }
+  fs::rename(temp_, final_, ec);
+  if (ec)
+    fail("{}: cannot rename {} into place: {}", final_.string(), temp_.string(), ec.message());
+  committed_ = true;
+  fs::path parent = final_.parent_path();
+  fsync_path(parent.empty() ? fs::path(".") : parent, true);
+}
+
+}  // namespace anchorctx::core

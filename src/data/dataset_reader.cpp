@@ -1,0 +1,208 @@
+// Dataset: the packed folder, memory-mapped and checked.
+#include <cstring>
+#include <fstream>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/hash.h"
+#include "anchorctx/data/dataset.h"
+
+namespace anchorctx::data {
+namespace {
+
+template <typename T>
+std::span<const T> as_array(const core::MappedFile& file) {
+  // mmap returns page-aligned memory, so the cast is aligned.
+  return {reinterpret_cast<const T*>(file.data()), file.size() / sizeof(T)};
+}
+
+std::uint64_t meta_uint(const nlohmann::json& meta, const std::string& dir,
+                        std::initializer_list<const char*> keys) {
+  const nlohmann::json* node = &meta;
+  std::string name;
+  for (const char* k : keys) {
+    name += (name.empty() ? "" : ".") + std::string(k);
+    if (!node->is_object() || !node->contains(k)) fail("{}: meta.json has no '{}'", dir, name);
+    node = &(*node)[k];
+  }
+  if (!node->is_number_unsigned() && !(node->is_number_integer() && node->get<std::int64_t>() >= 0))
+    fail("{}: meta.json '{}' is not a non-negative integer", dir, name);
+  return node->get<std::uint64_t>();
+}
+
+}  // namespace
+
+Dataset Dataset::open(const std::filesystem::path& dir) {
+  Dataset ds;
+  ds.dir_ = dir;
+  const std::string d = dir.string();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) fail("{}: not a dataset folder (no such folder)", d);
+  {
+    std::ifstream in(dir / "meta.json");
+    if (!in) fail("{}: no meta.json (not a packed dataset, or an unfinished one)", d);
+    try {
+      ds.meta_ = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}/meta.json: not valid JSON: {}", d, e.what());
+    }
+  }
+  const auto& meta = ds.meta_;
+  if (!meta.is_object() || meta.value("format", "") != kDatasetFormatName)
+    fail("{}/meta.json: 'format' is not \"{}\"", d, kDatasetFormatName);
+  const std::uint64_t version = meta_uint(meta, d, {"format_version"});
+  if (version != kDatasetFormatVersion)
+    fail("{}/meta.json: format_version {} is not supported (this build reads {})", d, version,
+         kDatasetFormatVersion);
+  const std::uint64_t seq_len = meta_uint(meta, d, {"seq_len"});
+  if (seq_len < 2 || seq_len > (1u << 30))
+    fail("{}/meta.json: seq_len {} out of range", d, seq_len);
+  ds.seq_len_ = static_cast<std::int32_t>(seq_len);
+  const std::uint64_t vocab = meta_uint(meta, d, {"vocab_size"});
+  if (vocab == 0 || vocab > (1u << 31)) fail("{}/meta.json: vocab_size {} out of range", d, vocab);
+  ds.vocab_size_ = static_cast<std::int32_t>(vocab);
+  const std::string dtype = meta.value("token_dtype", "");
+  if (dtype != "uint16" && dtype != "uint32")
+    fail("{}/meta.json: token_dtype '{}' is neither uint16 nor uint32", d, dtype);
+  ds.wide_ = dtype == "uint32";
+  if (!ds.wide_ && vocab > 65536)
+    fail("{}/meta.json: token_dtype uint16 cannot hold a vocabulary of {}", d, vocab);
+  const auto mode = parse_anchor_mode(meta.value("anchor_mode", ""));
+  if (!mode) fail("{}/meta.json: unknown anchor_mode '{}'", d, meta.value("anchor_mode", ""));
+  ds.anchor_mode_ = *mode;
+  ds.batch_size_ = static_cast<std::uint32_t>(
+      meta.contains("batch_size") ? meta_uint(meta, d, {"batch_size"}) : 1);
+  if (ds.batch_size_ == 0) fail("{}/meta.json: batch_size is 0", d);
+  ds.windows_ = meta_uint(meta, d, {"counts", "windows"});
+  const std::uint64_t n = ds.windows_;
+
+  const auto map = [&](const char* name, std::uint64_t expected_bytes) {
+    const auto path = dir / name;
+    if (!std::filesystem::exists(path, ec)) fail("{}: {} is missing", d, name);
+    core::MappedFile f = core::MappedFile::open(path.string());
+    const std::uint64_t recorded = meta_uint(meta, d, {"files", name, "bytes"});
+    if (f.size() != recorded)
+      fail("{}/{}: {} bytes, meta.json records {} (truncated or replaced)", d, name, f.size(),
+           recorded);
+    if (expected_bytes != UINT64_MAX && f.size() != expected_bytes)
+      fail("{}/{}: {} bytes, expected {} for {} windows", d, name, f.size(), expected_bytes, n);
+    return f;
+  };
+  const std::uint64_t w = seq_len + 1;
+  ds.tokens_ = map("tokens.bin", n * w * (ds.wide_ ? 4 : 2));
+  ds.doc_index_ = map("doc_index.bin", (n + 1) * 8);
+  ds.mask_index_ = map("mask_index.bin", (n + 1) * 8);
+  ds.order_ = map("order.bin", n * 8);
+  const auto doc_index = as_array<std::uint64_t>(ds.doc_index_);
+  const auto mask_index = as_array<std::uint64_t>(ds.mask_index_);
+  ds.doc_starts_ = map("doc_starts.bin", doc_index[n] * 4);
+  ds.mask_spans_ = map("mask_spans.bin", mask_index[n] * 8);
+  // The indexes decide every window's slice: check them here, once (O(windows)).
+  if (doc_index[0] != 0) fail("{}/doc_index.bin: entry 0 is {}, expected 0", d, doc_index[0]);
+  if (mask_index[0] != 0) fail("{}/mask_index.bin: entry 0 is {}, expected 0", d, mask_index[0]);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (doc_index[i + 1] <= doc_index[i])
+      fail("{}/doc_index.bin: window {} has no documents (offsets {} then {})", d, i, doc_index[i],
+           doc_index[i + 1]);
+    if (mask_index[i + 1] < mask_index[i])
+      fail("{}/mask_index.bin: offsets decrease at window {} ({} then {})", d, i, mask_index[i],
+           mask_index[i + 1]);
+  }
+  return ds;
+}
+
+void Dataset::verify() const {
+  const std::string d = dir_.string();
+  for (const char* name : {"tokens.bin", "doc_index.bin", "doc_starts.bin", "mask_index.bin",
+                           "mask_spans.bin", "order.bin"}) {
+    const core::MappedFile& f = std::string_view(name) == "tokens.bin"       ? tokens_
+                                : std::string_view(name) == "doc_index.bin"  ? doc_index_
+                                : std::string_view(name) == "doc_starts.bin" ? doc_starts_
+                                : std::string_view(name) == "mask_index.bin" ? mask_index_
+                                : std::string_view(name) == "mask_spans.bin" ? mask_spans_
+                                                                             : order_;
+    const std::string want = meta_.at("files").at(name).value("xxh3_128", "");
+    const std::string got =
+        core::hash_bytes_hex(std::string_view(reinterpret_cast<const char*>(f.data()), f.size()));
+    if (got != want)
+      fail("{}/{}: content hash {} differs from meta.json's {} (the file was altered)", d, name,
+           got, want);
+  }
+  const std::uint32_t w = static_cast<std::uint32_t>(window_len());
+  for (std::uint64_t p = 0; p < windows_; ++p) {
+    const auto starts = as_array<std::uint32_t>(doc_starts_)
+                            .subspan(as_array<std::uint64_t>(doc_index_)[p],
+                                     as_array<std::uint64_t>(doc_index_)[p + 1] -
+                                         as_array<std::uint64_t>(doc_index_)[p]);
+    if (starts[0] != 0) fail("{}/doc_starts.bin: window {} starts at {}, not 0", d, p, starts[0]);
+    for (std::size_t k = 1; k < starts.size(); ++k) {
+      if (starts[k] <= starts[k - 1] || starts[k] >= w)
+        fail("{}/doc_starts.bin: window {} document {} starts at {} (after {}, window {} tokens)",
+             d, p, k, starts[k], starts[k - 1], w);
+    }
+    const auto mi = as_array<std::uint64_t>(mask_index_);
+    const auto spans =
+        as_array<std::uint32_t>(mask_spans_).subspan(2 * mi[p], 2 * (mi[p + 1] - mi[p]));
+    for (std::size_t k = 0; k < spans.size(); k += 2) {
+      if (spans[k] >= spans[k + 1] || spans[k + 1] > w || (k > 0 && spans[k] < spans[k - 1]))
+        fail("{}/mask_spans.bin: window {} span [{}, {}) is not a sorted span inside the window", d,
+             p, spans[k], spans[k + 1]);
+    }
+  }
+  const std::uint64_t total = windows_ * w;
+  for (std::uint64_t t = 0; t < total; ++t) {
+    const std::uint32_t id =
+        wide_ ? as_array<std::uint32_t>(tokens_)[t] : as_array<std::uint16_t>(tokens_)[t];
+    if (id >= static_cast<std::uint32_t>(vocab_size_))
+      fail("{}/tokens.bin: window {} token {}: id {} outside the vocabulary [0, {})", d, t / w,
+           t % w, id, vocab_size_);
+  }
+  std::vector<bool> seen(windows_, false);
+  const auto order = as_array<std::uint64_t>(order_);
+  for (std::uint64_t i = 0; i < windows_; ++i) {
+    if (order[i] >= windows_ || seen[order[i]])
+      fail("{}/order.bin: entry {} ({}) is out of range or repeated: not a permutation", d, i,
+           order[i]);
+    seen[order[i]] = true;
+  }
+}
+
+std::uint64_t Dataset::physical(std::uint64_t i) const {
+  require(i < windows_, "{}: window {} out of range (the dataset has {})", dir_.string(), i,
+          windows_);
+  return as_array<std::uint64_t>(order_)[i];
+}
+
+void Dataset::read_tokens(std::uint64_t i, std::span<std::int32_t> out) const {
+  const std::uint64_t p = physical(i);
+  const std::size_t w = static_cast<std::size_t>(window_len());
+  require(out.size() == w, "read_tokens: a buffer of {} for a window of {}", out.size(), w);
+  if (wide_) {
+    const auto src = as_array<std::uint32_t>(tokens_).subspan(p * w, w);
+    for (std::size_t k = 0; k < w; ++k)
+      out[k] = static_cast<std::int32_t>(src[k]);
+  } else {
+    const auto src = as_array<std::uint16_t>(tokens_).subspan(p * w, w);
+    for (std::size_t k = 0; k < w; ++k)
+      out[k] = src[k];
+  }
+}
+
+std::vector<std::int32_t> Dataset::tokens(std::uint64_t i) const {
+  std::vector<std::int32_t> out(static_cast<std::size_t>(window_len()));
+  read_tokens(i, out);
+  return out;
+}
+
+std::span<const std::uint32_t> Dataset::doc_starts(std::uint64_t i) const {
+  const std::uint64_t p = physical(i);
+  const auto index = as_array<std::uint64_t>(doc_index_);
+  return as_array<std::uint32_t>(doc_starts_).subspan(index[p], index[p + 1] - index[p]);
+}
+
+std::span<const std::uint32_t> Dataset::loss_spans(std::uint64_t i) const {
+  const std::uint64_t p = physical(i);
+  const auto index = as_array<std::uint64_t>(mask_index_);
+  return as_array<std::uint32_t>(mask_spans_).subspan(2 * index[p], 2 * (index[p + 1] - index[p]));
+}
+
+}  // namespace anchorctx::data

@@ -1,0 +1,381 @@
+// pack_dataset: reader -> parallel tokenizer -> packer -> dataset writer.
+#include "anchorctx/data/pack.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/parallel.h"
+#include "anchorctx/core/progress.h"
+#include "anchorctx/data/dataset.h"
+#include "anchorctx/data/tokenizer.h"
+
+namespace anchorctx::data {
+namespace {
+
+std::map<std::string, std::string> load_tags(const std::string& path) {
+  std::map<std::string, std::string> tags;
+  if (path.empty()) return tags;
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open the tags file", path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: the tags file is not valid JSON: {}", path, e.what());
+  }
+  if (!j.is_object()) fail("{}: the tags file must be a JSON object {{value: tag text}}", path);
+  for (const auto& [k, v] : j.items()) {
+    if (!v.is_string()) fail("{}: tag for '{}' is not a string", path, k);
+    tags[k] = v.get<std::string>();
+  }
+  return tags;
+}
+
+nlohmann::json stats_json(const PackStats& s) {
+  return {{"documents_in", s.documents_in},
+          {"documents_packed", s.documents_packed},
+          {"documents_skipped_short", s.documents_skipped_short},
+          {"tokens_in", s.tokens_in},
+          {"tokens_skipped_short", s.tokens_skipped_short},
+          {"tokens_dropped_remainder", s.tokens_dropped_remainder},
+          {"tokens_dropped_tail", s.tokens_dropped_tail},
+          {"chunks", s.chunks},
+          {"segments", s.segments},
+          {"anchor_tokens", s.anchor_tokens},
+          {"windows", s.windows}};
+}
+
+// The stages around the packer: one thread reads blocks of documents (the reader is a
+// stream), `threads` workers tokenize whole blocks, and the caller takes the blocks back in
+// reading order. At most `threads + 2` blocks are in flight, which bounds memory.
+struct Block {
+  std::uint64_t seq = 0;
+  std::vector<Document> docs;
+  std::vector<TokenizedDoc> encoded;
+  std::vector<std::size_t> text_bytes;
+  std::uint64_t bytes_read = 0;  // raw input bytes consumed when the block was complete
+};
+
+class BlockPipeline {
+ public:
+  BlockPipeline(DocumentReader& reader, const Tokenizer& tokenizer, int threads)
+      : reader_(reader), tokenizer_(tokenizer), capacity_(static_cast<std::size_t>(threads) + 2) {
+    threads_.emplace_back([this] { read_loop(); });
+    for (int t = 0; t < threads; ++t)
+      threads_.emplace_back([this] { tokenize_loop(); });
+  }
+  ~BlockPipeline() { stop(); }
+
+  // The next block in reading order, or nullptr at the end. Rethrows a stage's error.
+  Block* next() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      if (error_) std::rethrow_exception(error_);
+      auto it = ready_.find(next_seq_);
+      if (it != ready_.end()) {
+        current_ = std::move(it->second);
+        ready_.erase(it);
+        ++next_seq_;
+        return current_.get();
+      }
+      if (read_done_ && next_seq_ == blocks_read_) return nullptr;
+      changed_.wait(lock);
+    }
+  }
+  // The caller is through with `block`: room for another.
+  void done(Block* block) {
+    std::lock_guard lock(mutex_);
+    if (current_.get() == block) current_.reset();
+    --in_flight_;
+    changed_.notify_all();
+  }
+  // Joins the threads; the reader's end-of-input checks have run by then.
+  void finish() {
+    stop();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      changed_.notify_all();
+    }
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+
+  void fail_with(std::exception_ptr e) {
+    std::lock_guard lock(mutex_);
+    if (!error_) error_ = e;
+    stopping_ = true;
+    changed_.notify_all();
+  }
+
+  void read_loop() {
+    try {
+      for (std::uint64_t seq = 0;; ++seq) {
+        {
+          std::unique_lock lock(mutex_);
+          changed_.wait(lock, [&] { return stopping_ || in_flight_ < capacity_; });
+          if (stopping_) return;
+          ++in_flight_;
+        }
+        auto block = std::make_unique<Block>();
+        block->seq = seq;
+        std::size_t bytes = 0;
+        bool more = true;
+        while (bytes < kPackBlockBytes) {
+          Document doc;
+          if (!reader_.next(doc)) {
+            more = false;
+            break;
+          }
+          bytes += doc.text.size() + 4 * doc.ids.size();
+          block->docs.push_back(std::move(doc));
+        }
+        block->bytes_read = reader_.bytes_read();
+        std::lock_guard lock(mutex_);
+        if (!block->docs.empty()) {
+          to_tokenize_.push_back(std::move(block));
+          ++blocks_read_;
+        } else {
+          --in_flight_;
+        }
+        if (!more) read_done_ = true;
+        changed_.notify_all();
+        if (!more) return;
+      }
+    } catch (...) {
+      fail_with(std::current_exception());
+    }
+  }
+
+  void tokenize_loop() {
+    try {
+      for (;;) {
+        std::unique_ptr<Block> block;
+        {
+          std::unique_lock lock(mutex_);
+          changed_.wait(lock, [&] { return stopping_ || !to_tokenize_.empty() || read_done_; });
+          if (stopping_) return;
+          if (to_tokenize_.empty()) return;  // read_done_ and nothing left
+          block = std::move(to_tokenize_.front());
+          to_tokenize_.pop_front();
+        }
+        const std::size_t n = block->docs.size();
+        block->encoded.resize(n);
+        block->text_bytes.resize(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          Document& doc = block->docs[i];
+          block->text_bytes[i] = doc.text.size();
+          if (doc.pretokenized) {
+            block->encoded[i].tokens = std::move(doc.ids);
+          } else {
+            block->encoded[i].tokens = tokenizer_.encode(doc.text);
+          }
+          std::string().swap(doc.text);  // the text is no longer needed: free it early
+        }
+        std::lock_guard lock(mutex_);
+        ready_.emplace(block->seq, std::move(block));
+        changed_.notify_all();
+      }
+    } catch (...) {
+      fail_with(std::current_exception());
+    }
+  }
+
+  DocumentReader& reader_;
+  const Tokenizer& tokenizer_;
+  const std::size_t capacity_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::unique_ptr<Block>> to_tokenize_;
+  std::map<std::uint64_t, std::unique_ptr<Block>> ready_;
+  std::unique_ptr<Block> current_;
+  std::size_t in_flight_ = 0;
+  std::uint64_t blocks_read_ = 0, next_seq_ = 0;
+  bool read_done_ = false, stopping_ = false;
+  std::exception_ptr error_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+nlohmann::json pack_dataset(const PackConfig& config) {
+  const auto t0 = std::chrono::steady_clock::now();
+  require(config.seq_len >= 2, "--seq-len must be at least 2, got {}", config.seq_len);
+  require(config.batch >= 1, "--batch must be at least 1");
+  const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(config.tokenizer);
+  const std::int32_t vocab = tokenizer->vocab_size();
+
+  std::int32_t anchor_id = -1;
+  if (config.anchor_id) {
+    anchor_id = *config.anchor_id;
+    require(anchor_id >= 0 && anchor_id < vocab, "--anchor-id {} is outside the vocabulary [0, {})",
+            anchor_id, vocab);
+  } else if (tokenizer->bos_id()) {
+    anchor_id = *tokenizer->bos_id();
+  } else if (tokenizer->eos_id()) {
+    anchor_id = *tokenizer->eos_id();
+  }
+  if (config.anchor_mode != AnchorMode::none && anchor_id < 0)
+    fail("tokenizer '{}' has neither bos nor eos: give --anchor-id for anchor mode {}",
+         config.tokenizer, to_string(config.anchor_mode));
+
+  ReaderOptions reader_options = config.reader;
+  if (!config.tag_field.empty()) reader_options.source_field = config.tag_field;
+  DocumentReader reader(config.inputs, reader_options);
+  const auto tag_texts = load_tags(config.tags_file);
+  std::map<std::string, std::vector<std::int32_t>> tag_ids;  // encoded once per value
+
+  DatasetWriter writer(config.out, config.seq_len, vocab, config.replace);
+  std::unique_ptr<Packer> packer;  // made at the first document: its kind picks the default
+  bool pretokenized_input = false;
+  core::Progress progress(reader.total_bytes(), config.quiet);
+  const int threads = core::resolve_threads(config.threads);
+  std::map<std::string, std::uint64_t> bad_ids;  // pre-tokenized ids outside the vocabulary
+  std::uint64_t documents_read = 0, untagged = 0, tag_tokens = 0, text_bytes = 0;
+
+  BlockPipeline pipeline(reader, *tokenizer, threads);
+  while (Block* block = pipeline.next()) {
+    documents_read += block->docs.size();
+    for (std::size_t i = 0; i < block->docs.size(); ++i) {
+      const Document& doc = block->docs[i];
+      TokenizedDoc& td = block->encoded[i];
+      text_bytes += block->text_bytes[i];
+      if (!packer) {
+        pretokenized_input = doc.pretokenized;
+        PackOptions options;
+        options.seq_len = config.seq_len;
+        options.anchor_mode = config.anchor_mode;
+        options.anchor_id = anchor_id;
+        options.continue_remainder = config.continue_remainder.value_or(!doc.pretokenized);
+        options.interleave_chunks = config.interleave_chunks;
+        options.seed = config.seed;
+        packer = std::make_unique<Packer>(options, [&](const Window& w) { writer.add(w); });
+      }
+      if (doc.pretokenized) {
+        bool ok = true;
+        for (std::size_t k = 0; k < td.tokens.size() && ok; ++k) {
+          if (td.tokens[k] >= vocab) {
+            ok = false;
+            const std::string& file = reader.sources()[doc.file_index].path;
+            if (!config.reader.skip_bad)
+              fail("{}:{}: input_ids holds id {}, outside the tokenizer's vocabulary [0, {})", file,
+                   doc.line, td.tokens[k], vocab);
+            ++bad_ids["token_id_outside_vocab"];
+          }
+        }
+        if (!ok) continue;
+      }
+      if (!config.tag_field.empty()) {
+        if (doc.source.empty()) {
+          ++untagged;
+        } else {
+          auto it = tag_ids.find(doc.source);
+          if (it == tag_ids.end()) {
+            const auto t = tag_texts.find(doc.source);
+            const std::string text = t != tag_texts.end() ? t->second : doc.source + "\n";
+            it = tag_ids.emplace(doc.source, tokenizer->encode(text)).first;
+          }
+          td.masked_prefix = static_cast<std::int32_t>(it->second.size());
+          tag_tokens += it->second.size();
+          td.tokens.insert(td.tokens.begin(), it->second.begin(), it->second.end());
+        }
+      }
+      packer->add(std::move(td));
+    }
+    progress.update(block->bytes_read, documents_read, writer.windows());
+    pipeline.done(block);
+  }
+  pipeline.finish();
+  progress.finish();
+  if (!packer) fail("no documents in the input (every line was skipped?)");
+  packer->finish();
+  const PackStats& stats = packer->stats();
+  if (stats.windows == 0)
+    fail("the input holds {} document tokens: not enough for one window of {} tokens",
+         stats.tokens_in, config.seq_len + 1);
+
+  const auto order = window_order(writer.windows(), config.shuffle, config.seed);
+  auto skipped = reader.skipped();
+  for (const auto& [k, v] : bad_ids)
+    skipped[k] += v;
+
+  nlohmann::json meta;
+  meta["tokenizer"] = {{"spec", config.tokenizer},
+                       {"kind", tokenizer->kind()},
+                       {"content_hash", tokenizer->content_hash()},
+                       {"vocab_size", vocab},
+                       {"bos_id", tokenizer->bos_id() ? nlohmann::json(*tokenizer->bos_id())
+                                                      : nlohmann::json(nullptr)},
+                       {"eos_id", tokenizer->eos_id() ? nlohmann::json(*tokenizer->eos_id())
+                                                      : nlohmann::json(nullptr)}};
+  meta["anchor_mode"] = std::string(to_string(config.anchor_mode));
+  meta["anchor_id"] =
+      config.anchor_mode == AnchorMode::none ? nlohmann::json(nullptr) : nlohmann::json(anchor_id);
+  meta["batch_size"] = config.batch;
+  meta["pack_stats"] = stats_json(stats);
+  meta["counts"] = {{"documents", stats.documents_packed},
+                    {"segments", stats.segments},
+                    {"batches", stats.windows / config.batch}};
+  nlohmann::json sources = nlohmann::json::array();
+  for (const SourceInfo& s : reader.sources())
+    sources.push_back({{"path", s.path},
+                       {"bytes", s.bytes},
+                       {"compression", s.compression},
+                       {"xxh3_128", s.xxh3_128},
+                       {"documents", s.documents}});
+  meta["sources"] = sources;
+  meta["options"] = {{"continue_remainder", packer->options().continue_remainder},
+                     {"interleave_chunks", config.interleave_chunks},
+                     {"interleave_group", packer->options().interleave_group},
+                     {"min_doc_tokens", packer->options().min_doc_tokens},
+                     {"seed", config.seed},
+                     {"shuffle", config.shuffle},
+                     {"text_field", reader_options.text_field},
+                     {"tag_field", config.tag_field},
+                     {"tags", tag_texts},
+                     {"one_per_line", reader_options.one_per_line},
+                     {"skip_bad", reader_options.skip_bad},
+                     {"pretokenized_input", pretokenized_input}};
+  meta["skipped_lines"] = skipped;
+  writer.commit(meta, order);
+
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  nlohmann::json summary = {
+      {"out", config.out},
+      {"windows", stats.windows},
+      {"tokens", stats.windows * static_cast<std::uint64_t>(config.seq_len + 1)},
+      {"seq_len", config.seq_len},
+      {"anchor_mode", std::string(to_string(config.anchor_mode))},
+      {"anchor_id", meta["anchor_id"]},
+      {"batch_size", config.batch},
+      {"batches", stats.windows / config.batch},
+      {"leftover_windows", stats.windows % config.batch},
+      {"documents_read", documents_read},
+      {"untagged_documents", untagged},
+      {"tag_tokens", tag_tokens},
+      {"input_bytes", reader.bytes_read()},
+      {"text_bytes", text_bytes},
+      {"skipped_lines", skipped},
+      {"tokenizer", tokenizer->kind()},
+      {"threads", threads},
+      {"seconds", secs},
+      {"mb_per_s", secs > 0 ? static_cast<double>(reader.bytes_read()) / 1e6 / secs : 0.0},
+      {"text_mb_per_s", secs > 0 ? static_cast<double>(text_bytes) / 1e6 / secs : 0.0}};
+  summary["stats"] = stats_json(stats);
+  return summary;
+}
+
+}  // namespace anchorctx::data

@@ -1,0 +1,245 @@
+// Packer: documents -> windows of seq_len + 1 tokens (see packer.h for the rules).
+#include "anchorctx/data/packer.h"
+
+#include <algorithm>
+
+#include "anchorctx/core/error.h"
+
+namespace anchorctx::data {
+namespace {
+
+// splitmix64: a tiny, fully specified generator, so a seed gives the same data on every
+// platform and standard library (std::uniform_int_distribution is implementation-defined).
+std::uint64_t next_random(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Uniform in [0, n), n > 0 (Lemire's multiply-shift; the tiny bias is irrelevant here).
+std::uint64_t below(std::uint64_t& state, std::uint64_t n) {
+  return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next_random(state)) * n) >> 64);
+}
+
+}  // namespace
+
+std::string_view to_string(AnchorMode mode) {
+  switch (mode) {
+    case AnchorMode::shared:
+      return "shared";
+    case AnchorMode::per_doc:
+      return "per_doc";
+    case AnchorMode::none:
+      return "none";
+  }
+  return "?";
+}
+
+std::optional<AnchorMode> parse_anchor_mode(std::string_view name) {
+  if (name == "shared") return AnchorMode::shared;
+  if (name == "per_doc") return AnchorMode::per_doc;
+  if (name == "none") return AnchorMode::none;
+  return std::nullopt;
+}
+
+std::string_view to_string(PositionPolicy policy) {
+  switch (policy) {
+    case PositionPolicy::global:
+      return "global";
+    case PositionPolicy::reset:
+      return "reset";
+    case PositionPolicy::anchor:
+      return "anchor";
+  }
+  return "?";
+}
+
+std::optional<PositionPolicy> parse_position_policy(std::string_view name) {
+  if (name == "global") return PositionPolicy::global;
+  if (name == "reset") return PositionPolicy::reset;
+  if (name == "anchor") return PositionPolicy::anchor;
+  return std::nullopt;
+}
+
+Packer::Packer(PackOptions options, Sink sink)
+    : options_(options), sink_(std::move(sink)), rng_state_(options.seed ^ 0xA5C0FFEEull) {
+  require(options_.seq_len >= 2, "packer: seq_len must be at least 2, got {}", options_.seq_len);
+  require(options_.anchor_mode == AnchorMode::none || options_.anchor_id >= 0,
+          "packer: anchor mode {} needs an anchor token id", to_string(options_.anchor_mode));
+  require(options_.interleave_group >= 1, "packer: interleave_group must be positive");
+  tokens_.reserve(window_len());
+  start_window();
+}
+
+void Packer::start_window() {
+  tokens_.clear();
+  starts_.clear();
+  spans_.clear();
+  has_content_ = false;
+  if (options_.anchor_mode == AnchorMode::shared) {
+    starts_.push_back(0);
+    tokens_.push_back(options_.anchor_id);
+    ++stats_.anchor_tokens;
+  }
+}
+
+void Packer::emit() {
+  ++stats_.windows;
+  sink_(Window{tokens_, starts_, spans_});
+  start_window();
+}
+
+void Packer::add(TokenizedDoc doc) {
+  require(!finished_, "packer: add after finish");
+  ++stats_.documents_in;
+  const std::size_t n = doc.tokens.size();
+  stats_.tokens_in += n;
+  const std::size_t content = n - std::min<std::size_t>(n, doc.masked_prefix);
+  if (content < static_cast<std::size_t>(options_.min_doc_tokens)) {
+    ++stats_.documents_skipped_short;
+    stats_.tokens_skipped_short += n;
+    return;
+  }
+  ++stats_.documents_packed;
+  if (!options_.interleave_chunks) {
+    place(doc.tokens, doc.masked_prefix);
+    return;
+  }
+  group_.push_back(std::move(doc));
+  if (group_.size() >= static_cast<std::size_t>(options_.interleave_group)) flush_group();
+}
+
+void Packer::flush_group() {
+  // Cut each eligible document into parts: [doc, begin, end) triples.
+  struct Part {
+    std::uint32_t doc;
+    std::uint32_t begin, end;
+  };
+  std::vector<std::vector<Part>> parts(group_.size());
+  std::vector<std::uint32_t> deck;  // one entry per part, naming its document
+  for (std::uint32_t d = 0; d < group_.size(); ++d) {
+    const auto len = static_cast<std::uint32_t>(group_[d].tokens.size());
+    std::vector<std::uint32_t> cuts;
+    if (len >= 64 && len <= 2048) {
+      const std::uint32_t pieces = 2 + static_cast<std::uint32_t>(below(rng_state_, 2));
+      const std::uint32_t lo = (len * 2 + 9) / 10, hi = (len * 8) / 10;  // 20%..80%
+      while (cuts.size() + 1 < pieces) {
+        const std::uint32_t c = lo + static_cast<std::uint32_t>(below(rng_state_, hi - lo + 1));
+        if (std::find(cuts.begin(), cuts.end(), c) == cuts.end()) cuts.push_back(c);
+      }
+      std::sort(cuts.begin(), cuts.end());
+    }
+    std::uint32_t begin = 0;
+    cuts.push_back(len);
+    for (const std::uint32_t c : cuts) {
+      parts[d].push_back({d, begin, c});
+      deck.push_back(d);
+      begin = c;
+    }
+    if (parts[d].size() > 1) stats_.chunks += parts[d].size();
+  }
+  // Shuffling one card per part and dealing each document's parts in order keeps the order
+  // inside every document and makes every interleaving equally likely.
+  for (std::size_t i = deck.size(); i > 1; --i)
+    std::swap(deck[i - 1], deck[below(rng_state_, i)]);
+  std::vector<std::uint32_t> dealt(group_.size(), 0);
+  for (const std::uint32_t d : deck) {
+    const Part& p = parts[d][dealt[d]++];
+    const auto& tokens = group_[d].tokens;
+    const std::int32_t masked =
+        std::clamp<std::int32_t>(group_[d].masked_prefix - static_cast<std::int32_t>(p.begin), 0,
+                                 static_cast<std::int32_t>(p.end - p.begin));
+    place(std::span<const std::int32_t>(tokens).subspan(p.begin, p.end - p.begin), masked);
+  }
+  group_.clear();
+}
+
+void Packer::place(std::span<const std::int32_t> tokens, std::int32_t masked_prefix) {
+  const std::size_t w = window_len();
+  std::size_t pos = 0;
+  const std::size_t n = tokens.size();
+  while (pos < n) {
+    std::size_t space = w - tokens_.size();
+    starts_.push_back(static_cast<std::int32_t>(tokens_.size()));
+    if (options_.anchor_mode == AnchorMode::per_doc) {
+      tokens_.push_back(options_.anchor_id);
+      ++stats_.anchor_tokens;
+      if (--space == 0) {
+        // Only the anchor fitted: the segment is the anchor alone, the document moves on.
+        has_content_ = true;
+        emit();
+        continue;
+      }
+    }
+    ++stats_.segments;
+    has_content_ = true;
+    const std::size_t take = std::min(space, n - pos);
+    const std::int32_t at = static_cast<std::int32_t>(tokens_.size());
+    tokens_.insert(tokens_.end(), tokens.begin() + static_cast<std::ptrdiff_t>(pos),
+                   tokens.begin() + static_cast<std::ptrdiff_t>(pos + take));
+    const std::size_t mask_end =
+        std::min<std::size_t>(static_cast<std::size_t>(masked_prefix), pos + take);
+    if (mask_end > pos) spans_.emplace_back(at, at + static_cast<std::int32_t>(mask_end - pos));
+    pos += take;
+    if (tokens_.size() == w) emit();
+    if (pos < n) {
+      const std::size_t rest = n - pos;
+      if (!options_.continue_remainder ||
+          rest < static_cast<std::size_t>(options_.min_doc_tokens)) {
+        stats_.tokens_dropped_remainder += rest;
+        return;
+      }
+    }
+  }
+}
+
+void Packer::finish() {
+  if (finished_) return;
+  if (!group_.empty()) flush_group();
+  finished_ = true;
+  if (has_content_) {
+    // Anchor tokens are not document tokens.
+    std::uint64_t anchors = 0;
+    if (options_.anchor_mode == AnchorMode::shared) anchors = 1;
+    if (options_.anchor_mode == AnchorMode::per_doc) anchors = starts_.size();
+    const std::uint64_t doc_tokens = tokens_.size() - anchors;
+    stats_.tokens_dropped_tail += doc_tokens;
+  }
+  start_window();
+}
+
+std::vector<std::int32_t> position_ids(PositionPolicy policy,
+                                       std::span<const std::int32_t> doc_starts,
+                                       std::int32_t length, AnchorMode mode) {
+  std::vector<std::int32_t> pos(static_cast<std::size_t>(std::max(length, 0)));
+  for (std::int32_t i = 0; i < length; ++i)
+    pos[i] = i;
+  if (policy == PositionPolicy::global) return pos;
+  for (std::size_t d = 0; d < doc_starts.size(); ++d) {
+    const std::int32_t begin = doc_starts[d];
+    const std::int32_t end = d + 1 < doc_starts.size() ? doc_starts[d + 1] : length;
+    if (begin >= length) break;
+    if (policy == PositionPolicy::reset) {
+      for (std::int32_t i = begin; i < std::min(end, length); ++i)
+        pos[i] = i - begin;
+    } else if (mode == AnchorMode::per_doc) {
+      pos[begin] = 0;
+    }
+  }
+  // Shared mode: the anchor is token 0, already at position 0 under every policy.
+  return pos;
+}
+
+std::vector<std::uint64_t> window_order(std::uint64_t count, bool shuffle, std::uint64_t seed) {
+  std::vector<std::uint64_t> order(count);
+  for (std::uint64_t i = 0; i < count; ++i)
+    order[i] = i;
+  if (!shuffle) return order;
+  std::uint64_t state = seed ^ 0x5EEDull;
+  for (std::uint64_t i = count; i > 1; --i)
+    std::swap(order[i - 1], order[below(state, i)]);
+  return order;
+}
+
+}  // namespace anchorctx::data

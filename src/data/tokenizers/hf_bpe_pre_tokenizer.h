@@ -1,0 +1,48 @@
+// Pre-tokenizers of tokenizer.json: split normalized text into the words the BPE model sees.
+// Supported: Split (String or Regex pattern, all five behaviours, invert), ByteLevel
+// (add_prefix_space, use_regex with GPT-2's pattern; the byte mapping itself is left to the
+// model, which takes raw bytes), Metaspace (replacement, prepend_scheme, split), Digits and
+// Sequence of these.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace anchorctx::data::hf_bpe {
+
+// Receives each piece and whether it starts at offset 0 of the whole input (Metaspace's
+// prepend_scheme "first" needs it). The view is only valid during the call.
+using PieceSink = std::function<void(std::string_view piece, bool at_start)>;
+
+class PreTokenizerStep {
+ public:
+  virtual ~PreTokenizerStep() = default;
+  virtual void run(std::string_view piece, bool at_start, const PieceSink& emit) const = 0;
+};
+
+class PreTokenizer {
+ public:
+  // From the "pre_tokenizer" object (null gives the identity). Throws anchorctx::Error naming
+  // the unsupported type or option.
+  static PreTokenizer from_json(const nlohmann::json& spec);
+
+  // Splits `text` into pieces (empty pieces are dropped, as in `tokenizers`).
+  void run(std::string_view text, bool at_start, const PieceSink& emit) const;
+
+  // Whether the sequence ends with ByteLevel: the model then takes raw bytes.
+  bool byte_level() const { return byte_level_; }
+
+ private:
+  void run_from(std::size_t step, std::string_view piece, bool at_start,
+                const PieceSink& emit) const;
+  std::vector<std::shared_ptr<const PreTokenizerStep>> steps_;
+  bool byte_level_ = false;
+};
+
+}  // namespace anchorctx::data::hf_bpe

@@ -1,0 +1,45 @@
+// Text helpers shared by the HuggingFace BPE pieces: strict UTF-8 scanning (invalid bytes are
+// units of their own, never an error), Rust's lossy UTF-8 conversion, and the GPT-2 byte-level
+// alphabet (each byte shown as a printable code point).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace anchorctx::data::hf_bpe {
+
+// The length (1..4) of the well-formed UTF-8 sequence starting at text[i], or 0 when the bytes
+// there are not one (a stray continuation byte, a truncated or overlong sequence, a surrogate,
+// a code point above U+10FFFF). Same rules as Python's strict decoder.
+std::size_t utf8_char_length(std::string_view text, std::size_t i);
+
+// The length of one "unit" at text[i]: a well-formed character, or a single invalid byte.
+inline std::size_t utf8_unit_length(std::string_view text, std::size_t i) {
+  const std::size_t n = utf8_char_length(text, i);
+  return n == 0 ? 1 : n;
+}
+
+// `bytes` as valid UTF-8, each maximal invalid subpart replaced by U+FFFD: exactly Rust's
+// String::from_utf8_lossy, which the `tokenizers` decoders use.
+std::string utf8_lossy(std::string_view bytes);
+
+// Appends the UTF-8 encoding of `code_point` to `out`.
+void append_utf8(std::string& out, char32_t code_point);
+
+// GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the others for
+// U+0100 upwards in byte order. byte_to_char[b] is the UTF-8 text of byte b's stand-in.
+struct ByteLevelAlphabet {
+  std::array<std::string, 256> byte_to_char;
+  // Inverse: the byte a code point stands for, or -1 (code points < 324 are enough).
+  std::array<int, 324> char_to_byte;
+};
+const ByteLevelAlphabet& byte_level_alphabet();
+
+// `text` with each byte replaced by its stand-in.
+std::string byte_level_encode(std::string_view text);
+// The bytes of a byte-level token, or false when a code point is not in the alphabet.
+bool byte_level_decode(std::string_view token, std::string& bytes);
+
+}  // namespace anchorctx::data::hf_bpe

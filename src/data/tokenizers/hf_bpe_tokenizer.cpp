@@ -1,0 +1,290 @@
+// HuggingFace tokenizer.json with a BPE model: the loader and the Tokenizer that wires the
+// pipeline of the `tokenizers` library together:
+//   added tokens (raw text) -> normalizer -> added tokens (normalized text) -> pre-tokenizer ->
+//   BPE model per word;  decode: id -> token text (special added tokens dropped) -> decoder.
+// The post-processor is not applied (encode returns ids without bos/eos); it is only read to
+// recognise bos and eos.
+//
+// bos / eos / pad, in order: (1) a TemplateProcessing post-processor (alone or in a Sequence):
+// the special token before $A in "single" is bos, the one after it eos; (2) for those still
+// unknown, the first known name present among the added tokens, then the vocabulary:
+//   bos: <s>, <|begin_of_text|>, <|startoftext|>, <bos>
+//   eos: </s>, <|end_of_text|>, <|endoftext|>, <eos>, <|im_end|>
+//   pad: <pad>, <|pad|>, [PAD], <|padding|>, <|finetune_right_pad_id|>
+// So GPT-2 and Qwen2 have no bos and eos <|endoftext|>; LLaMA-3 has bos <|begin_of_text|> and
+// eos <|end_of_text|>; LLaMA-2 <s> and </s>.
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/hash.h"
+#include "data/tokenizers/hf_bpe_added_tokens.h"
+#include "data/tokenizers/hf_bpe_decoder.h"
+#include "data/tokenizers/hf_bpe_model.h"
+#include "data/tokenizers/hf_bpe_normalizer.h"
+#include "data/tokenizers/hf_bpe_pre_tokenizer.h"
+#include "data/tokenizers/loaders.h"
+
+namespace anchorctx::data {
+namespace {
+
+using json = nlohmann::json;
+using namespace hf_bpe;
+
+struct SpecialIds {
+  std::optional<std::int32_t> bos, eos, pad;
+};
+
+class HfBpeTokenizer final : public Tokenizer {
+ public:
+  HfBpeTokenizer(BpeModel model, Normalizer normalizer, PreTokenizer pre_tokenizer, Decoder decoder,
+                 std::vector<AddedToken> added, SpecialIds special, std::string hash)
+      : model_(std::move(model)),
+        normalizer_(std::move(normalizer)),
+        pre_tokenizer_(std::move(pre_tokenizer)),
+        decoder_(std::move(decoder)),
+        special_(special),
+        hash_(std::move(hash)) {
+    std::int32_t max_id = model_.max_id();
+    std::vector<std::string> raw_patterns, norm_patterns;
+    std::vector<AddedToken> raw_tokens, norm_tokens;
+    for (AddedToken& t : added) {
+      max_id = std::max(max_id, t.id);
+      if (t.normalized) {
+        // Looked for in normalized text: its content normalized too, as `tokenizers` does.
+        std::string pattern = t.content;
+        normalizer_.apply(pattern);
+        norm_patterns.push_back(std::move(pattern));
+        norm_tokens.push_back(t);
+      } else {
+        raw_patterns.push_back(t.content);
+        raw_tokens.push_back(t);
+      }
+      added_by_id_.emplace(t.id, std::move(t));
+    }
+    raw_matcher_ = AddedTokenMatcher(std::move(raw_patterns), std::move(raw_tokens));
+    norm_matcher_ = AddedTokenMatcher(std::move(norm_patterns), std::move(norm_tokens));
+    vocab_size_ = max_id + 1;
+  }
+
+  std::vector<std::int32_t> encode(std::string_view text) const override {
+    std::vector<std::int32_t> ids;
+    ids.reserve(text.size() / 3 + 4);
+    std::vector<Segment> segments;
+    split_added(raw_matcher_, text, segments);
+    std::vector<Segment> inner;
+    std::string normalized;
+    for (const Segment& seg : segments) {
+      if (seg.id) {
+        ids.push_back(*seg.id);
+        continue;
+      }
+      std::string_view part = text.substr(seg.begin, seg.end - seg.begin);
+      const bool at_start = seg.begin == 0;
+      if (!normalizer_.empty()) {
+        normalized.assign(part);
+        normalizer_.apply(normalized);
+        part = normalized;
+      }
+      inner.clear();
+      split_added(norm_matcher_, part, inner);
+      for (const Segment& sub : inner) {
+        if (sub.id) {
+          ids.push_back(*sub.id);
+          continue;
+        }
+        pre_tokenizer_.run(part.substr(sub.begin, sub.end - sub.begin), at_start && sub.begin == 0,
+                           [&](std::string_view word, bool) { model_.encode_word(word, ids); });
+      }
+    }
+    return ids;
+  }
+
+  std::string decode(std::span<const std::int32_t> ids) const override {
+    std::vector<std::string> tokens;
+    tokens.reserve(ids.size());
+    for (const std::int32_t id : ids) {
+      if (auto it = added_by_id_.find(id); it != added_by_id_.end()) {
+        if (!it->second.special) tokens.push_back(it->second.content);
+        continue;
+      }
+      const std::string* token = model_.id_to_token(id);
+      require(token != nullptr, "hf_bpe tokenizer: id {} is outside the vocabulary [0, {})", id,
+              vocab_size_);
+      tokens.push_back(*token);
+    }
+    return decoder_.decode(std::move(tokens));
+  }
+
+  std::int32_t vocab_size() const override { return vocab_size_; }
+  std::optional<std::int32_t> bos_id() const override { return special_.bos; }
+  std::optional<std::int32_t> eos_id() const override { return special_.eos; }
+  std::optional<std::int32_t> pad_id() const override { return special_.pad; }
+  std::string kind() const override { return "hf_bpe"; }
+  std::string content_hash() const override { return hash_; }
+
+ private:
+  static void split_added(const AddedTokenMatcher& matcher, std::string_view text,
+                          std::vector<Segment>& out) {
+    if (matcher.empty())
+      out.push_back({0, text.size(), std::nullopt});
+    else
+      matcher.split(text, out);
+  }
+
+  BpeModel model_;
+  Normalizer normalizer_;
+  PreTokenizer pre_tokenizer_;
+  Decoder decoder_;
+  std::unordered_map<std::int32_t, AddedToken> added_by_id_;
+  AddedTokenMatcher raw_matcher_, norm_matcher_;
+  SpecialIds special_;
+  std::int32_t vocab_size_ = 0;
+  std::string hash_;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  require(in.good(), "tokenizer '{}': cannot open it", path);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  require(!in.bad(), "tokenizer '{}': read error", path);
+  return std::move(buffer).str();
+}
+
+BpeModelConfig parse_model(const json& model) {
+  std::string type = model.value("type", "");
+  if (type.empty() && model.contains("merges")) type = "BPE";  // as `tokenizers` infers it
+  if (type != "BPE")
+    fail("model type '{}' is not supported (only BPE tokenizer.json files are)", type);
+  if (model.contains("dropout") && !model.at("dropout").is_null() &&
+      model.at("dropout").get<double>() > 0.0)
+    fail("BPE dropout is not supported (it makes encoding random)");
+
+  BpeModelConfig config;
+  for (const auto& [token, id] : model.at("vocab").items())
+    config.vocab.emplace_back(token, id.get<std::int32_t>());
+  for (const json& merge : model.at("merges")) {
+    if (merge.is_string()) {
+      // Legacy "a b": exactly one space, as `tokenizers` requires.
+      const std::string& line = merge.get_ref<const std::string&>();
+      const std::size_t space = line.find(' ');
+      if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
+        fail("merge '{}' is not two tokens separated by one space", line);
+      config.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+    } else if (merge.is_array() && merge.size() == 2) {
+      config.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
+    } else {
+      fail("merge {} is neither \"a b\" nor [\"a\", \"b\"]", merge.dump());
+    }
+  }
+  auto optional_string = [&](const char* key) -> std::optional<std::string> {
+    if (!model.contains(key) || model.at(key).is_null()) return std::nullopt;
+    return model.at(key).get<std::string>();
+  };
+  config.unk_token = optional_string("unk_token");
+  config.continuing_subword_prefix = optional_string("continuing_subword_prefix").value_or("");
+  config.end_of_word_suffix = optional_string("end_of_word_suffix").value_or("");
+  config.fuse_unk = model.value("fuse_unk", false);
+  config.byte_fallback = model.value("byte_fallback", false);
+  config.ignore_merges = model.value("ignore_merges", false);
+  return config;
+}
+
+std::vector<AddedToken> parse_added_tokens(const json& spec) {
+  std::vector<AddedToken> tokens;
+  if (spec.is_null()) return tokens;
+  for (const json& t : spec) {
+    AddedToken token;
+    token.content = t.at("content").get<std::string>();
+    token.id = t.at("id").get<std::int32_t>();
+    token.special = t.value("special", false);
+    token.single_word = t.value("single_word", false);
+    token.lstrip = t.value("lstrip", false);
+    token.rstrip = t.value("rstrip", false);
+    token.normalized = t.value("normalized", !token.special);
+    if (token.content.empty()) continue;  // `tokenizers` ignores empty added tokens
+    tokens.push_back(std::move(token));
+  }
+  return tokens;
+}
+
+// bos and eos from a TemplateProcessing post-processor (see the file comment).
+void special_from_template(const json& processor, SpecialIds& ids) {
+  if (processor.is_null()) return;
+  const std::string type = processor.value("type", "");
+  if (type == "Sequence") {
+    for (const json& p : processor.at("processors"))
+      special_from_template(p, ids);
+    return;
+  }
+  if (type != "TemplateProcessing" || !processor.contains("single")) return;
+  auto id_of = [&](const json& piece) -> std::optional<std::int32_t> {
+    const std::string name = piece.at("SpecialToken").at("id");
+    const json& tokens = processor.value("special_tokens", json::object());
+    if (!tokens.contains(name) || tokens.at(name).at("ids").empty()) return std::nullopt;
+    return tokens.at(name).at("ids")[0].get<std::int32_t>();
+  };
+  bool seen_sequence = false;
+  for (const json& piece : processor.at("single")) {
+    if (piece.contains("Sequence")) {
+      seen_sequence = true;
+    } else if (piece.contains("SpecialToken")) {
+      if (!seen_sequence && !ids.bos) ids.bos = id_of(piece);
+      if (seen_sequence && !ids.eos) ids.eos = id_of(piece);
+    }
+  }
+}
+
+std::optional<std::int32_t> first_known(const std::vector<AddedToken>& added, const BpeModel& model,
+                                        std::initializer_list<std::string_view> names) {
+  for (const std::string_view name : names)
+    for (const AddedToken& t : added)
+      if (t.content == name) return t.id;
+  for (const std::string_view name : names)
+    if (auto id = model.token_to_id(name)) return id;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
+  const std::string bytes = read_file(path);
+  try {
+    const json root = json::parse(bytes);
+    require(root.is_object() && root.contains("model"), "no \"model\" object");
+    BpeModelConfig config = parse_model(root.at("model"));
+    const json null;
+    auto field = [&](const char* key) -> const json& {
+      return root.contains(key) ? root.at(key) : null;
+    };
+    Normalizer normalizer = Normalizer::from_json(field("normalizer"));
+    PreTokenizer pre_tokenizer = PreTokenizer::from_json(field("pre_tokenizer"));
+    Decoder decoder = Decoder::from_json(field("decoder"));
+    std::vector<AddedToken> added = parse_added_tokens(field("added_tokens"));
+    config.byte_level = pre_tokenizer.byte_level();
+    BpeModel model(std::move(config));
+
+    SpecialIds special;
+    special_from_template(field("post_processor"), special);
+    if (!special.bos)
+      special.bos =
+          first_known(added, model, {"<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>"});
+    if (!special.eos)
+      special.eos = first_known(
+          added, model, {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>", "<|im_end|>"});
+    special.pad = first_known(
+        added, model, {"<pad>", "<|pad|>", "[PAD]", "<|padding|>", "<|finetune_right_pad_id|>"});
+    return std::make_unique<HfBpeTokenizer>(std::move(model), std::move(normalizer),
+                                            std::move(pre_tokenizer), std::move(decoder),
+                                            std::move(added), special, core::hash_bytes_hex(bytes));
+  } catch (const json::exception& e) {
+    fail("tokenizer '{}': not a valid tokenizer.json: {}", path, e.what());
+  } catch (const Error& e) {
+    fail("tokenizer '{}': {}", path, e.what());
+  }
+}
+
+}  // namespace anchorctx::data

@@ -1,0 +1,173 @@
+// Dataset folder: round trip, O(1) window access, damaged folders, interrupted writes.
+#include "anchorctx/data/dataset.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "anchorctx/core/error.h"
+#include "data/test_files.h"
+
+namespace anchorctx::data {
+namespace {
+
+using anchorctx::testing::TempDir;
+namespace fs = std::filesystem;
+
+constexpr std::int32_t kSeqLen = 15;
+
+// Writes `n` windows: window w holds tokens w*100 + k (mod vocab), documents at 0, 1 and w % 10
+// + 2, a loss span on odd windows.
+void write_dataset(const fs::path& out, std::uint64_t n, std::int32_t vocab, bool shuffle) {
+  DatasetWriter writer(out, kSeqLen, vocab);
+  for (std::uint64_t w = 0; w < n; ++w) {
+    std::vector<std::int32_t> tokens(kSeqLen + 1);
+    for (int k = 0; k <= kSeqLen; ++k)
+      tokens[k] = static_cast<std::int32_t>((w * 100 + k) % vocab);
+    const std::vector<std::int32_t> starts{0, 1, static_cast<std::int32_t>(w % 10 + 2)};
+    std::vector<std::pair<std::int32_t, std::int32_t>> spans;
+    if (w % 2 == 1) spans.emplace_back(2, 4);
+    writer.add(Window{tokens, starts, spans});
+  }
+  nlohmann::json meta;
+  meta["anchor_mode"] = "shared";
+  meta["batch_size"] = 2;
+  writer.commit(meta, window_order(n, shuffle, 3));
+}
+
+std::string open_error(const fs::path& dir, bool verify = false) {
+  try {
+    const Dataset ds = Dataset::open(dir);
+    if (verify) ds.verify();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Dataset, RoundTripWithShuffledOrder) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 25, 300, true);
+  const Dataset ds = Dataset::open(out);
+  ds.verify();
+  EXPECT_EQ(ds.num_windows(), 25u);
+  EXPECT_EQ(ds.seq_len(), kSeqLen);
+  EXPECT_EQ(ds.anchor_mode(), AnchorMode::shared);
+  EXPECT_EQ(ds.batch_size(), 2u);
+  EXPECT_EQ(ds.num_batches(), 12u);
+  EXPECT_EQ(ds.meta()["token_dtype"], "uint16");
+  bool moved = false;
+  for (std::uint64_t i = 0; i < 25; ++i) {
+    const std::uint64_t p = ds.physical(i);
+    moved |= p != i;
+    const auto tokens = ds.tokens(i);
+    ASSERT_EQ(tokens.size(), static_cast<std::size_t>(kSeqLen + 1));
+    EXPECT_EQ(tokens[3], static_cast<std::int32_t>((p * 100 + 3) % 300));
+    const auto starts = ds.doc_starts(i);
+    ASSERT_EQ(starts.size(), 3u);
+    EXPECT_EQ(starts[2], p % 10 + 2);
+    EXPECT_EQ(ds.loss_spans(i).size(), p % 2 == 1 ? 2u : 0u);
+  }
+  EXPECT_TRUE(moved);
+  EXPECT_THROW(ds.tokens(25), Error);
+}
+
+TEST(Dataset, WideVocabularyUsesUint32) {
+  TempDir tmp;
+  write_dataset(tmp.path() / "ds", 4, 70000, false);
+  const Dataset ds = Dataset::open(tmp.path() / "ds");
+  ds.verify();
+  EXPECT_EQ(ds.meta()["token_dtype"], "uint32");
+  EXPECT_EQ(ds.tokens(3)[15], 315);
+  EXPECT_EQ(fs::file_size(tmp.path() / "ds" / "tokens.bin"), 4u * 16 * 4);
+}
+
+TEST(Dataset, TruncatedTokensFileIsNamed) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  fs::resize_file(out / "tokens.bin", fs::file_size(out / "tokens.bin") - 7);
+  const std::string err = open_error(out);
+  EXPECT_NE(err.find("tokens.bin"), std::string::npos) << err;
+  EXPECT_NE(err.find("truncated"), std::string::npos) << err;
+}
+
+TEST(Dataset, WrongMetaIsNamed) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  const std::string original = anchorctx::testing::read_all((out / "meta.json").string());
+  const auto rewrite = [&](auto edit) {
+    nlohmann::json meta = nlohmann::json::parse(original);
+    edit(meta);
+    std::ofstream(out / "meta.json") << meta.dump();
+  };
+  rewrite([](nlohmann::json& m) { m["seq_len"] = 31; });
+  EXPECT_NE(open_error(out).find("tokens.bin: 320 bytes, expected 640"), std::string::npos)
+      << open_error(out);
+  rewrite([](nlohmann::json& m) { m["counts"]["windows"] = 11; });
+  EXPECT_NE(open_error(out).find("expected"), std::string::npos) << open_error(out);
+  rewrite([](nlohmann::json& m) { m["format_version"] = 99; });
+  EXPECT_NE(open_error(out).find("format_version 99"), std::string::npos) << open_error(out);
+  rewrite([](nlohmann::json& m) { m["anchor_mode"] = "sometimes"; });
+  EXPECT_NE(open_error(out).find("anchor_mode"), std::string::npos) << open_error(out);
+  rewrite([](nlohmann::json& m) { m.erase("vocab_size"); });
+  EXPECT_NE(open_error(out).find("no 'vocab_size'"), std::string::npos) << open_error(out);
+  std::ofstream(out / "meta.json") << "{not json";
+  EXPECT_NE(open_error(out).find("meta.json: not valid JSON"), std::string::npos);
+  fs::remove(out / "meta.json");
+  EXPECT_NE(open_error(out).find("no meta.json"), std::string::npos);
+}
+
+TEST(Dataset, AlteredContentFailsVerification) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  {
+    std::fstream f(out / "doc_starts.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4 * 3 + 2);
+    f.put('\x7f');
+  }
+  EXPECT_EQ(open_error(out), "");  // sizes still agree
+  const std::string err = open_error(out, true);
+  EXPECT_NE(err.find("doc_starts.bin: content hash"), std::string::npos) << err;
+}
+
+TEST(Dataset, MissingFileIsNamed) {
+  TempDir tmp;
+  write_dataset(tmp.path() / "ds", 3, 300, false);
+  fs::remove(tmp.path() / "ds" / "order.bin");
+  EXPECT_NE(open_error(tmp.path() / "ds").find("order.bin is missing"), std::string::npos);
+}
+
+TEST(Dataset, InterruptedWriteLeavesNothingThatLooksComplete) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  {
+    DatasetWriter writer(out, kSeqLen, 300);
+    std::vector<std::int32_t> tokens(kSeqLen + 1, 5);
+    const std::vector<std::int32_t> starts{0};
+    writer.add(Window{tokens, starts, {}});
+    EXPECT_FALSE(fs::exists(out));  // only a hidden temporary folder so far
+    // Destroyed without commit: as if the run failed.
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(fs::is_empty(tmp.path()));
+  EXPECT_NE(open_error(out).find("no such folder"), std::string::npos);
+}
+
+TEST(Dataset, WriterRejectsBadWindows) {
+  TempDir tmp;
+  DatasetWriter writer(tmp.path() / "ds", kSeqLen, 300);
+  std::vector<std::int32_t> tokens(kSeqLen + 1, 5);
+  const std::vector<std::int32_t> starts{0};
+  tokens[4] = 300;
+  EXPECT_THROW(writer.add(Window{tokens, starts, {}}), Error);
+  tokens.pop_back();
+  EXPECT_THROW(writer.add(Window{tokens, starts, {}}), Error);
+  EXPECT_THROW(DatasetWriter(tmp.path(), kSeqLen, 300), Error);  // exists already
+}
+
+}  // namespace
+}  // namespace anchorctx::data
