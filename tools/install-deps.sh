@@ -11,6 +11,7 @@ packages=(
   libpcre2-dev libsentencepiece-dev libxxhash-dev  # tokenizers: regexes, SentencePiece, hashes
   libicu-dev                                     # tokenizers: Unicode NFC
   python3 clang-format                           # the C API ctypes test; the format check
+  clang libclang-rt-14-dev                       # libFuzzer targets (fuzz/)
 )
 missing=()
 for p in "${packages[@]}"; do
