@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "anchorctx/core/utf8.h"
+
 namespace anchorctx::fuzz {
 
 // A file under the temporary folder, unique to this process (libFuzzer's -jobs/-workers run
@@ -53,39 +55,8 @@ class ScratchFile {
   std::abort();
 }
 
-// Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
 inline bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    std::size_t len;
-    std::uint32_t cp;
-    if (b < 0x80) {
-      ++i;
-      continue;
-    } else if ((b & 0xE0) == 0xC0) {
-      len = 2;
-      cp = b & 0x1F;
-    } else if ((b & 0xF0) == 0xE0) {
-      len = 3;
-      cp = b & 0x0F;
-    } else if ((b & 0xF8) == 0xF0) {
-      len = 4;
-      cp = b & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto c = static_cast<unsigned char>(s[i + k]);
-      if ((c & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    static constexpr std::uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
+  return core::is_valid_utf8(s);
 }
 
 }  // namespace anchorctx::fuzz

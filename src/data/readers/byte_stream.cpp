@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/utf8.h"
 #include "data/hash_stream.h"
 #include "data/readers/readers.h"
 
@@ -269,35 +270,10 @@ void BadInput::report(const std::string& file, std::int64_t line, const std::str
 
 std::pair<std::int64_t, std::int64_t> first_invalid_utf8(std::string_view s) {
   std::int64_t line = 1, col = 1;
-  std::size_t i = 0;
-  const auto u = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  while (i < s.size()) {
-    const unsigned c = u(i);
-    std::size_t len = 0;
-    std::uint32_t cp = 0;
-    if (c < 0x80) {
-      len = 1;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return {line, col};
-    }
-    if (i + len > s.size()) return {line, col};
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((u(i + k) & 0xC0) != 0x80) return {line, col};
-      cp = (cp << 6) | (u(i + k) & 0x3F);
-    }
-    const bool overlong =
-        (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
-    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {line, col};
-    if (c == '\n') {
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t len = core::utf8_sequence_length(s, i);
+    if (len == 0) return {line, col};
+    if (s[i] == '\n') {
       ++line;
       col = 1;
     } else {

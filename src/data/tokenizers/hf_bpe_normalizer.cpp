@@ -2,11 +2,11 @@
 
 #include <unicode/normalizer2.h>
 #include <unicode/unistr.h>
-#include <unicode/utf8.h>
 
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/utf8.h"
 #include "data/tokenizers/hf_bpe_regex.h"
 
 namespace anchorctx::data::hf_bpe {
@@ -84,7 +84,7 @@ class NfcStep final : public NormalizerStep {
             u_errorName(status));
   }
   void apply(std::string& text) const override {
-    if (!valid_utf8(text)) return;
+    if (!core::is_valid_utf8(text)) return;
     const icu::UnicodeString u = icu::UnicodeString::fromUTF8(text);
     UErrorCode status = U_ZERO_ERROR;
     if (nfc_->quickCheck(u, status) == UNORM_YES && U_SUCCESS(status)) return;
@@ -96,16 +96,6 @@ class NfcStep final : public NormalizerStep {
   }
 
  private:
-  static bool valid_utf8(const std::string& text) {
-    const auto* s = reinterpret_cast<const std::uint8_t*>(text.data());
-    const std::int32_t length = static_cast<std::int32_t>(text.size());
-    for (std::int32_t i = 0; i < length;) {
-      UChar32 c;
-      U8_NEXT(s, i, length, c);
-      if (c < 0) return false;
-    }
-    return true;
-  }
   const icu::Normalizer2* nfc_ = nullptr;
 };
 
