@@ -24,4 +24,10 @@ void register_pack(CLI::App& app);
 // `anchorctx inspect`: describe and validate a packed dataset folder.
 void register_inspect(CLI::App& app);
 
+// `anchorctx convert`: model formats into a HuggingFace-style folder (`convert llama2c`).
+void register_convert(CLI::App& app);
+
+// `anchorctx generate`: text from a model folder with a KV cache.
+void register_generate(CLI::App& app);
+
 }  // namespace anchorctx::cli

@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   anchorctx::cli::register_tokenize(app);
   anchorctx::cli::register_pack(app);
   anchorctx::cli::register_inspect(app);
+  anchorctx::cli::register_convert(app);
+  anchorctx::cli::register_generate(app);
 
   try {
     app.parse(argc, argv);
