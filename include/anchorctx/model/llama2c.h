@@ -1,0 +1,79 @@
+// llama2.c's legacy checkpoint format (Karpathy's `run.c`, "version 0" export): reading it into
+// HuggingFace Llama tensors, and importing it as a HuggingFace-style model folder.
+//
+// The file: seven int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a
+// negative vocab_size means the classifier is stored separately, not tied to the embedding),
+// then float32 tensors in this order: token embedding [vocab, dim], attention RMSNorm weights
+// [layers, dim], wq [layers, dim, dim], wk and wv [layers, kv_dim, dim], wo [layers, dim, dim],
+// FFN RMSNorm weights [layers, dim], w1 [layers, hidden, dim], w2 [layers, dim, hidden], w3
+// [layers, hidden, dim], the final RMSNorm weight [dim], RoPE cos and sin tables [seq_len,
+// head_dim / 2] each (recomputed by readers, so skipped here), and the classifier [vocab, dim]
+// when not tied.
+//
+// llama2.c rotates adjacent pairs (x[2i], x[2i+1]) with RoPE; HuggingFace Llama rotates halves
+// (x[i], x[i + d/2]). The import therefore reorders the rows of wq and wk within each head
+// (permute_rotary_rows) so that the HuggingFace model computes the same function.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "anchorctx/model/config.h"
+
+namespace anchorctx::model {
+
+// The seven header integers, validated (vocab_size is the absolute value).
+struct Llama2cHeader {
+  std::int32_t dim = 0;
+  std::int32_t hidden_dim = 0;
+  std::int32_t n_layers = 0;
+  std::int32_t n_heads = 0;
+  std::int32_t n_kv_heads = 0;
+  std::int32_t vocab_size = 0;
+  std::int32_t seq_len = 0;
+  bool shared_classifier = true;  // the header's vocab_size was positive
+
+  std::int32_t head_dim() const { return dim / n_heads; }
+  std::int32_t kv_dim() const { return n_kv_heads * head_dim(); }
+};
+
+// One float32 tensor under its HuggingFace name, row-major.
+struct NamedTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::vector<float> data;
+};
+
+// A llama2.c checkpoint in HuggingFace terms: tensors named as transformers' LlamaForCausalLM
+// names them, wq and wk already permuted. `lm_head.weight` is present only when the checkpoint
+// has its own classifier (tied otherwise: tie_word_embeddings).
+struct Llama2cCheckpoint {
+  Llama2cHeader header;
+  std::vector<NamedTensor> tensors;
+};
+
+// Reads and validates a legacy llama2.c checkpoint. Throws anchorctx::Error naming the file when
+// it cannot be read, a header value is out of range, or its size is not exactly what the header
+// implies (a truncated file, or another export version).
+Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path);
+
+// Reorders the rows of one projection `w` [n_heads * head_dim, cols] from llama2.c's
+// adjacent-pair RoPE layout to HuggingFace's rotate-half layout: within each head, row 2i goes to
+// row i and row 2i + 1 to row i + head_dim / 2. Throws anchorctx::Error on a size mismatch or an
+// odd head_dim.
+void permute_rotary_rows(std::span<float> w, std::int32_t n_heads, std::int32_t head_dim,
+                         std::int64_t cols);
+
+// What `anchorctx convert llama2c` does: reads `checkpoint`, writes `out_dir` with config.json,
+// model.safetensors (F32) and the tokenizer file copied in as tokenizer.bin. The folder is
+// written under a temporary name and renamed; `out_dir` must not exist unless `replace`. The
+// tokenizer must be a llama2.c one with the checkpoint's vocabulary size. Returns the config
+// written.
+LlamaConfig import_llama2c(const std::filesystem::path& checkpoint,
+                           const std::filesystem::path& tokenizer,
+                           const std::filesystem::path& out_dir, bool replace = false);
+
+}  // namespace anchorctx::model

@@ -1,0 +1,47 @@
+// Token-by-token inference of a Llama-family model in float32 with a KV cache: the forward pass
+// HuggingFace's LlamaForCausalLM computes, one new token at a time, for generation.
+//
+// Not the training forward (that one runs packed windows through the attention kernels); this
+// is the plain loop llama2.c's run.c runs, with transformers' conventions: rotate-half RoPE with
+// inv_freq = theta^(-2i/d) at position = index in the sequence, GQA, SwiGLU, tied or separate
+// LM head, the q/k/v (and o, MLP) biases a config asks for.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "anchorctx/model/llama_weights.h"
+
+namespace anchorctx::model {
+
+class LlamaInference {
+ public:
+  // Takes the model; `reserve_tokens` pre-sizes the KV cache (it grows past it as needed).
+  // Throws anchorctx::Error for a config this code does not run: a RoPE scaling other than
+  // none, linear or llama3.
+  explicit LlamaInference(LlamaModel model, std::int64_t reserve_tokens = 0);
+
+  // Feeds `token` at the next position (position() before the call) and returns the logits of
+  // the token after it [vocab], valid until the next call. Throws anchorctx::Error on a token
+  // outside the vocabulary, or a position at or past a sliding window (not implemented here).
+  std::span<const float> step(std::int32_t token);
+
+  // The number of tokens fed so far (the position of the next one).
+  std::int64_t position() const { return position_; }
+  // Forgets every token fed (the cache keeps its memory).
+  void reset();
+
+  const LlamaConfig& config() const { return model_.config; }
+
+ private:
+  LlamaModel model_;
+  std::vector<float> inv_freq_;  // [head_dim / 2]
+  std::int64_t position_ = 0;
+  // Per layer: keys and values of every position fed, [position, kv_dim] (keys after RoPE).
+  std::vector<std::vector<float>> key_cache_, value_cache_;
+  // Activations of the current token, reused across steps.
+  std::vector<float> x_, xb_, q_, k_, v_, att_out_, scores_, gate_, up_, logits_;
+};
+
+}  // namespace anchorctx::model

@@ -1,0 +1,79 @@
+// `anchorctx convert`: model formats in and out of the HuggingFace-style model folder.
+// `convert llama2c` imports a llama2.c checkpoint and its tokenizer.
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/core/timing.h"
+#include "anchorctx/model/config.h"
+#include "anchorctx/model/llama2c.h"
+#include "cli/commands.h"
+
+namespace anchorctx::cli {
+namespace {
+
+struct Llama2cArgs {
+  std::string checkpoint;
+  std::string tokenizer;
+  std::string out;
+  bool force = false;
+  bool json = false;
+};
+
+void run_llama2c(const Llama2cArgs& args) {
+  const core::Stopwatch watch;
+  const model::LlamaConfig config =
+      model::import_llama2c(args.checkpoint, args.tokenizer, args.out, args.force);
+  const std::int64_t parameters = model::parameter_count(config);
+  if (args.json) {
+    fmt::print("{}\n", nlohmann::json{{"model_dir", args.out},
+                                      {"parameters", parameters},
+                                      {"hidden_size", config.hidden_size},
+                                      {"num_hidden_layers", config.num_hidden_layers},
+                                      {"vocab_size", config.vocab_size},
+                                      {"tie_word_embeddings", config.tie_word_embeddings},
+                                      {"seconds", watch.elapsed_s()}}
+                           .dump());
+  }
+  std::fprintf(
+      stderr, "%s",
+      fmt::format("imported {} ({} parameters: hidden {}, {} layers, {} heads, {} kv "
+                  "heads, vocab {}, context {}) -> {} in {:.2f} s\n",
+                  args.checkpoint, parameters, config.hidden_size, config.num_hidden_layers,
+                  config.num_attention_heads, config.num_key_value_heads, config.vocab_size,
+                  config.max_position_embeddings, args.out, watch.elapsed_s())
+          .c_str());
+}
+
+}  // namespace
+
+void register_convert(CLI::App& app) {
+  CLI::App* convert =
+      app.add_subcommand("convert", "Convert models into (or out of) a HuggingFace-style folder");
+  convert->require_subcommand(1);
+
+  auto args = std::make_shared<Llama2cArgs>();
+  CLI::App* cmd = convert->add_subcommand(
+      "llama2c",
+      "Import a llama2.c checkpoint (legacy export: 7 int32 header, float32 weights) and its "
+      "tokenizer into a model folder: config.json, model.safetensors (F32), tokenizer.bin.\n"
+      "The rows of wq and wk are permuted within each head, from llama2.c's adjacent-pair RoPE "
+      "to HuggingFace's rotate-half layout, so that transformers computes the same model.");
+  cmd->add_option("--checkpoint", args->checkpoint, "The llama2.c checkpoint (e.g. stories15M.bin)")
+      ->required();
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "Its llama2.c tokenizer (tokenizer.bin, tok512.bin, ...)")
+      ->required();
+  cmd->add_option("--out", args->out, "The model folder to create (must not exist)")->required();
+  cmd->add_flag("--force", args->force, "Replace --out if it exists");
+  cmd->add_flag("--json", args->json,
+                "Print one JSON object on stdout: model_dir, parameters, hidden_size, "
+                "num_hidden_layers, vocab_size, tie_word_embeddings, seconds");
+  cmd->callback([args] { run_llama2c(*args); });
+}
+
+}  // namespace anchorctx::cli

@@ -1,0 +1,204 @@
+// `anchorctx generate`: text from a model folder, token by token with a KV cache (float32).
+// stdout carries the generated text only, streamed as it comes (or, with --json, one object at
+// the end); the model summary and the timing go to stderr.
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/timing.h"
+#include "anchorctx/data/tokenizer.h"
+#include "anchorctx/model/generation.h"
+#include "anchorctx/model/llama_inference.h"
+#include "anchorctx/model/llama_weights.h"
+#include "cli/commands.h"
+
+namespace anchorctx::cli {
+namespace {
+
+struct Args {
+  std::string model_dir;
+  std::string prompt;
+  std::int64_t max_new_tokens = 256;
+  float temperature = 1.0f;
+  float top_p = 0.9f;
+  std::optional<std::uint64_t> seed;
+  bool json = false;
+};
+
+// The length of `text` without a trailing UTF-8 sequence that more tokens may still complete,
+// so that a stream never prints half a character.
+std::size_t complete_utf8_prefix(const std::string& text) {
+  const std::size_t n = text.size();
+  for (std::size_t back = 1; back <= 3 && back <= n; ++back) {
+    const auto byte = static_cast<unsigned char>(text[n - back]);
+    if ((byte & 0xC0) == 0x80) continue;  // a continuation byte: look further back
+    const std::size_t need = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC0 ? 2 : 1;
+    return need > back ? n - back : n;
+  }
+  return n;
+}
+
+// The text of the generated tokens as it reads after the prompt: the decode of prompt + new
+// tokens minus the decode of the prompt, so that spaces and merged bytes at the seam come out as
+// the tokenizer renders them (and, from bos alone, the leading space is dropped as SentencePiece
+// drops it).
+class TextTracker {
+ public:
+  TextTracker(const data::Tokenizer& tokenizer, std::vector<std::int32_t> prompt)
+      : tokenizer_(tokenizer),
+        ids_(std::move(prompt)),
+        prompt_text_(tokenizer.decode(ids_)),
+        prompt_size_(ids_.size()) {}
+
+  void add(std::int32_t id) { ids_.push_back(id); }
+
+  std::string text() const {
+    const std::string full = tokenizer_.decode(ids_);
+    if (full.compare(0, prompt_text_.size(), prompt_text_) == 0)
+      return full.substr(prompt_text_.size());
+    // A decoder that rewrites across the seam: fall back to the new tokens alone.
+    return tokenizer_.decode(std::span(ids_).subspan(prompt_size_));
+  }
+
+ private:
+  const data::Tokenizer& tokenizer_;
+  std::vector<std::int32_t> ids_;
+  std::string prompt_text_;
+  std::size_t prompt_size_;
+};
+
+const char* stop_name(model::StopReason stop) {
+  switch (stop) {
+    case model::StopReason::eos:
+      return "eos";
+    case model::StopReason::max_new_tokens:
+      return "max_new_tokens";
+    case model::StopReason::context:
+      return "context";
+  }
+  return "?";
+}
+
+void run(const Args& args) {
+  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(args.model_dir);
+  const core::Stopwatch load_watch;
+  model::LlamaModel loaded = model::load_llama_model(args.model_dir);
+  const model::LlamaConfig config = loaded.config;
+  require(tokenizer->vocab_size() <= config.vocab_size,
+          "model '{}': its tokenizer has {} tokens, more than the model's vocab_size {}",
+          args.model_dir, tokenizer->vocab_size(), config.vocab_size);
+
+  std::vector<std::int32_t> prompt;
+  if (const auto bos = tokenizer->bos_id()) prompt.push_back(*bos);
+  const std::vector<std::int32_t> body = tokenizer->encode(args.prompt);
+  prompt.insert(prompt.end(), body.begin(), body.end());
+  require(!prompt.empty(), "generate: an empty --prompt needs a tokenizer with a bos token");
+
+  model::GenerateOptions options;
+  options.max_new_tokens = args.max_new_tokens;
+  options.sampling.temperature = args.temperature;
+  options.sampling.top_p = args.top_p;
+  // Without --seed a fresh one each run, printed so that a run can be repeated.
+  options.sampling.seed = args.seed.value_or(
+      static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()));
+  if (const auto eos = tokenizer->eos_id()) options.stop_ids.push_back(*eos);
+  for (const std::int64_t id : config.eos_token_ids)
+    options.stop_ids.push_back(static_cast<std::int32_t>(id));
+
+  model::LlamaInference inference(std::move(loaded),
+                                  static_cast<std::int64_t>(prompt.size()) + args.max_new_tokens);
+  std::fprintf(stderr, "%s",
+               fmt::format("loaded {} (hidden {}, {} layers, vocab {}) in {:.2f} s; prompt {} "
+                           "tokens, temperature {}, top-p {}, seed {}\n",
+                           args.model_dir, config.hidden_size, config.num_hidden_layers,
+                           config.vocab_size, load_watch.elapsed_s(), prompt.size(),
+                           args.temperature, args.top_p, options.sampling.seed)
+                   .c_str());
+
+  TextTracker tracker(*tokenizer, prompt);
+  std::string shown;  // the text already on stdout
+  // Prints what `text` adds to what is shown, up to `end`; nothing if a decoder rewrote the
+  // shown part (never the case for SentencePiece-style pieces).
+  const auto show = [&](const std::string& text, std::size_t end) {
+    if (end <= shown.size() || text.compare(0, shown.size(), shown) != 0) return;
+    std::fwrite(text.data() + shown.size(), 1, end - shown.size(), stdout);
+    std::fflush(stdout);
+    shown.assign(text, 0, end);
+  };
+  const auto stream = [&](std::int32_t id) {
+    tracker.add(id);
+    if (args.json) return;
+    const std::string text = tracker.text();
+    show(text, complete_utf8_prefix(text));
+  };
+
+  const core::Stopwatch watch;
+  const model::GenerateResult result = model::generate(inference, prompt, options, stream);
+  const double seconds = watch.elapsed_s();
+  const double ms_per_token =
+      inference.position() > 0 ? seconds * 1e3 / static_cast<double>(inference.position()) : 0.0;
+  const std::string text = tracker.text();
+
+  if (args.json) {
+    // Invalid UTF-8 (a byte-fallback sequence cut by the token limit) becomes U+FFFD.
+    fmt::print("{}\n", nlohmann::json{{"text", text},
+                                      {"tokens", result.tokens},
+                                      {"prompt_tokens", prompt.size()},
+                                      {"stop", stop_name(result.stop)},
+                                      {"seed", options.sampling.seed},
+                                      {"ms_per_token", ms_per_token}}
+                           .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  } else {
+    // Whatever the stream held back (an incomplete character at the very end), then a newline
+    // on stderr so that a terminal's prompt starts on a fresh line while stdout stays the text.
+    show(text, text.size());
+    std::fputc('\n', stderr);
+  }
+  std::fprintf(
+      stderr, "%s",
+      fmt::format("{} new tokens (stop: {}), {:.2f} ms per token over {} positions\n",
+                  result.tokens.size(), stop_name(result.stop), ms_per_token, inference.position())
+          .c_str());
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "generate",
+      "Generate text with a model folder (config.json, model.safetensors, a tokenizer file), "
+      "token by token in float32 with a KV cache. The prompt starts with bos; an empty prompt "
+      "starts from bos alone. stdout carries the generated text only.");
+  cmd->add_option("--model", args->model_dir, "The model folder")->required();
+  cmd->add_option("--prompt", args->prompt, "The text to continue (may be empty)")->required();
+  cmd->add_option("--max-new-tokens", args->max_new_tokens,
+                  "Stop after this many new tokens (earlier at eos or the model's context)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 30));
+  cmd->add_option("--temperature", args->temperature, "0: greedy (argmax); else sampling")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0f, 100.0f));
+  cmd->add_option("--top-p", args->top_p,
+                  "Nucleus sampling: sample among the most probable tokens holding this mass "
+                  "(1: all)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--seed", args->seed, "Seed of the sampler (default: from the clock, printed)");
+  cmd->add_flag("--json", args->json,
+                "Print one JSON object on stdout instead of the text: text, tokens (new ids), "
+                "prompt_tokens, stop (eos, max_new_tokens or context), seed, ms_per_token");
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace anchorctx::cli

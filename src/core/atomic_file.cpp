@@ -1,0 +1,93 @@
+// AtomicFile: O_EXCL temporary file, write(2) loop, fsync, rename(2), fsync of the folder.
+#include "anchorctx/core/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <system_error>
+
+#include "anchorctx/core/error.h"
+
+namespace anchorctx::core {
+namespace fs = std::filesystem;
+
+AtomicFile::AtomicFile(fs::path final_path) : final_(std::move(final_path)) {
+  fs::path parent = final_.parent_path();
+  if (parent.empty()) parent = ".";
+  static std::atomic<unsigned> counter{0};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    temp_ = parent / ("." + final_.filename().string() + ".tmp-" + std::to_string(::getpid()) +
+                      "-" + std::to_string(counter++));
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ >= 0) return;
+    if (errno != EEXIST)
+      fail("{}: cannot create {}: {}", final_.string(), temp_.string(), std::strerror(errno));
+  }
+  fail("{}: cannot find a free temporary name", final_.string());
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ < 0) return;  // committed (or never opened)
+  ::close(fd_);
+  std::error_code ec;
+  fs::remove(temp_, ec);  // best effort: a destructor must not throw
+}
+
+void AtomicFile::write(std::span<const std::byte> bytes) {
+  require(fd_ >= 0, "{}: write after commit", final_.string());
+  const std::byte* p = bytes.data();
+  std::size_t left = bytes.size();
+  while (left > 0) {
+    const ::ssize_t n = ::write(fd_, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("{}: write failed: {}", temp_.string(), std::strerror(errno));
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+void AtomicFile::write(std::string_view text) {
+  write(std::as_bytes(std::span<const char>(text.data(), text.size())));
+}
+
+void AtomicFile::commit() {
+  require(fd_ >= 0, "{}: committed twice", final_.string());
+  if (::fsync(fd_) != 0) fail("{}: fsync failed: {}", temp_.string(), std::strerror(errno));
+  const int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) {
+    const int err = errno;
+    std::error_code ec;
+    fs::remove(temp_, ec);
+    fail("{}: close failed: {}", temp_.string(), std::strerror(err));
+  }
+  if (::rename(temp_.c_str(), final_.c_str()) != 0) {
+    const int err = errno;
+    std::error_code ec;
+    fs::remove(temp_, ec);
+    fail("{}: cannot rename {} into place: {}", final_.string(), temp_.string(),
+         std::strerror(err));
+  }
+  // Make the rename itself durable; failure here leaves a complete file, so it is not fatal.
+  fs::path parent = final_.parent_path();
+  if (parent.empty()) parent = ".";
+  const int dfd = ::open(parent.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+void write_file_atomic(const fs::path& path, std::string_view text) {
+  AtomicFile file(path);
+  file.write(text);
+  file.commit();
+}
+
+}  // namespace anchorctx::core

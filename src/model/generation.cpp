@@ -1,0 +1,129 @@
+// Sampling and the generation loop (see generation.h).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <span>
+#include <vector>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/model/generation.h"
+
+namespace anchorctx::model {
+
+std::int32_t argmax(std::span<const float> values) {
+  require(!values.empty(), "argmax of no values");
+  return static_cast<std::int32_t>(std::max_element(values.begin(), values.end()) - values.begin());
+}
+
+Sampler::Sampler(SamplingOptions options) : options_(options) {
+  require(std::isfinite(options.temperature) && options.temperature >= 0.0f,
+          "temperature {} must be a finite number >= 0", options.temperature);
+  require(options.top_p > 0.0f && options.top_p <= 1.0f, "top_p {} must be in (0, 1]",
+          options.top_p);
+  // splitmix64 of the seed: any seed (0 included) gives a non-zero, well-mixed xorshift state.
+  std::uint64_t z = options.seed + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  state_ = (z ^ (z >> 31)) | 1;
+}
+
+float Sampler::next_uniform() {
+  // xorshift64*; the top 24 bits make a float in [0, 1) exactly.
+  state_ ^= state_ >> 12;
+  state_ ^= state_ << 25;
+  state_ ^= state_ >> 27;
+  const std::uint64_t r = state_ * 0x2545f4914f6cdd1dULL;
+  return static_cast<float>(r >> 40) / 16777216.0f;
+}
+
+std::int32_t Sampler::sample(std::span<const float> logits) {
+  if (options_.temperature == 0.0f) return argmax(logits);
+
+  // probs = softmax(logits / temperature)
+  probs_.resize(logits.size());
+  const float max = *std::max_element(logits.begin(), logits.end());
+  float sum = 0.0f;
+  for (std::size_t i = 0; i < logits.size(); ++i) {
+    probs_[i] = std::exp((logits[i] - max) / options_.temperature);
+    sum += probs_[i];
+  }
+  for (float& p : probs_)
+    p /= sum;
+
+  const float u = next_uniform();
+  if (options_.top_p >= 1.0f) {
+    float cumulative = 0.0f;
+    for (std::size_t i = 0; i < probs_.size(); ++i) {
+      cumulative += probs_[i];
+      if (u < cumulative) return static_cast<std::int32_t>(i);
+    }
+    return static_cast<std::int32_t>(probs_.size() - 1);  // rounding left u above the total
+  }
+
+  // Nucleus: the most probable tokens until their mass exceeds top_p, renormalized. Ties are
+  // ordered by id so that the choice does not depend on the sort's implementation.
+  order_.resize(probs_.size());
+  std::iota(order_.begin(), order_.end(), 0);
+  std::sort(order_.begin(), order_.end(), [this](std::int32_t a, std::int32_t b) {
+    const float pa = probs_[static_cast<std::size_t>(a)], pb = probs_[static_cast<std::size_t>(b)];
+    return pa > pb || (pa == pb && a < b);
+  });
+  float mass = 0.0f;
+  std::size_t kept = 0;
+  while (kept < order_.size()) {
+    mass += probs_[static_cast<std::size_t>(order_[kept++])];
+    if (mass > options_.top_p) break;
+  }
+  const float target = u * mass;
+  float cumulative = 0.0f;
+  for (std::size_t i = 0; i < kept; ++i) {
+    cumulative += probs_[static_cast<std::size_t>(order_[i])];
+    if (target < cumulative) return order_[i];
+  }
+  return order_[kept - 1];
+}
+
+GenerateResult generate(LlamaInference& model, std::span<const std::int32_t> prompt,
+                        const GenerateOptions& options,
+                        const std::function<void(std::int32_t)>& on_token) {
+  require(!prompt.empty(), "generate: the prompt has no tokens (start it with bos)");
+  const std::int64_t context = model.config().max_position_embeddings;
+  require(static_cast<std::int64_t>(prompt.size()) <= context,
+          "generate: the prompt has {} tokens, more than the model's context of {}", prompt.size(),
+          context);
+  require(options.max_new_tokens >= 0, "generate: max_new_tokens {} is negative",
+          options.max_new_tokens);
+
+  model.reset();
+  Sampler sampler(options.sampling);
+  std::span<const float> logits;
+  for (const std::int32_t id : prompt)
+    logits = model.step(id);
+
+  GenerateResult result;
+  while (true) {
+    if (static_cast<std::int64_t>(result.tokens.size()) >= options.max_new_tokens) {
+      result.stop = StopReason::max_new_tokens;
+      break;
+    }
+    const std::int32_t next = sampler.sample(logits);
+    if (std::find(options.stop_ids.begin(), options.stop_ids.end(), next) !=
+        options.stop_ids.end()) {
+      result.stop = StopReason::eos;
+      break;
+    }
+    result.tokens.push_back(next);
+    if (on_token) on_token(next);
+    // Feeding the new token would need a position past the context.
+    if (model.position() >= context) {
+      result.stop = StopReason::context;
+      break;
+    }
+    logits = model.step(next);
+  }
+  return result;
+}
+
+}  // namespace anchorctx::model

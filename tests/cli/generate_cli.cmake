@@ -1,0 +1,106 @@
+# `anchorctx convert llama2c` then `anchorctx generate` on the real stories260K model (run by
+# CTest): greedy decoding from bos must print exactly the text llama2.c's own tests expect.
+#   cmake -DEXE=/path/to/anchorctx -DDATA=/path/to/shared/data -DWORK=/tmp/dir -P generate_cli.cmake
+# Skips (CTest's SKIP_REGULAR_EXPRESSION "skipped:") when ../shared/data is absent.
+cmake_minimum_required(VERSION 3.25)
+foreach(var EXE DATA WORK)
+  if(NOT ${var})
+    message(FATAL_ERROR "pass -D${var}=...")
+  endif()
+endforeach()
+
+set(checkpoint "${DATA}/stories260k/stories260K.bin")
+set(tokenizer "${DATA}/stories260k/tok512.bin")
+if(NOT EXISTS "${checkpoint}" OR NOT EXISTS "${tokenizer}")
+  message("skipped: real data ${DATA}/stories260k is absent (it sits beside the checkout in CI)")
+  return()
+endif()
+
+# Runs `anchorctx ARGN`, requires exit `want_rc`, and leaves stdout (exact, not stripped) in
+# `out_var` and stderr in `${out_var}_err`.
+function(run_exe out_var want_rc)
+  execute_process(COMMAND ${EXE} ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL want_rc)
+    string(JOIN " " args ${ARGN})
+    message(FATAL_ERROR "anchorctx ${args}: exit ${rc}, expected ${want_rc}\n"
+                        "stdout:\n${out}\nstderr:\n${err}")
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+  set(${out_var}_err "${err}" PARENT_SCOPE)
+endfunction()
+
+# Runs `anchorctx generate --model MODEL --prompt PROMPT ARGN` like run_exe. The prompt is its own
+# quoted argument because CMake drops empty elements from a list such as ${ARGN}.
+function(run_generate out_var want_rc model prompt)
+  execute_process(COMMAND ${EXE} generate --model "${model}" --prompt "${prompt}" ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL want_rc)
+    string(JOIN " " args ${ARGN})
+    message(FATAL_ERROR "anchorctx generate --prompt '${prompt}' ${args}: exit ${rc}, expected "
+                        "${want_rc}\nstdout:\n${out}\nstderr:\n${err}")
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+  set(${out_var}_err "${err}" PARENT_SCOPE)
+endfunction()
+
+function(expect_equal what got want)
+  if(NOT got STREQUAL want)
+    message(FATAL_ERROR "${what}: got\n'${got}'\nexpected\n'${want}'")
+  endif()
+endfunction()
+
+# llama2.c's test: `run stories260K.bin -z tok512.bin -t 0.0 -n 200` (../shared/data/README.md).
+set(expected [=[
+Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.
+Lily's mom said, "Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with your ball, but I can't find it."
+Lily was sad and didn't know what to do. She said, "I'm sorry, Lily. I didn't know what to do."
+Lily didn't want to help her mom, so she]=])
+
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+set(model "${WORK}/stories260K")
+run_exe(out 0 convert llama2c --checkpoint "${checkpoint}" --tokenizer "${tokenizer}"
+        --out "${model}" --json)
+string(JSON params GET "${out}" parameters)
+expect_equal("convert --json parameters" "${params}" "260032")
+foreach(file config.json model.safetensors tokenizer.bin)
+  if(NOT EXISTS "${model}/${file}")
+    message(FATAL_ERROR "convert: ${model}/${file} is missing")
+  endif()
+endforeach()
+
+run_generate(out 0 "${model}" "" --temperature 0 --max-new-tokens 200)
+expect_equal("greedy text" "${out}" "${expected}")
+
+run_generate(out 0 "${model}" "" --temperature 0 --max-new-tokens 200 --json)
+string(JSON text GET "${out}" text)
+expect_equal("--json text" "${text}" "${expected}")
+string(JSON n LENGTH "${out}" tokens)
+expect_equal("--json tokens" "${n}" "200")
+string(JSON stop GET "${out}" stop)
+expect_equal("--json stop" "${stop}" "max_new_tokens")
+
+# A prompt is continued, not repeated: the greedy text from bos starts with the prompt's words.
+run_generate(out 0 "${model}" "Once upon a time," --temperature 0 --max-new-tokens 10)
+if(NOT out MATCHES "^ there was a little girl")
+  message(FATAL_ERROR "continuation of a prompt: got '${out}'")
+endif()
+
+# Sampling is reproducible with a seed.
+run_generate(a 0 "${model}" "" --seed 42 --max-new-tokens 40)
+run_generate(b 0 "${model}" "" --seed 42 --max-new-tokens 40)
+expect_equal("seeded sampling" "${a}" "${b}")
+
+# Failures: an existing --out and a missing model are errors (1); a bad option is a usage error (2).
+run_exe(out 1 convert llama2c --checkpoint "${checkpoint}" --tokenizer "${tokenizer}"
+        --out "${model}")
+run_exe(out 1 convert llama2c --checkpoint "${tokenizer}" --tokenizer "${tokenizer}"
+        --out "${WORK}/bad")
+if(NOT out_err MATCHES "anchorctx: error: llama2.c checkpoint")
+  message(FATAL_ERROR "a tokenizer given as checkpoint: unexpected stderr:\n${out_err}")
+endif()
+run_generate(out 1 "${WORK}/no-such-model" "")
+run_generate(out 2 "${model}" "" --top-p 1.5)
+run_exe(out 2 convert llama2c --checkpoint "${checkpoint}")
+file(REMOVE_RECURSE "${WORK}")
