@@ -134,10 +134,6 @@ Params to_params(const anchorctx_attention_params* params) {
   return p;
 }
 
-void require_tensor(const void* ptr, const char* name) {
-  require(ptr != nullptr, "tensor {} is NULL", name);
-}
-
 }  // namespace
 
 extern "C" {
@@ -149,21 +145,10 @@ anchorctx_status anchorctx_attention_forward(const anchorctx_layout* layout, anc
                                              float* lse, char* error, size_t error_len) {
   return guarded("anchorctx_attention_forward", error, error_len, [&] {
     const attn::MaskKind mask_kind = to_mask(mask);
-    attn::ForwardTensors t;
-    t.dtype = to_dtype(dtype);
+    const attn::ForwardTensors t{to_dtype(dtype), q, k, v, out, lse};
     const Params p = to_params(params);
-    require_tensor(q, "q");
-    require_tensor(k, "k");
-    require_tensor(v, "v");
-    require_tensor(out, "out");
-    require_tensor(lse, "lse");
-    t.q = q;
-    t.k = k;
-    t.v = v;
-    t.out = out;
-    t.lse = lse;
     const attn::BlockPlan plan = attn::BlockPlan::build(to_layout(layout), mask_kind);
-    attn::forward(plan, p.dims, t, p.options);
+    attn::forward(plan, p.dims, t, p.options);  // checks the tensors: null ones are named
   });
 }
 
@@ -176,29 +161,10 @@ anchorctx_status anchorctx_attention_backward(const anchorctx_layout* layout, an
                                               size_t error_len) {
   return guarded("anchorctx_attention_backward", error, error_len, [&] {
     const attn::MaskKind mask_kind = to_mask(mask);
-    attn::BackwardTensors t;
-    t.dtype = to_dtype(dtype);
+    const attn::BackwardTensors t{to_dtype(dtype), q, k, v, out, dout, lse, dq, dk, dv};
     const Params p = to_params(params);
-    require_tensor(q, "q");
-    require_tensor(k, "k");
-    require_tensor(v, "v");
-    require_tensor(out, "out");
-    require_tensor(dout, "dout");
-    require_tensor(lse, "lse");
-    require_tensor(dq, "dq");
-    require_tensor(dk, "dk");
-    require_tensor(dv, "dv");
-    t.q = q;
-    t.k = k;
-    t.v = v;
-    t.out = out;
-    t.dout = dout;
-    t.lse = lse;
-    t.dq = dq;
-    t.dk = dk;
-    t.dv = dv;
     const attn::BlockPlan plan = attn::BlockPlan::build(to_layout(layout), mask_kind);
-    attn::backward(plan, p.dims, t, p.options);
+    attn::backward(plan, p.dims, t, p.options);  // checks the tensors: null ones are named
   });
 }
 
