@@ -219,7 +219,16 @@ std::string describe(MaskKind mask, const AttentionDims& dims, DType dtype) {
                      dims.head_dim, core::to_string(dtype));
 }
 
-TEST(Kernels, ReportsARunnableIsa) {
+// Each test draws fresh random inputs from its own seed, printed with any failure (replay with
+// ANCHORCTX_TEST_SEED=<seed>).
+class Kernels : public testing::Test {
+ protected:
+  const std::uint64_t seed = test_seed();
+  const testing::ScopedTrace seed_trace{__FILE__, __LINE__, testing::Message() << "seed=" << seed};
+  std::mt19937_64 rng{seed};
+};
+
+TEST_F(Kernels, ReportsARunnableIsa) {
   const std::string isa = kernel_isa();
   EXPECT_TRUE(isa == "avx512" || isa == "avx2" || isa == "portable") << isa;
   const auto isas = runnable_isas();
@@ -267,10 +276,7 @@ INSTANTIATE_TEST_SUITE_P(AllMasks, KernelsVsReference,
                                           testing::Values(DType::f32, DType::bf16)),
                          case_name);
 
-TEST(Kernels, SmallTilesMatchTheReference) {
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
+TEST_F(Kernels, SmallTilesMatchTheReference) {
   for (MaskKind mask : kMasks) {
     for (DType dtype : {DType::f32, DType::bf16}) {
       const AttentionDims dims{4, 2, 64};
@@ -286,11 +292,8 @@ TEST(Kernels, SmallTilesMatchTheReference) {
   }
 }
 
-TEST(Kernels, OddTileSizesMatchTheReference) {
+TEST_F(Kernels, OddTileSizesMatchTheReference) {
   // The plan accepts any positive tile size; the kernels must not assume the default.
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
   for (int tile : {1, 24, 128}) {
     for (MaskKind mask : kMasks) {
       const AttentionDims dims{2, 1, 40};
@@ -305,10 +308,7 @@ TEST(Kernels, OddTileSizesMatchTheReference) {
   }
 }
 
-TEST(Kernels, ScaleOptionIsHonoured) {
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
+TEST_F(Kernels, ScaleOptionIsHonoured) {
   for (MaskKind mask : kMasks) {
     const AttentionDims dims{3, 1, 64};
     SCOPED_TRACE(describe(mask, dims, DType::f32));
@@ -319,11 +319,8 @@ TEST(Kernels, ScaleOptionIsHonoured) {
   }
 }
 
-TEST(Kernels, OtherHeadDims) {
+TEST_F(Kernels, OtherHeadDims) {
   // Any multiple of 8 up to 256 must be correct, not only the fast ones.
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
   for (int head_dim : {8, 16, 96, 256}) {
     for (DType dtype : {DType::f32, DType::bf16}) {
       const AttentionDims dims{2, 1, head_dim};
@@ -337,12 +334,9 @@ TEST(Kernels, OtherHeadDims) {
   }
 }
 
-TEST(Kernels, LongerWindow) {
+TEST_F(Kernels, LongerWindow) {
   // One larger case: many tiles per sequence, so full tiles, long kv lists and the transposed
   // lists of the backward all get exercised.
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
   LayoutOptions options;
   options.min_sequences = 2;
   options.max_sequences = 2;
@@ -355,10 +349,7 @@ TEST(Kernels, LongerWindow) {
   }
 }
 
-TEST(Kernels, EmptySequencesAreSkipped) {
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
+TEST_F(Kernels, EmptySequencesAreSkipped) {
   using I32 = std::vector<std::int32_t>;
   const auto layout = AttentionLayout::from_arrays(I32{0, 0, 70, 70, 75, 75}, I32{0, 0, 2, 2, 2, 2},
                                                    I32{0, 33}, I32{0, 3, 0, 1, 0});
@@ -368,10 +359,7 @@ TEST(Kernels, EmptySequencesAreSkipped) {
   }
 }
 
-TEST(Kernels, DeterministicAcrossThreadsAndRuns) {
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
+TEST_F(Kernels, DeterministicAcrossThreadsAndRuns) {
   LayoutOptions options;
   options.min_sequences = 2;
   options.max_sequences = 3;
@@ -402,10 +390,7 @@ TEST(Kernels, DeterministicAcrossThreadsAndRuns) {
 // With fewer (sequence, kv head) pairs than threads the backward switches from the fused
 // schedule to the two-pass one (dK/dV per key tile, then dQ per query tile). Both add every
 // contribution in the same order: the bits must not change with the thread count.
-TEST(Kernels, BackwardSchedulesAgreeToTheBit) {
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
+TEST_F(Kernels, BackwardSchedulesAgreeToTheBit) {
   LayoutOptions options;
   options.min_sequences = 1;
   options.max_sequences = 1;
@@ -438,10 +423,7 @@ TEST(Kernels, BackwardSchedulesAgreeToTheBit) {
 // prefixed by its own copy of a (identical q/k/v rows), intra_doc mask. Every document token
 // must get the same output and gradients; the shared anchor's dk/dv are the sums over the
 // copies (with dout = 0 on the anchor rows, so its own query adds nothing to either side).
-TEST(Kernels, SharedAnchorEqualsPerDocumentAnchors) {
-  const std::uint64_t seed = test_seed();
-  SCOPED_TRACE(testing::Message() << "seed=" << seed);
-  std::mt19937_64 rng(seed);
+TEST_F(Kernels, SharedAnchorEqualsPerDocumentAnchors) {
   const AttentionDims dims{4, 2, 64};
   const int hq = dims.heads_q, hkv = dims.heads_kv, d = dims.head_dim;
   for (int trial = 0; trial < 3; ++trial) {
@@ -546,7 +528,7 @@ TEST(Kernels, SharedAnchorEqualsPerDocumentAnchors) {
 }
 
 // Bad dims and null tensors throw anchorctx::Error and leave every output as it was.
-TEST(Kernels, RejectsBadArgumentsWithoutWriting) {
+TEST_F(Kernels, RejectsBadArgumentsWithoutWriting) {
   const auto layout = AttentionLayout::from_document_lengths({{20, 12}}, 1);
   const BlockPlan plan = BlockPlan::build(layout, MaskKind::anchor);
   const std::size_t t = layout.total_tokens();
