@@ -16,6 +16,8 @@ if(NOT EXISTS "${checkpoint}" OR NOT EXISTS "${tokenizer}")
   return()
 endif()
 
+include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+
 # Runs `anchorctx ARGN`, requires exit `want_rc`, and leaves stdout (exact, not stripped) in
 # `out_var` and stderr in `${out_var}_err`.
 function(run_exe out_var want_rc)
@@ -42,12 +44,6 @@ function(run_generate out_var want_rc model prompt)
   endif()
   set(${out_var} "${out}" PARENT_SCOPE)
   set(${out_var}_err "${err}" PARENT_SCOPE)
-endfunction()
-
-function(expect_equal what got want)
-  if(NOT got STREQUAL want)
-    message(FATAL_ERROR "${what}: got\n'${got}'\nexpected\n'${want}'")
-  endif()
 endfunction()
 
 # llama2.c's test: `run stories260K.bin -z tok512.bin -t 0.0 -n 200` (../shared/data/README.md).

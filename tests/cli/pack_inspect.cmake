@@ -13,6 +13,8 @@ file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
 set(CORPUS "${FIXTURES}/small_corpus.jsonl")
 
+include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+
 # Runs the executable with ARGN, requires success and one JSON object on stdout.
 function(run_json out_var)
   string(JOIN " " args ${ARGN})
@@ -32,21 +34,6 @@ function(expect_key json want)
   string(JSON got GET "${json}" ${ARGN})
   if(NOT got STREQUAL want)
     message(FATAL_ERROR "${ARGN} = '${got}', expected '${want}'\n${json}")
-  endif()
-endfunction()
-
-# Runs with ARGN, requires a failure whose stderr matches `regex` and an empty stdout.
-function(expect_failure regex)
-  string(JOIN " " args ${ARGN})
-  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(rc EQUAL 0)
-    message(FATAL_ERROR "anchorctx ${args}: exit 0, expected a failure\n${out}")
-  endif()
-  if(NOT err MATCHES "${regex}")
-    message(FATAL_ERROR "anchorctx ${args}: stderr does not match '${regex}':\n${err}")
-  endif()
-  if(NOT out STREQUAL "")
-    message(FATAL_ERROR "anchorctx ${args}: failed but printed on stdout:\n${out}")
   endif()
 endfunction()
 

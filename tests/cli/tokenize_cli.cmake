@@ -6,6 +6,8 @@ if(NOT EXE)
   message(FATAL_ERROR "pass -DEXE=/path/to/anchorctx")
 endif()
 
+include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+
 # Runs `anchorctx tokenize ARGN`, requires exit `want_rc`, and leaves stdout (stripped) in
 # `out_var` and stderr in `${out_var}_err`.
 function(run_tokenize out_var want_rc)
@@ -19,12 +21,6 @@ function(run_tokenize out_var want_rc)
   string(STRIP "${out}" out)
   set(${out_var} "${out}" PARENT_SCOPE)
   set(${out_var}_err "${err}" PARENT_SCOPE)
-endfunction()
-
-function(expect_equal what got want)
-  if(NOT got STREQUAL want)
-    message(FATAL_ERROR "${what}: got '${got}', expected '${want}'")
-  endif()
 endfunction()
 
 run_tokenize(out 0 --tokenizer byte --text "hi" --json)

@@ -1,0 +1,23 @@
+# Checks shared by the CLI tests (CMake scripts run by CTest with -DEXE=<anchorctx>).
+
+# Runs `${EXE} ARGN` and requires a failure whose stderr matches `regex` and an empty stdout
+# (errors go to stderr; a failed run never prints a result).
+function(expect_failure regex)
+  string(JOIN " " args ${ARGN})
+  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0)
+    message(FATAL_ERROR "anchorctx ${args}: exit 0, expected a failure\n${out}")
+  endif()
+  if(NOT err MATCHES "${regex}")
+    message(FATAL_ERROR "anchorctx ${args}: stderr does not match '${regex}':\n${err}")
+  endif()
+  if(NOT out STREQUAL "")
+    message(FATAL_ERROR "anchorctx ${args}: failed but printed on stdout:\n${out}")
+  endif()
+endfunction()
+
+function(expect_equal what got want)
+  if(NOT got STREQUAL want)
+    message(FATAL_ERROR "${what}: got\n'${got}'\nexpected\n'${want}'")
+  endif()
+endfunction()
