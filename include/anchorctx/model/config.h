@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "anchorctx/rope/scaling.h"
+
 namespace anchorctx::model {
 
 // The families this project implements. They share one architecture (pre-norm decoder, RoPE,
@@ -23,41 +25,11 @@ std::string_view to_string(ModelType type);
 // "llama", "mistral", "qwen2"; nullopt for anything else.
 std::optional<ModelType> parse_model_type(std::string_view name);
 
-// The RoPE scaling types of transformers' rope utilities (`rope_scaling.rope_type`, or the legacy
-// `rope_scaling.type`). `none` is transformers' "default" (no scaling; rope_scaling null).
-enum class RopeScalingType { none, linear, dynamic, llama3, yarn };
-
-std::string_view to_string(RopeScalingType type);  // "default", "linear", ...
-// Accepts "default" (and "none") and the four scaling names; nullopt otherwise.
-std::optional<RopeScalingType> parse_rope_scaling_type(std::string_view name);
-
-// `rope_scaling` of config.json. Which fields matter depends on the type (as in transformers):
-//   linear:  factor
-//   dynamic: factor, original_max_position_embeddings (else max_position_embeddings)
-//   llama3:  factor, low_freq_factor, high_freq_factor, original_max_position_embeddings
-//   yarn:    factor, original_max_position_embeddings (else max_position_embeddings),
-//            beta_fast, beta_slow, attention_factor (else computed from factor / mscale),
-//            mscale, mscale_all_dim, truncate
-// Optional fields stay unset when the JSON lacks them, so that a round trip writes back exactly
-// what was read and the rope code can apply transformers' own fallbacks.
-struct RopeScaling {
-  RopeScalingType type = RopeScalingType::none;
-  double factor = 1.0;
-  std::optional<std::int64_t> original_max_position_embeddings;
-  // llama3
-  double low_freq_factor = 1.0;
-  double high_freq_factor = 4.0;
-  // yarn
-  double beta_fast = 32.0;
-  double beta_slow = 1.0;
-  std::optional<double> attention_factor;
-  std::optional<double> mscale;
-  std::optional<double> mscale_all_dim;
-  std::optional<bool> truncate;
-
-  bool enabled() const { return type != RopeScalingType::none; }
-  friend bool operator==(const RopeScaling&, const RopeScaling&) = default;
-};
+// RoPE scaling lives with the rotation (part `rope`); the config names it as transformers does.
+using rope::RopeScaling;
+using rope::RopeScalingType;
+using rope::parse_rope_scaling_type;
+using rope::to_string;
 
 struct LlamaConfig {
   ModelType model_type = ModelType::llama;

@@ -1,0 +1,34 @@
+// The built-in corpus of `anchorctx demo` (and the default input of `rope-drift`): documents
+// generated here, deterministic from a seed, so the main job needs no download.
+//
+// Two kinds, mixed:
+//   - natural-language-like prose: sentences from a small grammar over a few hundred English
+//     words (subjects, verbs, objects, adjectives, connectives) with word frequencies skewed as in
+//     real text, paragraphs, punctuation; a byte-level model learns spelling and short-range
+//     structure from it quickly;
+//   - key-value retrieval documents: "key <k> is <v>." lines with random keys and values, then
+//     questions "what is key <k>? <v>" about keys listed earlier, so predicting the answer needs
+//     attention back across the document (the long-context skill AnchorAttention trains).
+// Lengths vary (lognormal in characters, clipped to [min_chars, max_chars]).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace anchorctx::data {
+
+struct BuiltinCorpusOptions {
+  std::uint64_t seed = 1234;
+  std::int64_t documents = 2000;
+  double retrieval_fraction = 0.3;  // share of key-value documents
+  std::int64_t median_chars = 1500;
+  std::int64_t min_chars = 64;
+  std::int64_t max_chars = 12000;
+};
+
+// The documents, as UTF-8 (ASCII) text. Same options, same bytes on every platform (the
+// generator is a fixed xorshift/splitmix, not std:: distributions).
+std::vector<std::string> builtin_corpus(const BuiltinCorpusOptions& options);
+
+}  // namespace anchorctx::data
