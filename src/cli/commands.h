@@ -30,4 +30,14 @@ void register_convert(CLI::App& app);
 // `anchorctx generate`: text from a model folder with a KV cache.
 void register_generate(CLI::App& app);
 
+// `anchorctx train`: a model on a packed dataset, with checkpoints and resume.
+void register_train(CLI::App& app);
+
+// `anchorctx demo`: the embedded default: pack a built-in corpus, train a tiny model with
+// AnchorAttention in bf16, compare a few full-attention steps, leave a model and a report.
+void register_demo(CLI::App& app);
+
+// `anchorctx bench train`: training step time, throughput, MFU and peak memory.
+void register_bench_train(CLI::App& bench);
+
 }  // namespace anchorctx::cli

@@ -1,7 +1,9 @@
 // `anchorctx convert`: model formats in and out of the HuggingFace-style model folder.
-// `convert llama2c` imports a llama2.c checkpoint and its tokenizer.
+// `convert llama2c` imports a llama2.c checkpoint and its tokenizer; `convert to-llama2c` exports
+// a model folder back to a llama2.c checkpoint.
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -49,6 +51,40 @@ void run_llama2c(const Llama2cArgs& args) {
           .c_str());
 }
 
+struct ToLlama2cArgs {
+  std::string model;
+  std::string out;
+  bool force = false;
+  bool json = false;
+};
+
+void run_to_llama2c(const ToLlama2cArgs& args) {
+  const core::Stopwatch watch;
+  const model::Llama2cHeader h = model::export_llama2c(args.model, args.out, args.force);
+  const auto bytes = std::filesystem::file_size(args.out);
+  if (args.json) {
+    fmt::print("{}\n", nlohmann::json{{"checkpoint", args.out},
+                                      {"bytes", bytes},
+                                      {"dim", h.dim},
+                                      {"hidden_dim", h.hidden_dim},
+                                      {"n_layers", h.n_layers},
+                                      {"n_heads", h.n_heads},
+                                      {"n_kv_heads", h.n_kv_heads},
+                                      {"vocab_size", h.vocab_size},
+                                      {"shared_classifier", h.shared_classifier},
+                                      {"seq_len", h.seq_len},
+                                      {"seconds", watch.elapsed_s()}}
+                           .dump());
+  }
+  std::fprintf(stderr, "%s",
+               fmt::format("exported {} (dim {}, hidden_dim {}, {} layers, {} heads, {} kv heads, "
+                           "vocab {}{}, seq_len {}) -> {} ({} bytes) in {:.2f} s\n",
+                           args.model, h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads,
+                           h.vocab_size, h.shared_classifier ? "" : " with its own classifier",
+                           h.seq_len, args.out, bytes, watch.elapsed_s())
+                   .c_str());
+}
+
 }  // namespace
 
 void register_convert(CLI::App& app) {
@@ -74,6 +110,28 @@ void register_convert(CLI::App& app) {
                 "Print one JSON object on stdout: model_dir, parameters, hidden_size, "
                 "num_hidden_layers, vocab_size, tie_word_embeddings, seconds");
   cmd->callback([args] { run_llama2c(*args); });
+
+  auto to_args = std::make_shared<ToLlama2cArgs>();
+  CLI::App* to = convert->add_subcommand(
+      "to-llama2c",
+      "Export a model folder (config.json + safetensors, any dtype) as a llama2.c checkpoint in "
+      "the legacy format `convert llama2c` reads and llama2.c's run.c runs: 7 int32 header, "
+      "float32 weights, the RoPE tables run.c skips, the classifier when not tied.\n"
+      "The rows of wq and wk are permuted back to llama2.c's adjacent-pair RoPE layout. Only "
+      "models run.c computes exactly are written: biases, rope_scaling, rope_theta other than "
+      "10000, rms_norm_eps other than 1e-5, head_dim other than hidden_size / "
+      "num_attention_heads and sliding_window are refused, each named. The tokenizer is not "
+      "converted: give run.c the llama2.c tokenizer.bin (a folder imported by `convert llama2c` "
+      "holds it).");
+  to->add_option("--model", to_args->model, "The model folder")->required();
+  to->add_option("--out", to_args->out,
+                 "The checkpoint file to write (e.g. model.bin; must not exist; its folder must)")
+      ->required();
+  to->add_flag("--force", to_args->force, "Replace --out if it exists");
+  to->add_flag("--json", to_args->json,
+               "Print one JSON object on stdout: checkpoint, bytes, dim, hidden_dim, n_layers, "
+               "n_heads, n_kv_heads, vocab_size, shared_classifier, seq_len, seconds");
+  to->callback([to_args] { run_to_llama2c(*to_args); });
 }
 
 }  // namespace anchorctx::cli

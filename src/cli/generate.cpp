@@ -27,6 +27,7 @@ namespace {
 
 struct Args {
   std::string model_dir;
+  std::string tokenizer;  // empty: the model folder's tokenizer file
   std::string prompt;
   std::int64_t max_new_tokens = 256;
   float temperature = 1.0f;
@@ -90,7 +91,8 @@ const char* stop_name(model::StopReason stop) {
 }
 
 void run(const Args& args) {
-  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(args.model_dir);
+  const std::unique_ptr<data::Tokenizer> tokenizer =
+      data::load_tokenizer(args.tokenizer.empty() ? args.model_dir : args.tokenizer);
   const core::Stopwatch load_watch;
   model::LlamaModel loaded = model::load_llama_model(args.model_dir);
   const model::LlamaConfig config = loaded.config;
@@ -181,6 +183,8 @@ void register_generate(CLI::App& app) {
       "token by token in float32 with a KV cache. The prompt starts with bos; an empty prompt "
       "starts from bos alone. stdout carries the generated text only.");
   cmd->add_option("--model", args->model_dir, "The model folder")->required();
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "'byte' or a tokenizer file (default: the one in the model folder)");
   cmd->add_option("--prompt", args->prompt, "The text to continue (may be empty)")->required();
   cmd->add_option("--max-new-tokens", args->max_new_tokens,
                   "Stop after this many new tokens (earlier at eos or the model's context)")

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   anchorctx::cli::register_inspect(app);
   anchorctx::cli::register_convert(app);
   anchorctx::cli::register_generate(app);
+  anchorctx::cli::register_train(app);
+  anchorctx::cli::register_demo(app);
+  anchorctx::cli::register_bench_train(*bench);
 
   try {
     app.parse(argc, argv);

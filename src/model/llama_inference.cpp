@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <numbers>
 #include <span>
 #include <utility>
 #include <vector>
@@ -12,6 +11,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/llama_inference.h"
+#include "anchorctx/rope/rope.h"
 
 namespace anchorctx::model {
 namespace {
@@ -42,66 +42,12 @@ void rmsnorm(float* out, const float* x, const std::vector<float>& weight, std::
     out[i] = weight[static_cast<std::size_t>(i)] * (x[i] * inv_rms);
 }
 
-// inv_freq [head_dim / 2] = theta^(-2i / head_dim), then the config's RoPE scaling, computed in
-// float32 as transformers' rope utilities do.
-std::vector<float> rope_inv_freq(const LlamaConfig& config) {
-  const std::int64_t head_dim = config.resolved_head_dim();
-  std::vector<float> inv_freq(static_cast<std::size_t>(head_dim / 2));
-  for (std::size_t i = 0; i < inv_freq.size(); ++i)
-    inv_freq[i] = 1.0f / std::pow(static_cast<float>(config.rope_theta),
-                                  static_cast<float>(2 * i) / static_cast<float>(head_dim));
-
-  const RopeScaling& s = config.rope_scaling;
-  switch (s.type) {
-    case RopeScalingType::none:
-      break;
-    case RopeScalingType::linear:
-      // Positions divided by the factor, i.e. every frequency divided by it.
-      for (float& f : inv_freq)
-        f /= static_cast<float>(s.factor);
-      break;
-    case RopeScalingType::llama3: {
-      // Long wavelengths slowed by the factor, short ones kept, a smooth blend between.
-      const double old_context = static_cast<double>(
-          s.original_max_position_embeddings.value_or(config.max_position_embeddings));
-      const double low_wavelen = old_context / s.low_freq_factor;
-      const double high_wavelen = old_context / s.high_freq_factor;
-      for (float& f : inv_freq) {
-        const double wavelen = 2.0 * std::numbers::pi / f;
-        if (wavelen > low_wavelen) {
-          f = static_cast<float>(f / s.factor);
-        } else if (wavelen >= high_wavelen) {
-          const double smooth = (old_context / wavelen - s.low_freq_factor) /
-                                (s.high_freq_factor - s.low_freq_factor);
-          f = static_cast<float>((1.0 - smooth) * f / s.factor + smooth * f);
-        }
-      }
-      break;
-    }
-    case RopeScalingType::dynamic:
-    case RopeScalingType::yarn:
-      fail("generate: rope_scaling type '{}' is not implemented for inference yet",
-           to_string(s.type));
-  }
-  return inv_freq;
-}
-
-// x [n_heads, head_dim] rotated in place for `position`, HuggingFace's rotate-half pairing:
-// (x[i], x[i + d/2]) turns by position * inv_freq[i].
-void rope(float* x, std::int64_t n_heads, std::int64_t head_dim, std::int64_t position,
-          const std::vector<float>& inv_freq) {
-  const std::int64_t half = head_dim / 2;
-  for (std::int64_t i = 0; i < half; ++i) {
-    // float32 angle, as transformers computes inv_freq @ position_ids in float32.
-    const float angle = static_cast<float>(position) * inv_freq[static_cast<std::size_t>(i)];
-    const float c = std::cos(angle), s = std::sin(angle);
-    for (std::int64_t h = 0; h < n_heads; ++h) {
-      float* head = x + h * head_dim;
-      const float a = head[i], b = head[i + half];
-      head[i] = a * c - b * s;
-      head[i + half] = b * c + a * s;
-    }
-  }
+// The frequency table of transformers' rope utilities for `seq_len` tokens (only `dynamic`
+// scaling depends on it).
+rope::RopeFrequencies frequencies(const LlamaConfig& config, std::int64_t seq_len) {
+  return rope::compute_frequencies({config.resolved_head_dim(), config.rope_theta,
+                                    config.rope_scaling, config.max_position_embeddings},
+                                   seq_len);
 }
 
 // x [n] = softmax(x [n]) in float32, max-subtracted.
@@ -148,7 +94,7 @@ void swiglu(float* gate, const float* up, std::int64_t n) {
 LlamaInference::LlamaInference(LlamaModel model, std::int64_t reserve_tokens)
     : model_(std::move(model)) {
   const LlamaConfig& c = model_.config;
-  inv_freq_ = rope_inv_freq(c);
+  frequencies_ = frequencies(c, 0);
   const auto n = [](std::int64_t v) { return static_cast<std::size_t>(v); };
   key_cache_.resize(n(c.num_hidden_layers));
   value_cache_.resize(n(c.num_hidden_layers));
@@ -169,6 +115,7 @@ LlamaInference::LlamaInference(LlamaModel model, std::int64_t reserve_tokens)
 
 void LlamaInference::reset() {
   position_ = 0;
+  frequencies_ = frequencies(model_.config, 0);  // back from a grown dynamic base
   for (auto& cache : key_cache_)
     cache.clear();
   for (auto& cache : value_cache_)
@@ -191,6 +138,15 @@ std::span<const float> LlamaInference::step(std::int32_t token) {
   const std::int64_t length = position_ + 1;  // positions the new token attends to, itself included
   scores_.resize(static_cast<std::size_t>(length));
 
+  // Dynamic NTK scaling grows the RoPE base once the sequence passes max_position_embeddings:
+  // recomputed for every longer sequence, as transformers' dynamic_rope_update does (keys already
+  // cached keep the rotation they were stored with, as in transformers' KV cache).
+  if (c.rope_scaling.type == RopeScalingType::dynamic && length > c.max_position_embeddings)
+    frequencies_ = frequencies(c, length);
+  // cos/sin of this position, shared by q and k of every layer (float32, HF's fp32 RoPE).
+  const std::int32_t position = static_cast<std::int32_t>(position_);
+  const rope::RotationTable rotation(frequencies_, {&position, 1}, rope::RopeMode::fp32);
+
   // x [dim] = embedding row of the token
   std::copy_n(w.embed_tokens.begin() + static_cast<std::ptrdiff_t>(token * dim), dim, x_.begin());
 
@@ -201,8 +157,8 @@ std::span<const float> LlamaInference::step(std::int32_t token) {
     linear(q_.data(), layer.q_proj, layer.q_bias, xb_.data(), q_dim, dim);
     linear(k_.data(), layer.k_proj, layer.k_bias, xb_.data(), kv_dim, dim);
     linear(v_.data(), layer.v_proj, layer.v_bias, xb_.data(), kv_dim, dim);
-    rope(q_.data(), c.num_attention_heads, head_dim, position_, inv_freq_);
-    rope(k_.data(), c.num_key_value_heads, head_dim, position_, inv_freq_);
+    rotation.forward(q_.data(), c.num_attention_heads);  // q [1, n_heads, head_dim]
+    rotation.forward(k_.data(), c.num_key_value_heads);
     key_cache_[l].insert(key_cache_[l].end(), k_.begin(), k_.end());
     value_cache_[l].insert(value_cache_[l].end(), v_.begin(), v_.end());
     attention(att_out_.data(), q_.data(), key_cache_[l].data(), value_cache_[l].data(),

@@ -29,6 +29,12 @@ struct BuiltinCorpusOptions {
 
 // The documents, as UTF-8 (ASCII) text. Same options, same bytes on every platform (the
 // generator is a fixed xorshift/splitmix, not std:: distributions).
+// Document i depends on the seed and i only, so fewer documents give a prefix of more. Each is
+// built from whole sentences or lines while they fit its drawn length, and from more until it
+// reaches min_chars (cut at max_chars should that overshoot: keep max_chars - min_chars above
+// ~100 so that it never does). Retrieval documents start with "key " and end with a newline.
+// Throws anchorctx::Error when documents < 0, retrieval_fraction is outside [0, 1],
+// median_chars < 1, or not 1 <= min_chars <= max_chars.
 std::vector<std::string> builtin_corpus(const BuiltinCorpusOptions& options);
 
 }  // namespace anchorctx::data

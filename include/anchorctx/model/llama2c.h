@@ -1,5 +1,6 @@
 // llama2.c's legacy checkpoint format (Karpathy's `run.c`, "version 0" export): reading it into
-// HuggingFace Llama tensors, and importing it as a HuggingFace-style model folder.
+// HuggingFace Llama tensors, importing it as a HuggingFace-style model folder, and exporting a
+// model back to it (export_llama2c, below).
 //
 // The file: seven int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a
 // negative vocab_size means the classifier is stored separately, not tied to the embedding),
@@ -19,9 +20,11 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "anchorctx/model/config.h"
+#include "anchorctx/model/llama_weights.h"
 
 namespace anchorctx::model {
 
@@ -75,5 +78,36 @@ void permute_rotary_rows(std::span<float> w, std::int32_t n_heads, std::int32_t 
 LlamaConfig import_llama2c(const std::filesystem::path& checkpoint,
                            const std::filesystem::path& tokenizer,
                            const std::filesystem::path& out_dir, bool replace = false);
+
+// ---- export: the inverse of the import ----
+
+// The inverse of permute_rotary_rows: within each head, row i goes back to row 2i and row
+// i + head_dim / 2 to row 2i + 1 (HuggingFace's rotate-half layout to llama2.c's adjacent
+// pairs). Throws anchorctx::Error on a size mismatch or an odd head_dim.
+void unpermute_rotary_rows(std::span<float> w, std::int32_t n_heads, std::int32_t head_dim,
+                           std::int64_t cols);
+
+// The header a model gets in llama2.c's format, or anchorctx::Error naming `source` and every
+// setting run.c cannot reproduce: biases (attention_bias, mlp_bias, Qwen2's q/k/v biases), a
+// rope_scaling, rope_theta != 10000 and rms_norm_eps != 1e-5 (run.c hard-codes both), a head_dim
+// other than hidden_size / num_attention_heads (run.c derives it), a sliding_window (run.c
+// attends to the whole context), sizes beyond the int32 header. seq_len is
+// max_position_embeddings; a negative vocab_size marks an untied lm_head.
+Llama2cHeader llama2c_header_for(const LlamaConfig& config, std::string_view source = "model");
+
+// Writes `model` as a legacy (version 0) llama2.c checkpoint, the format read above, with the
+// rows of wq and wk moved back to adjacent-pair order. The RoPE tables run.c skips are written
+// as llama2.c's export.py writes them (float32: freq_i = 1 / 10000^(2i / head_dim), angle =
+// pos * freq_i rounded to float, then cos and sin); torch's float32 cos/sin may differ from
+// these in the last bit. Lossless: refuses (see llama2c_header_for) a model run.c would compute
+// differently, and checks every tensor's size. The file is written under a temporary name and
+// renamed; `out` must not exist unless `replace`, and its folder must exist. Returns the header.
+Llama2cHeader export_llama2c(const LlamaModel& model, const std::filesystem::path& out,
+                             bool replace = false);
+
+// What `anchorctx convert to-llama2c` does: the model folder `model_dir` (config.json checked
+// before any weight is read, then the weights in any dtype, widened to float32 exactly) to `out`.
+Llama2cHeader export_llama2c(const std::filesystem::path& model_dir,
+                             const std::filesystem::path& out, bool replace = false);
 
 }  // namespace anchorctx::model

@@ -2,9 +2,9 @@
 // HuggingFace's LlamaForCausalLM computes, one new token at a time, for generation.
 //
 // Not the training forward (that one runs packed windows through the attention kernels); this
-// is the plain loop llama2.c's run.c runs, with transformers' conventions: rotate-half RoPE with
-// inv_freq = theta^(-2i/d) at position = index in the sequence, GQA, SwiGLU, tied or separate
-// LM head, the q/k/v (and o, MLP) biases a config asks for.
+// is the plain loop llama2.c's run.c runs, with transformers' conventions: rotate-half RoPE in
+// float32 (part rope: every rope_scaling type) at position = index in the sequence, GQA, SwiGLU,
+// tied or separate LM head, the q/k/v (and o, MLP) biases a config asks for.
 #pragma once
 
 #include <cstdint>
@@ -12,14 +12,14 @@
 #include <vector>
 
 #include "anchorctx/model/llama_weights.h"
+#include "anchorctx/rope/rope.h"
 
 namespace anchorctx::model {
 
 class LlamaInference {
  public:
   // Takes the model; `reserve_tokens` pre-sizes the KV cache (it grows past it as needed).
-  // Throws anchorctx::Error for a config this code does not run: a RoPE scaling other than
-  // none, linear or llama3.
+  // Throws anchorctx::Error for a RoPE configuration rope::compute_frequencies rejects.
   explicit LlamaInference(LlamaModel model, std::int64_t reserve_tokens = 0);
 
   // Feeds `token` at the next position (position() before the call) and returns the logits of
@@ -36,7 +36,7 @@ class LlamaInference {
 
  private:
   LlamaModel model_;
-  std::vector<float> inv_freq_;  // [head_dim / 2]
+  rope::RopeFrequencies frequencies_;  // for the current sequence length (dynamic scaling)
   std::int64_t position_ = 0;
   // Per layer: keys and values of every position fed, [position, kv_dim] (keys after RoPE).
   std::vector<std::vector<float>> key_cache_, value_cache_;

@@ -65,9 +65,12 @@ class RotationTable {
   // x [T, heads, D] (row-major, D = 2 * half_dim()) rotated in place. In hf_bf16 mode the
   // inputs are expected to be bf16 values and the outputs are (rounded as documented above).
   void forward(float* x, std::int64_t heads) const;
-  // dx [T, heads, D] in place: the gradient of forward's input from its output's gradient
-  // (the transposed rotation, in float32; in hf_bf16 the rounding is passed straight through and
-  // the result rounded to bf16, as autograd through bf16 ops produces bf16 gradients).
+  // dx [T, heads, D] in place: the gradient of forward's input from its output's gradient, the
+  // transposed rotation (a, b) -> (a cos + b sin, b cos - a sin) of each pair (i, i + D/2). In
+  // fp32 and exact in float32. In hf_bf16 what torch's autograd computes through forward's bf16
+  // ops: the roundings pass the gradient straight through, and each product (dy * cos,
+  // dy * sin) and each sum is itself rounded to bf16, e.g. bf16(bf16(a cos) + bf16(b sin));
+  // inputs are expected to be bf16 values, outputs are bf16 values.
   void backward(float* dx, std::int64_t heads) const;
 
  private:

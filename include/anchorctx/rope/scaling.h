@@ -18,7 +18,8 @@ std::optional<RopeScalingType> parse_rope_scaling_type(std::string_view name);
 
 // `rope_scaling` of config.json. Which fields matter depends on the type (as in transformers):
 //   linear:  factor
-//   dynamic: factor, original_max_position_embeddings (else max_position_embeddings)
+//   dynamic: factor (scaled against max_position_embeddings, as transformers does; an
+//            original_max_position_embeddings here is kept for the round trip, never used)
 //   llama3:  factor, low_freq_factor, high_freq_factor, original_max_position_embeddings
 //   yarn:    factor, original_max_position_embeddings (else max_position_embeddings),
 //            beta_fast, beta_slow, attention_factor (else computed from factor / mscale),

@@ -31,6 +31,9 @@ class AdamW {
   //   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
   // in float32 per element, the same order as torch's single-tensor AdamW; multithreaded over
   // elements (each element's arithmetic is independent, so bits do not depend on threads).
+  // The square root is IEEE's; torch's CPU build takes MKL's, one ulp off for some inputs, which
+  // is the only difference (see optimizer.cpp). AVX-512, AVX2+FMA or portable code by the CPU,
+  // lowered by the environment variable ANCHORCTX_ISA as the attention kernels are; same bits.
   void step(std::span<float> params, std::span<const float> grads, double lr);
 
   std::int64_t steps() const { return step_; }
@@ -54,6 +57,9 @@ double gradient_norm(std::span<const float> grads);
 
 // Scales `grads` by max_norm / (norm + 1e-6) when norm > max_norm (torch's clip_grad_norm_);
 // max_norm <= 0 disables clipping. Returns the norm before clipping.
+// Precisely as torch: the scale is float(max_norm / (norm + 1e-6)), applied when it is below 1.
+// A non-finite norm leaves `grads` as they are (the caller sees it and skips the step; torch
+// would multiply every gradient by NaN or 0).
 double clip_gradients(std::span<float> grads, double max_norm);
 
 }  // namespace anchorctx::train

@@ -1,0 +1,129 @@
+// LlamaTrainModel: the training forward and backward of a Llama-family model over a packed
+// batch, through the block-sparse attention kernels, in float32 or emulated bf16.
+//
+// Read top to bottom in llama_train.cpp: embedding, per layer (RMSNorm, q/k/v, RoPE, attention,
+// o, residual, RMSNorm, gate/up, SwiGLU, down, residual), final norm, LM head + cross-entropy;
+// the backward is the same list reversed. Weights live in one flat buffer (ParameterLayout),
+// gradients in another of the same layout.
+//
+// Precision (docs/PRECISION.md lists every rounding point):
+//   fp32  everything in float32.
+//   bf16  PyTorch bf16 training with float32 master weights: the weights are rounded to bf16 at
+//         the start of each forward; activations are rounded to bf16 where a transformers model
+//         in torch.bfloat16 rounds (op outputs); GEMMs multiply bf16 values and accumulate in
+//         float32 (exact emulation through sgemm); RoPE per RopeMode (hf_bf16 or exact);
+//         activation gradients are rounded to bf16 at the same boundaries; weight gradients
+//         accumulate in float32.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "anchorctx/attention/block_plan.h"
+#include "anchorctx/model/config.h"
+#include "anchorctx/model/layers.h"
+#include "anchorctx/model/parameters.h"
+#include "anchorctx/rope/rope.h"
+
+namespace anchorctx::model {
+
+enum class Precision { fp32, bf16 };
+std::string_view to_string(Precision precision);
+std::optional<Precision> parse_precision(std::string_view name);
+
+struct RunOptions {
+  Precision precision = Precision::fp32;
+  // fp32 precision takes rope fp32; bf16 takes hf_bf16 (the HF behaviour) or exact. Other
+  // pairs are refused by the constructor.
+  rope::RopeMode rope_mode = rope::RopeMode::fp32;
+  // Keep only each layer's input between forward and backward and recompute the layer in the
+  // backward (activation memory O(layers * T * H) instead of O(layers * T * (H + 3 I ...))).
+  bool checkpointing = false;
+  std::int64_t loss_chunk = 1024;  // tokens per LM-head/cross-entropy chunk
+  int threads = 0;                 // attention kernel threads (0: OpenMP's default)
+};
+
+// The default rope mode of a precision (fp32 -> fp32, bf16 -> hf_bf16).
+rope::RopeMode default_rope_mode(Precision precision);
+
+// One packed batch: T tokens of B sequences (the plan's layout says where they are).
+struct TrainBatch {
+  std::span<const std::int32_t> input_ids;     // [T]
+  std::span<const std::int32_t> targets;       // [T]; -1 = no loss at this position
+  std::span<const std::int32_t> position_ids;  // [T]
+  const attention::BlockPlan* plan = nullptr;  // built from the batch's layout and mask
+};
+
+class LlamaTrainModel {
+ public:
+  // Parameters zeroed (call init_parameters or load into params()). Throws anchorctx::Error
+  // for a config this model does not run (sliding windows are refused per batch, a head_dim
+  // the kernels do not take) or a bad precision/rope pair.
+  LlamaTrainModel(LlamaConfig config, RunOptions options);
+  ~LlamaTrainModel();
+  LlamaTrainModel(const LlamaTrainModel&) = delete;
+  LlamaTrainModel& operator=(const LlamaTrainModel&) = delete;
+
+  const LlamaConfig& config() const { return config_; }
+  const RunOptions& options() const { return options_; }
+  const ParameterLayout& layout() const { return layout_; }
+  std::span<float> params() { return params_; }
+  std::span<const float> params() const { return params_; }
+  std::span<float> grads() { return grads_; }
+  std::span<const float> grads() const { return grads_; }
+  void zero_grads();
+
+  // Forward, then backward of loss_scale * (summed cross-entropy): grads += its gradient.
+  // Returns the summed loss and the targeted-token count. Throws anchorctx::Error on a bad
+  // batch (sizes, ids, positions beyond a sliding window).
+  LossSum forward_backward(const TrainBatch& batch, double loss_scale);
+  // Forward only; `logits` [T, V] filled when non-empty.
+  LossSum forward(const TrainBatch& batch, std::span<float> logits = {});
+
+  // Bytes of activation and scratch memory a batch of `tokens` tokens needs (the formula of
+  // docs/PERFORMANCE.md; the buffers are sized by the same code).
+  std::int64_t activation_bytes(std::int64_t tokens) const;
+
+ private:
+  struct LayerActs;
+  LossSum run(const TrainBatch& batch, bool backward, double loss_scale, std::span<float> logits);
+  void check_batch(const TrainBatch& batch) const;
+  void prepare_buffers(std::int64_t tokens);
+  void layer_forward(int l, const float* x_in, float* x_out, LayerActs& acts);
+  void layer_backward(int l, const float* x_in, LayerActs& acts, float* dx);
+  void attention_forward(LayerActs& acts);
+  void attention_backward(LayerActs& acts, const float* d_o, float* dq, float* dk, float* dv);
+  const float* weight(const ParameterInfo& info) const;
+  float* grad(const ParameterInfo& info) { return grads_.data() + info.offset; }
+
+  LlamaConfig config_;
+  RunOptions options_;
+  ParameterLayout layout_;
+  std::vector<float> params_, grads_;
+  std::vector<float> bf16_params_;  // the bf16 copy of params_ the bf16 forward reads
+  bool round_ = false;
+  std::int64_t head_dim_ = 0, q_dim_ = 0, kv_dim_ = 0;
+
+  struct LayerNames;
+  std::vector<LayerNames> names_;  // ParameterInfo pointers per layer
+  const ParameterInfo *embed_ = nullptr, *final_norm_ = nullptr, *lm_head_ = nullptr;
+
+  // Per-batch state.
+  const TrainBatch* batch_ = nullptr;
+  rope::RopeFrequencies frequencies_;
+  rope::RotationTable rotation_;
+  std::int64_t tokens_ = 0;
+  std::vector<LayerActs> acts_;             // one per layer, or one shared with checkpointing
+  std::vector<std::vector<float>> inputs_;  // each layer's input (+ the final norm's)
+  std::vector<float> final_rstd_, final_out_;
+  // Backward scratch, shared by the layers: gradients of the hidden state (dx_), of the
+  // attention output, q, k, v, a normed input, the MLP's h, gate and up; and the recomputed
+  // layer output that checkpointing discards.
+  std::vector<float> dx_, d_o_, dq_, dk_, dv_, dxn_, dh_, dgate_, dup_, recompute_out_;
+  std::vector<std::uint16_t> q16_, k16_, v16_, o16_, do16_, dq16_, dk16_, dv16_;
+};
+
+}  // namespace anchorctx::model

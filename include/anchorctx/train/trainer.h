@@ -1,0 +1,103 @@
+// The training loop: micro-batches from a packed dataset through LlamaTrainModel, gradient
+// accumulation, one gradient all-reduce through the communicator, clipping, AdamW with a
+// schedule, metrics, checkpoints and resume.
+//
+// Determinism: a run is a pure function of its options and data. Resuming from a checkpoint
+// reproduces the straight run's losses and weights bit for bit (same thread counts), since
+// every kernel sums in a fixed order and the data cursor and RNG state are saved.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/dist/communicator.h"
+#include "anchorctx/model/llama_train.h"
+#include "anchorctx/train/batch.h"
+#include "anchorctx/train/optimizer.h"
+#include "anchorctx/train/schedule.h"
+
+namespace anchorctx::train {
+
+struct TrainOptions {
+  std::filesystem::path data;  // packed dataset folder (anchorctx pack)
+  std::filesystem::path out;   // run folder: checkpoints/, metrics.jsonl, events, report.md
+  // The model: a preset name, a config.json, or a model folder to start from (its weights).
+  std::string preset;
+  std::filesystem::path config_json;
+  std::filesystem::path init_from;
+  model::RunOptions run;
+  BatchOptions batch;
+  std::int64_t windows_per_micro_batch = 1;
+  std::int64_t grad_accum = 1;
+  std::int64_t steps = 100;
+  Schedule schedule;
+  AdamWOptions adamw;
+  double clip_grad_norm = 1.0;  // <= 0: off
+  bool skip_nonfinite = false;  // skip a step with a non-finite loss/gradient instead of stopping
+  std::uint64_t seed = 0;       // parameter init and the window order of later epochs
+  std::int64_t log_every = 1;
+  std::int64_t save_every = 0;  // 0: at the end only
+  int keep_last = 3;
+  bool resume = false;  // continue from the newest checkpoint in `out`
+  bool tensorboard = true;
+  bool quiet = false;
+  // Extra files copied into every checkpoint (the tokenizer).
+  std::vector<std::filesystem::path> extra_files;
+
+  nlohmann::json to_json() const;
+};
+
+// Throws anchorctx::Error naming the option.
+void validate(const TrainOptions& options);
+
+struct StepRecord {
+  std::int64_t step = 0;  // 1-based: the optimizer step just done
+  double loss = 0.0;
+  double lr = 0.0;
+  double grad_norm = 0.0;
+  double step_ms = 0.0;
+  std::int64_t tokens = 0;  // input tokens of the step (all ranks)
+  bool skipped = false;
+};
+
+struct TrainResult {
+  std::vector<StepRecord> steps;  // the steps run by this call (after a resume: from there)
+  std::int64_t final_step = 0;
+  double tokens_per_s = 0.0;  // input tokens per second over the steps run
+  std::filesystem::path last_checkpoint;
+  model::LlamaConfig config;
+};
+
+class Trainer {
+ public:
+  // Opens the data, builds or loads the model (and the checkpoint when resuming). Throws
+  // anchorctx::Error.
+  Trainer(TrainOptions options, dist::Communicator& comm);
+  ~Trainer();
+
+  // Runs to options.steps. `on_step` (optional) is called after each step (and its checkpoint,
+  // when one is due); an exception it throws ends the run there.
+  TrainResult run(const std::function<void(const StepRecord&)>& on_step = {});
+
+  model::LlamaTrainModel& model() { return *model_; }
+  std::int64_t step() const { return step_; }
+
+ private:
+  struct Impl;
+  TrainOptions options_;
+  dist::Communicator& comm_;
+  std::unique_ptr<model::LlamaTrainModel> model_;
+  std::unique_ptr<Impl> impl_;
+  std::int64_t step_ = 0;
+};
+
+// The model config a TrainOptions asks for (preset, config.json, or init_from's config.json).
+model::LlamaConfig resolve_model_config(const TrainOptions& options);
+
+}  // namespace anchorctx::train

@@ -1,0 +1,206 @@
+// `anchorctx bench train`: the time of a training step (forward, backward, AdamW) of a
+// Llama-family model on one synthetic packed window, its throughput, its model FLOPs
+// utilisation against the sgemm rate measured in the same run, and the peak memory.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/attention/block_plan.h"
+#include "anchorctx/core/blas.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/parallel.h"
+#include "anchorctx/core/timing.h"
+#include "anchorctx/data/doc_lengths.h"
+#include "anchorctx/data/packer.h"
+#include "anchorctx/model/llama_train.h"
+#include "anchorctx/train/optimizer.h"
+#include "cli/commands.h"
+
+namespace anchorctx::cli {
+
+namespace {
+
+struct BenchTrainArgs {
+  std::string preset = "reference", config_json;
+  std::int32_t seq_len = 4096;
+  std::string mask = "anchor", docs = "lognormal:1024:1.0", precision = "bf16", rope_mode;
+  std::string checkpointing = "auto";
+  int steps = 3, warmup = 1, threads = 0;
+  std::uint64_t seed = 0;
+  bool json = false;
+};
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // kilobytes on Linux
+}
+
+// Model FLOPs of one training step (forward + backward = 3 x forward), counting useful work
+// only: 6 x (matrix parameters, LM head included, embedding lookup excluded) x T, plus the
+// attention products over the visible (query, key) pairs: 2 GEMMs forward, 5 backward, each
+// 2 x pairs x D per query head. Recomputation (checkpointing) is not counted, as MFU demands.
+double model_flops(const model::LlamaConfig& c, std::int64_t tokens, std::int64_t visible_pairs) {
+  const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
+  const double per_layer =
+      H * static_cast<double>(c.q_dim()) * 2 + H * static_cast<double>(c.kv_dim()) * 2 + 3 * H * I;
+  const double matrices =
+      per_layer * static_cast<double>(c.num_hidden_layers) + H * static_cast<double>(c.vocab_size);
+  const double attention =
+      7.0 * 2.0 * static_cast<double>(visible_pairs) * static_cast<double>(c.resolved_head_dim()) *
+      static_cast<double>(c.num_attention_heads) * static_cast<double>(c.num_hidden_layers);
+  return 6.0 * matrices * static_cast<double>(tokens) + attention;
+}
+
+void run_bench_train(const BenchTrainArgs& a) {
+  model::LlamaConfig config =
+      a.config_json.empty() ? model::preset(a.preset) : model::load_config(a.config_json);
+  const auto precision = model::parse_precision(a.precision);
+  if (!precision) throw CLI::ValidationError("--precision", "expected fp32 or bf16");
+  const auto mask = attention::parse_mask_kind(a.mask);
+  if (!mask) throw CLI::ValidationError("--mask", "expected causal, intra_doc or anchor");
+  model::RunOptions run;
+  run.precision = *precision;
+  run.rope_mode = model::default_rope_mode(*precision);
+  if (!a.rope_mode.empty()) {
+    const auto m = rope::parse_rope_mode(a.rope_mode);
+    if (!m) throw CLI::ValidationError("--rope-mode", "expected fp32, hf_bf16 or exact");
+    run.rope_mode = *m;
+  }
+  run.threads = a.threads;
+  if (a.seq_len < 2) throw CLI::ValidationError("--seq-len", "must be at least 2");
+  if (a.steps < 1) throw CLI::ValidationError("--steps", "must be at least 1");
+  if (a.seq_len > config.max_position_embeddings) config.max_position_embeddings = a.seq_len;
+
+  // Checkpointing: auto turns it on when the stored activations would pass 4 GiB.
+  if (a.checkpointing == "on" || a.checkpointing == "auto") run.checkpointing = true;
+  if (a.checkpointing == "auto") {
+    run.checkpointing = false;
+    if (model::LlamaTrainModel(config, run).activation_bytes(a.seq_len) > (std::int64_t{4} << 30))
+      run.checkpointing = true;
+  } else if (a.checkpointing != "on" && a.checkpointing != "off") {
+    throw CLI::ValidationError("--checkpointing", "expected auto, on or off");
+  }
+  model::LlamaTrainModel model(config, run);
+  model::init_parameters(model.layout(), config, a.seed, model.params());
+  train::AdamW optimizer(model.layout(), {});
+
+  // One window: an anchor token, then documents by --docs; random token ids.
+  const data::DocLengthSpec spec = data::parse_doc_length_spec(a.docs);
+  const auto lengths = data::generate_doc_lengths(spec, 1, a.seq_len, a.seed, 1);
+  std::vector<std::int32_t> starts{0};
+  for (std::size_t d = 0; d + 1 < lengths[0].size(); ++d)
+    starts.push_back(starts.back() + lengths[0][d]);
+  const auto layout = attention::AttentionLayout::from_arrays(
+      std::vector<std::int32_t>{0, a.seq_len},
+      std::vector<std::int32_t>{0, static_cast<std::int32_t>(starts.size())}, starts,
+      std::vector<std::int32_t>{1});
+  const attention::BlockPlan plan = attention::BlockPlan::build(layout, *mask);
+  std::mt19937_64 rng(a.seed);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(a.seq_len)), targets(ids.size());
+  for (auto& t : ids)
+    t = static_cast<std::int32_t>(rng() % config.vocab_size);
+  for (std::size_t t = 0; t < ids.size(); ++t)
+    targets[t] = t + 1 < ids.size() ? ids[t + 1] : static_cast<std::int32_t>(rng() % 7);
+  const std::vector<std::int32_t> positions =
+      data::position_ids(data::PositionPolicy::anchor, starts, a.seq_len, data::AnchorMode::shared);
+  const model::TrainBatch batch{ids, targets, positions, &plan};
+
+  const int threads = core::resolve_threads(a.threads);
+  if (!a.json)
+    std::fprintf(stderr, "bench train: %s, %lld parameters, T=%d, %s, %s, checkpointing %s\n",
+                 a.config_json.empty() ? a.preset.c_str() : a.config_json.c_str(),
+                 static_cast<long long>(model.layout().count()), a.seq_len, a.mask.c_str(),
+                 a.precision.c_str(), run.checkpointing ? "on" : "off");
+  std::vector<double> times;
+  double loss = 0.0;
+  for (int s = 0; s < a.warmup + a.steps; ++s) {
+    const core::Stopwatch watch;
+    model.zero_grads();
+    const model::LossSum l = model.forward_backward(batch, 1.0 / a.seq_len);
+    train::clip_gradients(model.grads(), 1.0);
+    optimizer.step(model.params(), model.grads(), 1e-4);
+    const double ms = watch.elapsed_ms();
+    loss = l.loss / static_cast<double>(l.tokens);
+    if (s >= a.warmup) times.push_back(ms);
+    if (!a.json)
+      std::fprintf(stderr, "  step %d: %.1f ms, loss %.4f%s\n", s, ms, loss,
+                   s < a.warmup ? " (warm-up)" : "");
+  }
+  const double step_ms = core::median(times);
+  const double sgemm = core::measure_sgemm_gflops(2048, threads, 3);
+  const double flops = model_flops(config, a.seq_len, layout.visible_pairs(*mask));
+  const double achieved = flops / (step_ms * 1e-3) / 1e9;
+  nlohmann::json j = {{"preset", a.config_json.empty() ? a.preset : ""},
+                      {"config_json", a.config_json},
+                      {"parameters", model.layout().count()},
+                      {"seq_len", a.seq_len},
+                      {"mask", a.mask},
+                      {"docs", a.docs},
+                      {"num_documents", starts.size()},
+                      {"precision", a.precision},
+                      {"rope_mode", std::string(rope::to_string(run.rope_mode))},
+                      {"checkpointing", run.checkpointing},
+                      {"threads", threads},
+                      {"steps", a.steps},
+                      {"step_ms", step_ms},
+                      {"step_ms_all", times},
+                      {"tokens_per_s", a.seq_len / (step_ms * 1e-3)},
+                      {"model_flops_per_step", flops},
+                      {"model_gflops", achieved},
+                      {"sgemm_gflops", sgemm},
+                      {"mfu", achieved / sgemm},
+                      {"loss", loss},
+                      {"activation_bytes_estimate", model.activation_bytes(a.seq_len)},
+                      {"peak_rss_mb", peak_rss_mb()},
+                      {"blas", core::blas_name()}};
+  if (a.json) {
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf(
+        "step %.1f ms (median of %d), %.0f tokens/s, %.1f model GFLOP/s = %.1f%% of "
+        "sgemm %.1f GFLOP/s, peak RSS %.0f MB\n",
+        step_ms, a.steps, a.seq_len / (step_ms * 1e-3), achieved, 100 * achieved / sgemm, sgemm,
+        peak_rss_mb());
+  }
+}
+
+}  // namespace
+
+void register_bench_train(CLI::App& bench) {
+  auto a = std::make_shared<BenchTrainArgs>();
+  CLI::App* cmd = bench.add_subcommand(
+      "train",
+      "Time training steps (forward, backward, AdamW) of a model on one synthetic packed window; "
+      "MFU against the sgemm rate measured in the same run");
+  cmd->add_option("--preset", a->preset, "Model preset (tiny, reference)")->capture_default_str();
+  cmd->add_option("--config-json", a->config_json, "A HuggingFace config.json instead of a preset");
+  cmd->add_option("--seq-len", a->seq_len, "Window length in tokens")->capture_default_str();
+  cmd->add_option("--mask", a->mask, "causal, intra_doc or anchor")->capture_default_str();
+  cmd->add_option("--docs", a->docs, "Document lengths: fixed:N, lognormal:MEDIAN:SIGMA, file:PATH")
+      ->capture_default_str();
+  cmd->add_option("--precision", a->precision, "fp32 or bf16")->capture_default_str();
+  cmd->add_option("--rope-mode", a->rope_mode, "fp32, hf_bf16 or exact (default: per precision)");
+  cmd->add_option("--checkpointing", a->checkpointing,
+                  "auto (on when activations would pass 4 GiB), on or off")
+      ->capture_default_str();
+  cmd->add_option("--steps", a->steps, "Timed steps (the median is reported)")
+      ->capture_default_str();
+  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Threads (0: all)")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "Seed of weights, documents and tokens")
+      ->capture_default_str();
+  cmd->add_flag("--json", a->json,
+                "One JSON object: step_ms, tokens_per_s, mfu, sgemm_gflops, peak_rss_mb, ...");
+  cmd->callback([a] { run_bench_train(*a); });
+}
+
+}  // namespace anchorctx::cli

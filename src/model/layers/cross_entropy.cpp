@@ -1,0 +1,103 @@
+// The LM head fused with the cross-entropy loss, chunked over tokens: the [T, V] logits of a
+// long window (16K x 32K floats = 2 GiB) never exist at once, only [chunk, V].
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "anchorctx/core/bf16.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/model/layers.h"
+
+namespace anchorctx::model {
+
+namespace detail {
+// In linear.cpp: sgemm whose bits do not depend on the thread count.
+void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int64_t n,
+                        std::int64_t k, const float* a, std::int64_t lda, const float* b,
+                        std::int64_t ldb, float beta, float* c, std::int64_t ldc);
+}  // namespace detail
+
+LossSum lm_head_cross_entropy(const float* x, const float* weight,
+                              std::span<const std::int32_t> targets, std::int64_t hidden,
+                              std::int64_t vocab, std::int64_t chunk, bool round_bf16,
+                              double grad_scale, float* dx, float* dweight, float* logits_out) {
+  const std::int64_t tokens = static_cast<std::int64_t>(targets.size());
+  for (std::int64_t t = 0; t < tokens; ++t)
+    if (targets[t] < -1 || targets[t] >= vocab)
+      fail("cross-entropy: target[{}] = {} is outside [-1, {})", t, targets[t], vocab);
+  require(chunk > 0, "cross-entropy: chunk must be positive");
+
+  // The rows to compute: every row when the logits are wanted, else the targeted ones only
+  // (an untargeted row adds nothing to the loss or the gradients).
+  std::vector<std::int64_t> rows;
+  rows.reserve(static_cast<std::size_t>(tokens));
+  for (std::int64_t t = 0; t < tokens; ++t)
+    if (logits_out || targets[t] >= 0) rows.push_back(t);
+  if (dx) std::fill(dx, dx + tokens * hidden, 0.0f);
+
+  const std::int64_t n_rows = static_cast<std::int64_t>(rows.size());
+  const std::int64_t c_max = std::min(chunk, std::max<std::int64_t>(n_rows, 1));
+  std::vector<float> xc(static_cast<std::size_t>(c_max * hidden));
+  std::vector<float> logits(static_cast<std::size_t>(c_max * vocab));
+  std::vector<float> dxc(dx ? static_cast<std::size_t>(c_max * hidden) : 0);
+  std::vector<double> row_loss(static_cast<std::size_t>(c_max));
+  LossSum result;
+
+  for (std::int64_t r0 = 0; r0 < n_rows; r0 += c_max) {
+    const std::int64_t c = std::min(c_max, n_rows - r0);
+    for (std::int64_t i = 0; i < c; ++i)
+      std::memcpy(xc.data() + i * hidden, x + rows[r0 + i] * hidden, sizeof(float) * hidden);
+    // logits [c, V] = xc [c, H] W^T
+    detail::sgemm_fixed_blocks(CblasNoTrans, CblasTrans, c, vocab, hidden, xc.data(), hidden,
+                               weight, hidden, 0.0f, logits.data(), vocab);
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < c; ++i) {
+      float* l = logits.data() + i * vocab;
+      if (round_bf16)
+        for (std::int64_t v = 0; v < vocab; ++v)
+          l[v] = core::round_to_bf16(l[v]);
+      const std::int64_t t = rows[r0 + i];
+      if (logits_out) std::memcpy(logits_out + t * vocab, l, sizeof(float) * vocab);
+      const std::int32_t target = targets[t];
+      row_loss[i] = 0.0;
+      if (target < 0) {
+        if (dx) std::fill(l, l + vocab, 0.0f);
+        continue;
+      }
+      float m = l[0];
+      for (std::int64_t v = 1; v < vocab; ++v)
+        m = std::max(m, l[v]);
+      double sum = 0.0;
+      for (std::int64_t v = 0; v < vocab; ++v)
+        sum += std::exp(static_cast<double>(l[v] - m));
+      const double lse = static_cast<double>(m) + std::log(sum);
+      row_loss[i] = lse - static_cast<double>(l[target]);
+      if (!dx) continue;
+      // dlogits = (softmax - onehot) * scale, in place.
+      for (std::int64_t v = 0; v < vocab; ++v) {
+        double g = std::exp(static_cast<double>(l[v]) - lse);
+        if (v == target) g -= 1.0;
+        const float gf = static_cast<float>(g * grad_scale);
+        l[v] = round_bf16 ? core::round_to_bf16(gf) : gf;
+      }
+    }
+    for (std::int64_t i = 0; i < c; ++i) {
+      result.loss += row_loss[i];
+      if (targets[rows[r0 + i]] >= 0) ++result.tokens;
+    }
+    if (!dx) continue;
+    // dxc [c, H] = dlogits [c, V] W [V, H];  dW [V, H] += dlogits^T xc
+    detail::sgemm_fixed_blocks(CblasNoTrans, CblasNoTrans, c, hidden, vocab, logits.data(), vocab,
+                               weight, hidden, 0.0f, dxc.data(), hidden);
+    detail::sgemm_fixed_blocks(CblasTrans, CblasNoTrans, vocab, hidden, c, logits.data(), vocab,
+                               xc.data(), hidden, 1.0f, dweight, hidden);
+    for (std::int64_t i = 0; i < c; ++i)
+      std::memcpy(dx + rows[r0 + i] * hidden, dxc.data() + i * hidden, sizeof(float) * hidden);
+  }
+  return result;
+}
+
+}  // namespace anchorctx::model

@@ -1,0 +1,225 @@
+// Writing a model in llama2.c's legacy checkpoint format (see llama2c.h): the inverse of
+// llama2c_import.cpp.
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "anchorctx/core/atomic_file.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/model/config.h"
+#include "anchorctx/model/llama2c.h"
+#include "anchorctx/model/llama_weights.h"
+
+namespace anchorctx::model {
+namespace {
+
+// What run.c hard-codes (rmsnorm: `ss += 1e-5f`; RoPE: `powf(10000.0f, ...)`).
+constexpr double kRunCRopeTheta = 10000.0;
+constexpr double kRunCRmsNormEps = 1e-5;
+
+// The output file, written in order.
+class CheckpointWriter {
+ public:
+  explicit CheckpointWriter(const std::filesystem::path& out) : file_(out) {}
+
+  void header(const Llama2cHeader& h) {
+    const std::int32_t values[7] = {
+        h.dim,     h.hidden_dim, h.n_layers,
+        h.n_heads, h.n_kv_heads, h.shared_classifier ? h.vocab_size : -h.vocab_size,
+        h.seq_len};
+    file_.write(std::as_bytes(std::span<const std::int32_t>(values)));
+  }
+  void floats(std::span<const float> values) { file_.write(std::as_bytes(values)); }
+  void commit() { file_.commit(); }
+
+ private:
+  core::AtomicFile file_;
+};
+
+// Requires `values` to hold `expected` floats: a LlamaModel built in memory may not match its
+// config.
+void check_size(const std::vector<float>& values, std::size_t expected, const std::string& name) {
+  require(values.size() == expected, "llama2.c export: tensor {} has {} values, expected {}", name,
+          values.size(), expected);
+}
+
+void check_out(const std::filesystem::path& out, bool replace) {
+  require(replace || !std::filesystem::exists(out),
+          "llama2.c export: '{}' exists (not replacing it)", out.string());
+  const std::filesystem::path parent = out.parent_path();
+  require(parent.empty() || std::filesystem::is_directory(parent),
+          "llama2.c export: the folder of '{}' does not exist", out.string());
+}
+
+}  // namespace
+
+void unpermute_rotary_rows(std::span<float> w, std::int32_t n_heads, std::int32_t head_dim,
+                           std::int64_t cols) {
+  require(n_heads > 0 && head_dim > 0 && head_dim % 2 == 0 && cols > 0,
+          "unpermute_rotary_rows: bad shape (heads {}, head_dim {}, cols {})", n_heads, head_dim,
+          cols);
+  const std::size_t row = static_cast<std::size_t>(cols);
+  const std::size_t head_rows = static_cast<std::size_t>(head_dim);
+  require(w.size() == static_cast<std::size_t>(n_heads) * head_rows * row,
+          "unpermute_rotary_rows: {} values, expected {} heads x {} rows x {} columns", w.size(),
+          n_heads, head_dim, cols);
+  const std::size_t half = head_rows / 2;
+  std::vector<float> head(head_rows * row);
+  for (std::int32_t h = 0; h < n_heads; ++h) {
+    float* base = w.data() + static_cast<std::size_t>(h) * head_rows * row;
+    std::memcpy(head.data(), base, head.size() * sizeof(float));
+    for (std::size_t i = 0; i < half; ++i) {
+      std::memcpy(base + (2 * i) * row, head.data() + i * row, row * sizeof(float));
+      std::memcpy(base + (2 * i + 1) * row, head.data() + (i + half) * row, row * sizeof(float));
+    }
+  }
+}
+
+Llama2cHeader llama2c_header_for(const LlamaConfig& c, std::string_view source) {
+  validate(c, source);
+  std::vector<std::string> problems;
+  if (c.qkv_bias())
+    problems.push_back(c.model_type == ModelType::qwen2
+                           ? "q/k/v projection biases (model_type qwen2)"
+                           : "attention projection biases (attention_bias)");
+  if (c.mlp_bias) problems.push_back("MLP biases (mlp_bias)");
+  if (c.rope_scaling.enabled())
+    problems.push_back(fmt::format("rope_scaling '{}' (run.c has no RoPE scaling)",
+                                   to_string(c.rope_scaling.type)));
+  if (c.rope_theta != kRunCRopeTheta)
+    problems.push_back(fmt::format("rope_theta {} (run.c hard-codes 10000)", c.rope_theta));
+  if (c.rms_norm_eps != kRunCRmsNormEps)
+    problems.push_back(fmt::format("rms_norm_eps {} (run.c hard-codes 1e-5)", c.rms_norm_eps));
+  if (c.resolved_head_dim() * c.num_attention_heads != c.hidden_size)
+    problems.push_back(fmt::format(
+        "head_dim {} with hidden_size {} and {} heads (run.c derives head_dim = dim / n_heads)",
+        c.resolved_head_dim(), c.hidden_size, c.num_attention_heads));
+  if (c.sliding_window)
+    problems.push_back(
+        fmt::format("sliding_window {} (run.c attends to the whole context)", *c.sliding_window));
+  const auto fits = [&](std::string_view name, std::int64_t value) {
+    if (value > INT32_MAX)
+      problems.push_back(fmt::format("{} {} (beyond the int32 header)", name, value));
+  };
+  fits("hidden_size", c.hidden_size);
+  fits("intermediate_size", c.intermediate_size);
+  fits("num_hidden_layers", c.num_hidden_layers);
+  fits("num_attention_heads", c.num_attention_heads);
+  fits("num_key_value_heads", c.num_key_value_heads);
+  fits("vocab_size", c.vocab_size);
+  fits("max_position_embeddings", c.max_position_embeddings);
+  if (!problems.empty())
+    fail("{}: cannot be written as a llama2.c checkpoint without changing the model: {}", source,
+         fmt::join(problems, "; "));
+
+  Llama2cHeader h;
+  h.dim = static_cast<std::int32_t>(c.hidden_size);
+  h.hidden_dim = static_cast<std::int32_t>(c.intermediate_size);
+  h.n_layers = static_cast<std::int32_t>(c.num_hidden_layers);
+  h.n_heads = static_cast<std::int32_t>(c.num_attention_heads);
+  h.n_kv_heads = static_cast<std::int32_t>(c.num_key_value_heads);
+  h.vocab_size = static_cast<std::int32_t>(c.vocab_size);
+  h.seq_len = static_cast<std::int32_t>(c.max_position_embeddings);
+  h.shared_classifier = c.tie_word_embeddings;
+  return h;
+}
+
+Llama2cHeader export_llama2c(const LlamaModel& model, const std::filesystem::path& out,
+                             bool replace) {
+  const Llama2cHeader h = llama2c_header_for(model.config);
+  check_out(out, replace);
+  const LlamaWeights& w = model.weights;
+  const std::size_t dim = h.dim, hidden = h.hidden_dim, vocab = h.vocab_size,
+                    kv_dim = static_cast<std::size_t>(h.kv_dim());
+  require(w.layers.size() == static_cast<std::size_t>(h.n_layers),
+          "llama2.c export: {} layers of weights, the config has {}", w.layers.size(), h.n_layers);
+  check_size(w.embed_tokens, vocab * dim, "model.embed_tokens.weight");
+  check_size(w.final_norm, dim, "model.norm.weight");
+  if (!h.shared_classifier) check_size(w.lm_head, vocab * dim, "lm_head.weight");
+  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+    const LlamaLayerWeights& layer = w.layers[l];
+    const std::string prefix = fmt::format("model.layers.{}.", l);
+    check_size(layer.input_norm, dim, prefix + "input_layernorm.weight");
+    check_size(layer.q_proj, dim * dim, prefix + "self_attn.q_proj.weight");
+    check_size(layer.k_proj, kv_dim * dim, prefix + "self_attn.k_proj.weight");
+    check_size(layer.v_proj, kv_dim * dim, prefix + "self_attn.v_proj.weight");
+    check_size(layer.o_proj, dim * dim, prefix + "self_attn.o_proj.weight");
+    check_size(layer.post_attention_norm, dim, prefix + "post_attention_layernorm.weight");
+    check_size(layer.gate_proj, hidden * dim, prefix + "mlp.gate_proj.weight");
+    check_size(layer.up_proj, hidden * dim, prefix + "mlp.up_proj.weight");
+    check_size(layer.down_proj, dim * hidden, prefix + "mlp.down_proj.weight");
+    require(layer.q_bias.empty() && layer.k_bias.empty() && layer.v_bias.empty() &&
+                layer.o_bias.empty() && layer.gate_bias.empty() && layer.up_bias.empty() &&
+                layer.down_bias.empty(),
+            "llama2.c export: layer {} carries biases (llama2.c has none)", l);
+  }
+
+  CheckpointWriter file(out);
+  file.header(h);
+  file.floats(w.embed_tokens);
+  // Each tensor kind for all layers, in run.c's order (rms_att, wq, wk, wv, wo, rms_ffn, w1, w2,
+  // w3); wq and wk back in adjacent-pair order.
+  const auto each_layer = [&](auto&& write_layer) {
+    for (const LlamaLayerWeights& layer : w.layers)
+      write_layer(layer);
+  };
+  each_layer([&](const LlamaLayerWeights& l) { file.floats(l.input_norm); });
+  std::vector<float> rows;
+  each_layer([&](const LlamaLayerWeights& l) {
+    rows = l.q_proj;
+    unpermute_rotary_rows(rows, h.n_heads, h.head_dim(), h.dim);
+    file.floats(rows);
+  });
+  each_layer([&](const LlamaLayerWeights& l) {
+    rows = l.k_proj;
+    unpermute_rotary_rows(rows, h.n_kv_heads, h.head_dim(), h.dim);
+    file.floats(rows);
+  });
+  each_layer([&](const LlamaLayerWeights& l) { file.floats(l.v_proj); });
+  each_layer([&](const LlamaLayerWeights& l) { file.floats(l.o_proj); });
+  each_layer([&](const LlamaLayerWeights& l) { file.floats(l.post_attention_norm); });
+  each_layer([&](const LlamaLayerWeights& l) { file.floats(l.gate_proj); });
+  each_layer([&](const LlamaLayerWeights& l) { file.floats(l.down_proj); });
+  each_layer([&](const LlamaLayerWeights& l) { file.floats(l.up_proj); });
+  file.floats(w.final_norm);
+
+  // The RoPE tables [seq_len, head_dim / 2], cos then sin, computed in float32 as llama2.c's
+  // export.py does (precompute_freqs_cis); run.c skips them.
+  const std::size_t half = static_cast<std::size_t>(h.head_dim() / 2);
+  std::vector<float> freqs(half);
+  for (std::size_t i = 0; i < half; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(h.head_dim());
+    freqs[i] = 1.0f / static_cast<float>(std::pow(kRunCRopeTheta, static_cast<double>(exponent)));
+  }
+  for (const bool sine : {false, true}) {
+    std::vector<float> row(half);
+    for (std::int32_t pos = 0; pos < h.seq_len; ++pos) {
+      for (std::size_t i = 0; i < half; ++i) {
+        const double angle = static_cast<float>(pos) * freqs[i];  // a float32 product
+        row[i] = static_cast<float>(sine ? std::sin(angle) : std::cos(angle));
+      }
+      file.floats(row);
+    }
+  }
+  if (!h.shared_classifier) file.floats(w.lm_head);
+  file.commit();
+  return h;
+}
+
+Llama2cHeader export_llama2c(const std::filesystem::path& model_dir,
+                             const std::filesystem::path& out, bool replace) {
+  // The config alone first: a model llama2.c cannot hold is refused before its weights load.
+  llama2c_header_for(load_config(model_dir), model_dir.string());
+  check_out(out, replace);
+  return export_llama2c(load_llama_model(model_dir), out, replace);
+}
+
+}  // namespace anchorctx::model

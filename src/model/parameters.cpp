@@ -1,0 +1,185 @@
+// ParameterLayout, initialisation and loading (see parameters.h).
+#include "anchorctx/model/parameters.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/model/safetensors.h"
+
+namespace anchorctx::model {
+namespace {
+
+constexpr std::size_t kAlign = 16;  // elements: 64 bytes of float32
+
+std::size_t align_up(std::size_t n) {
+  return (n + kAlign - 1) / kAlign * kAlign;
+}
+
+class Builder {
+ public:
+  void add(std::string name, std::vector<std::int64_t> shape, bool decay) {
+    ParameterInfo p;
+    p.name = std::move(name);
+    p.size = 1;
+    for (const std::int64_t d : shape) {
+      require(d > 0, "parameter '{}': dimension {} is not positive", p.name, d);
+      p.size *= static_cast<std::size_t>(d);
+    }
+    p.shape = std::move(shape);
+    p.offset = total_;
+    p.decay = decay;
+    total_ = align_up(total_ + p.size);
+    params_.push_back(std::move(p));
+  }
+  // A matrix ([out, in], decayed) and, when `bias`, its bias ([out], not decayed).
+  void linear(const std::string& prefix, std::int64_t out, std::int64_t in, bool bias) {
+    add(prefix + ".weight", {out, in}, true);
+    if (bias) add(prefix + ".bias", {out}, false);
+  }
+  void norm(const std::string& name, std::int64_t size) { add(name, {size}, false); }
+
+  std::vector<ParameterInfo> params_;
+  std::size_t total_ = 0;
+};
+
+// Normal samples from one mt19937_64 stream by Box-Muller: each pair of 64-bit draws (u1, u2)
+// gives r cos(2 pi u2), then r sin(2 pi u2), r = sqrt(-2 ln u1); the uniforms are the draws'
+// top 53 bits, u1 in (0, 1] so the logarithm is finite. The generator and the uniforms are
+// exact integer arithmetic, the same everywhere; log/sin/cos are the C library's, so the bits
+// agree wherever those agree (glibc's double versions give the same results on every CPU).
+class NormalStream {
+ public:
+  explicit NormalStream(std::uint64_t seed) : gen_(seed) {}
+
+  double next() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    constexpr double kScale = 1.0 / 9007199254740992.0;  // 2^-53
+    const double u1 = static_cast<double>((gen_() >> 11) + 1) * kScale;
+    const double u2 = static_cast<double>(gen_() >> 11) * kScale;
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    const double theta = 2.0 * std::numbers::pi * u2;
+    spare_ = r * std::sin(theta);
+    has_spare_ = true;
+    return r * std::cos(theta);
+  }
+
+ private:
+  std::mt19937_64 gen_;
+  double spare_ = 0.0;
+  bool has_spare_ = false;
+};
+
+}  // namespace
+
+ParameterLayout ParameterLayout::for_config(const LlamaConfig& config) {
+  validate(config);
+  const std::int64_t hidden = config.hidden_size, inter = config.intermediate_size;
+  const std::int64_t vocab = config.vocab_size, q_dim = config.q_dim(), kv_dim = config.kv_dim();
+  Builder b;
+  b.add("model.embed_tokens.weight", {vocab, hidden}, true);
+  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    b.norm(p + "input_layernorm.weight", hidden);
+    b.linear(p + "self_attn.q_proj", q_dim, hidden, config.qkv_bias());
+    b.linear(p + "self_attn.k_proj", kv_dim, hidden, config.qkv_bias());
+    b.linear(p + "self_attn.v_proj", kv_dim, hidden, config.qkv_bias());
+    b.linear(p + "self_attn.o_proj", hidden, q_dim, config.o_bias());
+    b.norm(p + "post_attention_layernorm.weight", hidden);
+    b.linear(p + "mlp.gate_proj", inter, hidden, config.mlp_bias);
+    b.linear(p + "mlp.up_proj", inter, hidden, config.mlp_bias);
+    b.linear(p + "mlp.down_proj", hidden, inter, config.mlp_bias);
+  }
+  b.norm("model.norm.weight", hidden);
+  if (!config.tie_word_embeddings) b.add("lm_head.weight", {vocab, hidden}, true);
+
+  ParameterLayout layout;
+  layout.params_ = std::move(b.params_);
+  layout.total_ = b.total_;
+  return layout;
+}
+
+std::int64_t ParameterLayout::count() const {
+  std::int64_t n = 0;
+  for (const ParameterInfo& p : params_)
+    n += static_cast<std::int64_t>(p.size);
+  return n;
+}
+
+const ParameterInfo* ParameterLayout::find(std::string_view name) const {
+  for (const ParameterInfo& p : params_) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+const ParameterInfo& ParameterLayout::at(std::string_view name) const {
+  const ParameterInfo* p = find(name);
+  if (p == nullptr) fail("no parameter '{}' in the layout ({} tensors)", name, params_.size());
+  return *p;
+}
+
+// Draw order: parameters in layout order, elements in order; only the normally distributed
+// tensors (matrices, embedding) take samples from the stream, so a config with biases draws the
+// same matrix values as one without. As transformers' nn.Embedding(padding_idx=pad_token_id)
+// init does, the embedding row of pad_token_id is drawn and then zeroed.
+void init_parameters(const ParameterLayout& layout, const LlamaConfig& config, std::uint64_t seed,
+                     std::span<float> params) {
+  require(params.size() == layout.total(),
+          "init_parameters: buffer of {} elements, the layout needs {}", params.size(),
+          layout.total());
+  std::fill(params.begin(), params.end(), 0.0f);  // padding and biases
+  NormalStream normal(seed);
+  const double std_dev = config.initializer_range;
+  for (const ParameterInfo& p : layout.params()) {
+    const std::span<float> slice = params.subspan(p.offset, p.size);
+    if (p.shape.size() == 2) {
+      for (float& x : slice)
+        x = static_cast<float>(normal.next() * std_dev);
+    } else if (!p.name.ends_with(".bias")) {
+      std::fill(slice.begin(), slice.end(), 1.0f);  // RMSNorm weights
+    }                                               // biases stay 0
+  }
+  if (config.pad_token_id && *config.pad_token_id >= 0 &&
+      *config.pad_token_id < config.vocab_size) {
+    const ParameterInfo& embed = layout.at("model.embed_tokens.weight");
+    const auto hidden = static_cast<std::size_t>(config.hidden_size);
+    const auto row = static_cast<std::size_t>(*config.pad_token_id);
+    std::fill_n(params.begin() + static_cast<std::ptrdiff_t>(embed.offset + row * hidden), hidden,
+                0.0f);
+  }
+}
+
+void load_parameters(const SafetensorsReader& reader, const ParameterLayout& layout,
+                     std::span<float> params) {
+  require(params.size() == layout.total(),
+          "{}: load_parameters: buffer of {} elements, the layout needs {}", reader.source(),
+          params.size(), layout.total());
+  std::fill(params.begin(), params.end(), 0.0f);  // padding
+  for (const ParameterInfo& p : layout.params()) {
+    const TensorInfo* info = reader.find(p.name);
+    if (info == nullptr) {
+      // Which file is missing it: the single file, or the folder of a sharded checkpoint.
+      fail("{}: no tensor '{}' (the config calls for it)", reader.source(), p.name);
+    }
+    if (info->shape != p.shape) {
+      const std::string file = reader.files().at(info->file).string();
+      fail("tensor '{}' in {}: shape [{}], expected [{}]", p.name, file,
+           fmt::join(info->shape, ", "), fmt::join(p.shape, ", "));
+    }
+    reader.read_f32_into(p.name, params.subspan(p.offset, p.size));
+  }
+}
+
+}  // namespace anchorctx::model

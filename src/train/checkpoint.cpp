@@ -1,0 +1,384 @@
+// Checkpoints: save (atomic folder), list, prune, load (see checkpoint.h).
+//
+// Folder contents, written in this order into the hidden temporary folder:
+//   config.json            the model's config, torch_dtype "float32" (the weights below)
+//   model.safetensors      the parameters under their HF names, float32
+//   optimizer.safetensors  exp_avg.<name>, exp_avg_sq.<name> (only with optimizer state)
+//   <extra files>          tokenizer files, copied
+//   trainer_state.json     last: its presence marks a complete folder (list_checkpoints)
+// trainer_state.json: {"version", "step", "tokens_seen", "data_cursor" and "rng_state" (JSON
+// integers, all 64 bits exact), "last_loss" (a number, null when not finite) and
+// "last_loss_bits" (its float64 bit pattern, "0x" + 16 hex digits: what resume reads, so the
+// value is bit-exact), "optimizer_steps", "optimizer_state" (whether optimizer.safetensors was
+// written), "options"}.
+#include "anchorctx/train/checkpoint.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "anchorctx/core/atomic_dir.h"
+#include "anchorctx/core/atomic_file.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/model/safetensors.h"
+
+namespace anchorctx::train {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kStateFile = "trainer_state.json";
+constexpr std::string_view kConfigFile = "config.json";
+constexpr std::string_view kOptimizerFile = "optimizer.safetensors";
+constexpr std::string_view kStepPrefix = "step-";
+
+// The step of a folder named step-NNNNNN (digits only); nullopt for any other name.
+std::optional<std::int64_t> parse_step_name(const std::string& name) {
+  if (!name.starts_with(kStepPrefix) || name.size() == kStepPrefix.size()) return std::nullopt;
+  const char* first = name.data() + kStepPrefix.size();
+  const char* last = name.data() + name.size();
+  if (!std::all_of(first, last, [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  std::int64_t step = 0;
+  const auto [end, ec] = std::from_chars(first, last, step);
+  if (ec != std::errc() || end != last) return std::nullopt;
+  return step;
+}
+
+// A hidden name beside `path` for a folder on its way out: `.<name>.tmp-<pid>-<what>`, the
+// pattern of core::AtomicDir's temporary folders, so list_checkpoints ignores it and prune's
+// sweep of dead writers' leftovers removes it.
+fs::path hidden_name(const fs::path& path, std::string_view what) {
+  return path.parent_path() /
+         fmt::format(".{}.tmp-{}-{}", path.filename().string(), ::getpid(), what);
+}
+
+// The layout the checkpoint writes must be the one its config gives (that is what load uses).
+void check_layout(const model::ParameterLayout& given, const model::ParameterLayout& expected) {
+  require(given.total() == expected.total() && given.params().size() == expected.params().size(),
+          "save_checkpoint: the layout ({} tensors, {} elements) is not the config's ({} tensors, "
+          "{} elements)",
+          given.params().size(), given.total(), expected.params().size(), expected.total());
+  for (std::size_t i = 0; i < given.params().size(); ++i) {
+    const model::ParameterInfo &a = given.params()[i], &b = expected.params()[i];
+    require(a.name == b.name && a.shape == b.shape && a.offset == b.offset && a.size == b.size,
+            "save_checkpoint: layout tensor {} ('{}') differs from the config's ('{}')", i, a.name,
+            b.name);
+  }
+}
+
+std::vector<model::TensorData> slices(const model::ParameterLayout& layout,
+                                      std::span<const float> buffer, std::string_view prefix) {
+  std::vector<model::TensorData> tensors;
+  tensors.reserve(layout.params().size());
+  for (const model::ParameterInfo& p : layout.params()) {
+    tensors.push_back(model::tensor_from_f32(std::string(prefix) + p.name, p.shape,
+                                             buffer.subspan(p.offset, p.size)));
+  }
+  return tensors;
+}
+
+json state_to_json(const TrainerState& s, std::int64_t optimizer_steps, bool optimizer_state) {
+  json j = json::object();
+  j["version"] = kTrainerStateVersion;
+  j["step"] = s.step;
+  j["tokens_seen"] = s.tokens_seen;
+  j["data_cursor"] = s.data_cursor;  // nlohmann keeps uint64 exact (number_unsigned)
+  j["rng_state"] = s.rng_state;
+  j["last_loss"] = std::isfinite(s.last_loss) ? json(s.last_loss) : json(nullptr);
+  j["last_loss_bits"] = fmt::format("0x{:016x}", std::bit_cast<std::uint64_t>(s.last_loss));
+  j["optimizer_steps"] = optimizer_steps;
+  j["optimizer_state"] = optimizer_state;
+  j["options"] = s.options;
+  return j;
+}
+
+// ---- reading trainer_state.json: every error names the file and the key ----
+
+const json& get_key(const json& j, const char* key, const std::string& file) {
+  const auto it = j.find(key);
+  if (it == j.end()) fail("{}: missing key '{}'", file, key);
+  return *it;
+}
+
+std::int64_t get_int64(const json& j, const char* key, const std::string& file) {
+  const json& v = get_key(j, key, file);
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    require(u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()),
+            "{}: key '{}': {} does not fit a signed 64-bit integer", file, key, u);
+    return static_cast<std::int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<std::int64_t>();
+  fail("{}: key '{}': expected an integer, got {}", file, key, v.dump());
+}
+
+// A non-negative integer of up to 64 bits: a JSON integer, or its decimal text.
+std::uint64_t get_uint64(const json& j, const char* key, const std::string& file) {
+  const json& v = get_key(j, key, file);
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+  if (v.is_string()) {
+    const std::string& s = v.get_ref<const std::string&>();
+    std::uint64_t u = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), u);
+    if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) return u;
+  }
+  fail("{}: key '{}': expected an unsigned 64-bit integer, got {}", file, key, v.dump());
+}
+
+double get_loss(const json& j, const std::string& file) {
+  const json& v = get_key(j, "last_loss_bits", file);
+  if (v.is_string()) {
+    const std::string& s = v.get_ref<const std::string&>();
+    std::uint64_t bits = 0;
+    if (s.size() == 18 && s.starts_with("0x")) {
+      const auto [end, ec] = std::from_chars(s.data() + 2, s.data() + s.size(), bits, 16);
+      if (ec == std::errc() && end == s.data() + s.size()) return std::bit_cast<double>(bits);
+    }
+  }
+  fail("{}: key 'last_loss_bits': expected \"0x\" and 16 hex digits, got {}", file, v.dump());
+}
+
+std::string read_text(const fs::path& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open the {}", path.string(), what);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) fail("{}: read failed", path.string());
+  return text.str();
+}
+
+// Fills `out` (layout.total() elements, padding zero) from `prefix + name` tensors of the
+// optimizer file, checking shapes and that nothing else is there.
+void load_moments(const model::SafetensorsReader& reader, const model::ParameterLayout& layout,
+                  std::string_view prefix, std::vector<float>& out) {
+  out.assign(layout.total(), 0.0f);
+  for (const model::ParameterInfo& p : layout.params()) {
+    const std::string name = std::string(prefix) + p.name;
+    const model::TensorInfo* info = reader.find(name);
+    if (info == nullptr) fail("{}: no tensor '{}'", reader.source(), name);
+    if (info->shape != p.shape) {
+      fail("tensor '{}' in {}: shape [{}], expected [{}]", name, reader.source(),
+           fmt::join(info->shape, ", "), fmt::join(p.shape, ", "));
+    }
+    reader.read_f32_into(name, std::span<float>(out).subspan(p.offset, p.size));
+  }
+}
+
+}  // namespace
+
+fs::path checkpoint_path(const fs::path& run_dir, std::int64_t step) {
+  require(step >= 0, "checkpoint step {} is negative", step);
+  return run_dir / "checkpoints" / fmt::format("step-{:06d}", step);
+}
+
+fs::path save_checkpoint(const fs::path& run_dir, const CheckpointData& data) {
+  require(data.config != nullptr && data.layout != nullptr,
+          "save_checkpoint: config and layout are required");
+  const model::ParameterLayout expected = model::ParameterLayout::for_config(*data.config);
+  check_layout(*data.layout, expected);
+  const model::ParameterLayout& layout = *data.layout;
+  require(data.params.size() == layout.total(),
+          "save_checkpoint: {} parameter elements, the layout has {}", data.params.size(),
+          layout.total());
+  const bool optimizer_state = !data.exp_avg.empty() || !data.exp_avg_sq.empty();
+  if (optimizer_state) {
+    require(data.exp_avg.size() == layout.total() && data.exp_avg_sq.size() == layout.total(),
+            "save_checkpoint: optimizer moments of {} and {} elements, the layout has {}",
+            data.exp_avg.size(), data.exp_avg_sq.size(), layout.total());
+  }
+  require(data.state.tokens_seen >= 0, "save_checkpoint: tokens_seen {} is negative",
+          data.state.tokens_seen);
+  require(data.optimizer_steps >= 0, "save_checkpoint: optimizer_steps {} is negative",
+          data.optimizer_steps);
+  const fs::path final_path = checkpoint_path(run_dir, data.state.step);
+
+  fs::path old;  // a replaced folder, moved aside until the new one is in place
+  try {
+    core::AtomicDir dir(final_path, /*replace=*/true);
+    model::LlamaConfig config = *data.config;
+    config.torch_dtype = "float32";
+    model::save_config(config, dir.path() / kConfigFile);
+
+    model::write_model_safetensors(dir.path(), slices(layout, data.params, ""));
+    if (optimizer_state) {
+      std::vector<model::TensorData> tensors = slices(layout, data.exp_avg, "exp_avg.");
+      std::vector<model::TensorData> sq = slices(layout, data.exp_avg_sq, "exp_avg_sq.");
+      std::move(sq.begin(), sq.end(), std::back_inserter(tensors));
+      model::write_safetensors(dir.path() / kOptimizerFile, tensors);
+    }
+    for (const fs::path& extra : data.extra_files) {
+      const std::string name = extra.filename().string();
+      require(!name.empty() && name != kConfigFile && name != kOptimizerFile &&
+                  name != kStateFile && !name.ends_with(".safetensors") &&
+                  name != "model.safetensors.index.json",
+              "{}: an extra file may not be named like a checkpoint file", extra.string());
+      std::error_code ec;
+      fs::copy_file(extra, dir.path() / name, fs::copy_options::overwrite_existing, ec);
+      if (ec) fail("{}: cannot copy into the checkpoint: {}", extra.string(), ec.message());
+    }
+    const std::int64_t steps = optimizer_state ? data.optimizer_steps : 0;
+    core::write_file_atomic(dir.path() / kStateFile,
+                            state_to_json(data.state, steps, optimizer_state).dump(2) + "\n");
+
+    // AtomicDir's replace removes the old folder in place before the rename; a kill in the
+    // middle of that would leave a half-deleted step-* folder. Renaming it aside first keeps
+    // every visible step-* folder complete.
+    std::error_code ec;
+    if (fs::exists(final_path, ec)) {
+      old = hidden_name(final_path, "old");
+      fs::rename(final_path, old, ec);
+      if (ec) fail("cannot move the previous folder aside: {}", ec.message());
+    }
+    dir.commit();
+  } catch (const Error& e) {
+    std::error_code ec;
+    if (!old.empty() && !fs::exists(final_path, ec)) fs::rename(old, final_path, ec);
+    fail("checkpoint {}: {}", final_path.string(), e.what());
+  } catch (const fs::filesystem_error& e) {
+    std::error_code ec;
+    if (!old.empty() && !fs::exists(final_path, ec)) fs::rename(old, final_path, ec);
+    fail("checkpoint {}: {}", final_path.string(), e.what());
+  }
+  if (!old.empty()) {
+    std::error_code ec;
+    fs::remove_all(old, ec);  // the new checkpoint is in place; a leftover is swept by prune
+  }
+  return final_path;
+}
+
+std::vector<fs::path> list_checkpoints(const fs::path& run_dir) {
+  const fs::path root = run_dir / "checkpoints";
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return {};
+  std::vector<std::pair<std::int64_t, fs::path>> found;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::optional<std::int64_t> step = parse_step_name(it->path().filename().string());
+    if (!step) continue;  // hidden temporary folders (".step-*.tmp-*") and anything else
+    std::error_code ec2;
+    if (!it->is_directory(ec2)) continue;
+    if (!fs::is_regular_file(it->path() / kStateFile, ec2)) continue;  // incomplete
+    found.emplace_back(*step, it->path());
+  }
+  if (ec) fail("{}: cannot list: {}", root.string(), ec.message());
+  std::sort(found.begin(), found.end());
+  std::vector<fs::path> out;
+  out.reserve(found.size());
+  for (auto& [step, path] : found)
+    out.push_back(std::move(path));
+  return out;
+}
+
+std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
+  std::vector<fs::path> all = list_checkpoints(run_dir);
+  if (all.empty()) return std::nullopt;
+  return std::move(all.back());
+}
+
+// Beyond the header: a pruned folder is first renamed to a hidden name (atomic), then deleted,
+// so a kill during the deletion never leaves a half-deleted step-* folder. Prune also sweeps
+// hidden `.step-*.tmp-<pid>-*` folders whose writer process no longer exists on this machine
+// (left by a killed save); folders of live processes, ours included, are left alone.
+void prune_checkpoints(const fs::path& run_dir, int keep_last) {
+  const fs::path root = run_dir / "checkpoints";
+  std::error_code ec;
+  if (keep_last > 0) {
+    const std::vector<fs::path> all = list_checkpoints(run_dir);
+    const std::size_t keep = static_cast<std::size_t>(keep_last);
+    for (std::size_t i = 0; i + keep < all.size(); ++i) {
+      const fs::path doomed = hidden_name(all[i], "prune");
+      fs::rename(all[i], doomed, ec);
+      if (ec) fail("{}: cannot remove: {}", all[i].string(), ec.message());
+      fs::remove_all(doomed, ec);
+      if (ec) fail("{}: cannot remove: {}", doomed.string(), ec.message());
+    }
+  }
+  if (!fs::is_directory(root, ec)) return;
+  std::vector<fs::path> stale;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::size_t tmp = name.find(".tmp-");
+    if (!name.starts_with(".step-") || tmp == std::string::npos) continue;
+    long pid = 0;
+    const char* first = name.data() + tmp + 5;
+    const auto [end_pid, pec] = std::from_chars(first, name.data() + name.size(), pid);
+    if (pec != std::errc() || end_pid == first || pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive
+    stale.push_back(it->path());
+  }
+  for (const fs::path& p : stale)
+    fs::remove_all(p, ec);  // best effort: another pruner may race us to it
+}
+
+LoadedCheckpoint load_checkpoint(const fs::path& dir) {
+  std::error_code ec;
+  require(fs::is_directory(dir, ec), "{}: not a checkpoint folder (missing or not a folder)",
+          dir.string());
+  const std::string state_file = (dir / kStateFile).string();
+  json j;
+  try {
+    j = json::parse(read_text(state_file, "trainer state"));
+  } catch (const json::parse_error& e) {
+    fail("{}: not valid JSON: {}", state_file, e.what());
+  }
+  require(j.is_object(), "{}: expected a JSON object", state_file);
+  const std::int64_t version = get_int64(j, "version", state_file);
+  require(version == kTrainerStateVersion,
+          "{}: trainer_state version {}, this build reads version {}", state_file, version,
+          kTrainerStateVersion);
+
+  LoadedCheckpoint out;
+  out.state.step = get_int64(j, "step", state_file);
+  out.state.tokens_seen = get_int64(j, "tokens_seen", state_file);
+  out.state.data_cursor = get_uint64(j, "data_cursor", state_file);
+  out.state.rng_state = get_uint64(j, "rng_state", state_file);
+  out.state.last_loss = get_loss(j, state_file);
+  out.state.options = get_key(j, "options", state_file);
+  out.optimizer_steps = get_int64(j, "optimizer_steps", state_file);
+  const json& has_opt = get_key(j, "optimizer_state", state_file);
+  require(has_opt.is_boolean(), "{}: key 'optimizer_state': expected true or false", state_file);
+  require(out.state.step >= 0 && out.state.tokens_seen >= 0 && out.optimizer_steps >= 0,
+          "{}: step, tokens_seen and optimizer_steps must not be negative", state_file);
+
+  out.config = model::load_config(dir / kConfigFile);
+  const model::ParameterLayout layout = model::ParameterLayout::for_config(out.config);
+  out.params.assign(layout.total(), 0.0f);
+  model::load_parameters(model::SafetensorsReader::open(dir), layout, out.params);
+
+  const fs::path opt_file = dir / kOptimizerFile;
+  if (has_opt.get<bool>()) {
+    require(fs::is_regular_file(opt_file, ec),
+            "{}: missing (trainer_state.json says the checkpoint has optimizer state)",
+            opt_file.string());
+    const model::SafetensorsReader reader = model::SafetensorsReader::open(opt_file);
+    load_moments(reader, layout, "exp_avg.", out.exp_avg);
+    load_moments(reader, layout, "exp_avg_sq.", out.exp_avg_sq);
+    require(reader.tensors().size() == 2 * layout.params().size(),
+            "{}: {} tensors, expected {} (exp_avg.* and exp_avg_sq.* per parameter)",
+            opt_file.string(), reader.tensors().size(), 2 * layout.params().size());
+  } else {
+    require(out.optimizer_steps == 0, "{}: optimizer_steps {} without optimizer state", state_file,
+            out.optimizer_steps);
+  }
+  return out;
+}
+
+}  // namespace anchorctx::train

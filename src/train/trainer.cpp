@@ -1,0 +1,306 @@
+#include "anchorctx/train/trainer.h"
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "anchorctx/core/error.h"
+#include "anchorctx/model/safetensors.h"
+#include "anchorctx/train/checkpoint.h"
+#include "anchorctx/train/metrics.h"
+
+namespace anchorctx::train {
+
+namespace fs = std::filesystem;
+
+nlohmann::json TrainOptions::to_json() const {
+  return {{"data", data.string()},
+          {"out", out.string()},
+          {"preset", preset},
+          {"config_json", config_json.string()},
+          {"init_from", init_from.string()},
+          {"precision", std::string(model::to_string(run.precision))},
+          {"rope_mode", std::string(rope::to_string(run.rope_mode))},
+          {"checkpointing", run.checkpointing},
+          {"mask", std::string(attention::to_string(batch.mask))},
+          {"positions", std::string(data::to_string(batch.positions))},
+          {"mask_doc_boundaries", batch.mask_doc_boundaries},
+          {"windows_per_micro_batch", windows_per_micro_batch},
+          {"grad_accum", grad_accum},
+          {"steps", steps},
+          {"schedule", std::string(to_string(schedule.kind))},
+          {"lr", schedule.lr},
+          {"min_lr", schedule.min_lr},
+          {"warmup_steps", schedule.warmup_steps},
+          {"beta1", adamw.beta1},
+          {"beta2", adamw.beta2},
+          {"eps", adamw.eps},
+          {"weight_decay", adamw.weight_decay},
+          {"clip_grad_norm", clip_grad_norm},
+          {"skip_nonfinite", skip_nonfinite},
+          {"seed", seed}};
+}
+
+void validate(const TrainOptions& o) {
+  if (o.data.empty()) fail("train: --data is required (a folder written by anchorctx pack)");
+  if (o.out.empty()) fail("train: --out is required (the run folder)");
+  const int sources = !o.preset.empty() + !o.config_json.empty() + !o.init_from.empty();
+  if (sources != 1)
+    fail("train: give exactly one of --preset, --model-config and --init-from (got {})", sources);
+  if (o.windows_per_micro_batch < 1) fail("train: --batch-windows must be at least 1");
+  if (o.grad_accum < 1) fail("train: --grad-accum must be at least 1");
+  if (o.steps < 1) fail("train: --steps must be at least 1");
+  if (o.log_every < 1) fail("train: --log-every must be at least 1");
+  if (o.save_every < 0) fail("train: --save-every must be 0 (end only) or positive");
+  Schedule s = o.schedule;
+  s.total_steps = o.steps;
+  validate(s);
+}
+
+model::LlamaConfig resolve_model_config(const TrainOptions& o) {
+  if (!o.preset.empty()) return model::preset(o.preset);
+  if (!o.config_json.empty()) return model::load_config(o.config_json);
+  return model::load_config(o.init_from);
+}
+
+namespace {
+
+// "1h02m", "3m07s", "12s".
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<long long>(seconds + 0.5);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+// The training progress line on stderr: redrawn in place on a terminal, one line per logged
+// step otherwise (so that a log file shows the run).
+class StepProgress {
+ public:
+  StepProgress(std::int64_t total, bool quiet) : total_(total), quiet_(quiet) {
+    tty_ = isatty(STDERR_FILENO) != 0;
+  }
+  void update(const StepRecord& r, double tokens_per_s, double eta_s, bool log_line) {
+    if (quiet_ || (!tty_ && !log_line)) return;
+    const std::string line =
+        fmt::format("step {}/{}  loss {:.4f}  lr {:.2e}  |g| {:.3f}  {:.0f} tok/s  ETA {}{}",
+                    r.step, total_, r.loss, r.lr, r.grad_norm, tokens_per_s, format_duration(eta_s),
+                    r.skipped ? "  (skipped: non-finite)" : "");
+    if (tty_)
+      std::fprintf(stderr, "\r\033[K%s", line.c_str());
+    else
+      std::fprintf(stderr, "%s\n", line.c_str());
+    drawn_ = tty_;
+  }
+  void finish() {
+    if (drawn_) std::fputc('\n', stderr);
+    drawn_ = false;
+  }
+
+ private:
+  std::int64_t total_;
+  bool quiet_, tty_ = false, drawn_ = false;
+};
+
+}  // namespace
+
+struct Trainer::Impl {
+  data::Dataset dataset;
+  std::unique_ptr<AdamW> optimizer;
+  TrainerState state;
+  std::vector<std::uint64_t> epoch_order;  // logical window order of the current epoch
+  std::uint64_t epoch = ~0ull;
+  std::unique_ptr<JsonlMetricsSink> jsonl;
+  std::unique_ptr<TensorBoardSink> tensorboard;
+
+  explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
+
+  // Logical window at data cursor c: epoch 0 reads the dataset's own order; each later epoch a
+  // seeded shuffle of it (the seed and the epoch decide it, so a resume recomputes it).
+  std::uint64_t window_at(std::uint64_t cursor, std::uint64_t seed) {
+    const std::uint64_t n = dataset.num_windows();
+    const std::uint64_t e = cursor / n;
+    if (e != epoch) {
+      epoch_order = data::window_order(n, e > 0, seed * 0x9E3779B97F4A7C15ull + e);
+      epoch = e;
+    }
+    return epoch_order[cursor % n];
+  }
+};
+
+Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
+    : options_(std::move(options)), comm_(comm) {
+  validate(options_);
+  options_.schedule.total_steps = options_.steps;
+  impl_ = std::make_unique<Impl>(data::Dataset::open(options_.data));
+  const data::Dataset& ds = impl_->dataset;
+  if (ds.num_windows() == 0) fail("train: {} holds no windows", options_.data.string());
+
+  model::LlamaConfig config = resolve_model_config(options_);
+  if (ds.vocab_size() > config.vocab_size)
+    fail("train: the dataset's tokenizer has {} ids but the model's vocabulary is {}",
+         ds.vocab_size(), config.vocab_size);
+  if (ds.seq_len() > config.max_position_embeddings && !config.rope_scaling.enabled())
+    std::fprintf(stderr,
+                 "anchorctx: warning: windows of %d tokens exceed max_position_embeddings %lld\n",
+                 ds.seq_len(), static_cast<long long>(config.max_position_embeddings));
+  model_ = std::make_unique<model::LlamaTrainModel>(config, options_.run);
+  impl_->optimizer = std::make_unique<AdamW>(model_->layout(), options_.adamw);
+
+  std::optional<fs::path> checkpoint;
+  if (options_.resume) checkpoint = latest_checkpoint(options_.out);
+  if (checkpoint) {
+    LoadedCheckpoint ck = load_checkpoint(*checkpoint);
+    if (!(ck.config == config))
+      fail("train: --resume: the model config of {} differs from this run's", checkpoint->string());
+    if (ck.exp_avg.empty())
+      fail("train: --resume: {} holds no optimizer state", checkpoint->string());
+    std::copy(ck.params.begin(), ck.params.end(), model_->params().begin());
+    impl_->optimizer->restore(ck.optimizer_steps, ck.exp_avg, ck.exp_avg_sq);
+    impl_->state = ck.state;
+    step_ = ck.state.step;
+    if (!options_.quiet)
+      std::fprintf(stderr, "anchorctx: resuming from %s (step %lld)\n",
+                   checkpoint->string().c_str(), static_cast<long long>(step_));
+  } else if (!options_.init_from.empty()) {
+    model::load_parameters(model::SafetensorsReader::open(options_.init_from), model_->layout(),
+                           model_->params());
+  } else {
+    model::init_parameters(model_->layout(), config, options_.seed, model_->params());
+  }
+  impl_->state.rng_state = options_.seed;
+  impl_->state.options = options_.to_json();
+
+  fs::create_directories(options_.out);
+  if (comm_.rank() == 0) {
+    impl_->jsonl =
+        std::make_unique<JsonlMetricsSink>(options_.out / "metrics.jsonl", checkpoint ? step_ : 0);
+    if (options_.tensorboard) impl_->tensorboard = std::make_unique<TensorBoardSink>(options_.out);
+  }
+}
+
+Trainer::~Trainer() = default;
+
+TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) {
+  using clock = std::chrono::steady_clock;
+  TrainResult result;
+  result.config = model_->config();
+  TrainerState& state = impl_->state;
+  StepProgress progress(options_.steps, options_.quiet || comm_.rank() != 0);
+  const auto start = clock::now();
+  std::int64_t tokens_run = 0;
+  const std::int64_t first_step = step_;
+
+  const auto save = [&](double last_loss) {
+    if (comm_.rank() != 0) return;
+    CheckpointData data;
+    data.config = &model_->config();
+    data.layout = &model_->layout();
+    data.params = model_->params();
+    data.optimizer_steps = impl_->optimizer->steps();
+    data.exp_avg = impl_->optimizer->exp_avg();
+    data.exp_avg_sq = impl_->optimizer->exp_avg_sq();
+    state.step = step_;
+    state.last_loss = last_loss;
+    data.state = state;
+    data.extra_files = options_.extra_files;
+    if (impl_->jsonl) impl_->jsonl->flush();
+    if (impl_->tensorboard) impl_->tensorboard->flush();
+    result.last_checkpoint = save_checkpoint(options_.out, data);
+    prune_checkpoints(options_.out, options_.keep_last);
+  };
+
+  while (step_ < options_.steps) {
+    const auto t0 = clock::now();
+    // The step's micro-batches, built first so the loss can be normalised by the step's
+    // target count (summed over ranks) before any backward.
+    std::vector<Batch> micro;
+    for (std::int64_t m = 0; m < options_.grad_accum; ++m) {
+      std::vector<std::uint64_t> windows;
+      for (std::int64_t w = 0; w < options_.windows_per_micro_batch; ++w) {
+        const std::uint64_t cursor =
+            state.data_cursor * static_cast<std::uint64_t>(comm_.world_size()) +
+            static_cast<std::uint64_t>(comm_.rank());
+        windows.push_back(impl_->window_at(cursor, options_.seed));
+        ++state.data_cursor;
+      }
+      micro.push_back(make_batch(impl_->dataset, windows, options_.batch));
+    }
+    double counts[2] = {0.0, 0.0};  // targets, input tokens
+    for (const Batch& b : micro) {
+      counts[0] += static_cast<double>(b.target_count);
+      counts[1] += static_cast<double>(b.input_ids.size());
+    }
+    comm_.all_reduce_sum(std::span<double>(counts, 2));
+    const double scale = counts[0] > 0 ? 1.0 / counts[0] : 0.0;
+
+    model_->zero_grads();
+    double loss_sum = 0.0;
+    for (const Batch& b : micro)
+      loss_sum += model_->forward_backward(b.view(), scale).loss;
+    // The one place gradients cross ranks.
+    comm_.all_reduce_sum(model_->grads());
+    comm_.all_reduce_sum(std::span<double>(&loss_sum, 1));
+
+    StepRecord r;
+    r.step = step_ + 1;
+    r.loss = counts[0] > 0 ? loss_sum / counts[0] : 0.0;
+    r.lr = options_.schedule.lr_at(step_);
+    r.grad_norm = clip_gradients(model_->grads(), options_.clip_grad_norm);
+    r.tokens = static_cast<std::int64_t>(counts[1]);
+    if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
+      if (!options_.skip_nonfinite) {
+        progress.finish();
+        fail(
+            "train: step {}: non-finite {} ({}); stopping before any checkpoint takes it "
+            "(--skip-nonfinite skips such steps instead)",
+            r.step, std::isfinite(r.loss) ? "gradient norm" : "loss",
+            std::isfinite(r.loss) ? r.grad_norm : r.loss);
+      }
+      r.skipped = true;
+    } else {
+      impl_->optimizer->step(model_->params(), model_->grads(), r.lr);
+    }
+    ++step_;
+    state.step = step_;
+    state.tokens_seen += r.tokens;
+    tokens_run += r.tokens;
+    r.step_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    result.steps.push_back(r);
+
+    const double elapsed = std::chrono::duration<double>(clock::now() - start).count();
+    const double tps = elapsed > 0 ? static_cast<double>(tokens_run) / elapsed : 0.0;
+    const double eta = static_cast<double>(options_.steps - step_) * elapsed /
+                       static_cast<double>(step_ - first_step);
+    const bool log_now = step_ % options_.log_every == 0 || step_ == options_.steps;
+    if (log_now) {
+      StepMetrics m{step_,
+                    {{"loss", r.loss},
+                     {"lr", r.lr},
+                     {"grad_norm", r.grad_norm},
+                     {"step_ms", r.step_ms},
+                     {"tokens_per_s", tps},
+                     {"tokens_seen", static_cast<double>(state.tokens_seen)},
+                     {"skipped", r.skipped ? 1.0 : 0.0}}};
+      if (impl_->jsonl) impl_->jsonl->write(m);
+      if (impl_->tensorboard) impl_->tensorboard->write(m);
+    }
+    progress.update(r, tps, eta, log_now);
+    if ((options_.save_every > 0 && step_ % options_.save_every == 0) || step_ == options_.steps)
+      save(r.loss);
+    if (on_step) on_step(r);
+  }
+  progress.finish();
+  if (impl_->jsonl) impl_->jsonl->flush();
+  if (impl_->tensorboard) impl_->tensorboard->flush();
+  const double elapsed = std::chrono::duration<double>(clock::now() - start).count();
+  result.tokens_per_s = elapsed > 0 ? static_cast<double>(tokens_run) / elapsed : 0.0;
+  result.final_step = step_;
+  return result;
+}
+
+}  // namespace anchorctx::train
