@@ -30,6 +30,11 @@ void register_convert(CLI::App& app);
 // `anchorctx generate`: text from a model folder with a KV cache.
 void register_generate(CLI::App& app);
 
+// Sets the options of `cmd` that the command line left out from a TOML file (`key = value`,
+// keys are long option names without the dashes). Throws anchorctx::Error naming the file and
+// the key on an unknown key or a bad value.
+void apply_toml_options(CLI::App& cmd, const std::string& path);
+
 // `anchorctx train`: a model on a packed dataset, with checkpoints and resume.
 void register_train(CLI::App& app);
 

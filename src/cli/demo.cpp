@@ -35,7 +35,7 @@ constexpr const char* kMarker = ".anchorctx-demo";
 
 struct DemoArgs {
   std::string out = "anchorctx-demo";
-  std::int64_t steps = 300;
+  std::int64_t steps = 500;
   std::int64_t documents = 6000;
   std::int32_t seq_len = 2048;
   std::int64_t batch_windows = 2;

@@ -21,6 +21,7 @@ struct TrainArgs {
   std::string schedule = "cosine";
   std::vector<std::string> extra_files;
   bool no_tensorboard = false, json = false;
+  std::string config_file;
 };
 
 void run_train(TrainArgs& a) {
@@ -81,10 +82,13 @@ void register_train(CLI::App& app) {
       "Train a Llama-family model on a packed dataset (anchorctx pack), with checkpoints in the "
       "run folder that transformers loads as they are. Options may come from a TOML file "
       "(--config; keys are the long option names without dashes).");
-  cmd->set_config("--config", "", "Read options from this TOML file (command line wins)");
-  cmd->add_option("--data", o.data, "Packed dataset folder")->required();
-  cmd->add_option("--out", o.out, "Run folder: checkpoints/, metrics.jsonl, TensorBoard events")
-      ->required();
+  cmd->add_option("--config", args->config_file,
+                  "A TOML file of options (key = value, keys as the long options without dashes; "
+                  "the command line wins)");
+  cmd->add_option("--data", o.data, "Packed dataset folder (required)");
+  cmd->add_option("--out", o.out,
+                  "Run folder: checkpoints/, metrics.jsonl, TensorBoard events "
+                  "(required)");
   cmd->add_option("--preset", o.preset, "Model preset: tiny or reference");
   cmd->add_option("--model-config", o.config_json, "A HuggingFace config.json (random init)");
   cmd->add_option("--init-from", o.init_from, "A model folder to start from (its weights)");
@@ -139,7 +143,10 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--quiet", o.quiet, "No progress on stderr");
   cmd->add_flag("--json", args->json,
                 "Print one JSON object (steps, loss_first, loss_last, tokens_per_s, checkpoint)");
-  cmd->callback([args] { run_train(*args); });
+  cmd->callback([args, cmd] {
+    if (!args->config_file.empty()) apply_toml_options(*cmd, args->config_file);
+    run_train(*args);
+  });
 }
 
 }  // namespace anchorctx::cli

@@ -132,8 +132,7 @@ std::int64_t LlamaTrainModel::activation_bytes(std::int64_t T) const {
   const std::int64_t backward = 2 * T * H +                                  // dx_a, dx_b
                                 T * (2 * q_dim_ + 2 * kv_dim_ + H + 3 * I);  // layer scratch
   const std::int64_t loss = std::min(options_.loss_chunk, T) * (config_.vocab_size + 2 * H);
-  const std::int64_t bf16_copies = round_ ? (3 * T * q_dim_ + 5 * T * kv_dim_) / 2 : 0;
-  return 4 * (stored_layers * per_layer + inputs + final_norm + backward + loss + bf16_copies);
+  return 4 * (stored_layers * per_layer + inputs + final_norm + backward + loss);
 }
 
 void LlamaTrainModel::check_batch(const TrainBatch& b) const {
@@ -179,27 +178,14 @@ void LlamaTrainModel::attention_forward(LayerActs& a) {
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
   const attention::KernelOptions kopt{0.0f, options_.threads};
-  if (options_.rope_mode == rope::RopeMode::hf_bf16) {
-    // q, k, v hold bf16 values: run the bf16 kernel, as FlashAttention runs on bf16 tensors.
-    q16_.resize(a.q.size());
-    k16_.resize(a.k.size());
-    v16_.resize(a.v.size());
-    o16_.resize(a.o.size());
-    to_bf16_bits(a.q, q16_);
-    to_bf16_bits(a.k, k16_);
-    to_bf16_bits(a.v, v16_);
-    attention::forward(
-        *batch_->plan, dims,
-        {core::DType::bf16, q16_.data(), k16_.data(), v16_.data(), o16_.data(), a.lse.data()},
-        kopt);
-    from_bf16_bits(o16_, a.o);
-  } else {
-    // fp32, or exact RoPE: float32 q/k (and bf16-valued v) into the float32 kernel.
-    attention::forward(
-        *batch_->plan, dims,
-        {core::DType::f32, a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data()}, kopt);
-    if (round_) round_to_bf16(a.o);
-  }
+  // The float32 kernel in every mode. In bf16 the inputs hold bf16 values (hf_bf16) or float32
+  // rotated q/k with bf16 v (exact); the kernel's bf16 path would widen the same values to
+  // float32 and round the output once, which is what rounding `o` here does, without the
+  // conversions (5% of a step).
+  attention::forward(
+      *batch_->plan, dims,
+      {core::DType::f32, a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data()}, kopt);
+  if (round_) round_to_bf16(a.o);
 }
 
 void LlamaTrainModel::attention_backward(LayerActs& a, const float* d_o, float* dq, float* dk,
@@ -208,38 +194,14 @@ void LlamaTrainModel::attention_backward(LayerActs& a, const float* d_o, float* 
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
   const attention::KernelOptions kopt{0.0f, options_.threads};
-  const std::size_t nq = a.q.size(), nkv = a.k.size();
-  if (options_.rope_mode == rope::RopeMode::hf_bf16) {
-    q16_.resize(nq);
-    k16_.resize(nkv);
-    v16_.resize(nkv);
-    o16_.resize(nq);
-    do16_.resize(nq);
-    dq16_.resize(nq);
-    dk16_.resize(nkv);
-    dv16_.resize(nkv);
-    to_bf16_bits(a.q, q16_);
-    to_bf16_bits(a.k, k16_);
-    to_bf16_bits(a.v, v16_);
-    to_bf16_bits(a.o, o16_);
-    to_bf16_bits({d_o, nq}, do16_);
-    attention::backward(*batch_->plan, dims,
-                        {core::DType::bf16, q16_.data(), k16_.data(), v16_.data(), o16_.data(),
-                         do16_.data(), a.lse.data(), dq16_.data(), dk16_.data(), dv16_.data()},
-                        kopt);
-    from_bf16_bits(dq16_, {dq, nq});
-    from_bf16_bits(dk16_, {dk, nkv});
-    from_bf16_bits(dv16_, {dv, nkv});
-  } else {
-    attention::backward(*batch_->plan, dims,
-                        {core::DType::f32, a.q.data(), a.k.data(), a.v.data(), a.o.data(), d_o,
-                         a.lse.data(), dq, dk, dv},
-                        kopt);
-    if (round_) {
-      round_to_bf16({dq, nq});
-      round_to_bf16({dk, nkv});
-      round_to_bf16({dv, nkv});
-    }
+  attention::backward(*batch_->plan, dims,
+                      {core::DType::f32, a.q.data(), a.k.data(), a.v.data(), a.o.data(), d_o,
+                       a.lse.data(), dq, dk, dv},
+                      kopt);
+  if (round_) {
+    round_to_bf16({dq, a.q.size()});
+    round_to_bf16({dk, a.k.size()});
+    round_to_bf16({dv, a.v.size()});
   }
 }
 
@@ -260,6 +222,7 @@ void LlamaTrainModel::layer_forward(int l, const float* x_in, float* x_out, Laye
   linear_forward(a.xn1.data(), w(n.v), w(n.v_bias), T, H, kv_dim_, round_, a.v.data());
   rotation_.forward(a.q.data(), config_.num_attention_heads);
   rotation_.forward(a.k.data(), config_.num_key_value_heads);
+  if (hook_ && *hook_) (*hook_)(l, a.q, a.k);
   attention_forward(a);
   linear_forward(a.o.data(), w(n.o), w(n.o_bias), T, q_dim_, H, round_, x_out);
   add_forward(x_in, x_out, T * H, round_, a.x_mid.data());
@@ -329,6 +292,16 @@ LossSum LlamaTrainModel::forward(const TrainBatch& batch, std::span<float> logit
     fail("forward: logits holds {} floats, expected {} x {}", logits.size(), batch.input_ids.size(),
          config_.vocab_size);
   return run(batch, false, 0.0, logits);
+}
+
+LossSum LlamaTrainModel::forward(const TrainBatch& batch, const AttentionInputsHook& hook,
+                                 std::span<float> logits) {
+  hook_ = &hook;
+  struct Reset {
+    const AttentionInputsHook*& hook;
+    ~Reset() { hook = nullptr; }
+  } reset{hook_};
+  return forward(batch, logits);
 }
 
 LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss_scale,

@@ -4,9 +4,10 @@
 // T = tokens, H = hidden size, V = vocabulary. Matrices are row-major; weights as nn.Linear
 // stores them, [out, in]. Gradients of weights and biases are ACCUMULATED (+=) so that micro-
 // batches add up; gradients of activations are written (=). Reductions over tokens run in a
-// fixed order (blocks of kReduceBlock tokens, summed in order), so results never depend on the
-// thread count. `round_bf16` emulates a PyTorch bf16 model: the output is rounded to bf16 where
-// that op's bf16 output would be (docs/PRECISION.md).
+// fixed order (blocks of kReduceBlock tokens, summed in order), so those results never depend on
+// the thread count (the GEMMs: see set_thread_invariant_gemms). `round_bf16` emulates a PyTorch
+// bf16 model: the output is rounded to bf16 where that op's bf16 output would be
+// (docs/PRECISION.md).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,15 @@
 namespace anchorctx::model {
 
 inline constexpr std::int64_t kReduceBlock = 128;
+
+// The GEMMs go to OpenBLAS, whose threads split a product in a way that depends on the thread
+// count, so by default their bits (and a run's) depend on it; every other op here does not.
+// Thread-invariant GEMMs cut each product into shape-determined blocks computed one per thread:
+// the same bits at any thread count, about 12% slower training steps (reference preset, 4K
+// window, 2 threads). Process-wide; off by default. Runs are bit-reproducible at a fixed thread
+// count either way (resume relies on that).
+void set_thread_invariant_gemms(bool on);
+bool thread_invariant_gemms();
 
 // Rounds every element to the nearest bf16 value (round to nearest even), in place.
 void round_to_bf16(std::span<float> x);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -83,6 +84,14 @@ class LlamaTrainModel {
   // Forward only; `logits` [T, V] filled when non-empty.
   LossSum forward(const TrainBatch& batch, std::span<float> logits = {});
 
+  // Sees each layer's attention inputs during a forward: q [T, Hq*D] and k [T, Hkv*D] after
+  // RoPE (as they enter the attention kernel: bf16 values in hf_bf16 mode, float32 in exact and
+  // fp32), valid during the call. For diagnostics (analysis/rope-drift).
+  using AttentionInputsHook =
+      std::function<void(int layer, std::span<const float> q, std::span<const float> k)>;
+  LossSum forward(const TrainBatch& batch, const AttentionInputsHook& hook,
+                  std::span<float> logits = {});
+
   // Bytes of activation and scratch memory a batch of `tokens` tokens needs (the formula of
   // docs/PERFORMANCE.md; the buffers are sized by the same code).
   std::int64_t activation_bytes(std::int64_t tokens) const;
@@ -113,6 +122,7 @@ class LlamaTrainModel {
 
   // Per-batch state.
   const TrainBatch* batch_ = nullptr;
+  const AttentionInputsHook* hook_ = nullptr;
   rope::RopeFrequencies frequencies_;
   rope::RotationTable rotation_;
   std::int64_t tokens_ = 0;
@@ -123,7 +133,6 @@ class LlamaTrainModel {
   // attention output, q, k, v, a normed input, the MLP's h, gate and up; and the recomputed
   // layer output that checkpointing discards.
   std::vector<float> dx_, d_o_, dq_, dk_, dv_, dxn_, dh_, dgate_, dup_, recompute_out_;
-  std::vector<std::uint16_t> q16_, k16_, v16_, o16_, do16_, dq16_, dk16_, dv16_;
 };
 
 }  // namespace anchorctx::model

@@ -40,9 +40,15 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
 
   const std::int64_t n_rows = static_cast<std::int64_t>(rows.size());
   const std::int64_t c_max = std::min(chunk, std::max<std::int64_t>(n_rows, 1));
-  std::vector<float> xc(static_cast<std::size_t>(c_max * hidden));
-  std::vector<float> logits(static_cast<std::size_t>(c_max * vocab));
-  std::vector<float> dxc(dx ? static_cast<std::size_t>(c_max * hidden) : 0);
+  // Scratch kept between calls (a [chunk, V] block is 131 MB at 1024 x 32000: allocating it per
+  // call cost page faults on every step).
+  thread_local std::vector<float> xc, logits, dxc;
+  xc.resize(static_cast<std::size_t>(c_max * hidden));
+  logits.resize(static_cast<std::size_t>(c_max * vocab));
+  if (dx) dxc.resize(static_cast<std::size_t>(c_max * hidden));
+  // Plain pointers for the parallel loop: inside it, the name of a thread_local would be each
+  // worker thread's own (empty) buffer.
+  float* const logits_p = logits.data();
   std::vector<double> row_loss(static_cast<std::size_t>(c_max));
   LossSum result;
 
@@ -55,7 +61,7 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
                                weight, hidden, 0.0f, logits.data(), vocab);
 #pragma omp parallel for schedule(static)
     for (std::int64_t i = 0; i < c; ++i) {
-      float* l = logits.data() + i * vocab;
+      float* l = logits_p + i * vocab;
       if (round_bf16)
         for (std::int64_t v = 0; v < vocab; ++v)
           l[v] = core::round_to_bf16(l[v]);
@@ -70,19 +76,30 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
       float m = l[0];
       for (std::int64_t v = 1; v < vocab; ++v)
         m = std::max(m, l[v]);
+      const float target_logit = l[target];
+      // One exp per logit, kept for the gradient: e = exp(l - m) (float32, as torch's float32
+      // softmax; the sum in float64, so the loss keeps its digits over 32K terms).
       double sum = 0.0;
-      for (std::int64_t v = 0; v < vocab; ++v)
-        sum += std::exp(static_cast<double>(l[v] - m));
-      const double lse = static_cast<double>(m) + std::log(sum);
-      row_loss[i] = lse - static_cast<double>(l[target]);
+      if (dx) {
+        for (std::int64_t v = 0; v < vocab; ++v) {
+          l[v] = std::exp(l[v] - m);
+          sum += l[v];
+        }
+      } else {
+        for (std::int64_t v = 0; v < vocab; ++v)
+          sum += std::exp(l[v] - m);
+      }
+      row_loss[i] = static_cast<double>(m) + std::log(sum) - static_cast<double>(target_logit);
       if (!dx) continue;
       // dlogits = (softmax - onehot) * scale, in place.
-      for (std::int64_t v = 0; v < vocab; ++v) {
-        double g = std::exp(static_cast<double>(l[v]) - lse);
-        if (v == target) g -= 1.0;
-        const float gf = static_cast<float>(g * grad_scale);
-        l[v] = round_bf16 ? core::round_to_bf16(gf) : gf;
-      }
+      const float inv = static_cast<float>(grad_scale / sum);
+      const float scale = static_cast<float>(grad_scale);
+      for (std::int64_t v = 0; v < vocab; ++v)
+        l[v] *= inv;
+      l[target] -= scale;
+      if (round_bf16)
+        for (std::int64_t v = 0; v < vocab; ++v)
+          l[v] = core::round_to_bf16(l[v]);
     }
     for (std::int64_t i = 0; i < c; ++i) {
       result.loss += row_loss[i];

@@ -2,6 +2,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "anchorctx/core/bf16.h"
@@ -9,18 +10,38 @@
 
 namespace anchorctx::model {
 
+namespace {
+std::atomic<bool> g_thread_invariant{false};
+}  // namespace
+
+void set_thread_invariant_gemms(bool on) {
+  g_thread_invariant = on;
+}
+bool thread_invariant_gemms() {
+  return g_thread_invariant;
+}
+
 namespace detail {
-// cblas_sgemm (row-major, alpha 1) with the rows of C -- or its columns, when there are more --
-// split into blocks that depend on the shape alone, each block one sgemm call on one thread
-// (the OpenMP OpenBLAS runs single-threaded inside a parallel region). Why: a plain call is
-// partitioned by OpenBLAS across its threads, and the kernels at a partition's edge sum in another
-// order, so its bits changed with omp_set_num_threads (the OpenMP OpenBLAS follows it) -- which
-// broke layers.h's "results never depend on the thread count" (tests/model/layers_test.cpp,
+// cblas_sgemm (row-major, alpha 1); by default one plain call (OpenBLAS splits it across its
+// threads). With set_thread_invariant_gemms(true), the rows of C -- or its columns, when there are
+// more -- split into blocks that depend on the shape alone, each block one sgemm call on one thread
+// the rows of C -- or its columns, when there are more -- split into blocks that depend on the
+// shape alone, each block one sgemm call on one thread (the OpenMP OpenBLAS runs single-threaded
+// inside a parallel region). Why: a plain call is partitioned by OpenBLAS across its threads, and
+// the kernels at a partition's edge sum in another order, so its bits changed with
+// omp_set_num_threads (the OpenMP OpenBLAS follows it) -- which broke layers.h's "results never
+// depend on the thread count" (tests/model/layers_test.cpp,
 // ReductionsAreBitIdenticalAcrossThreadCounts). Also used by cross_entropy.cpp.
 void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int64_t n,
                         std::int64_t k, const float* a, std::int64_t lda, const float* b,
                         std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
   if (m <= 0 || n <= 0) return;
+  if (!thread_invariant_gemms()) {
+    cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+                c, static_cast<int>(ldc));
+    return;
+  }
   const bool split_rows = m >= n;
   const std::int64_t dim = split_rows ? m : n;
   // Blocks of 128 rows (more for huge dimensions: at most about 256 blocks). Each block re-packs

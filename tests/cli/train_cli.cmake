@@ -1,0 +1,88 @@
+# `anchorctx demo`, `train` (flags and a TOML config, resume, refusals), `generate` on the trained
+# model and `bench train`, end to end on small sizes (run by CTest):
+#   cmake -DEXE=/path/to/anchorctx -DWORK=/tmp/dir -P train_cli.cmake
+cmake_minimum_required(VERSION 3.25)
+foreach(var EXE WORK)
+  if(NOT ${var})
+    message(FATAL_ERROR "pass -D${var}=...")
+  endif()
+endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+
+function(run_ok out_var)
+  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    string(JOIN " " args ${ARGN})
+    message(FATAL_ERROR "anchorctx ${args}: exit ${rc}\nstdout:\n${out}\nstderr:\n${err}")
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+endfunction()
+
+function(require_keys json)
+  foreach(key ${ARGN})
+    string(JSON value ERROR_VARIABLE missing GET "${json}" ${key})
+    if(missing)
+      message(FATAL_ERROR "JSON lacks '${key}':\n${json}")
+    endif()
+  endforeach()
+endfunction()
+
+# The demo, small: every promised key, a model folder, a report, the loss falling.
+run_ok(demo demo --out "${WORK}/demo" --steps 12 --documents 200 --seq-len 256
+       --batch-windows 2 --quiet --json)
+require_keys("${demo}" loss_first loss_last steps tokens_per_s anchor_step_ms full_step_ms
+             model_dir)
+string(JSON first GET "${demo}" loss_first)
+string(JSON last GET "${demo}" loss_last)
+if(NOT last LESS first)
+  message(FATAL_ERROR "demo: the loss did not fall (${first} -> ${last})")
+endif()
+foreach(f model/config.json model/model.safetensors report.md data/meta.json)
+  if(NOT EXISTS "${WORK}/demo/${f}")
+    message(FATAL_ERROR "demo left no ${f}")
+  endif()
+endforeach()
+# Rerunning replaces the demo's own folder; a foreign folder is refused.
+run_ok(again demo --out "${WORK}/demo" --steps 2 --documents 100 --seq-len 128 --quiet)
+file(MAKE_DIRECTORY "${WORK}/foreign")
+expect_failure("not made by anchorctx demo" demo --out "${WORK}/foreign" --quiet)
+
+# The trained model generates with the byte tokenizer.
+run_ok(text generate --model "${WORK}/demo/model" --tokenizer byte --prompt "The "
+       --max-new-tokens 8 --temperature 0)
+
+# train from a TOML config (the command line adds to it), then resume to more steps.
+file(WRITE "${WORK}/train.toml" "preset = \"tiny\"\nsteps = 3\nlr = 0.002\nwarmup-steps = 1\n")
+run_ok(trained train --config "${WORK}/train.toml" --data "${WORK}/demo/data"
+       --out "${WORK}/run" --save-every 2 --quiet --json)
+require_keys("${trained}" steps loss_first loss_last tokens_per_s checkpoint)
+string(JSON steps GET "${trained}" steps)
+expect_equal("train steps" "${steps}" "3")
+foreach(f checkpoints/step-000003/config.json checkpoints/step-000003/model.safetensors
+          checkpoints/step-000003/optimizer.safetensors checkpoints/step-000003/trainer_state.json
+          metrics.jsonl)
+  if(NOT EXISTS "${WORK}/run/${f}")
+    message(FATAL_ERROR "train left no ${f}")
+  endif()
+endforeach()
+expect_failure("already holds checkpoints" train --config "${WORK}/train.toml"
+               --data "${WORK}/demo/data" --out "${WORK}/run" --quiet)
+run_ok(resumed train --config "${WORK}/train.toml" --data "${WORK}/demo/data"
+       --out "${WORK}/run" --steps 5 --resume --quiet --json)
+string(JSON steps GET "${resumed}" steps)
+expect_equal("resumed steps" "${steps}" "5")
+
+# Refusals: usage errors exit 2, bad input names what is wrong.
+expect_failure("--precision" train --data "${WORK}/demo/data" --out "${WORK}/r2" --preset tiny
+               --precision fp16)
+expect_failure("exactly one of --preset" train --data "${WORK}/demo/data" --out "${WORK}/r3")
+expect_failure("meta.json|missing|no such" train --data "${WORK}/nothing" --out "${WORK}/r4"
+               --preset tiny)
+expect_failure("does not run with rope mode" train --data "${WORK}/demo/data" --out "${WORK}/r5"
+               --preset tiny --precision fp32 --rope-mode hf_bf16)
+
+# bench train, small.
+run_ok(bench bench train --preset tiny --seq-len 256 --steps 1 --warmup 0 --json)
+require_keys("${bench}" step_ms tokens_per_s mfu sgemm_gflops peak_rss_mb)
