@@ -14,6 +14,7 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/isa.h"
 #include "anchorctx/rope/rope.h"
 
 // Each product and each sum rounds on its own (to float32, then to bf16 in hf_bf16), as torch's
@@ -96,33 +97,11 @@ template <bool kBackward, bool kRound>
   rotate_tokens<kBackward, kRound>(w, begin, end);
 }
 
-enum class Isa { portable, avx2, avx512 };
-
-// The best the CPU has, lowered by ANCHORCTX_ISA=portable|avx2 as the attention kernels are
-// (read on every call, so a test can compare the paths in one process).
-Isa select_isa() {
-  static const Isa best = [] {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-      return Isa::avx512;
-    if (__builtin_cpu_supports("avx2")) return Isa::avx2;
-#endif
-    return Isa::portable;
-  }();
-  const char* requested = std::getenv("ANCHORCTX_ISA");
-  if (requested == nullptr) return best;
-  const std::string_view name(requested);
-  Isa wanted = best;
-  if (name == "portable") wanted = Isa::portable;
-  if (name == "avx2") wanted = Isa::avx2;
-  return wanted < best ? wanted : best;
-}
+using core::Isa;
 
 template <bool kBackward, bool kRound>
 RangeFn pick_range() {
-  switch (select_isa()) {
+  switch (core::selected_isa()) {
     case Isa::avx512:
       return range_avx512<kBackward, kRound>;
     case Isa::avx2:

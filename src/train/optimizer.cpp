@@ -45,6 +45,7 @@
 #endif
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/isa.h"
 
 namespace anchorctx::train {
 namespace {
@@ -163,35 +164,13 @@ __attribute__((target("avx2,fma"))) void update_avx2(float* p, const float* g, f
 }
 #endif
 
-enum class Isa { portable, avx2, avx512 };
-
-Isa best_isa() {
-#ifdef ANCHORCTX_ADAMW_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
-#endif
-  return Isa::portable;
-}
-
-// The best this CPU has, lowered by ANCHORCTX_ISA (portable / avx2 / avx512) as the attention
-// kernels are: read at every step so that a test can compare the paths in one process.
-Isa select_isa() {
-  static const Isa best = best_isa();
-  const char* requested = std::getenv("ANCHORCTX_ISA");
-  if (requested == nullptr) return best;
-  const std::string_view name(requested);
-  Isa wanted = best;
-  if (name == "portable") wanted = Isa::portable;
-  if (name == "avx2") wanted = Isa::avx2;
-  return wanted < best ? wanted : best;
-}
+using core::Isa;
 
 using UpdateFn = void (*)(float*, const float*, float*, float*, const unsigned char*, std::size_t,
                           std::size_t, const StepConstants&);
 
 UpdateFn update_function() {
-  switch (select_isa()) {
+  switch (core::selected_isa()) {
 #ifdef ANCHORCTX_ADAMW_X86
     case Isa::avx512:
       return update_avx512;

@@ -26,9 +26,9 @@ std::string_view to_string(ModelType type);
 std::optional<ModelType> parse_model_type(std::string_view name);
 
 // RoPE scaling lives with the rotation (part `rope`); the config names it as transformers does.
+using rope::parse_rope_scaling_type;
 using rope::RopeScaling;
 using rope::RopeScalingType;
-using rope::parse_rope_scaling_type;
 using rope::to_string;
 
 struct LlamaConfig {

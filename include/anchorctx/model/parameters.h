@@ -49,8 +49,8 @@ class ParameterLayout {
 // transformers' _init_weights for LlamaForCausalLM: matrices and the embedding ~ N(0,
 // initializer_range), biases 0, norm weights 1. Seeded (std::mt19937_64 + Box-Muller, so the
 // same seed gives the same model on every platform); padding zeroed.
-void init_parameters(const ParameterLayout& layout, const LlamaConfig& config,
-                     std::uint64_t seed, std::span<float> params);
+void init_parameters(const ParameterLayout& layout, const LlamaConfig& config, std::uint64_t seed,
+                     std::span<float> params);
 
 // Fills `params` from a model folder's weights (any stored dtype, widened exactly), checking
 // each shape. A tied config's stray lm_head.weight is ignored. Throws anchorctx::Error naming

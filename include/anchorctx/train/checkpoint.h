@@ -40,7 +40,7 @@ struct CheckpointData {
   const model::ParameterLayout* layout = nullptr;
   std::span<const float> params;
   std::int64_t optimizer_steps = 0;
-  std::span<const float> exp_avg;     // empty: no optimizer state written (export only)
+  std::span<const float> exp_avg;  // empty: no optimizer state written (export only)
   std::span<const float> exp_avg_sq;
   TrainerState state;
   // Files copied next to the weights (tokenizer.model, tokenizer.json, tokenizer.bin, ...).

@@ -15,8 +15,8 @@ std::optional<ScheduleKind> parse_schedule_kind(std::string_view name);
 
 struct Schedule {
   ScheduleKind kind = ScheduleKind::cosine;
-  double lr = 3e-4;      // peak learning rate
-  double min_lr = 0.0;   // floor reached at total_steps (linear, cosine)
+  double lr = 3e-4;     // peak learning rate
+  double min_lr = 0.0;  // floor reached at total_steps (linear, cosine)
   std::int64_t warmup_steps = 0;
   std::int64_t total_steps = 1;
 

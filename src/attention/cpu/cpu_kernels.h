@@ -2,6 +2,8 @@
 // Callers go through attention::forward/backward (kernels.cpp), which validates and picks.
 #pragma once
 
+#include "anchorctx/core/isa.h"
+
 #include "anchorctx/attention/kernels.h"
 
 namespace anchorctx::attention::cpu {
@@ -19,10 +21,11 @@ ANCHORCTX_DECLARE_CPU_KERNELS(avx2)
 ANCHORCTX_DECLARE_CPU_KERNELS(portable)
 #undef ANCHORCTX_DECLARE_CPU_KERNELS
 
-enum class Isa { portable, avx2, avx512 };
-
-// The best instruction set this CPU supports, lowered by ANCHORCTX_ISA if set.
-Isa select_isa();
-const char* isa_name(Isa isa);
+// The instruction set: the best this CPU supports, lowered by ANCHORCTX_ISA (core/isa.h).
+using core::Isa;
+using core::isa_name;
+inline Isa select_isa() {
+  return core::selected_isa();
+}
 
 }  // namespace anchorctx::attention::cpu
