@@ -45,4 +45,7 @@ void register_demo(CLI::App& app);
 // `anchorctx bench train`: training step time, throughput, MFU and peak memory.
 void register_bench_train(CLI::App& bench);
 
+// `anchorctx rope-drift`: how much bf16 RoPE moves attention under a position shift.
+void register_rope_drift(CLI::App& app);
+
 }  // namespace anchorctx::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   anchorctx::cli::register_train(app);
   anchorctx::cli::register_demo(app);
   anchorctx::cli::register_bench_train(*bench);
+  anchorctx::cli::register_rope_drift(app);
 
   try {
     app.parse(argc, argv);

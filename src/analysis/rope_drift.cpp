@@ -1,0 +1,500 @@
+// rope-drift: the measurement (include/anchorctx/analysis/rope_drift.h, docs/rope-drift.md).
+#include "anchorctx/analysis/rope_drift.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "anchorctx/attention/block_plan.h"
+#include "anchorctx/attention/layout.h"
+#include "anchorctx/attention/mask.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/model/llama_train.h"
+#include "anchorctx/model/parameters.h"
+
+namespace anchorctx::analysis {
+
+std::string_view to_string(PositionPolicy policy) {
+  return policy == PositionPolicy::global ? "global" : "anchor";
+}
+
+PositionPolicy parse_position_policy(std::string_view name) {
+  if (name == "global") return PositionPolicy::global;
+  if (name == "anchor") return PositionPolicy::anchor;
+  fail("unknown position policy '{}' (global, anchor)", name);
+}
+
+namespace {
+
+model::RunOptions run_options(std::string_view mode) {
+  model::RunOptions run;
+  if (mode == "fp32") {
+    run.precision = model::Precision::fp32;
+    run.rope_mode = rope::RopeMode::fp32;
+  } else if (mode == "hf_bf16") {
+    run.precision = model::Precision::bf16;
+    run.rope_mode = rope::RopeMode::hf_bf16;
+  } else if (mode == "exact") {
+    run.precision = model::Precision::bf16;
+    run.rope_mode = rope::RopeMode::exact;
+  } else {
+    fail("unknown mode '{}' (fp32, hf_bf16, exact)", mode);
+  }
+  return run;
+}
+
+// One forward's attention inputs: per layer q [T, Hq*D] and k [T, Hkv*D], float32.
+struct Capture {
+  std::vector<std::vector<float>> q, k;
+};
+
+struct Shape {
+  std::int64_t T = 0, L = 0, Hq = 0, Hkv = 0, D = 0;
+  std::int64_t qd() const { return Hq * D; }
+  std::int64_t kvd() const { return Hkv * D; }
+};
+
+// exp(x) for x <= 0, branch-free so that the loops vectorise: 2^(x log2 e) split into an
+// integer (round to nearest through the 1.5 * 2^23 trick) and a fraction in [-0.5, 0.5]
+// (degree-6 polynomial, relative error about 2e-7). exp(-87) and below flush to 0.
+inline float exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float t = x * 1.44269504088896341f;
+  const float fi = (t + 12582912.0f) - 12582912.0f;
+  const float f = t - fi;
+  float p = 1.5353362e-4f;
+  p = p * f + 1.3398874e-3f;
+  p = p * f + 9.6184144e-3f;
+  p = p * f + 5.5504109e-2f;
+  p = p * f + 2.4022650e-1f;
+  p = p * f + 6.9314718e-1f;
+  p = p * f + 1.0f;
+  const std::int32_t bits = (static_cast<std::int32_t>(fi) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x <= -87.0f ? 0.0f : p * scale;
+}
+
+// Keys per score block; the transposed keys' row stride is T rounded up to it (zero padded), so
+// every vector loop below runs over whole blocks with no scalar tail.
+constexpr std::int64_t kBlock = 64;
+// Lane-wise partial sums and maxima: each lane is its own sequential reduction, so the loops
+// vectorise without reassociation (-ffast-math) and the reduction order is fixed by the code.
+constexpr int kLanes = 16;
+// Rows whose per-key contributions are summed in float32 before they are added into double.
+constexpr std::int64_t kFlush = 64;
+
+std::int64_t padded(std::int64_t T) {
+  return (T + kBlock - 1) / kBlock * kBlock;
+}
+
+// One causal row of one head for both runs: scores s = q . k_j (q pre-scaled) for j < n from
+// keys stored transposed [D][stride], softmax, and per key w * |p1_j - p2_j| added to col[j].
+// All float32; the row's weighted sum is the sum of what it adds to col. Cloned per
+// instruction set (dispatch at load time).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void compare_row(
+    const float* __restrict q1, const float* __restrict q2, const float* __restrict kt1,
+    const float* __restrict kt2, std::int64_t D, std::int64_t stride, std::int64_t n, float w,
+    float* __restrict s1, float* __restrict s2, float* __restrict col) {
+  const std::int64_t nb = (n + kBlock - 1) / kBlock * kBlock;
+  // Scores, a block of keys at a time with the block's accumulators in registers; keys past
+  // the causal limit get -1e30 (exp_nonpositive flushes them to exactly 0). Lane-wise maxima.
+  float mx1[kLanes], mx2[kLanes];
+  for (int l = 0; l < kLanes; ++l)
+    mx1[l] = mx2[l] = -1e30f;
+  for (std::int64_t j0 = 0; j0 < nb; j0 += kBlock) {
+    float a1[kBlock] = {}, a2[kBlock] = {};
+    for (std::int64_t d = 0; d < D; ++d) {
+      const float x = q1[d], y = q2[d];
+      const float* k1 = kt1 + d * stride + j0;
+      const float* k2 = kt2 + d * stride + j0;
+      for (int jj = 0; jj < kBlock; ++jj) {
+        a1[jj] += x * k1[jj];
+        a2[jj] += y * k2[jj];
+      }
+    }
+    const std::int64_t limit = n - j0;
+    for (int b = 0; b < kBlock; b += kLanes)
+      for (int l = 0; l < kLanes; ++l) {
+        const float v1 = b + l < limit ? a1[b + l] : -1e30f;
+        const float v2 = b + l < limit ? a2[b + l] : -1e30f;
+        s1[j0 + b + l] = v1;
+        s2[j0 + b + l] = v2;
+        mx1[l] = std::max(mx1[l], v1);
+        mx2[l] = std::max(mx2[l], v2);
+      }
+  }
+  float m1 = mx1[0], m2 = mx2[0];
+  for (int l = 1; l < kLanes; ++l) {
+    m1 = std::max(m1, mx1[l]);
+    m2 = std::max(m2, mx2[l]);
+  }
+  float z1l[kLanes] = {}, z2l[kLanes] = {};
+  for (std::int64_t j = 0; j < nb; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float e1 = exp_nonpositive(s1[j + l] - m1);
+      const float e2 = exp_nonpositive(s2[j + l] - m2);
+      s1[j + l] = e1;
+      s2[j + l] = e2;
+      z1l[l] += e1;
+      z2l[l] += e2;
+    }
+  double z1 = 0.0, z2 = 0.0;
+  for (int l = 0; l < kLanes; ++l) {
+    z1 += z1l[l];
+    z2 += z2l[l];
+  }
+  const float r1 = static_cast<float>(1.0 / z1), r2 = static_cast<float>(1.0 / z2);
+  // Normalised in a loop of its own: s1 * r1 - s2 * r2 in one expression may be contracted to
+  // an FMA, which is not symmetric and leaves a residue where the two rows are equal.
+  for (std::int64_t j = 0; j < nb; ++j) {
+    s1[j] *= r1;
+    s2[j] *= r2;
+  }
+  for (std::int64_t j = 0; j < nb; ++j)
+    col[j] += w * std::abs(s1[j] - s2[j]);
+}
+
+// Keys of one capture transposed per (layer, kv head) to [L][Hkv][D][stride], zero padded.
+std::vector<float> transpose_keys(const Capture& c, const Shape& s) {
+  const std::int64_t stride = padded(s.T);
+  std::vector<float> out(static_cast<std::size_t>(s.L * s.kvd() * stride), 0.0f);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t lg = 0; lg < s.L * s.Hkv; ++lg) {
+    const std::int64_t l = lg / s.Hkv, g = lg % s.Hkv;
+    float* dst = out.data() + lg * s.D * stride;
+    const float* src = c.k[l].data() + g * s.D;
+    for (std::int64_t j = 0; j < s.T; ++j)
+      for (std::int64_t d = 0; d < s.D; ++d)
+        dst[d * stride + j] = src[j * s.kvd() + d];
+  }
+  return out;
+}
+
+struct Comparison {
+  double D = 0.0;
+  std::vector<double> per_token;   // [T]
+  std::vector<double> logit_rows;  // [T]: sum_{l,h} |s_i0(d1) - s_i0(d2)| (when asked)
+};
+
+// Compares two captures (with their transposed keys; the reference run's are made once and
+// shared by every delta1). Work items are (layer, head, row chunk), chunk boundaries fixed by
+// the shape alone and results reduced in item order: the same bits for any thread count.
+Comparison compare(const Capture& a, const std::vector<float>& kt_a, const Capture& b,
+                   const std::vector<float>& kt_b, const Shape& s, bool logits) {
+  const std::int64_t heads = s.L * s.Hq;
+  const std::int64_t stride = padded(s.T);
+  const std::int64_t chunks = std::max<std::int64_t>(1, (32 + heads - 1) / heads);
+  std::vector<std::int64_t> bounds(static_cast<std::size_t>(chunks + 1));
+  for (std::int64_t c = 0; c <= chunks; ++c)  // equal causal work per chunk: rows ~ sqrt
+    bounds[c] = std::min<std::int64_t>(
+        s.T, static_cast<std::int64_t>(std::llround(static_cast<double>(s.T) *
+                                                    std::sqrt(static_cast<double>(c) / chunks))));
+  bounds[chunks] = s.T;
+  const std::int64_t items = heads * chunks;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)));
+
+  std::vector<double> item_d(static_cast<std::size_t>(items), 0.0);
+  std::vector<std::vector<double>> item_col(static_cast<std::size_t>(items));
+#pragma omp parallel
+  {
+    std::vector<float> s1(static_cast<std::size_t>(stride)), s2(s1.size()), colf(s1.size());
+    std::vector<float> qa(static_cast<std::size_t>(s.D)), qb(qa.size());
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t it = 0; it < items; ++it) {
+      const std::int64_t lh = it / chunks, c = it % chunks;
+      const std::int64_t l = lh / s.Hq, h = lh % s.Hq;
+      const std::int64_t g = h / (s.Hq / s.Hkv);
+      const float* kta = kt_a.data() + (l * s.Hkv + g) * s.D * stride;
+      const float* ktb = kt_b.data() + (l * s.Hkv + g) * s.D * stride;
+      std::vector<double>& col = item_col[it];
+      col.assign(static_cast<std::size_t>(bounds[c + 1]), 0.0);
+      // The per-key sums run in float32 over at most kFlush rows, then go into double.
+      auto flush = [&] {
+        for (std::size_t j = 0; j < col.size(); ++j) {
+          col[j] += colf[j];
+          colf[j] = 0.0f;
+        }
+      };
+      std::fill(colf.begin(), colf.end(), 0.0f);
+      for (std::int64_t i = bounds[c]; i < bounds[c + 1]; ++i) {
+        const float* qra = a.q[l].data() + i * s.qd() + h * s.D;
+        const float* qrb = b.q[l].data() + i * s.qd() + h * s.D;
+        for (std::int64_t d = 0; d < s.D; ++d) {
+          qa[d] = qra[d] * scale;
+          qb[d] = qrb[d] * scale;
+        }
+        compare_row(qa.data(), qb.data(), kta, ktb, s.D, stride, i + 1,
+                    static_cast<float>(1.0 / static_cast<double>(i + 1)), s1.data(), s2.data(),
+                    colf.data());
+        if ((i - bounds[c]) % kFlush == kFlush - 1) flush();
+      }
+      flush();
+      double total = 0.0;  // D is the sum of the per-key contributions: the two agree
+      for (const double v : col)
+        total += v;
+      item_d[it] = total;
+    }
+  }
+  Comparison out;
+  out.per_token.assign(static_cast<std::size_t>(s.T), 0.0);
+  for (std::int64_t it = 0; it < items; ++it) {
+    out.D += item_d[it];
+    const auto& col = item_col[it];
+    for (std::size_t j = 0; j < col.size(); ++j)
+      out.per_token[j] += col[j];
+  }
+  if (logits) {
+    // Pre-softmax logits against the first key, rows in order, heads and layers in order.
+    out.logit_rows.assign(static_cast<std::size_t>(s.T), 0.0);
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < s.T; ++i) {
+      double sum = 0.0;
+      for (std::int64_t l = 0; l < s.L; ++l)
+        for (std::int64_t h = 0; h < s.Hq; ++h) {
+          const std::int64_t g = h / (s.Hq / s.Hkv);
+          double da = 0.0, db = 0.0;
+          for (std::int64_t d = 0; d < s.D; ++d) {
+            da += static_cast<double>(a.q[l][i * s.qd() + h * s.D + d]) * a.k[l][g * s.D + d];
+            db += static_cast<double>(b.q[l][i * s.qd() + h * s.D + d]) * b.k[l][g * s.D + d];
+          }
+          sum += std::abs(da - db) * scale;
+        }
+      out.logit_rows[i] = sum;
+    }
+  }
+  return out;
+}
+
+std::vector<std::int32_t> positions_for(std::int64_t T, std::int64_t delta, PositionPolicy policy) {
+  std::vector<std::int32_t> pos(static_cast<std::size_t>(T));
+  for (std::int64_t i = 0; i < T; ++i)
+    pos[i] = static_cast<std::int32_t>(i + delta);
+  if (policy == PositionPolicy::anchor) pos[0] = 0;
+  return pos;
+}
+
+}  // namespace
+
+void check_mode_name(std::string_view name) {
+  (void)run_options(name);
+}
+
+std::vector<std::int64_t> paper_deltas() {
+  return {0, 2, 4, 6, 8, 10, 12, 14, 15, 17, 18, 20, 22, 50, 100, 200, 500, 1000, 2000};
+}
+
+RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<const float> params,
+                                   const std::vector<std::vector<std::int32_t>>& sequences,
+                                   const RopeDriftOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::int64_t T = options.seq_len;
+  require(T >= 2, "rope-drift: the sequence length must be at least 2 (got {})", T);
+  require(T <= (std::int64_t{1} << 24), "rope-drift: sequence length {} is too large", T);
+  require(!sequences.empty(), "rope-drift: no sequences to measure");
+  require(T <= config.max_position_embeddings || options.allow_long,
+          "rope-drift: sequence length {} is beyond the model's max_position_embeddings {} "
+          "(pass --allow-long to measure there anyway)",
+          T, config.max_position_embeddings);
+  require(options.delta2 >= 0, "rope-drift: delta2 must be >= 0 (got {})", options.delta2);
+  require(!options.deltas.empty(), "rope-drift: the delta1 list is empty");
+  require(!options.modes.empty() && !options.policies.empty(),
+          "rope-drift: at least one mode and one policy are needed");
+  std::int64_t max_delta = options.delta2;
+  for (const std::int64_t d : options.deltas) {
+    require(d >= 0, "rope-drift: delta1 must be >= 0 (got {})", d);
+    max_delta = std::max(max_delta, d);
+  }
+  require(T + max_delta < (std::int64_t{1} << 31), "rope-drift: positions overflow int32");
+  require(std::find(options.deltas.begin(), options.deltas.end(), options.logit_delta1) !=
+              options.deltas.end(),
+          "rope-drift: the D_logit delta1 {} is not in the delta1 list", options.logit_delta1);
+  for (const auto& mode : options.modes)
+    check_mode_name(mode);
+  for (std::size_t s = 0; s < sequences.size(); ++s) {
+    require(static_cast<std::int64_t>(sequences[s].size()) >= T,
+            "rope-drift: sequence {} has {} tokens, fewer than the requested length {}", s,
+            sequences[s].size(), T);
+    for (std::int64_t i = 0; i < T; ++i)
+      require(sequences[s][i] >= 0 && sequences[s][i] < config.vocab_size,
+              "rope-drift: sequence {} token {} has id {}, outside the vocabulary (size {})", s, i,
+              sequences[s][i], config.vocab_size);
+  }
+
+  Shape shape;
+  shape.T = T;
+  shape.L = config.num_hidden_layers;
+  shape.Hq = config.num_attention_heads;
+  shape.Hkv = config.num_key_value_heads;
+  shape.D = config.head_dim > 0 ? config.head_dim : config.hidden_size / config.num_attention_heads;
+
+  // The plan: one sequence, causal (one unpacked sequence: the anchor mask is the same).
+  const std::vector<std::int32_t> cu{0, static_cast<std::int32_t>(T)}, cu_docs{0, 1}, starts{0},
+      anchors{0};
+  const attention::BlockPlan plan = attention::BlockPlan::build(
+      attention::AttentionLayout::from_arrays(cu, cu_docs, starts, anchors),
+      attention::MaskKind::causal);
+  const std::vector<std::int32_t> targets(static_cast<std::size_t>(T), -1);
+
+  std::vector<std::int64_t> lengths;
+  for (std::int64_t n = 64; n < T; n *= 2)
+    lengths.push_back(n);
+  lengths.push_back(T);
+
+  RopeDriftReport report;
+  report.seq_len = T;
+  report.sequences = static_cast<std::int64_t>(sequences.size());
+  report.layers = shape.L;
+  report.heads = shape.Hq;
+  report.kv_heads = shape.Hkv;
+  report.head_dim = shape.D;
+  const double inv_n = 1.0 / static_cast<double>(sequences.size());
+
+  for (const std::string& mode : options.modes) {
+    model::LlamaTrainModel net(config, run_options(mode));
+    require(params.size() == net.params().size(),
+            "rope-drift: {} parameters given, the config needs {}", params.size(),
+            net.params().size());
+    std::copy(params.begin(), params.end(), net.params().begin());
+
+    for (const PositionPolicy policy : options.policies) {
+      const std::size_t first = report.results.size();
+      for (const std::int64_t d1 : options.deltas) {
+        DriftResult r;
+        r.mode = mode;
+        r.policy = policy;
+        r.delta1 = d1;
+        r.delta2 = options.delta2;
+        r.per_token.assign(static_cast<std::size_t>(T), 0.0);
+        report.results.push_back(std::move(r));
+      }
+      std::vector<double> logit_rows(static_cast<std::size_t>(T), 0.0);
+
+      for (std::size_t sq = 0; sq < sequences.size(); ++sq) {
+        const std::span<const std::int32_t> ids(sequences[sq].data(), static_cast<std::size_t>(T));
+        auto run = [&](std::int64_t delta) {
+          const std::vector<std::int32_t> pos = positions_for(T, delta, policy);
+          Capture cap;
+          cap.q.resize(static_cast<std::size_t>(shape.L));
+          cap.k.resize(static_cast<std::size_t>(shape.L));
+          const model::TrainBatch batch{ids, targets, pos, &plan};
+          net.forward(batch, [&](int layer, std::span<const float> q, std::span<const float> k) {
+            cap.q[layer].assign(q.begin(), q.end());
+            cap.k[layer].assign(k.begin(), k.end());
+          });
+          if (options.perturb)
+            for (std::int64_t l = 0; l < shape.L; ++l)
+              options.perturb(static_cast<int>(l), pos, cap.q[l], cap.k[l]);
+          return cap;
+        };
+        const Capture base = run(options.delta2);
+        const std::vector<float> kt_base = transpose_keys(base, shape);
+        for (std::size_t di = 0; di < options.deltas.size(); ++di) {
+          const std::int64_t d1 = options.deltas[di];
+          if (options.progress)
+            options.progress(fmt::format("{} {} sequence {}/{} delta1 {}", mode, to_string(policy),
+                                         sq + 1, sequences.size(), d1));
+          const bool logits = d1 == options.logit_delta1;
+          const Capture other = run(d1);
+          const Comparison c =
+              compare(other, transpose_keys(other, shape), base, kt_base, shape, logits);
+          DriftResult& r = report.results[first + di];
+          r.D += c.D * inv_n;
+          for (std::int64_t j = 0; j < T; ++j)
+            r.per_token[j] += c.per_token[j] * inv_n;
+          r.D_excl_first += (c.D - c.per_token[0]) * inv_n;
+          if (logits)
+            for (std::int64_t i = 0; i < T; ++i)
+              logit_rows[i] += c.logit_rows[i] * inv_n;
+        }
+      }
+
+      // D_logit for each prefix length.
+      double prefix = 0.0;
+      std::size_t li = 0;
+      for (std::int64_t i = 0; i < T && li < lengths.size(); ++i) {
+        prefix += logit_rows[i];
+        if (i + 1 == lengths[li]) {
+          LogitGrowth g;
+          g.mode = mode;
+          g.policy = policy;
+          g.delta1 = options.logit_delta1;
+          g.delta2 = options.delta2;
+          g.length = lengths[li];
+          g.D_logit = prefix / static_cast<double>(lengths[li]);
+          report.logit_growth.push_back(g);
+          ++li;
+        }
+      }
+
+      // The first token's share of the per-token difference, over all delta1.
+      std::vector<double> summed(static_cast<std::size_t>(T), 0.0);
+      double total = 0.0;
+      for (std::size_t r = first; r < report.results.size(); ++r) {
+        for (std::int64_t j = 0; j < T; ++j)
+          summed[j] += report.results[r].per_token[j];
+        total += report.results[r].D;
+      }
+      FirstTokenShare share;
+      share.mode = mode;
+      share.policy = policy;
+      share.share = total > 0.0 ? summed[0] / total : 0.0;
+      share.rank = 1;
+      for (std::int64_t j = 1; j < T; ++j) {
+        if (summed[j] > summed[0]) ++share.rank;
+        if (share.largest_other_token == 0 || summed[j] > summed[share.largest_other_token])
+          share.largest_other_token = j;
+      }
+      share.largest_other_share = total > 0.0 ? summed[share.largest_other_token] / total : 0.0;
+      report.first_token_share.push_back(share);
+    }
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+std::vector<std::vector<std::int32_t>> make_sequences(
+    const std::vector<std::vector<std::int32_t>>& documents, std::int64_t count,
+    std::int64_t seq_len, std::int32_t bos, std::int32_t eos) {
+  require(count >= 1 && seq_len >= 2, "rope-drift: need at least one sequence of 2 tokens");
+  std::vector<std::vector<std::int32_t>> out;
+  std::vector<std::int32_t> current;
+  auto start_sequence = [&] {
+    current.clear();
+    if (bos >= 0) current.push_back(bos);
+  };
+  start_sequence();
+  for (const auto& doc : documents) {
+    std::size_t pos = 0;
+    while (pos < doc.size() && static_cast<std::int64_t>(out.size()) < count) {
+      const std::size_t take = std::min<std::size_t>(
+          doc.size() - pos, static_cast<std::size_t>(seq_len) - current.size());
+      current.insert(current.end(), doc.begin() + static_cast<std::ptrdiff_t>(pos),
+                     doc.begin() + static_cast<std::ptrdiff_t>(pos + take));
+      pos += take;
+      if (static_cast<std::int64_t>(current.size()) == seq_len) {
+        out.push_back(current);
+        start_sequence();
+      }
+    }
+    if (static_cast<std::int64_t>(out.size()) == count) return out;
+    if (eos >= 0 && !doc.empty() && current.size() > (bos >= 0 ? 1u : 0u)) {
+      current.push_back(eos);
+      if (static_cast<std::int64_t>(current.size()) == seq_len) {
+        out.push_back(current);
+        start_sequence();
+      }
+    }
+  }
+  require(static_cast<std::int64_t>(out.size()) >= count,
+          "rope-drift: the input holds {} sequences of {} tokens, {} were asked for (a shorter "
+          "--seq-len, fewer --sequences or a longer input)",
+          out.size(), seq_len, count);
+  return out;
+}
+
+}  // namespace anchorctx::analysis
