@@ -21,3 +21,23 @@ function(expect_equal what got want)
     message(FATAL_ERROR "${what}: got\n'${got}'\nexpected\n'${want}'")
   endif()
 endfunction()
+
+# Runs `${EXE} ARGN`, requires exit 0 and leaves stdout in `out_var`.
+function(run_ok out_var)
+  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    string(JOIN " " args ${ARGN})
+    message(FATAL_ERROR "anchorctx ${args}: exit ${rc}\nstdout:\n${out}\nstderr:\n${err}")
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+endfunction()
+
+# Requires every key of ARGN at the top level of the JSON object `json`.
+function(require_keys json)
+  foreach(key ${ARGN})
+    string(JSON value ERROR_VARIABLE missing GET "${json}" ${key})
+    if(missing)
+      message(FATAL_ERROR "JSON lacks '${key}':\n${json}")
+    endif()
+  endforeach()
+endfunction()

@@ -21,16 +21,6 @@ endif()
 
 include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
 
-# Runs `anchorctx ARGN`, requires exit 0, leaves stdout in `out_var`.
-function(run_ok out_var)
-  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    string(JOIN " " args ${ARGN})
-    message(FATAL_ERROR "anchorctx ${args}: exit ${rc}\nstdout:\n${out}\nstderr:\n${err}")
-  endif()
-  set(${out_var} "${out}" PARENT_SCOPE)
-endfunction()
-
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
 set(model "${WORK}/stories260K")

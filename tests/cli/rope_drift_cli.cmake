@@ -11,15 +11,6 @@ include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
 
-function(run_ok out_var)
-  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    string(JOIN " " args ${ARGN})
-    message(FATAL_ERROR "anchorctx ${args}: exit ${rc}\nstdout:\n${out}\nstderr:\n${err}")
-  endif()
-  set(${out_var} "${out}" PARENT_SCOPE)
-endfunction()
-
 run_ok(demo demo --steps 2 --documents 100 --seq-len 128 --out "${WORK}/demo" --quiet)
 set(model "${WORK}/demo/model")
 

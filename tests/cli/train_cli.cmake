@@ -11,24 +11,6 @@ include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
 
-function(run_ok out_var)
-  execute_process(COMMAND ${EXE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    string(JOIN " " args ${ARGN})
-    message(FATAL_ERROR "anchorctx ${args}: exit ${rc}\nstdout:\n${out}\nstderr:\n${err}")
-  endif()
-  set(${out_var} "${out}" PARENT_SCOPE)
-endfunction()
-
-function(require_keys json)
-  foreach(key ${ARGN})
-    string(JSON value ERROR_VARIABLE missing GET "${json}" ${key})
-    if(missing)
-      message(FATAL_ERROR "JSON lacks '${key}':\n${json}")
-    endif()
-  endforeach()
-endfunction()
-
 # The demo, small: every promised key, a model folder, a report, the loss falling.
 run_ok(demo demo --out "${WORK}/demo" --steps 12 --documents 200 --seq-len 256
        --batch-windows 2 --quiet --json)
