@@ -61,28 +61,6 @@ void check_out(const std::filesystem::path& out, bool replace) {
 
 }  // namespace
 
-void unpermute_rotary_rows(std::span<float> w, std::int32_t n_heads, std::int32_t head_dim,
-                           std::int64_t cols) {
-  require(n_heads > 0 && head_dim > 0 && head_dim % 2 == 0 && cols > 0,
-          "unpermute_rotary_rows: bad shape (heads {}, head_dim {}, cols {})", n_heads, head_dim,
-          cols);
-  const std::size_t row = static_cast<std::size_t>(cols);
-  const std::size_t head_rows = static_cast<std::size_t>(head_dim);
-  require(w.size() == static_cast<std::size_t>(n_heads) * head_rows * row,
-          "unpermute_rotary_rows: {} values, expected {} heads x {} rows x {} columns", w.size(),
-          n_heads, head_dim, cols);
-  const std::size_t half = head_rows / 2;
-  std::vector<float> head(head_rows * row);
-  for (std::int32_t h = 0; h < n_heads; ++h) {
-    float* base = w.data() + static_cast<std::size_t>(h) * head_rows * row;
-    std::memcpy(head.data(), base, head.size() * sizeof(float));
-    for (std::size_t i = 0; i < half; ++i) {
-      std::memcpy(base + (2 * i) * row, head.data() + i * row, row * sizeof(float));
-      std::memcpy(base + (2 * i + 1) * row, head.data() + (i + half) * row, row * sizeof(float));
-    }
-  }
-}
-
 Llama2cHeader llama2c_header_for(const LlamaConfig& c, std::string_view source) {
   validate(c, source);
   std::vector<std::string> problems;

@@ -132,28 +132,6 @@ class TensorCursor {
 
 }  // namespace
 
-void permute_rotary_rows(std::span<float> w, std::int32_t n_heads, std::int32_t head_dim,
-                         std::int64_t cols) {
-  require(n_heads > 0 && head_dim > 0 && head_dim % 2 == 0 && cols > 0,
-          "permute_rotary_rows: bad shape (heads {}, head_dim {}, cols {})", n_heads, head_dim,
-          cols);
-  const std::size_t row = static_cast<std::size_t>(cols);
-  const std::size_t head_rows = static_cast<std::size_t>(head_dim);
-  require(w.size() == static_cast<std::size_t>(n_heads) * head_rows * row,
-          "permute_rotary_rows: {} values, expected {} heads x {} rows x {} columns", w.size(),
-          n_heads, head_dim, cols);
-  const std::size_t half = head_rows / 2;
-  std::vector<float> head(head_rows * row);
-  for (std::int32_t h = 0; h < n_heads; ++h) {
-    float* base = w.data() + static_cast<std::size_t>(h) * head_rows * row;
-    std::memcpy(head.data(), base, head.size() * sizeof(float));
-    for (std::size_t i = 0; i < half; ++i) {
-      std::memcpy(base + i * row, head.data() + (2 * i) * row, row * sizeof(float));
-      std::memcpy(base + (i + half) * row, head.data() + (2 * i + 1) * row, row * sizeof(float));
-    }
-  }
-}
-
 Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
   const core::MappedFile file = core::MappedFile::open(path.string());
   const Llama2cHeader h = parse_header(file);
