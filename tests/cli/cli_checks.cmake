@@ -1,5 +1,26 @@
 # Checks shared by the CLI tests (CMake scripts run by CTest with -DEXE=<anchorctx>).
 
+# Requires each named variable to be given with -D<name>=... .
+function(require_variables)
+  foreach(var ${ARGN})
+    if(NOT ${var})
+      message(FATAL_ERROR "pass -D${var}=...")
+    endif()
+  endforeach()
+endfunction()
+
+# Sets `checkpoint` and `tokenizer` to the real stories260K files under ${DATA}, or ends the
+# calling script with CTest's "skipped:" message when they are absent (a user's clone has no
+# ../shared). A macro, so that its return() ends the script that calls it.
+macro(stories260k_or_skip)
+  set(checkpoint "${DATA}/stories260k/stories260K.bin")
+  set(tokenizer "${DATA}/stories260k/tok512.bin")
+  if(NOT EXISTS "${checkpoint}" OR NOT EXISTS "${tokenizer}")
+    message("skipped: real data ${DATA}/stories260k is absent (it sits beside the checkout in CI)")
+    return()
+  endif()
+endmacro()
+
 # Runs `${EXE} ARGN` and requires a failure whose stderr matches `regex` and an empty stdout
 # (errors go to stderr; a failed run never prints a result).
 function(expect_failure regex)

@@ -3,20 +3,10 @@
 #   cmake -DEXE=/path/to/anchorctx -DDATA=/path/to/shared/data -DWORK=/tmp/dir -P generate_cli.cmake
 # Skips (CTest's SKIP_REGULAR_EXPRESSION "skipped:") when ../shared/data is absent.
 cmake_minimum_required(VERSION 3.25)
-foreach(var EXE DATA WORK)
-  if(NOT ${var})
-    message(FATAL_ERROR "pass -D${var}=...")
-  endif()
-endforeach()
-
-set(checkpoint "${DATA}/stories260k/stories260K.bin")
-set(tokenizer "${DATA}/stories260k/tok512.bin")
-if(NOT EXISTS "${checkpoint}" OR NOT EXISTS "${tokenizer}")
-  message("skipped: real data ${DATA}/stories260k is absent (it sits beside the checkout in CI)")
-  return()
-endif()
-
 include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+require_variables(EXE DATA WORK)
+
+stories260k_or_skip()
 
 # Runs `anchorctx ARGN`, requires exit `want_rc`, and leaves stdout (exact, not stripped) in
 # `out_var` and stderr in `${out_var}_err`.

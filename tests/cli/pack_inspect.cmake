@@ -4,16 +4,11 @@
 # --skip-bad counts, and that bad input and a damaged folder fail with a message naming the
 # file (and line).
 cmake_minimum_required(VERSION 3.25)
-foreach(var EXE FIXTURES WORK)
-  if(NOT ${var})
-    message(FATAL_ERROR "pass -D${var}=...")
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+require_variables(EXE FIXTURES WORK)
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
 set(CORPUS "${FIXTURES}/small_corpus.jsonl")
-
-include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
 
 # Runs the executable with ARGN, requires success and one JSON object on stdout.
 function(run_json out_var)

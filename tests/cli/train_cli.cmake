@@ -2,12 +2,8 @@
 # model and `bench train`, end to end on small sizes (run by CTest):
 #   cmake -DEXE=/path/to/anchorctx -DWORK=/tmp/dir -P train_cli.cmake
 cmake_minimum_required(VERSION 3.25)
-foreach(var EXE WORK)
-  if(NOT ${var})
-    message(FATAL_ERROR "pass -D${var}=...")
-  endif()
-endforeach()
 include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+require_variables(EXE WORK)
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
 
