@@ -10,6 +10,7 @@ packages=(
   libsimdjson-dev zlib1g-dev libzstd-dev         # data readers: JSONL, gzip, zstd
   libpcre2-dev libsentencepiece-dev libxxhash-dev  # tokenizers: regexes, SentencePiece, hashes
   libicu-dev                                     # tokenizers: Unicode NFC
+  libcairo2-dev fonts-dejavu-core                # report plots (SVG and PNG) and their font
   python3 python3-venv clang-format              # the C API ctypes test, reference venvs; format
   clang libclang-rt-14-dev                       # libFuzzer targets (fuzz/)
 )

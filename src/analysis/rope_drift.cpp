@@ -92,71 +92,80 @@ std::int64_t padded(std::int64_t T) {
   return (T + kBlock - 1) / kBlock * kBlock;
 }
 
-// One causal row of one head for both runs: scores s = q . k_j (q pre-scaled) for j < n from
-// keys stored transposed [D][stride], softmax, and per key w * |p1_j - p2_j| added to col[j].
-// All float32; the row's weighted sum is the sum of what it adds to col. Cloned per
-// instruction set (dispatch at load time).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void compare_row(
-    const float* __restrict q1, const float* __restrict q2, const float* __restrict kt1,
-    const float* __restrict kt2, std::int64_t D, std::int64_t stride, std::int64_t n, float w,
-    float* __restrict s1, float* __restrict s2, float* __restrict col) {
-  const std::int64_t nb = (n + kBlock - 1) / kBlock * kBlock;
-  // Scores, a block of keys at a time with the block's accumulators in registers; keys past
-  // the causal limit get -1e30 (exp_nonpositive flushes them to exactly 0). Lane-wise maxima.
-  float mx1[kLanes], mx2[kLanes];
+// Two causal rows of one head (rows a and b, n_a and n_b keys): scores s_j = q . k_j (q
+// pre-scaled) from keys stored transposed [D][stride], then each row's softmax into p (for j
+// below its n rounded up to kBlock; keys past n get exactly 0). Two rows at once give the
+// vector units two independent chains of accumulators; each row's arithmetic is the same as
+// alone, so a row's bits do not depend on its partner (a row may be paired with itself). All
+// float32; lane-wise maxima and sums in an order fixed by the code. Cloned per instruction set
+// (dispatch at load time).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_rows2(
+    const float* __restrict qa, const float* __restrict qb, const float* __restrict kt,
+    std::int64_t D, std::int64_t stride, std::int64_t na, std::int64_t nb, float* __restrict pa,
+    float* __restrict pb) {
+  const std::int64_t n = std::max(na, nb);
+  const std::int64_t blocks_end = (n + kBlock - 1) / kBlock * kBlock;
+  // Scores a block of keys at a time with the block's accumulators in registers; keys past a
+  // row's causal limit get -1e30 (exp_nonpositive flushes them to exactly 0).
+  float mxa[kLanes], mxb[kLanes];
   for (int l = 0; l < kLanes; ++l)
-    mx1[l] = mx2[l] = -1e30f;
-  for (std::int64_t j0 = 0; j0 < nb; j0 += kBlock) {
-    float a1[kBlock] = {}, a2[kBlock] = {};
+    mxa[l] = mxb[l] = -1e30f;
+  for (std::int64_t j0 = 0; j0 < blocks_end; j0 += kBlock) {
+    float acc_a[kBlock] = {}, acc_b[kBlock] = {};
     for (std::int64_t d = 0; d < D; ++d) {
-      const float x = q1[d], y = q2[d];
-      const float* k1 = kt1 + d * stride + j0;
-      const float* k2 = kt2 + d * stride + j0;
+      const float x = qa[d], y = qb[d];
+      const float* k = kt + d * stride + j0;
       for (int jj = 0; jj < kBlock; ++jj) {
-        a1[jj] += x * k1[jj];
-        a2[jj] += y * k2[jj];
+        acc_a[jj] += x * k[jj];
+        acc_b[jj] += y * k[jj];
       }
     }
-    const std::int64_t limit = n - j0;
+    const std::int64_t limit_a = na - j0, limit_b = nb - j0;
     for (int b = 0; b < kBlock; b += kLanes)
       for (int l = 0; l < kLanes; ++l) {
-        const float v1 = b + l < limit ? a1[b + l] : -1e30f;
-        const float v2 = b + l < limit ? a2[b + l] : -1e30f;
-        s1[j0 + b + l] = v1;
-        s2[j0 + b + l] = v2;
-        mx1[l] = std::max(mx1[l], v1);
-        mx2[l] = std::max(mx2[l], v2);
+        const float va = b + l < limit_a ? acc_a[b + l] : -1e30f;
+        const float vb = b + l < limit_b ? acc_b[b + l] : -1e30f;
+        pa[j0 + b + l] = va;
+        pb[j0 + b + l] = vb;
+        mxa[l] = std::max(mxa[l], va);
+        mxb[l] = std::max(mxb[l], vb);
       }
   }
-  float m1 = mx1[0], m2 = mx2[0];
+  float ma = mxa[0], mb = mxb[0];
   for (int l = 1; l < kLanes; ++l) {
-    m1 = std::max(m1, mx1[l]);
-    m2 = std::max(m2, mx2[l]);
+    ma = std::max(ma, mxa[l]);
+    mb = std::max(mb, mxb[l]);
   }
-  float z1l[kLanes] = {}, z2l[kLanes] = {};
-  for (std::int64_t j = 0; j < nb; j += kLanes)
+  float za[kLanes] = {}, zb[kLanes] = {};
+  for (std::int64_t j = 0; j < blocks_end; j += kLanes)
     for (int l = 0; l < kLanes; ++l) {
-      const float e1 = exp_nonpositive(s1[j + l] - m1);
-      const float e2 = exp_nonpositive(s2[j + l] - m2);
-      s1[j + l] = e1;
-      s2[j + l] = e2;
-      z1l[l] += e1;
-      z2l[l] += e2;
+      const float ea = exp_nonpositive(pa[j + l] - ma);
+      const float eb = exp_nonpositive(pb[j + l] - mb);
+      pa[j + l] = ea;
+      pb[j + l] = eb;
+      za[l] += ea;
+      zb[l] += eb;
     }
-  double z1 = 0.0, z2 = 0.0;
+  double sa = 0.0, sb = 0.0;
   for (int l = 0; l < kLanes; ++l) {
-    z1 += z1l[l];
-    z2 += z2l[l];
+    sa += za[l];
+    sb += zb[l];
   }
-  const float r1 = static_cast<float>(1.0 / z1), r2 = static_cast<float>(1.0 / z2);
-  // Normalised in a loop of its own: s1 * r1 - s2 * r2 in one expression may be contracted to
-  // an FMA, which is not symmetric and leaves a residue where the two rows are equal.
-  for (std::int64_t j = 0; j < nb; ++j) {
-    s1[j] *= r1;
-    s2[j] *= r2;
+  const float ra = static_cast<float>(1.0 / sa), rb = static_cast<float>(1.0 / sb);
+  for (std::int64_t j = 0; j < blocks_end; ++j) {
+    pa[j] *= ra;
+    pb[j] *= rb;
   }
+}
+
+// col[j] += w * |p[j] - ref[j]| for j < nb. Kept apart from the normalisation above: p * r -
+// ref in one expression may be contracted to an FMA, which leaves a residue where the two rows
+// are equal (D must be exactly 0 for delta1 = delta2).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void add_difference(
+    const float* __restrict p, const float* __restrict ref, std::int64_t nb, float w,
+    float* __restrict col) {
   for (std::int64_t j = 0; j < nb; ++j)
-    col[j] += w * std::abs(s1[j] - s2[j]);
+    col[j] += w * std::abs(p[j] - ref[j]);
 }
 
 // Keys of one capture transposed per (layer, kv head) to [L][Hkv][D][stride], zero padded.
@@ -177,15 +186,47 @@ std::vector<float> transpose_keys(const Capture& c, const Shape& s) {
 
 struct Comparison {
   double D = 0.0;
-  std::vector<double> per_token;   // [T]
-  std::vector<double> logit_rows;  // [T]: sum_{l,h} |s_i0(d1) - s_i0(d2)| (when asked)
+  double first_key_attention = 0.0;  // mean over layers, heads and rows of A_i0, reference run
+  std::vector<double> per_token;     // [T]
 };
 
-// Compares two captures (with their transposed keys; the reference run's are made once and
-// shared by every delta1). Work items are (layer, head, row chunk), chunk boundaries fixed by
-// the shape alone and results reduced in item order: the same bits for any thread count.
-Comparison compare(const Capture& a, const std::vector<float>& kt_a, const Capture& b,
-                   const std::vector<float>& kt_b, const Shape& s, bool logits) {
+// Rows per block: the reference rows of a block are computed once and compared with every run
+// of the group, whose keys stay in cache across the block's rows. Divides kFlush.
+constexpr std::int64_t kRows = 8;
+static_assert(kFlush % kRows == 0);
+
+// Pre-softmax logits against the first key: sum_{l,h} |s_i0(a) - s_i0(b)| per row i, in double,
+// rows in order and layers and heads in order.
+std::vector<double> first_key_logit_rows(const Capture& a, const Capture& b, const Shape& s) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+  std::vector<double> out(static_cast<std::size_t>(s.T), 0.0);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < s.T; ++i) {
+    double sum = 0.0;
+    for (std::int64_t l = 0; l < s.L; ++l)
+      for (std::int64_t h = 0; h < s.Hq; ++h) {
+        const std::int64_t g = h / (s.Hq / s.Hkv);
+        double da = 0.0, db = 0.0;
+        for (std::int64_t d = 0; d < s.D; ++d) {
+          da += static_cast<double>(a.q[l][i * s.qd() + h * s.D + d]) * a.k[l][g * s.D + d];
+          db += static_cast<double>(b.q[l][i * s.qd() + h * s.D + d]) * b.k[l][g * s.D + d];
+        }
+        sum += std::abs(da - db) * static_cast<float>(scale);
+      }
+    out[i] = sum;
+  }
+  return out;
+}
+
+// Compares each run of a group with the reference run `base` (each with its transposed keys;
+// the reference's are made once and shared by every group). Work items are (layer, head, row
+// chunk), chunk boundaries fixed by the shape alone, and every run's per-key sums are added in
+// row order and reduced in item order: the same bits for any thread count and any grouping.
+std::vector<Comparison> compare_group(const Capture& base, const std::vector<float>& kt_base,
+                                      const std::vector<Capture>& runs,
+                                      const std::vector<std::vector<float>>& kt_runs,
+                                      const Shape& s) {
+  const std::size_t G = runs.size();
   const std::int64_t heads = s.L * s.Hq;
   const std::int64_t stride = padded(s.T);
   const std::int64_t chunks = std::max<std::int64_t>(1, (32 + heads - 1) / heads);
@@ -198,73 +239,88 @@ Comparison compare(const Capture& a, const std::vector<float>& kt_a, const Captu
   const std::int64_t items = heads * chunks;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)));
 
-  std::vector<double> item_d(static_cast<std::size_t>(items), 0.0);
-  std::vector<std::vector<double>> item_col(static_cast<std::size_t>(items));
+  std::vector<double> item_sink(static_cast<std::size_t>(items), 0.0);
+  // [item][run]: per-key sums (double) of the item's rows.
+  std::vector<std::vector<double>> item_col(static_cast<std::size_t>(items) * G);
 #pragma omp parallel
   {
-    std::vector<float> s1(static_cast<std::size_t>(stride)), s2(s1.size()), colf(s1.size());
+    std::vector<float> ref(static_cast<std::size_t>(kRows * stride));
+    std::vector<float> pa(stride), pb(stride), scratch(stride);
+    std::vector<float> colf(G * static_cast<std::size_t>(stride), 0.0f);
     std::vector<float> qa(static_cast<std::size_t>(s.D)), qb(qa.size());
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t it = 0; it < items; ++it) {
       const std::int64_t lh = it / chunks, c = it % chunks;
       const std::int64_t l = lh / s.Hq, h = lh % s.Hq;
-      const std::int64_t g = h / (s.Hq / s.Hkv);
-      const float* kta = kt_a.data() + (l * s.Hkv + g) * s.D * stride;
-      const float* ktb = kt_b.data() + (l * s.Hkv + g) * s.D * stride;
-      std::vector<double>& col = item_col[it];
-      col.assign(static_cast<std::size_t>(bounds[c + 1]), 0.0);
-      // The per-key sums run in float32 over at most kFlush rows, then go into double.
+      const std::int64_t kv_offset = (l * s.Hkv + h / (s.Hq / s.Hkv)) * s.D * stride;
+      auto scaled_query = [&](const Capture& run, std::int64_t i, std::vector<float>& out) {
+        const float* q = run.q[l].data() + i * s.qd() + h * s.D;
+        for (std::int64_t d = 0; d < s.D; ++d)
+          out[d] = q[d] * scale;
+        return out.data();
+      };
+      const std::size_t row_end = static_cast<std::size_t>(bounds[c + 1]);
+      for (std::size_t g = 0; g < G; ++g)
+        item_col[it * G + g].assign(row_end, 0.0);
+      std::fill(colf.begin(), colf.end(), 0.0f);
+      // The per-key sums run in float32 over kFlush rows, then go into double.
       auto flush = [&] {
-        for (std::size_t j = 0; j < col.size(); ++j) {
-          col[j] += colf[j];
-          colf[j] = 0.0f;
+        for (std::size_t g = 0; g < G; ++g) {
+          std::vector<double>& col = item_col[it * G + g];
+          float* cf = colf.data() + g * stride;
+          for (std::size_t j = 0; j < row_end; ++j) {
+            col[j] += cf[j];
+            cf[j] = 0.0f;
+          }
         }
       };
-      std::fill(colf.begin(), colf.end(), 0.0f);
-      for (std::int64_t i = bounds[c]; i < bounds[c + 1]; ++i) {
-        const float* qra = a.q[l].data() + i * s.qd() + h * s.D;
-        const float* qrb = b.q[l].data() + i * s.qd() + h * s.D;
-        for (std::int64_t d = 0; d < s.D; ++d) {
-          qa[d] = qra[d] * scale;
-          qb[d] = qrb[d] * scale;
+      for (std::int64_t i0 = bounds[c]; i0 < bounds[c + 1]; i0 += kRows) {
+        const std::int64_t rows = std::min(kRows, bounds[c + 1] - i0);
+        // Rows in pairs (the last one of an odd count paired with itself into scratch).
+        for (std::int64_t r = 0; r < rows; r += 2) {
+          const std::int64_t r2 = std::min(r + 1, rows - 1);
+          float* ref_a = ref.data() + r * stride;
+          float* ref_b = r2 != r ? ref.data() + r2 * stride : scratch.data();
+          softmax_rows2(scaled_query(base, i0 + r, qa), scaled_query(base, i0 + r2, qb),
+                        kt_base.data() + kv_offset, s.D, stride, i0 + r + 1, i0 + r2 + 1, ref_a,
+                        ref_b);
+          item_sink[it] += ref_a[0];  // the reference run's attention on the first key
+          if (r2 != r) item_sink[it] += ref_b[0];
         }
-        compare_row(qa.data(), qb.data(), kta, ktb, s.D, stride, i + 1,
-                    static_cast<float>(1.0 / static_cast<double>(i + 1)), s1.data(), s2.data(),
-                    colf.data());
-        if ((i - bounds[c]) % kFlush == kFlush - 1) flush();
+        for (std::size_t g = 0; g < G; ++g) {
+          const float* kt = kt_runs[g].data() + kv_offset;
+          float* col = colf.data() + g * stride;
+          for (std::int64_t r = 0; r < rows; r += 2) {
+            const std::int64_t r2 = std::min(r + 1, rows - 1);
+            const std::int64_t na = i0 + r + 1, nb = i0 + r2 + 1;
+            softmax_rows2(scaled_query(runs[g], i0 + r, qa), scaled_query(runs[g], i0 + r2, qb), kt,
+                          s.D, stride, na, nb, pa.data(), pb.data());
+            add_difference(pa.data(), ref.data() + r * stride, (na + kBlock - 1) / kBlock * kBlock,
+                           static_cast<float>(1.0 / static_cast<double>(na)), col);
+            if (r2 != r)
+              add_difference(pb.data(), ref.data() + r2 * stride,
+                             (nb + kBlock - 1) / kBlock * kBlock,
+                             static_cast<float>(1.0 / static_cast<double>(nb)), col);
+          }
+        }
+        if ((i0 + rows - bounds[c]) % kFlush == 0) flush();
       }
       flush();
-      double total = 0.0;  // D is the sum of the per-key contributions: the two agree
-      for (const double v : col)
-        total += v;
-      item_d[it] = total;
     }
   }
-  Comparison out;
-  out.per_token.assign(static_cast<std::size_t>(s.T), 0.0);
-  for (std::int64_t it = 0; it < items; ++it) {
-    out.D += item_d[it];
-    const auto& col = item_col[it];
-    for (std::size_t j = 0; j < col.size(); ++j)
-      out.per_token[j] += col[j];
-  }
-  if (logits) {
-    // Pre-softmax logits against the first key, rows in order, heads and layers in order.
-    out.logit_rows.assign(static_cast<std::size_t>(s.T), 0.0);
-#pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < s.T; ++i) {
-      double sum = 0.0;
-      for (std::int64_t l = 0; l < s.L; ++l)
-        for (std::int64_t h = 0; h < s.Hq; ++h) {
-          const std::int64_t g = h / (s.Hq / s.Hkv);
-          double da = 0.0, db = 0.0;
-          for (std::int64_t d = 0; d < s.D; ++d) {
-            da += static_cast<double>(a.q[l][i * s.qd() + h * s.D + d]) * a.k[l][g * s.D + d];
-            db += static_cast<double>(b.q[l][i * s.qd() + h * s.D + d]) * b.k[l][g * s.D + d];
-          }
-          sum += std::abs(da - db) * scale;
-        }
-      out.logit_rows[i] = sum;
+  std::vector<Comparison> out(G);
+  for (std::size_t g = 0; g < G; ++g) {
+    Comparison& cmp = out[g];
+    cmp.per_token.assign(static_cast<std::size_t>(s.T), 0.0);
+    for (std::int64_t it = 0; it < items; ++it) {
+      const auto& col = item_col[it * G + g];
+      double total = 0.0;  // D is the sum of the per-key contributions: the two agree
+      for (std::size_t j = 0; j < col.size(); ++j) {
+        total += col[j];
+        cmp.per_token[j] += col[j];
+      }
+      cmp.D += total;
+      cmp.first_key_attention += item_sink[it] / static_cast<double>(heads * s.T);
     }
   }
   return out;
@@ -353,6 +409,16 @@ RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<c
   report.kv_heads = shape.Hkv;
   report.head_dim = shape.D;
   const double inv_n = 1.0 / static_cast<double>(sequences.size());
+  const std::int64_t total = static_cast<std::int64_t>(
+      options.modes.size() * options.policies.size() * sequences.size() * options.deltas.size());
+  std::int64_t done = 0;
+  // delta1 runs compared per group: as many as fit options.group_bytes (q, k and transposed k
+  // of each run), at least one.
+  const std::int64_t run_bytes =
+      shape.L * (shape.T * (shape.qd() + shape.kvd()) + shape.kvd() * padded(shape.T)) * 4;
+  const std::size_t group = static_cast<std::size_t>(
+      std::clamp<std::int64_t>(options.group_bytes / std::max<std::int64_t>(run_bytes, 1), 1,
+                               static_cast<std::int64_t>(options.deltas.size())));
 
   for (const std::string& mode : options.modes) {
     model::LlamaTrainModel net(config, run_options(mode));
@@ -373,6 +439,7 @@ RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<c
         report.results.push_back(std::move(r));
       }
       std::vector<double> logit_rows(static_cast<std::size_t>(T), 0.0);
+      double first_key_attention = 0.0;
 
       for (std::size_t sq = 0; sq < sequences.size(); ++sq) {
         const std::span<const std::int32_t> ids(sequences[sq].data(), static_cast<std::size_t>(T));
@@ -393,23 +460,36 @@ RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<c
         };
         const Capture base = run(options.delta2);
         const std::vector<float> kt_base = transpose_keys(base, shape);
-        for (std::size_t di = 0; di < options.deltas.size(); ++di) {
-          const std::int64_t d1 = options.deltas[di];
-          if (options.progress)
-            options.progress(fmt::format("{} {} sequence {}/{} delta1 {}", mode, to_string(policy),
-                                         sq + 1, sequences.size(), d1));
-          const bool logits = d1 == options.logit_delta1;
-          const Capture other = run(d1);
-          const Comparison c =
-              compare(other, transpose_keys(other, shape), base, kt_base, shape, logits);
-          DriftResult& r = report.results[first + di];
-          r.D += c.D * inv_n;
-          for (std::int64_t j = 0; j < T; ++j)
-            r.per_token[j] += c.per_token[j] * inv_n;
-          r.D_excl_first += (c.D - c.per_token[0]) * inv_n;
-          if (logits)
-            for (std::int64_t i = 0; i < T; ++i)
-              logit_rows[i] += c.logit_rows[i] * inv_n;
+        // The delta1 runs go in groups whose captures fit the memory budget.
+        for (std::size_t g0 = 0; g0 < options.deltas.size(); g0 += group) {
+          const std::size_t g1 = std::min(options.deltas.size(), g0 + group);
+          std::vector<Capture> runs;
+          std::vector<std::vector<float>> kt_runs;
+          for (std::size_t di = g0; di < g1; ++di) {
+            if (options.progress)
+              options.progress(
+                  done, total,
+                  fmt::format("{} {} sequence {}/{} delta1 {}", mode, to_string(policy), sq + 1,
+                              sequences.size(), options.deltas[di]));
+            runs.push_back(run(options.deltas[di]));
+            kt_runs.push_back(transpose_keys(runs.back(), shape));
+          }
+          const std::vector<Comparison> cmp = compare_group(base, kt_base, runs, kt_runs, shape);
+          for (std::size_t di = g0; di < g1; ++di) {
+            const Comparison& c = cmp[di - g0];
+            DriftResult& r = report.results[first + di];
+            r.D += c.D * inv_n;
+            for (std::int64_t j = 0; j < T; ++j)
+              r.per_token[j] += c.per_token[j] * inv_n;
+            r.D_excl_first += (c.D - c.per_token[0]) * inv_n;
+            if (di == 0) first_key_attention += c.first_key_attention * inv_n;
+            if (options.deltas[di] == options.logit_delta1) {
+              const std::vector<double> rows = first_key_logit_rows(runs[di - g0], base, shape);
+              for (std::int64_t i = 0; i < T; ++i)
+                logit_rows[i] += rows[i] * inv_n;
+            }
+            ++done;
+          }
         }
       }
 
@@ -450,6 +530,7 @@ RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<c
           share.largest_other_token = j;
       }
       share.largest_other_share = total > 0.0 ? summed[share.largest_other_token] / total : 0.0;
+      share.first_key_attention = first_key_attention;
       report.first_token_share.push_back(share);
     }
   }

@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -137,23 +140,144 @@ TEST(RopeDrift, DetectsAPlantedPositionDependentError) {
   EXPECT_GT(planted.logit_growth.back().D_logit, 0.0);
 }
 
-TEST(RopeDrift, SameBitsForAnyThreadCount) {
+// D, the per-key contributions, the first key's attention and D_logit recomputed naively in
+// float64 from the very q and k the tool compared (seen through the perturb hook, after a
+// planted position-dependent error so that D is far above float32 rounding).
+TEST(RopeDrift, MatchesAFloat64ReferenceOnTheCapturedQueriesAndKeys) {
+  const std::int64_t T = 131;  // not a multiple of the 64-key block; odd rows for the pairing
+  Tiny m(T, 1);
+  auto o = options(T, {3});
+  o.delta2 = 70;
+  o.modes = {"fp32"};
+  o.policies = {analysis::PositionPolicy::global};
+  std::map<std::int32_t, std::vector<std::pair<std::vector<float>, std::vector<float>>>> seen;
+  o.perturb = [&](int layer, std::span<const std::int32_t> pos, std::span<float> q,
+                  std::span<float> k) {
+    const std::size_t kvd = k.size() / pos.size();
+    for (std::size_t i = 0; i < pos.size(); ++i)
+      for (std::size_t d = 0; d < kvd; ++d)
+        k[i * kvd + d] += 0.05f * std::sin(0.3f * static_cast<float>(pos[i]) + d);
+    auto& layers = seen[pos[0]];  // pos[0] is the run's shift
+    layers.resize(static_cast<std::size_t>(layer) + 1);
+    layers[layer] = {std::vector<float>(q.begin(), q.end()),
+                     std::vector<float>(k.begin(), k.end())};
+  };
+  const auto report = analysis::measure_rope_drift(m.config, m.params, m.sequences, o);
+
+  const std::int64_t L = m.config.num_hidden_layers, Hq = m.config.num_attention_heads,
+                     Hkv = m.config.num_key_value_heads, D = m.config.head_dim;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  auto attention = [&](const std::vector<float>& q, const std::vector<float>& k, std::int64_t h,
+                       std::int64_t i) {
+    const std::int64_t g = h / (Hq / Hkv);
+    std::vector<double> s(static_cast<std::size_t>(i + 1));
+    double mx = -1e300, z = 0.0;
+    for (std::int64_t j = 0; j <= i; ++j) {
+      double dot = 0.0;
+      for (std::int64_t d = 0; d < D; ++d)
+        dot += static_cast<double>(q[(i * Hq + h) * D + d]) * k[(j * Hkv + g) * D + d];
+      s[j] = dot * scale;
+      mx = std::max(mx, s[j]);
+    }
+    for (auto& v : s)
+      z += (v = std::exp(v - mx));
+    for (auto& v : s)
+      v /= z;
+    return s;
+  };
+  std::vector<double> c(static_cast<std::size_t>(T), 0.0);
+  double ref_d = 0.0, sink = 0.0, logit = 0.0;
+  for (std::int64_t l = 0; l < L; ++l) {
+    const auto& [q1, k1] = seen.at(3)[l];
+    const auto& [q2, k2] = seen.at(70)[l];
+    for (std::int64_t h = 0; h < Hq; ++h) {
+      const std::int64_t g = h / (Hq / Hkv);
+      for (std::int64_t i = 0; i < T; ++i) {
+        const auto a1 = attention(q1, k1, h, i), a2 = attention(q2, k2, h, i);
+        for (std::int64_t j = 0; j <= i; ++j) {
+          const double v = std::abs(a1[j] - a2[j]) / static_cast<double>(i + 1);
+          c[j] += v;
+          ref_d += v;
+        }
+        sink += a2[0];
+        double s1 = 0.0, s2 = 0.0;
+        for (std::int64_t d = 0; d < D; ++d) {
+          s1 += static_cast<double>(q1[(i * Hq + h) * D + d]) * k1[g * D + d];
+          s2 += static_cast<double>(q2[(i * Hq + h) * D + d]) * k2[g * D + d];
+        }
+        logit += std::abs(s1 - s2) * scale;
+      }
+    }
+  }
+  const auto& r = find(report, "fp32", analysis::PositionPolicy::global, 3);
+  std::printf("D %.6g reference %.6g\n", r.D, ref_d);
+  ASSERT_GT(ref_d, 1e-2);
+  EXPECT_NEAR(r.D, ref_d, 1e-4 * ref_d);
+  for (std::int64_t j = 0; j < T; ++j)
+    EXPECT_NEAR(r.per_token[j], c[j], 1e-5 * ref_d) << "key " << j;
+  EXPECT_NEAR(report.first_token_share[0].first_key_attention,
+              sink / static_cast<double>(L * Hq * T), 1e-6);
+  EXPECT_NEAR(report.logit_growth.back().D_logit, logit / static_cast<double>(T),
+              1e-5 * logit / static_cast<double>(T));
+}
+
+TEST(RopeDrift, FirstKeyAttentionIsHarmonicOverTForUniformRows) {
   Tiny m(100, 1);
-  auto o = options(100, {0, 50});
+  auto o = options(100, {0});
+  o.modes = {"fp32"};
+  o.policies = {analysis::PositionPolicy::global};
+  const auto normal = analysis::measure_rope_drift(m.config, m.params, m.sequences, o);
+  // Zero queries make every row uniform: row i gives the first key 1/(i+1).
+  o.perturb = [](int, std::span<const std::int32_t>, std::span<float> q, std::span<float>) {
+    std::fill(q.begin(), q.end(), 0.0f);
+  };
+  const auto uniform = analysis::measure_rope_drift(m.config, m.params, m.sequences, o);
+  double harmonic = 0.0;
+  for (int i = 1; i <= 100; ++i)
+    harmonic += 1.0 / i;
+  ASSERT_EQ(uniform.first_token_share.size(), 1u);
+  EXPECT_NEAR(uniform.first_token_share[0].first_key_attention, harmonic / 100, 1e-6);
+  EXPECT_EQ(find(uniform, "fp32", analysis::PositionPolicy::global, 0).D, 0.0);
+  // With the model's own queries the first key draws a different share, still a probability.
+  const double own = normal.first_token_share[0].first_key_attention;
+  EXPECT_GT(std::abs(own - harmonic / 100), 1e-4);
+  EXPECT_GT(own, 0.0);
+  EXPECT_LT(own, 1.0);
+}
+
+TEST(RopeDrift, SameBitsForAnyThreadCountAndGrouping) {
+  // 99 rows: odd, so the last row of a chunk is paired with itself.
+  Tiny m(99, 1);
+  auto o = options(99, {0, 50, 7});
   o.modes = {"hf_bf16"};
+  std::vector<std::pair<std::int64_t, std::int64_t>> calls;
+  o.progress = [&](std::int64_t done, std::int64_t total, const std::string&) {
+    calls.emplace_back(done, total);
+  };
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
   const auto one = analysis::measure_rope_drift(m.config, m.params, m.sequences, o);
+  // 1 mode x 2 policies x 1 sequence x 3 deltas, reported before each run.
+  ASSERT_EQ(calls.size(), 6u);
+  EXPECT_EQ(calls.front(), (std::pair<std::int64_t, std::int64_t>{0, 6}));
+  EXPECT_EQ(calls.back().second, 6);
   omp_set_num_threads(3);
   const auto three = analysis::measure_rope_drift(m.config, m.params, m.sequences, o);
+  o.group_bytes = 1;  // one delta1 run per group
+  const auto single = analysis::measure_rope_drift(m.config, m.params, m.sequences, o);
   omp_set_num_threads(saved);
-  ASSERT_EQ(one.results.size(), three.results.size());
-  for (std::size_t i = 0; i < one.results.size(); ++i) {
-    EXPECT_EQ(one.results[i].D, three.results[i].D);
-    EXPECT_EQ(one.results[i].per_token, three.results[i].per_token);
+  for (const auto* other : {&three, &single}) {
+    ASSERT_EQ(one.results.size(), other->results.size());
+    for (std::size_t i = 0; i < one.results.size(); ++i) {
+      EXPECT_EQ(one.results[i].D, other->results[i].D);
+      EXPECT_EQ(one.results[i].per_token, other->results[i].per_token);
+    }
+    for (std::size_t i = 0; i < one.logit_growth.size(); ++i)
+      EXPECT_EQ(one.logit_growth[i].D_logit, other->logit_growth[i].D_logit);
+    for (std::size_t i = 0; i < one.first_token_share.size(); ++i)
+      EXPECT_EQ(one.first_token_share[i].first_key_attention,
+                other->first_token_share[i].first_key_attention);
   }
-  for (std::size_t i = 0; i < one.logit_growth.size(); ++i)
-    EXPECT_EQ(one.logit_growth[i].D_logit, three.logit_growth[i].D_logit);
 }
 
 TEST(RopeDrift, JsonAndReportFolder) {
@@ -180,9 +304,12 @@ TEST(RopeDrift, JsonAndReportFolder) {
   const fs::path dir = fs::path(testing::TempDir()) / "rope_drift_report";
   fs::remove_all(dir);
   analysis::write_report(report, "tiny", dir.string());
-  for (const char* f :
-       {"report.json", "report.md", "d_vs_delta.svg", "per_token.svg", "d_logit.svg"})
-    EXPECT_TRUE(fs::exists(dir / f)) << f;
+  for (const char* f : {"report.json", "report.md", "d_vs_delta.svg", "per_token.svg",
+                        "d_logit.svg", "d_vs_delta.png", "per_token.png", "d_logit.png"})
+    EXPECT_TRUE(fs::exists(dir / f) && fs::file_size(dir / f) > 1000) << f;
+  // Each write is atomic: no temporary file is left behind.
+  for (const auto& entry : fs::directory_iterator(dir))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
   std::ifstream md(dir / "report.md");
   const std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("## Findings"), std::string::npos);

@@ -31,11 +31,37 @@ foreach(key mode policy T D_logit)
     message(FATAL_ERROR "logit_growth[0] lacks '${key}':\n${out}")
   endif()
 endforeach()
-foreach(f report.json report.md d_vs_delta.svg per_token.svg d_logit.svg)
+foreach(f report.json report.md d_vs_delta.svg per_token.svg d_logit.svg d_vs_delta.png
+          per_token.png d_logit.png)
   if(NOT EXISTS "${WORK}/report/${f}")
     message(FATAL_ERROR "the report folder lacks ${f}")
   endif()
 endforeach()
+
+# The other inputs: a text file, a JSONL file and a packed dataset (seq_len and the number of
+# sequences come back as asked).
+string(REPEAT "The little cat sat on the warm mat and looked at the big red ball. " 12 story)
+file(WRITE "${WORK}/story.txt" "${story}")
+file(WRITE "${WORK}/stories.jsonl" "{\"text\": \"${story}\"}\n{\"text\": \"${story}\"}\n")
+run_ok(out rope-drift --model "${model}" --input "${WORK}/story.txt" --seq-len 128
+       --sequences 3 --deltas 0,4 --json)
+string(JSON got GET "${out}" sequences)
+expect_equal("sequences from a text file" "${got}" "3")
+string(JSON got GET "${out}" seq_len)
+expect_equal("seq_len from a text file" "${got}" "128")
+run_ok(out rope-drift --model "${model}" --input "${WORK}/stories.jsonl" --seq-len 128
+       --sequences 6 --deltas 0,4 --json)
+string(JSON got GET "${out}" sequences)
+expect_equal("sequences from a JSONL file" "${got}" "6")
+run_ok(packed pack --input "${WORK}/story.txt" --seq-len 128 --out "${WORK}/packed" --quiet)
+run_ok(out rope-drift --model "${model}" --dataset "${WORK}/packed" --seq-len 128 --sequences 2
+       --deltas 0,4 --json)
+string(JSON got GET "${out}" sequences)
+expect_equal("sequences from a packed dataset" "${got}" "2")
+expect_failure("shorter than --seq-len" rope-drift --model "${model}" --dataset "${WORK}/packed"
+               --seq-len 200 --deltas 0)
+expect_failure("windows" rope-drift --model "${model}" --dataset "${WORK}/packed" --seq-len 128
+               --sequences 100 --deltas 0)
 
 # Refusals: beyond the model's context, too little input, a bad mode, a missing folder.
 expect_failure("--allow-long" rope-drift --model "${model}" --seq-len 8192 --deltas 0)

@@ -60,14 +60,19 @@ struct RopeDriftOptions {
   std::int64_t logit_delta1 = 0;
   // T beyond the config's max_position_embeddings is refused unless set.
   bool allow_long = false;
+  // Memory for the captured runs compared together with one pass over the reference rows (q, k
+  // and transposed k of each delta1 run: layers * T * (q + 2 k widths) * 4 bytes); at least one
+  // run is always held. Results do not depend on it.
+  std::int64_t group_bytes = std::int64_t{1} << 30;
   // Test hook: called on each captured layer's q [T, Hq*D] and k [T, Hkv*D] (after RoPE) with
   // the run's position ids, before the comparison; lets a test plant a position-dependent
   // error. Must be deterministic.
   std::function<void(int layer, std::span<const std::int32_t> positions, std::span<float> q,
                      std::span<float> k)>
       perturb;
-  // Progress lines (may be empty).
-  std::function<void(const std::string&)> progress;
+  // Called before each comparison with how many are done, how many there are in all, and
+  // what comes next (may be empty).
+  std::function<void(std::int64_t done, std::int64_t total, const std::string& next)> progress;
 };
 
 struct DriftResult {
@@ -94,6 +99,10 @@ struct FirstTokenShare {
   std::int64_t rank = 0;
   std::int64_t largest_other_token = 0;  // j > 0 with the largest summed c_j
   double largest_other_share = 0.0;
+  // How much attention the first key draws in the reference (delta2) run: the mean over
+  // layers, heads and rows of A_i0. An "attention sink" shows as a value far above the mean
+  // 1/(i+1) of a uniform row; where it is weak, errors on the first key weigh little.
+  double first_key_attention = 0.0;
 };
 
 struct RopeDriftReport {
@@ -115,7 +124,8 @@ RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<c
 
 // The `--json` object: seq_len, sequences, model shape, results [{mode, policy, delta1, delta2,
 // D, D_excl_first}], logit_growth [{mode, policy, delta1, delta2, T, D_logit}],
-// first_token_share [{mode, policy, share, rank, largest_other_token, largest_other_share}],
+// first_token_share [{mode, policy, share, rank, largest_other_token, largest_other_share,
+// first_key_attention}],
 // seconds. Per-token vectors are not included (see write_report).
 nlohmann::json to_json(const RopeDriftReport& report);
 
