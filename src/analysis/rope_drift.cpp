@@ -88,8 +88,9 @@ constexpr int kLanes = 16;
 // Rows whose per-key contributions are summed in float32 before they are added into double.
 constexpr std::int64_t kFlush = 64;
 
-std::int64_t padded(std::int64_t T) {
-  return (T + kBlock - 1) / kBlock * kBlock;
+// n rounded up to whole key blocks.
+std::int64_t padded(std::int64_t n) {
+  return (n + kBlock - 1) / kBlock * kBlock;
 }
 
 // Two causal rows of one head (rows a and b, n_a and n_b keys): scores s_j = q . k_j (q
@@ -104,7 +105,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_rows2(
     std::int64_t D, std::int64_t stride, std::int64_t na, std::int64_t nb, float* __restrict pa,
     float* __restrict pb) {
   const std::int64_t n = std::max(na, nb);
-  const std::int64_t blocks_end = (n + kBlock - 1) / kBlock * kBlock;
+  const std::int64_t blocks_end = padded(n);
   // Scores a block of keys at a time with the block's accumulators in registers; keys past a
   // row's causal limit get -1e30 (exp_nonpositive flushes them to exactly 0).
   float mxa[kLanes], mxb[kLanes];
@@ -295,11 +296,10 @@ std::vector<Comparison> compare_group(const Capture& base, const std::vector<flo
             const std::int64_t na = i0 + r + 1, nb = i0 + r2 + 1;
             softmax_rows2(scaled_query(runs[g], i0 + r, qa), scaled_query(runs[g], i0 + r2, qb), kt,
                           s.D, stride, na, nb, pa.data(), pb.data());
-            add_difference(pa.data(), ref.data() + r * stride, (na + kBlock - 1) / kBlock * kBlock,
+            add_difference(pa.data(), ref.data() + r * stride, padded(na),
                            static_cast<float>(1.0 / static_cast<double>(na)), col);
             if (r2 != r)
-              add_difference(pb.data(), ref.data() + r2 * stride,
-                             (nb + kBlock - 1) / kBlock * kBlock,
+              add_difference(pb.data(), ref.data() + r2 * stride, padded(nb),
                              static_cast<float>(1.0 / static_cast<double>(nb)), col);
           }
         }

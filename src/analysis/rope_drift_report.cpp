@@ -64,17 +64,17 @@ void write_chart(const std::filesystem::path& dir, const std::string& stem,
   core::write_file_atomic(dir / (stem + ".png"), rendered.png);
 }
 
+std::string key(const std::string& mode, PositionPolicy policy) {
+  return mode + "/" + std::string(to_string(policy));
+}
+
 // Colour by precision mode, dashes for the anchor policy: the same look in every chart.
 ChartSeries styled(const std::string& mode, PositionPolicy policy) {
   ChartSeries s;
-  s.name = mode + "/" + std::string(to_string(policy));
+  s.name = key(mode, policy);
   s.color = mode == "fp32" ? 0 : mode == "hf_bf16" ? 1 : mode == "exact" ? 2 : 3;
   s.dashed = policy == PositionPolicy::anchor;
   return s;
-}
-
-std::string key(const std::string& mode, PositionPolicy policy) {
-  return mode + "/" + std::string(to_string(policy));
 }
 
 }  // namespace

@@ -19,25 +19,20 @@
 #include <vector>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/random.h"
 
 namespace anchorctx::data {
 namespace {
 
 // ---- random numbers ----
 
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-// xoshiro256** (Blackman and Vigna), its state filled from splitmix64 as its authors advise.
+// xoshiro256** (Blackman and Vigna), its state filled from splitmix64 (core/random.h) as its
+// authors advise.
 class Rng {
  public:
   explicit Rng(std::uint64_t seed) {
     for (std::uint64_t& word : s_)
-      word = splitmix64(seed);
+      word = core::splitmix64(seed);
   }
 
   std::uint64_t next() {
@@ -55,9 +50,7 @@ class Rng {
   // Uniform in [0, 1), 53 random bits.
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
   // Uniform in [0, n), n >= 1 (the high half of a 64 x 64 product: bias below 2^-32 for our n).
-  std::size_t below(std::size_t n) {
-    return static_cast<std::size_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
-  }
+  std::size_t below(std::size_t n) { return static_cast<std::size_t>(core::bits_below(next(), n)); }
   // Uniform in [lo, hi].
   int between(int lo, int hi) {
     return lo + static_cast<int>(below(static_cast<std::size_t>(hi - lo + 1)));
@@ -808,7 +801,7 @@ std::vector<std::string> builtin_corpus(const BuiltinCorpusOptions& options) {
   for (std::int64_t i = 0; i < options.documents; ++i) {
     // One stream per document: document i is the same whatever the count asked for.
     std::uint64_t mix = options.seed ^ (static_cast<std::uint64_t>(i) * 0xd1b54a32d192ed03ULL);
-    Rng rng(splitmix64(mix));
+    Rng rng(core::splitmix64(mix));
     const bool retrieval = rng.uniform() < options.retrieval_fraction;
     const double length = std::exp(log_median + kSigma * rng.normal());
     const std::size_t target = static_cast<std::size_t>(std::clamp(

@@ -4,22 +4,14 @@
 #include <algorithm>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/random.h"
 
 namespace anchorctx::data {
 namespace {
 
-// splitmix64: a tiny, fully specified generator, so a seed gives the same data on every
-// platform and standard library (std::uniform_int_distribution is implementation-defined).
-std::uint64_t next_random(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Uniform in [0, n), n > 0 (Lemire's multiply-shift; the tiny bias is irrelevant here).
+// Uniform in [0, n), n > 0, from the splitmix64 stream (core/random.h: the same on every platform).
 std::uint64_t below(std::uint64_t& state, std::uint64_t n) {
-  return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next_random(state)) * n) >> 64);
+  return core::bits_below(core::splitmix64(state), n);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/random.h"
 #include "anchorctx/model/generation.h"
 
 namespace anchorctx::model {
@@ -23,10 +24,8 @@ Sampler::Sampler(SamplingOptions options) : options_(options) {
   require(options.top_p > 0.0f && options.top_p <= 1.0f, "top_p {} must be in (0, 1]",
           options.top_p);
   // splitmix64 of the seed: any seed (0 included) gives a non-zero, well-mixed xorshift state.
-  std::uint64_t z = options.seed + 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  state_ = (z ^ (z >> 31)) | 1;
+  std::uint64_t seed = options.seed;
+  state_ = core::splitmix64(seed) | 1;
 }
 
 float Sampler::next_uniform() {

@@ -17,12 +17,7 @@
 #include "anchorctx/rope/rope.h"
 
 // Every float32 product and sum must round on its own, as torch's separate kernels do: no
-// a * b + c fused into an FMA (x86-64 baseline has no FMA, so this guards other build flags).
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+// a * b + c fused into an FMA. CMakeLists.txt compiles the rope part with -ffp-contract=off.
 
 namespace anchorctx::rope {
 namespace {
@@ -51,6 +46,17 @@ void check_factor(const RopeScaling& s) {
   require(std::isfinite(s.factor) && s.factor > 0.0,
           "rope_scaling ({}): factor must be a positive number, got {}", to_string(s.type),
           s.factor);
+}
+
+// The context the model was trained with, which llama3 and yarn scale from.
+std::int64_t original_context(const RopeSpec& spec) {
+  const RopeScaling& s = spec.scaling;
+  const std::int64_t context =
+      s.original_max_position_embeddings.value_or(spec.max_position_embeddings);
+  require(context > 0,
+          "rope_scaling ({}): original_max_position_embeddings must be positive, got {}",
+          to_string(s.type), context);
+  return context;
 }
 
 // linear: inv_freq /= factor (a float32 division by float32(factor)).
@@ -99,11 +105,7 @@ std::vector<float> dynamic(const RopeSpec& spec, std::int64_t seq_len) {
 std::vector<float> llama3(const RopeSpec& spec) {
   const RopeScaling& s = spec.scaling;
   check_factor(s);
-  const std::int64_t old_context =
-      s.original_max_position_embeddings.value_or(spec.max_position_embeddings);
-  require(old_context > 0,
-          "rope_scaling (llama3): original_max_position_embeddings must be positive, got {}",
-          old_context);
+  const std::int64_t old_context = original_context(spec);
   require(s.low_freq_factor > 0.0 && s.high_freq_factor > s.low_freq_factor,
           "rope_scaling (llama3): needs 0 < low_freq_factor < high_freq_factor, got {} and {}",
           s.low_freq_factor, s.high_freq_factor);
@@ -145,11 +147,7 @@ double yarn_mscale(double scale, double mscale) {
 RopeFrequencies yarn(const RopeSpec& spec) {
   const RopeScaling& s = spec.scaling;
   check_factor(s);
-  const std::int64_t original_max =
-      s.original_max_position_embeddings.value_or(spec.max_position_embeddings);
-  require(original_max > 0,
-          "rope_scaling (yarn): original_max_position_embeddings must be positive, got {}",
-          original_max);
+  const std::int64_t original_max = original_context(spec);
   const std::int64_t dim = spec.head_dim;
   const double factor = s.factor;
 

@@ -18,12 +18,7 @@
 #include "anchorctx/rope/rope.h"
 
 // Each product and each sum rounds on its own (to float32, then to bf16 in hf_bf16), as torch's
-// separate mul and add kernels do: no FMA contraction (see frequencies.cpp).
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+// separate mul and add kernels do: no FMA contraction (-ffp-contract=off, CMakeLists.txt).
 
 namespace anchorctx::rope {
 namespace {

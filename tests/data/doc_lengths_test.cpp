@@ -16,6 +16,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/timing.h"
+#include "error_of.h"
 
 namespace anchorctx::data {
 namespace {
@@ -46,16 +47,7 @@ std::string write_temp(const std::string& name, const std::string& text) {
   return path.string();
 }
 
-// The message of the anchorctx::Error `fn` throws ("" when it throws none).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(DocLengthSpec, ParsesFixedAndLognormal) {
   const DocLengthSpec fixed = parse_doc_length_spec("fixed:128");

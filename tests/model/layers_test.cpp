@@ -144,42 +144,35 @@ bool bits_equal(std::span<const float> a, std::span<const float> b) {
 
 // ---- float64 references ----
 
-// C [M, N] = A [M, K] B^T, B [N, K]
-std::vector<double> matmul_nt(std::span<const double> a, std::span<const double> b, std::int64_t m,
-                              std::int64_t n, std::int64_t k) {
+// C [M, N] = op(A) op(B), each element summed over p in order: A is [M, K] ([K, M] when
+// a_transposed), B is [K, N] ([N, K] when b_transposed).
+std::vector<double> matmul(std::span<const double> a, std::span<const double> b, std::int64_t m,
+                           std::int64_t n, std::int64_t k, bool a_transposed, bool b_transposed) {
   std::vector<double> c(sz(m * n), 0.0);
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t j = 0; j < n; ++j) {
       double s = 0.0;
       for (std::int64_t p = 0; p < k; ++p)
-        s += a[sz(i * k + p)] * b[sz(j * k + p)];
+        s += a[sz(a_transposed ? p * m + i : i * k + p)] *
+             b[sz(b_transposed ? j * k + p : p * n + j)];
       c[sz(i * n + j)] = s;
     }
   return c;
 }
-// C [M, N] = A [M, K] B, B [K, N]
+// C = A [M, K] B^T, B [N, K]
+std::vector<double> matmul_nt(std::span<const double> a, std::span<const double> b, std::int64_t m,
+                              std::int64_t n, std::int64_t k) {
+  return matmul(a, b, m, n, k, false, true);
+}
+// C = A [M, K] B, B [K, N]
 std::vector<double> matmul_nn(std::span<const double> a, std::span<const double> b, std::int64_t m,
                               std::int64_t n, std::int64_t k) {
-  std::vector<double> c(sz(m * n), 0.0);
-  for (std::int64_t i = 0; i < m; ++i)
-    for (std::int64_t p = 0; p < k; ++p) {
-      const double av = a[sz(i * k + p)];
-      for (std::int64_t j = 0; j < n; ++j)
-        c[sz(i * n + j)] += av * b[sz(p * n + j)];
-    }
-  return c;
+  return matmul(a, b, m, n, k, false, false);
 }
-// C [M, N] = A^T B, A [K, M], B [K, N]
+// C = A^T B, A [K, M], B [K, N]
 std::vector<double> matmul_tn(std::span<const double> a, std::span<const double> b, std::int64_t m,
                               std::int64_t n, std::int64_t k) {
-  std::vector<double> c(sz(m * n), 0.0);
-  for (std::int64_t p = 0; p < k; ++p)
-    for (std::int64_t i = 0; i < m; ++i) {
-      const double av = a[sz(p * m + i)];
-      for (std::int64_t j = 0; j < n; ++j)
-        c[sz(i * n + j)] += av * b[sz(p * n + j)];
-    }
-  return c;
+  return matmul(a, b, m, n, k, true, false);
 }
 
 // RMSNorm of one row in float64: out = w * x / sqrt(mean(x^2) + eps).

@@ -19,6 +19,7 @@
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
 #include "data/tokenizers/tokenizer_test_support.h"
+#include "model/llama2c_test_support.h"
 
 namespace anchorctx::model {
 namespace {
@@ -96,23 +97,7 @@ void expect_same_weights(const LlamaWeights& got, const LlamaWeights& want) {
   }
 }
 
-// A llama2.c tokenizer.bin with `vocab` pieces (what import_llama2c wants beside a checkpoint).
-std::string tiny_tokenizer_bytes(std::int32_t vocab) {
-  std::string out;
-  const auto put_i32 = [&](std::int32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
-  put_i32(8);
-  for (std::int32_t id = 0; id < vocab; ++id) {
-    const std::string piece = id == 0   ? "<unk>"
-                              : id == 1 ? "<s>"
-                              : id == 2 ? "</s>"
-                                        : "p" + std::to_string(id);
-    const float score = static_cast<float>(-id);
-    out.append(reinterpret_cast<const char*>(&score), 4);
-    put_i32(static_cast<std::int32_t>(piece.size()));
-    out += piece;
-  }
-  return out;
-}
+using llama2c_test::tiny_tokenizer_bytes;
 
 std::int32_t header_value(const std::string& bytes, int index) {
   std::int32_t v;

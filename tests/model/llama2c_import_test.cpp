@@ -22,6 +22,7 @@
 #include "anchorctx/model/llama_inference.h"
 #include "anchorctx/model/llama_weights.h"
 #include "data/tokenizers/tokenizer_test_support.h"
+#include "model/llama2c_test_support.h"
 
 namespace anchorctx::model {
 namespace {
@@ -85,24 +86,7 @@ struct TinyLlama2c {
   }
 };
 
-// A llama2.c tokenizer.bin with `vocab` pieces: <unk>, <s>, </s>, then single letters.
-std::string tiny_tokenizer_bytes(std::int32_t vocab) {
-  std::string out;
-  const auto put_i32 = [&](std::int32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
-  put_i32(8);
-  for (std::int32_t id = 0; id < vocab; ++id) {
-    const std::string piece = id == 0   ? "<unk>"
-                              : id == 1 ? "<s>"
-                              : id == 2 ? "</s>"
-                                        : std::string(1, static_cast<char>('a' + (id - 3) % 26)) +
-                                              std::to_string((id - 3) / 26);
-    const float score = static_cast<float>(-id);
-    out.append(reinterpret_cast<const char*>(&score), 4);
-    put_i32(static_cast<std::int32_t>(piece.size()));
-    out += piece;
-  }
-  return out;
-}
+using llama2c_test::tiny_tokenizer_bytes;
 
 // ---- llama2.c's forward (run.c), reimplemented in double on the unpermuted weights ----
 

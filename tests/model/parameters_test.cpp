@@ -21,6 +21,7 @@
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
 #include "data/test_files.h"
+#include "error_of.h"
 
 namespace anchorctx::model {
 namespace {
@@ -64,14 +65,7 @@ std::vector<std::size_t> padding_indices(const ParameterLayout& layout) {
   return out;
 }
 
-std::string error_of(const auto& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(ParameterLayout, CountEqualsParameterCount) {
   std::vector<LlamaConfig> configs = small_configs();

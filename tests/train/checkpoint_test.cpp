@@ -37,6 +37,7 @@
 #include "anchorctx/model/parameters.h"
 #include "anchorctx/model/safetensors.h"
 #include "data/test_files.h"
+#include "error_of.h"
 
 namespace anchorctx::train {
 namespace {
@@ -47,14 +48,7 @@ using model::LlamaConfig;
 using model::ParameterLayout;
 using testing::TempDir;
 
-std::string error_of(const auto& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 bool same_bits(std::span<const float> a, std::span<const float> b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
