@@ -689,8 +689,13 @@ TEST_F(Layers, SwigluForwardBackwardMatchFloat64AndFiniteDifferences) {
     std::vector<float> h = poisoned(sz(n));
     swiglu_forward(gate.data(), up.data(), n, false, h.data());
     std::vector<double> h_ref(sz(n)), dg_ref(sz(n)), du_ref(sz(n)), fd_dg(sz(n)), fd_du(sz(n));
+    // dsilu(g) = s + g s (1 - s) cancels near g = -1.28: float32 error follows the size of its
+    // terms, not of the result, so that is the scale dgate is checked against.
+    double dg_terms = 0.0;
     for (std::size_t i = 0; i < sz(n); ++i) {
       const double g = gate[i], u = up[i], d = dh[i];
+      const double sg = 1.0 / (1.0 + std::exp(-g));
+      dg_terms = std::max(dg_terms, std::abs(d * u) * (sg + std::abs(g) * sg * (1.0 - sg)));
       h_ref[i] = silu(g) * u;
       dg_ref[i] = d * u * dsilu(g);
       du_ref[i] = d * silu(g);
@@ -701,7 +706,7 @@ TEST_F(Layers, SwigluForwardBackwardMatchFloat64AndFiniteDifferences) {
 
     std::vector<float> dg = poisoned(sz(n)), du = poisoned(sz(n));
     swiglu_backward(gate.data(), up.data(), dh.data(), n, dg.data(), du.data());
-    EXPECT_TRUE(close(dg, dg_ref, kTolF32));
+    EXPECT_TRUE(close(dg, dg_ref, kTolF32, dg_terms));
     EXPECT_TRUE(close(du, du_ref, kTolF32));
     EXPECT_TRUE(close(dg_ref, fd_dg, kTolFd));
     EXPECT_TRUE(close(du_ref, fd_du, kTolFd));
