@@ -3,6 +3,7 @@
 // softmaxed row by row. The kernels are checked against this file, so it shares no code with them.
 #include "anchorctx/attention/reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -195,6 +196,106 @@ void reference_backward(const AttentionLayout& layout, MaskKind mask, const Atte
             dqi[c] += scale * ds * k[kvrow(j, hk) + c];
             dk[kvrow(j, hk) + c] += scale * ds * q[qrow(i, h) + c];
             dv[kvrow(j, hk) + c] += pij * dout[qrow(i, h) + c];
+          }
+        }
+      }
+    }
+  }
+}
+
+void reference_error_scales(const AttentionLayout& layout, MaskKind mask, const AttentionDims& dims,
+                            std::span<const double> q, std::span<const double> k,
+                            std::span<const double> v, std::span<const double> dout,
+                            std::span<double> out_scale, std::span<double> lse_scale,
+                            std::span<double> dq_scale, std::span<double> dk_scale,
+                            std::span<double> dv_scale, double scale) {
+  const Shape s = check_shape(layout, dims);
+  check_size(q, s.tokens * s.hq * s.d, "q");
+  check_size(k, s.tokens * s.hkv * s.d, "k");
+  check_size(v, s.tokens * s.hkv * s.d, "v");
+  check_size(dout, s.tokens * s.hq * s.d, "dout");
+  check_size(out_scale, s.tokens * s.hq * s.d, "out_scale");
+  check_size(lse_scale, s.tokens * s.hq, "lse_scale");
+  check_size(dq_scale, s.tokens * s.hq * s.d, "dq_scale");
+  check_size(dk_scale, s.tokens * s.hkv * s.d, "dk_scale");
+  check_size(dv_scale, s.tokens * s.hkv * s.d, "dv_scale");
+  scale = resolve_scale(scale, s.d);
+
+  for (double& x : dk_scale)
+    x = 0.0;
+  for (double& x : dv_scale)
+    x = 0.0;
+
+  std::vector<double> p, lse_row;
+  std::vector<double> weight;  // P_ij times its sensitivity to score errors
+  std::vector<double> ds_abs;  // the sizes of dS_ij's operands
+  std::vector<double> score_abs;
+  std::vector<double> o(s.d), o_abs(s.d);
+  for (int b = 0; b < layout.num_sequences(); ++b) {
+    const std::int32_t begin = layout.seq_begin(b);
+    const std::int32_t len = layout.seq_len(b);
+    const auto qrow = [&](std::int32_t i, int h) {
+      return ((begin + i) * static_cast<std::int64_t>(s.hq) + h) * s.d;
+    };
+    const auto kvrow = [&](std::int32_t j, int hk) {
+      return ((begin + j) * static_cast<std::int64_t>(s.hkv) + hk) * s.d;
+    };
+    for (int h = 0; h < s.hq; ++h) {
+      const int hk = h / s.group;
+      probabilities(layout, mask, s, b, h, q, k, scale, p, lse_row);
+      weight.assign(static_cast<std::size_t>(len) * len, 0.0);
+      ds_abs.assign(static_cast<std::size_t>(len) * len, 0.0);
+      score_abs.assign(len, 0.0);
+      for (std::int32_t i = 0; i < len; ++i) {
+        const std::size_t row = static_cast<std::size_t>(i) * len;
+        double score_abs_max = 0.0;
+        for (std::int32_t j = 0; j < len; ++j) {
+          if (p[row + j] == 0.0) continue;
+          double dot = 0.0;
+          for (int c = 0; c < s.d; ++c)
+            dot += std::fabs(q[qrow(i, h) + c]) * std::fabs(k[kvrow(j, hk) + c]);
+          score_abs[j] = scale * dot;
+          score_abs_max = std::max(score_abs_max, score_abs[j]);
+        }
+        lse_scale[h * s.tokens + begin + i] = 1.0 + score_abs_max;
+        std::fill(o.begin(), o.end(), 0.0);
+        std::fill(o_abs.begin(), o_abs.end(), 0.0);
+        for (std::int32_t j = 0; j < len; ++j) {
+          if (p[row + j] == 0.0) continue;
+          weight[row + j] = p[row + j] * (1.0 + score_abs[j] + score_abs_max);
+          for (int c = 0; c < s.d; ++c) {
+            o[c] += p[row + j] * v[kvrow(j, hk) + c];
+            o_abs[c] += weight[row + j] * std::fabs(v[kvrow(j, hk) + c]);
+          }
+        }
+        double delta = 0.0, delta_abs = 0.0;
+        for (int c = 0; c < s.d; ++c) {
+          out_scale[qrow(i, h) + c] = o_abs[c];
+          delta += dout[qrow(i, h) + c] * o[c];
+          delta_abs += std::fabs(dout[qrow(i, h) + c]) * o_abs[c];
+        }
+        for (std::int32_t j = 0; j < len; ++j) {
+          if (p[row + j] == 0.0) continue;
+          double dp = 0.0, dp_abs = 0.0;
+          for (int c = 0; c < s.d; ++c) {
+            dp += dout[qrow(i, h) + c] * v[kvrow(j, hk) + c];
+            dp_abs += std::fabs(dout[qrow(i, h) + c]) * std::fabs(v[kvrow(j, hk) + c]);
+          }
+          ds_abs[row + j] =
+              p[row + j] * (dp_abs + delta_abs) + weight[row + j] * std::fabs(dp - delta);
+        }
+      }
+      for (std::int32_t i = 0; i < len; ++i) {
+        double* dqi = &dq_scale[qrow(i, h)];
+        for (int c = 0; c < s.d; ++c)
+          dqi[c] = 0.0;
+        for (std::int32_t j = 0; j < len; ++j) {
+          const std::size_t ij = static_cast<std::size_t>(i) * len + j;
+          if (p[ij] == 0.0) continue;
+          for (int c = 0; c < s.d; ++c) {
+            dqi[c] += scale * ds_abs[ij] * std::fabs(k[kvrow(j, hk) + c]);
+            dk_scale[kvrow(j, hk) + c] += scale * ds_abs[ij] * std::fabs(q[qrow(i, h) + c]);
+            dv_scale[kvrow(j, hk) + c] += weight[ij] * std::fabs(dout[qrow(i, h) + c]);
           }
         }
       }

@@ -148,5 +148,56 @@ TEST(ReferenceBackward, MatchesFiniteDifferences) {
   }
 }
 
+// The error scales bound the values they scale (every term counted by its absolute value, each
+// probability weighted by at least 1), stay positive where the value itself cancels to exactly
+// 0 (dq of a one-token document: dS = P (dP - rowsum(dO O)) with P = 1), and lse's is
+// 1 + the row's largest |score|.
+TEST(ReferenceErrorScales, BoundTheValuesAndStayPositiveWhereTheyCancel) {
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  // Sequence 0: documents of 1, 5 and 1 tokens; no anchor, so under intra_doc token 0 and
+  // token 6 see only themselves.
+  const auto layout = AttentionLayout::from_document_lengths({{1, 5, 1}, {3}}, 0);
+  const AttentionDims dims{4, 2, 8};
+  const std::size_t t = 10, nq = t * 4 * 8, nkv = t * 2 * 8;
+  for (MaskKind mask : kMasks) {
+    SCOPED_TRACE(to_string(mask));
+    const auto q = random_doubles(rng, nq), k = random_doubles(rng, nkv),
+               v = random_doubles(rng, nkv), dout = random_doubles(rng, nq);
+    std::vector<double> out(nq), lse(t * 4), dq(nq), dk(nkv), dv(nkv);
+    reference_forward(layout, mask, dims, q, k, v, out, lse);
+    reference_backward(layout, mask, dims, q, k, v, dout, dq, dk, dv);
+    std::vector<double> out_s(nq), lse_s(t * 4), dq_s(nq), dk_s(nkv), dv_s(nkv);
+    reference_error_scales(layout, mask, dims, q, k, v, dout, out_s, lse_s, dq_s, dk_s, dv_s);
+    const auto bounds = [](const std::vector<double>& x, const std::vector<double>& s,
+                           const char* name) {
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        ASSERT_GT(s[i], 0.0) << name << "[" << i << "]";
+        ASSERT_GE(s[i], std::fabs(x[i])) << name << "[" << i << "]";
+      }
+    };
+    bounds(out, out_s, "out");
+    bounds(dq, dq_s, "dq");
+    bounds(dk, dk_s, "dk");
+    bounds(dv, dv_s, "dv");
+    for (std::size_t i = 0; i < lse.size(); ++i)
+      ASSERT_GE(lse_s[i], 1.0 + std::fabs(lse[i]) - std::log(10.0)) << "lse[" << i << "]";
+    if (mask == MaskKind::intra_doc) {
+      for (std::size_t token : {std::size_t{0}, std::size_t{6}}) {
+        for (std::size_t c = 0; c < 4 * 8; ++c) {
+          const std::size_t i = token * 4 * 8 + c;
+          EXPECT_EQ(dq[i], 0.0) << "dq of one-token document, token " << token;
+          EXPECT_GT(dq_s[i], 0.0);
+        }
+      }
+    }
+  }
+  std::vector<double> big(nq), small(nq - 1), lse_s(t * 4), kv(nkv);
+  EXPECT_THROW(reference_error_scales(layout, MaskKind::causal, dims, big, kv, kv, big, small,
+                                      lse_s, big, kv, kv),
+               Error);
+}
+
 }  // namespace
 }  // namespace anchorctx::attention

@@ -240,11 +240,16 @@ struct CeRef {
   std::int64_t tokens = 0;
   double loss_scale = 0.0;  // sum over targeted rows of max |logit| (the loss's error scale)
   std::vector<double> dlogits;
+  // The error scale of each dlogit: its operands p_v and the one-hot 1 (p_t - 1 cancels when the
+  // target is nearly certain, leaving float32's rounding of 1), and p_v's own error through
+  // the logits (relative, about 2 max |logit| ulps).
+  std::vector<double> dlogits_abs;
 };
 CeRef ce_from_logits(std::span<const double> logits, std::span<const double> logits_abs,
                      std::span<const std::int32_t> targets, std::int64_t vocab, double scale) {
   CeRef r;
   r.dlogits.assign(logits.size(), 0.0);
+  r.dlogits_abs.assign(logits.size(), 0.0);
   for (std::size_t t = 0; t < targets.size(); ++t) {
     if (targets[t] < 0) continue;
     const double* l = logits.data() + t * sz(vocab);
@@ -258,10 +263,12 @@ CeRef ce_from_logits(std::span<const double> logits, std::span<const double> log
     r.loss += lse - l[targets[t]];
     ++r.tokens;
     double la = 0.0;
-    for (std::int64_t v = 0; v < vocab; ++v) {
+    for (std::int64_t v = 0; v < vocab; ++v)
       la = std::max(la, logits_abs[t * sz(vocab) + sz(v)]);
-      r.dlogits[t * sz(vocab) + sz(v)] =
-          (std::exp(l[v] - lse) - (v == targets[t] ? 1.0 : 0.0)) * scale;
+    for (std::int64_t v = 0; v < vocab; ++v) {
+      const double p = std::exp(l[v] - lse), y = v == targets[t] ? 1.0 : 0.0;
+      r.dlogits[t * sz(vocab) + sz(v)] = (p - y) * scale;
+      r.dlogits_abs[t * sz(vocab) + sz(v)] = (p * (1.0 + 2.0 * la) + y) * scale;
     }
     r.loss_scale += la;
   }
@@ -785,7 +792,7 @@ TEST_F(Layers, LmHeadCrossEntropyMatchesFloat64AcrossChunkSizes) {
         const auto logits = matmul_nt(xd, wd, tokens, vocab, hidden);
         const auto logits_abs = matmul_nt(abs_of(xd), abs_of(wd), tokens, vocab, hidden);
         const CeRef ref = ce_from_logits(logits, logits_abs, c.targets, vocab, scale);
-        const auto dl_abs = abs_of(ref.dlogits);
+        const auto& dl_abs = ref.dlogits_abs;
         const auto dx_ref = matmul_nn(ref.dlogits, wd, tokens, hidden, vocab);
         const auto dx_abs = matmul_nn(dl_abs, abs_of(wd), tokens, hidden, vocab);
         const auto dw_delta = matmul_tn(ref.dlogits, xd, vocab, hidden, tokens);
@@ -885,7 +892,8 @@ TEST_F(Layers, LmHeadCrossEntropyBf16RoundsLogitsAndGradients) {
         // The layer computes dlogits in float32, so one can round to the neighbouring bf16 value
         // of the reference's: allow one bf16 ulp (2^-8 relative) of each dlogit on top.
         const double tol = kTolF32 + std::ldexp(1.0, -8);
-        const auto xd = to_double(c.x), wd = to_double(c.w), dl_abs = abs_of(dl);
+        const auto xd = to_double(c.x), wd = to_double(c.w);
+        const auto& dl_abs = ref.dlogits_abs;
         EXPECT_TRUE(close(o.dx, matmul_nn(dl, wd, tokens, hidden, vocab), tol,
                           max_abs(matmul_nn(dl_abs, abs_of(wd), tokens, hidden, vocab))));
         EXPECT_TRUE(close(o.dw, matmul_tn(dl, xd, vocab, hidden, tokens), tol,
