@@ -21,6 +21,10 @@ struct Shape {
   int hkv;
   int d;
   int group;  // query heads per key/value head
+
+  // Offsets of the head_dim-long rows of token t (global index) in q/out/dout and in k/v.
+  std::int64_t q_at(std::int64_t t, int h) const { return (t * hq + h) * d; }
+  std::int64_t kv_at(std::int64_t t, int hk) const { return (t * hkv + hk) * d; }
 };
 
 Shape check_shape(const AttentionLayout& layout, const AttentionDims& dims) {
@@ -56,11 +60,11 @@ void probabilities(const AttentionLayout& layout, MaskKind mask, const Shape& s,
   lse_row.assign(len, -std::numeric_limits<double>::infinity());
   std::vector<double> scores(len);
   for (std::int32_t i = 0; i < len; ++i) {
-    const double* qi = &q[((begin + i) * static_cast<std::int64_t>(s.hq) + h) * s.d];
+    const double* qi = &q[s.q_at(begin + i, h)];
     double row_max = -std::numeric_limits<double>::infinity();
     for (std::int32_t j = 0; j < len; ++j) {
       if (!layout.visible(mask, b, i, j)) continue;
-      const double* kj = &k[((begin + j) * static_cast<std::int64_t>(s.hkv) + hk) * s.d];
+      const double* kj = &k[s.kv_at(begin + j, hk)];
       double dot = 0.0;
       for (int c = 0; c < s.d; ++c)
         dot += qi[c] * kj[c];
@@ -82,6 +86,86 @@ void probabilities(const AttentionLayout& layout, MaskKind mask, const Shape& s,
   }
 }
 
+void check_inputs(const Shape& s, std::span<const double> q, std::span<const double> k,
+                  std::span<const double> v) {
+  check_size(q, s.tokens * s.hq * s.d, "q");
+  check_size(k, s.tokens * s.hkv * s.d, "k");
+  check_size(v, s.tokens * s.hkv * s.d, "v");
+}
+
+// The backward's gradient outputs (or their error scales), named as the caller names them.
+void check_gradients(const Shape& s, std::span<const double> dq, std::span<const double> dk,
+                     std::span<const double> dv, const char* dq_name, const char* dk_name,
+                     const char* dv_name) {
+  check_size(dq, s.tokens * s.hq * s.d, dq_name);
+  check_size(dk, s.tokens * s.hkv * s.d, dk_name);
+  check_size(dv, s.tokens * s.hkv * s.d, dv_name);
+}
+
+double dot(const double* a, const double* b, int d) {
+  double sum = 0.0;
+  for (int c = 0; c < d; ++c)
+    sum += a[c] * b[c];
+  return sum;
+}
+
+// dS = P * (dP - rowsum(dO * O)) of sequence [begin, begin + len), query head h, row-major
+// [len x len] like p; O is recomputed from P so the reference needs nothing from the forward.
+void score_gradients(const Shape& s, std::int32_t begin, std::int32_t len, int h,
+                     const std::vector<double>& p, std::span<const double> v,
+                     std::span<const double> dout, std::vector<double>& ds) {
+  const int hk = h / s.group;
+  ds.assign(static_cast<std::size_t>(len) * len, 0.0);
+  std::vector<double> out_row(s.d);
+  for (std::int32_t i = 0; i < len; ++i) {
+    const std::size_t row = static_cast<std::size_t>(i) * len;
+    std::fill(out_row.begin(), out_row.end(), 0.0);
+    for (std::int32_t j = 0; j < len; ++j) {
+      if (p[row + j] == 0.0) continue;  // masked (or underflowed): contributes nothing anywhere
+      for (int c = 0; c < s.d; ++c)
+        out_row[c] += p[row + j] * v[s.kv_at(begin + j, hk) + c];
+    }
+    const double* dout_i = &dout[s.q_at(begin + i, h)];
+    const double di = dot(dout_i, out_row.data(), s.d);  // D_i = rowsum(dO * O)
+    for (std::int32_t j = 0; j < len; ++j) {
+      if (p[row + j] == 0.0) continue;  // dS = 0 there
+      ds[row + j] = p[row + j] * (dot(dout_i, &v[s.kv_at(begin + j, hk)], s.d) - di);
+    }
+  }
+}
+
+// The backward's last step over one (sequence, query head): dq_i = scale sum_j dS_ij k_j
+// (written), dk_j += scale sum_i dS_ij q_i and dv_j += sum_i P_ij dO_i (accumulated over the
+// query heads of a group). The error scales run it on absolute values.
+void accumulate_gradients(const Shape& s, std::int32_t begin, std::int32_t len, int h,
+                          const std::vector<double>& ds, const std::vector<double>& p,
+                          std::span<const double> q, std::span<const double> k,
+                          std::span<const double> dout, double scale, std::span<double> dq,
+                          std::span<double> dk, std::span<double> dv) {
+  const int hk = h / s.group;
+  for (std::int32_t i = 0; i < len; ++i) {
+    double* dqi = &dq[s.q_at(begin + i, h)];
+    std::fill(dqi, dqi + s.d, 0.0);
+    for (std::int32_t j = 0; j < len; ++j) {
+      const std::size_t ij = static_cast<std::size_t>(i) * len + j;
+      if (p[ij] == 0.0) continue;  // then dS = 0 as well
+      const std::int64_t kj = s.kv_at(begin + j, hk), qi = s.q_at(begin + i, h);
+      for (int c = 0; c < s.d; ++c) {
+        dqi[c] += scale * ds[ij] * k[kj + c];
+        dk[kj + c] += scale * ds[ij] * q[qi + c];
+        dv[kj + c] += p[ij] * dout[qi + c];
+      }
+    }
+  }
+}
+
+std::vector<double> absolute(std::span<const double> x) {
+  std::vector<double> a(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i)
+    a[i] = std::fabs(x[i]);
+  return a;
+}
+
 }  // namespace
 
 void reference_forward(const AttentionLayout& layout, MaskKind mask, const AttentionDims& dims,
@@ -89,9 +173,7 @@ void reference_forward(const AttentionLayout& layout, MaskKind mask, const Atten
                        std::span<const double> v, std::span<double> out, std::span<double> lse,
                        double scale) {
   const Shape s = check_shape(layout, dims);
-  check_size(q, s.tokens * s.hq * s.d, "q");
-  check_size(k, s.tokens * s.hkv * s.d, "k");
-  check_size(v, s.tokens * s.hkv * s.d, "v");
+  check_inputs(s, q, k, v);
   check_size(out, s.tokens * s.hq * s.d, "out");
   check_size(lse, s.tokens * s.hq, "lse");
   scale = resolve_scale(scale, s.d);
@@ -105,13 +187,13 @@ void reference_forward(const AttentionLayout& layout, MaskKind mask, const Atten
       const int hk = h / s.group;
       probabilities(layout, mask, s, b, h, q, k, scale, p, lse_row);
       for (std::int32_t i = 0; i < len; ++i) {
-        double* oi = &out[((begin + i) * static_cast<std::int64_t>(s.hq) + h) * s.d];
+        double* oi = &out[s.q_at(begin + i, h)];
         for (int c = 0; c < s.d; ++c)
           oi[c] = 0.0;
         for (std::int32_t j = 0; j < len; ++j) {
           const double pij = p[static_cast<std::size_t>(i) * len + j];
           if (pij == 0.0) continue;
-          const double* vj = &v[((begin + j) * static_cast<std::int64_t>(s.hkv) + hk) * s.d];
+          const double* vj = &v[s.kv_at(begin + j, hk)];
           for (int c = 0; c < s.d; ++c)
             oi[c] += pij * vj[c];
         }
@@ -127,78 +209,21 @@ void reference_backward(const AttentionLayout& layout, MaskKind mask, const Atte
                         std::span<double> dq, std::span<double> dk, std::span<double> dv,
                         double scale) {
   const Shape s = check_shape(layout, dims);
-  check_size(q, s.tokens * s.hq * s.d, "q");
-  check_size(k, s.tokens * s.hkv * s.d, "k");
-  check_size(v, s.tokens * s.hkv * s.d, "v");
+  check_inputs(s, q, k, v);
   check_size(dout, s.tokens * s.hq * s.d, "dout");
-  check_size(dq, s.tokens * s.hq * s.d, "dq");
-  check_size(dk, s.tokens * s.hkv * s.d, "dk");
-  check_size(dv, s.tokens * s.hkv * s.d, "dv");
+  check_gradients(s, dq, dk, dv, "dq", "dk", "dv");
   scale = resolve_scale(scale, s.d);
 
   // dk and dv accumulate over the query heads of a group, so they start from zero.
-  for (double& x : dk)
-    x = 0.0;
-  for (double& x : dv)
-    x = 0.0;
-
-  std::vector<double> p;
-  std::vector<double> lse_row;
-  std::vector<double> dp;
-  std::vector<double> out_row(s.d);
+  std::fill(dk.begin(), dk.end(), 0.0);
+  std::fill(dv.begin(), dv.end(), 0.0);
+  std::vector<double> p, lse_row, ds;
   for (int b = 0; b < layout.num_sequences(); ++b) {
-    const std::int32_t begin = layout.seq_begin(b);
-    const std::int32_t len = layout.seq_len(b);
-    const auto qrow = [&](std::int32_t i, int h) {
-      return ((begin + i) * static_cast<std::int64_t>(s.hq) + h) * s.d;
-    };
-    const auto kvrow = [&](std::int32_t j, int hk) {
-      return ((begin + j) * static_cast<std::int64_t>(s.hkv) + hk) * s.d;
-    };
+    const std::int32_t begin = layout.seq_begin(b), len = layout.seq_len(b);
     for (int h = 0; h < s.hq; ++h) {
-      const int hk = h / s.group;
       probabilities(layout, mask, s, b, h, q, k, scale, p, lse_row);
-      dp.assign(static_cast<std::size_t>(len) * len, 0.0);
-      for (std::int32_t i = 0; i < len; ++i) {
-        // O recomputed here so the reference needs nothing from the forward.
-        for (int c = 0; c < s.d; ++c)
-          out_row[c] = 0.0;
-        for (std::int32_t j = 0; j < len; ++j) {
-          const double pij = p[static_cast<std::size_t>(i) * len + j];
-          if (pij == 0.0) continue;  // masked (or underflowed): contributes nothing anywhere
-          for (int c = 0; c < s.d; ++c)
-            out_row[c] += pij * v[kvrow(j, hk) + c];
-        }
-        // D_i = rowsum(dO * O).
-        double di = 0.0;
-        for (int c = 0; c < s.d; ++c)
-          di += dout[qrow(i, h) + c] * out_row[c];
-        // dP = dO V^T, then dS = P * (dP - D).
-        for (std::int32_t j = 0; j < len; ++j) {
-          if (p[static_cast<std::size_t>(i) * len + j] == 0.0) continue;  // dS = 0 there
-          double dpij = 0.0;
-          for (int c = 0; c < s.d; ++c)
-            dpij += dout[qrow(i, h) + c] * v[kvrow(j, hk) + c];
-          const std::size_t ij = static_cast<std::size_t>(i) * len + j;
-          dp[ij] = p[ij] * (dpij - di);  // dS
-        }
-      }
-      for (std::int32_t i = 0; i < len; ++i) {
-        double* dqi = &dq[qrow(i, h)];
-        for (int c = 0; c < s.d; ++c)
-          dqi[c] = 0.0;
-        for (std::int32_t j = 0; j < len; ++j) {
-          const std::size_t ij = static_cast<std::size_t>(i) * len + j;
-          const double ds = dp[ij];
-          const double pij = p[ij];
-          if (pij == 0.0) continue;  // then dS = 0 as well
-          for (int c = 0; c < s.d; ++c) {
-            dqi[c] += scale * ds * k[kvrow(j, hk) + c];
-            dk[kvrow(j, hk) + c] += scale * ds * q[qrow(i, h) + c];
-            dv[kvrow(j, hk) + c] += pij * dout[qrow(i, h) + c];
-          }
-        }
-      }
+      score_gradients(s, begin, len, h, p, v, dout, ds);
+      accumulate_gradients(s, begin, len, h, ds, p, q, k, dout, scale, dq, dk, dv);
     }
   }
 }
@@ -210,95 +235,61 @@ void reference_error_scales(const AttentionLayout& layout, MaskKind mask, const 
                             std::span<double> dq_scale, std::span<double> dk_scale,
                             std::span<double> dv_scale, double scale) {
   const Shape s = check_shape(layout, dims);
-  check_size(q, s.tokens * s.hq * s.d, "q");
-  check_size(k, s.tokens * s.hkv * s.d, "k");
-  check_size(v, s.tokens * s.hkv * s.d, "v");
+  check_inputs(s, q, k, v);
   check_size(dout, s.tokens * s.hq * s.d, "dout");
   check_size(out_scale, s.tokens * s.hq * s.d, "out_scale");
   check_size(lse_scale, s.tokens * s.hq, "lse_scale");
-  check_size(dq_scale, s.tokens * s.hq * s.d, "dq_scale");
-  check_size(dk_scale, s.tokens * s.hkv * s.d, "dk_scale");
-  check_size(dv_scale, s.tokens * s.hkv * s.d, "dv_scale");
+  check_gradients(s, dq_scale, dk_scale, dv_scale, "dq_scale", "dk_scale", "dv_scale");
   scale = resolve_scale(scale, s.d);
 
-  for (double& x : dk_scale)
-    x = 0.0;
-  for (double& x : dv_scale)
-    x = 0.0;
-
-  std::vector<double> p, lse_row;
+  const std::vector<double> q_abs = absolute(q), k_abs = absolute(k), v_abs = absolute(v),
+                            dout_abs = absolute(dout);
+  std::fill(dk_scale.begin(), dk_scale.end(), 0.0);
+  std::fill(dv_scale.begin(), dv_scale.end(), 0.0);
+  std::vector<double> p, lse_row, ds;
   std::vector<double> weight;  // P_ij times its sensitivity to score errors
   std::vector<double> ds_abs;  // the sizes of dS_ij's operands
   std::vector<double> score_abs;
-  std::vector<double> o(s.d), o_abs(s.d);
   for (int b = 0; b < layout.num_sequences(); ++b) {
-    const std::int32_t begin = layout.seq_begin(b);
-    const std::int32_t len = layout.seq_len(b);
-    const auto qrow = [&](std::int32_t i, int h) {
-      return ((begin + i) * static_cast<std::int64_t>(s.hq) + h) * s.d;
-    };
-    const auto kvrow = [&](std::int32_t j, int hk) {
-      return ((begin + j) * static_cast<std::int64_t>(s.hkv) + hk) * s.d;
-    };
+    const std::int32_t begin = layout.seq_begin(b), len = layout.seq_len(b);
     for (int h = 0; h < s.hq; ++h) {
       const int hk = h / s.group;
       probabilities(layout, mask, s, b, h, q, k, scale, p, lse_row);
+      score_gradients(s, begin, len, h, p, v, dout, ds);
       weight.assign(static_cast<std::size_t>(len) * len, 0.0);
       ds_abs.assign(static_cast<std::size_t>(len) * len, 0.0);
       score_abs.assign(len, 0.0);
       for (std::int32_t i = 0; i < len; ++i) {
         const std::size_t row = static_cast<std::size_t>(i) * len;
+        const double* q_i = &q_abs[s.q_at(begin + i, h)];
+        const double* dout_i = &dout_abs[s.q_at(begin + i, h)];
         double score_abs_max = 0.0;
         for (std::int32_t j = 0; j < len; ++j) {
           if (p[row + j] == 0.0) continue;
-          double dot = 0.0;
-          for (int c = 0; c < s.d; ++c)
-            dot += std::fabs(q[qrow(i, h) + c]) * std::fabs(k[kvrow(j, hk) + c]);
-          score_abs[j] = scale * dot;
+          score_abs[j] = scale * dot(q_i, &k_abs[s.kv_at(begin + j, hk)], s.d);
           score_abs_max = std::max(score_abs_max, score_abs[j]);
         }
         lse_scale[h * s.tokens + begin + i] = 1.0 + score_abs_max;
-        std::fill(o.begin(), o.end(), 0.0);
-        std::fill(o_abs.begin(), o_abs.end(), 0.0);
+        double* o_abs = &out_scale[s.q_at(begin + i, h)];
+        std::fill(o_abs, o_abs + s.d, 0.0);
         for (std::int32_t j = 0; j < len; ++j) {
           if (p[row + j] == 0.0) continue;
-          weight[row + j] = p[row + j] * (1.0 + score_abs[j] + score_abs_max);
-          for (int c = 0; c < s.d; ++c) {
-            o[c] += p[row + j] * v[kvrow(j, hk) + c];
-            o_abs[c] += weight[row + j] * std::fabs(v[kvrow(j, hk) + c]);
-          }
+          weight[row + j] = p[row + j] * (1.0 + score_abs[j] + score_abs_max);  // P's sensitivity
+          for (int c = 0; c < s.d; ++c)
+            o_abs[c] += weight[row + j] * v_abs[s.kv_at(begin + j, hk) + c];
         }
-        double delta = 0.0, delta_abs = 0.0;
-        for (int c = 0; c < s.d; ++c) {
-          out_scale[qrow(i, h) + c] = o_abs[c];
-          delta += dout[qrow(i, h) + c] * o[c];
-          delta_abs += std::fabs(dout[qrow(i, h) + c]) * o_abs[c];
-        }
+        // dS = P (dP - D): its operands P |dO||v| and P |dO||O|, and P's own error times
+        // |dP - D| (= |dS| / P).
+        const double d_abs = dot(dout_i, o_abs, s.d);
         for (std::int32_t j = 0; j < len; ++j) {
           if (p[row + j] == 0.0) continue;
-          double dp = 0.0, dp_abs = 0.0;
-          for (int c = 0; c < s.d; ++c) {
-            dp += dout[qrow(i, h) + c] * v[kvrow(j, hk) + c];
-            dp_abs += std::fabs(dout[qrow(i, h) + c]) * std::fabs(v[kvrow(j, hk) + c]);
-          }
+          const double dp_abs = dot(dout_i, &v_abs[s.kv_at(begin + j, hk)], s.d);
           ds_abs[row + j] =
-              p[row + j] * (dp_abs + delta_abs) + weight[row + j] * std::fabs(dp - delta);
+              p[row + j] * (dp_abs + d_abs) + weight[row + j] / p[row + j] * std::fabs(ds[row + j]);
         }
       }
-      for (std::int32_t i = 0; i < len; ++i) {
-        double* dqi = &dq_scale[qrow(i, h)];
-        for (int c = 0; c < s.d; ++c)
-          dqi[c] = 0.0;
-        for (std::int32_t j = 0; j < len; ++j) {
-          const std::size_t ij = static_cast<std::size_t>(i) * len + j;
-          if (p[ij] == 0.0) continue;
-          for (int c = 0; c < s.d; ++c) {
-            dqi[c] += scale * ds_abs[ij] * std::fabs(k[kvrow(j, hk) + c]);
-            dk_scale[kvrow(j, hk) + c] += scale * ds_abs[ij] * std::fabs(q[qrow(i, h) + c]);
-            dv_scale[kvrow(j, hk) + c] += weight[ij] * std::fabs(dout[qrow(i, h) + c]);
-          }
-        }
-      }
+      accumulate_gradients(s, begin, len, h, ds_abs, weight, q_abs, k_abs, dout_abs, scale,
+                           dq_scale, dk_scale, dv_scale);
     }
   }
 }

@@ -211,14 +211,11 @@ testing::AssertionResult within_error_scale(const std::vector<double>& got,
   double worst_ratio = 0.0;
   for (std::size_t i = 0; i < ref.size(); ++i) {
     if (got[i] == ref[i]) continue;  // also the -inf lse of a row that sees nothing
-    const double err = std::fabs(got[i] - ref[i]);
-    const double ratio = err / (tol * error_scale[i]);  // NaN for a NaN (unwritten) element
-    if (!(err <= tol * error_scale[i])) {
-      ++bad;
-      if (bad == 1 || !(ratio <= worst_ratio)) {
-        worst = i;
-        worst_ratio = ratio;
-      }
+    const double ratio = std::fabs(got[i] - ref[i]) / error_scale[i];
+    if (ratio <= tol) continue;  // a NaN (unwritten) element fails here
+    if (bad++ == 0 || ratio > worst_ratio) {
+      worst = i;
+      worst_ratio = ratio;
     }
   }
   if (bad == 0) return testing::AssertionSuccess();
