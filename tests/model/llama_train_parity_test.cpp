@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 using namespace anchorctx;
 using nlohmann::json;
 
-const fs::path kFixtures = fs::path(__FILE__).parent_path() / "fixtures" / "parity";
+const fs::path kFixtures = fs::path(ANCHORCTX_TESTS_DIR) / "model" / "fixtures" / "parity";
 
 // max |a - b| / max |b|: the error relative to the tensor's scale (elementwise relative error
 // is meaningless for entries near zero).

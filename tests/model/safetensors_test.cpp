@@ -30,7 +30,7 @@ using json = nlohmann::json;
 using testing::TempDir;
 
 fs::path fixtures_dir() {
-  return fs::path(__FILE__).parent_path().parent_path() / "data" / "fixtures";
+  return fs::path(ANCHORCTX_TESTS_DIR) / "data" / "fixtures";
 }
 
 // A safetensors file from a header text (written as is, no padding) and data bytes.
@@ -268,7 +268,7 @@ TEST(Safetensors, PythonLoadsWhatWeWrite) {
         {"dtype", std::string(to_string(t.dtype))}, {"shape", t.shape}, {"hex", hex}};
   }
   const std::string expected_path = dir.write("expected.json", expected.dump());
-  const fs::path script = fs::path(__FILE__).parent_path() / "check_safetensors_load.py";
+  const fs::path script = fs::path(ANCHORCTX_TESTS_DIR) / "model" / "check_safetensors_load.py";
   const std::string cmd =
       fmt::format("{} '{}' '{}' '{}'", python, script.string(), path, expected_path);
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;

@@ -23,7 +23,7 @@ using nlohmann::json;
 inline const json& fixture() {
   static const json doc = [] {
     const auto path =
-        std::filesystem::path(__FILE__).parent_path() / "fixtures" / "rope_frequencies.json";
+        std::filesystem::path(ANCHORCTX_TESTS_DIR) / "rope" / "fixtures" / "rope_frequencies.json";
     std::ifstream in(path);
     if (!in) fail("cannot open {}", path.string());
     std::stringstream text;

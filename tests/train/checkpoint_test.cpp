@@ -561,7 +561,7 @@ TEST(Checkpoint, TransformersLoadsTheFolder) {
         {"atol", 2e-4},
     };
     const std::string expected_path = run.write("expected.json", expected.dump());
-    const fs::path script = fs::path(__FILE__).parent_path() / "check_hf_load.py";
+    const fs::path script = fs::path(ANCHORCTX_TESTS_DIR) / "train" / "check_hf_load.py";
     const std::string cmd =
         fmt::format("{} '{}' '{}' '{}'", python, script.string(), dir.string(), expected_path);
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;

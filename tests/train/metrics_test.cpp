@@ -338,7 +338,7 @@ TEST(TensorBoard, PythonTensorboardReadsWhatWeWrite) {
           {10, static_cast<double>(3e-4f)},
           {20, static_cast<double>(2.9e-4f)}}}}}};
   const std::string expected_path = dir.write("expected.json", expected.dump());
-  const fs::path script = fs::path(__FILE__).parent_path() / "read_tensorboard.py";
+  const fs::path script = fs::path(ANCHORCTX_TESTS_DIR) / "train" / "read_tensorboard.py";
   const std::string cmd = fmt::format("{} '{}' '{}' '{}'", python, script.string(),
                                       (dir.path() / "tb").string(), expected_path);
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;

@@ -80,7 +80,7 @@ std::vector<float> from_hex(const std::string& hex) {
 }
 
 json load_fixture() {
-  const fs::path path = fs::path(__FILE__).parent_path() / "fixtures" / "adamw.json";
+  const fs::path path = fs::path(ANCHORCTX_TESTS_DIR) / "train" / "fixtures" / "adamw.json";
   std::ifstream in(path);
   EXPECT_TRUE(in) << path;
   return json::parse(in);

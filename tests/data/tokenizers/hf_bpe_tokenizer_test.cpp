@@ -26,7 +26,7 @@ using Ids = std::vector<std::int32_t>;
 using json = nlohmann::json;
 
 std::filesystem::path fixtures_dir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures";
+  return std::filesystem::path(ANCHORCTX_TESTS_DIR) / "data" / "fixtures";
 }
 
 std::string from_hex(const std::string& hex) {

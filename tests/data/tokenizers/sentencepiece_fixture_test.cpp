@@ -24,7 +24,7 @@ using json = nlohmann::json;
 using Ids = std::vector<std::int32_t>;
 
 std::filesystem::path fixtures_dir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures";
+  return std::filesystem::path(ANCHORCTX_TESTS_DIR) / "data" / "fixtures";
 }
 
 const json& expected() {
