@@ -160,7 +160,8 @@ void run_demo(const DemoArgs& a) {
   // 5. The model folder: the last checkpoint's weights and config (HF layout).
   const fs::path model_dir = out / "model";
   fs::create_directories(model_dir);
-  for (const char* f : {"config.json", "model.safetensors"})
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json",
+                        "tokenizer_config.json", "special_tokens_map.json"})
     fs::copy_file(result.last_checkpoint / f, model_dir / f, fs::copy_options::overwrite_existing);
 
   // A sample: greedy continuation of a prompt from the corpus's prose.

@@ -11,6 +11,7 @@
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/metrics.h"
+#include "anchorctx/train/run_tokenizer.h"
 
 namespace anchorctx::train {
 
@@ -180,6 +181,10 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     impl_->jsonl =
         std::make_unique<JsonlMetricsSink>(options_.out / "metrics.jsonl", checkpoint ? step_ : 0);
     if (options_.tensorboard) impl_->tensorboard = std::make_unique<TensorBoardSink>(options_.out);
+    if (options_.copy_tokenizer) {
+      std::vector<fs::path> files = prepare_run_tokenizer(ds.meta(), options_.out, options_.quiet);
+      options_.extra_files.insert(options_.extra_files.begin(), files.begin(), files.end());
+    }
   }
 }
 
