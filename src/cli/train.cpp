@@ -88,8 +88,8 @@ void register_train(CLI::App& app) {
                   "the command line wins)");
   cmd->add_option("--data", o.data, "Packed dataset folder (required)");
   cmd->add_option("--out", o.out,
-                  "Run folder: checkpoints/, metrics.jsonl, TensorBoard events "
-                  "(required)");
+                  "Run folder: checkpoints/, metrics.jsonl, TensorBoard events, report.md with "
+                  "plots/ (required)");
   cmd->add_option("--preset", o.preset, "Model preset: tiny or reference");
   cmd->add_option("--model-config", o.config_json, "A HuggingFace config.json (random init)");
   cmd->add_option("--init-from", o.init_from, "A model folder to start from (its weights)");
