@@ -9,12 +9,18 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "analysis/line_chart.h"
 #include "anchorctx/analysis/rope_drift.h"
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/line_chart.h"
 
 namespace anchorctx::analysis {
+
+using core::AxisScale;
+using core::ChartSeries;
+using core::LineChart;
+using core::render_chart;
+using core::RenderedChart;
 
 nlohmann::json to_json(const RopeDriftReport& report) {
   nlohmann::json out;

@@ -160,7 +160,8 @@ void run_demo(const DemoArgs& a) {
   // 5. The model folder: the last checkpoint's weights and config (HF layout).
   const fs::path model_dir = out / "model";
   fs::create_directories(model_dir);
-  for (const char* f : {"config.json", "model.safetensors"})
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json",
+                        "tokenizer_config.json", "special_tokens_map.json"})
     fs::copy_file(result.last_checkpoint / f, model_dir / f, fs::copy_options::overwrite_existing);
 
   // A sample: greedy continuation of a prompt from the corpus's prose.
@@ -194,8 +195,11 @@ void run_demo(const DemoArgs& a) {
       "- training: {} steps of {} windows, loss {:.4f} -> {:.4f}, {:.0f} tokens/s\n"
       "- step time (forward + backward, same windows): anchor {:.0f} ms, full attention {:.0f} "
       "ms (ratio {:.2f})\n"
-      "- model folder: {} (HuggingFace layout)\n\n"
-      "## Loss\n\n| step | loss |\n| --- | --- |\n",
+      "- model folder: {} (HuggingFace layout, with the byte tokenizer as tokenizer.json)\n"
+      "- training run: run/ (its own report: run/report.md)\n\n"
+      "## Loss\n\n![loss](run/plots/loss.svg)\n\n"
+      "Learning rate, gradient norm and throughput: run/plots/ (SVG and PNG).\n\n"
+      "| step | loss |\n| --- | --- |\n",
       docs.size(), packed.value("windows", 0), a.seq_len, m.layout().count(), result.final_step,
       a.batch_windows, loss_first, loss_last, result.tokens_per_s, anchor_ms, full_ms,
       anchor_ms / full_ms, model_dir.string());

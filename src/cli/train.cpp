@@ -20,7 +20,7 @@ struct TrainArgs {
   std::string precision = "bf16", rope_mode, mask = "anchor", positions = "anchor";
   std::string schedule = "cosine";
   std::vector<std::string> extra_files;
-  bool no_tensorboard = false, json = false;
+  bool no_tensorboard = false, no_copy_tokenizer = false, json = false;
   std::string config_file;
 };
 
@@ -45,6 +45,7 @@ void run_train(TrainArgs& a) {
   if (!kind) throw CLI::ValidationError("--schedule", "expected constant, linear or cosine");
   o.schedule.kind = *kind;
   o.tensorboard = !a.no_tensorboard;
+  o.copy_tokenizer = !a.no_copy_tokenizer;
   for (const std::string& f : a.extra_files)
     o.extra_files.emplace_back(f);
   if (!o.resume && !train::list_checkpoints(o.out).empty())
@@ -87,8 +88,8 @@ void register_train(CLI::App& app) {
                   "the command line wins)");
   cmd->add_option("--data", o.data, "Packed dataset folder (required)");
   cmd->add_option("--out", o.out,
-                  "Run folder: checkpoints/, metrics.jsonl, TensorBoard events "
-                  "(required)");
+                  "Run folder: checkpoints/, metrics.jsonl, TensorBoard events, report.md with "
+                  "plots/ (required)");
   cmd->add_option("--preset", o.preset, "Model preset: tiny or reference");
   cmd->add_option("--model-config", o.config_json, "A HuggingFace config.json (random init)");
   cmd->add_option("--init-from", o.init_from, "A model folder to start from (its weights)");
@@ -134,7 +135,11 @@ void register_train(CLI::App& app) {
   cmd->add_option("--keep-last", o.keep_last, "Checkpoints kept (0: all)")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "Continue from the newest checkpoint in --out");
   cmd->add_option("--copy-file", args->extra_files,
-                  "Files copied into every checkpoint (e.g. the tokenizer)");
+                  "More files copied into every checkpoint (one of the tokenizer's names "
+                  "replaces its file)");
+  cmd->add_flag("--no-copy-tokenizer", args->no_copy_tokenizer,
+                "Do not copy the dataset's tokenizer into each checkpoint (by default it is: "
+                "the byte tokenizer as a HuggingFace tokenizer.json, any other as its files)");
   cmd->add_option("--threads", o.run.threads, "Attention kernel threads (0: all)")
       ->capture_default_str();
   cmd->add_option("--loss-chunk", o.run.loss_chunk, "Tokens per LM-head/cross-entropy chunk")

@@ -11,6 +11,8 @@
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/metrics.h"
+#include "anchorctx/train/run_report.h"
+#include "anchorctx/train/run_tokenizer.h"
 
 namespace anchorctx::train {
 
@@ -180,6 +182,10 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     impl_->jsonl =
         std::make_unique<JsonlMetricsSink>(options_.out / "metrics.jsonl", checkpoint ? step_ : 0);
     if (options_.tensorboard) impl_->tensorboard = std::make_unique<TensorBoardSink>(options_.out);
+    if (options_.copy_tokenizer) {
+      std::vector<fs::path> files = prepare_run_tokenizer(ds.meta(), options_.out, options_.quiet);
+      options_.extra_files.insert(options_.extra_files.begin(), files.begin(), files.end());
+    }
   }
 }
 
@@ -300,6 +306,8 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
   const double elapsed = std::chrono::duration<double>(clock::now() - start).count();
   result.tokens_per_s = elapsed > 0 ? static_cast<double>(tokens_run) / elapsed : 0.0;
   result.final_step = step_;
+  // After the timing: report.md and its plots, from the run folder (the whole run's metrics).
+  if (comm_.rank() == 0) write_run_report_or_warn(options_.out, options_.quiet);
   return result;
 }
 

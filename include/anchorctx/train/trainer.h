@@ -47,8 +47,11 @@ struct TrainOptions {
   bool resume = false;  // continue from the newest checkpoint in `out`
   bool tensorboard = true;
   bool quiet = false;
-  // Extra files copied into every checkpoint (the tokenizer).
+  // Extra files copied into every checkpoint (after the tokenizer's: a file of the same name
+  // replaces it).
   std::vector<std::filesystem::path> extra_files;
+  // Copy the dataset's tokenizer into every checkpoint (train/run_tokenizer.h).
+  bool copy_tokenizer = true;
 
   nlohmann::json to_json() const;
 };

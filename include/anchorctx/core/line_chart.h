@@ -1,13 +1,15 @@
-// Line charts for the analysis reports (rope-drift's plots), drawn once with cairo and written
-// both as SVG (cairo's SVG surface) and PNG (its image surface): one drawing, two files that
-// show the same thing. Cairo (Debian's libcairo2) is the 2D library made for this; its text
-// goes through fontconfig, so any installed sans-serif font (fonts-dejavu-core) will do.
+// Line charts for the reports (rope-drift's plots, a training run's report.md), drawn once with
+// cairo and written both as SVG (cairo's SVG surface) and PNG (its image surface): one drawing,
+// two files that show the same thing. In core because both train and analysis draw them and
+// neither may depend on the other (DESIGN.md's dependency table). Cairo (Debian's libcairo2) is the
+// 2D library made for this; its text goes through fontconfig, so any installed sans-serif font
+// (fonts-dejavu-core) will do.
 #pragma once
 
 #include <string>
 #include <vector>
 
-namespace anchorctx::analysis {
+namespace anchorctx::core {
 
 enum class AxisScale {
   linear,
@@ -38,4 +40,4 @@ struct RenderedChart {
 // Throws anchorctx::Error when cairo fails.
 RenderedChart render_chart(const LineChart& chart);
 
-}  // namespace anchorctx::analysis
+}  // namespace anchorctx::core

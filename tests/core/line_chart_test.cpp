@@ -1,6 +1,6 @@
 // The cairo line charts of the reports: both files are what they claim, and the PNG shows the
 // series (read back through cairo and looked for by colour).
-#include "analysis/line_chart.h"
+#include "anchorctx/core/line_chart.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +12,7 @@
 #include <cairo.h>
 #include <gtest/gtest.h>
 
-namespace anchorctx::analysis {
+namespace anchorctx::core {
 namespace {
 
 struct Reader {
@@ -132,4 +132,4 @@ TEST(LineChart, ManyPointsAreReducedToTheirEnvelopePerColumn) {
 }
 
 }  // namespace
-}  // namespace anchorctx::analysis
+}  // namespace anchorctx::core

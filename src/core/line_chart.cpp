@@ -1,5 +1,5 @@
 // Line charts with cairo (line_chart.h): layout, axes with readable ticks, series, legend.
-#include "analysis/line_chart.h"
+#include "anchorctx/core/line_chart.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,7 +14,7 @@
 
 #include "anchorctx/core/error.h"
 
-namespace anchorctx::analysis {
+namespace anchorctx::core {
 namespace {
 
 constexpr double kWidth = 760, kHeight = 460;
@@ -352,4 +352,4 @@ RenderedChart render_chart(const LineChart& chart) {
   return out;
 }
 
-}  // namespace anchorctx::analysis
+}  // namespace anchorctx::core

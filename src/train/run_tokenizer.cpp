@@ -1,0 +1,77 @@
+// The training tokenizer into the run folder (run_tokenizer.h).
+#include "anchorctx/train/run_tokenizer.h"
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "anchorctx/core/atomic_dir.h"
+#include "anchorctx/core/atomic_file.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/data/tokenizer.h"
+#include "anchorctx/data/tokenizer_files.h"
+
+namespace anchorctx::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+void warn(bool quiet, const std::string& spec, const std::string& why) {
+  if (quiet) return;
+  std::fprintf(stderr,
+               "anchorctx: warning: the dataset's tokenizer '%s' is not copied into the "
+               "checkpoints (%s); pass its files with --copy-file\n",
+               spec.c_str(), why.c_str());
+}
+
+}  // namespace
+
+std::vector<fs::path> prepare_run_tokenizer(const nlohmann::json& dataset_meta,
+                                            const fs::path& run_dir, bool quiet) {
+  const nlohmann::json tokenizer = dataset_meta.value("tokenizer", nlohmann::json::object());
+  const std::string spec = tokenizer.value("spec", "");
+  const std::string hash = tokenizer.value("content_hash", "");
+  if (spec.empty()) {
+    warn(quiet, spec, "meta.json names none");
+    return {};
+  }
+
+  std::vector<data::TokenizerFile> generated;
+  std::vector<fs::path> sources;
+  if (spec == "byte") {
+    generated = data::byte_tokenizer_hf_files();
+  } else {
+    // The spec as pack was given it: usable only if it still names the same tokenizer.
+    try {
+      if (data::load_tokenizer(spec)->content_hash() != hash) {
+        warn(quiet, spec, "the file's content hash is no longer the dataset's");
+        return {};
+      }
+      sources = data::tokenizer_source_files(spec);
+    } catch (const Error& e) {
+      warn(quiet, spec, e.what());
+      return {};
+    }
+  }
+
+  const fs::path folder = run_dir / "tokenizer";
+  fs::create_directories(run_dir);
+  core::AtomicDir dir(folder, /*replace=*/true);
+  std::vector<fs::path> files;
+  for (const data::TokenizerFile& f : generated) {
+    core::write_file_atomic(dir.path() / f.name, f.content);
+    files.push_back(folder / f.name);
+  }
+  for (const fs::path& source : sources) {
+    std::error_code ec;
+    fs::copy_file(source, dir.path() / source.filename(), ec);
+    if (ec) fail("{}: cannot copy into {}: {}", source.string(), folder.string(), ec.message());
+    files.push_back(folder / source.filename());
+  }
+  dir.commit();
+  return files;
+}
+
+}  // namespace anchorctx::train
