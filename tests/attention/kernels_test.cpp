@@ -405,13 +405,15 @@ TEST_F(Kernels, DeterministicAcrossThreadsAndRuns) {
   options.min_sequences = 2;
   options.max_sequences = 3;
   options.max_seq_len = 160;
+  options.fewer_queries = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   const RandomLayout r = random_layout(rng, options);
   SCOPED_TRACE(r.describe());
   for (MaskKind mask : kMasks) {
     for (DType dtype : {DType::f32, DType::bf16}) {
       const AttentionDims dims{4, 2, 64};
       SCOPED_TRACE(describe(mask, dims, dtype));
-      const Inputs in = random_inputs(rng, r.total_tokens(), dims, dtype);
+      const Inputs in =
+          random_inputs(rng, r.layout.total_q_tokens(), dims, dtype, r.total_tokens());
       const BlockPlan plan = BlockPlan::build(r.layout, mask);
       for (const std::string& isa : runnable_isas()) {
         IsaOverride guard(isa);
@@ -436,13 +438,15 @@ TEST_F(Kernels, BackwardSchedulesAgreeToTheBit) {
   options.min_sequences = 1;
   options.max_sequences = 1;
   options.max_seq_len = 300;
+  options.fewer_queries = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   const RandomLayout r = random_layout(rng, options);
   SCOPED_TRACE(r.describe());
   for (MaskKind mask : kMasks) {
     for (DType dtype : {DType::f32, DType::bf16}) {
       const AttentionDims dims{2, 1, 64};  // one sequence x one kv head: one fused item
       SCOPED_TRACE(describe(mask, dims, dtype));
-      const Inputs in = random_inputs(rng, r.total_tokens(), dims, dtype);
+      const Inputs in =
+          random_inputs(rng, r.layout.total_q_tokens(), dims, dtype, r.total_tokens());
       const Reference ref = run_reference(r.layout, mask, dims, in, 0.0);
       const BlockPlan plan = BlockPlan::build(r.layout, mask, 32);
       for (const std::string& isa : runnable_isas()) {
