@@ -8,7 +8,7 @@
 // backward pass. Which pairs are visible comes from visible_keys (mask.h) of each query tile's
 // first and last rows alone, which its promises (monotone spans) make exact.
 //
-// Building costs O(tiles + documents + visited tiles); no Tq x Tk mask is ever formed.
+// Building costs O(tiles x log(documents) + visited tiles); no Tq x Tk mask is ever formed.
 #pragma once
 
 #include <cstdint>
