@@ -25,6 +25,14 @@ void check_tensor(const void* p, const char* name) {
   require(p != nullptr, "attention: tensor '{}' is null", name);
 }
 
+// Fills in the dense default of a tensor's strides (0 = dense) and checks them.
+void resolve(Strides& s, int heads, int head_dim, const char* name) {
+  require(s.token >= 0 && s.head >= 0, "attention: tensor '{}' has a negative stride ({}, {})",
+          name, s.token, s.head);
+  if (s.head == 0) s.head = head_dim;
+  if (s.token == 0) s.token = static_cast<std::int64_t>(heads) * head_dim;
+}
+
 float resolve_scale(const AttentionDims& dims, const KernelOptions& options) {
   require(std::isfinite(options.scale), "attention: softmax scale {} is not finite", options.scale);
   return options.scale != 0.0f ? options.scale
@@ -33,8 +41,10 @@ float resolve_scale(const AttentionDims& dims, const KernelOptions& options) {
 
 // The kernels of the instruction set in use.
 struct CpuKernels {
-  void (*forward)(const BlockPlan&, const AttentionDims&, const ForwardTensors&, float, int);
-  void (*backward)(const BlockPlan&, const AttentionDims&, const BackwardTensors&, float, int);
+  void (*forward)(const BlockPlan&, const AttentionDims&, const ForwardTensors&,
+                  const ForwardStrides&, float, int);
+  void (*backward)(const BlockPlan&, const AttentionDims&, const BackwardTensors&,
+                   const BackwardStrides&, float, int);
 };
 
 CpuKernels cpu_kernels() {
@@ -52,20 +62,34 @@ CpuKernels cpu_kernels() {
 }  // namespace
 
 void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
-             const KernelOptions& options) {
+             const KernelOptions& options, const ForwardStrides& strides) {
   check_dims(dims);
+  ForwardStrides s = strides;
+  resolve(s.q, dims.heads_q, dims.head_dim, "q");
+  resolve(s.k, dims.heads_kv, dims.head_dim, "k");
+  resolve(s.v, dims.heads_kv, dims.head_dim, "v");
+  resolve(s.out, dims.heads_q, dims.head_dim, "out");
   check_tensor(t.q, "q");
   check_tensor(t.k, "k");
   check_tensor(t.v, "v");
   check_tensor(t.out, "out");
   check_tensor(t.lse, "lse");
-  cpu_kernels().forward(plan, dims, t, resolve_scale(dims, options),
+  cpu_kernels().forward(plan, dims, t, s, resolve_scale(dims, options),
                         core::resolve_threads(options.threads));
 }
 
 void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
-              const KernelOptions& options) {
+              const KernelOptions& options, const BackwardStrides& strides) {
   check_dims(dims);
+  BackwardStrides s = strides;
+  resolve(s.q, dims.heads_q, dims.head_dim, "q");
+  resolve(s.k, dims.heads_kv, dims.head_dim, "k");
+  resolve(s.v, dims.heads_kv, dims.head_dim, "v");
+  resolve(s.out, dims.heads_q, dims.head_dim, "out");
+  resolve(s.dout, dims.heads_q, dims.head_dim, "dout");
+  resolve(s.dq, dims.heads_q, dims.head_dim, "dq");
+  resolve(s.dk, dims.heads_kv, dims.head_dim, "dk");
+  resolve(s.dv, dims.heads_kv, dims.head_dim, "dv");
   check_tensor(t.q, "q");
   check_tensor(t.k, "k");
   check_tensor(t.v, "v");
@@ -75,7 +99,7 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
   check_tensor(t.dq, "dq");
   check_tensor(t.dk, "dk");
   check_tensor(t.dv, "dv");
-  cpu_kernels().backward(plan, dims, t, resolve_scale(dims, options),
+  cpu_kernels().backward(plan, dims, t, s, resolve_scale(dims, options),
                          core::resolve_threads(options.threads));
 }
 

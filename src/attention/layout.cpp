@@ -56,6 +56,30 @@ AttentionLayout AttentionLayout::from_arrays(std::span<const std::int32_t> cu_se
     if (previous == -1 && len > 0) layout.doc_starts_.push_back(0);  // one document
     layout.cu_docs_.push_back(static_cast<std::int32_t>(layout.doc_starts_.size()));
   }
+  layout.cu_seqlens_q_ = layout.cu_seqlens_;
+  return layout;
+}
+
+AttentionLayout AttentionLayout::from_arrays(std::span<const std::int32_t> cu_seqlens_q,
+                                             std::span<const std::int32_t> cu_seqlens,
+                                             std::span<const std::int32_t> cu_docs,
+                                             std::span<const std::int32_t> doc_starts,
+                                             std::span<const std::int32_t> anchor_lens) {
+  AttentionLayout layout = from_arrays(cu_seqlens, cu_docs, doc_starts, anchor_lens);
+  require(cu_seqlens_q.size() == cu_seqlens.size(),
+          "layout: cu_seqlens_q has {} entries, expected B+1 = {}", cu_seqlens_q.size(),
+          cu_seqlens.size());
+  require(cu_seqlens_q[0] == 0, "layout: cu_seqlens_q[0] is {}, must be 0", cu_seqlens_q[0]);
+  for (std::size_t b = 0; b + 1 < cu_seqlens.size(); ++b) {
+    const std::int64_t q_len = std::int64_t{cu_seqlens_q[b + 1]} - cu_seqlens_q[b];
+    require(q_len >= 0, "layout: cu_seqlens_q not increasing at index {} ({} after {})", b + 1,
+            cu_seqlens_q[b + 1], cu_seqlens_q[b]);
+    require(q_len <= layout.seq_len(static_cast<int>(b)),
+            "layout: cu_seqlens_q gives sequence {} {} queries but it has only {} keys (queries "
+            "are its last keys)",
+            b, q_len, layout.seq_len(static_cast<int>(b)));
+  }
+  layout.cu_seqlens_q_.assign(cu_seqlens_q.begin(), cu_seqlens_q.end());
   return layout;
 }
 
@@ -91,36 +115,28 @@ std::int32_t AttentionLayout::doc_start_of(int b, std::int32_t pos) const {
   return *(std::upper_bound(starts.begin(), starts.end(), pos) - 1);
 }
 
-bool AttentionLayout::visible(MaskKind mask, int b, std::int32_t q, std::int32_t k) const {
-  if (k > q) return false;
-  switch (mask) {
-    case MaskKind::causal:
-      return true;
-    case MaskKind::intra_doc:
-      return k >= doc_start_of(b, q);
-    case MaskKind::anchor:
-      return k < anchor_lens_[b] || k >= doc_start_of(b, q);
-  }
-  return false;
+std::int32_t AttentionLayout::doc_end_of(int b, std::int32_t pos) const {
+  const auto starts = doc_starts(b);
+  const auto next = std::upper_bound(starts.begin(), starts.end(), pos);
+  return next == starts.end() ? seq_len(b) : *next;
 }
 
-std::int64_t AttentionLayout::visible_pairs(MaskKind mask) const {
-  auto triangle = [](std::int64_t n) { return n * (n + 1) / 2; };
+KeySpans AttentionLayout::visible_keys(const Mask& mask, int b, std::int32_t q) const {
+  const std::int32_t pos = q + q_offset(b);
+  return attention::visible_keys(
+      mask, {pos, doc_start_of(b, pos), doc_end_of(b, pos), seq_len(b), anchor_lens_[b]});
+}
+
+std::int64_t AttentionLayout::visible_pairs(const Mask& mask) const {
   std::int64_t total = 0;
   for (int b = 0; b < num_sequences(); ++b) {
-    const std::int32_t len = seq_len(b);
-    if (mask == MaskKind::causal) {
-      total += triangle(len);
-      continue;
-    }
+    // Document by document, so no row pays for a search.
     const auto starts = doc_starts(b);
+    const std::int32_t len = seq_len(b), first = q_offset(b);
     for (std::size_t d = 0; d < starts.size(); ++d) {
-      const std::int64_t begin = starts[d];
-      const std::int64_t end = d + 1 < starts.size() ? starts[d + 1] : len;
-      total += triangle(end - begin);
-      // Anchor keys before this document are extra keys for each of its rows.
-      if (mask == MaskKind::anchor)
-        total += (end - begin) * std::min<std::int64_t>(anchor_lens_[b], begin);
+      const std::int32_t end = d + 1 < starts.size() ? starts[d + 1] : len;
+      for (std::int32_t pos = std::max(starts[d], first); pos < end; ++pos)
+        total += attention::visible_keys(mask, {pos, starts[d], end, len, anchor_lens_[b]}).count();
     }
   }
   return total;

@@ -10,4 +10,16 @@ std::optional<MaskKind> parse_mask_kind(std::string_view name) {
   return std::nullopt;
 }
 
+KeySpans visible_keys(const Mask& mask, const RowFacts& row) {
+  const bool whole_sequence = mask.kind == MaskKind::causal;
+  std::int32_t lo = whole_sequence ? 0 : row.doc_start;
+  std::int32_t hi = mask.causal ? row.pos + 1 : (whole_sequence ? row.seq_len : row.doc_end);
+  if (mask.window > 0) {
+    lo = std::max(lo, row.pos - mask.window + 1);
+    hi = std::min(hi, row.pos + mask.window);
+  }
+  const std::int32_t anchor_end = mask.kind == MaskKind::anchor ? std::min(row.anchor_len, hi) : 0;
+  return {anchor_end, lo, hi};
+}
+
 }  // namespace anchorctx::attention

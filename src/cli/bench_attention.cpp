@@ -165,7 +165,7 @@ void run(const Args& a) {
   const double plan_ms = plan_watch.elapsed_ms();
   std::int64_t causal_tile_pairs = 0;  // what a causal plan visits: the yardstick for skipping
   for (int b = 0; b < layout.num_sequences(); ++b) {
-    const std::int64_t n = plan.first_tile(b + 1) - plan.first_tile(b);
+    const std::int64_t n = plan.first_q_tile(b + 1) - plan.first_q_tile(b);
     causal_tile_pairs += n * (n + 1) / 2;
   }
 
@@ -293,7 +293,7 @@ void run(const Args& a) {
   j["tokens"] = tokens;
   j["num_documents"] = num_docs;
   j["plan"] = {{"tile_size", plan.tile_size()},
-               {"num_tiles", plan.num_tiles()},
+               {"num_tiles", plan.num_q_tiles()},
                {"visited_pairs", plan.visited_pairs()},
                {"partial_pairs", plan.partial_pairs()},
                {"full_pairs", plan.visited_pairs() - plan.partial_pairs()},

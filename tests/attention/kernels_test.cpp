@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -95,9 +96,10 @@ struct Results {
 };
 
 Inputs random_inputs(std::mt19937_64& rng, std::int64_t tokens, const AttentionDims& dims,
-                     DType dtype) {
+                     DType dtype, std::int64_t key_tokens = -1) {
+  if (key_tokens < 0) key_tokens = tokens;
   const std::size_t nq = tokens * dims.heads_q * dims.head_dim;
-  const std::size_t nkv = tokens * dims.heads_kv * dims.head_dim;
+  const std::size_t nkv = key_tokens * dims.heads_kv * dims.head_dim;
   // q a little larger than k so that softmax rows are peaked, not nearly uniform.
   Inputs in{test_support::random_floats(rng, nq, 1.5f), test_support::random_floats(rng, nkv),
             test_support::random_floats(rng, nkv), test_support::random_floats(rng, nq)};
@@ -114,14 +116,14 @@ struct Reference {
   std::vector<double> out_scale, lse_scale, dq_scale, dk_scale, dv_scale;
 };
 
-Reference run_reference(const AttentionLayout& layout, MaskKind mask, const AttentionDims& dims,
+Reference run_reference(const AttentionLayout& layout, const Mask& mask, const AttentionDims& dims,
                         const Inputs& in, double scale) {
   const auto q = test_support::to_double(in.q), k = test_support::to_double(in.k),
              v = test_support::to_double(in.v), dout = test_support::to_double(in.dout);
   Reference r;
   Results& x = r.values;
   x.out.resize(q.size());
-  x.lse.resize(layout.total_tokens() * dims.heads_q);
+  x.lse.resize(layout.total_q_tokens() * dims.heads_q);
   x.dq.resize(q.size());
   x.dk.resize(k.size());
   x.dv.resize(v.size());
@@ -186,7 +188,7 @@ struct KernelRun {
 // Forward, then backward from the kernel's own out and lse (as training does).
 KernelRun run_kernels(const BlockPlan& plan, const AttentionDims& dims, DType dtype,
                       const Inputs& in, const KernelOptions& options) {
-  const std::size_t t = plan.layout().total_tokens();
+  const std::size_t t = plan.layout().total_q_tokens();
   const Buffer q(dtype, in.q), k(dtype, in.k), v(dtype, in.v), dout(dtype, in.dout);
   KernelRun run{Buffer(dtype, in.q.size()), Buffer(dtype, in.q.size()), Buffer(dtype, in.k.size()),
                 Buffer(dtype, in.v.size()),
@@ -238,11 +240,11 @@ void expect_close(const Results& got, const Reference& reference, DType dtype) {
 }
 
 // One layout, mask, shape and dtype: the reference once, then the kernels on every ISA.
-void check_against_reference(const AttentionLayout& layout, MaskKind mask,
+void check_against_reference(const AttentionLayout& layout, const Mask& mask,
                              const AttentionDims& dims, DType dtype, std::mt19937_64& rng,
                              int tile_size = BlockPlan::kDefaultTileSize, float scale = 0.0f,
                              int threads = 0) {
-  const Inputs in = random_inputs(rng, layout.total_tokens(), dims, dtype);
+  const Inputs in = random_inputs(rng, layout.total_q_tokens(), dims, dtype, layout.total_tokens());
   const Reference ref = run_reference(layout, mask, dims, in, scale);
   const BlockPlan plan = BlockPlan::build(layout, mask, tile_size);
   for (const std::string& isa : runnable_isas()) {
@@ -403,13 +405,15 @@ TEST_F(Kernels, DeterministicAcrossThreadsAndRuns) {
   options.min_sequences = 2;
   options.max_sequences = 3;
   options.max_seq_len = 160;
+  options.fewer_queries = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   const RandomLayout r = random_layout(rng, options);
   SCOPED_TRACE(r.describe());
   for (MaskKind mask : kMasks) {
     for (DType dtype : {DType::f32, DType::bf16}) {
       const AttentionDims dims{4, 2, 64};
       SCOPED_TRACE(describe(mask, dims, dtype));
-      const Inputs in = random_inputs(rng, r.total_tokens(), dims, dtype);
+      const Inputs in =
+          random_inputs(rng, r.layout.total_q_tokens(), dims, dtype, r.total_tokens());
       const BlockPlan plan = BlockPlan::build(r.layout, mask);
       for (const std::string& isa : runnable_isas()) {
         IsaOverride guard(isa);
@@ -434,13 +438,15 @@ TEST_F(Kernels, BackwardSchedulesAgreeToTheBit) {
   options.min_sequences = 1;
   options.max_sequences = 1;
   options.max_seq_len = 300;
+  options.fewer_queries = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   const RandomLayout r = random_layout(rng, options);
   SCOPED_TRACE(r.describe());
   for (MaskKind mask : kMasks) {
     for (DType dtype : {DType::f32, DType::bf16}) {
       const AttentionDims dims{2, 1, 64};  // one sequence x one kv head: one fused item
       SCOPED_TRACE(describe(mask, dims, dtype));
-      const Inputs in = random_inputs(rng, r.total_tokens(), dims, dtype);
+      const Inputs in =
+          random_inputs(rng, r.layout.total_q_tokens(), dims, dtype, r.total_tokens());
       const Reference ref = run_reference(r.layout, mask, dims, in, 0.0);
       const BlockPlan plan = BlockPlan::build(r.layout, mask, 32);
       for (const std::string& isa : runnable_isas()) {
@@ -562,6 +568,326 @@ TEST_F(Kernels, SharedAnchorEqualsPerDocumentAnchors) {
       for (int h = 0; h < hq; ++h) {
         ASSERT_NEAR(a.lse[h * ts + s], b.lse[h * tp + p], 1e-5) << "lse of token " << s;
       }
+    }
+  }
+}
+
+// Fewer queries than keys (prefill with a cache, chunked prefill, one-token decode): the
+// queries are the last keys of each sequence. Forward and backward against the reference.
+TEST_F(Kernels, QueriesFewerThanKeysMatchTheReference) {
+  for (const int tile : {16, 64}) {
+    for (MaskKind mask : kMasks) {
+      for (DType dtype : {DType::f32, DType::bf16}) {
+        const AttentionDims dims{4, 2, 64};
+        SCOPED_TRACE(testing::Message() << describe(mask, dims, dtype) << " tile " << tile);
+        LayoutOptions options;
+        options.tile = tile;
+        options.max_sequences = 3;
+        options.max_seq_len = 170;
+        options.fewer_queries = true;
+        const RandomLayout r = random_layout(rng, options);
+        SCOPED_TRACE(r.describe());
+        check_against_reference(r.layout, mask, dims, dtype, rng, tile);
+      }
+    }
+  }
+}
+
+// Sliding windows and non-causal masks (mask.h's modifiers), with equal and fewer queries.
+TEST_F(Kernels, MaskVariantsMatchTheReference) {
+  const int window = std::uniform_int_distribution<int>(1, 40)(rng);
+  SCOPED_TRACE(testing::Message() << "window " << window);
+  for (const Mask& mask : test_support::mask_variants(window)) {
+    SCOPED_TRACE(test_support::describe_mask(mask));
+    LayoutOptions options;
+    options.tile = 16;
+    options.max_seq_len = 120;
+    options.fewer_queries = mask.window % 2 == 1;
+    const RandomLayout r = random_layout(rng, options);
+    SCOPED_TRACE(r.describe());
+    check_against_reference(r.layout, mask, {2, 1, 40}, DType::f32, rng, 16);
+    check_against_reference(r.layout, mask, {4, 2, 64}, DType::bf16, rng, 16);
+  }
+}
+
+// Tensors of element type E (float or bf16 bits) laid out with arbitrary strides.
+template <typename E>
+E to_element(float x) {
+  if constexpr (std::is_same_v<E, float>) {
+    return x;
+  } else {
+    return core::float_to_bf16_bits(x);
+  }
+}
+
+// q, k and v read in place from one fused [T, Hq + 2 Hkv, D] buffer, dout head-major
+// [Hq, T, D], out written into every other D-slot of a [T, Hq, 2D] buffer and dq, dk, dv into
+// a fused gradient buffer: the same bits as dense tensors.
+template <typename E>
+void check_strided_matches_dense(const AttentionLayout& layout, const Mask& mask,
+                                 const AttentionDims& dims, const Inputs& in) {
+  const DType dtype = std::is_same_v<E, float> ? DType::f32 : DType::bf16;
+  const std::int64_t T = layout.total_tokens();
+  const int hq = dims.heads_q, hkv = dims.heads_kv, d = dims.head_dim;
+  const std::int64_t fused = static_cast<std::int64_t>(hq + 2 * hkv) * d;
+  const BlockPlan plan = BlockPlan::build(layout, mask, 32);
+  const KernelRun dense = run_kernels(plan, dims, dtype, in, {});
+
+  const E nan = to_element<E>(std::numeric_limits<float>::quiet_NaN());
+  std::vector<E> qkv(T * fused, nan), dout(in.dout.size(), nan), out(T * hq * 2 * d, nan),
+      grads(T * fused, nan);
+  std::vector<float> lse(T * hq, std::numeric_limits<float>::quiet_NaN());
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (int c = 0; c < hq * d; ++c) {
+      qkv[t * fused + c] = to_element<E>(in.q[t * hq * d + c]);
+      const int h = c / d;
+      dout[(h * T + t) * d + c % d] = to_element<E>(in.dout[t * hq * d + c]);
+    }
+    for (int c = 0; c < hkv * d; ++c) {
+      qkv[t * fused + hq * d + c] = to_element<E>(in.k[t * hkv * d + c]);
+      qkv[t * fused + (hq + hkv) * d + c] = to_element<E>(in.v[t * hkv * d + c]);
+    }
+  }
+  const Strides in_rows{fused, d}, out_rows{2LL * hq * d, 2LL * d}, head_major{d, T * d};
+  forward(
+      plan, dims,
+      {dtype, qkv.data(), qkv.data() + hq * d, qkv.data() + (hq + hkv) * d, out.data(), lse.data()},
+      {}, {in_rows, in_rows, in_rows, out_rows});
+  backward(
+      plan, dims,
+      {dtype, qkv.data(), qkv.data() + hq * d, qkv.data() + (hq + hkv) * d, out.data(), dout.data(),
+       lse.data(), grads.data(), grads.data() + hq * d, grads.data() + (hq + hkv) * d},
+      {}, {in_rows, in_rows, in_rows, out_rows, head_major, in_rows, in_rows, in_rows});
+
+  const auto bits = [](const Buffer& b, std::size_t i) -> E {
+    if constexpr (std::is_same_v<E, float>) {
+      return b.f32[i];
+    } else {
+      return b.bf16[i];
+    }
+  };
+  const auto same = [](E a, E b) { return std::memcmp(&a, &b, sizeof(E)) == 0; };
+  ASSERT_EQ(std::memcmp(lse.data(), dense.lse.data(), lse.size() * sizeof(float)), 0) << "lse";
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (int c = 0; c < hq * d; ++c) {
+      const std::size_t i = t * hq * d + c;
+      ASSERT_TRUE(same(out[t * 2 * hq * d + (c / d) * 2 * d + c % d], bits(dense.out, i)))
+          << "out " << t << " " << c;
+      ASSERT_TRUE(same(out[t * 2 * hq * d + (c / d) * 2 * d + d + c % d], nan))
+          << "out gap written " << t << " " << c;
+      ASSERT_TRUE(same(grads[t * fused + c], bits(dense.dq, i))) << "dq " << t << " " << c;
+    }
+    for (int c = 0; c < hkv * d; ++c) {
+      const std::size_t i = t * hkv * d + c;
+      ASSERT_TRUE(same(grads[t * fused + hq * d + c], bits(dense.dk, i))) << "dk " << t;
+      ASSERT_TRUE(same(grads[t * fused + (hq + hkv) * d + c], bits(dense.dv, i))) << "dv " << t;
+    }
+  }
+}
+
+TEST_F(Kernels, StridedTensorsGiveTheDenseBits) {
+  LayoutOptions options;
+  options.max_seq_len = 150;
+  const RandomLayout r = random_layout(rng, options);
+  SCOPED_TRACE(r.describe());
+  const AttentionDims dims{4, 2, 40};
+  for (const std::string& isa : runnable_isas()) {
+    IsaOverride guard(isa);
+    SCOPED_TRACE("isa " + isa);
+    for (MaskKind mask : kMasks) {
+      SCOPED_TRACE(to_string(mask));
+      check_strided_matches_dense<float>(r.layout, mask, dims,
+                                         random_inputs(rng, r.total_tokens(), dims, DType::f32));
+      check_strided_matches_dense<std::uint16_t>(
+          r.layout, mask, dims, random_inputs(rng, r.total_tokens(), dims, DType::bf16));
+    }
+  }
+}
+
+TEST_F(Kernels, RejectsNegativeStrides) {
+  const auto layout = AttentionLayout::from_document_lengths({{20}}, 0);
+  const BlockPlan plan = BlockPlan::build(layout, MaskKind::causal);
+  std::vector<float> x(20 * 64, 1.0f), out(20 * 64, 7.0f), lse(20, 7.0f);
+  ForwardStrides strides;
+  strides.k.token = -64;
+  try {
+    forward(plan, {1, 1, 64}, {DType::f32, x.data(), x.data(), x.data(), out.data(), lse.data()},
+            {}, strides);
+    ADD_FAILURE() << "negative stride accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'k'"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(out[0], 7.0f);
+}
+
+// --- NaN propagation (kernels.h): a non-finite input reaches exactly the outputs the mask
+// lets it reach, as NaN; every other output keeps its clean value.
+
+enum class Input { q, k, v, dout, out, lse };
+
+struct Poison {
+  Input input;
+  std::int64_t token;  // query row (q, dout, out, lse) or key row (k, v)
+  int head;            // query head (q, dout, out, lse) or kv head (k, v)
+  int dim;
+  float value;  // NaN or +-inf
+};
+
+// Which (row, head) outputs the poisons must reach, from the oracle mask alone.
+struct Reach {
+  std::vector<char> fwd_rows, bwd_rows;  // [Tq, Hq]: out/lse, dq
+  std::vector<char> keys;                // [Tk, Hkv]: dk, dv
+};
+
+Reach expected_reach(const RandomLayout& r, const Mask& mask, const AttentionDims& dims,
+                     const std::vector<Poison>& poisons) {
+  const AttentionLayout& layout = r.layout;
+  const std::int64_t tq = layout.total_q_tokens(), tk = layout.total_tokens();
+  const int hq = dims.heads_q, hkv = dims.heads_kv, group = hq / hkv;
+  std::vector<char> bad_key(tk * hkv, 0), bad_row(tq * hq, 0), bad_bwd_row(tq * hq, 0);
+  for (const Poison& p : poisons) {
+    if (p.input == Input::k || p.input == Input::v) bad_key[p.token * hkv + p.head] = 1;
+    if (p.input == Input::q) bad_row[p.token * hq + p.head] = 1;
+    if (p.input != Input::k && p.input != Input::v) bad_bwd_row[p.token * hq + p.head] = 1;
+  }
+  Reach reach{std::vector<char>(tq * hq, 0), std::vector<char>(tq * hq, 0),
+              std::vector<char>(tk * hkv, 0)};
+  for (int b = 0; b < layout.num_sequences(); ++b) {
+    for (std::int32_t i = 0; i < layout.q_len(b); ++i) {
+      const std::int64_t row = layout.q_begin(b) + i;
+      for (int h = 0; h < hq; ++h) {
+        bool sees_bad = false;
+        for (std::int32_t j = 0; j < layout.seq_len(b); ++j) {
+          sees_bad |= r.oracle_visible(mask, b, i, j) &&
+                      bad_key[(layout.seq_begin(b) + j) * hkv + h / group];
+        }
+        const std::int64_t at = row * hq + h;
+        reach.fwd_rows[at] = bad_row[at] || sees_bad;
+        reach.bwd_rows[at] = reach.fwd_rows[at] || bad_bwd_row[at];
+        if (!reach.bwd_rows[at]) continue;
+        for (std::int32_t j = 0; j < layout.seq_len(b); ++j) {
+          if (r.oracle_visible(mask, b, i, j))
+            reach.keys[(layout.seq_begin(b) + j) * hkv + h / group] = 1;
+        }
+      }
+    }
+  }
+  return reach;
+}
+
+// Row (row, head) of a [rows, heads, D] buffer is all NaN when `reached`, else equal (as a
+// value, so -0 == +0) to the clean run's.
+testing::AssertionResult rows_as_expected(const std::vector<double>& got,
+                                          const std::vector<double>& clean,
+                                          const std::vector<char>& reached, int d,
+                                          const char* name) {
+  for (std::size_t at = 0; at < reached.size(); ++at) {
+    for (int c = 0; c < d; ++c) {
+      const double x = got[at * d + c];
+      if (reached[at] ? !std::isnan(x) : !(x == clean[at * d + c])) {
+        return testing::AssertionFailure()
+               << name << " row*head " << at << " col " << c << ": got " << x << ", expected "
+               << (reached[at] ? "NaN" : "clean ") << (reached[at] ? 0.0 : clean[at * d + c]);
+      }
+    }
+  }
+  return testing::AssertionSuccess();
+}
+
+TEST_F(Kernels, NonFiniteInputsReachExactlyTheOutputsTheMaskAllows) {
+  const AttentionDims dims{4, 2, 40};
+  const int hq = dims.heads_q, hkv = dims.heads_kv, d = dims.head_dim;
+  const std::vector<Mask> masks = test_support::mask_variants(7);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+  for (int trial = 0; trial < 12; ++trial) {
+    const Mask mask = masks[std::uniform_int_distribution<std::size_t>(0, masks.size() - 1)(rng)];
+    const DType dtype = trial % 2 == 0 ? DType::f32 : DType::bf16;
+    LayoutOptions options;
+    options.tile = 16;
+    options.min_sequences = 2;
+    options.max_seq_len = 90;
+    options.fewer_queries = trial % 3 == 1;
+    const RandomLayout r = random_layout(rng, options);
+    const AttentionLayout& layout = r.layout;
+    const std::int64_t tq = layout.total_q_tokens(), tk = layout.total_tokens();
+    SCOPED_TRACE(testing::Message() << "trial " << trial << " " << test_support::describe_mask(mask)
+                                    << " " << core::to_string(dtype) << " " << r.describe());
+    const Inputs clean = random_inputs(rng, tq, dims, dtype, tk);
+    const BlockPlan plan = BlockPlan::build(layout, mask, 16);
+
+    // One to three poisons, in any input, each NaN or an infinity.
+    std::vector<Poison> poisons;
+    const int count = std::uniform_int_distribution<int>(1, 3)(rng);
+    for (int p = 0; p < count; ++p) {
+      const auto input = static_cast<Input>(std::uniform_int_distribution<int>(0, 5)(rng));
+      const bool key = input == Input::k || input == Input::v;
+      poisons.push_back({input,
+                         std::uniform_int_distribution<std::int64_t>(0, (key ? tk : tq) - 1)(rng),
+                         std::uniform_int_distribution<int>(0, (key ? hkv : hq) - 1)(rng),
+                         std::uniform_int_distribution<int>(0, d - 1)(rng),
+                         specials[std::uniform_int_distribution<int>(0, 2)(rng)]});
+    }
+    Inputs poisoned = clean;
+    for (const Poison& p : poisons) {
+      if (p.input == Input::q) poisoned.q[(p.token * hq + p.head) * d + p.dim] = p.value;
+      if (p.input == Input::k) poisoned.k[(p.token * hkv + p.head) * d + p.dim] = p.value;
+      if (p.input == Input::v) poisoned.v[(p.token * hkv + p.head) * d + p.dim] = p.value;
+      if (p.input == Input::dout) poisoned.dout[(p.token * hq + p.head) * d + p.dim] = p.value;
+    }
+    const Reach reach = expected_reach(r, mask, dims, poisons);
+    // One thread runs the fused backward; 8 threads, more than sequences x kv heads (<= 6), the
+    // two-pass one.
+    const KernelOptions kernel_options{0.0f, trial % 4 < 2 ? 1 : 8};
+
+    for (const std::string& isa : runnable_isas()) {
+      IsaOverride guard(isa);
+      SCOPED_TRACE("isa " + isa);
+      const KernelRun base = run_kernels(plan, dims, dtype, clean, {});
+      const Results want = base.to_results();
+      // Forward on the poisoned q, k, v.
+      const Buffer q(dtype, poisoned.q), k(dtype, poisoned.k), v(dtype, poisoned.v),
+          dout(dtype, poisoned.dout);
+      Buffer out(dtype, clean.q.size());
+      std::vector<float> lse(tq * hq, 0.0f);
+      forward(plan, dims, {dtype, q.data(), k.data(), v.data(), out.data(), lse.data()},
+              kernel_options);
+      std::vector<char> lse_reach(tq * hq);
+      for (std::int64_t t = 0; t < tq; ++t) {
+        for (int h = 0; h < hq; ++h)
+          lse_reach[h * tq + t] = reach.fwd_rows[t * hq + h];
+      }
+      EXPECT_TRUE(rows_as_expected(out.to_double(), want.out, reach.fwd_rows, d, "out"));
+      EXPECT_TRUE(rows_as_expected(std::vector<double>(lse.begin(), lse.end()), want.lse, lse_reach,
+                                   1, "lse"));
+      // Backward on the poisoned inputs, from the clean out and lse with their own poisons.
+      Buffer out_in = base.out;
+      std::vector<float> lse_in = base.lse;
+      for (const Poison& p : poisons) {
+        const std::size_t at = (p.token * hq + p.head) * d + p.dim;
+        if (p.input == Input::out) {
+          if (dtype == DType::f32) {
+            out_in.f32[at] = p.value;
+          } else {
+            out_in.bf16[at] = core::float_to_bf16_bits(p.value);
+          }
+        }
+        if (p.input == Input::lse) lse_in[p.head * tq + p.token] = p.value;
+      }
+      // An lse of -inf is a row that sees nothing, not a poison: use NaN there instead.
+      for (const Poison& p : poisons) {
+        if (p.input == Input::lse && p.value < 0.0f)
+          lse_in[p.head * tq + p.token] = std::numeric_limits<float>::quiet_NaN();
+      }
+      Buffer dq(dtype, clean.q.size()), dk(dtype, clean.k.size()), dv(dtype, clean.v.size());
+      backward(plan, dims,
+               {dtype, q.data(), k.data(), v.data(), out_in.data(), dout.data(), lse_in.data(),
+                dq.data(), dk.data(), dv.data()},
+               kernel_options);
+      EXPECT_TRUE(rows_as_expected(dq.to_double(), want.dq, reach.bwd_rows, d, "dq"));
+      EXPECT_TRUE(rows_as_expected(dk.to_double(), want.dk, reach.keys, d, "dk"));
+      EXPECT_TRUE(rows_as_expected(dv.to_double(), want.dv, reach.keys, d, "dv"));
     }
   }
 }

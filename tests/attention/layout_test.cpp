@@ -137,6 +137,70 @@ TEST(LayoutMask, VisibleFollowsTheDefinition) {
   EXPECT_EQ(layout.visible_pairs(MaskKind::causal), 36);
   EXPECT_EQ(layout.visible_pairs(MaskKind::intra_doc), 6 + 3 + 6);
   EXPECT_EQ(layout.visible_pairs(MaskKind::anchor), 15 + 2 * 2 + 3 * 2);
+  // Sliding window of 2: itself and the key before it, anchors still visible.
+  const Mask window{MaskKind::anchor, 2, true};
+  EXPECT_TRUE(layout.visible(window, 0, 7, 6));
+  EXPECT_FALSE(layout.visible(window, 0, 7, 5));
+  EXPECT_TRUE(layout.visible(window, 0, 7, 1));  // anchor
+  // Non-causal: the whole document, anchors too, nothing of the next document.
+  const Mask whole{MaskKind::intra_doc, 0, false};
+  EXPECT_TRUE(layout.visible(whole, 0, 3, 4));
+  EXPECT_FALSE(layout.visible(whole, 0, 4, 5));
+  EXPECT_EQ(layout.visible_pairs(whole), 9 + 4 + 9);
+}
+
+TEST(LayoutQueries, QueriesAreTheLastKeys) {
+  // Keys: docs [0,3) [3,5) [5,8), anchor 2; queries: the last 3 keys (5, 6, 7).
+  const auto layout =
+      AttentionLayout::from_arrays(I32{0, 3}, I32{0, 8}, I32{0, 3}, I32{0, 3, 5}, I32{2});
+  EXPECT_FALSE(layout.queries_are_keys());
+  EXPECT_EQ(layout.total_q_tokens(), 3);
+  EXPECT_EQ(layout.total_tokens(), 8);
+  EXPECT_EQ(layout.q_offset(0), 5);
+  EXPECT_TRUE(layout.visible(MaskKind::anchor, 0, 0, 5));   // query 0 is key 5
+  EXPECT_FALSE(layout.visible(MaskKind::anchor, 0, 0, 6));  // causal in key positions
+  EXPECT_TRUE(layout.visible(MaskKind::anchor, 0, 0, 1));   // anchor
+  EXPECT_FALSE(layout.visible(MaskKind::anchor, 0, 2, 4));  // previous document
+  EXPECT_TRUE(layout.visible(MaskKind::causal, 0, 2, 0));
+  EXPECT_EQ(layout.visible_pairs(MaskKind::causal), 6 + 7 + 8);
+  EXPECT_EQ(layout.visible_pairs(MaskKind::anchor), (1 + 2) + (2 + 2) + (3 + 2));
+  // More queries than keys, or a broken query array, are refused by name.
+  for (const I32& cu_q : {I32{0, 9}, I32{1, 3}, I32{0}, I32{0, -1}}) {
+    try {
+      AttentionLayout::from_arrays(cu_q, I32{0, 8}, I32{0, 0}, I32{}, I32{});
+      ADD_FAILURE() << "accepted cu_seqlens_q " << fmt::format("{}", cu_q);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cu_seqlens_q"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The promises mask.h makes every rule keep (the plan and the kernels rely on them): a query
+// sees itself, and lo, hi and anchor_end never decrease as the query moves right.
+TEST(LayoutMask, SpansKeepTheirPromises) {
+  const std::uint64_t seed = test_seed();
+  SCOPED_TRACE(testing::Message() << "seed=" << seed);
+  std::mt19937_64 rng(seed);
+  for (int trial = 0; trial < 20; ++trial) {
+    LayoutOptions options;
+    options.max_seq_len = 120;
+    options.tile = 16;
+    const auto r = random_layout(rng, options);
+    SCOPED_TRACE(r.describe());
+    for (const Mask& mask : test_support::mask_variants(1 + trial % 7)) {
+      SCOPED_TRACE(test_support::describe_mask(mask));
+      for (int b = 0; b < r.layout.num_sequences(); ++b) {
+        for (std::int32_t q = 0; q < r.layout.q_len(b); ++q) {
+          const KeySpans s = r.layout.visible_keys(mask, b, q);
+          ASSERT_TRUE(s.contains(q + r.layout.q_offset(b))) << "q=" << q;
+          ASSERT_LE(s.anchor_end, s.hi) << "q=" << q;
+          if (q == 0) continue;
+          const KeySpans p = r.layout.visible_keys(mask, b, q - 1);
+          ASSERT_TRUE(p.lo <= s.lo && p.hi <= s.hi && p.anchor_end <= s.anchor_end) << "q=" << q;
+        }
+      }
+    }
+  }
 }
 
 TEST(LayoutMask, MatchesBruteForceOnRandomLayouts) {
@@ -150,6 +214,7 @@ TEST(LayoutMask, MatchesBruteForceOnRandomLayouts) {
     options.tile = trial % 2 == 0 ? 16 : 64;
     options.anchor_lens = {0, 1, 3, 7};
     options.allow_empty_sequences = true;
+    options.fewer_queries = trial % 3 == 2;
     const auto r = random_layout(rng, options);
     SCOPED_TRACE(r.describe());
     const auto& layout = r.layout;
@@ -164,20 +229,21 @@ TEST(LayoutMask, MatchesBruteForceOnRandomLayouts) {
             << "b=" << b << " pos=" << pos;
       }
     }
-    for (MaskKind mask : kMasks) {
+    for (const Mask& mask : test_support::mask_variants(1 + trial % 9)) {
       std::int64_t count = 0;
       for (int b = 0; b < layout.num_sequences(); ++b) {
         const std::int32_t len = r.seqs[b].len;
-        for (std::int32_t q = 0; q < len; ++q) {
+        ASSERT_EQ(layout.q_len(b), r.seqs[b].q_len);
+        for (std::int32_t q = 0; q < r.seqs[b].q_len; ++q) {
           for (std::int32_t k = 0; k < len; ++k) {
             const bool expected = r.oracle_visible(mask, b, q, k);
             ASSERT_EQ(layout.visible(mask, b, q, k), expected)
-                << to_string(mask) << " b=" << b << " q=" << q << " k=" << k;
+                << test_support::describe_mask(mask) << " b=" << b << " q=" << q << " k=" << k;
             count += expected;
           }
         }
       }
-      EXPECT_EQ(layout.visible_pairs(mask), count) << to_string(mask);
+      EXPECT_EQ(layout.visible_pairs(mask), count) << test_support::describe_mask(mask);
     }
   }
 }

@@ -34,6 +34,7 @@ inline std::uint64_t test_seed() {
 // One sequence as the generator made it: the raw facts the oracle below reads.
 struct SequenceSpec {
   std::int32_t len = 0;
+  std::int32_t q_len = 0;                // queries: the last q_len of the len keys
   std::vector<std::int32_t> doc_starts;  // sorted, first 0 (empty when len == 0)
   std::int32_t anchor_len = 0;
 };
@@ -46,7 +47,29 @@ struct LayoutOptions {
   int tile = 64;  // document lengths are drawn around this, so documents cross tile edges
   std::vector<std::int32_t> anchor_lens = {0, 1, 3};
   bool allow_empty_sequences = false;
+  // Fewer queries than keys (a separate query layout): each sequence's query count is one
+  // (decode), all of its keys, or a random number in between.
+  bool fewer_queries = false;
 };
+
+// Masks beyond the paper's three: every kind with a sliding window, and without causality.
+inline std::vector<attention::Mask> mask_variants(std::int32_t window) {
+  using attention::MaskKind;
+  std::vector<attention::Mask> masks;
+  for (MaskKind kind : {MaskKind::causal, MaskKind::intra_doc, MaskKind::anchor}) {
+    masks.push_back(kind);
+    masks.push_back({kind, window, true});
+    masks.push_back({kind, 0, false});
+    masks.push_back({kind, window, false});
+  }
+  return masks;
+}
+
+inline std::string describe_mask(const attention::Mask& m) {
+  return fmt::format("{}{}{}", attention::to_string(m.kind),
+                     m.window > 0 ? fmt::format(" window {}", m.window) : "",
+                     m.causal ? "" : " non-causal");
+}
 
 struct RandomLayout {
   attention::AttentionLayout layout;
@@ -54,12 +77,25 @@ struct RandomLayout {
 
   std::int64_t total_tokens() const { return layout.total_tokens(); }
 
-  // The masks of mask.h, written out independently of AttentionLayout.
-  bool oracle_visible(attention::MaskKind mask, int b, std::int32_t q, std::int32_t k) const {
-    if (k > q) return false;
-    if (mask == attention::MaskKind::causal) return true;
-    if (mask == attention::MaskKind::anchor && k < seqs[b].anchor_len) return true;
-    return oracle_doc_start(b, q) == oracle_doc_start(b, k);
+  // The masks of mask.h, written out independently of AttentionLayout and visible_keys: local
+  // query q stands at key position pos (the queries are the last keys); it never sees past
+  // pos causally, past its document's end otherwise, nor `window` or more positions away;
+  // within that, anchors are always visible, other keys if the kind allows (same document).
+  bool oracle_visible(const attention::Mask& mask, int b, std::int32_t q, std::int32_t k) const {
+    const std::int32_t pos = q + seqs[b].len - seqs[b].q_len;
+    const bool whole_sequence = mask.kind == attention::MaskKind::causal;
+    if (mask.causal && k > pos) return false;
+    if (!mask.causal && !whole_sequence && k >= oracle_doc_end(b, pos)) return false;
+    if (mask.window > 0 && k >= pos + mask.window) return false;
+    if (mask.kind == attention::MaskKind::anchor && k < seqs[b].anchor_len) return true;
+    if (mask.window > 0 && k <= pos - mask.window) return false;
+    return whole_sequence || oracle_doc_start(b, pos) == oracle_doc_start(b, k);
+  }
+  std::int32_t oracle_doc_end(int b, std::int32_t pos) const {
+    for (std::int32_t s : seqs[b].doc_starts) {
+      if (s > pos) return s;
+    }
+    return seqs[b].len;
   }
   std::int32_t oracle_doc_start(int b, std::int32_t pos) const {
     std::int32_t start = 0;
@@ -72,8 +108,8 @@ struct RandomLayout {
   std::string describe() const {
     std::string text;
     for (std::size_t b = 0; b < seqs.size(); ++b) {
-      text += fmt::format("[seq {}: len {} anchor {} docs {}] ", b, seqs[b].len, seqs[b].anchor_len,
-                          seqs[b].doc_starts);
+      text += fmt::format("[seq {}: len {} queries {} anchor {} docs {}] ", b, seqs[b].len,
+                          seqs[b].q_len, seqs[b].anchor_len, seqs[b].doc_starts);
     }
     return text;
   }
@@ -91,6 +127,7 @@ inline RandomLayout random_layout(std::mt19937_64& rng, const LayoutOptions& opt
 
   RandomLayout result;
   std::vector<std::int32_t> cu_seqlens = {0};
+  std::vector<std::int32_t> cu_seqlens_q = {0};
   std::vector<std::int32_t> cu_docs = {0};
   std::vector<std::int32_t> doc_starts;
   std::vector<std::int32_t> anchor_lens;
@@ -118,6 +155,15 @@ inline RandomLayout random_layout(std::mt19937_64& rng, const LayoutOptions& opt
     const std::int32_t anchor = options.anchor_lens[std::uniform_int_distribution<std::size_t>(
         0, options.anchor_lens.size() - 1)(rng)];
     seq.anchor_len = std::min(anchor, seq.len);
+    seq.q_len = seq.len;
+    if (options.fewer_queries && seq.len > 0) {
+      const int kind = coin(rng);
+      if (kind < 35) {
+        seq.q_len = 1;
+      } else if (kind < 85) {
+        seq.q_len = std::uniform_int_distribution<int>(1, seq.len)(rng);
+      }
+    }
 
     // The raw list handed to from_arrays: a single document may be given as an empty list, and
     // the leading 0 may be left out (both mean the same layout).
@@ -127,11 +173,15 @@ inline RandomLayout random_layout(std::mt19937_64& rng, const LayoutOptions& opt
     doc_starts.insert(doc_starts.end(), raw.begin(), raw.end());
     cu_docs.push_back(static_cast<std::int32_t>(doc_starts.size()));
     cu_seqlens.push_back(cu_seqlens.back() + seq.len);
+    cu_seqlens_q.push_back(cu_seqlens_q.back() + seq.q_len);
     anchor_lens.push_back(seq.anchor_len);
     result.seqs.push_back(std::move(seq));
   }
   result.layout =
-      attention::AttentionLayout::from_arrays(cu_seqlens, cu_docs, doc_starts, anchor_lens);
+      options.fewer_queries
+          ? attention::AttentionLayout::from_arrays(cu_seqlens_q, cu_seqlens, cu_docs, doc_starts,
+                                                    anchor_lens)
+          : attention::AttentionLayout::from_arrays(cu_seqlens, cu_docs, doc_starts, anchor_lens);
   return result;
 }
 

@@ -1,12 +1,14 @@
 // BlockPlan: the mask as data, built once per batch and shared by every layer and head (the
-// idea of FlexAttention's BlockMask). Every sequence is cut into tiles of `tile_size` tokens
-// (the last one of a sequence may be shorter; tiles never cross sequences). For each query
-// tile the plan lists the key tiles it must visit, in ascending order, each marked `full`
-// (every pair visible: no mask to apply) or `partial`; tiles with no visible pair are absent,
-// which is how masked work is skipped. The transpose (for each key tile, its query tiles)
-// drives the backward pass.
+// idea of FlexAttention's BlockMask). The queries and the keys of every sequence are cut into
+// tiles of `tile_size` tokens (the last one of a sequence may be shorter; tiles never cross
+// sequences; with queries == keys the two tilings are the same). For each query tile the plan
+// lists the key tiles it must visit, in ascending order, each marked `full` (every pair
+// visible: no mask to apply) or `partial`; tiles with no visible pair are absent, which is how
+// masked work is skipped. The transpose (for each key tile, its query tiles) drives the
+// backward pass. Which pairs are visible comes from visible_keys (mask.h) of each query tile's
+// first and last rows alone, which its promises (monotone spans) make exact.
 //
-// Building costs O(tiles + documents + visited tiles); no T x T mask is ever formed.
+// Building costs O(tiles x log(documents) + visited tiles); no Tq x Tk mask is ever formed.
 #pragma once
 
 #include <cstdint>
@@ -21,14 +23,14 @@ namespace anchorctx::attention {
 enum class TileKind : std::uint8_t { full, partial };
 
 struct TileRef {
-  std::int32_t tile;  // global tile index (into BlockPlan::tile)
+  std::int32_t tile;  // global index of a key tile (kv_tiles_of) or query tile (q_tiles_of)
   TileKind kind;
 };
 
 struct Tile {
   std::int32_t seq;    // sequence index
-  std::int32_t begin;  // first token, global index
-  std::int32_t end;    // one past the last token, global index
+  std::int32_t begin;  // first token, global row of q (query tile) or of k and v (key tile)
+  std::int32_t end;    // one past the last token
   std::int32_t size() const { return end - begin; }
 };
 
@@ -36,17 +38,22 @@ class BlockPlan {
  public:
   static constexpr int kDefaultTileSize = 64;
 
-  static BlockPlan build(const AttentionLayout& layout, MaskKind mask,
+  static BlockPlan build(const AttentionLayout& layout, const Mask& mask,
                          int tile_size = kDefaultTileSize);
 
   const AttentionLayout& layout() const { return layout_; }
-  MaskKind mask() const { return mask_; }
+  const Mask& mask() const { return mask_; }
   int tile_size() const { return tile_size_; }
 
-  int num_tiles() const { return static_cast<int>(tiles_.size()); }
-  const Tile& tile(int t) const { return tiles_[t]; }
-  // Tiles of sequence b: [first_tile(b), first_tile(b + 1)).
-  int first_tile(int b) const { return seq_first_tile_[b]; }
+  int num_q_tiles() const { return static_cast<int>(q_tiles_.size()); }
+  const Tile& q_tile(int t) const { return q_tiles_[t]; }
+  // Query tiles of sequence b: [first_q_tile(b), first_q_tile(b + 1)).
+  int first_q_tile(int b) const { return seq_first_q_tile_[b]; }
+
+  int num_kv_tiles() const { return static_cast<int>(kv_tiles_.size()); }
+  const Tile& kv_tile(int t) const { return kv_tiles_[t]; }
+  // Key tiles of sequence b: [first_kv_tile(b), first_kv_tile(b + 1)).
+  int first_kv_tile(int b) const { return seq_first_kv_tile_[b]; }
 
   std::span<const TileRef> kv_tiles_of(int q_tile) const {
     return {kv_.data() + kv_offsets_[q_tile], kv_.data() + kv_offsets_[q_tile + 1]};
@@ -61,13 +68,13 @@ class BlockPlan {
 
  private:
   AttentionLayout layout_;
-  MaskKind mask_ = MaskKind::causal;
+  Mask mask_;
   int tile_size_ = kDefaultTileSize;
-  std::vector<Tile> tiles_;
-  std::vector<std::int32_t> seq_first_tile_;  // [B+1]
-  std::vector<std::int64_t> kv_offsets_;      // [tiles+1] into kv_
+  std::vector<Tile> q_tiles_, kv_tiles_;
+  std::vector<std::int32_t> seq_first_q_tile_, seq_first_kv_tile_;  // [B+1] each
+  std::vector<std::int64_t> kv_offsets_;                            // [q tiles+1] into kv_
   std::vector<TileRef> kv_;
-  std::vector<std::int64_t> q_offsets_;  // [tiles+1] into q_
+  std::vector<std::int64_t> q_offsets_;  // [kv tiles+1] into q_
   std::vector<TileRef> q_;
   std::int64_t partial_pairs_ = 0;
 };

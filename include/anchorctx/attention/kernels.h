@@ -2,12 +2,25 @@
 // BlockPlan leaves out. Backend: the CPU (AVX-512, AVX2+FMA or portable code, picked at run
 // time); a CUDA backend will sit beside it behind the same functions.
 //
-// Shapes (T = plan.layout().total_tokens(), Hq = heads_q, Hkv = heads_kv, D = head_dim):
-//   q, out, dout, dq  [T, Hq, D]      k, v, dk, dv  [T, Hkv, D]      lse  [Hq, T] (float32)
+// Shapes (Tq = plan.layout().total_q_tokens(), Tk = plan.layout().total_tokens(), equal unless
+// the layout has a separate query layout; Hq = heads_q, Hkv = heads_kv, D = head_dim):
+//   q, out, dout, dq  [Tq, Hq, D]     k, v, dk, dv  [Tk, Hkv, D]     lse  [Hq, Tq] (float32)
 // Query head h reads key/value head h / (Hq / Hkv) (grouped-query attention).
-// Tensors are dense, row-major, of `dtype` (bf16 ones as raw bf16 bits); accumulation is
-// float32. lse[h, t] = log(sum over visible keys of exp(scale * q.k)); a row that sees no key
-// gets out = 0 and lse = -inf.
+// Tensors are of `dtype` (bf16 ones as raw bf16 bits); accumulation is float32. Each
+// [tokens, heads, D] tensor has its own strides (in elements, `Strides`): row t of head h
+// starts at t * token + h * head, the D values contiguous; 0 means dense ([T, H, D]), so the
+// q, k and v slices of a fused [T, Hq + 2 Hkv, D] buffer are used in place (token stride
+// (Hq + 2 Hkv) D, pointers offset by 0, Hq D and (Hq + Hkv) D). lse is always dense.
+// lse[h, t] = log(sum over visible keys of exp(scale * q.k)); a row that sees no key gets
+// out = 0 and lse = -inf.
+//
+// NaN: a non-finite value (NaN or +-inf) in an input row makes NaN every output that row
+// reaches through the mask, and nothing else: out and lse of a query row are NaN when its q
+// row, or the k or v row of a key it sees, holds one; in the backward, a query row is bad
+// when its q, out, dout row or lse is (lse = -inf of a row that sees nothing is fine) or a key
+// it sees is, and then its dq row and the dk and dv rows of every key it sees are NaN. Invisible
+// values never leak (non-finite rows enter the products as zeros; the NaNs are written afterwards,
+// which costs nothing when all is finite).
 //
 // Determinism: every output element is summed in an order fixed by the plan alone (key tiles,
 // then query tiles, then heads ascending), each by one thread, so results are bit-identical
@@ -33,6 +46,13 @@ struct KernelOptions {
   int threads = 0;     // 0: OpenMP's default
 };
 
+// Element strides of a [tokens, heads, head_dim] tensor; 0 means dense (heads * head_dim and
+// head_dim).
+struct Strides {
+  std::int64_t token = 0;
+  std::int64_t head = 0;
+};
+
 struct ForwardTensors {
   core::DType dtype = core::DType::f32;
   const void* q = nullptr;
@@ -40,6 +60,11 @@ struct ForwardTensors {
   const void* v = nullptr;
   void* out = nullptr;
   float* lse = nullptr;
+};
+
+// The strides of each tensor (default: all dense).
+struct ForwardStrides {
+  Strides q, k, v, out;
 };
 
 struct BackwardTensors {
@@ -55,12 +80,17 @@ struct BackwardTensors {
   void* dv = nullptr;
 };
 
+struct BackwardStrides {
+  Strides q, k, v, out, dout, dq, dk, dv;
+};
+
 // Throws anchorctx::Error on bad dims (heads not dividing, head_dim not a multiple of 8 or
-// above 256) or a null tensor; writes nothing then.
+// above 256), a null tensor or a negative stride; writes nothing then. Outputs must not
+// overlap each other or the inputs.
 void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& tensors,
-             const KernelOptions& options = {});
+             const KernelOptions& options = {}, const ForwardStrides& strides = {});
 void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& tensors,
-              const KernelOptions& options = {});
+              const KernelOptions& options = {}, const BackwardStrides& strides = {});
 
 // The instruction set the kernels run with on this machine: "avx512", "avx2" or "portable".
 // The environment variable ANCHORCTX_ISA (same names) lowers it, for tests and comparisons.

@@ -10,14 +10,15 @@
 
 namespace anchorctx::attention {
 
-// Shapes as in kernels.h, all float64. `scale` 0 means 1/sqrt(head_dim).
-void reference_forward(const AttentionLayout& layout, MaskKind mask, const AttentionDims& dims,
+// Shapes as in kernels.h (queries [Tq], keys [Tk]), dense, all float64. `scale` 0 means
+// 1/sqrt(head_dim).
+void reference_forward(const AttentionLayout& layout, const Mask& mask, const AttentionDims& dims,
                        std::span<const double> q, std::span<const double> k,
                        std::span<const double> v, std::span<double> out, std::span<double> lse,
                        double scale = 0.0);
 
 // Gradients of sum(out * dout) with respect to q, k and v.
-void reference_backward(const AttentionLayout& layout, MaskKind mask, const AttentionDims& dims,
+void reference_backward(const AttentionLayout& layout, const Mask& mask, const AttentionDims& dims,
                         std::span<const double> q, std::span<const double> k,
                         std::span<const double> v, std::span<const double> dout,
                         std::span<double> dq, std::span<double> dk, std::span<double> dv,
@@ -31,11 +32,12 @@ void reference_backward(const AttentionLayout& layout, MaskKind mask, const Atte
 // working in precision eps is within a small multiple of eps * scale on every element, however
 // much the true value cancels (a one-token document's dq is exactly 0, its kernel value is not).
 // lse_scale ([heads_q, tokens] like lse): 1 + max_j |S|_ij, the size of the row's largest score.
-void reference_error_scales(const AttentionLayout& layout, MaskKind mask, const AttentionDims& dims,
-                            std::span<const double> q, std::span<const double> k,
-                            std::span<const double> v, std::span<const double> dout,
-                            std::span<double> out_scale, std::span<double> lse_scale,
-                            std::span<double> dq_scale, std::span<double> dk_scale,
-                            std::span<double> dv_scale, double scale = 0.0);
+void reference_error_scales(const AttentionLayout& layout, const Mask& mask,
+                            const AttentionDims& dims, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            std::span<const double> dout, std::span<double> out_scale,
+                            std::span<double> lse_scale, std::span<double> dq_scale,
+                            std::span<double> dk_scale, std::span<double> dv_scale,
+                            double scale = 0.0);
 
 }  // namespace anchorctx::attention

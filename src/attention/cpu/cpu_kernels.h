@@ -11,9 +11,9 @@ namespace anchorctx::attention::cpu {
 #define ANCHORCTX_DECLARE_CPU_KERNELS(isa)                                                  \
   namespace isa {                                                                           \
   void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,   \
-               float scale, int threads);                                                   \
+               const ForwardStrides& st, float scale, int threads);                         \
   void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t, \
-                float scale, int threads);                                                  \
+                const BackwardStrides& st, float scale, int threads);                       \
   }
 
 ANCHORCTX_DECLARE_CPU_KERNELS(avx512)

@@ -12,6 +12,9 @@
 //   dS, dK, and dQ. The item owns every dQ row of its heads in its sequence, so dQ is summed
 //   without atomics, in plan order: bit-identical for any thread count.
 // Scores are kept in base 2: Q is pre-scaled by scale * log2(e), so softmax uses exp2.
+// Which keys a query row sees comes from visible_keys (mask.h), computed once per call for
+// every query row (row_spans); non-finite input rows enter the products as zeros and are
+// flagged for nan_rules.h.
 #include <omp.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -19,6 +22,7 @@
 #endif
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +36,7 @@
 #include "anchorctx/attention/kernels.h"
 #include "anchorctx/core/bf16.h"
 #include "attention/cpu/cpu_kernels.h"
+#include "attention/cpu/nan_rules.h"
 
 namespace anchorctx::attention::cpu::ANCHORCTX_ISA {
 
@@ -92,19 +97,49 @@ inline void from_f32(float x, std::uint16_t* dst) {
   *dst = core::float_to_bf16_bits(x);
 }
 
-// Rows [0, rows) of a [*, D] slice with row stride `stride` into a dense [rows, Dp] tile,
-// times `mul`; columns [D, Dp) are zero.
+// A [tokens, heads, D] tensor of T with resolved strides (kernels.cpp fills the defaults).
 template <typename T>
-void load_rows(const T* src, std::ptrdiff_t stride, int rows, int D, int Dp, float mul,
-               float* dst) {
-  for (int r = 0; r < rows; ++r) {
-    const T* s = src + r * stride;
-    float* d = dst + r * Dp;
-    for (int c = 0; c < D; ++c)
-      d[c] = to_f32(s[c]) * mul;
-    for (int c = D; c < Dp; ++c)
-      d[c] = 0.0f;
+struct View {
+  T* base;
+  std::ptrdiff_t token, head;
+  T* row(std::int64_t t, int h) const { return base + t * token + h * head; }
+};
+template <typename T>
+View<const T> view(const void* p, const Strides& s) {
+  return {static_cast<const T*>(p), s.token, s.head};
+}
+template <typename T>
+View<T> view(void* p, const Strides& s) {
+  return {static_cast<T*>(p), s.token, s.head};
+}
+
+// One row of D values as float32 times `mul` into d[0, Dp) (zeros past D). A row holding a
+// non-finite value is stored as zeros and reported (true): its NaN must not meet a masked
+// zero probability in a product (0 * NaN = NaN would leak past the mask); nan_rules.h writes
+// the NaNs it should cause afterwards. The test is an OR of exponent bits, which vectorises.
+template <typename T>
+bool convert_row(const T* s, int D, int Dp, float mul, float* d) {
+  std::uint32_t special = 0;
+  for (int c = 0; c < D; ++c) {
+    const float x = to_f32(s[c]);
+    special |=
+        static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(x) & 0x7F800000u) == 0x7F800000u);
+    d[c] = x * mul;
   }
+  for (int c = D; c < Dp; ++c)
+    d[c] = 0.0f;
+  if (special == 0) return false;
+  std::fill_n(d, Dp, 0.0f);
+  return true;
+}
+
+// Rows [t0, t0 + rows) of head h into a dense [rows, Dp] tile, times `mul`; flags the
+// non-finite rows in bad[t] (bad is [tokens] of this head).
+template <typename T>
+void load_rows(View<const T> src, std::int64_t t0, int h, int rows, int D, int Dp, float mul,
+               float* dst, std::uint8_t* bad) {
+  for (int r = 0; r < rows; ++r)
+    bad[t0 + r] = convert_row(src.row(t0 + r, h), D, Dp, mul, dst + r * Dp);
 }
 
 // --- staging: inputs as float32 tiles the products can read in place ------------------------
@@ -121,21 +156,17 @@ struct Rows {
 // the rows of one head lie H * D floats apart -- 4 KiB for 8 heads of 128 -- so a tile's rows
 // all fall into the same L1 cache set and evict each other (measured: the backward ran 1.7x
 // slower). Call from inside a parallel region (the loop is shared among its threads).
+// Non-finite rows are staged as zeros and flagged in bad [H][tokens] (convert_row).
 template <typename T>
-Rows stage_rows(const T* src, std::int64_t tokens, int H, int D, int Dp,
-                std::unique_ptr<float[]>& storage) {
+Rows stage_rows(View<const T> src, std::int64_t tokens, int H, int D, int Dp,
+                std::unique_ptr<float[]>& storage, std::uint8_t* bad) {
 #pragma omp single
   storage = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(H) * tokens * Dp);
 #pragma omp for schedule(static)
   for (std::int64_t t = 0; t < tokens; ++t) {
-    for (int h = 0; h < H; ++h) {
-      const T* s = src + (t * H + h) * D;
-      float* d = storage.get() + (h * tokens + t) * Dp;
-      for (int c = 0; c < D; ++c)
-        d[c] = to_f32(s[c]);
-      for (int c = D; c < Dp; ++c)
-        d[c] = 0.0f;
-    }
+    for (int h = 0; h < H; ++h)
+      bad[h * tokens + t] =
+          convert_row(src.row(t, h), D, Dp, 1.0f, storage.get() + (h * tokens + t) * Dp);
   }
   return {storage.get(), tokens * Dp, Dp};
 }
@@ -150,10 +181,13 @@ struct Columns {
   const float* at(int h, int tile) const { return base + h * head_stride + tile * tile_stride; }
 };
 
+// Non-finite rows become zero columns (convert_row); they are flagged by stage_rows of the
+// same tensor, or, where only the columns are staged, in bad [H][tokens] when not null.
 template <typename T>
-Columns stage_columns(const T* src, const BlockPlan& plan, int H, int D, int Dp,
-                      std::unique_ptr<float[]>& storage) {
-  const int tiles = plan.num_tiles(), tsp = round_up(plan.tile_size(), W);
+Columns stage_columns(View<const T> src, const BlockPlan& plan, int H, int D, int Dp,
+                      std::unique_ptr<float[]>& storage, std::uint8_t* bad) {
+  const int tiles = plan.num_kv_tiles(), tsp = round_up(plan.tile_size(), W);
+  const std::int64_t tokens = plan.layout().total_tokens();
   const std::ptrdiff_t tile_stride = static_cast<std::ptrdiff_t>(Dp) * tsp;
 #pragma omp single
   storage =
@@ -161,35 +195,47 @@ Columns stage_columns(const T* src, const BlockPlan& plan, int H, int D, int Dp,
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
     for (int j = 0; j < tiles; ++j) {
-      const Tile& tile = plan.tile(j);
+      const Tile& tile = plan.kv_tile(j);
       float* dst = storage.get() + (static_cast<std::ptrdiff_t>(h) * tiles + j) * tile_stride;
-      for (int d = 0; d < Dp; ++d) {
-        for (int c = 0; c < tsp; ++c) {
-          dst[d * tsp + c] =
-              (d < D && c < tile.size()) ? to_f32(src[((tile.begin + c) * H + h) * D + d]) : 0.0f;
-        }
+      std::fill_n(dst, tile_stride, 0.0f);
+      float row[256];
+      for (int c = 0; c < tile.size(); ++c) {
+        const bool special = convert_row(src.row(tile.begin + c, h), D, D, 1.0f, row);
+        if (bad != nullptr) bad[h * tokens + tile.begin + c] = special;
+        for (int d = 0; d < D; ++d)
+          dst[d * tsp + c] = row[d];
       }
     }
   }
   return {storage.get(), tiles * tile_stride, tile_stride, tsp};
 }
 
-// --- masking --------------------------------------------------------------------------------
+// --- masking ---------------------------------------------------------------------------------
 
-// Which key columns [0, n) of a key tile starting at local column c0 the local query row q
-// sees: [lo, hi) plus the anchor columns [0, anchor_hi). Columns >= n are never visible.
+// visible_keys (mask.h) of every query row of the batch, [Tq]: computed once per call, read by
+// every head and key tile. Call from inside a parallel region.
+void row_spans(const BlockPlan& plan, std::vector<KeySpans>& spans) {
+  const AttentionLayout& layout = plan.layout();
+#pragma omp single
+  spans.resize(static_cast<std::size_t>(layout.total_q_tokens()));
+#pragma omp for schedule(static)
+  for (int i = 0; i < plan.num_q_tiles(); ++i) {
+    const Tile& qt = plan.q_tile(i);
+    for (std::int32_t row = qt.begin; row < qt.end; ++row)
+      spans[row] = layout.visible_keys(plan.mask(), qt.seq, row - layout.q_begin(qt.seq));
+  }
+}
+
+// A row's visible keys within the columns [0, n) of a window starting at local key c0:
+// [0, anchor_hi) and [lo, hi). Columns >= n are never visible.
 struct RowSpan {
-  int lo, hi, anchor_hi;
+  int anchor_hi, lo, hi;
 };
 
-RowSpan visible_span(const AttentionLayout& layout, MaskKind mask, int seq, std::int32_t q,
-                     std::int32_t c0, int n) {
-  const int hi = std::clamp<std::int32_t>(q - c0 + 1, 0, n);
-  if (mask == MaskKind::causal) return {0, hi, 0};
-  const int lo = std::clamp<std::int32_t>(layout.doc_start_of(seq, q) - c0, 0, hi);
-  const int anchor_hi =
-      mask == MaskKind::anchor ? std::clamp<std::int32_t>(layout.anchor_len(seq) - c0, 0, hi) : 0;
-  return {lo, hi, anchor_hi};
+RowSpan window_span(const KeySpans& keys, std::int32_t c0, int n) {
+  const int hi = std::clamp<std::int32_t>(keys.hi - c0, 0, n);
+  return {std::clamp<std::int32_t>(keys.anchor_end - c0, 0, n),
+          std::clamp<std::int32_t>(keys.lo - c0, 0, hi), hi};
 }
 
 // Sets the scores a row does not see to -inf (columns [0, width)).
@@ -203,29 +249,21 @@ void mask_row(float* s, int width, RowSpan span) {
 // The columns [lo, hi) of a key tile that some row of a query tile sees, lo rounded down to the
 // vector width. Products run over this window only, so a partial tile pays for what it uses:
 // the anchor tile, seen through one column by every later query tile, costs one vector of
-// columns instead of a whole tile. Rows see [doc_start(r), r] (plus the anchors), and over
-// the rows of a tile these intervals join into [doc_start(first row), last row].
+// columns instead of a whole tile. The spans never shrink with the row and each row's [lo, hi)
+// reaches the next one's (mask.h), so over the tile's rows they join into [0, last.anchor_end)
+// and [first.lo, last.hi).
 struct ColumnWindow {
   int lo, hi;
 };
 
-ColumnWindow column_window(const AttentionLayout& layout, MaskKind mask, const Tile& q_tile,
-                           const Tile& kv_tile) {
-  const std::int32_t base = layout.seq_begin(q_tile.seq);
-  const std::int32_t c0 = kv_tile.begin - base, n = kv_tile.size();
-  const int hi = std::clamp<std::int32_t>(q_tile.end - base - c0, 0, n);
-  if (mask == MaskKind::causal) return {0, hi};
-  const std::int32_t doc_lo = layout.doc_start_of(q_tile.seq, q_tile.begin - base) - c0;
-  const int anchor_hi = mask == MaskKind::anchor
-                            ? std::clamp<std::int32_t>(layout.anchor_len(q_tile.seq) - c0, 0, hi)
-                            : 0;
-  int lo = std::clamp<std::int32_t>(doc_lo, 0, hi);
-  int window_hi = hi;
-  if (anchor_hi > 0) {
-    if (lo >= hi) window_hi = anchor_hi;  // only anchors visible here
-    lo = 0;
-  }
-  return {lo / W * W, window_hi};
+ColumnWindow column_window(const AttentionLayout& layout, const KeySpans& first,
+                           const KeySpans& last, const Tile& kv_tile) {
+  const std::int32_t c0 = kv_tile.begin - layout.seq_begin(kv_tile.seq), n = kv_tile.size();
+  const int hi = std::clamp<std::int32_t>(last.hi - c0, 0, n);
+  const int lo = std::clamp<std::int32_t>(first.lo - c0, 0, hi);
+  const int anchor_hi = std::clamp<std::int32_t>(last.anchor_end - c0, 0, n);
+  if (anchor_hi == 0) return {lo / W * W, hi};
+  return {0, lo < hi ? hi : anchor_hi};  // anchors at the start of the window
 }
 
 // --- forward ----------------------------------------------------------------------------------
@@ -247,41 +285,44 @@ struct ForwardTiles {
 
 // The inputs of the forward pass, staged once per call (see stage_rows / stage_columns).
 struct ForwardInputs {
-  Columns kt;  // K^T [Hkv][tiles][Dp][tsp]
-  Rows v;      // V [Hkv][T][Dp]
+  Columns kt;                          // K^T [Hkv][kv tiles][Dp][tsp]
+  Rows v;                              // V [Hkv][Tk][Dp]
+  const std::vector<KeySpans>& spans;  // [Tq]
+  std::uint8_t* q_bad;                 // [Hq][Tq], written by the items
 };
 
 // One query tile against all its key tiles, for the query heads of one kv head.
 template <typename T>
 void forward_item(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
-                  const ForwardInputs& in, float scale, int q_tile, int kv_head, ForwardTiles& w) {
+                  const ForwardStrides& st, const ForwardInputs& in, float scale, int q_tile,
+                  int kv_head, ForwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int ts = plan.tile_size();
   const int group = dims.heads_q / dims.heads_kv;
-  const std::ptrdiff_t q_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * D;
-  const Tile& qt = plan.tile(q_tile);
+  const Tile& qt = plan.q_tile(q_tile);
   const int m = qt.size();
   const AttentionLayout& layout = plan.layout();
-  const std::int32_t seq_base = layout.seq_begin(qt.seq);
+  const std::int64_t tq = layout.total_q_tokens();
+  const KeySpans& first = in.spans[qt.begin];
+  const KeySpans& last = in.spans[qt.end - 1];
 
-  const T* q = static_cast<const T*>(t.q);
+  const View<const T> q = view<T>(t.q, st.q);
   for (int g = 0; g < group; ++g) {
     const int h = kv_head * group + g;
-    load_rows(q + qt.begin * q_stride + h * D, q_stride, m, D, Dp, scale * kLog2e,
-              w.q + g * ts * Dp);
+    load_rows(q, qt.begin, h, m, D, Dp, scale * kLog2e, w.q + g * ts * Dp, in.q_bad + h * tq);
     std::fill_n(w.o + g * ts * Dp, m * Dp, 0.0f);
     std::fill_n(w.row_max + g * ts, m, kNegInf);
     std::fill_n(w.row_sum + g * ts, m, 0.0f);
   }
 
   for (const TileRef& ref : plan.kv_tiles_of(q_tile)) {
-    const Tile& kt = plan.tile(ref.tile);
+    const Tile& kt = plan.kv_tile(ref.tile);
     const bool partial = ref.kind == TileKind::partial;
     const ColumnWindow win =
-        partial ? column_window(layout, plan.mask(), qt, kt) : ColumnWindow{0, kt.size()};
+        partial ? column_window(layout, first, last, kt) : ColumnWindow{0, kt.size()};
     const int n = win.hi - win.lo, nw = round_up(n, W);
     const bool needs_mask = partial || n != nw;
-    const std::int32_t c0 = kt.begin - seq_base + win.lo;  // local column of window column 0
+    const std::int32_t c0 = kt.begin - layout.seq_begin(kt.seq) + win.lo;  // window column 0
 
     for (int g = 0; g < group; ++g) {
       float* o = w.o + g * ts * Dp;
@@ -293,10 +334,7 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
       for (int r = 0; r < m; ++r) {
         float* s = w.s + r * nw;
         if (needs_mask) {
-          mask_row(s, nw,
-                   partial
-                       ? visible_span(layout, plan.mask(), qt.seq, qt.begin + r - seq_base, c0, n)
-                       : RowSpan{0, n, 0});
+          mask_row(s, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
         }
         // Online softmax: the new running max rescales the old sum and output row.
         V vmax = S::set1(kNegInf);
@@ -330,17 +368,17 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
     }
   }
 
-  T* out = static_cast<T*>(t.out);
+  const View<T> out = view<T>(t.out, st.out);
   for (int g = 0; g < group; ++g) {
     const int h = kv_head * group + g;
     for (int r = 0; r < m; ++r) {
       const float sum = w.row_sum[g * ts + r];
       const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
       const float* o = w.o + (g * ts + r) * Dp;
-      T* dst = out + (qt.begin + r) * q_stride + h * D;
+      T* dst = out.row(qt.begin + r, h);
       for (int c = 0; c < D; ++c)
         from_f32(o[c] * inv, dst + c);
-      t.lse[static_cast<std::ptrdiff_t>(h) * layout.total_tokens() + qt.begin + r] =
+      t.lse[h * tq + qt.begin + r] =
           sum > 0.0f ? (w.row_max[g * ts + r] + std::log2(sum)) * kLn2 : kNegInf;
     }
   }
@@ -348,26 +386,32 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
 
 template <typename T>
 void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
-                   float scale, int threads) {
+                   const ForwardStrides& st, float scale, int threads) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int ts = plan.tile_size(), tsp = round_up(ts, W);
   const int group = dims.heads_q / dims.heads_kv;
-  const std::int64_t tokens = plan.layout().total_tokens();
-  const std::int64_t items = static_cast<std::int64_t>(plan.num_tiles()) * dims.heads_kv;
+  const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
+  const std::int64_t items = static_cast<std::int64_t>(plan.num_q_tiles()) * dims.heads_kv;
   std::unique_ptr<float[]> kt_storage, v_storage;
+  std::vector<KeySpans> spans;
+  std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
+      v_bad(dims.heads_kv * tk);
 #pragma omp parallel num_threads(threads)
   {
+    row_spans(plan, spans);
     const ForwardInputs in{
-        stage_columns(static_cast<const T*>(t.k), plan, dims.heads_kv, D, Dp, kt_storage),
-        stage_rows(static_cast<const T*>(t.v), tokens, dims.heads_kv, D, Dp, v_storage)};
+        stage_columns(view<T>(t.k, st.k), plan, dims.heads_kv, D, Dp, kt_storage, k_bad.data()),
+        stage_rows(view<T>(t.v, st.v), tk, dims.heads_kv, D, Dp, v_storage, v_bad.data()), spans,
+        q_bad.data()};
     ForwardTiles tiles(group, ts, tsp, Dp);
     // Later tiles of a causal sequence see the most keys: start with them for balance.
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t item = items - 1; item >= 0; --item) {
-      forward_item<T>(plan, dims, t, in, scale, static_cast<int>(item / dims.heads_kv),
+      forward_item<T>(plan, dims, t, st, in, scale, static_cast<int>(item / dims.heads_kv),
                       static_cast<int>(item % dims.heads_kv), tiles);
     }
   }
+  poison_forward(plan, dims, t, st, q_bad.data(), k_bad.data(), v_bad.data());
 }
 
 // --- backward ---------------------------------------------------------------------------------
@@ -389,10 +433,11 @@ struct BackwardTiles {
 
 // The inputs of the backward pass, staged once per call.
 struct BackwardInputs {
-  Rows q, dout, k;     // [Hq][T][Dp], [Hq][T][Dp], [Hkv][T][Dp]
-  Columns kt, vt;      // K^T, V^T [Hkv][tiles][Dp][tsp]
-  const float* delta;  // rowsum(dO * O) [Hq, T]
-  float* dq_acc;       // float32 dQ accumulator [T, Hq, Dp]
+  Rows q, dout, k;                     // [Hq][Tq][Dp], [Hq][Tq][Dp], [Hkv][Tk][Dp]
+  Columns kt, vt;                      // K^T, V^T [Hkv][kv tiles][Dp][tsp]
+  const float* delta;                  // rowsum(dO * O) [Hq, Tq]
+  float* dq_acc;                       // float32 dQ accumulator [Tq, Hq, Dp]
+  const std::vector<KeySpans>& spans;  // [Tq]
 };
 
 // One (query tile, key tile) pair for one query head h, over the key tile's column window:
@@ -405,12 +450,14 @@ struct PairWindow {
   int m, n, nw;
 };
 
-PairWindow pair_window(const BlockPlan& plan, int q_tile, int kv_tile, TileKind kind) {
-  const Tile& qt = plan.tile(q_tile);
-  const Tile& kt = plan.tile(kv_tile);
-  const ColumnWindow win = kind == TileKind::partial
-                               ? column_window(plan.layout(), plan.mask(), qt, kt)
-                               : ColumnWindow{0, kt.size()};
+PairWindow pair_window(const BlockPlan& plan, const BackwardInputs& in, int q_tile, int kv_tile,
+                       TileKind kind) {
+  const Tile& qt = plan.q_tile(q_tile);
+  const Tile& kt = plan.kv_tile(kv_tile);
+  const ColumnWindow win =
+      kind == TileKind::partial
+          ? column_window(plan.layout(), in.spans[qt.begin], in.spans[qt.end - 1], kt)
+          : ColumnWindow{0, kt.size()};
   const int n = win.hi - win.lo;
   return {qt, kt, win, qt.size(), n, round_up(n, W)};
 }
@@ -419,17 +466,17 @@ void pair_probabilities(const BlockPlan& plan, const BackwardTensors& t, const B
                         float scale, const PairWindow& pw, int kv_tile, TileKind kind, int h,
                         int kv_head, BackwardTiles& w) {
   const AttentionLayout& layout = plan.layout();
-  const std::int64_t tokens = layout.total_tokens();
+  const std::int64_t tq = layout.total_q_tokens();
   const Tile& qt = pw.q_tile;
-  const int seq = qt.seq, m = pw.m, n = pw.n, nw = pw.nw, Dp = static_cast<int>(in.q.row_stride);
-  const std::int32_t seq_base = layout.seq_begin(seq);
-  const std::int32_t c0 = pw.kv_tile.begin - seq_base + pw.win.lo;
+  const int m = pw.m, n = pw.n, nw = pw.nw, Dp = static_cast<int>(in.q.row_stride);
+  const std::int32_t c0 = pw.kv_tile.begin - layout.seq_begin(pw.kv_tile.seq) + pw.win.lo;
   const bool partial = kind == TileKind::partial;
   for (int r = 0; r < m; ++r) {
-    const float lse = t.lse[h * tokens + qt.begin + r];
-    // A row that sees nothing has lse = -inf; +inf here makes its P exactly 0.
-    w.lse2[r] = lse == kNegInf ? std::numeric_limits<float>::infinity() : lse * kLog2e;
-    w.delta[r] = in.delta[h * tokens + qt.begin + r];
+    const float lse = t.lse[h * tq + qt.begin + r];
+    // A row that sees nothing has lse = -inf, and a NaN or +inf lse marks a bad row (its
+    // gradients become NaN in poison_backward): +inf here makes their P exactly 0.
+    w.lse2[r] = std::isfinite(lse) ? lse * kLog2e : std::numeric_limits<float>::infinity();
+    w.delta[r] = in.delta[h * tq + qt.begin + r];
   }
   const float* q_rows = in.q.at(h, qt.begin);
   Gemm::run(m, nw, Dp, q_rows, Dp, 1, in.kt.at(kv_head, kv_tile) + pw.win.lo, in.kt.ld, w.p, nw,
@@ -437,11 +484,8 @@ void pair_probabilities(const BlockPlan& plan, const BackwardTensors& t, const B
   const V vs = S::set1(scale * kLog2e);
   for (int r = 0; r < m; ++r) {
     float* p = w.p + r * nw;
-    if (partial || n != nw) {
-      mask_row(p, nw,
-               partial ? visible_span(layout, plan.mask(), seq, qt.begin + r - seq_base, c0, n)
-                       : RowSpan{0, n, 0});
-    }
+    if (partial || n != nw)
+      mask_row(p, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
     const V vl = S::set1(w.lse2[r]);
     for (int c = 0; c < nw; c += W)
       S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
@@ -469,18 +513,17 @@ void accumulate_dq(const BackwardInputs& in, const PairWindow& pw, int h, int kv
 // tiles, then heads, ascending), and -- in the fused schedule -- the dQ contributions too.
 template <typename T>
 void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
-                      const BackwardInputs& in, float scale, int j, int kv_head, bool with_dq,
-                      BackwardTiles& w) {
+                      const BackwardStrides& st, const BackwardInputs& in, float scale, int j,
+                      int kv_head, bool with_dq, BackwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int group = dims.heads_q / dims.heads_kv;
-  const std::ptrdiff_t kv_stride = static_cast<std::ptrdiff_t>(dims.heads_kv) * D;
   const std::ptrdiff_t acc_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * Dp;
-  const Tile& kt = plan.tile(j);
+  const Tile& kt = plan.kv_tile(j);
   std::fill_n(w.dk, kt.size() * Dp, 0.0f);
   std::fill_n(w.dv, kt.size() * Dp, 0.0f);
 
   for (const TileRef& ref : plan.q_tiles_of(j)) {
-    const PairWindow pw = pair_window(plan, ref.tile, j, ref.kind);
+    const PairWindow pw = pair_window(plan, in, ref.tile, j, ref.kind);
     for (int g = 0; g < group; ++g) {
       const int h = kv_head * group + g;
       pair_probabilities(plan, t, in, scale, pw, j, ref.kind, h, kv_head, w);
@@ -493,11 +536,10 @@ void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const Ba
     }
   }
 
-  T* dk = static_cast<T*>(t.dk);
-  T* dv = static_cast<T*>(t.dv);
+  const View<T> dk = view<T>(t.dk, st.dk), dv = view<T>(t.dv, st.dv);
   for (int r = 0; r < kt.size(); ++r) {
-    T* dk_row = dk + (kt.begin + r) * kv_stride + kv_head * D;
-    T* dv_row = dv + (kt.begin + r) * kv_stride + kv_head * D;
+    T* dk_row = dk.row(kt.begin + r, kv_head);
+    T* dv_row = dv.row(kt.begin + r, kv_head);
     for (int c = 0; c < D; ++c) {
       from_f32(w.dk[r * Dp + c] * scale, dk_row + c);
       from_f32(w.dv[r * Dp + c], dv_row + c);
@@ -513,7 +555,7 @@ void backward_q_tile(const BlockPlan& plan, const AttentionDims& dims, const Bac
   const std::ptrdiff_t acc_stride =
       static_cast<std::ptrdiff_t>(dims.heads_q) * round_up(dims.head_dim, W);
   for (const TileRef& ref : plan.kv_tiles_of(i)) {
-    const PairWindow pw = pair_window(plan, i, ref.tile, ref.kind);
+    const PairWindow pw = pair_window(plan, in, i, ref.tile, ref.kind);
     for (int g = 0; g < group; ++g) {
       const int h = kv_head * group + g;
       pair_probabilities(plan, t, in, scale, pw, ref.tile, ref.kind, h, kv_head, w);
@@ -524,17 +566,19 @@ void backward_q_tile(const BlockPlan& plan, const AttentionDims& dims, const Bac
 
 template <typename T>
 void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
-                    float scale, int threads) {
+                    const BackwardStrides& st, float scale, int threads) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int ts = plan.tile_size(), tsp = round_up(ts, W);
-  const std::int64_t tokens = plan.layout().total_tokens();
+  const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const int Hq = dims.heads_q, Hkv = dims.heads_kv;
-  const auto delta = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(Hq) * tokens);
+  const auto delta = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(Hq) * tq);
   const auto dq_acc =
-      std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(tokens) * Hq * Dp);
+      std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(tq) * Hq * Dp);
   std::unique_ptr<float[]> q_storage, dout_storage, k_storage, kt_storage, vt_storage;
-  const T* out = static_cast<const T*>(t.out);
-  const T* dout = static_cast<const T*>(t.dout);
+  std::vector<KeySpans> spans;
+  std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
+      v_bad(Hkv * tk);
+  const View<const T> out = view<T>(t.out, st.out), dout = view<T>(t.dout, st.dout);
   const std::int64_t sequence_items =
       static_cast<std::int64_t>(plan.layout().num_sequences()) * Hkv;
   // Both schedules add every contribution in the same order, so the choice -- which depends
@@ -543,22 +587,34 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
 
 #pragma omp parallel num_threads(threads)
   {
-    const BackwardInputs in{stage_rows(static_cast<const T*>(t.q), tokens, Hq, D, Dp, q_storage),
-                            stage_rows(dout, tokens, Hq, D, Dp, dout_storage),
-                            stage_rows(static_cast<const T*>(t.k), tokens, Hkv, D, Dp, k_storage),
-                            stage_columns(static_cast<const T*>(t.k), plan, Hkv, D, Dp, kt_storage),
-                            stage_columns(static_cast<const T*>(t.v), plan, Hkv, D, Dp, vt_storage),
-                            delta.get(),
-                            dq_acc.get()};
-    // delta = rowsum(dO * O), and a zeroed dQ accumulator, each row by one thread.
+    row_spans(plan, spans);
+    const View<const T> k = view<T>(t.k, st.k);
+    const BackwardInputs in{
+        stage_rows(view<T>(t.q, st.q), tq, Hq, D, Dp, q_storage, q_bad.data()),
+        stage_rows(dout, tq, Hq, D, Dp, dout_storage, dout_bad.data()),
+        stage_rows(k, tk, Hkv, D, Dp, k_storage, k_bad.data()),
+        stage_columns(k, plan, Hkv, D, Dp, kt_storage, nullptr),
+        stage_columns(view<T>(t.v, st.v), plan, Hkv, D, Dp, vt_storage, v_bad.data()),
+        delta.get(),
+        dq_acc.get(),
+        spans};
+    // delta = rowsum(dO * O), and a zeroed dQ accumulator, each row by one thread. A row whose
+    // out or dout is not finite gets delta 0 (no NaN in the products) and its flag.
 #pragma omp for schedule(static)
-    for (std::int64_t row = 0; row < tokens; ++row) {
+    for (std::int64_t row = 0; row < tq; ++row) {
       for (int h = 0; h < Hq; ++h) {
-        const std::ptrdiff_t base = (row * Hq + h) * D;
+        const T* o = out.row(row, h);
+        const T* d = dout.row(row, h);
         float sum = 0.0f;
-        for (int c = 0; c < D; ++c)
-          sum += to_f32(out[base + c]) * to_f32(dout[base + c]);
-        delta[h * tokens + row] = sum;
+        std::uint32_t special = 0;
+        for (int c = 0; c < D; ++c) {
+          const float x = to_f32(o[c]);
+          special |= static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(x) & 0x7F800000u) ==
+                                                0x7F800000u);
+          sum += x * to_f32(d[c]);
+        }
+        out_bad[h * tq + row] = special != 0;
+        delta[h * tq + row] = special != 0 || dout_bad[h * tq + row] ? 0.0f : sum;
       }
       std::fill_n(dq_acc.get() + row * Hq * Dp, Hq * Dp, 0.0f);
     }
@@ -569,56 +625,59 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
 #pragma omp for schedule(dynamic, 1)
       for (std::int64_t item = 0; item < sequence_items; ++item) {
         const int seq = static_cast<int>(item / Hkv), kv_head = static_cast<int>(item % Hkv);
-        for (int j = plan.first_tile(seq); j < plan.first_tile(seq + 1); ++j)
-          backward_kv_tile<T>(plan, dims, t, in, scale, j, kv_head, true, tiles);
+        for (int j = plan.first_kv_tile(seq); j < plan.first_kv_tile(seq + 1); ++j)
+          backward_kv_tile<T>(plan, dims, t, st, in, scale, j, kv_head, true, tiles);
       }
     } else {
       // Too few sequences x kv heads for the threads: dK, dV per key tile, then dQ per query
       // tile, recomputing P and dS (7 products a pair instead of 5, on every thread). Early
       // key tiles and late query tiles see the most work (causal): they go first.
-      const std::int64_t tile_items = static_cast<std::int64_t>(plan.num_tiles()) * Hkv;
+      const std::int64_t kv_items = static_cast<std::int64_t>(plan.num_kv_tiles()) * Hkv;
 #pragma omp for schedule(dynamic, 1)
-      for (std::int64_t item = 0; item < tile_items; ++item) {
-        backward_kv_tile<T>(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
+      for (std::int64_t item = 0; item < kv_items; ++item) {
+        backward_kv_tile<T>(plan, dims, t, st, in, scale, static_cast<int>(item / Hkv),
                             static_cast<int>(item % Hkv), false, tiles);
       }
+      const std::int64_t q_items = static_cast<std::int64_t>(plan.num_q_tiles()) * Hkv;
 #pragma omp for schedule(dynamic, 1)
-      for (std::int64_t item = tile_items - 1; item >= 0; --item) {
+      for (std::int64_t item = q_items - 1; item >= 0; --item) {
         backward_q_tile(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
                         static_cast<int>(item % Hkv), tiles);
       }
     }
 
-    T* dq = static_cast<T*>(t.dq);
+    const View<T> dq = view<T>(t.dq, st.dq);
 #pragma omp for schedule(static)
-    for (std::int64_t row = 0; row < tokens; ++row) {
+    for (std::int64_t row = 0; row < tq; ++row) {
       for (int h = 0; h < Hq; ++h) {
         const float* acc = dq_acc.get() + (row * Hq + h) * Dp;
-        T* dst = dq + (row * Hq + h) * D;
+        T* dst = dq.row(row, h);
         for (int c = 0; c < D; ++c)
           from_f32(acc[c] * scale, dst + c);
       }
     }
   }
+  poison_backward(plan, dims, t, st, q_bad.data(), dout_bad.data(), out_bad.data(), k_bad.data(),
+                  v_bad.data());
 }
 
 }  // namespace
 
-void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t, float scale,
-             int threads) {
+void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
+             const ForwardStrides& st, float scale, int threads) {
   if (t.dtype == core::DType::f32) {
-    forward_typed<float>(plan, dims, t, scale, threads);
+    forward_typed<float>(plan, dims, t, st, scale, threads);
   } else {
-    forward_typed<std::uint16_t>(plan, dims, t, scale, threads);
+    forward_typed<std::uint16_t>(plan, dims, t, st, scale, threads);
   }
 }
 
 void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
-              float scale, int threads) {
+              const BackwardStrides& st, float scale, int threads) {
   if (t.dtype == core::DType::f32) {
-    backward_typed<float>(plan, dims, t, scale, threads);
+    backward_typed<float>(plan, dims, t, st, scale, threads);
   } else {
-    backward_typed<std::uint16_t>(plan, dims, t, scale, threads);
+    backward_typed<std::uint16_t>(plan, dims, t, st, scale, threads);
   }
 }
 
