@@ -135,7 +135,7 @@ void init_parameters(const ParameterLayout& layout, const LlamaConfig& config, s
   }
   if (config.pad_token_id && *config.pad_token_id >= 0 &&
       *config.pad_token_id < config.vocab_size) {
-    const ParameterInfo& embed = layout.at("model.embed_tokens.weight");
+    const ParameterInfo& embed = *layout.tensors().embed_tokens;
     const auto hidden = static_cast<std::size_t>(config.hidden_size);
     const auto row = static_cast<std::size_t>(*config.pad_token_id);
     std::fill_n(params.begin() + static_cast<std::ptrdiff_t>(embed.offset + row * hidden), hidden,
