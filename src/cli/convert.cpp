@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/timing.h"
+#include "anchorctx/data/tokenizer.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama2c.h"
 #include "cli/commands.h"
@@ -28,8 +29,10 @@ struct Llama2cArgs {
 
 void run_llama2c(const Llama2cArgs& args) {
   const core::Stopwatch watch;
-  const model::LlamaConfig config =
-      model::import_llama2c(args.checkpoint, args.tokenizer, args.out, args.force);
+  const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(args.tokenizer);
+  const model::LlamaConfig config = model::import_llama2c(
+      args.checkpoint, {args.tokenizer, tokenizer->kind(), tokenizer->vocab_size()}, args.out,
+      args.force);
   const std::int64_t parameters = model::parameter_count(config);
   if (args.json) {
     fmt::print("{}\n", nlohmann::json{{"model_dir", args.out},

@@ -17,13 +17,10 @@
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama2c.h"
 #include "anchorctx/model/llama_weights.h"
+#include "anchorctx/model/tensor_schema.h"
 
 namespace anchorctx::model {
 namespace {
-
-// What run.c hard-codes (rmsnorm: `ss += 1e-5f`; RoPE: `powf(10000.0f, ...)`).
-constexpr double kRunCRopeTheta = 10000.0;
-constexpr double kRunCRmsNormEps = 1e-5;
 
 // The output file, written in order.
 class CheckpointWriter {
@@ -72,9 +69,9 @@ Llama2cHeader llama2c_header_for(const LlamaConfig& c, std::string_view source) 
   if (c.rope_scaling.enabled())
     problems.push_back(fmt::format("rope_scaling '{}' (run.c has no RoPE scaling)",
                                    to_string(c.rope_scaling.type)));
-  if (c.rope_theta != kRunCRopeTheta)
+  if (c.rope_theta != kLlama2cRopeTheta)
     problems.push_back(fmt::format("rope_theta {} (run.c hard-codes 10000)", c.rope_theta));
-  if (c.rms_norm_eps != kRunCRmsNormEps)
+  if (c.rms_norm_eps != kLlama2cRmsNormEps)
     problems.push_back(fmt::format("rms_norm_eps {} (run.c hard-codes 1e-5)", c.rms_norm_eps));
   if (c.resolved_head_dim() * c.num_attention_heads != c.hidden_size)
     problems.push_back(fmt::format(
@@ -115,30 +112,22 @@ Llama2cHeader export_llama2c(const LlamaModel& model, const std::filesystem::pat
   const Llama2cHeader h = llama2c_header_for(model.config);
   check_out(out, replace);
   const LlamaWeights& w = model.weights;
-  const std::size_t dim = h.dim, hidden = h.hidden_dim, vocab = h.vocab_size,
-                    kv_dim = static_cast<std::size_t>(h.kv_dim());
   require(w.layers.size() == static_cast<std::size_t>(h.n_layers),
           "llama2.c export: {} layers of weights, the config has {}", w.layers.size(), h.n_layers);
-  check_size(w.embed_tokens, vocab * dim, "model.embed_tokens.weight");
-  check_size(w.final_norm, dim, "model.norm.weight");
-  if (!h.shared_classifier) check_size(w.lm_head, vocab * dim, "lm_head.weight");
-  for (std::size_t l = 0; l < w.layers.size(); ++l) {
-    const LlamaLayerWeights& layer = w.layers[l];
-    const std::string prefix = fmt::format("model.layers.{}.", l);
-    check_size(layer.input_norm, dim, prefix + "input_layernorm.weight");
-    check_size(layer.q_proj, dim * dim, prefix + "self_attn.q_proj.weight");
-    check_size(layer.k_proj, kv_dim * dim, prefix + "self_attn.k_proj.weight");
-    check_size(layer.v_proj, kv_dim * dim, prefix + "self_attn.v_proj.weight");
-    check_size(layer.o_proj, dim * dim, prefix + "self_attn.o_proj.weight");
-    check_size(layer.post_attention_norm, dim, prefix + "post_attention_layernorm.weight");
-    check_size(layer.gate_proj, hidden * dim, prefix + "mlp.gate_proj.weight");
-    check_size(layer.up_proj, hidden * dim, prefix + "mlp.up_proj.weight");
-    check_size(layer.down_proj, dim * hidden, prefix + "mlp.down_proj.weight");
-    require(layer.q_bias.empty() && layer.k_bias.empty() && layer.v_bias.empty() &&
-                layer.o_bias.empty() && layer.gate_bias.empty() && layer.up_bias.empty() &&
-                layer.down_bias.empty(),
-            "llama2.c export: layer {} carries biases (llama2.c has none)", l);
-  }
+  // Every tensor the config calls for with its size; none it does not (biases: llama2.c has
+  // none, and the config was checked to ask for none).
+  for_each_tensor(
+      [](const TensorSpec& spec, const std::vector<float>& values) {
+        if (spec.present) {
+          check_size(values, static_cast<std::size_t>(spec.numel()), spec.name);
+        } else {
+          require(values.empty(),
+                  "llama2.c export: the weights carry {}, which llama2.c has no "
+                  "place for",
+                  spec.name);
+        }
+      },
+      tensor_schema(model.config), w);
 
   CheckpointWriter file(out);
   file.header(h);
@@ -175,7 +164,8 @@ Llama2cHeader export_llama2c(const LlamaModel& model, const std::filesystem::pat
   std::vector<float> freqs(half);
   for (std::size_t i = 0; i < half; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(h.head_dim());
-    freqs[i] = 1.0f / static_cast<float>(std::pow(kRunCRopeTheta, static_cast<double>(exponent)));
+    freqs[i] =
+        1.0f / static_cast<float>(std::pow(kLlama2cRopeTheta, static_cast<double>(exponent)));
   }
   for (const bool sine : {false, true}) {
     std::vector<float> row(half);

@@ -10,6 +10,8 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/mapped_file.h"
 #include "anchorctx/model/llama2c.h"
+#include "anchorctx/model/llama_weights.h"
+#include "anchorctx/model/tensor_schema.h"
 
 namespace anchorctx::model {
 namespace {
@@ -23,6 +25,9 @@ constexpr std::int64_t kMaxDim = std::int64_t{1} << 20;
 constexpr std::int64_t kMaxLayers = 4096;
 constexpr std::int64_t kMaxVocab = std::int64_t{1} << 24;
 constexpr std::int64_t kMaxSeqLen = std::int64_t{1} << 24;
+// llama2.c's run.c hard-codes its special token ids; its checkpoints do not record them.
+constexpr std::int64_t kLlama2cBos = 1;
+constexpr std::int64_t kLlama2cEos = 2;
 
 std::int32_t read_i32(const std::byte* p) {
   std::int32_t v;
@@ -132,6 +137,27 @@ class TensorCursor {
 
 }  // namespace
 
+LlamaConfig llama2c_config(const Llama2cHeader& h) {
+  LlamaConfig c;
+  c.model_type = ModelType::llama;
+  c.vocab_size = h.vocab_size;
+  c.hidden_size = h.dim;
+  c.intermediate_size = h.hidden_dim;
+  c.num_hidden_layers = h.n_layers;
+  c.num_attention_heads = h.n_heads;
+  c.num_key_value_heads = h.n_kv_heads;
+  c.head_dim = h.head_dim();
+  c.max_position_embeddings = h.seq_len;
+  c.rms_norm_eps = kLlama2cRmsNormEps;
+  c.rope_theta = kLlama2cRopeTheta;
+  // transformers ties lm_head to the embedding when asked and then needs no lm_head.weight.
+  c.tie_word_embeddings = h.shared_classifier;
+  c.bos_token_id = kLlama2cBos;
+  c.eos_token_ids = {kLlama2cEos};
+  c.torch_dtype = "float32";
+  return c;
+}
+
 Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
   const core::MappedFile file = core::MappedFile::open(path.string());
   const Llama2cHeader h = parse_header(file);
@@ -170,30 +196,35 @@ Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
   std::vector<float> final_norm = cursor.take(dim);
   cursor.skip(rope_table * 2);  // recomputed from rope_theta by every reader
 
+  // The weights by slot; their names and shapes are the schema's for the model the header
+  // describes.
+  LlamaWeights w;
+  w.layers.resize(static_cast<std::size_t>(h.n_layers));
+  w.embed_tokens = std::move(embedding);
+  for (std::int32_t l = 0; l < h.n_layers; ++l) {
+    LlamaLayerWeights& t = w.layers[static_cast<std::size_t>(l)];
+    t.input_norm = attn_norm.layer(l);
+    t.q_proj = wq.layer(l);
+    t.k_proj = wk.layer(l);
+    permute_rotary_rows(t.q_proj, h.n_heads, h.head_dim(), dim);
+    permute_rotary_rows(t.k_proj, h.n_kv_heads, h.head_dim(), dim);
+    t.v_proj = wv.layer(l);
+    t.o_proj = wo.layer(l);
+    t.post_attention_norm = ffn_norm.layer(l);
+    t.gate_proj = w1.layer(l);
+    t.up_proj = w3.layer(l);
+    t.down_proj = w2.layer(l);
+  }
+  w.final_norm = std::move(final_norm);
+  if (!h.shared_classifier) w.lm_head = cursor.take(vocab * dim);
+
   Llama2cCheckpoint out;
   out.header = h;
-  auto add = [&out](std::string name, std::vector<std::int64_t> shape, std::vector<float> data) {
-    out.tensors.push_back({std::move(name), std::move(shape), std::move(data)});
-  };
-  add("model.embed_tokens.weight", {vocab, dim}, std::move(embedding));
-  for (std::int32_t l = 0; l < h.n_layers; ++l) {
-    const std::string prefix = "model.layers." + std::to_string(l) + ".";
-    std::vector<float> q = wq.layer(l);
-    std::vector<float> k = wk.layer(l);
-    permute_rotary_rows(q, h.n_heads, h.head_dim(), dim);
-    permute_rotary_rows(k, h.n_kv_heads, h.head_dim(), dim);
-    add(prefix + "input_layernorm.weight", {dim}, attn_norm.layer(l));
-    add(prefix + "self_attn.q_proj.weight", {dim, dim}, std::move(q));
-    add(prefix + "self_attn.k_proj.weight", {kv_dim, dim}, std::move(k));
-    add(prefix + "self_attn.v_proj.weight", {kv_dim, dim}, wv.layer(l));
-    add(prefix + "self_attn.o_proj.weight", {dim, dim}, wo.layer(l));
-    add(prefix + "post_attention_layernorm.weight", {dim}, ffn_norm.layer(l));
-    add(prefix + "mlp.gate_proj.weight", {hidden, dim}, w1.layer(l));
-    add(prefix + "mlp.up_proj.weight", {hidden, dim}, w3.layer(l));
-    add(prefix + "mlp.down_proj.weight", {dim, hidden}, w2.layer(l));
-  }
-  add("model.norm.weight", {dim}, std::move(final_norm));
-  if (!h.shared_classifier) add("lm_head.weight", {vocab, dim}, cursor.take(vocab * dim));
+  for_each_tensor(
+      [&](const TensorSpec& spec, std::vector<float>& values) {
+        if (spec.present) out.tensors.push_back({spec.name, spec.shape, std::move(values)});
+      },
+      tensor_schema(llama2c_config(h)), w);
   return out;
 }
 

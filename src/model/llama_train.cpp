@@ -27,7 +27,7 @@ rope::RopeMode default_rope_mode(Precision precision) {
   return precision == Precision::bf16 ? rope::RopeMode::hf_bf16 : rope::RopeMode::fp32;
 }
 
-// What one layer's forward leaves for its backward.
+// What one layer's forward leaves for its backward (sizes: buffer_specs below).
 struct LlamaTrainModel::LayerActs {
   std::vector<float> xn1, rstd1;   // input norm: out [T, H], rstd [T]
   std::vector<float> q, k, v;      // after RoPE (q, k): [T, qd], [T, kvd], [T, kvd]
@@ -35,31 +35,115 @@ struct LlamaTrainModel::LayerActs {
   std::vector<float> x_mid;        // residual after attention [T, H]
   std::vector<float> xn2, rstd2;   // post-attention norm
   std::vector<float> gate, up, h;  // MLP [T, I] each
+};
 
-  void resize(std::int64_t T, std::int64_t H, std::int64_t I, std::int64_t qd, std::int64_t kvd,
-              std::int64_t heads) {
-    const auto n = [](std::int64_t v) { return static_cast<std::size_t>(v); };
-    xn1.resize(n(T * H));
-    rstd1.resize(n(T));
-    q.resize(n(T * qd));
-    k.resize(n(T * kvd));
-    v.resize(n(T * kvd));
-    o.resize(n(T * qd));
-    lse.resize(n(heads * T));
-    x_mid.resize(n(T * H));
-    xn2.resize(n(T * H));
-    rstd2.resize(n(T));
-    gate.resize(n(T * I));
-    up.resize(n(T * I));
-    h.resize(n(T * I));
+namespace {
+
+// Which buffers a spec stands for, and when they exist.
+enum class Scope {
+  stored_layer,   // LayerActs: one per layer, or one shared by all with checkpointing
+  layer_input,    // inputs_: the embedding output and each layer's output, L + 1
+  forward,        // a model member every call needs
+  backward,       // a model member only a backward needs
+  recompute,      // a model member only a backward with checkpointing needs
+  bf16_weights,   // a model member only bf16 precision needs
+  rope,           // allocated by rope::compute_frequencies / rope::RotationTable
+  loss,           // lm_head_cross_entropy's per-thread chunk scratch (layers/cross_entropy.cpp)
+  loss_backward,  // the same, only when it computes dx
+};
+// What one row of a buffer counts.
+enum class Rows { tokens, loss_chunk, one };
+// Floats per row.
+enum class Width {
+  one,
+  hidden,
+  q_dim,
+  kv_dim,
+  intermediate,
+  q_heads,
+  half_head_dim,
+  vocab,
+  params
+};
+
+}  // namespace
+
+struct LlamaTrainModel::BufferSpec {
+  std::string_view name, shape;
+  Scope scope;
+  Rows rows;
+  Width width;
+  std::vector<float> LayerActs::*layer = nullptr;         // Scope::stored_layer
+  std::vector<float> LlamaTrainModel::*member = nullptr;  // the model's own scopes
+};
+
+// The list (llm.c's activation sizes): prepare_buffers allocates from it, step_buffers sums it.
+std::span<const LlamaTrainModel::BufferSpec> LlamaTrainModel::buffer_specs() {
+  using A = LayerActs;
+  using M = LlamaTrainModel;
+  using enum Scope;
+  static const BufferSpec specs[] = {
+      {"layer.xn1", "[T, H]", stored_layer, Rows::tokens, Width::hidden, &A::xn1},
+      {"layer.rstd1", "[T]", stored_layer, Rows::tokens, Width::one, &A::rstd1},
+      {"layer.q", "[T, qd]", stored_layer, Rows::tokens, Width::q_dim, &A::q},
+      {"layer.k", "[T, kvd]", stored_layer, Rows::tokens, Width::kv_dim, &A::k},
+      {"layer.v", "[T, kvd]", stored_layer, Rows::tokens, Width::kv_dim, &A::v},
+      {"layer.o", "[T, qd]", stored_layer, Rows::tokens, Width::q_dim, &A::o},
+      {"layer.lse", "[Hq, T]", stored_layer, Rows::tokens, Width::q_heads, &A::lse},
+      {"layer.x_mid", "[T, H]", stored_layer, Rows::tokens, Width::hidden, &A::x_mid},
+      {"layer.xn2", "[T, H]", stored_layer, Rows::tokens, Width::hidden, &A::xn2},
+      {"layer.rstd2", "[T]", stored_layer, Rows::tokens, Width::one, &A::rstd2},
+      {"layer.gate", "[T, I]", stored_layer, Rows::tokens, Width::intermediate, &A::gate},
+      {"layer.up", "[T, I]", stored_layer, Rows::tokens, Width::intermediate, &A::up},
+      {"layer.h", "[T, I]", stored_layer, Rows::tokens, Width::intermediate, &A::h},
+      {"inputs", "[T, H]", layer_input, Rows::tokens, Width::hidden},
+      {"final_rstd", "[T]", forward, Rows::tokens, Width::one, nullptr, &M::final_rstd_},
+      {"final_out", "[T, H]", forward, Rows::tokens, Width::hidden, nullptr, &M::final_out_},
+      {"dx", "[T, H]", backward, Rows::tokens, Width::hidden, nullptr, &M::dx_},
+      {"d_o", "[T, qd]", backward, Rows::tokens, Width::q_dim, nullptr, &M::d_o_},
+      {"dq", "[T, qd]", backward, Rows::tokens, Width::q_dim, nullptr, &M::dq_},
+      {"dk", "[T, kvd]", backward, Rows::tokens, Width::kv_dim, nullptr, &M::dk_},
+      {"dv", "[T, kvd]", backward, Rows::tokens, Width::kv_dim, nullptr, &M::dv_},
+      {"dxn", "[T, H]", backward, Rows::tokens, Width::hidden, nullptr, &M::dxn_},
+      {"dh", "[T, I]", backward, Rows::tokens, Width::intermediate, nullptr, &M::dh_},
+      {"dgate", "[T, I]", backward, Rows::tokens, Width::intermediate, nullptr, &M::dgate_},
+      {"dup", "[T, I]", backward, Rows::tokens, Width::intermediate, nullptr, &M::dup_},
+      {"recompute_out", "[T, H]", recompute, Rows::tokens, Width::hidden, nullptr,
+       &M::recompute_out_},
+      {"bf16_params", "[P]", bf16_weights, Rows::one, Width::params, nullptr, &M::bf16_params_},
+      {"rope.inv_freq", "[D/2]", rope, Rows::one, Width::half_head_dim},
+      {"rope.cos", "[T, D/2]", rope, Rows::tokens, Width::half_head_dim},
+      {"rope.sin", "[T, D/2]", rope, Rows::tokens, Width::half_head_dim},
+      {"loss.x", "[c, H]", loss, Rows::loss_chunk, Width::hidden},
+      {"loss.logits", "[c, V]", loss, Rows::loss_chunk, Width::vocab},
+      {"loss.dx", "[c, H]", loss_backward, Rows::loss_chunk, Width::hidden},
+  };
+  return specs;
+}
+
+std::int64_t LlamaTrainModel::width_of(const BufferSpec& spec) const {
+  switch (spec.width) {
+    case Width::one:
+      return 1;
+    case Width::hidden:
+      return config_.hidden_size;
+    case Width::q_dim:
+      return q_dim_;
+    case Width::kv_dim:
+      return kv_dim_;
+    case Width::intermediate:
+      return config_.intermediate_size;
+    case Width::q_heads:
+      return config_.num_attention_heads;
+    case Width::half_head_dim:
+      return head_dim_ / 2;
+    case Width::vocab:
+      return config_.vocab_size;
+    case Width::params:
+      return static_cast<std::int64_t>(params_.size());
   }
-};
-
-struct LlamaTrainModel::LayerNames {
-  const ParameterInfo *input_norm, *q, *k, *v, *o, *post_norm, *gate, *up, *down;
-  const ParameterInfo *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
-  const ParameterInfo *gate_bias = nullptr, *up_bias = nullptr, *down_bias = nullptr;
-};
+  return 0;
+}
 
 LlamaTrainModel::LlamaTrainModel(LlamaConfig config, RunOptions options)
     : config_(std::move(config)), options_(options) {
@@ -85,31 +169,12 @@ LlamaTrainModel::LlamaTrainModel(LlamaConfig config, RunOptions options)
   params_.assign(layout_.total(), 0.0f);
   grads_.assign(layout_.total(), 0.0f);
 
-  const auto find = [&](const std::string& name) { return layout_.find(name); };
-  embed_ = &layout_.at("model.embed_tokens.weight");
-  final_norm_ = &layout_.at("model.norm.weight");
-  lm_head_ = config_.tie_word_embeddings ? embed_ : &layout_.at("lm_head.weight");
-  for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerNames n{};
-    n.input_norm = &layout_.at(p + "input_layernorm.weight");
-    n.q = &layout_.at(p + "self_attn.q_proj.weight");
-    n.k = &layout_.at(p + "self_attn.k_proj.weight");
-    n.v = &layout_.at(p + "self_attn.v_proj.weight");
-    n.o = &layout_.at(p + "self_attn.o_proj.weight");
-    n.post_norm = &layout_.at(p + "post_attention_layernorm.weight");
-    n.gate = &layout_.at(p + "mlp.gate_proj.weight");
-    n.up = &layout_.at(p + "mlp.up_proj.weight");
-    n.down = &layout_.at(p + "mlp.down_proj.weight");
-    n.q_bias = find(p + "self_attn.q_proj.bias");
-    n.k_bias = find(p + "self_attn.k_proj.bias");
-    n.v_bias = find(p + "self_attn.v_proj.bias");
-    n.o_bias = find(p + "self_attn.o_proj.bias");
-    n.gate_bias = find(p + "mlp.gate_proj.bias");
-    n.up_bias = find(p + "mlp.up_proj.bias");
-    n.down_bias = find(p + "mlp.down_proj.bias");
-    names_.push_back(n);
-  }
+  tensors_ = layout_.tensors();
+  // The per-layer buffer sets; their buffers are sized per batch (prepare_buffers).
+  const std::size_t L = static_cast<std::size_t>(config_.num_hidden_layers);
+  acts_.resize(options_.checkpointing ? 1 : L);
+  inputs_.resize(L + 1);
+  lm_head_ = config_.tie_word_embeddings ? tensors_.embed_tokens : tensors_.lm_head;
 }
 
 LlamaTrainModel::~LlamaTrainModel() = default;
@@ -122,17 +187,30 @@ const float* LlamaTrainModel::weight(const ParameterInfo& info) const {
   return (round_ ? bf16_params_.data() : params_.data()) + info.offset;
 }
 
+std::vector<StepBuffer> LlamaTrainModel::step_buffers(std::int64_t T) const {
+  const std::int64_t L = config_.num_hidden_layers;
+  std::vector<StepBuffer> out;
+  for (const BufferSpec& spec : buffer_specs()) {
+    if (spec.scope == Scope::recompute && !options_.checkpointing) continue;
+    if (spec.scope == Scope::bf16_weights && !round_) continue;
+    const std::int64_t rows = spec.rows == Rows::tokens       ? T
+                              : spec.rows == Rows::loss_chunk ? std::min(options_.loss_chunk, T)
+                                                              : 1;
+    const std::int64_t copies = spec.scope == Scope::stored_layer ? (options_.checkpointing ? 1 : L)
+                                : spec.scope == Scope::layer_input ? L + 1
+                                                                   : 1;
+    const bool backward = spec.scope == Scope::backward || spec.scope == Scope::recompute ||
+                          spec.scope == Scope::loss_backward;
+    out.push_back({spec.name, spec.shape, copies, rows * width_of(spec), backward});
+  }
+  return out;
+}
+
 std::int64_t LlamaTrainModel::activation_bytes(std::int64_t T) const {
-  const std::int64_t H = config_.hidden_size, I = config_.intermediate_size;
-  const std::int64_t L = config_.num_hidden_layers, Hq = config_.num_attention_heads;
-  const std::int64_t per_layer = T * (4 * H + 2 * q_dim_ + 2 * kv_dim_ + 3 * I + 2 + Hq);
-  const std::int64_t stored_layers = options_.checkpointing ? 1 : L;
-  const std::int64_t inputs = (L + 1) * T * H;
-  const std::int64_t final_norm = T * (H + 1);
-  const std::int64_t backward = 2 * T * H +                                  // dx_a, dx_b
-                                T * (2 * q_dim_ + 2 * kv_dim_ + H + 3 * I);  // layer scratch
-  const std::int64_t loss = std::min(options_.loss_chunk, T) * (config_.vocab_size + 2 * H);
-  return 4 * (stored_layers * per_layer + inputs + final_norm + backward + loss);
+  std::int64_t bytes = 0;
+  for (const StepBuffer& b : step_buffers(T))
+    bytes += b.bytes();
+  return bytes;
 }
 
 void LlamaTrainModel::check_batch(const TrainBatch& b) const {
@@ -156,17 +234,37 @@ void LlamaTrainModel::check_batch(const TrainBatch& b) const {
   }
 }
 
-void LlamaTrainModel::prepare_buffers(std::int64_t T) {
-  const std::int64_t H = config_.hidden_size, I = config_.intermediate_size;
-  const std::size_t L = static_cast<std::size_t>(config_.num_hidden_layers);
-  acts_.resize(options_.checkpointing ? 1 : L);
-  for (LayerActs& a : acts_)
-    a.resize(T, H, I, q_dim_, kv_dim_, config_.num_attention_heads);
-  inputs_.resize(L + 1);
-  for (auto& x : inputs_)
-    x.resize(static_cast<std::size_t>(T * H));
-  final_rstd_.resize(static_cast<std::size_t>(T));
-  final_out_.resize(static_cast<std::size_t>(T * H));
+void LlamaTrainModel::prepare_buffers(std::int64_t T, bool backward) {
+  for (const BufferSpec& spec : buffer_specs()) {
+    const std::size_t n =
+        static_cast<std::size_t>((spec.rows == Rows::tokens ? T : 1) * width_of(spec));
+    switch (spec.scope) {
+      case Scope::stored_layer:
+        for (LayerActs& a : acts_)
+          (a.*spec.layer).resize(n);
+        break;
+      case Scope::layer_input:
+        for (std::vector<float>& x : inputs_)
+          x.resize(n);
+        break;
+      case Scope::forward:
+        (this->*spec.member).resize(n);
+        break;
+      case Scope::backward:
+        if (backward) (this->*spec.member).resize(n);
+        break;
+      case Scope::recompute:
+        if (backward && options_.checkpointing) (this->*spec.member).resize(n);
+        break;
+      case Scope::bf16_weights:
+        if (round_) (this->*spec.member).resize(n);
+        break;
+      case Scope::rope:
+      case Scope::loss:
+      case Scope::loss_backward:
+        break;  // allocated by the rope part and the LM-head layer
+    }
+  }
   tokens_ = T;
 }
 
@@ -210,35 +308,36 @@ void LlamaTrainModel::attention_backward(LayerActs& a, const float* d_o, float* 
 
 // x_out [T, H] = layer(x_in [T, H]); fills `a` for the backward.
 void LlamaTrainModel::layer_forward(int l, const float* x_in, float* x_out, LayerActs& a) {
-  const LayerNames& n = names_[static_cast<std::size_t>(l)];
+  const LayerTensors<const ParameterInfo*>& n = tensors_.layers[static_cast<std::size_t>(l)];
   const std::int64_t T = tokens_, H = config_.hidden_size, I = config_.intermediate_size;
   const auto w = [&](const ParameterInfo* p) { return p ? weight(*p) : nullptr; };
   const double eps = config_.rms_norm_eps;
 
   // Attention block: x_mid = x_in + o_proj(attention(rope(q), rope(k), v)) on rmsnorm(x_in).
   rmsnorm_forward(x_in, w(n.input_norm), T, H, eps, round_, a.xn1.data(), a.rstd1.data());
-  linear_forward(a.xn1.data(), w(n.q), w(n.q_bias), T, H, q_dim_, round_, a.q.data());
-  linear_forward(a.xn1.data(), w(n.k), w(n.k_bias), T, H, kv_dim_, round_, a.k.data());
-  linear_forward(a.xn1.data(), w(n.v), w(n.v_bias), T, H, kv_dim_, round_, a.v.data());
+  linear_forward(a.xn1.data(), w(n.q_proj), w(n.q_bias), T, H, q_dim_, round_, a.q.data());
+  linear_forward(a.xn1.data(), w(n.k_proj), w(n.k_bias), T, H, kv_dim_, round_, a.k.data());
+  linear_forward(a.xn1.data(), w(n.v_proj), w(n.v_bias), T, H, kv_dim_, round_, a.v.data());
   rotation_.forward(a.q.data(), config_.num_attention_heads);
   rotation_.forward(a.k.data(), config_.num_key_value_heads);
   if (hook_ && *hook_) (*hook_)(l, a.q, a.k);
   attention_forward(a);
-  linear_forward(a.o.data(), w(n.o), w(n.o_bias), T, q_dim_, H, round_, x_out);
+  linear_forward(a.o.data(), w(n.o_proj), w(n.o_bias), T, q_dim_, H, round_, x_out);
   add_forward(x_in, x_out, T * H, round_, a.x_mid.data());
 
   // MLP block: x_out = x_mid + down(silu(gate(xn2)) * up(xn2)), xn2 = rmsnorm(x_mid).
-  rmsnorm_forward(a.x_mid.data(), w(n.post_norm), T, H, eps, round_, a.xn2.data(), a.rstd2.data());
-  linear_forward(a.xn2.data(), w(n.gate), w(n.gate_bias), T, H, I, round_, a.gate.data());
-  linear_forward(a.xn2.data(), w(n.up), w(n.up_bias), T, H, I, round_, a.up.data());
+  rmsnorm_forward(a.x_mid.data(), w(n.post_attention_norm), T, H, eps, round_, a.xn2.data(),
+                  a.rstd2.data());
+  linear_forward(a.xn2.data(), w(n.gate_proj), w(n.gate_bias), T, H, I, round_, a.gate.data());
+  linear_forward(a.xn2.data(), w(n.up_proj), w(n.up_bias), T, H, I, round_, a.up.data());
   swiglu_forward(a.gate.data(), a.up.data(), T * I, round_, a.h.data());
-  linear_forward(a.h.data(), w(n.down), w(n.down_bias), T, I, H, round_, x_out);
+  linear_forward(a.h.data(), w(n.down_proj), w(n.down_bias), T, I, H, round_, x_out);
   add_forward(a.x_mid.data(), x_out, T * H, round_, x_out);
 }
 
 // dx [T, H]: in, the gradient of the layer's output; out, of its input. Weight gradients add up.
 void LlamaTrainModel::layer_backward(int l, const float* x_in, LayerActs& a, float* dx) {
-  const LayerNames& n = names_[static_cast<std::size_t>(l)];
+  const LayerTensors<const ParameterInfo*>& n = tensors_.layers[static_cast<std::size_t>(l)];
   const std::int64_t T = tokens_, H = config_.hidden_size, I = config_.intermediate_size;
   const auto w = [&](const ParameterInfo* p) { return p ? weight(*p) : nullptr; };
   const auto g = [&](const ParameterInfo* p) { return p ? grad(*p) : nullptr; };
@@ -247,32 +346,34 @@ void LlamaTrainModel::layer_backward(int l, const float* x_in, LayerActs& a, flo
   };
 
   // MLP block (the residual passes dx through unchanged).
-  linear_backward(a.h.data(), w(n.down), dx, T, I, H, false, dh_.data(), g(n.down), g(n.down_bias));
+  linear_backward(a.h.data(), w(n.down_proj), dx, T, I, H, false, dh_.data(), g(n.down_proj),
+                  g(n.down_bias));
   round(dh_);
   swiglu_backward(a.gate.data(), a.up.data(), dh_.data(), T * I, dgate_.data(), dup_.data());
   round(dgate_);
   round(dup_);
-  linear_backward(a.xn2.data(), w(n.gate), dgate_.data(), T, H, I, false, dxn_.data(), g(n.gate),
-                  g(n.gate_bias));
-  linear_backward(a.xn2.data(), w(n.up), dup_.data(), T, H, I, true, dxn_.data(), g(n.up),
+  linear_backward(a.xn2.data(), w(n.gate_proj), dgate_.data(), T, H, I, false, dxn_.data(),
+                  g(n.gate_proj), g(n.gate_bias));
+  linear_backward(a.xn2.data(), w(n.up_proj), dup_.data(), T, H, I, true, dxn_.data(), g(n.up_proj),
                   g(n.up_bias));
   round(dxn_);
-  rmsnorm_backward(a.x_mid.data(), w(n.post_norm), a.rstd2.data(), dxn_.data(), T, H, true, dx,
-                   g(n.post_norm));
+  rmsnorm_backward(a.x_mid.data(), w(n.post_attention_norm), a.rstd2.data(), dxn_.data(), T, H,
+                   true, dx, g(n.post_attention_norm));
   if (round_) round_to_bf16({dx, static_cast<std::size_t>(T * H)});
 
   // Attention block.
-  linear_backward(a.o.data(), w(n.o), dx, T, q_dim_, H, false, d_o_.data(), g(n.o), g(n.o_bias));
+  linear_backward(a.o.data(), w(n.o_proj), dx, T, q_dim_, H, false, d_o_.data(), g(n.o_proj),
+                  g(n.o_bias));
   round(d_o_);
   attention_backward(a, d_o_.data(), dq_.data(), dk_.data(), dv_.data());
   rotation_.backward(dq_.data(), config_.num_attention_heads);
   rotation_.backward(dk_.data(), config_.num_key_value_heads);
-  linear_backward(a.xn1.data(), w(n.q), dq_.data(), T, H, q_dim_, false, dxn_.data(), g(n.q),
-                  g(n.q_bias));
-  linear_backward(a.xn1.data(), w(n.k), dk_.data(), T, H, kv_dim_, true, dxn_.data(), g(n.k),
-                  g(n.k_bias));
-  linear_backward(a.xn1.data(), w(n.v), dv_.data(), T, H, kv_dim_, true, dxn_.data(), g(n.v),
-                  g(n.v_bias));
+  linear_backward(a.xn1.data(), w(n.q_proj), dq_.data(), T, H, q_dim_, false, dxn_.data(),
+                  g(n.q_proj), g(n.q_bias));
+  linear_backward(a.xn1.data(), w(n.k_proj), dk_.data(), T, H, kv_dim_, true, dxn_.data(),
+                  g(n.k_proj), g(n.k_bias));
+  linear_backward(a.xn1.data(), w(n.v_proj), dv_.data(), T, H, kv_dim_, true, dxn_.data(),
+                  g(n.v_proj), g(n.v_bias));
   round(dxn_);
   rmsnorm_backward(x_in, w(n.input_norm), a.rstd1.data(), dxn_.data(), T, H, true, dx,
                    g(n.input_norm));
@@ -311,9 +412,8 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
   const std::int64_t H = config_.hidden_size, V = config_.vocab_size;
   const std::int64_t L = config_.num_hidden_layers;
   batch_ = &batch;
-  prepare_buffers(T);
+  prepare_buffers(T, backward);
   if (round_) {
-    bf16_params_.resize(params_.size());
     std::copy(params_.begin(), params_.end(), bf16_params_.begin());
     round_to_bf16(bf16_params_);
   }
@@ -329,41 +429,25 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
       static_cast<std::int64_t>(max_pos) + 1);
   rotation_ = rope::RotationTable(frequencies_, batch.position_ids, options_.rope_mode);
 
-  embedding_forward(batch.input_ids, weight(*embed_), V, H, inputs_[0].data());
+  embedding_forward(batch.input_ids, weight(*tensors_.embed_tokens), V, H, inputs_[0].data());
   for (std::int64_t l = 0; l < L; ++l) {
     LayerActs& a = acts_[options_.checkpointing ? 0 : static_cast<std::size_t>(l)];
     layer_forward(static_cast<int>(l), inputs_[l].data(), inputs_[l + 1].data(), a);
   }
-  rmsnorm_forward(inputs_[L].data(), weight(*final_norm_), T, H, config_.rms_norm_eps, round_,
-                  final_out_.data(), final_rstd_.data());
+  rmsnorm_forward(inputs_[L].data(), weight(*tensors_.final_norm), T, H, config_.rms_norm_eps,
+                  round_, final_out_.data(), final_rstd_.data());
   if (!backward)
     return lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), batch.targets, H, V,
                                  options_.loss_chunk, round_, 0.0, nullptr, nullptr,
                                  logits.empty() ? nullptr : logits.data());
-
-  // Backward buffers.
-  const std::int64_t I = config_.intermediate_size;
-  const auto sized = [](std::vector<float>& v, std::int64_t n) {
-    v.resize(static_cast<std::size_t>(n));
-  };
-  sized(dx_, T * H);
-  sized(d_o_, T * q_dim_);
-  sized(dq_, T * q_dim_);
-  sized(dk_, T * kv_dim_);
-  sized(dv_, T * kv_dim_);
-  sized(dxn_, T * H);
-  sized(dh_, T * I);
-  sized(dgate_, T * I);
-  sized(dup_, T * I);
-  if (options_.checkpointing) sized(recompute_out_, T * H);
 
   // LM head + loss, then the final norm: dx_ = d(hidden after the last layer).
   const LossSum loss =
       lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), batch.targets, H, V,
                             options_.loss_chunk, round_, loss_scale, dxn_.data(), grad(*lm_head_));
   if (round_) round_to_bf16(dxn_);
-  rmsnorm_backward(inputs_[L].data(), weight(*final_norm_), final_rstd_.data(), dxn_.data(), T, H,
-                   false, dx_.data(), grad(*final_norm_));
+  rmsnorm_backward(inputs_[L].data(), weight(*tensors_.final_norm), final_rstd_.data(), dxn_.data(),
+                   T, H, false, dx_.data(), grad(*tensors_.final_norm));
   if (round_) round_to_bf16(dx_);
 
   for (std::int64_t l = L - 1; l >= 0; --l) {
@@ -375,7 +459,7 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
     }
     layer_backward(static_cast<int>(l), inputs_[l].data(), *a, dx_.data());
   }
-  embedding_backward(batch.input_ids, dx_.data(), H, grad(*embed_));
+  embedding_backward(batch.input_ids, dx_.data(), H, grad(*tensors_.embed_tokens));
   return loss;
 }
 

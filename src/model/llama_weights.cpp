@@ -7,61 +7,18 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
+#include "anchorctx/model/tensor_schema.h"
 
 namespace anchorctx::model {
-namespace {
-
-class Loader {
- public:
-  explicit Loader(const SafetensorsReader& reader) : reader_(reader) {}
-
-  std::vector<float> operator()(const std::string& name, std::vector<std::int64_t> shape) const {
-    return reader_.read_f32(name, shape);
-  }
-  // An optional tensor: empty unless `wanted`.
-  std::vector<float> operator()(bool wanted, const std::string& name,
-                                std::vector<std::int64_t> shape) const {
-    if (!wanted) return {};
-    return reader_.read_f32(name, shape);
-  }
-
- private:
-  const SafetensorsReader& reader_;
-};
-
-}  // namespace
-
 LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConfig& config) {
-  const std::int64_t hidden = config.hidden_size, inter = config.intermediate_size;
-  const std::int64_t vocab = config.vocab_size, q_dim = config.q_dim(), kv_dim = config.kv_dim();
-  const Loader load(reader);
-
+  const ModelTensors<TensorSpec> schema = tensor_schema(config);
   LlamaWeights w;
-  w.embed_tokens = load("model.embed_tokens.weight", {vocab, hidden});
-  w.layers.resize(static_cast<std::size_t>(config.num_hidden_layers));
-  for (std::size_t l = 0; l < w.layers.size(); ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const std::string attn = p + "self_attn.", mlp = p + "mlp.";
-    LlamaLayerWeights& layer = w.layers[l];
-    layer.input_norm = load(p + "input_layernorm.weight", {hidden});
-    layer.q_proj = load(attn + "q_proj.weight", {q_dim, hidden});
-    layer.k_proj = load(attn + "k_proj.weight", {kv_dim, hidden});
-    layer.v_proj = load(attn + "v_proj.weight", {kv_dim, hidden});
-    layer.o_proj = load(attn + "o_proj.weight", {hidden, q_dim});
-    layer.q_bias = load(config.qkv_bias(), attn + "q_proj.bias", {q_dim});
-    layer.k_bias = load(config.qkv_bias(), attn + "k_proj.bias", {kv_dim});
-    layer.v_bias = load(config.qkv_bias(), attn + "v_proj.bias", {kv_dim});
-    layer.o_bias = load(config.o_bias(), attn + "o_proj.bias", {hidden});
-    layer.post_attention_norm = load(p + "post_attention_layernorm.weight", {hidden});
-    layer.gate_proj = load(mlp + "gate_proj.weight", {inter, hidden});
-    layer.up_proj = load(mlp + "up_proj.weight", {inter, hidden});
-    layer.down_proj = load(mlp + "down_proj.weight", {hidden, inter});
-    layer.gate_bias = load(config.mlp_bias, mlp + "gate_proj.bias", {inter});
-    layer.up_bias = load(config.mlp_bias, mlp + "up_proj.bias", {inter});
-    layer.down_bias = load(config.mlp_bias, mlp + "down_proj.bias", {hidden});
-  }
-  w.final_norm = load("model.norm.weight", {hidden});
-  if (!config.tie_word_embeddings) w.lm_head = load("lm_head.weight", {vocab, hidden});
+  w.layers.resize(schema.layers.size());
+  for_each_tensor(
+      [&](const TensorSpec& spec, std::vector<float>& slot) {
+        if (spec.present) slot = reader.read_f32(spec.name, spec.shape);
+      },
+      schema, w);
   return w;
 }
 

@@ -14,6 +14,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/safetensors.h"
+#include "anchorctx/model/tensor_schema.h"
 
 namespace anchorctx::model {
 namespace {
@@ -23,33 +24,6 @@ constexpr std::size_t kAlign = 16;  // elements: 64 bytes of float32
 std::size_t align_up(std::size_t n) {
   return (n + kAlign - 1) / kAlign * kAlign;
 }
-
-class Builder {
- public:
-  void add(std::string name, std::vector<std::int64_t> shape, bool decay) {
-    ParameterInfo p;
-    p.name = std::move(name);
-    p.size = 1;
-    for (const std::int64_t d : shape) {
-      require(d > 0, "parameter '{}': dimension {} is not positive", p.name, d);
-      p.size *= static_cast<std::size_t>(d);
-    }
-    p.shape = std::move(shape);
-    p.offset = total_;
-    p.decay = decay;
-    total_ = align_up(total_ + p.size);
-    params_.push_back(std::move(p));
-  }
-  // A matrix ([out, in], decayed) and, when `bias`, its bias ([out], not decayed).
-  void linear(const std::string& prefix, std::int64_t out, std::int64_t in, bool bias) {
-    add(prefix + ".weight", {out, in}, true);
-    if (bias) add(prefix + ".bias", {out}, false);
-  }
-  void norm(const std::string& name, std::int64_t size) { add(name, {size}, false); }
-
-  std::vector<ParameterInfo> params_;
-  std::size_t total_ = 0;
-};
 
 // Normal samples from one mt19937_64 stream by Box-Muller: each pair of 64-bit draws (u1, u2)
 // gives r cos(2 pi u2), then r sin(2 pi u2), r = sqrt(-2 ln u1); the uniforms are the draws'
@@ -84,30 +58,38 @@ class NormalStream {
 }  // namespace
 
 ParameterLayout ParameterLayout::for_config(const LlamaConfig& config) {
-  validate(config);
-  const std::int64_t hidden = config.hidden_size, inter = config.intermediate_size;
-  const std::int64_t vocab = config.vocab_size, q_dim = config.q_dim(), kv_dim = config.kv_dim();
-  Builder b;
-  b.add("model.embed_tokens.weight", {vocab, hidden}, true);
-  for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    b.norm(p + "input_layernorm.weight", hidden);
-    b.linear(p + "self_attn.q_proj", q_dim, hidden, config.qkv_bias());
-    b.linear(p + "self_attn.k_proj", kv_dim, hidden, config.qkv_bias());
-    b.linear(p + "self_attn.v_proj", kv_dim, hidden, config.qkv_bias());
-    b.linear(p + "self_attn.o_proj", hidden, q_dim, config.o_bias());
-    b.norm(p + "post_attention_layernorm.weight", hidden);
-    b.linear(p + "mlp.gate_proj", inter, hidden, config.mlp_bias);
-    b.linear(p + "mlp.up_proj", inter, hidden, config.mlp_bias);
-    b.linear(p + "mlp.down_proj", hidden, inter, config.mlp_bias);
-  }
-  b.norm("model.norm.weight", hidden);
-  if (!config.tie_word_embeddings) b.add("lm_head.weight", {vocab, hidden}, true);
-
+  const ModelTensors<TensorSpec> schema = tensor_schema(config);
   ParameterLayout layout;
-  layout.params_ = std::move(b.params_);
-  layout.total_ = b.total_;
+  layout.index_ = empty_slots<std::ptrdiff_t>(schema);
+  for_each_tensor(
+      [&](const TensorSpec& spec, std::ptrdiff_t& index) {
+        index = -1;
+        if (!spec.present) return;
+        for (const std::int64_t d : spec.shape)
+          require(d > 0, "parameter '{}': dimension {} is not positive", spec.name, d);
+        ParameterInfo p;
+        p.name = spec.name;
+        p.shape = spec.shape;
+        p.size = static_cast<std::size_t>(spec.numel());
+        p.offset = layout.total_;
+        p.decay = spec.decay;
+        layout.total_ = align_up(layout.total_ + p.size);
+        index = static_cast<std::ptrdiff_t>(layout.params_.size());
+        layout.params_.push_back(std::move(p));
+      },
+      schema, layout.index_);
   return layout;
+}
+
+ModelTensors<const ParameterInfo*> ParameterLayout::tensors() const {
+  ModelTensors<const ParameterInfo*> out{};
+  out.layers.resize(index_.layers.size());
+  for_each_tensor(
+      [&](const std::ptrdiff_t& index, const ParameterInfo*& slot) {
+        slot = index < 0 ? nullptr : &params_[static_cast<std::size_t>(index)];
+      },
+      index_, out);
+  return out;
 }
 
 std::int64_t ParameterLayout::count() const {
@@ -153,7 +135,7 @@ void init_parameters(const ParameterLayout& layout, const LlamaConfig& config, s
   }
   if (config.pad_token_id && *config.pad_token_id >= 0 &&
       *config.pad_token_id < config.vocab_size) {
-    const ParameterInfo& embed = layout.at("model.embed_tokens.weight");
+    const ParameterInfo& embed = *layout.tensors().embed_tokens;
     const auto hidden = static_cast<std::size_t>(config.hidden_size);
     const auto row = static_cast<std::size_t>(*config.pad_token_id);
     std::fill_n(params.begin() + static_cast<std::ptrdiff_t>(embed.offset + row * hidden), hidden,

@@ -20,6 +20,7 @@
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/parameters.h"
 #include "anchorctx/model/safetensors.h"
+#include "support/tiny_config.h"
 
 namespace {
 
@@ -27,14 +28,7 @@ namespace fs = std::filesystem;
 using namespace anchorctx;
 
 model::LlamaConfig tiny_config() {
-  model::LlamaConfig c = model::preset("tiny");
-  c.vocab_size = 259;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
+  model::LlamaConfig c = test::tiny_config();
   c.max_position_embeddings = 512;
   return c;
 }
@@ -301,7 +295,7 @@ TEST(RopeDrift, JsonAndReportFolder) {
   EXPECT_EQ(j["first_token_share"].size(), 6u);
   EXPECT_TRUE(j["first_token_share"][0].contains("share"));
 
-  const fs::path dir = fs::path(testing::TempDir()) / "rope_drift_report";
+  const fs::path dir = fs::path(::testing::TempDir()) / "rope_drift_report";
   fs::remove_all(dir);
   analysis::write_report(report, "tiny", dir.string());
   for (const char* f : {"report.json", "report.md", "d_vs_delta.svg", "per_token.svg",
@@ -368,7 +362,7 @@ TEST(RopeDrift, BadInputGetsClearErrors) {
       "holds 1 sequences of 4 tokens, 2 were asked for");
 
   // A model folder missing a tensor: the loader names it.
-  const fs::path dir = fs::path(testing::TempDir()) / "rope_drift_missing";
+  const fs::path dir = fs::path(::testing::TempDir()) / "rope_drift_missing";
   fs::remove_all(dir);
   fs::create_directories(dir);
   const auto layout = model::ParameterLayout::for_config(m.config);

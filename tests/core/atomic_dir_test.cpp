@@ -8,13 +8,13 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/mapped_file.h"
 #include "anchorctx/core/progress.h"
-#include "data/test_files.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::core {
 namespace {
 
 namespace fs = std::filesystem;
-using anchorctx::testing::TempDir;
+using anchorctx::test::TempDir;
 
 TEST(AtomicDir, InvisibleUntilCommitted) {
   TempDir tmp;
@@ -28,7 +28,7 @@ TEST(AtomicDir, InvisibleUntilCommitted) {
     dir.commit();
     EXPECT_TRUE(dir.committed());
   }
-  EXPECT_EQ(anchorctx::testing::read_all((out / "a.txt").string()), "hello");
+  EXPECT_EQ(anchorctx::test::read_file((out / "a.txt").string()), "hello");
   EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()), 1);
 }
 

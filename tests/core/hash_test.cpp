@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "anchorctx/core/error.h"
-#include "data/tokenizers/tokenizer_test_support.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::core {
 namespace {

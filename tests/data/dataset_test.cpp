@@ -6,12 +6,12 @@
 #include <fstream>
 
 #include "anchorctx/core/error.h"
-#include "data/test_files.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::data {
 namespace {
 
-using anchorctx::testing::TempDir;
+using anchorctx::test::TempDir;
 namespace fs = std::filesystem;
 
 constexpr std::int32_t kSeqLen = 15;
@@ -97,7 +97,7 @@ TEST(Dataset, WrongMetaIsNamed) {
   TempDir tmp;
   const fs::path out = tmp.path() / "ds";
   write_dataset(out, 10, 300, false);
-  const std::string original = anchorctx::testing::read_all((out / "meta.json").string());
+  const std::string original = anchorctx::test::read_file((out / "meta.json").string());
   const auto rewrite = [&](auto edit) {
     nlohmann::json meta = nlohmann::json::parse(original);
     edit(meta);

@@ -16,7 +16,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/timing.h"
-#include "error_of.h"
+#include "support/error_of.h"
 
 namespace anchorctx::data {
 namespace {
@@ -47,7 +47,7 @@ std::string write_temp(const std::string& name, const std::string& text) {
   return path.string();
 }
 
-using testing::error_of;
+using test::error_of;
 
 TEST(DocLengthSpec, ParsesFixedAndLognormal) {
   const DocLengthSpec fixed = parse_doc_length_spec("fixed:128");

@@ -8,12 +8,12 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/hash.h"
 #include "data/readers/readers.h"
-#include "data/test_files.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::data {
 namespace {
 
-using anchorctx::testing::TempDir;
+using anchorctx::test::TempDir;
 
 std::string gzip(const std::string& data) {
   z_stream zs{};

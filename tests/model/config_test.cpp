@@ -10,13 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
-#include "data/test_files.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::model {
 namespace {
 
 using json = nlohmann::json;
-using testing::TempDir;
+using test::TempDir;
 
 // The error message of parse_config(text), or "" when it parses.
 std::string parse_error(const std::string& text) {
@@ -229,7 +229,7 @@ TEST(Config, SaveLoadRoundTrip) {
     const LlamaConfig back = load_config(dir.path());  // the folder form
     EXPECT_EQ(back, c) << config_to_json(c);
     // Exactly what transformers needs to pick the class.
-    const json j = json::parse(testing::read_all(path.string()));
+    const json j = json::parse(test::read_file(path.string()));
     EXPECT_EQ(j["model_type"], std::string(to_string(c.model_type)));
     EXPECT_EQ(j["architectures"].size(), 1u);
   }

@@ -18,13 +18,14 @@
 #include "anchorctx/model/llama2c.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
-#include "data/tokenizers/tokenizer_test_support.h"
-#include "model/llama2c_test_support.h"
+#include "support/llama2c_tokenizer.h"
+#include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::model {
 namespace {
 
-using test::read_bytes;
+using test::read_file;
 using test::TempDir;
 
 LlamaConfig tiny_config(bool tied) {
@@ -97,7 +98,8 @@ void expect_same_weights(const LlamaWeights& got, const LlamaWeights& want) {
   }
 }
 
-using llama2c_test::tiny_tokenizer_bytes;
+using test::llama2c_tokenizer_file;
+using test::tiny_llama2c_tokenizer_bytes;
 
 std::int32_t header_value(const std::string& bytes, int index) {
   std::int32_t v;
@@ -133,7 +135,7 @@ void expect_round_trip(bool tied) {
   const Llama2cHeader h = export_llama2c(model, file);
   EXPECT_EQ(h.shared_classifier, tied);
 
-  const std::string bytes = read_bytes(file.string());
+  const std::string bytes = read_file(file.string());
   const std::int64_t floats = 40 * 32 + 2 * (32 + 2 * 32 * 32 + 2 * 16 * 32 + 32 + 3 * 48 * 32) +
                               32 + 2 * 16 * 4 + (tied ? 0 : 40 * 32);
   EXPECT_EQ(bytes.size(), static_cast<std::size_t>(28 + 4 * floats));
@@ -142,8 +144,8 @@ void expect_round_trip(bool tied) {
     EXPECT_EQ(header_value(bytes, i), want_header[static_cast<std::size_t>(i)]) << "header " << i;
 
   const std::filesystem::path folder = dir.path() / "imported";
-  const LlamaConfig imported_config =
-      import_llama2c(file, dir.write("tok.bin", tiny_tokenizer_bytes(40)), folder);
+  const LlamaConfig imported_config = import_llama2c(
+      file, llama2c_tokenizer_file(dir.write("tok.bin", tiny_llama2c_tokenizer_bytes(40))), folder);
   const LlamaModel imported = load_llama_model(folder);
   EXPECT_EQ(imported.config, imported_config);
   EXPECT_EQ(imported.config.hidden_size, 32);
@@ -155,7 +157,7 @@ void expect_round_trip(bool tied) {
 
   const std::filesystem::path again = dir.path() / "again.bin";
   export_llama2c(folder, again);
-  EXPECT_EQ(read_bytes(again.string()), bytes);
+  EXPECT_EQ(read_file(again.string()), bytes);
 }
 
 TEST(Llama2cExport, TiedRandomModelRoundTripsExactly) {
@@ -172,7 +174,7 @@ TEST(Llama2cExport, WritesRunCLayoutAndRopeTables) {
   const LlamaModel model = random_model(tiny_config(false), 5);
   const std::filesystem::path file = dir.path() / "m.bin";
   export_llama2c(model, file);
-  const std::string bytes = read_bytes(file.string());
+  const std::string bytes = read_file(file.string());
   const auto floats_at = [&](std::size_t offset, std::size_t n) {
     std::vector<float> v(n);
     std::memcpy(v.data(), bytes.data() + 28 + 4 * offset, 4 * n);
@@ -334,7 +336,7 @@ TEST(Llama2cExport, ReplacesOnlyWhenAsked) {
   const LlamaModel model = random_model(tiny_config(true), 6);
   const std::string existing = dir.write("m.bin", "old");
   EXPECT_THROW(export_llama2c(model, existing), Error);
-  EXPECT_EQ(read_bytes(existing), "old");
+  EXPECT_EQ(read_file(existing), "old");
   export_llama2c(model, existing, /*replace=*/true);
   EXPECT_EQ(read_llama2c_checkpoint(existing).header.dim, 32);
   EXPECT_THROW(export_llama2c(model, dir.path() / "no-such-folder" / "m.bin"), Error);
@@ -347,12 +349,12 @@ TEST(Llama2cExport, Stories260kExportsBackToLlama2csFile) {
   ANCHORCTX_SHARED_DATA_OR_SKIP(tokenizer, "stories260k/tok512.bin");
   TempDir dir;
   const std::filesystem::path folder = dir.path() / "stories260K";
-  import_llama2c(checkpoint, tokenizer, folder);
+  import_llama2c(checkpoint, llama2c_tokenizer_file(tokenizer), folder);
   const std::filesystem::path file = dir.path() / "stories260K.bin";
   export_llama2c(folder, file);
 
-  const std::string original = read_bytes(checkpoint);
-  const std::string exported = read_bytes(file.string());
+  const std::string original = read_file(checkpoint);
+  const std::string exported = read_file(file.string());
   ASSERT_EQ(exported.size(), original.size());
   // llama2.c's file (export.py --version 0): header, weights, RoPE tables, no classifier (tied).
   // Header and weights come back byte for byte.

@@ -21,8 +21,9 @@
 #include "anchorctx/model/llama2c.h"
 #include "anchorctx/model/llama_inference.h"
 #include "anchorctx/model/llama_weights.h"
-#include "data/tokenizers/tokenizer_test_support.h"
-#include "model/llama2c_test_support.h"
+#include "support/llama2c_tokenizer.h"
+#include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::model {
 namespace {
@@ -86,7 +87,8 @@ struct TinyLlama2c {
   }
 };
 
-using llama2c_test::tiny_tokenizer_bytes;
+using test::llama2c_tokenizer_file;
+using test::tiny_llama2c_tokenizer_bytes;
 
 // ---- llama2.c's forward (run.c), reimplemented in double on the unpermuted weights ----
 
@@ -191,9 +193,9 @@ class ReferenceLlama2c {
 void expect_matches_reference(const TinyLlama2c& m) {
   TempDir dir;
   const std::string checkpoint = dir.write("model.bin", m.bytes());
-  const std::string tokenizer = dir.write("tok.bin", tiny_tokenizer_bytes(m.vocab_size));
+  const std::string tokenizer = dir.write("tok.bin", tiny_llama2c_tokenizer_bytes(m.vocab_size));
   const std::filesystem::path out = dir.path() / "model";
-  const LlamaConfig written = import_llama2c(checkpoint, tokenizer, out);
+  const LlamaConfig written = import_llama2c(checkpoint, llama2c_tokenizer_file(tokenizer), out);
   EXPECT_EQ(written.tie_word_embeddings, m.shared_classifier);
 
   LlamaModel model = load_llama_model(out);
@@ -301,15 +303,15 @@ TEST(Llama2cImport, RejectsAForeignTokenizerAndAnExistingFolder) {
   TempDir dir;
   const TinyLlama2c m(true);
   const std::string checkpoint = dir.write("model.bin", m.bytes());
-  const std::string small = dir.write("small.bin", tiny_tokenizer_bytes(31));
-  EXPECT_THROW(import_llama2c(checkpoint, small, dir.path() / "a"), Error);
+  const std::string small = dir.write("small.bin", tiny_llama2c_tokenizer_bytes(31));
+  EXPECT_THROW(import_llama2c(checkpoint, llama2c_tokenizer_file(small), dir.path() / "a"), Error);
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "a"));
-  EXPECT_THROW(import_llama2c(checkpoint, "byte", dir.path() / "b"), Error);
+  EXPECT_THROW(import_llama2c(checkpoint, llama2c_tokenizer_file("byte"), dir.path() / "b"), Error);
 
-  const std::string tok = dir.write("tok.bin", tiny_tokenizer_bytes(32));
-  import_llama2c(checkpoint, tok, dir.path() / "c");
-  EXPECT_THROW(import_llama2c(checkpoint, tok, dir.path() / "c"), Error);
-  import_llama2c(checkpoint, tok, dir.path() / "c", /*replace=*/true);
+  const std::string tok = dir.write("tok.bin", tiny_llama2c_tokenizer_bytes(32));
+  import_llama2c(checkpoint, llama2c_tokenizer_file(tok), dir.path() / "c");
+  EXPECT_THROW(import_llama2c(checkpoint, llama2c_tokenizer_file(tok), dir.path() / "c"), Error);
+  import_llama2c(checkpoint, llama2c_tokenizer_file(tok), dir.path() / "c", /*replace=*/true);
 }
 
 TEST(Generation, GreedyIsArgmaxAndSamplingIsSeeded) {
@@ -346,7 +348,8 @@ TEST(Generation, StopsAtEosMaxTokensAndContext) {
   TempDir dir;
   const TinyLlama2c m(true);
   const std::filesystem::path out = dir.path() / "model";
-  import_llama2c(dir.write("model.bin", m.bytes()), dir.write("tok.bin", tiny_tokenizer_bytes(32)),
+  import_llama2c(dir.write("model.bin", m.bytes()),
+                 llama2c_tokenizer_file(dir.write("tok.bin", tiny_llama2c_tokenizer_bytes(32))),
                  out);
   LlamaInference inference(load_llama_model(out));
   const std::vector<std::int32_t> bos = {1};
@@ -394,7 +397,7 @@ TEST(Llama2cImport, Stories260kGeneratesLlama2cText) {
   ANCHORCTX_SHARED_DATA_OR_SKIP(tokenizer_file, "stories260k/tok512.bin");
   TempDir dir;
   const std::filesystem::path out = dir.path() / "stories260K";
-  import_llama2c(checkpoint, tokenizer_file, out);
+  import_llama2c(checkpoint, llama2c_tokenizer_file(tokenizer_file), out);
 
   const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(out.string());
   EXPECT_EQ(tokenizer->kind(), "llama2c");

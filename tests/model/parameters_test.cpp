@@ -20,14 +20,14 @@
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
-#include "data/test_files.h"
-#include "error_of.h"
+#include "support/error_of.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::model {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::TempDir;
+using test::TempDir;
 
 // Qwen2 with q/k/v biases and a tied LM head.
 LlamaConfig qwen2_tied() {
@@ -65,7 +65,7 @@ std::vector<std::size_t> padding_indices(const ParameterLayout& layout) {
   return out;
 }
 
-using testing::error_of;
+using test::error_of;
 
 TEST(ParameterLayout, CountEqualsParameterCount) {
   std::vector<LlamaConfig> configs = small_configs();

@@ -20,14 +20,14 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/error.h"
-#include "data/test_files.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::model {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using testing::TempDir;
+using test::TempDir;
 
 fs::path fixtures_dir() {
   return fs::path(ANCHORCTX_TESTS_DIR) / "data" / "fixtures";
@@ -95,7 +95,7 @@ TEST(Safetensors, RoundTripF32Bf16F16) {
   EXPECT_EQ(r.view("model.b").bytes.size(), 24u);
 
   // Layout: header padded to 8, F32 first so that every tensor is aligned for its dtype.
-  const std::string raw = testing::read_all(path);
+  const std::string raw = test::read_file(path);
   std::uint64_t n = 0;
   std::memcpy(&n, raw.data(), 8);
   EXPECT_EQ(n % 8, 0u);
@@ -185,7 +185,7 @@ TEST(Safetensors, ShardedRoundTrip) {
   ASSERT_GE(files.size(), 3u);
   EXPECT_EQ(files.front(), fmt::format("model-00001-of-{:05d}.safetensors", files.size() - 1));
   EXPECT_EQ(files.back(), "model.safetensors.index.json");
-  const json index = json::parse(testing::read_all((dir.path() / files.back()).string()));
+  const json index = json::parse(test::read_file((dir.path() / files.back()).string()));
   std::uint64_t total = 0;
   for (const TensorData& t : tensors)
     total += t.bytes().size();
@@ -216,7 +216,7 @@ TEST(Safetensors, ShardedRoundTrip) {
 TEST(Safetensors, ReadsTheReferenceFixture) {
   const fs::path path = fixtures_dir() / "st_small.safetensors";
   const json expected =
-      json::parse(testing::read_all((fixtures_dir() / "st_small_expected.json").string()));
+      json::parse(test::read_file((fixtures_dir() / "st_small_expected.json").string()));
   const auto r = SafetensorsReader::open(path);
   EXPECT_EQ(r.metadata().at("format"), "pt");
   EXPECT_EQ(r.metadata().at("source"), "make_safetensors_fixtures.py");

@@ -36,8 +36,8 @@
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/parameters.h"
 #include "anchorctx/model/safetensors.h"
-#include "data/test_files.h"
-#include "error_of.h"
+#include "support/error_of.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::train {
 namespace {
@@ -46,9 +46,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using model::LlamaConfig;
 using model::ParameterLayout;
-using testing::TempDir;
+using test::TempDir;
 
-using testing::error_of;
+using test::error_of;
 
 bool same_bits(std::span<const float> a, std::span<const float> b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
@@ -174,7 +174,7 @@ TEST(Checkpoint, RoundTripIsBitExact) {
     EXPECT_EQ(names_in(dir),
               (std::vector<std::string>{"config.json", "model.safetensors", "optimizer.safetensors",
                                         "tokenizer.model", "trainer_state.json"}));
-    EXPECT_EQ(testing::read_all((dir / "tokenizer.model").string()), "not really a tokenizer");
+    EXPECT_EQ(test::read_file((dir / "tokenizer.model").string()), "not really a tokenizer");
 
     const LoadedCheckpoint got = load_checkpoint(dir);
     LlamaConfig want_config = f.config;
@@ -190,7 +190,7 @@ TEST(Checkpoint, RoundTripIsBitExact) {
 
   // The JSON is readable by anyone: 64-bit counters as exact integers.
   const json j = json::parse(
-      testing::read_all((checkpoint_path(run.path(), 1) / "trainer_state.json").string()));
+      test::read_file((checkpoint_path(run.path(), 1) / "trainer_state.json").string()));
   EXPECT_EQ(j.at("version"), kTrainerStateVersion);
   EXPECT_EQ(j.at("data_cursor").get<std::uint64_t>(), std::numeric_limits<std::uint64_t>::max());
   EXPECT_EQ(j.at("last_loss_bits"), "0x3fd3333333333334");
@@ -307,7 +307,7 @@ TEST(Checkpoint, DamagedCheckpointsGiveClearErrors) {
   };
   const auto edit_state = [&](const std::function<void(json&)>& edit) {
     return [=](const fs::path& dir) {
-      json j = json::parse(testing::read_all((dir / "trainer_state.json").string()));
+      json j = json::parse(test::read_file((dir / "trainer_state.json").string()));
       edit(j);
       write(dir / "trainer_state.json", j.dump());
     };
@@ -333,7 +333,7 @@ TEST(Checkpoint, DamagedCheckpointsGiveClearErrors) {
         {"/config.json"});
   check("config sizes",
         [&](const fs::path& dir) {
-          json j = json::parse(testing::read_all((dir / "config.json").string()));
+          json j = json::parse(test::read_file((dir / "config.json").string()));
           j["intermediate_size"] = 100;
           write(dir / "config.json", j.dump());
         },

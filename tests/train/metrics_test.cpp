@@ -23,15 +23,15 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
-#include "data/test_files.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::train {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using testing::read_all;
-using testing::TempDir;
+using test::read_file;
+using test::TempDir;
 
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -46,7 +46,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 std::vector<std::int64_t> steps_in(const fs::path& path) {
   std::vector<std::int64_t> steps;
-  for (const std::string& line : lines_of(read_all(path.string())))
+  for (const std::string& line : lines_of(read_file(path.string())))
     steps.push_back(json::parse(line).at("step").get<std::int64_t>());
   return steps;
 }
@@ -63,9 +63,9 @@ TEST(JsonlMetrics, LinesParseWithExactValuesAndNullsForNonFinite) {
     sink.write({2, {{"loss", -kInf}, {"tokens_per_s", 12345.0}}});
     sink.flush();
     // Flushed: readable while the sink is still open.
-    EXPECT_EQ(lines_of(read_all(path.string())).size(), 3u);
+    EXPECT_EQ(lines_of(read_file(path.string())).size(), 3u);
   }
-  const std::vector<std::string> lines = lines_of(read_all(path.string()));
+  const std::vector<std::string> lines = lines_of(read_file(path.string()));
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0].rfind("{\"step\":0,", 0), 0u) << lines[0];  // "step" comes first
   const json a = json::parse(lines[0]), b = json::parse(lines[1]), c = json::parse(lines[2]);
@@ -98,7 +98,7 @@ TEST(JsonlMetrics, TruncateAfterStepDropsLaterLinesOnResume) {
       sink.write({s, {{"loss", 1.0 / static_cast<double>(s + 1)}}});
   }
   // A killed run may leave a torn last line.
-  std::string text = read_all(path.string()) + "{\"step\":6,\"lo";
+  std::string text = read_file(path.string()) + "{\"step\":6,\"lo";
   dir.write("metrics.jsonl", text);
   {
     JsonlMetricsSink sink(path, /*truncate_after_step=*/3);  // resumed from step 3's checkpoint
@@ -108,11 +108,11 @@ TEST(JsonlMetrics, TruncateAfterStepDropsLaterLinesOnResume) {
   }
   EXPECT_EQ(steps_in(path), (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
   // Kept lines are byte for byte what was there.
-  EXPECT_EQ(lines_of(read_all(path.string()))[1], lines_of(text)[1]);
+  EXPECT_EQ(lines_of(read_file(path.string()))[1], lines_of(text)[1]);
   // Truncating at or beyond the last step changes nothing; truncating a missing file creates it.
-  const std::string before = read_all(path.string());
+  const std::string before = read_file(path.string());
   { JsonlMetricsSink sink(path, 7); }
-  EXPECT_EQ(read_all(path.string()), before);
+  EXPECT_EQ(read_file(path.string()), before);
   { JsonlMetricsSink sink(dir.path() / "fresh.jsonl", 10); }
   EXPECT_TRUE(fs::exists(dir.path() / "fresh.jsonl"));
   // Truncating before the first step empties it.
@@ -274,7 +274,7 @@ TEST(TensorBoard, RecordsParseBackWithValidCrcs) {
   EXPECT_EQ(name.rfind("events.out.tfevents.", 0), 0u) << name;
   EXPECT_NE(name.find(fmt::format(".{}.", ::getpid())), std::string::npos) << name;
 
-  const std::vector<std::string> records = read_records(read_all(file.string()));
+  const std::vector<std::string> records = read_records(read_file(file.string()));
   ASSERT_EQ(records.size(), 4u);
   const Event first = parse_event(records[0]);
   EXPECT_EQ(first.file_version, "brain.Event:2");
@@ -313,10 +313,10 @@ TEST(TensorBoard, NegativeStepsAndTwoSinksInOneSecond) {
     sink_a.write({-3, {{"x", 1.0}}});
   }
   EXPECT_NE(a, b);
-  const std::vector<std::string> records = read_records(read_all(a.string()));
+  const std::vector<std::string> records = read_records(read_file(a.string()));
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(parse_event(records[1]).step, -3);  // int64 as a 10-byte varint
-  EXPECT_EQ(read_records(read_all(b.string())).size(), 1u);
+  EXPECT_EQ(read_records(read_file(b.string())).size(), 1u);
 }
 
 // ---- TensorBoard: the Python package reads what we write ----

@@ -21,16 +21,16 @@
 #include "anchorctx/model/config.h"
 #include "anchorctx/train/run_report.h"
 #include "anchorctx/train/trainer.h"
-#include "data/test_files.h"
-#include "error_of.h"
+#include "support/temp_dir.h"
+#include "support/error_of.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace anchorctx;
-using anchorctx::testing::error_of;
-using anchorctx::testing::read_all;
-using anchorctx::testing::TempDir;
+using anchorctx::test::error_of;
+using anchorctx::test::read_file;
+using anchorctx::test::TempDir;
 
 struct PngReader {
   const std::string* bytes;
@@ -157,7 +157,7 @@ TEST(RunReport, ResumedRunReportPlotsTheWholeRunsMetrics) {
   EXPECT_EQ(metrics.at("loss").steps, (std::vector<double>{1, 2, 3, 4, 5, 6}));
   for (std::size_t k = 0; k < r.steps.size(); ++k)
     EXPECT_EQ(metrics.at("loss").values[k + 2], r.steps[k].loss);
-  const std::string md = read_all((o.out / "report.md").string());
+  const std::string md = read_file((o.out / "report.md").string());
   EXPECT_NE(md.find("steps 1 to 6"), std::string::npos) << md;
   EXPECT_NE(md.find("step 6 ("), std::string::npos) << md;
 
@@ -166,8 +166,8 @@ TEST(RunReport, ResumedRunReportPlotsTheWholeRunsMetrics) {
   for (const train::ReportPlot& plot : plots) {
     SCOPED_TRACE(plot.stem);
     EXPECT_NE(md.find("](plots/" + plot.stem + ".svg)"), std::string::npos);
-    const std::string svg = read_all((o.out / "plots" / (plot.stem + ".svg")).string());
-    const std::string png = read_all((o.out / "plots" / (plot.stem + ".png")).string());
+    const std::string svg = read_file((o.out / "plots" / (plot.stem + ".svg")).string());
+    const std::string png = read_file((o.out / "plots" / (plot.stem + ".png")).string());
     EXPECT_NE(svg.find("<svg"), std::string::npos);
     EXPECT_EQ(plot.chart.series.at(0).x, metrics.at(plot.stem).steps);
     EXPECT_EQ(plot.chart.series.at(0).y, metrics.at(plot.stem).values);
@@ -183,7 +183,7 @@ TEST(RunReport, ResumedRunReportPlotsTheWholeRunsMetrics) {
   train::ReportPlot changed = plots[0];
   changed.chart.series[0].y[3] += 1.0;
   EXPECT_NE(core::render_chart(changed.chart).png,
-            read_all((o.out / "plots" / "loss.png").string()));
+            read_file((o.out / "plots" / "loss.png").string()));
 }
 
 }  // namespace

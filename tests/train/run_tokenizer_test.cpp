@@ -19,14 +19,14 @@
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/run_tokenizer.h"
 #include "anchorctx/train/trainer.h"
-#include "data/test_files.h"
+#include "support/temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace anchorctx;
-using anchorctx::testing::read_all;
-using anchorctx::testing::TempDir;
+using anchorctx::test::read_file;
+using anchorctx::test::TempDir;
 
 // A few built-in documents packed into windows of 64 tokens with `tokenizer`.
 fs::path pack_small(const fs::path& dir, const std::string& tokenizer) {
@@ -80,7 +80,7 @@ TEST(RunTokenizer, ByteTokenizerCheckpointCarriesHuggingFaceFiles) {
   const fs::path data = pack_small(dir.path(), "byte");
   const fs::path checkpoint = train_run(small_run(data, dir.path() / "run", dir.path()));
   for (const data::TokenizerFile& f : data::byte_tokenizer_hf_files())
-    EXPECT_EQ(read_all((checkpoint / f.name).string()), f.content) << f.name;
+    EXPECT_EQ(read_file((checkpoint / f.name).string()), f.content) << f.name;
   // The checkpoint folder is a tokenizer folder for our loader too, with the byte ids.
   const auto loaded = data::load_tokenizer(checkpoint.string());
   const std::string text = "The little \xff\xc3 <bos> fox";
@@ -111,11 +111,11 @@ TEST(RunTokenizer, TokenizerFileIsCopiedAndAnExtraFileOfTheSameNameWins) {
   train::TrainOptions o = small_run(data, dir.path() / "run", dir.path());
   o.extra_files = {own_config};
   const fs::path checkpoint = train_run(o);
-  EXPECT_EQ(read_all((checkpoint / "tokenizer.json").string()),
-            read_all((tok / "tokenizer.json").string()));
-  EXPECT_EQ(read_all((checkpoint / "special_tokens_map.json").string()),
-            read_all((tok / "special_tokens_map.json").string()));
-  EXPECT_EQ(read_all((checkpoint / "tokenizer_config.json").string()), "{\"mine\": true}\n");
+  EXPECT_EQ(read_file((checkpoint / "tokenizer.json").string()),
+            read_file((tok / "tokenizer.json").string()));
+  EXPECT_EQ(read_file((checkpoint / "special_tokens_map.json").string()),
+            read_file((tok / "special_tokens_map.json").string()));
+  EXPECT_EQ(read_file((checkpoint / "tokenizer_config.json").string()), "{\"mine\": true}\n");
 }
 
 TEST(RunTokenizer, ChangedOrMissingTokenizerIsNotCopied) {
@@ -132,7 +132,7 @@ TEST(RunTokenizer, ChangedOrMissingTokenizerIsNotCopied) {
   const std::vector<fs::path> files = train::prepare_run_tokenizer(meta, dir.path() / "run", true);
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0], dir.path() / "run" / "tokenizer" / "tokenizer.json");
-  EXPECT_EQ(read_all(files[0].string()), read_all(path));
+  EXPECT_EQ(read_file(files[0].string()), read_file(path));
 }
 
 }  // namespace

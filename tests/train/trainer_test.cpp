@@ -18,7 +18,8 @@
 #include "anchorctx/model/config.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/trainer.h"
-#include "data/test_files.h"
+#include "support/temp_dir.h"
+#include "support/tiny_config.h"
 
 namespace {
 
@@ -27,13 +28,7 @@ using namespace anchorctx;
 
 // A small model over the byte tokenizer's 259 ids.
 fs::path write_small_config(const fs::path& dir) {
-  model::LlamaConfig c = model::preset("tiny");
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
+  const model::LlamaConfig c = test::tiny_config();
   const fs::path path = dir / "config.json";
   model::save_config(c, path);
   return path;
@@ -88,7 +83,7 @@ class TrainerTest : public ::testing::Test {
     train::Trainer trainer(o, *comm);
     return trainer.run();
   }
-  anchorctx::testing::TempDir dir_;
+  anchorctx::test::TempDir dir_;
   fs::path config_, data_;
 };
 

@@ -28,6 +28,11 @@
 
 namespace anchorctx::model {
 
+// What llama2.c's run.c hard-codes (rmsnorm: `ss += 1e-5f`; RoPE: `powf(10000.0f, ...)`); its
+// checkpoints do not record them.
+inline constexpr double kLlama2cRopeTheta = 10000.0;
+inline constexpr double kLlama2cRmsNormEps = 1e-5;
+
 // The seven header integers, validated (vocab_size is the absolute value).
 struct Llama2cHeader {
   std::int32_t dim = 0;
@@ -58,6 +63,11 @@ struct Llama2cCheckpoint {
   std::vector<NamedTensor> tensors;
 };
 
+// The HuggingFace config of the model a llama2.c header describes: Llama, rope_theta and
+// rms_norm_eps as run.c hard-codes them, bos 1 and eos 2, the LM head tied when the header's
+// classifier is shared, float32.
+LlamaConfig llama2c_config(const Llama2cHeader& header);
+
 // Reads and validates a legacy llama2.c checkpoint. Throws anchorctx::Error naming the file when
 // it cannot be read, a header value is out of range, or its size is not exactly what the header
 // implies (a truncated file, or another export version).
@@ -70,13 +80,21 @@ Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path);
 void permute_rotary_rows(std::span<float> w, std::int32_t n_heads, std::int32_t head_dim,
                          std::int64_t cols);
 
+// The tokenizer file that goes beside an imported checkpoint, as the caller loaded it
+// (data::load_tokenizer: the model part reads no tokenizers, it sits below data).
+struct Llama2cTokenizerFile {
+  std::filesystem::path path;
+  std::string kind;             // data::Tokenizer::kind(); must be "llama2c"
+  std::int64_t vocab_size = 0;  // must equal the checkpoint's
+};
+
 // What `anchorctx convert llama2c` does: reads `checkpoint`, writes `out_dir` with config.json,
 // model.safetensors (F32) and the tokenizer file copied in as tokenizer.bin. The folder is
 // written under a temporary name and renamed; `out_dir` must not exist unless `replace`. The
-// tokenizer must be a llama2.c one with the checkpoint's vocabulary size. Returns the config
-// written.
+// tokenizer must be a llama2.c one with the checkpoint's vocabulary size (checked before
+// anything is written). Returns the config written.
 LlamaConfig import_llama2c(const std::filesystem::path& checkpoint,
-                           const std::filesystem::path& tokenizer,
+                           const Llama2cTokenizerFile& tokenizer,
                            const std::filesystem::path& out_dir, bool replace = false);
 
 // ---- export: the inverse of the import ----

@@ -58,6 +58,16 @@ struct TrainBatch {
   const attention::BlockPlan* plan = nullptr;  // built from the batch's layout and mask
 };
 
+// One buffer of a training step (see LlamaTrainModel::step_buffers).
+struct StepBuffer {
+  std::string_view name;      // the buffer in llama_train.cpp (layer.q: LayerActs::q)
+  std::string_view shape;     // of one copy, in docs/TRAINING.md's letters ("[T, qd]")
+  std::int64_t copies = 1;    // L (each stored layer), L + 1 (the layer inputs) or 1
+  std::int64_t elements = 0;  // float32 elements of one copy
+  bool backward = false;      // allocated only when a backward runs
+  std::int64_t bytes() const { return 4 * copies * elements; }
+};
+
 class LlamaTrainModel {
  public:
   // Parameters zeroed (call init_parameters or load into params()). Throws anchorctx::Error
@@ -92,15 +102,24 @@ class LlamaTrainModel {
   LossSum forward(const TrainBatch& batch, const AttentionInputsHook& hook,
                   std::span<float> logits = {});
 
-  // Bytes of activation and scratch memory a batch of `tokens` tokens needs (the formula of
-  // docs/PERFORMANCE.md; the buffers are sized by the same code).
+  // Every buffer a batch of `tokens` tokens allocates beyond the weights and gradients, as
+  // llm.c lists its activation sizes: the model's buffers are allocated from this list, the
+  // estimate below sums it, and docs/TRAINING.md's table is it (tests/model/train_memory_test.cpp
+  // checks all three).
+  std::vector<StepBuffer> step_buffers(std::int64_t tokens) const;
+  // The bytes of step_buffers(tokens): what forward_backward holds after its first call on a
+  // batch of `tokens` tokens (the loss chunk when at least min(loss_chunk, tokens) tokens are
+  // targeted). A forward-only call holds the buffers not marked `backward`.
   std::int64_t activation_bytes(std::int64_t tokens) const;
 
  private:
   struct LayerActs;
+  struct BufferSpec;
+  static std::span<const BufferSpec> buffer_specs();
+  std::int64_t width_of(const BufferSpec& spec) const;
   LossSum run(const TrainBatch& batch, bool backward, double loss_scale, std::span<float> logits);
   void check_batch(const TrainBatch& batch) const;
-  void prepare_buffers(std::int64_t tokens);
+  void prepare_buffers(std::int64_t tokens, bool backward);
   void layer_forward(int l, const float* x_in, float* x_out, LayerActs& acts);
   void layer_backward(int l, const float* x_in, LayerActs& acts, float* dx);
   void attention_forward(LayerActs& acts);
@@ -116,9 +135,8 @@ class LlamaTrainModel {
   bool round_ = false;
   std::int64_t head_dim_ = 0, q_dim_ = 0, kv_dim_ = 0;
 
-  struct LayerNames;
-  std::vector<LayerNames> names_;  // ParameterInfo pointers per layer
-  const ParameterInfo *embed_ = nullptr, *final_norm_ = nullptr, *lm_head_ = nullptr;
+  ModelTensors<const ParameterInfo*> tensors_;  // layout_'s slices by slot
+  const ParameterInfo* lm_head_ = nullptr;      // lm_head, or the embedding when tied
 
   // Per-batch state.
   const TrainBatch* batch_ = nullptr;

@@ -1,42 +1,28 @@
 // The weights of a Llama-family model as plain float32 arrays, loaded from a HuggingFace-style
 // model folder (any dtype on disk is widened to float32 exactly).
 //
-// Names follow transformers' LlamaForCausalLM (model.layers.{i}.self_attn.q_proj.weight, ...);
-// every matrix is row-major [out_features, in_features] as nn.Linear stores it.
+// The slots and their names are tensor_schema.h's (transformers' LlamaForCausalLM names,
+// model.layers.{i}.self_attn.q_proj.weight, ...); every matrix is row-major [out_features,
+// in_features] as nn.Linear stores it.
 #pragma once
 
 #include <filesystem>
 #include <vector>
 
 #include "anchorctx/model/config.h"
+#include "anchorctx/model/tensor_schema.h"
 
 namespace anchorctx::model {
 
 class SafetensorsReader;
 
-// One decoder layer. Bias vectors are empty when the config has no such bias.
-struct LlamaLayerWeights {
-  std::vector<float> input_norm;                     // [hidden]
-  std::vector<float> q_proj;                         // [q_dim, hidden]
-  std::vector<float> k_proj;                         // [kv_dim, hidden]
-  std::vector<float> v_proj;                         // [kv_dim, hidden]
-  std::vector<float> o_proj;                         // [hidden, q_dim]
-  std::vector<float> q_bias, k_bias, v_bias;         // [q_dim], [kv_dim], [kv_dim]: qkv_bias()
-  std::vector<float> o_bias;                         // [hidden]: o_bias()
-  std::vector<float> post_attention_norm;            // [hidden]
-  std::vector<float> gate_proj;                      // [intermediate, hidden]
-  std::vector<float> up_proj;                        // [intermediate, hidden]
-  std::vector<float> down_proj;                      // [hidden, intermediate]
-  std::vector<float> gate_bias, up_bias, down_bias;  // mlp_bias
-};
+// One decoder layer: the schema's slots as float32 arrays (tensor_schema.h names and shapes
+// them). Bias vectors are empty when the config has no such bias.
+using LlamaLayerWeights = LayerTensors<std::vector<float>>;
 
-struct LlamaWeights {
-  std::vector<float> embed_tokens;  // [vocab, hidden]
-  std::vector<LlamaLayerWeights> layers;
-  std::vector<float> final_norm;  // [hidden]
-  // [vocab, hidden]; empty when tie_word_embeddings (the embedding serves as the LM head).
-  std::vector<float> lm_head;
-
+// The whole model; lm_head is empty when tie_word_embeddings (the embedding serves as the LM
+// head).
+struct LlamaWeights : ModelTensors<std::vector<float>> {
   const std::vector<float>& output_matrix() const {
     return lm_head.empty() ? embed_tokens : lm_head;
   }

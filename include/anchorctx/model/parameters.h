@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "anchorctx/model/config.h"
+#include "anchorctx/model/tensor_schema.h"
 
 namespace anchorctx::model {
 
@@ -29,10 +30,14 @@ struct ParameterInfo {
 
 class ParameterLayout {
  public:
-  // The tensors `config` calls for, in transformers' module order (embedding, then per layer
-  // input norm, q/k/v/o (+ biases), post-attention norm, gate/up/down (+ biases), final norm,
-  // lm_head unless tied). Each slice starts on a multiple of 16 elements (64 bytes).
+  // The tensors `config` calls for (tensor_schema's present slots), in transformers' module
+  // order (embedding, then per layer input norm, q/k/v/o (+ biases), post-attention norm,
+  // gate/up/down (+ biases), final norm, lm_head unless tied). Each slice starts on a multiple
+  // of 16 elements (64 bytes).
   static ParameterLayout for_config(const LlamaConfig& config);
+  // The slices by slot (nullptr where the config has no such tensor); the pointers live as long
+  // as this layout.
+  ModelTensors<const ParameterInfo*> tensors() const;
 
   const std::vector<ParameterInfo>& params() const { return params_; }
   std::size_t total() const { return total_; }  // buffer size in elements (padding included)
@@ -44,6 +49,7 @@ class ParameterLayout {
  private:
   std::vector<ParameterInfo> params_;
   std::size_t total_ = 0;
+  ModelTensors<std::ptrdiff_t> index_;  // each slot's index into params_, -1 when absent
 };
 
 // transformers' _init_weights for LlamaForCausalLM: matrices and the embedding ~ N(0,

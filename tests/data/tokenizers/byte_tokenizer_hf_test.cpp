@@ -13,13 +13,13 @@
 #include "anchorctx/core/utf8.h"
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/data/tokenizer_files.h"
-#include "data/test_files.h"
-#include "error_of.h"
+#include "support/temp_dir.h"
+#include "support/error_of.h"
 
 namespace anchorctx::data {
 namespace {
 
-using anchorctx::testing::TempDir;
+using anchorctx::test::TempDir;
 
 void write_files(const TempDir& dir) {
   for (const TokenizerFile& f : byte_tokenizer_hf_files())
@@ -97,12 +97,12 @@ TEST(ByteTokenizerHf, SourceFilesOfEachSpec) {
   EXPECT_EQ(files[1].filename(), "tokenizer_config.json");
   EXPECT_EQ(files[2].filename(), "special_tokens_map.json");
   EXPECT_EQ(tokenizer_source_files(dir.file("tokenizer.json")).size(), 1u);
-  EXPECT_NE(anchorctx::testing::error_of([&] {
+  EXPECT_NE(anchorctx::test::error_of([&] {
               tokenizer_source_files(dir.file("missing.model"));
             }).find("missing.model"),
             std::string::npos);
   const TempDir empty;
-  EXPECT_NE(anchorctx::testing::error_of([&] {
+  EXPECT_NE(anchorctx::test::error_of([&] {
               tokenizer_source_files(empty.path().string());
             }).find("without tokenizer.json"),
             std::string::npos);

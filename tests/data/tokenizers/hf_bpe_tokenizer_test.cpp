@@ -17,7 +17,8 @@
 #include "anchorctx/core/hash.h"
 #include "anchorctx/data/tokenizer.h"
 #include "data/tokenizers/loaders.h"
-#include "data/tokenizers/tokenizer_test_support.h"
+#include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::data {
 namespace {
@@ -38,7 +39,7 @@ std::string from_hex(const std::string& hex) {
 
 const json& expected() {
   static const json e =
-      json::parse(test::read_bytes((fixtures_dir() / "hf_bpe_expected.json").string()));
+      json::parse(test::read_file((fixtures_dir() / "hf_bpe_expected.json").string()));
   return e;
 }
 
@@ -148,7 +149,7 @@ TEST(HfBpeTokenizer, SharedAcrossThreads) {
 
 // The largest id in the file, plus one.
 std::int32_t expected_vocab_size(const std::string& path) {
-  const json spec = json::parse(test::read_bytes(path));
+  const json spec = json::parse(test::read_file(path));
   std::int32_t max_id = -1;
   for (const auto& [token, id] : spec["model"]["vocab"].items())
     max_id = std::max(max_id, id.get<std::int32_t>());
@@ -166,7 +167,7 @@ TEST(HfBpeTokenizer, IdentityAndErrors) {
   EXPECT_THROW(tok->decode(bad), Error);
 
   test::TempDir dir;
-  json spec = json::parse(test::read_bytes(path));
+  json spec = json::parse(test::read_file(path));
   spec["model"]["type"] = "WordPiece";
   const std::string wordpiece = dir.write("wordpiece.json", spec.dump());
   try {
@@ -193,7 +194,7 @@ TEST(HfBpeTokenizer, IdentityAndErrors) {
 // The GPT-2 tokenizer.json as `tokenizers` builds it from vocab.json and merges.txt.
 std::string gpt2_tokenizer_json(const std::string& vocab_path, const std::string& merges_path) {
   json merges = json::array();
-  std::istringstream lines(test::read_bytes(merges_path));
+  std::istringstream lines(test::read_file(merges_path));
   for (std::string line; std::getline(lines, line);) {
     if (line.empty() || line.starts_with("#version")) continue;
     merges.push_back(line);
@@ -225,7 +226,7 @@ std::string gpt2_tokenizer_json(const std::string& vocab_path, const std::string
                  {"continuing_subword_prefix", ""},
                  {"end_of_word_suffix", ""},
                  {"fuse_unk", false},
-                 {"vocab", json::parse(test::read_bytes(vocab_path))},
+                 {"vocab", json::parse(test::read_file(vocab_path))},
                  {"merges", merges}}}};
   return spec.dump();
 }
@@ -235,7 +236,7 @@ std::string gpt2_tokenizer_json(const std::string& vocab_path, const std::string
 std::vector<std::pair<std::string, Ids>> read_vocab_test(const std::string& inp,
                                                          const std::string& out) {
   const std::string separator = "\n__ggml_vocab_test__\n";
-  const std::string text = test::read_bytes(inp);
+  const std::string text = test::read_file(inp);
   std::vector<std::string> strings;
   for (std::size_t pos = 0; pos < text.size();) {
     const std::size_t end = text.find(separator, pos);
@@ -243,7 +244,7 @@ std::vector<std::pair<std::string, Ids>> read_vocab_test(const std::string& inp,
     strings.push_back(text.substr(pos, end - pos));
     pos = end + separator.size();
   }
-  std::istringstream lines(test::read_bytes(out));
+  std::istringstream lines(test::read_file(out));
   std::vector<std::pair<std::string, Ids>> cases;
   for (const std::string& s : strings) {
     std::string line;

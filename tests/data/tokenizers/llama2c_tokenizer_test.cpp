@@ -17,42 +17,17 @@
 #include "anchorctx/core/hash.h"
 #include "anchorctx/data/tokenizer.h"
 #include "data/tokenizers/loaders.h"
-#include "data/tokenizers/tokenizer_test_support.h"
+#include "support/llama2c_tokenizer.h"
+#include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::data {
 namespace {
 
 using Ids = std::vector<std::int32_t>;
 
-struct Piece {
-  std::string text;
-  float score;
-};
-
-void put_i32(std::string& out, std::int32_t v) {
-  for (int i = 0; i < 4; ++i)
-    out.push_back(static_cast<char>((static_cast<std::uint32_t>(v) >> (8 * i)) & 0xFF));
-}
-
-// The bytes of a llama2.c tokenizer.bin holding `pieces` (max_token_length computed unless
-// given).
-std::string llama2c_file(const std::vector<Piece>& pieces, std::int32_t max_len = -1) {
-  if (max_len < 0) {
-    max_len = 0;
-    for (const Piece& p : pieces)
-      max_len = std::max(max_len, static_cast<std::int32_t>(p.text.size()));
-  }
-  std::string out;
-  put_i32(out, max_len);
-  for (const Piece& p : pieces) {
-    std::uint32_t bits;
-    std::memcpy(&bits, &p.score, 4);
-    put_i32(out, static_cast<std::int32_t>(bits));
-    put_i32(out, static_cast<std::int32_t>(p.text.size()));
-    out += p.text;
-  }
-  return out;
-}
+using Piece = test::Llama2cPiece;
+using test::llama2c_tokenizer_bytes;
 
 std::vector<Piece> specials() {
   return {{"<unk>", 0}, {"\n<s>\n", 0}, {"\n</s>\n", 0}};
@@ -164,7 +139,7 @@ Ids naive_encode(const std::vector<Piece>& vocab, std::string_view text) {
 class Llama2cTiny : public ::testing::Test {
  protected:
   std::unique_ptr<Tokenizer> load(const std::vector<Piece>& vocab) {
-    return load_llama2c_tokenizer(dir_.write("tokenizer.bin", llama2c_file(vocab)));
+    return load_llama2c_tokenizer(dir_.write("tokenizer.bin", llama2c_tokenizer_bytes(vocab)));
   }
   test::TempDir dir_;
 };
@@ -202,7 +177,7 @@ TEST_F(Llama2cTiny, ACharacterWithoutPieceOrByteFallbackIsAnError) {
 }
 
 TEST_F(Llama2cTiny, IdentityAndSpecialIds) {
-  const std::string path = dir_.write("tokenizer.bin", llama2c_file(tiny_vocab()));
+  const std::string path = dir_.write("tokenizer.bin", llama2c_tokenizer_bytes(tiny_vocab()));
   const auto tok = load_tokenizer(path);  // recognised by the .bin extension
   EXPECT_EQ(tok->kind(), "llama2c");
   EXPECT_EQ(tok->vocab_size(), 14);
@@ -289,7 +264,7 @@ void expect_load_error(const test::TempDir& dir, std::string_view bytes, const s
 }
 
 TEST_F(Llama2cTiny, BadFilesGiveErrorsNamingTheFile) {
-  const std::string good = llama2c_file(tiny_vocab());
+  const std::string good = llama2c_tokenizer_bytes(tiny_vocab());
   expect_load_error(dir_, "", "empty");
   expect_load_error(dir_, "\x07\x00", "too short");
   expect_load_error(dir_, std::string("\x07\x00\x00\x00", 4), "holds 0 tokens");
@@ -298,8 +273,8 @@ TEST_F(Llama2cTiny, BadFilesGiveErrorsNamingTheFile) {
   expect_load_error(dir_, good.substr(0, good.size() - 1), "truncated in token 13");
   expect_load_error(dir_, good.substr(0, good.size() - 2 - 5), "truncated in token 13");
   // A length above max_token_length, and a negative one.
-  expect_load_error(dir_, llama2c_file(tiny_vocab(), 5), "token 2 has length 6");
-  std::string negative = llama2c_file(specials());
+  expect_load_error(dir_, llama2c_tokenizer_bytes(tiny_vocab(), 5), "token 2 has length 6");
+  std::string negative = llama2c_tokenizer_bytes(specials());
   negative += std::string("\0\0\0\0\xfe\xff\xff\xff", 8);
   expect_load_error(dir_, negative, "token 3 has length -2");
 }
@@ -367,7 +342,7 @@ TEST(Llama2cStories260k, C4DocumentsRoundTripAndMatchNaiveRunC) {
   // The vocabulary as pieces, for the naive transcription of run.c.
   std::vector<Piece> vocab;
   {
-    const std::string bytes = test::read_bytes(tok_path);
+    const std::string bytes = test::read_file(tok_path);
     std::size_t off = 4;
     while (off < bytes.size()) {
       float score;

@@ -15,7 +15,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/utf8.h"
 #include "anchorctx/data/tokenizer.h"
-#include "data/tokenizers/tokenizer_test_support.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::data {
 namespace {
@@ -29,7 +29,7 @@ std::filesystem::path fixtures_dir() {
 
 const json& expected() {
   static const json doc =
-      json::parse(test::read_bytes((fixtures_dir() / "spm_bpe_expected.json").string()));
+      json::parse(test::read_file((fixtures_dir() / "spm_bpe_expected.json").string()));
   return doc;
 }
 

@@ -15,7 +15,8 @@
 #include "anchorctx/core/hash.h"
 #include "anchorctx/data/tokenizer.h"
 #include "data/tokenizers/loaders.h"
-#include "data/tokenizers/tokenizer_test_support.h"
+#include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::data {
 namespace {
@@ -117,7 +118,7 @@ void expect_load_error(const test::TempDir& dir, std::string_view bytes) {
 
 TEST(SentencePieceTiny, BadFilesGiveErrorsNamingTheFile) {
   test::TempDir dir;
-  const std::string good = test::read_bytes(train_tiny_model(dir, ""));
+  const std::string good = test::read_file(train_tiny_model(dir, ""));
   ASSERT_GT(good.size(), 1000u);
   expect_load_error(dir, "");
   expect_load_error(dir, "this is not a protobuf at all");
@@ -159,7 +160,7 @@ TEST(SentencePieceLlama2, VocabTestStrings) {
   ANCHORCTX_SHARED_DATA_OR_SKIP(inp_path, "tokenizers/vocab-test-llama-spm.inp");
   ANCHORCTX_SHARED_DATA_OR_SKIP(out_path, "tokenizers/vocab-test-llama-spm.out");
   const auto tok = load_tokenizer(path);
-  const std::string inp = test::read_bytes(inp_path);
+  const std::string inp = test::read_file(inp_path);
   const std::string separator = "\n__ggml_vocab_test__\n";
   std::vector<std::string> texts;
   for (std::size_t pos = 0; pos < inp.size();) {
@@ -188,7 +189,7 @@ TEST(SentencePieceLlama2, VocabTestStrings) {
 TEST(SentencePieceLlama2, TruncatedModelGivesAnError) {
   ANCHORCTX_SHARED_DATA_OR_SKIP(path, "tokenizers/llama2-spm/tokenizer.model");
   test::TempDir dir;
-  const std::string bytes = test::read_bytes(path);
+  const std::string bytes = test::read_file(path);
   expect_load_error(dir, bytes.substr(0, bytes.size() - 100));
 }
 

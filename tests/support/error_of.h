@@ -5,7 +5,7 @@
 
 #include "anchorctx/core/error.h"
 
-namespace anchorctx::testing {
+namespace anchorctx::test {
 
 // The message of the anchorctx::Error `fn` throws ("" when it throws none; any other exception
 // propagates and fails the test).
@@ -19,4 +19,4 @@ std::string error_of(Fn&& fn) {
   return "";
 }
 
-}  // namespace anchorctx::testing
+}  // namespace anchorctx::test
