@@ -34,8 +34,14 @@ Batch make_batch(std::span<const RawWindow> windows, data::AnchorMode anchor_mod
     for (const std::int32_t t : targets)
       b.target_count += t >= 0;
     b.targets.insert(b.targets.end(), targets.begin(), targets.end());
+    // The anchor tokens: the window's first in the shared mode, each document's first in the
+    // per-document mode.
+    const std::vector<std::int32_t> anchors =
+        anchor_mode == data::AnchorMode::shared    ? std::vector{0}
+        : anchor_mode == data::AnchorMode::per_doc ? starts
+                                                   : std::vector<std::int32_t>{};
     const std::vector<std::int32_t> pos =
-        data::position_ids(options.positions, starts, len, anchor_mode);
+        rope::position_ids(options.positions, starts, len, anchors);
     b.position_ids.insert(b.position_ids.end(), pos.begin(), pos.end());
     b.doc_starts.insert(b.doc_starts.end(), starts.begin(), starts.end());
     b.cu_docs.push_back(static_cast<std::int32_t>(b.doc_starts.size()));

@@ -17,23 +17,11 @@
 namespace anchorctx::train {
 
 std::string_view to_string(ScheduleKind kind) {
-  switch (kind) {
-    case ScheduleKind::constant:
-      return "constant";
-    case ScheduleKind::linear:
-      return "linear";
-    case ScheduleKind::cosine:
-      return "cosine";
-  }
-  return "?";
+  return core::enum_name(kind);
 }
 
 std::optional<ScheduleKind> parse_schedule_kind(std::string_view name) {
-  for (const ScheduleKind kind :
-       {ScheduleKind::constant, ScheduleKind::linear, ScheduleKind::cosine}) {
-    if (name == to_string(kind)) return kind;
-  }
-  return std::nullopt;
+  return core::parse_enum<ScheduleKind>(name);
 }
 
 void validate(const Schedule& schedule) {

@@ -16,32 +16,45 @@ namespace anchorctx::train {
 
 namespace fs = std::filesystem;
 
+// One vocabulary: the keys are `anchorctx train`'s long option names, which are also its TOML
+// keys, so this object written as a --config file gives the same run (tests/cli/train_cli.cmake
+// does that). Left out: what does not change the run (--quiet, --json, --resume, --config).
 nlohmann::json TrainOptions::to_json() const {
+  nlohmann::json copy_files = nlohmann::json::array();
+  for (const fs::path& f : extra_files)
+    copy_files.push_back(f.string());
   return {{"data", data.string()},
           {"out", out.string()},
           {"preset", preset},
-          {"config_json", config_json.string()},
-          {"init_from", init_from.string()},
-          {"precision", std::string(model::to_string(run.precision))},
-          {"rope_mode", std::string(rope::to_string(run.rope_mode))},
+          {"model-config", config_json.string()},
+          {"init-from", init_from.string()},
+          {"precision", model::to_string(run.precision)},
+          {"rope-mode", rope::to_string(run.rope_mode)},
           {"checkpointing", run.checkpointing},
-          {"mask", std::string(attention::to_string(batch.mask))},
-          {"positions", std::string(data::to_string(batch.positions))},
-          {"mask_doc_boundaries", batch.mask_doc_boundaries},
-          {"windows_per_micro_batch", windows_per_micro_batch},
-          {"grad_accum", grad_accum},
+          {"threads", run.threads},
+          {"loss-chunk", run.loss_chunk},
+          {"mask", attention::to_string(batch.mask)},
+          {"positions", rope::to_string(batch.positions)},
+          {"mask-doc-boundaries", batch.mask_doc_boundaries},
+          {"batch-windows", windows_per_micro_batch},
+          {"grad-accum", grad_accum},
           {"steps", steps},
-          {"schedule", std::string(to_string(schedule.kind))},
+          {"schedule", to_string(schedule.kind)},
           {"lr", schedule.lr},
-          {"min_lr", schedule.min_lr},
-          {"warmup_steps", schedule.warmup_steps},
+          {"min-lr", schedule.min_lr},
+          {"warmup-steps", schedule.warmup_steps},
           {"beta1", adamw.beta1},
           {"beta2", adamw.beta2},
           {"eps", adamw.eps},
-          {"weight_decay", adamw.weight_decay},
-          {"clip_grad_norm", clip_grad_norm},
-          {"skip_nonfinite", skip_nonfinite},
-          {"seed", seed}};
+          {"weight-decay", adamw.weight_decay},
+          {"clip-grad-norm", clip_grad_norm},
+          {"skip-nonfinite", skip_nonfinite},
+          {"seed", seed},
+          {"log-every", log_every},
+          {"save-every", save_every},
+          {"keep-last", keep_last},
+          {"no-tensorboard", !tensorboard},
+          {"copy-file", copy_files}};
 }
 
 void validate(const TrainOptions& o) {

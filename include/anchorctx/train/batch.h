@@ -14,12 +14,13 @@
 #include "anchorctx/attention/block_plan.h"
 #include "anchorctx/data/dataset.h"
 #include "anchorctx/model/llama_train.h"
+#include "anchorctx/rope/positions.h"
 
 namespace anchorctx::train {
 
 struct BatchOptions {
   attention::MaskKind mask = attention::MaskKind::anchor;
-  data::PositionPolicy positions = data::PositionPolicy::anchor;
+  rope::PositionPolicy positions = rope::PositionPolicy::anchor;
   bool mask_doc_boundaries = false;
 };
 

@@ -5,11 +5,21 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
+
+#include "anchorctx/core/enum_names.h"
 
 namespace anchorctx::train {
 
 enum class ScheduleKind { constant, linear, cosine };
+inline constexpr core::EnumName<ScheduleKind> kScheduleKindNames[] = {
+    {ScheduleKind::constant, "constant"},
+    {ScheduleKind::linear, "linear"},
+    {ScheduleKind::cosine, "cosine"}};
+constexpr std::span<const core::EnumName<ScheduleKind>> enum_names(ScheduleKind) {
+  return kScheduleKindNames;
+}
 std::string_view to_string(ScheduleKind kind);
 std::optional<ScheduleKind> parse_schedule_kind(std::string_view name);
 

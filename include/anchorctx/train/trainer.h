@@ -50,6 +50,9 @@ struct TrainOptions {
   // Extra files copied into every checkpoint (the tokenizer).
   std::vector<std::filesystem::path> extra_files;
 
+  // The options a run records (trainer_state.json), keyed by `anchorctx train`'s long option
+  // names, which are also its --config TOML keys: written back as a TOML file they reproduce
+  // the run.
   nlohmann::json to_json() const;
 };
 
