@@ -86,7 +86,9 @@ void register_train(CLI::App& app) {
   add_enum_option(*cmd, "--mask", o.batch.mask, "Attention mask");
   add_enum_option(*cmd, "--positions", o.batch.positions, "Position ids");
   cmd->add_flag("--mask-doc-boundaries", o.batch.mask_doc_boundaries,
-                "No loss on a document's first token (predicted from another document)");
+                "No loss on a document's first token where it is predicted from the previous "
+                "document's last token; kept where an anchor predicts it (document 1 after the "
+                "shared anchor; per_doc: each document's first token after its own anchor)");
   cmd->add_option("--batch-windows", o.windows_per_micro_batch, "Windows per micro-batch")
       ->capture_default_str();
   cmd->add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")
@@ -98,6 +100,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--warmup-steps", o.schedule.warmup_steps, "Linear warmup steps")
       ->capture_default_str();
   add_enum_option(*cmd, "--schedule", o.schedule.kind, "Learning-rate decay after the warmup");
+  add_enum_option(*cmd, "--warmup-start", o.schedule.warmup_start,
+                  "Where the linear warmup starts: one_step (lr*(step+1)/warmup, the first "
+                  "step already trains) or zero (lr*step/warmup, as transformers' "
+                  "get_*_schedule_with_warmup: the first step runs at lr 0)");
   cmd->add_option("--beta1", o.adamw.beta1, "AdamW beta1")->capture_default_str();
   cmd->add_option("--beta2", o.adamw.beta2, "AdamW beta2")->capture_default_str();
   cmd->add_option("--eps", o.adamw.eps, "AdamW epsilon")->capture_default_str();

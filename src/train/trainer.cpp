@@ -43,6 +43,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"lr", schedule.lr},
           {"min-lr", schedule.min_lr},
           {"warmup-steps", schedule.warmup_steps},
+          {"warmup-start", to_string(schedule.warmup_start)},
           {"beta1", adamw.beta1},
           {"beta2", adamw.beta2},
           {"eps", adamw.eps},

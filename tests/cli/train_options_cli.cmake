@@ -75,7 +75,8 @@ endfunction()
 run_ok(first train --data "${WORK}/data" --out "${WORK}/first" --preset tiny --steps 4
        --precision bf16 --rope-mode exact --mask intra-doc --positions reset
        --mask-doc-boundaries --batch-windows 2 --grad-accum 2 --schedule linear --lr 0.003
-       --min-lr 0.0003 --warmup-steps 2 --beta2 0.95 --weight-decay 0.05 --clip-grad-norm 0.5
+       --min-lr 0.0003 --warmup-steps 2 --warmup-start zero --beta2 0.95 --weight-decay 0.05
+       --clip-grad-norm 0.5
        --seed 7 --log-every 1 --save-every 2 --keep-last 0 --loss-chunk 64 --no-tensorboard
        --quiet --json)
 set(state "${WORK}/first/checkpoints/step-000004/trainer_state.json")
@@ -90,6 +91,14 @@ expect_equal("recorded copy-file (none: an empty list)" "${recorded_files}" "[]"
 # Fed back through --config into another folder: the same run.
 options_to_toml("${state}" "${WORK}/recorded.toml")
 run_ok(second train --config "${WORK}/recorded.toml" --out "${WORK}/second" --quiet --json)
+# --warmup-start zero: transformers' convention, the first step at lr 0, the second at lr / 2.
+file(STRINGS "${WORK}/first/metrics.jsonl" lines)
+list(GET lines 0 line)
+string(JSON lr GET "${line}" lr)
+expect_equal("lr of step 1 with --warmup-start zero" "${lr}" "0.0")
+list(GET lines 1 line)
+string(JSON lr GET "${line}" lr)
+expect_equal("lr of step 2 with --warmup-start zero" "${lr}" "0.0015")
 read_losses("${WORK}/first" first_losses)
 read_losses("${WORK}/second" second_losses)
 list(LENGTH first_losses n)
@@ -115,7 +124,7 @@ endif()
 # Enum options: the choices in --help and in the error come from the enum's table.
 run_ok(help train --help)
 foreach(choices "{causal,intra_doc,anchor}" "{global,reset,anchor}" "{fp32,hf_bf16,exact}"
-        "{fp32,bf16}" "{constant,linear,cosine}")
+        "{fp32,bf16}" "{constant,linear,cosine}" "{one_step,zero}")
   string(FIND "${help}" "${choices}" at)
   if(at EQUAL -1)
     message(FATAL_ERROR "train --help does not show ${choices}:\n${help}")
