@@ -40,6 +40,22 @@ void run_train(TrainArgs& a) {
   auto comm = dist::make_single_process_communicator();
   train::Trainer trainer(o, *comm);
   const train::TrainResult r = trainer.run();
+  if (r.nothing_to_do) {
+    // Said even with --quiet: it is the run's whole outcome.
+    std::fprintf(stderr,
+                 "anchorctx: --resume: nothing to do: the checkpoint %s is at step %lld and "
+                 "--steps is %lld\n",
+                 r.last_checkpoint.string().c_str(), static_cast<long long>(r.final_step),
+                 static_cast<long long>(o.steps));
+    if (a.json)
+      std::printf("%s\n", nlohmann::json{{"steps", r.final_step},
+                                         {"nothing_to_do", true},
+                                         {"checkpoint", r.last_checkpoint.string()},
+                                         {"out", o.out.string()}}
+                              .dump()
+                              .c_str());
+    return;
+  }
   if (a.json) {
     nlohmann::json j = {{"steps", r.final_step},
                         {"tokens_per_s", r.tokens_per_s},
@@ -120,7 +136,11 @@ void register_train(CLI::App& app) {
   cmd->add_option("--save-every", o.save_every, "Steps between checkpoints (0: at the end)")
       ->capture_default_str();
   cmd->add_option("--keep-last", o.keep_last, "Checkpoints kept (0: all)")->capture_default_str();
-  cmd->add_flag("--resume", o.resume, "Continue from the newest checkpoint in --out");
+  cmd->add_flag("--resume", o.resume,
+                "Continue from the newest checkpoint in --out: options that change the run's "
+                "meaning (data, model, precision, rope mode, mask, positions, batch, seed, "
+                "AdamW) must match it, changes of steps, lr schedule, cadence and threads are "
+                "taken and reported; without a checkpoint a new run starts (docs/RELIABILITY.md)");
   cmd->add_option("--copy-file", args->extra_files,
                   "Files copied into every checkpoint (e.g. the tokenizer)");
   cmd->add_option("--threads", o.run.threads, "Attention kernel threads (0: all)")

@@ -11,6 +11,7 @@
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/metrics.h"
+#include "anchorctx/train/resume_rules.h"
 
 namespace anchorctx::train {
 
@@ -130,6 +131,7 @@ struct Trainer::Impl {
   std::uint64_t epoch = ~0ull;
   std::unique_ptr<JsonlMetricsSink> jsonl;
   std::unique_ptr<TensorBoardSink> tensorboard;
+  fs::path resumed_from;  // the checkpoint a resume loaded
 
   explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
 
@@ -166,11 +168,31 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   impl_->optimizer = std::make_unique<AdamW>(model_->layout(), options_.adamw);
 
   std::optional<fs::path> checkpoint;
-  if (options_.resume) checkpoint = latest_checkpoint(options_.out);
+  if (options_.resume) {
+    checkpoint = latest_checkpoint(options_.out);
+    if (!checkpoint)
+      std::fprintf(stderr, "anchorctx: --resume: no checkpoint in %s; starting a new run\n",
+                   options_.out.string().c_str());
+  }
+  const nlohmann::json dataset_id = dataset_identity(ds);
   if (checkpoint) {
     LoadedCheckpoint ck = load_checkpoint(*checkpoint);
-    if (!(ck.config == config))
-      fail("train: --resume: the model config of {} differs from this run's", checkpoint->string());
+    // Resume rules (resume_rules.h): refuse what changes the run's meaning, report the rest.
+    const ResumeDifferences diff = compare_for_resume(
+        ck.state.options, options_.to_json(), ck.state.dataset, dataset_id, ck.config, config);
+    if (!diff.refused.empty()) {
+      std::string list;
+      for (const Difference& d : diff.refused)
+        list += (list.empty() ? "" : "; ") + d.text();
+      fail(
+          "train: --resume: {} (step {}) belongs to a run with other settings, and a resume "
+          "continues that run: {}. Restore them, or start a new run in another --out "
+          "(--init-from {} keeps its weights)",
+          checkpoint->string(), ck.state.step, list, checkpoint->string());
+    }
+    for (const Difference& d : diff.allowed)
+      std::fprintf(stderr, "anchorctx: --resume: taking %s\n", d.text().c_str());
+    impl_->resumed_from = *checkpoint;
     if (ck.exp_avg.empty())
       fail("train: --resume: {} holds no optimizer state", checkpoint->string());
     std::copy(ck.params.begin(), ck.params.end(), model_->params().begin());
@@ -188,6 +210,8 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   }
   impl_->state.rng_state = options_.seed;
   impl_->state.options = options_.to_json();
+  impl_->state.dataset = dataset_id;
+  if (step_ >= options_.steps) return;  // nothing to do: no sink touches the run folder
 
   fs::create_directories(options_.out);
   if (comm_.rank() == 0) {
@@ -204,6 +228,12 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
   TrainResult result;
   result.config = model_->config();
   TrainerState& state = impl_->state;
+  if (step_ >= options_.steps) {
+    result.final_step = step_;
+    result.nothing_to_do = true;
+    result.last_checkpoint = impl_->resumed_from;
+    return result;
+  }
   StepProgress progress(options_.steps, options_.quiet || comm_.rank() != 0);
   const auto start = clock::now();
   std::int64_t tokens_run = 0;
