@@ -18,32 +18,22 @@
 
 namespace anchorctx::analysis {
 
-std::string_view to_string(PositionPolicy policy) {
-  return policy == PositionPolicy::global ? "global" : "anchor";
-}
-
-PositionPolicy parse_position_policy(std::string_view name) {
-  if (name == "global") return PositionPolicy::global;
-  if (name == "anchor") return PositionPolicy::anchor;
-  fail("unknown position policy '{}' (global, anchor)", name);
+void check_policy(PositionPolicy policy) {
+  require(policy != PositionPolicy::reset,
+          "rope-drift: position policy 'reset' is not measured: a sequence is one document, "
+          "which 'reset' always counts from 0, so no shift is applied (use global or anchor)");
 }
 
 namespace {
 
+// A mode is a RoPE mode with the precision it runs in (fp32 alone, the others under bf16).
 model::RunOptions run_options(std::string_view mode) {
+  const std::optional<rope::RopeMode> rope_mode = rope::parse_rope_mode(mode);
+  if (!rope_mode) fail("unknown mode '{}' ({})", mode, core::enum_choices_text<rope::RopeMode>());
   model::RunOptions run;
-  if (mode == "fp32") {
-    run.precision = model::Precision::fp32;
-    run.rope_mode = rope::RopeMode::fp32;
-  } else if (mode == "hf_bf16") {
-    run.precision = model::Precision::bf16;
-    run.rope_mode = rope::RopeMode::hf_bf16;
-  } else if (mode == "exact") {
-    run.precision = model::Precision::bf16;
-    run.rope_mode = rope::RopeMode::exact;
-  } else {
-    fail("unknown mode '{}' (fp32, hf_bf16, exact)", mode);
-  }
+  run.rope_mode = *rope_mode;
+  run.precision =
+      *rope_mode == rope::RopeMode::fp32 ? model::Precision::fp32 : model::Precision::bf16;
   return run;
 }
 
@@ -369,6 +359,8 @@ RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<c
   require(std::find(options.deltas.begin(), options.deltas.end(), options.logit_delta1) !=
               options.deltas.end(),
           "rope-drift: the D_logit delta1 {} is not in the delta1 list", options.logit_delta1);
+  for (const PositionPolicy policy : options.policies)
+    check_policy(policy);
   for (const auto& mode : options.modes)
     check_mode_name(mode);
   for (std::size_t s = 0; s < sequences.size(); ++s) {

@@ -32,6 +32,7 @@
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/doc_lengths.h"
 #include "cli/commands.h"
+#include "cli/enum_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -342,7 +343,7 @@ void register_bench_attention(CLI::App& bench) {
       ->check(CLI::Range(8, 256));
   cmd->add_option("--mask", args->mask, "Attention mask")
       ->capture_default_str()
-      ->check(CLI::IsMember({"causal", "intra_doc", "anchor"}));
+      ->check(enum_check<attn::MaskKind>());
   cmd->add_option("--docs", args->docs,
                   "Document lengths: fixed:N, lognormal:MEDIAN:SIGMA or file:PATH")
       ->capture_default_str();
@@ -354,7 +355,7 @@ void register_bench_attention(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "Tensor type")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->check(enum_check<core::DType>());
   cmd->add_option("--threads", args->threads, "Threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--repeat", args->repeat, "Timed runs of each pass (the median is reported)")

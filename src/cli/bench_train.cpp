@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,8 +22,10 @@
 #include "anchorctx/data/doc_lengths.h"
 #include "anchorctx/data/packer.h"
 #include "anchorctx/model/llama_train.h"
+#include "anchorctx/rope/positions.h"
 #include "anchorctx/train/optimizer.h"
 #include "cli/commands.h"
+#include "cli/enum_option.h"
 
 namespace anchorctx::cli {
 
@@ -31,7 +34,10 @@ namespace {
 struct BenchTrainArgs {
   std::string preset = "reference", config_json;
   std::int32_t seq_len = 4096;
-  std::string mask = "anchor", docs = "lognormal:1024:1.0", precision = "bf16", rope_mode;
+  attention::MaskKind mask = attention::MaskKind::anchor;
+  model::Precision precision = model::Precision::bf16;
+  std::optional<rope::RopeMode> rope_mode;  // default: per precision
+  std::string docs = "lognormal:1024:1.0";
   std::string checkpointing = "auto";
   int steps = 3, warmup = 1, threads = 0;
   std::uint64_t seed = 0;
@@ -63,18 +69,9 @@ double model_flops(const model::LlamaConfig& c, std::int64_t tokens, std::int64_
 void run_bench_train(const BenchTrainArgs& a) {
   model::LlamaConfig config =
       a.config_json.empty() ? model::preset(a.preset) : model::load_config(a.config_json);
-  const auto precision = model::parse_precision(a.precision);
-  if (!precision) throw CLI::ValidationError("--precision", "expected fp32 or bf16");
-  const auto mask = attention::parse_mask_kind(a.mask);
-  if (!mask) throw CLI::ValidationError("--mask", "expected causal, intra_doc or anchor");
   model::RunOptions run;
-  run.precision = *precision;
-  run.rope_mode = model::default_rope_mode(*precision);
-  if (!a.rope_mode.empty()) {
-    const auto m = rope::parse_rope_mode(a.rope_mode);
-    if (!m) throw CLI::ValidationError("--rope-mode", "expected fp32, hf_bf16 or exact");
-    run.rope_mode = *m;
-  }
+  run.precision = a.precision;
+  run.rope_mode = a.rope_mode.value_or(model::default_rope_mode(a.precision));
   run.threads = a.threads;
   if (a.seq_len < 2) throw CLI::ValidationError("--seq-len", "must be at least 2");
   if (a.steps < 1) throw CLI::ValidationError("--steps", "must be at least 1");
@@ -103,7 +100,7 @@ void run_bench_train(const BenchTrainArgs& a) {
       std::vector<std::int32_t>{0, a.seq_len},
       std::vector<std::int32_t>{0, static_cast<std::int32_t>(starts.size())}, starts,
       std::vector<std::int32_t>{1});
-  const attention::BlockPlan plan = attention::BlockPlan::build(layout, *mask);
+  const attention::BlockPlan plan = attention::BlockPlan::build(layout, a.mask);
   std::mt19937_64 rng(a.seed);
   std::vector<std::int32_t> ids(static_cast<std::size_t>(a.seq_len)), targets(ids.size());
   for (auto& t : ids)
@@ -111,15 +108,17 @@ void run_bench_train(const BenchTrainArgs& a) {
   for (std::size_t t = 0; t < ids.size(); ++t)
     targets[t] = t + 1 < ids.size() ? ids[t + 1] : static_cast<std::int32_t>(rng() % 7);
   const std::vector<std::int32_t> positions =
-      data::position_ids(data::PositionPolicy::anchor, starts, a.seq_len, data::AnchorMode::shared);
+      rope::position_ids(rope::PositionPolicy::anchor, starts, a.seq_len, std::vector{0});
   const model::TrainBatch batch{ids, targets, positions, &plan};
 
   const int threads = core::resolve_threads(a.threads);
   if (!a.json)
     std::fprintf(stderr, "bench train: %s, %lld parameters, T=%d, %s, %s, checkpointing %s\n",
                  a.config_json.empty() ? a.preset.c_str() : a.config_json.c_str(),
-                 static_cast<long long>(model.layout().count()), a.seq_len, a.mask.c_str(),
-                 a.precision.c_str(), run.checkpointing ? "on" : "off");
+                 static_cast<long long>(model.layout().count()), a.seq_len,
+                 std::string(attention::to_string(a.mask)).c_str(),
+                 std::string(model::to_string(a.precision)).c_str(),
+                 run.checkpointing ? "on" : "off");
   std::vector<double> times;
   double loss = 0.0;
   for (int s = 0; s < a.warmup + a.steps; ++s) {
@@ -137,16 +136,16 @@ void run_bench_train(const BenchTrainArgs& a) {
   }
   const double step_ms = core::median(times);
   const double sgemm = core::measure_sgemm_gflops(2048, threads, 3);
-  const double flops = model_flops(config, a.seq_len, layout.visible_pairs(*mask));
+  const double flops = model_flops(config, a.seq_len, layout.visible_pairs(a.mask));
   const double achieved = flops / (step_ms * 1e-3) / 1e9;
   nlohmann::json j = {{"preset", a.config_json.empty() ? a.preset : ""},
                       {"config_json", a.config_json},
                       {"parameters", model.layout().count()},
                       {"seq_len", a.seq_len},
-                      {"mask", a.mask},
+                      {"mask", attention::to_string(a.mask)},
                       {"docs", a.docs},
                       {"num_documents", starts.size()},
-                      {"precision", a.precision},
+                      {"precision", model::to_string(a.precision)},
                       {"rope_mode", std::string(rope::to_string(run.rope_mode))},
                       {"checkpointing", run.checkpointing},
                       {"threads", threads},
@@ -184,11 +183,12 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--preset", a->preset, "Model preset (tiny, reference)")->capture_default_str();
   cmd->add_option("--config-json", a->config_json, "A HuggingFace config.json instead of a preset");
   cmd->add_option("--seq-len", a->seq_len, "Window length in tokens")->capture_default_str();
-  cmd->add_option("--mask", a->mask, "causal, intra_doc or anchor")->capture_default_str();
+  add_enum_option(*cmd, "--mask", a->mask, "Attention mask");
   cmd->add_option("--docs", a->docs, "Document lengths: fixed:N, lognormal:MEDIAN:SIGMA, file:PATH")
       ->capture_default_str();
-  cmd->add_option("--precision", a->precision, "fp32 or bf16")->capture_default_str();
-  cmd->add_option("--rope-mode", a->rope_mode, "fp32, hf_bf16 or exact (default: per precision)");
+  add_enum_option(*cmd, "--precision", a->precision, "Training precision");
+  add_enum_option(*cmd, "--rope-mode", a->rope_mode,
+                  "RoPE precision mode (default: fp32 with fp32, hf_bf16 with bf16)");
   cmd->add_option("--checkpointing", a->checkpointing,
                   "auto (on when activations would pass 4 GiB), on or off")
       ->capture_default_str();

@@ -128,7 +128,7 @@ void run_demo(const DemoArgs& a) {
   t.run.precision = model::Precision::bf16;
   t.run.rope_mode = rope::RopeMode::hf_bf16;
   t.batch.mask = attention::MaskKind::anchor;
-  t.batch.positions = data::PositionPolicy::anchor;
+  t.batch.positions = rope::PositionPolicy::anchor;
   t.windows_per_micro_batch = a.batch_windows;
   t.steps = a.steps;
   t.schedule.kind = train::ScheduleKind::cosine;

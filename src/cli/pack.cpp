@@ -10,6 +10,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/data/pack.h"
 #include "cli/commands.h"
+#include "cli/enum_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -82,7 +83,7 @@ void register_pack(CLI::App& app) {
       ->check(CLI::Range(2, 1 << 30));
   cmd->add_option("--anchor-mode", args->anchor_mode, "shared, per_doc or none")
       ->capture_default_str()
-      ->check(CLI::IsMember({"shared", "per_doc", "none"}));
+      ->check(enum_check<data::AnchorMode>());
   cmd->add_option("--out", c.out, "The dataset folder to create (must not exist)")->required();
   cmd->add_flag("--force", c.replace, "Replace --out if it exists");
   cmd->add_option("--batch", c.batch, "Windows per batch (recorded for the trainer)")
@@ -106,7 +107,7 @@ void register_pack(CLI::App& app) {
                   "auto (*.txt: text, else JSONL; pre-tokenized if rows have input_ids), jsonl, "
                   "pretokenized or text")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "jsonl", "pretokenized", "text"}));
+      ->check(enum_check<data::InputFormat>());
   cmd->add_flag("--one-per-line", c.reader.one_per_line,
                 "Text inputs: one document per line (default: one per file)");
   cmd->add_flag("--skip-bad", c.reader.skip_bad,
@@ -132,11 +133,7 @@ void register_pack(CLI::App& app) {
     if (args->continue_remainder) config.continue_remainder = true;
     if (args->drop_remainder) config.continue_remainder = false;
     config.shuffle = !args->no_shuffle;
-    const std::string& f = args->format;
-    config.reader.format = f == "jsonl"          ? data::InputFormat::jsonl
-                           : f == "pretokenized" ? data::InputFormat::pretokenized
-                           : f == "text"         ? data::InputFormat::text
-                                                 : data::InputFormat::auto_detect;
+    config.reader.format = *core::parse_enum<data::InputFormat>(args->format);
     const nlohmann::json summary = data::pack_dataset(config);
     if (!config.quiet || !args->json) print_summary(summary);
     if (args->json) std::printf("%s\n", summary.dump().c_str());

@@ -26,6 +26,7 @@
 #include "anchorctx/model/parameters.h"
 #include "anchorctx/model/safetensors.h"
 #include "cli/commands.h"
+#include "cli/enum_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -134,8 +135,11 @@ void run(Args args) {
   for (const auto& m : options.modes)
     analysis::check_mode_name(m);
   options.policies.clear();
-  for (const auto& p : split(args.policies))
-    options.policies.push_back(analysis::parse_position_policy(p));
+  for (const auto& p : split(args.policies)) {
+    const rope::PositionPolicy policy = parse_enum_option<rope::PositionPolicy>("--policies", p);
+    analysis::check_policy(policy);
+    options.policies.push_back(policy);
+  }
   options.allow_long = args.allow_long;
   // Progress: a line per comparison with --progress (for logs), else one redrawn line on a
   // terminal (none with --quiet or when stderr is a pipe).
@@ -180,12 +184,11 @@ void run(Args args) {
               "D_excl_first");
   for (const auto& r : report.results)
     std::printf("%-8s %-7s %7lld %7lld %12.4g %12.4g\n", r.mode.c_str(),
-                std::string(analysis::to_string(r.policy)).c_str(),
-                static_cast<long long>(r.delta1), static_cast<long long>(r.delta2), r.D,
-                r.D_excl_first);
+                std::string(rope::to_string(r.policy)).c_str(), static_cast<long long>(r.delta1),
+                static_cast<long long>(r.delta2), r.D, r.D_excl_first);
   for (const auto& s : report.first_token_share)
     std::printf("first-token share %s/%s: %.3f (rank %lld)\n", s.mode.c_str(),
-                std::string(analysis::to_string(s.policy)).c_str(), s.share,
+                std::string(rope::to_string(s.policy)).c_str(), s.share,
                 static_cast<long long>(s.rank));
   std::fprintf(stderr, "rope-drift: %.1f s\n", report.seconds);
 }

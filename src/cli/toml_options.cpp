@@ -29,6 +29,7 @@ void apply_toml_options(CLI::App& cmd, const std::string& path) {
           path, key, cmd.get_name());
     if (option->count() > 0) continue;  // the command line wins
     std::vector<std::string> inputs = item.inputs;
+    if (inputs.empty()) continue;        // `key = []`: no values (how a run records an empty list)
     if (option->get_type_size() == 0) {  // a flag: true/false
       if (inputs.size() != 1 || (inputs[0] != "true" && inputs[0] != "false"))
         fail("--config '{}': '{}' is a flag and takes true or false", path, key);

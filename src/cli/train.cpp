@@ -1,6 +1,7 @@
 // `anchorctx train`: a Llama-family model on a packed dataset (train/trainer.h).
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/trainer.h"
 #include "cli/commands.h"
+#include "cli/enum_option.h"
 
 namespace anchorctx::cli {
 
@@ -17,8 +19,7 @@ namespace {
 
 struct TrainArgs {
   train::TrainOptions o;
-  std::string precision = "bf16", rope_mode, mask = "anchor", positions = "anchor";
-  std::string schedule = "cosine";
+  std::optional<rope::RopeMode> rope_mode;  // default: per precision
   std::vector<std::string> extra_files;
   bool no_tensorboard = false, no_copy_tokenizer = false, json = false;
   std::string config_file;
@@ -26,24 +27,7 @@ struct TrainArgs {
 
 void run_train(TrainArgs& a) {
   train::TrainOptions& o = a.o;
-  const auto precision = model::parse_precision(a.precision);
-  if (!precision) throw CLI::ValidationError("--precision", "expected fp32 or bf16");
-  o.run.precision = *precision;
-  o.run.rope_mode = model::default_rope_mode(*precision);
-  if (!a.rope_mode.empty()) {
-    const auto mode = rope::parse_rope_mode(a.rope_mode);
-    if (!mode) throw CLI::ValidationError("--rope-mode", "expected fp32, hf_bf16 or exact");
-    o.run.rope_mode = *mode;
-  }
-  const auto mask = attention::parse_mask_kind(a.mask);
-  if (!mask) throw CLI::ValidationError("--mask", "expected causal, intra_doc or anchor");
-  o.batch.mask = *mask;
-  const auto positions = data::parse_position_policy(a.positions);
-  if (!positions) throw CLI::ValidationError("--positions", "expected global, reset or anchor");
-  o.batch.positions = *positions;
-  const auto kind = train::parse_schedule_kind(a.schedule);
-  if (!kind) throw CLI::ValidationError("--schedule", "expected constant, linear or cosine");
-  o.schedule.kind = *kind;
+  o.run.rope_mode = a.rope_mode.value_or(model::default_rope_mode(o.run.precision));
   o.tensorboard = !a.no_tensorboard;
   o.copy_tokenizer = !a.no_copy_tokenizer;
   for (const std::string& f : a.extra_files)
@@ -57,6 +41,22 @@ void run_train(TrainArgs& a) {
   auto comm = dist::make_single_process_communicator();
   train::Trainer trainer(o, *comm);
   const train::TrainResult r = trainer.run();
+  if (r.nothing_to_do) {
+    // Said even with --quiet: it is the run's whole outcome.
+    std::fprintf(stderr,
+                 "anchorctx: --resume: nothing to do: the checkpoint %s is at step %lld and "
+                 "--steps is %lld\n",
+                 r.last_checkpoint.string().c_str(), static_cast<long long>(r.final_step),
+                 static_cast<long long>(o.steps));
+    if (a.json)
+      std::printf("%s\n", nlohmann::json{{"steps", r.final_step},
+                                         {"nothing_to_do", true},
+                                         {"checkpoint", r.last_checkpoint.string()},
+                                         {"out", o.out.string()}}
+                              .dump()
+                              .c_str());
+    return;
+  }
   if (a.json) {
     nlohmann::json j = {{"steps", r.final_step},
                         {"tokens_per_s", r.tokens_per_s},
@@ -78,6 +78,7 @@ void run_train(TrainArgs& a) {
 void register_train(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   train::TrainOptions& o = args->o;
+  o.run.precision = model::Precision::bf16;
   CLI::App* cmd = app.add_subcommand(
       "train",
       "Train a Llama-family model on a packed dataset (anchorctx pack), with checkpoints in the "
@@ -93,18 +94,18 @@ void register_train(CLI::App& app) {
   cmd->add_option("--preset", o.preset, "Model preset: tiny or reference");
   cmd->add_option("--model-config", o.config_json, "A HuggingFace config.json (random init)");
   cmd->add_option("--init-from", o.init_from, "A model folder to start from (its weights)");
-  cmd->add_option("--precision", args->precision, "fp32, or bf16 (emulated, fp32 master weights)")
-      ->capture_default_str();
-  cmd->add_option("--rope-mode", args->rope_mode,
+  add_enum_option(*cmd, "--precision", o.run.precision,
+                  "fp32, or bf16 (emulated, fp32 master weights)");
+  add_enum_option(*cmd, "--rope-mode", args->rope_mode,
                   "fp32 (with fp32), hf_bf16 or exact (with bf16); default: per precision");
   cmd->add_flag("--checkpointing", o.run.checkpointing,
                 "Recompute each layer in the backward (activation memory O(layers*T*H))");
-  cmd->add_option("--mask", args->mask, "Attention mask: causal, intra_doc or anchor")
-      ->capture_default_str();
-  cmd->add_option("--positions", args->positions, "Position ids: global, reset or anchor")
-      ->capture_default_str();
+  add_enum_option(*cmd, "--mask", o.batch.mask, "Attention mask");
+  add_enum_option(*cmd, "--positions", o.batch.positions, "Position ids");
   cmd->add_flag("--mask-doc-boundaries", o.batch.mask_doc_boundaries,
-                "No loss on a document's first token (predicted from another document)");
+                "No loss on a document's first token where it is predicted from the previous "
+                "document's last token; kept where an anchor predicts it (document 1 after the "
+                "shared anchor; per_doc: each document's first token after its own anchor)");
   cmd->add_option("--batch-windows", o.windows_per_micro_batch, "Windows per micro-batch")
       ->capture_default_str();
   cmd->add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")
@@ -115,8 +116,11 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--warmup-steps", o.schedule.warmup_steps, "Linear warmup steps")
       ->capture_default_str();
-  cmd->add_option("--schedule", args->schedule, "constant, linear or cosine")
-      ->capture_default_str();
+  add_enum_option(*cmd, "--schedule", o.schedule.kind, "Learning-rate decay after the warmup");
+  add_enum_option(*cmd, "--warmup-start", o.schedule.warmup_start,
+                  "Where the linear warmup starts: one_step (lr*(step+1)/warmup, the first "
+                  "step already trains) or zero (lr*step/warmup, as transformers' "
+                  "get_*_schedule_with_warmup: the first step runs at lr 0)");
   cmd->add_option("--beta1", o.adamw.beta1, "AdamW beta1")->capture_default_str();
   cmd->add_option("--beta2", o.adamw.beta2, "AdamW beta2")->capture_default_str();
   cmd->add_option("--eps", o.adamw.eps, "AdamW epsilon")->capture_default_str();
@@ -133,7 +137,11 @@ void register_train(CLI::App& app) {
   cmd->add_option("--save-every", o.save_every, "Steps between checkpoints (0: at the end)")
       ->capture_default_str();
   cmd->add_option("--keep-last", o.keep_last, "Checkpoints kept (0: all)")->capture_default_str();
-  cmd->add_flag("--resume", o.resume, "Continue from the newest checkpoint in --out");
+  cmd->add_flag("--resume", o.resume,
+                "Continue from the newest checkpoint in --out: options that change the run's "
+                "meaning (data, model, precision, rope mode, mask, positions, batch, seed, "
+                "AdamW) must match it, changes of steps, lr schedule, cadence and threads are "
+                "taken and reported; without a checkpoint a new run starts (docs/RELIABILITY.md)");
   cmd->add_option("--copy-file", args->extra_files,
                   "More files copied into every checkpoint (one of the tokenizer's names "
                   "replaces its file)");

@@ -17,41 +17,11 @@ std::uint64_t below(std::uint64_t& state, std::uint64_t n) {
 }  // namespace
 
 std::string_view to_string(AnchorMode mode) {
-  switch (mode) {
-    case AnchorMode::shared:
-      return "shared";
-    case AnchorMode::per_doc:
-      return "per_doc";
-    case AnchorMode::none:
-      return "none";
-  }
-  return "?";
+  return core::enum_name(mode);
 }
 
 std::optional<AnchorMode> parse_anchor_mode(std::string_view name) {
-  if (name == "shared") return AnchorMode::shared;
-  if (name == "per_doc") return AnchorMode::per_doc;
-  if (name == "none") return AnchorMode::none;
-  return std::nullopt;
-}
-
-std::string_view to_string(PositionPolicy policy) {
-  switch (policy) {
-    case PositionPolicy::global:
-      return "global";
-    case PositionPolicy::reset:
-      return "reset";
-    case PositionPolicy::anchor:
-      return "anchor";
-  }
-  return "?";
-}
-
-std::optional<PositionPolicy> parse_position_policy(std::string_view name) {
-  if (name == "global") return PositionPolicy::global;
-  if (name == "reset") return PositionPolicy::reset;
-  if (name == "anchor") return PositionPolicy::anchor;
-  return std::nullopt;
+  return core::parse_enum<AnchorMode>(name);
 }
 
 Packer::Packer(PackOptions options, Sink sink)
@@ -199,28 +169,6 @@ void Packer::finish() {
     stats_.tokens_dropped_tail += doc_tokens;
   }
   start_window();
-}
-
-std::vector<std::int32_t> position_ids(PositionPolicy policy,
-                                       std::span<const std::int32_t> doc_starts,
-                                       std::int32_t length, AnchorMode mode) {
-  std::vector<std::int32_t> pos(static_cast<std::size_t>(std::max(length, 0)));
-  for (std::int32_t i = 0; i < length; ++i)
-    pos[i] = i;
-  if (policy == PositionPolicy::global) return pos;
-  for (std::size_t d = 0; d < doc_starts.size(); ++d) {
-    const std::int32_t begin = doc_starts[d];
-    const std::int32_t end = d + 1 < doc_starts.size() ? doc_starts[d + 1] : length;
-    if (begin >= length) break;
-    if (policy == PositionPolicy::reset) {
-      for (std::int32_t i = begin; i < std::min(end, length); ++i)
-        pos[i] = i - begin;
-    } else if (mode == AnchorMode::per_doc) {
-      pos[begin] = 0;
-    }
-  }
-  // Shared mode: the anchor is token 0, already at position 0 under every policy.
-  return pos;
 }
 
 std::vector<std::uint64_t> window_order(std::uint64_t count, bool shuffle, std::uint64_t seed) {

@@ -14,13 +14,11 @@
 namespace anchorctx::model {
 
 std::string_view to_string(Precision precision) {
-  return precision == Precision::bf16 ? "bf16" : "fp32";
+  return core::enum_name(precision);
 }
 
 std::optional<Precision> parse_precision(std::string_view name) {
-  if (name == "fp32") return Precision::fp32;
-  if (name == "bf16") return Precision::bf16;
-  return std::nullopt;
+  return core::parse_enum<Precision>(name);
 }
 
 rope::RopeMode default_rope_mode(Precision precision) {

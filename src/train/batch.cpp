@@ -25,17 +25,29 @@ Batch make_batch(std::span<const RawWindow> windows, data::AnchorMode anchor_mod
     // Document starts of the inputs (a document starting at the label-only last token is not
     // an input document, but its first token is a boundary target).
     std::vector<std::int32_t> starts;
-    for (const std::uint32_t s : w.doc_starts) {
+    for (const std::uint32_t s : w.doc_starts)
       if (s < static_cast<std::uint32_t>(len)) starts.push_back(static_cast<std::int32_t>(s));
-      if (options.mask_doc_boundaries && s >= 1 && s <= static_cast<std::uint32_t>(len))
-        targets[s - 1] = -1;
-    }
     if (starts.empty() || starts.front() != 0) starts.insert(starts.begin(), 0);
+    // The anchor tokens: the window's first in the shared mode, each document's first in the
+    // per-document mode.
+    const std::vector<std::int32_t> anchors =
+        anchor_mode == data::AnchorMode::shared    ? std::vector{0}
+        : anchor_mode == data::AnchorMode::per_doc ? starts
+                                                   : std::vector<std::int32_t>{};
+    // Document boundaries: no loss where input s - 1 belongs to the previous document and its
+    // target s starts the next one; an anchor predicting s keeps it.
+    if (options.mask_doc_boundaries) {
+      for (const std::uint32_t s : w.doc_starts) {
+        if (s < 1 || s > static_cast<std::uint32_t>(len)) continue;
+        const auto input = static_cast<std::int32_t>(s - 1);
+        if (std::find(anchors.begin(), anchors.end(), input) == anchors.end()) targets[s - 1] = -1;
+      }
+    }
     for (const std::int32_t t : targets)
       b.target_count += t >= 0;
     b.targets.insert(b.targets.end(), targets.begin(), targets.end());
     const std::vector<std::int32_t> pos =
-        data::position_ids(options.positions, starts, len, anchor_mode);
+        rope::position_ids(options.positions, starts, len, anchors);
     b.position_ids.insert(b.position_ids.end(), pos.begin(), pos.end());
     b.doc_starts.insert(b.doc_starts.end(), starts.begin(), starts.end());
     b.cu_docs.push_back(static_cast<std::int32_t>(b.doc_starts.size()));

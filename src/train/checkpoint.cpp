@@ -108,6 +108,7 @@ json state_to_json(const TrainerState& s, std::int64_t optimizer_steps, bool opt
   j["optimizer_steps"] = optimizer_steps;
   j["optimizer_state"] = optimizer_state;
   j["options"] = s.options;
+  j["dataset"] = s.dataset;
   return j;
 }
 
@@ -352,6 +353,7 @@ LoadedCheckpoint load_checkpoint(const fs::path& dir) {
   out.state.rng_state = get_uint64(j, "rng_state", state_file);
   out.state.last_loss = get_loss(j, state_file);
   out.state.options = get_key(j, "options", state_file);
+  if (const auto it = j.find("dataset"); it != j.end()) out.state.dataset = *it;
   out.optimizer_steps = get_int64(j, "optimizer_steps", state_file);
   const json& has_opt = get_key(j, "optimizer_state", state_file);
   require(has_opt.is_boolean(), "{}: key 'optimizer_state': expected true or false", state_file);

@@ -1,8 +1,9 @@
 // Learning-rate schedules (see schedule.h).
 //
 // transformers' get_{constant,linear,cosine}_schedule_with_warmup, with two differences the
-// header states: warmup gives lr * (step + 1) / warmup_steps (transformers' first step runs at
-// lr 0), and the decay ends at min_lr instead of 0:
+// header states: warmup gives lr * (step + 1) / warmup_steps by default (WarmupStart::zero
+// gives transformers' lr * step / warmup_steps, first step at lr 0), and the decay ends at
+// min_lr instead of 0:
 //   linear  lr_at = min_lr + (lr - min_lr) * (1 - progress)
 //   cosine  lr_at = min_lr + (lr - min_lr) * 0.5 * (1 + cos(pi * progress))
 //   progress = (step - warmup_steps) / (total_steps - warmup_steps), 1 from total_steps on.
@@ -17,23 +18,11 @@
 namespace anchorctx::train {
 
 std::string_view to_string(ScheduleKind kind) {
-  switch (kind) {
-    case ScheduleKind::constant:
-      return "constant";
-    case ScheduleKind::linear:
-      return "linear";
-    case ScheduleKind::cosine:
-      return "cosine";
-  }
-  return "?";
+  return core::enum_name(kind);
 }
 
 std::optional<ScheduleKind> parse_schedule_kind(std::string_view name) {
-  for (const ScheduleKind kind :
-       {ScheduleKind::constant, ScheduleKind::linear, ScheduleKind::cosine}) {
-    if (name == to_string(kind)) return kind;
-  }
-  return std::nullopt;
+  return core::parse_enum<ScheduleKind>(name);
 }
 
 void validate(const Schedule& schedule) {
@@ -49,8 +38,10 @@ void validate(const Schedule& schedule) {
 
 double Schedule::lr_at(std::int64_t step) const {
   step = std::max<std::int64_t>(step, 0);
-  if (step < warmup_steps)
-    return lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+  if (step < warmup_steps) {
+    const std::int64_t done = warmup_start == WarmupStart::zero ? step : step + 1;
+    return lr * static_cast<double>(done) / static_cast<double>(warmup_steps);
+  }
   if (kind == ScheduleKind::constant) return lr;
   // Here warmup_steps <= step; below total_steps, total_steps - warmup_steps >= 1.
   const double progress = step >= total_steps ? 1.0

@@ -11,6 +11,7 @@
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/metrics.h"
+#include "anchorctx/train/resume_rules.h"
 #include "anchorctx/train/run_report.h"
 #include "anchorctx/train/run_tokenizer.h"
 
@@ -18,32 +19,47 @@ namespace anchorctx::train {
 
 namespace fs = std::filesystem;
 
+// One vocabulary: the keys are `anchorctx train`'s long option names, which are also its TOML
+// keys, so this object written as a --config file gives the same run (tests/cli/train_cli.cmake
+// does that). Left out: what does not change the run (--quiet, --json, --resume, --config).
 nlohmann::json TrainOptions::to_json() const {
+  nlohmann::json copy_files = nlohmann::json::array();
+  for (const fs::path& f : extra_files)
+    copy_files.push_back(f.string());
   return {{"data", data.string()},
           {"out", out.string()},
           {"preset", preset},
-          {"config_json", config_json.string()},
-          {"init_from", init_from.string()},
-          {"precision", std::string(model::to_string(run.precision))},
-          {"rope_mode", std::string(rope::to_string(run.rope_mode))},
+          {"model-config", config_json.string()},
+          {"init-from", init_from.string()},
+          {"precision", model::to_string(run.precision)},
+          {"rope-mode", rope::to_string(run.rope_mode)},
           {"checkpointing", run.checkpointing},
-          {"mask", std::string(attention::to_string(batch.mask))},
-          {"positions", std::string(data::to_string(batch.positions))},
-          {"mask_doc_boundaries", batch.mask_doc_boundaries},
-          {"windows_per_micro_batch", windows_per_micro_batch},
-          {"grad_accum", grad_accum},
+          {"threads", run.threads},
+          {"loss-chunk", run.loss_chunk},
+          {"mask", attention::to_string(batch.mask)},
+          {"positions", rope::to_string(batch.positions)},
+          {"mask-doc-boundaries", batch.mask_doc_boundaries},
+          {"batch-windows", windows_per_micro_batch},
+          {"grad-accum", grad_accum},
           {"steps", steps},
-          {"schedule", std::string(to_string(schedule.kind))},
+          {"schedule", to_string(schedule.kind)},
           {"lr", schedule.lr},
-          {"min_lr", schedule.min_lr},
-          {"warmup_steps", schedule.warmup_steps},
+          {"min-lr", schedule.min_lr},
+          {"warmup-steps", schedule.warmup_steps},
+          {"warmup-start", to_string(schedule.warmup_start)},
           {"beta1", adamw.beta1},
           {"beta2", adamw.beta2},
           {"eps", adamw.eps},
-          {"weight_decay", adamw.weight_decay},
-          {"clip_grad_norm", clip_grad_norm},
-          {"skip_nonfinite", skip_nonfinite},
-          {"seed", seed}};
+          {"weight-decay", adamw.weight_decay},
+          {"clip-grad-norm", clip_grad_norm},
+          {"skip-nonfinite", skip_nonfinite},
+          {"seed", seed},
+          {"log-every", log_every},
+          {"save-every", save_every},
+          {"keep-last", keep_last},
+          {"no-tensorboard", !tensorboard},
+          {"no-copy-tokenizer", !copy_tokenizer},
+          {"copy-file", copy_files}};
 }
 
 void validate(const TrainOptions& o) {
@@ -118,6 +134,7 @@ struct Trainer::Impl {
   std::uint64_t epoch = ~0ull;
   std::unique_ptr<JsonlMetricsSink> jsonl;
   std::unique_ptr<TensorBoardSink> tensorboard;
+  fs::path resumed_from;  // the checkpoint a resume loaded
 
   explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
 
@@ -154,11 +171,31 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   impl_->optimizer = std::make_unique<AdamW>(model_->layout(), options_.adamw);
 
   std::optional<fs::path> checkpoint;
-  if (options_.resume) checkpoint = latest_checkpoint(options_.out);
+  if (options_.resume) {
+    checkpoint = latest_checkpoint(options_.out);
+    if (!checkpoint)
+      std::fprintf(stderr, "anchorctx: --resume: no checkpoint in %s; starting a new run\n",
+                   options_.out.string().c_str());
+  }
+  const nlohmann::json dataset_id = dataset_identity(ds);
   if (checkpoint) {
     LoadedCheckpoint ck = load_checkpoint(*checkpoint);
-    if (!(ck.config == config))
-      fail("train: --resume: the model config of {} differs from this run's", checkpoint->string());
+    // Resume rules (resume_rules.h): refuse what changes the run's meaning, report the rest.
+    const ResumeDifferences diff = compare_for_resume(
+        ck.state.options, options_.to_json(), ck.state.dataset, dataset_id, ck.config, config);
+    if (!diff.refused.empty()) {
+      std::string list;
+      for (const Difference& d : diff.refused)
+        list += (list.empty() ? "" : "; ") + d.text();
+      fail(
+          "train: --resume: {} (step {}) belongs to a run with other settings, and a resume "
+          "continues that run: {}. Restore them, or start a new run in another --out "
+          "(--init-from {} keeps its weights)",
+          checkpoint->string(), ck.state.step, list, checkpoint->string());
+    }
+    for (const Difference& d : diff.allowed)
+      std::fprintf(stderr, "anchorctx: --resume: taking %s\n", d.text().c_str());
+    impl_->resumed_from = *checkpoint;
     if (ck.exp_avg.empty())
       fail("train: --resume: {} holds no optimizer state", checkpoint->string());
     std::copy(ck.params.begin(), ck.params.end(), model_->params().begin());
@@ -176,6 +213,8 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   }
   impl_->state.rng_state = options_.seed;
   impl_->state.options = options_.to_json();
+  impl_->state.dataset = dataset_id;
+  if (step_ >= options_.steps) return;  // nothing to do: no sink touches the run folder
 
   fs::create_directories(options_.out);
   if (comm_.rank() == 0) {
@@ -196,6 +235,12 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
   TrainResult result;
   result.config = model_->config();
   TrainerState& state = impl_->state;
+  if (step_ >= options_.steps) {
+    result.final_step = step_;
+    result.nothing_to_do = true;
+    result.last_checkpoint = impl_->resumed_from;
+    return result;
+  }
   StepProgress progress(options_.steps, options_.quiet || comm_.rank() != 0);
   const auto start = clock::now();
   std::int64_t tokens_run = 0;

@@ -76,7 +76,7 @@ TEST(RopeDrift, ZeroWhenTheShiftsAreEqual) {
       analysis::measure_rope_drift(m.config, m.params, m.sequences, options(96, {16, 0}));
   for (const auto& r : report.results) {
     if (r.delta1 != 16) continue;
-    EXPECT_EQ(r.D, 0.0) << r.mode << " " << analysis::to_string(r.policy);
+    EXPECT_EQ(r.D, 0.0) << r.mode << " " << rope::to_string(r.policy);
     EXPECT_EQ(r.D_excl_first, 0.0);
   }
   for (const auto& g : report.logit_growth)
@@ -349,7 +349,9 @@ TEST(RopeDrift, BadInputGetsClearErrors) {
   expect_error([&] { analysis::measure_rope_drift(m.config, m.params, m.sequences, o); },
                "outside the vocabulary");
   expect_error([&] { analysis::measure_rope_drift(m.config, m.params, {}, o); }, "no sequences");
-  expect_error([] { analysis::parse_position_policy("reset"); }, "unknown position policy");
+  o.policies = {analysis::PositionPolicy::reset};
+  expect_error([&] { analysis::measure_rope_drift(m.config, m.params, m.sequences, o); },
+               "'reset' is not measured");
 
   // Sequences from documents: bos, ids, eos after each document (not right after bos); too
   // little text is an error.

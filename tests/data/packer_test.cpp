@@ -1,5 +1,5 @@
 // Packer: window sizes, skipped short documents, truncation and continuation, anchor modes,
-// interleaving rules, tag loss masks, determinism, position ids.
+// interleaving rules, tag loss masks, determinism.
 #include "anchorctx/data/packer.h"
 
 #include <gtest/gtest.h>
@@ -268,31 +268,9 @@ TEST(Packer, SameSeedSameWindowsOtherSeedOtherOrder) {
   EXPECT_EQ(window_order(100, false, 5), identity);
 }
 
-TEST(Packer, PositionIdsPerPolicy) {
-  const std::vector<std::int32_t> starts{0, 1, 4};
-  EXPECT_EQ(position_ids(PositionPolicy::global, starts, 7, AnchorMode::shared),
-            (std::vector<std::int32_t>{0, 1, 2, 3, 4, 5, 6}));
-  EXPECT_EQ(position_ids(PositionPolicy::reset, starts, 7, AnchorMode::shared),
-            (std::vector<std::int32_t>{0, 0, 1, 2, 0, 1, 2}));
-  EXPECT_EQ(position_ids(PositionPolicy::anchor, starts, 7, AnchorMode::shared),
-            (std::vector<std::int32_t>{0, 1, 2, 3, 4, 5, 6}));
-  // per_doc: every document's anchor at 0, the rest global (the reference's flash engine).
-  const std::vector<std::int32_t> per_doc{0, 3, 5};
-  EXPECT_EQ(position_ids(PositionPolicy::anchor, per_doc, 7, AnchorMode::per_doc),
-            (std::vector<std::int32_t>{0, 1, 2, 0, 4, 0, 6}));
-  EXPECT_EQ(position_ids(PositionPolicy::anchor, per_doc, 7, AnchorMode::none),
-            (std::vector<std::int32_t>{0, 1, 2, 3, 4, 5, 6}));
-  // Inputs only (length seq_len): a start at the label position is ignored.
-  EXPECT_EQ(
-      position_ids(PositionPolicy::reset, std::vector<std::int32_t>{0, 3}, 3, AnchorMode::none),
-      (std::vector<std::int32_t>{0, 1, 2}));
-}
-
 TEST(Packer, ModeNamesRoundTrip) {
   for (const auto m : {AnchorMode::shared, AnchorMode::per_doc, AnchorMode::none})
     EXPECT_EQ(parse_anchor_mode(to_string(m)), m);
-  for (const auto p : {PositionPolicy::global, PositionPolicy::reset, PositionPolicy::anchor})
-    EXPECT_EQ(parse_position_policy(to_string(p)), p);
   EXPECT_FALSE(parse_anchor_mode("flex"));
 }
 

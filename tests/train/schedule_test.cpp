@@ -1,5 +1,6 @@
 // Learning-rate schedules: warmup edges, the decay formulas (transformers' with a min_lr floor),
-// steps past the end, names, and validation errors.
+// the warmup start against transformers' formulas, steps past the end, names, and validation
+// errors.
 #include "anchorctx/train/schedule.h"
 
 #include <gtest/gtest.h>
@@ -114,6 +115,67 @@ TEST(Schedule, ValidateNamesTheBadField) {
   EXPECT_NE(error([](Schedule& s) { s.warmup_steps = -1; }).find("warmup_steps"),
             std::string::npos);
   EXPECT_NE(error([](Schedule& s) { s.total_steps = 0; }).find("total_steps"), std::string::npos);
+}
+
+// transformers' optimization.py, transcribed: get_{constant,linear,cosine}_schedule_with_warmup
+// are LambdaLR(optimizer, lr_lambda) with lr = base_lr * lr_lambda(step), step 0-based:
+//   warmup (all three): step / max(1, warmup)
+//   constant: 1
+//   linear:   max(0, (total - step) / max(1, total - warmup))
+//   cosine:   max(0, 0.5 * (1 + cos(pi * num_cycles * 2 * progress))), num_cycles = 0.5,
+//             progress = (step - warmup) / max(1, total - warmup)
+double transformers_lr(ScheduleKind kind, double base_lr, std::int64_t step, std::int64_t warmup,
+                       std::int64_t total) {
+  const auto s = static_cast<double>(step);
+  if (step < warmup) return base_lr * (s / static_cast<double>(std::max<std::int64_t>(1, warmup)));
+  const auto span = static_cast<double>(std::max<std::int64_t>(1, total - warmup));
+  switch (kind) {
+    case ScheduleKind::constant:
+      return base_lr;
+    case ScheduleKind::linear:
+      return base_lr * std::max(0.0, (static_cast<double>(total) - s) / span);
+    case ScheduleKind::cosine: {
+      const double progress = (s - static_cast<double>(warmup)) / span;
+      return base_lr *
+             std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * 0.5 * 2.0 * progress)));
+    }
+  }
+  return 0.0;
+}
+
+TEST(Schedule, WarmupStartZeroIsTransformersSchedule) {
+  for (const ScheduleKind kind :
+       {ScheduleKind::constant, ScheduleKind::linear, ScheduleKind::cosine}) {
+    for (const std::int64_t warmup : {0, 1, 7}) {
+      Schedule s = make(kind, 2e-5, 0.0, warmup, 53);
+      s.warmup_start = WarmupStart::zero;
+      // Up to total_steps: past it transformers' cosine rises again, ours stays at the end.
+      for (std::int64_t step = 0; step <= 53; ++step) {
+        const double want = transformers_lr(kind, 2e-5, step, warmup, 53);
+        // The same formula with its operations in another order: a few ulps of lr apart.
+        EXPECT_NEAR(s.lr_at(step), want, 1e-15 * 2e-5)
+            << to_string(kind) << " warmup " << warmup << " step " << step;
+      }
+      if (warmup > 0) {
+        EXPECT_EQ(s.lr_at(0), 0.0);  // transformers' first step: lr 0
+      }
+    }
+  }
+}
+
+TEST(Schedule, WarmupStartOneStepIsZeroShiftedByOneStep) {
+  for (const ScheduleKind kind : {ScheduleKind::linear, ScheduleKind::cosine}) {
+    Schedule one = make(kind, 1e-3, 1e-4, 5, 40);
+    Schedule zero = one;
+    zero.warmup_start = WarmupStart::zero;
+    for (std::int64_t step = 0; step < 4; ++step)
+      EXPECT_DOUBLE_EQ(one.lr_at(step), zero.lr_at(step + 1)) << step;
+    for (std::int64_t step = 5; step <= 40; ++step)  // the decay does not depend on it
+      EXPECT_EQ(one.lr_at(step), zero.lr_at(step)) << step;
+  }
+  EXPECT_EQ(core::parse_enum<WarmupStart>("zero"), WarmupStart::zero);
+  EXPECT_EQ(core::parse_enum<WarmupStart>("one-step"), WarmupStart::one_step);
+  EXPECT_EQ(to_string(WarmupStart::one_step), "one_step");
 }
 
 }  // namespace

@@ -34,13 +34,15 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "anchorctx/model/config.h"
+#include "anchorctx/rope/positions.h"
 
 namespace anchorctx::analysis {
 
-enum class PositionPolicy { global, anchor };
-std::string_view to_string(PositionPolicy policy);
-// Throws anchorctx::Error for an unknown name ("global", "anchor").
-PositionPolicy parse_position_policy(std::string_view name);
+// The position policies are rope's (rope/positions.h); rope-drift measures `global` and `anchor`.
+using rope::PositionPolicy;
+// Throws anchorctx::Error for `reset`: a measured sequence is one document, which `reset`
+// always counts from 0, so there is no shift to measure.
+void check_policy(PositionPolicy policy);
 
 // A precision mode: "fp32" (fp32, rope fp32), "hf_bf16" (bf16, rope hf_bf16), "exact" (bf16,
 // rope exact). Throws anchorctx::Error for an unknown name.

@@ -27,22 +27,27 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
+
+#include "anchorctx/core/enum_names.h"
 
 namespace anchorctx::attention {
 
 enum class MaskKind { causal, intra_doc, anchor };
 
+// The names of the masks (core/enum_names.h); `intra-doc` is what people type on a command line.
+inline constexpr core::EnumName<MaskKind> kMaskKindNames[] = {
+    {MaskKind::causal, "causal"},
+    {MaskKind::intra_doc, "intra_doc"},
+    {MaskKind::intra_doc, "intra-doc", true},
+    {MaskKind::anchor, "anchor"}};
+constexpr std::span<const core::EnumName<MaskKind>> enum_names(MaskKind) {
+  return kMaskKindNames;
+}
+
 constexpr std::string_view to_string(MaskKind m) {
-  switch (m) {
-    case MaskKind::causal:
-      return "causal";
-    case MaskKind::intra_doc:
-      return "intra_doc";
-    case MaskKind::anchor:
-      return "anchor";
-  }
-  return "?";
+  return core::enum_name(m);
 }
 
 std::optional<MaskKind> parse_mask_kind(std::string_view name);

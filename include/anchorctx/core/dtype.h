@@ -3,7 +3,10 @@
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string_view>
+
+#include "anchorctx/core/enum_names.h"
 
 namespace anchorctx::core {
 
@@ -13,8 +16,17 @@ constexpr std::size_t dtype_size(DType t) {
   return t == DType::f32 ? 4 : 2;
 }
 
+inline constexpr EnumName<DType> kDTypeNames[] = {{DType::f32, "fp32"},
+                                                  {DType::bf16, "bf16"},
+                                                  {DType::f32, "f32", true},
+                                                  {DType::f32, "float32", true},
+                                                  {DType::bf16, "bfloat16", true}};
+constexpr std::span<const EnumName<DType>> enum_names(DType) {
+  return kDTypeNames;
+}
+
 constexpr std::string_view to_string(DType t) {
-  return t == DType::f32 ? "fp32" : "bf16";
+  return enum_name(t);
 }
 
 // Accepts "fp32"/"f32"/"float32" and "bf16"/"bfloat16".

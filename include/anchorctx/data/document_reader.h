@@ -21,12 +21,23 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
+
+#include "anchorctx/core/enum_names.h"
 
 namespace anchorctx::data {
 
 enum class InputFormat { auto_detect, jsonl, pretokenized, text };
+inline constexpr core::EnumName<InputFormat> kInputFormatNames[] = {
+    {InputFormat::auto_detect, "auto"},
+    {InputFormat::jsonl, "jsonl"},
+    {InputFormat::pretokenized, "pretokenized"},
+    {InputFormat::text, "text"}};
+constexpr std::span<const core::EnumName<InputFormat>> enum_names(InputFormat) {
+  return kInputFormatNames;
+}
 
 struct ReaderOptions {
   InputFormat format = InputFormat::auto_detect;  // auto: .txt* files are text, else JSONL

@@ -34,16 +34,18 @@
 #include <utility>
 #include <vector>
 
+#include "anchorctx/core/enum_names.h"
+
 namespace anchorctx::data {
 
 enum class AnchorMode { shared, per_doc, none };
+inline constexpr core::EnumName<AnchorMode> kAnchorModeNames[] = {
+    {AnchorMode::shared, "shared"}, {AnchorMode::per_doc, "per_doc"}, {AnchorMode::none, "none"}};
+constexpr std::span<const core::EnumName<AnchorMode>> enum_names(AnchorMode) {
+  return kAnchorModeNames;
+}
 std::string_view to_string(AnchorMode mode);
 std::optional<AnchorMode> parse_anchor_mode(std::string_view name);
-
-// How position ids are given to the tokens of a window (DESIGN.md, core contracts).
-enum class PositionPolicy { global, reset, anchor };
-std::string_view to_string(PositionPolicy policy);
-std::optional<PositionPolicy> parse_position_policy(std::string_view name);
 
 struct PackOptions {
   std::int32_t seq_len = 0;  // window = seq_len + 1 tokens
@@ -112,16 +114,6 @@ class Packer {
   bool has_content_ = false;
   bool finished_ = false;
 };
-
-// Position ids of a window of `length` tokens whose documents start at `doc_starts` (sorted,
-// first 0), under `policy`:
-//   global  0..length-1;
-//   reset   each document counts from 0;
-//   anchor  global, except anchor tokens at 0 (the first token of the window in shared mode,
-//           the first token of every document in per_doc mode; none: as global).
-std::vector<std::int32_t> position_ids(PositionPolicy policy,
-                                       std::span<const std::int32_t> doc_starts,
-                                       std::int32_t length, AnchorMode mode);
 
 // The reading order of `count` windows: identity, or a seeded Fisher-Yates shuffle.
 std::vector<std::uint64_t> window_order(std::uint64_t count, bool shuffle, std::uint64_t seed);

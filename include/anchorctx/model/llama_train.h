@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "anchorctx/attention/block_plan.h"
+#include "anchorctx/core/enum_names.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/layers.h"
 #include "anchorctx/model/parameters.h"
@@ -32,6 +33,11 @@
 namespace anchorctx::model {
 
 enum class Precision { fp32, bf16 };
+inline constexpr core::EnumName<Precision> kPrecisionNames[] = {{Precision::fp32, "fp32"},
+                                                                {Precision::bf16, "bf16"}};
+constexpr std::span<const core::EnumName<Precision>> enum_names(Precision) {
+  return kPrecisionNames;
+}
 std::string_view to_string(Precision precision);
 std::optional<Precision> parse_precision(std::string_view name);
 

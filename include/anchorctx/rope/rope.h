@@ -17,11 +17,17 @@
 #include <string_view>
 #include <vector>
 
+#include "anchorctx/core/enum_names.h"
 #include "anchorctx/rope/scaling.h"
 
 namespace anchorctx::rope {
 
 enum class RopeMode { fp32, hf_bf16, exact };
+inline constexpr core::EnumName<RopeMode> kRopeModeNames[] = {
+    {RopeMode::fp32, "fp32"}, {RopeMode::hf_bf16, "hf_bf16"}, {RopeMode::exact, "exact"}};
+constexpr std::span<const core::EnumName<RopeMode>> enum_names(RopeMode) {
+  return kRopeModeNames;
+}
 std::string_view to_string(RopeMode mode);
 std::optional<RopeMode> parse_rope_mode(std::string_view name);
 

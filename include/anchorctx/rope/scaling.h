@@ -4,13 +4,23 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
+
+#include "anchorctx/core/enum_names.h"
 
 namespace anchorctx::rope {
 
 // The RoPE scaling types of transformers' rope utilities (`rope_scaling.rope_type`, or the legacy
 // `rope_scaling.type`). `none` is transformers' "default" (no scaling; rope_scaling null).
 enum class RopeScalingType { none, linear, dynamic, llama3, yarn };
+inline constexpr core::EnumName<RopeScalingType> kRopeScalingTypeNames[] = {
+    {RopeScalingType::none, "default"},  {RopeScalingType::none, "none", true},
+    {RopeScalingType::linear, "linear"}, {RopeScalingType::dynamic, "dynamic"},
+    {RopeScalingType::llama3, "llama3"}, {RopeScalingType::yarn, "yarn"}};
+constexpr std::span<const core::EnumName<RopeScalingType>> enum_names(RopeScalingType) {
+  return kRopeScalingTypeNames;
+}
 
 std::string_view to_string(RopeScalingType type);  // "default", "linear", ...
 // Accepts "default" (and "none") and the four scaling names; nullopt otherwise.

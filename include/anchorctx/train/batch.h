@@ -3,8 +3,13 @@
 //
 // A window holds seq_len + 1 tokens: inputs are tokens [0, seq_len), the target of input t is
 // token t + 1. No loss where token t + 1 lies in a loss-mask span (domain tags), nor, with
-// `mask_doc_boundaries`, where it starts a document (the prediction across two unrelated
-// documents). Several windows are packed back to back (varlen, no padding).
+// `mask_doc_boundaries`, where it starts a document and input t belongs to the previous one
+// (the prediction across two unrelated documents). A document's first token predicted by an
+// anchor keeps its loss: the anchor is the only context it has under the anchor and intra-doc
+// masks, as at the start of any document (document 1 after the shared anchor; in the per_doc
+// mode each document's first text token after its own anchor, while that anchor token, the
+// document start, is predicted from the previous document and has none). Several windows are
+// packed back to back (varlen, no padding).
 #pragma once
 
 #include <cstdint>
@@ -14,12 +19,13 @@
 #include "anchorctx/attention/block_plan.h"
 #include "anchorctx/data/dataset.h"
 #include "anchorctx/model/llama_train.h"
+#include "anchorctx/rope/positions.h"
 
 namespace anchorctx::train {
 
 struct BatchOptions {
   attention::MaskKind mask = attention::MaskKind::anchor;
-  data::PositionPolicy positions = data::PositionPolicy::anchor;
+  rope::PositionPolicy positions = rope::PositionPolicy::anchor;
   bool mask_doc_boundaries = false;
 };
 

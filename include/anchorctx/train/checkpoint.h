@@ -33,6 +33,9 @@ struct TrainerState {
   double last_loss = 0.0;
   // The run's options as given (saved for the record; resume checks the ones that must match).
   nlohmann::json options = nlohmann::json::object();
+  // The identity of the run's dataset (train/resume_rules.h), compared on resume; empty in
+  // checkpoints of older builds.
+  nlohmann::json dataset = nlohmann::json::object();
 };
 
 struct CheckpointData {

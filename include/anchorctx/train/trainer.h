@@ -53,6 +53,9 @@ struct TrainOptions {
   // Copy the dataset's tokenizer into every checkpoint (train/run_tokenizer.h).
   bool copy_tokenizer = true;
 
+  // The options a run records (trainer_state.json), keyed by `anchorctx train`'s long option
+  // names, which are also its --config TOML keys: written back as a TOML file they reproduce
+  // the run.
   nlohmann::json to_json() const;
 };
 
@@ -72,9 +75,11 @@ struct StepRecord {
 struct TrainResult {
   std::vector<StepRecord> steps;  // the steps run by this call (after a resume: from there)
   std::int64_t final_step = 0;
-  double tokens_per_s = 0.0;  // input tokens per second over the steps run
-  std::filesystem::path last_checkpoint;
+  double tokens_per_s = 0.0;              // input tokens per second over the steps run
+  std::filesystem::path last_checkpoint;  // after nothing to do: the resumed checkpoint
   model::LlamaConfig config;
+  // --resume found a checkpoint at or past `steps`: no step ran, nothing was written.
+  bool nothing_to_do = false;
 };
 
 class Trainer {

@@ -1,0 +1,134 @@
+#include "anchorctx/train/resume_rules.h"
+
+#include <string_view>
+
+namespace anchorctx::train {
+
+namespace {
+
+using nlohmann::json;
+
+// Each option of TrainOptions::to_json() by its one name, and whether a resume may change it.
+// The data and the model are compared by content (dataset_identity, the config), so their
+// paths and the way the config was given may change. A key missing here (a newer option) may
+// change, and the change is reported.
+struct OptionRule {
+  std::string_view key;
+  bool may_change;
+};
+constexpr OptionRule kOptionRules[] = {
+    // Where the run's inputs come from: compared by content below.
+    {"data", true},
+    {"out", true},
+    {"preset", true},
+    {"model-config", true},
+    {"init-from", true},
+    // What the run computes: numerics, attention, positions, the loss.
+    {"precision", false},
+    {"rope-mode", false},
+    {"mask", false},
+    {"positions", false},
+    {"mask-doc-boundaries", false},
+    // Which windows each step reads, and the optimizer whose moments the checkpoint holds.
+    {"batch-windows", false},
+    {"grad-accum", false},
+    {"seed", false},
+    {"beta1", false},
+    {"beta2", false},
+    {"eps", false},
+    {"weight-decay", false},
+    // How long and how fast it learns from here on.
+    {"steps", true},
+    {"schedule", true},
+    {"lr", true},
+    {"min-lr", true},
+    {"warmup-steps", true},
+    {"warmup-start", true},
+    {"clip-grad-norm", true},
+    {"skip-nonfinite", true},
+    // Bookkeeping and resources.
+    {"log-every", true},
+    {"save-every", true},
+    {"keep-last", true},
+    {"threads", true},
+    {"loss-chunk", true},
+    {"checkpointing", true},
+    {"copy-file", true},
+    {"no-tensorboard", true},
+    {"no-copy-tokenizer", true},
+};
+
+bool may_change(std::string_view key) {
+  for (const OptionRule& rule : kOptionRules)
+    if (rule.key == key) return rule.may_change;
+  return true;
+}
+
+std::string value_text(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+// Differences between two JSON objects, key by key (nested objects flattened with '.').
+void diff_objects(const std::string& prefix, const json& before, const json& after,
+                  std::vector<Difference>& out) {
+  for (auto it = before.begin(); it != before.end(); ++it) {
+    const auto other = after.find(it.key());
+    if (other == after.end()) continue;
+    if (it->is_object() && other->is_object()) {
+      diff_objects(prefix + it.key() + ".", *it, *other, out);
+    } else if (*it != *other) {
+      out.push_back({prefix + it.key(), value_text(*it), value_text(*other)});
+    }
+  }
+}
+
+}  // namespace
+
+std::string Difference::text() const {
+  return what + ": " + before + " -> " + after;
+}
+
+json dataset_identity(const data::Dataset& dataset) {
+  const json& meta = dataset.meta();
+  json id = json::object();
+  for (const char* key : {"seq_len", "vocab_size", "anchor_mode", "anchor_id"})
+    if (meta.contains(key)) id[key] = meta[key];
+  if (meta.contains("tokenizer") && meta["tokenizer"].is_object() &&
+      meta["tokenizer"].contains("content_hash"))
+    id["tokenizer"] = meta["tokenizer"]["content_hash"];
+  if (meta.contains("files") && meta["files"].is_object()) {
+    for (auto it = meta["files"].begin(); it != meta["files"].end(); ++it)
+      if (it->is_object() && it->contains("xxh3_128")) id["files"][it.key()] = (*it)["xxh3_128"];
+  }
+  return id;
+}
+
+ResumeDifferences compare_for_resume(const json& recorded_options, const json& options,
+                                     const json& recorded_dataset, const json& dataset,
+                                     const model::LlamaConfig& recorded_config,
+                                     const model::LlamaConfig& config) {
+  ResumeDifferences d;
+  if (recorded_options.is_object() && options.is_object()) {
+    std::vector<Difference> changed;
+    diff_objects("", recorded_options, options, changed);
+    for (Difference& c : changed)
+      (may_change(c.what) ? d.allowed : d.refused).push_back(std::move(c));
+  }
+  if (recorded_dataset.is_object() && !recorded_dataset.empty() && dataset.is_object()) {
+    std::vector<Difference> changed;
+    diff_objects("dataset ", recorded_dataset, dataset, changed);
+    for (Difference& c : changed)
+      d.refused.push_back(std::move(c));
+  }
+  if (!(recorded_config == config)) {
+    std::vector<Difference> changed;
+    diff_objects("model ", json::parse(model::config_to_json(recorded_config)),
+                 json::parse(model::config_to_json(config)), changed);
+    if (changed.empty()) changed.push_back({"model config", "recorded", "different"});
+    for (Difference& c : changed)
+      d.refused.push_back(std::move(c));
+  }
+  return d;
+}
+
+}  // namespace anchorctx::train

@@ -1,0 +1,141 @@
+# `anchorctx train`'s one vocabulary of options: the options a run records in
+# trainer_state.json, written back as a --config TOML file, give the same run bit for bit; the
+# enum options' choices and errors come from their tables (run by CTest):
+#   cmake -DEXE=/path/to/anchorctx -DWORK=/tmp/dir -P train_options_cli.cmake
+cmake_minimum_required(VERSION 3.25)
+include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+require_variables(EXE WORK)
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+
+# A small corpus (several documents per window), packed with the byte tokenizer.
+set(corpus "")
+foreach(i RANGE 1 60)
+  math(EXPR words "5 + (${i} * 7) % 23")
+  set(text "document ${i}:")
+  foreach(w RANGE 1 ${words})
+    string(APPEND text " word${w} of ${i}")
+  endforeach()
+  string(APPEND corpus "{\"text\": \"${text}.\"}\n")
+endforeach()
+file(WRITE "${WORK}/corpus.jsonl" "${corpus}")
+run_ok(packed pack --input "${WORK}/corpus.jsonl" --tokenizer byte --seq-len 96
+       --out "${WORK}/data" --quiet --json)
+
+# The losses of a run folder's metrics.jsonl, one per step, as written (shortest round trip).
+function(read_losses run out_var)
+  file(STRINGS "${run}/metrics.jsonl" lines)
+  set(losses "")
+  foreach(line IN LISTS lines)
+    string(JSON loss GET "${line}" loss)
+    list(APPEND losses "${loss}")
+  endforeach()
+  set(${out_var} "${losses}" PARENT_SCOPE)
+endfunction()
+
+# The recorded options of a checkpoint as a TOML file of `key = value` lines.
+function(options_to_toml state_file toml_file)
+  file(READ "${state_file}" state)
+  string(JSON options GET "${state}" options)
+  string(JSON n LENGTH "${options}")
+  math(EXPR last "${n} - 1")
+  set(toml "")
+  foreach(i RANGE ${last})
+    string(JSON key MEMBER "${options}" ${i})
+    string(JSON type TYPE "${options}" "${key}")
+    string(JSON value GET "${options}" "${key}")
+    if(type STREQUAL "STRING")
+      string(APPEND toml "${key} = \"${value}\"\n")
+    elseif(type STREQUAL "BOOLEAN")
+      if(value)
+        string(APPEND toml "${key} = true\n")
+      else()
+        string(APPEND toml "${key} = false\n")
+      endif()
+    elseif(type STREQUAL "ARRAY")
+      string(JSON len LENGTH "${options}" "${key}")
+      set(items "")
+      if(len GREATER 0)
+        math(EXPR lastitem "${len} - 1")
+        foreach(k RANGE ${lastitem})
+          string(JSON item GET "${options}" "${key}" ${k})
+          list(APPEND items "\"${item}\"")
+        endforeach()
+      endif()
+      list(JOIN items ", " joined)
+      string(APPEND toml "${key} = [${joined}]\n")
+    else()
+      string(APPEND toml "${key} = ${value}\n")
+    endif()
+  endforeach()
+  file(WRITE "${toml_file}" "${toml}")
+endfunction()
+
+# A run with many options away from their defaults (an alias spelling included).
+run_ok(first train --data "${WORK}/data" --out "${WORK}/first" --preset tiny --steps 4
+       --precision bf16 --rope-mode exact --mask intra-doc --positions reset
+       --mask-doc-boundaries --batch-windows 2 --grad-accum 2 --schedule linear --lr 0.003
+       --min-lr 0.0003 --warmup-steps 2 --warmup-start zero --beta2 0.95 --weight-decay 0.05
+       --clip-grad-norm 0.5
+       --seed 7 --log-every 1 --save-every 2 --keep-last 0 --loss-chunk 64 --no-tensorboard
+       --quiet --json)
+set(state "${WORK}/first/checkpoints/step-000004/trainer_state.json")
+file(READ "${state}" state_text)
+string(JSON recorded_mask GET "${state_text}" options mask)
+expect_equal("recorded mask (canonical name of the alias)" "${recorded_mask}" "intra_doc")
+string(JSON recorded_accum GET "${state_text}" options grad-accum)
+expect_equal("recorded grad-accum" "${recorded_accum}" "2")
+string(JSON recorded_files GET "${state_text}" options copy-file)
+expect_equal("recorded copy-file (none: an empty list)" "${recorded_files}" "[]")
+
+# Fed back through --config into another folder: the same run.
+options_to_toml("${state}" "${WORK}/recorded.toml")
+run_ok(second train --config "${WORK}/recorded.toml" --out "${WORK}/second" --quiet --json)
+# --warmup-start zero: transformers' convention, the first step at lr 0, the second at lr / 2.
+file(STRINGS "${WORK}/first/metrics.jsonl" lines)
+list(GET lines 0 line)
+string(JSON lr GET "${line}" lr)
+expect_equal("lr of step 1 with --warmup-start zero" "${lr}" "0.0")
+list(GET lines 1 line)
+string(JSON lr GET "${line}" lr)
+expect_equal("lr of step 2 with --warmup-start zero" "${lr}" "0.0015")
+read_losses("${WORK}/first" first_losses)
+read_losses("${WORK}/second" second_losses)
+list(LENGTH first_losses n)
+expect_equal("logged steps" "${n}" "4")
+expect_equal("losses of the run fed back from its recorded options" "${second_losses}"
+             "${first_losses}")
+foreach(f model.safetensors optimizer.safetensors)
+  file(SHA256 "${WORK}/first/checkpoints/step-000004/${f}" a)
+  file(SHA256 "${WORK}/second/checkpoints/step-000004/${f}" b)
+  expect_equal("${f} of the run fed back from its recorded options" "${b}" "${a}")
+endforeach()
+# The second run records the same options (but its own --out).
+file(READ "${WORK}/second/checkpoints/step-000004/trainer_state.json" second_state)
+string(JSON first_options GET "${state_text}" options)
+string(JSON second_options GET "${second_state}" options)
+string(JSON first_options SET "${first_options}" out "\"\"")
+string(JSON second_options SET "${second_options}" out "\"\"")
+string(JSON same EQUAL "${first_options}" "${second_options}")
+if(NOT same)
+  message(FATAL_ERROR "recorded options differ:\n${first_options}\n${second_options}")
+endif()
+
+# Enum options: the choices in --help and in the error come from the enum's table.
+run_ok(help train --help)
+foreach(choices "{causal,intra_doc,anchor}" "{global,reset,anchor}" "{fp32,hf_bf16,exact}"
+        "{fp32,bf16}" "{constant,linear,cosine}" "{one_step,zero}")
+  string(FIND "${help}" "${choices}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "train --help does not show ${choices}:\n${help}")
+  endif()
+endforeach()
+expect_failure("--mask: 'sliding' is not one of causal, intra_doc or anchor" train
+               --data "${WORK}/data" --out "${WORK}/r1" --preset tiny --mask sliding)
+expect_failure("--positions: 'continuous' is not one of global, reset or anchor" train
+               --data "${WORK}/data" --out "${WORK}/r2" --preset tiny --positions continuous)
+file(WRITE "${WORK}/bad.toml" "schedule = \"step\"\n")
+expect_failure("bad.toml.*schedule.*'step' is not one of constant, linear or cosine" train
+               --config "${WORK}/bad.toml" --data "${WORK}/data" --out "${WORK}/r3" --preset tiny)
+expect_failure("--policies: 'reset'|'reset' is not measured" rope-drift
+               --model "${WORK}/nothing" --policies reset)

@@ -1,0 +1,71 @@
+// Resume rules (train/resume_rules.h): which recorded options a resume may change, how each
+// difference is named, and the model config compared field by field.
+#include "anchorctx/train/resume_rules.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "anchorctx/train/trainer.h"
+
+namespace anchorctx::train {
+namespace {
+
+std::vector<std::string> texts(const std::vector<Difference>& ds) {
+  std::vector<std::string> out;
+  for (const Difference& d : ds)
+    out.push_back(d.text());
+  return out;
+}
+
+TEST(ResumeRules, SameOptionsDiffNothing) {
+  TrainOptions o;
+  o.preset = "tiny";
+  const model::LlamaConfig c = model::preset("tiny");
+  const ResumeDifferences d = compare_for_resume(o.to_json(), o.to_json(), {}, {}, c, c);
+  EXPECT_TRUE(d.refused.empty());
+  EXPECT_TRUE(d.allowed.empty());
+}
+
+TEST(ResumeRules, MeaningChangesAreRefusedScheduleChangesAllowed) {
+  TrainOptions before;
+  before.preset = "tiny";
+  TrainOptions after = before;
+  after.batch.mask = attention::MaskKind::causal;
+  after.run.precision = model::Precision::bf16;
+  after.grad_accum = 4;
+  after.steps = 500;
+  after.schedule.lr = 1e-3;
+  after.save_every = 10;
+  after.run.threads = 1;
+  const model::LlamaConfig c = model::preset("tiny");
+  const ResumeDifferences d = compare_for_resume(before.to_json(), after.to_json(), {}, {}, c, c);
+  const std::vector<std::string> refused = texts(d.refused), allowed = texts(d.allowed);
+  EXPECT_EQ(refused, (std::vector<std::string>{"grad-accum: 1 -> 4", "mask: anchor -> causal",
+                                               "precision: fp32 -> bf16"}));
+  EXPECT_EQ(allowed, (std::vector<std::string>{"lr: 0.0003 -> 0.001", "save-every: 0 -> 10",
+                                               "steps: 100 -> 500", "threads: 0 -> 1"}));
+}
+
+TEST(ResumeRules, DatasetAndModelAreComparedByContent) {
+  const model::LlamaConfig tiny = model::preset("tiny");
+  model::LlamaConfig wider = tiny;
+  wider.intermediate_size += 64;
+  const nlohmann::json ds_a = {{"seq_len", 96}, {"files", {{"tokens.bin", "aa"}}}};
+  nlohmann::json ds_b = ds_a;
+  ds_b["seq_len"] = 64;
+  ds_b["files"]["tokens.bin"] = "bb";
+  const ResumeDifferences d = compare_for_resume({}, {}, ds_a, ds_b, tiny, wider);
+  const std::string model_change =
+      "model intermediate_size: " + std::to_string(tiny.intermediate_size) + " -> " +
+      std::to_string(wider.intermediate_size);
+  EXPECT_EQ(texts(d.refused),
+            (std::vector<std::string>{"dataset files.tokens.bin: aa -> bb",
+                                      "dataset seq_len: 96 -> 64", model_change}));
+  EXPECT_TRUE(d.allowed.empty());
+}
+
+}  // namespace
+}  // namespace anchorctx::train
