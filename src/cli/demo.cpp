@@ -15,6 +15,7 @@
 
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/owned_folder.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/builtin_corpus.h"
 #include "anchorctx/data/dataset.h"
@@ -48,17 +49,20 @@ void say(const DemoArgs& a, const std::string& line) {
   if (!a.quiet) std::fprintf(stderr, "%s\n", line.c_str());
 }
 
-// The folder of a previous demo is replaced; any other existing path is left alone.
+// The folder of a previous demo (its marker, and only what a demo writes: core/owned_folder.h)
+// is replaced; any other existing path is left alone.
 void prepare_out(const fs::path& out) {
-  if (!fs::exists(out)) {
-    fs::create_directories(out);
-  } else if (fs::exists(out / kMarker)) {
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(out, ec))) {
+    if (!fs::exists(out / kMarker))
+      fail("demo: --out '{}' exists and was not made by anchorctx demo; choose another path",
+           out.string());
+    const core::OwnedFolderRule rule{
+        "demo folder", {kMarker}, {"corpus.jsonl", "report.md"}, {"data", "run", "model"}, {}};
+    core::check_replaceable_folder(out, rule, {});
     fs::remove_all(out);
-    fs::create_directories(out);
-  } else {
-    fail("demo: --out '{}' exists and was not made by anchorctx demo; choose another path",
-         out.string());
   }
+  fs::create_directories(out);
   core::write_file_atomic(out / kMarker,
                           "made by anchorctx demo; rerunning the demo replaces it\n");
 }

@@ -59,17 +59,27 @@ void AtomicDir::commit() {
     if (entry.is_regular_file()) fsync_path(entry.path(), false);
   }
   fsync_path(temp_, true);
+  // A replaced folder is renamed aside (atomic) before the new one is renamed in, and deleted
+  // only then: a kill at any moment leaves the old or the new folder under the final name, never
+  // a half-deleted one (the aside name is a temporary one, swept once its process is gone).
   std::error_code ec;
-  if (replace_ && fs::exists(final_, ec)) {
-    fs::remove_all(final_, ec);
-    if (ec) fail("{}: cannot replace: {}", final_.string(), ec.message());
+  fs::path old;
+  if (replace_ && fs::exists(fs::symlink_status(final_, ec))) {
+    old = temp_;
+    old += "-old";
+    fs::rename(final_, old, ec);
+    if (ec) fail("{}: cannot move the old folder aside: {}", final_.string(), ec.message());
   }
   fs::rename(temp_, final_, ec);
-  if (ec)
-    fail("{}: cannot rename {} into place: {}", final_.string(), temp_.string(), ec.message());
+  if (ec) {
+    const std::string why = ec.message();
+    if (!old.empty()) fs::rename(old, final_, ec);  // put the old folder back
+    fail("{}: cannot rename {} into place: {}", final_.string(), temp_.string(), why);
+  }
   committed_ = true;
   fs::path parent = final_.parent_path();
   fsync_path(parent.empty() ? fs::path(".") : parent, true);
+  if (!old.empty()) fs::remove_all(old, ec);  // best effort: a leftover is a stale temporary
 }
 
 }  // namespace anchorctx::core

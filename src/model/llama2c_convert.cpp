@@ -7,6 +7,7 @@
 
 #include "anchorctx/core/atomic_dir.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/owned_folder.h"
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama2c.h"
@@ -59,6 +60,14 @@ LlamaConfig import_llama2c(const std::filesystem::path& checkpoint,
           tok->vocab_size(), checkpoint.string(), model.header.vocab_size);
 
   const LlamaConfig config = config_for(model.header);
+  std::error_code ec;
+  if (replace && std::filesystem::exists(std::filesystem::symlink_status(out_dir, ec))) {
+    // --force replaces only a folder this import wrote (its three files), holding no input.
+    const core::OwnedFolderRule rule{
+        "model folder", {"config.json", "model.safetensors"}, {"tokenizer.bin"}, {}, {}};
+    const std::filesystem::path inputs[] = {checkpoint, tokenizer};
+    core::check_replaceable_folder(out_dir, rule, inputs);
+  }
   core::AtomicDir dir(out_dir, replace);
   save_config(config, dir.path() / "config.json");
   std::vector<TensorData> tensors;

@@ -14,7 +14,8 @@ namespace anchorctx::core {
 class AtomicDir {
  public:
   // Creates the temporary folder. Throws anchorctx::Error when `final_path` already exists
-  // (unless `replace`) or the parent cannot be written.
+  // (unless `replace`) or the parent cannot be written. `replace` removes whatever is there at
+  // commit: a caller acting on a user's --force checks the folder first (core/owned_folder.h).
   explicit AtomicDir(std::filesystem::path final_path, bool replace = false);
   AtomicDir(const AtomicDir&) = delete;
   AtomicDir& operator=(const AtomicDir&) = delete;
@@ -25,7 +26,8 @@ class AtomicDir {
   const std::filesystem::path& final_path() const { return final_; }
   bool committed() const { return committed_; }
 
-  // Makes the folder durable and visible under its final name. Throws anchorctx::Error.
+  // Makes the folder durable and visible under its final name; a replaced folder is renamed
+  // aside first and removed after, so the swap is atomic. Throws anchorctx::Error.
   void commit();
 
  private:
