@@ -15,6 +15,7 @@
 
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/folder_lock.h"
 #include "anchorctx/core/owned_folder.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/builtin_corpus.h"
@@ -50,21 +51,31 @@ void say(const DemoArgs& a, const std::string& line) {
 }
 
 // The folder of a previous demo (its marker, and only what a demo writes: core/owned_folder.h)
-// is replaced; any other existing path is left alone.
-void prepare_out(const fs::path& out) {
+// is emptied and reused; any other existing path is left alone. The folder's lock is taken first
+// and held by the caller for the demo's life, so a second demo on the same --out is refused
+// instead of deleting the first one's files; the lock file itself is kept (see folder_lock.h).
+core::FolderLock prepare_out(const fs::path& out) {
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(out, ec))) {
+  const bool existed = fs::exists(fs::symlink_status(out, ec));
+  if (existed) {
     if (!fs::exists(out / kMarker))
       fail("demo: --out '{}' exists and was not made by anchorctx demo; choose another path",
            out.string());
-    const core::OwnedFolderRule rule{
-        "demo folder", {kMarker}, {"corpus.jsonl", "report.md"}, {"data", "run", "model"}, {}};
+    const core::OwnedFolderRule rule{"demo folder",
+                                     {kMarker},
+                                     {"corpus.jsonl", "report.md", core::FolderLock::kFileName},
+                                     {"data", "run", "model"},
+                                     {}};
     core::check_replaceable_folder(out, rule, {});
-    fs::remove_all(out);
   }
-  fs::create_directories(out);
+  core::FolderLock lock = core::FolderLock::acquire(out, "demo folder");
+  if (existed) {
+    for (const fs::directory_entry& entry : fs::directory_iterator(out))
+      if (entry.path().filename() != core::FolderLock::kFileName) fs::remove_all(entry.path());
+  }
   core::write_file_atomic(out / kMarker,
                           "made by anchorctx demo; rerunning the demo replaces it\n");
+  return lock;
 }
 
 // Median step time (forward + backward) of `model` on the first windows of `dataset` under
@@ -90,7 +101,7 @@ double time_steps(model::LlamaTrainModel& model, const data::Dataset& dataset,
 void run_demo(const DemoArgs& a) {
   const core::Stopwatch total;
   const fs::path out = a.out;
-  prepare_out(out);
+  const core::FolderLock lock = prepare_out(out);
 
   // 1. The built-in corpus, as JSONL.
   data::BuiltinCorpusOptions corpus_options;

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/folder_lock.h"
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/metrics.h"
@@ -116,6 +117,7 @@ struct Trainer::Impl {
   std::uint64_t epoch = ~0ull;
   std::unique_ptr<JsonlMetricsSink> jsonl;
   std::unique_ptr<TensorBoardSink> tensorboard;
+  std::optional<core::FolderLock> lock;  // the run folder's, held while the trainer lives
 
   explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
 
@@ -151,6 +153,10 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   model_ = std::make_unique<model::LlamaTrainModel>(config, options_.run);
   impl_->optimizer = std::make_unique<AdamW>(model_->layout(), options_.adamw);
 
+  // One writer per run folder, for the trainer's life: taken before anything in the folder is
+  // read (a resume's checkpoint), after the inputs are checked (a start refused for its data or
+  // model creates no folder).
+  if (comm_.rank() == 0) impl_->lock.emplace(core::FolderLock::acquire(options_.out, "run folder"));
   std::optional<fs::path> checkpoint;
   if (options_.resume) checkpoint = latest_checkpoint(options_.out);
   if (checkpoint) {

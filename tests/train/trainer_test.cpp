@@ -2,6 +2,8 @@
 // bit-identical, non-finite values stop the run before any checkpoint, metrics are written.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -155,6 +157,34 @@ TEST_F(TrainerTest, ResumeIsBitIdentical) {
   while (std::getline(in, line))
     EXPECT_EQ(nlohmann::json::parse(line)["step"], ++expect);
   EXPECT_EQ(expect, n);
+}
+
+// One writer per run folder (issue 11): while a trainer lives, another on the same folder, a
+// resume included, is refused naming the holder's pid; once it is gone the folder is free.
+TEST_F(TrainerTest, ARunFolderHasOneWriter) {
+  train::TrainOptions o = options("locked", 2);
+  o.save_every = 1;
+  train(o);
+  auto comm = dist::make_single_process_communicator();
+  {
+    train::Trainer holder(options("locked", 3), *comm);
+    for (const bool resume : {false, true}) {
+      train::TrainOptions second = options("locked", 4);
+      second.resume = resume;
+      try {
+        train::Trainer(second, *comm);
+        ADD_FAILURE() << "a second trainer took the run folder (resume " << resume << ")";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("in use by another anchorctx process (pid " +
+                                             std::to_string(::getpid())),
+                  std::string::npos)
+            << e.what();
+      }
+    }
+  }
+  train::TrainOptions resumed = options("locked", 3);
+  resumed.resume = true;
+  EXPECT_EQ(train(resumed).final_step, 3);
 }
 
 TEST_F(TrainerTest, NonFiniteLossStopsBeforeAnyCheckpoint) {
