@@ -1,32 +1,47 @@
 // Loading a Llama-family model's weights as float32 (see llama_weights.h).
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
+#include "model/weight_checks.h"
 
 namespace anchorctx::model {
 namespace {
 
+// Reads tensors by name, each checked finite, and keeps the names read so that finish() can
+// refuse a file holding more than the config calls for (weight_checks.h).
 class Loader {
  public:
   explicit Loader(const SafetensorsReader& reader) : reader_(reader) {}
 
-  std::vector<float> operator()(const std::string& name, std::vector<std::int64_t> shape) const {
-    return reader_.read_f32(name, shape);
+  std::vector<float> operator()(const std::string& name, std::vector<std::int64_t> shape) {
+    std::vector<float> values = reader_.read_f32(name, shape);
+    const TensorInfo* info = reader_.find(name);
+    require_finite(values, name,
+                   info != nullptr ? reader_.files().at(info->file).string() : reader_.source());
+    used_.insert(name);
+    return values;
   }
   // An optional tensor: empty unless `wanted`.
   std::vector<float> operator()(bool wanted, const std::string& name,
-                                std::vector<std::int64_t> shape) const {
+                                std::vector<std::int64_t> shape) {
     if (!wanted) return {};
-    return reader_.read_f32(name, shape);
+    return (*this)(name, std::move(shape));
+  }
+  // `ignored`: a tensor the file may hold without it being read (a tied model's stray lm_head).
+  void finish(const std::string& ignored) {
+    used_.insert(ignored);
+    require_no_unused_tensors(reader_, used_);
   }
 
  private:
   const SafetensorsReader& reader_;
+  std::set<std::string> used_;
 };
 
 }  // namespace
@@ -34,7 +49,7 @@ class Loader {
 LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConfig& config) {
   const std::int64_t hidden = config.hidden_size, inter = config.intermediate_size;
   const std::int64_t vocab = config.vocab_size, q_dim = config.q_dim(), kv_dim = config.kv_dim();
-  const Loader load(reader);
+  Loader load(reader);
 
   LlamaWeights w;
   w.embed_tokens = load("model.embed_tokens.weight", {vocab, hidden});
@@ -62,6 +77,7 @@ LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConf
   }
   w.final_norm = load("model.norm.weight", {hidden});
   if (!config.tie_word_embeddings) w.lm_head = load("lm_head.weight", {vocab, hidden});
+  load.finish(config.tie_word_embeddings ? "lm_head.weight" : "");
   return w;
 }
 

@@ -42,6 +42,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"weight_decay", adamw.weight_decay},
           {"clip_grad_norm", clip_grad_norm},
           {"skip_nonfinite", skip_nonfinite},
+          {"max_consecutive_skips", max_consecutive_skips},
           {"seed", seed}};
 }
 
@@ -56,6 +57,7 @@ void validate(const TrainOptions& o) {
   if (o.steps < 1) fail("train: --steps must be at least 1");
   if (o.log_every < 1) fail("train: --log-every must be at least 1");
   if (o.save_every < 0) fail("train: --save-every must be 0 (end only) or positive");
+  if (o.max_consecutive_skips < 1) fail("train: --max-consecutive-skips must be at least 1");
   Schedule s = o.schedule;
   s.total_steps = o.steps;
   validate(s);
@@ -185,7 +187,11 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   if (comm_.rank() == 0) {
     impl_->jsonl =
         std::make_unique<JsonlMetricsSink>(options_.out / "metrics.jsonl", checkpoint ? step_ : 0);
-    if (options_.tensorboard) impl_->tensorboard = std::make_unique<TensorBoardSink>(options_.out);
+    // After a resume, the restart mark makes TensorBoard drop a killed run's steps past the
+    // checkpoint (metrics.jsonl is truncated instead).
+    if (options_.tensorboard)
+      impl_->tensorboard =
+          std::make_unique<TensorBoardSink>(options_.out, checkpoint ? step_ + 1 : -1);
   }
 }
 
@@ -200,6 +206,7 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
   const auto start = clock::now();
   std::int64_t tokens_run = 0;
   const std::int64_t first_step = step_;
+  std::int64_t skipped_in_a_row = 0, updates = 0;  // --skip-nonfinite's divergence check
 
   const auto save = [&](double last_loss) {
     if (comm_.rank() != 0) return;
@@ -296,6 +303,23 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
       if (impl_->tensorboard) impl_->tensorboard->write(m);
     }
     progress.update(r, tps, eta, log_now);
+    skipped_in_a_row = r.skipped ? skipped_in_a_row + 1 : 0;
+    updates += r.skipped ? 0 : 1;
+    if (r.skipped && (skipped_in_a_row >= options_.max_consecutive_skips ||
+                      (step_ == options_.steps && updates == 0))) {
+      progress.finish();
+      if (impl_->jsonl) impl_->jsonl->flush();
+      if (impl_->tensorboard) impl_->tensorboard->flush();
+      if (updates == 0 && step_ == options_.steps)
+        fail(
+            "train: every one of the {} steps run was skipped as non-finite; nothing was trained "
+            "and no checkpoint is written",
+            step_ - first_step);
+      fail(
+          "train: step {}: {} steps in a row skipped as non-finite (--max-consecutive-skips {}): "
+          "the run has diverged; stopping (the last checkpoint is kept)",
+          r.step, skipped_in_a_row, options_.max_consecutive_skips);
+    }
     if ((options_.save_every > 0 && step_ % options_.save_every == 0) || step_ == options_.steps)
       save(r.loss);
     if (on_step) on_step(r);

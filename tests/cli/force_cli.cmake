@@ -2,7 +2,7 @@
 #   cmake -DEXE=/path/to/anchorctx -DFIXTURES=tests/data/fixtures -DWORK=/tmp/x -P force_cli.cmake
 # `.`, `..`, the folder holding the input, and a folder holding a file a dataset does not have
 # are refused, each with its reason, and every user file survives; a dataset folder pack wrote
-# is replaced, leaving no hidden temporary folder behind.
+# is replaced, leaving no hidden temporary folder behind (a killed pack's is swept).
 cmake_minimum_required(VERSION 3.25)
 include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
 require_variables(EXE FIXTURES WORK)
@@ -53,6 +53,10 @@ expect_user_files_intact()
 # A dataset folder pack wrote is replaced (atomically: nothing hidden is left beside it) ...
 run_ok(first pack --input "${user}/corpus.jsonl" --tokenizer byte --seq-len 64 --quiet
        --out "${WORK}/ds")
+# A killed pack's hidden temporary folder (its process gone) is swept by the next pack of that
+# name (issue 11, item 6): the pid of a shell that has exited names no process.
+execute_process(COMMAND sh -c "echo $$" OUTPUT_VARIABLE dead OUTPUT_STRIP_TRAILING_WHITESPACE)
+file(WRITE "${WORK}/.ds.tmp-${dead}-0/tokens.bin" "left by a killed pack")
 run_ok(second ${pack} --input "${user}/corpus.jsonl" --out "${WORK}/ds" --seed 7)
 file(GLOB hidden LIST_DIRECTORIES true "${WORK}/.*")
 expect_equal("hidden leftovers beside the dataset" "${hidden}" "")
