@@ -15,6 +15,8 @@
 
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/folder_lock.h"
+#include "anchorctx/core/owned_folder.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/builtin_corpus.h"
 #include "anchorctx/data/dataset.h"
@@ -48,19 +50,32 @@ void say(const DemoArgs& a, const std::string& line) {
   if (!a.quiet) std::fprintf(stderr, "%s\n", line.c_str());
 }
 
-// The folder of a previous demo is replaced; any other existing path is left alone.
-void prepare_out(const fs::path& out) {
-  if (!fs::exists(out)) {
-    fs::create_directories(out);
-  } else if (fs::exists(out / kMarker)) {
-    fs::remove_all(out);
-    fs::create_directories(out);
-  } else {
-    fail("demo: --out '{}' exists and was not made by anchorctx demo; choose another path",
-         out.string());
+// The folder of a previous demo (its marker, and only what a demo writes: core/owned_folder.h)
+// is emptied and reused; any other existing path is left alone. The folder's lock is taken first
+// and held by the caller for the demo's life, so a second demo on the same --out is refused
+// instead of deleting the first one's files; the lock file itself is kept (see folder_lock.h).
+core::FolderLock prepare_out(const fs::path& out) {
+  std::error_code ec;
+  const bool existed = fs::exists(fs::symlink_status(out, ec));
+  if (existed) {
+    if (!fs::exists(out / kMarker))
+      fail("demo: --out '{}' exists and was not made by anchorctx demo; choose another path",
+           out.string());
+    const core::OwnedFolderRule rule{"demo folder",
+                                     {kMarker},
+                                     {"corpus.jsonl", "report.md", core::FolderLock::kFileName},
+                                     {"data", "run", "model"},
+                                     {}};
+    core::check_replaceable_folder(out, rule, {});
+  }
+  core::FolderLock lock = core::FolderLock::acquire(out, "demo folder");
+  if (existed) {
+    for (const fs::directory_entry& entry : fs::directory_iterator(out))
+      if (entry.path().filename() != core::FolderLock::kFileName) fs::remove_all(entry.path());
   }
   core::write_file_atomic(out / kMarker,
                           "made by anchorctx demo; rerunning the demo replaces it\n");
+  return lock;
 }
 
 // Median step time (forward + backward) of `model` on the first windows of `dataset` under
@@ -86,7 +101,7 @@ double time_steps(model::LlamaTrainModel& model, const data::Dataset& dataset,
 void run_demo(const DemoArgs& a) {
   const core::Stopwatch total;
   const fs::path out = a.out;
-  prepare_out(out);
+  const core::FolderLock lock = prepare_out(out);
 
   // 1. The built-in corpus, as JSONL.
   data::BuiltinCorpusOptions corpus_options;

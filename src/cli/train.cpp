@@ -130,6 +130,10 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--skip-nonfinite", o.skip_nonfinite,
                 "Skip a step whose loss or gradient is not finite (default: stop with an error)");
+  cmd->add_option("--max-consecutive-skips", o.max_consecutive_skips,
+                  "With --skip-nonfinite: stop with an error after this many skipped steps in a "
+                  "row (a diverged run); a run whose every step was skipped fails too")
+      ->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of the initialisation and of later epochs' order")
       ->capture_default_str();
   cmd->add_option("--log-every", o.log_every, "Steps between metric records")

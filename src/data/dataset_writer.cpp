@@ -80,9 +80,37 @@ struct DatasetWriter::File {
   }
 };
 
+core::OwnedFolderRule dataset_folder_rule() {
+  core::OwnedFolderRule rule;
+  rule.kind = "dataset folder";
+  rule.required = {"meta.json",      "tokens.bin",     "doc_index.bin", "doc_starts.bin",
+                   "mask_index.bin", "mask_spans.bin", "order.bin"};
+  rule.identify = [](const std::filesystem::path& dir) -> std::string {
+    std::ifstream in(dir / "meta.json");
+    const nlohmann::json meta = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (meta.is_object() && meta.value("format", "") == kDatasetFormatName) return "";
+    return fmt::format("its meta.json does not name the format \"{}\"", kDatasetFormatName);
+  };
+  return rule;
+}
+
+namespace {
+
+// Checks a --force target before anything is written (the writer only replaces at commit).
+std::unique_ptr<core::AtomicDir> open_out(const std::filesystem::path& out, bool replace,
+                                          std::span<const std::filesystem::path> inputs) {
+  std::error_code ec;
+  if (replace && std::filesystem::exists(std::filesystem::symlink_status(out, ec)))
+    core::check_replaceable_folder(out, dataset_folder_rule(), inputs);
+  return std::make_unique<core::AtomicDir>(out, replace);
+}
+
+}  // namespace
+
 DatasetWriter::DatasetWriter(const std::filesystem::path& out, std::int32_t seq_len,
-                             std::int32_t vocab_size, bool replace)
-    : dir_(std::make_unique<core::AtomicDir>(out, replace)),
+                             std::int32_t vocab_size, bool replace,
+                             std::span<const std::filesystem::path> inputs)
+    : dir_(open_out(out, replace, inputs)),
       seq_len_(seq_len),
       vocab_size_(vocab_size),
       wide_(vocab_size > 65536) {

@@ -238,7 +238,11 @@ nlohmann::json pack_dataset(const PackConfig& config) {
   const auto tag_texts = load_tags(config.tags_file);
   std::map<std::string, std::vector<std::int32_t>> tag_ids;  // encoded once per value
 
-  DatasetWriter writer(config.out, config.seq_len, vocab, config.replace);
+  // What --force must never remove: everything this run reads.
+  std::vector<std::filesystem::path> read_paths(config.inputs.begin(), config.inputs.end());
+  if (config.tokenizer != "byte") read_paths.emplace_back(config.tokenizer);
+  if (!config.tags_file.empty()) read_paths.emplace_back(config.tags_file);
+  DatasetWriter writer(config.out, config.seq_len, vocab, config.replace, read_paths);
   std::unique_ptr<Packer> packer;  // made at the first document: its kind picks the default
   bool pretokenized_input = false;
   core::Progress progress(reader.total_bytes(), config.quiet);

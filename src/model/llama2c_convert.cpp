@@ -6,6 +6,7 @@
 
 #include "anchorctx/core/atomic_dir.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/owned_folder.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama2c.h"
 #include "anchorctx/model/safetensors.h"
@@ -27,6 +28,14 @@ LlamaConfig import_llama2c(const std::filesystem::path& checkpoint,
           model.header.vocab_size);
 
   const LlamaConfig config = llama2c_config(model.header);
+  std::error_code ec;
+  if (replace && std::filesystem::exists(std::filesystem::symlink_status(out_dir, ec))) {
+    // --force replaces only a folder this import wrote (its three files), holding no input.
+    const core::OwnedFolderRule rule{
+        "model folder", {"config.json", "model.safetensors"}, {"tokenizer.bin"}, {}, {}};
+    const std::filesystem::path inputs[] = {checkpoint, tokenizer.path};
+    core::check_replaceable_folder(out_dir, rule, inputs);
+  }
   core::AtomicDir dir(out_dir, replace);
   save_config(config, dir.path() / "config.json");
   std::vector<TensorData> tensors;

@@ -14,6 +14,7 @@
 
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/owned_folder.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama2c.h"
 #include "anchorctx/model/llama_weights.h"
@@ -48,9 +49,24 @@ void check_size(const std::vector<float>& values, std::size_t expected, const st
           values.size(), expected);
 }
 
-void check_out(const std::filesystem::path& out, bool replace) {
-  require(replace || !std::filesystem::exists(out),
-          "llama2.c export: '{}' exists (not replacing it)", out.string());
+// `inputs`: what the export reads (the model folder), never replaced.
+void check_out(const std::filesystem::path& out, bool replace,
+               std::span<const std::filesystem::path> inputs) {
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(std::filesystem::symlink_status(out, ec));
+  require(replace || !exists, "llama2.c export: '{}' exists (not replacing it)", out.string());
+  if (exists) {
+    // --force replaces only a llama2.c checkpoint (a header that matches the file's size).
+    core::check_replaceable_file(out, "llama2.c checkpoint", inputs,
+                                 [](const std::filesystem::path& file) -> std::string {
+                                   try {
+                                     read_llama2c_header(file);
+                                     return "";
+                                   } catch (const Error& e) {
+                                     return fmt::format("it does not read as one ({})", e.what());
+                                   }
+                                 });
+  }
   const std::filesystem::path parent = out.parent_path();
   require(parent.empty() || std::filesystem::is_directory(parent),
           "llama2.c export: the folder of '{}' does not exist", out.string());
@@ -110,7 +126,7 @@ Llama2cHeader llama2c_header_for(const LlamaConfig& c, std::string_view source) 
 Llama2cHeader export_llama2c(const LlamaModel& model, const std::filesystem::path& out,
                              bool replace) {
   const Llama2cHeader h = llama2c_header_for(model.config);
-  check_out(out, replace);
+  check_out(out, replace, {});
   const LlamaWeights& w = model.weights;
   require(w.layers.size() == static_cast<std::size_t>(h.n_layers),
           "llama2.c export: {} layers of weights, the config has {}", w.layers.size(), h.n_layers);
@@ -186,7 +202,8 @@ Llama2cHeader export_llama2c(const std::filesystem::path& model_dir,
                              const std::filesystem::path& out, bool replace) {
   // The config alone first: a model llama2.c cannot hold is refused before its weights load.
   llama2c_header_for(load_config(model_dir), model_dir.string());
-  check_out(out, replace);
+  const std::filesystem::path inputs[] = {model_dir};
+  check_out(out, replace, inputs);
   return export_llama2c(load_llama_model(model_dir), out, replace);
 }
 

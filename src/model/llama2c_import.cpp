@@ -158,10 +158,11 @@ LlamaConfig llama2c_config(const Llama2cHeader& h) {
   return c;
 }
 
-Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
-  const core::MappedFile file = core::MappedFile::open(path.string());
-  const Llama2cHeader h = parse_header(file);
+namespace {
 
+// The header of a mapped checkpoint, with the file's size checked against what it implies.
+Llama2cHeader parse_checked_header(const core::MappedFile& file) {
+  const Llama2cHeader h = parse_header(file);
   const std::int64_t dim = h.dim, hidden = h.hidden_dim, layers = h.n_layers;
   const std::int64_t vocab = h.vocab_size, kv_dim = h.kv_dim();
   const std::int64_t rope_table = std::int64_t{h.seq_len} * (h.head_dim() / 2);
@@ -178,9 +179,23 @@ Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
   require(file.size() == expected,
           "llama2.c checkpoint '{}': {} bytes, but its header (dim {}, hidden_dim {}, n_layers {}, "
           "n_heads {}, n_kv_heads {}, vocab_size {}{}, seq_len {}) implies {} bytes{}",
-          path.string(), file.size(), h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads,
+          file.path(), file.size(), h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads,
           h.vocab_size, h.shared_classifier ? "" : " unshared", h.seq_len, expected,
           file.size() < expected ? " (truncated?)" : " (not a legacy llama2.c export?)");
+  return h;
+}
+
+}  // namespace
+
+Llama2cHeader read_llama2c_header(const std::filesystem::path& path) {
+  return parse_checked_header(core::MappedFile::open(path.string()));
+}
+
+Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
+  const core::MappedFile file = core::MappedFile::open(path.string());
+  const Llama2cHeader h = parse_checked_header(file);
+  const std::int64_t dim = h.dim, hidden = h.hidden_dim, vocab = h.vocab_size, kv_dim = h.kv_dim();
+  const std::int64_t rope_table = std::int64_t{h.seq_len} * (h.head_dim() / 2);
 
   TensorCursor cursor(file);
   std::vector<float> embedding = cursor.take(vocab * dim);

@@ -1,6 +1,7 @@
 // Loading a Llama-family model's weights as float32 (see llama_weights.h).
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -8,17 +9,29 @@
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/model/tensor_schema.h"
+#include "model/weight_checks.h"
 
 namespace anchorctx::model {
+
+// Every tensor the config calls for, each checked finite; then the file may hold nothing else
+// (weight_checks.h). A tied model's stray lm_head.weight is tolerated, as transformers does.
 LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConfig& config) {
   const ModelTensors<TensorSpec> schema = tensor_schema(config);
   LlamaWeights w;
   w.layers.resize(schema.layers.size());
+  std::set<std::string> used;
   for_each_tensor(
       [&](const TensorSpec& spec, std::vector<float>& slot) {
-        if (spec.present) slot = reader.read_f32(spec.name, spec.shape);
+        if (!spec.present) return;
+        slot = reader.read_f32(spec.name, spec.shape);
+        const TensorInfo* info = reader.find(spec.name);
+        require_finite(slot, spec.name,
+                       info != nullptr ? reader.files().at(info->file).string() : reader.source());
+        used.insert(spec.name);
       },
       schema, w);
+  if (config.tie_word_embeddings) used.insert("lm_head.weight");
+  require_no_unused_tensors(reader, used);
   return w;
 }
 

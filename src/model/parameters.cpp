@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <numbers>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/model/tensor_schema.h"
+#include "model/weight_checks.h"
 
 namespace anchorctx::model {
 namespace {
@@ -149,6 +151,7 @@ void load_parameters(const SafetensorsReader& reader, const ParameterLayout& lay
           "{}: load_parameters: buffer of {} elements, the layout needs {}", reader.source(),
           params.size(), layout.total());
   std::fill(params.begin(), params.end(), 0.0f);  // padding
+  std::set<std::string> used;
   for (const ParameterInfo& p : layout.params()) {
     const TensorInfo* info = reader.find(p.name);
     if (info == nullptr) {
@@ -161,7 +164,14 @@ void load_parameters(const SafetensorsReader& reader, const ParameterLayout& lay
            fmt::join(info->shape, ", "), fmt::join(p.shape, ", "));
     }
     reader.read_f32_into(p.name, params.subspan(p.offset, p.size));
+    require_finite(params.subspan(p.offset, p.size), p.name,
+                   reader.files().at(info->file).string());
+    used.insert(p.name);
   }
+  // A tied model (no lm_head in the layout) may carry a stray lm_head.weight: ignored, as
+  // transformers does.
+  used.insert("lm_head.weight");
+  require_no_unused_tensors(reader, used);
 }
 
 }  // namespace anchorctx::model

@@ -13,7 +13,6 @@
 // written), "options"}.
 #include "anchorctx/train/checkpoint.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -312,21 +311,7 @@ void prune_checkpoints(const fs::path& run_dir, int keep_last) {
       if (ec) fail("{}: cannot remove: {}", doomed.string(), ec.message());
     }
   }
-  if (!fs::is_directory(root, ec)) return;
-  std::vector<fs::path> stale;
-  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    const std::size_t tmp = name.find(".tmp-");
-    if (!name.starts_with(".step-") || tmp == std::string::npos) continue;
-    long pid = 0;
-    const char* first = name.data() + tmp + 5;
-    const auto [end_pid, pec] = std::from_chars(first, name.data() + name.size(), pid);
-    if (pec != std::errc() || end_pid == first || pid <= 0 || pid == ::getpid()) continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive
-    stale.push_back(it->path());
-  }
-  for (const fs::path& p : stale)
-    fs::remove_all(p, ec);  // best effort: another pruner may race us to it
+  if (fs::is_directory(root, ec)) core::sweep_stale_temporaries(root, ".step-");
 }
 
 LoadedCheckpoint load_checkpoint(const fs::path& dir) {

@@ -46,6 +46,7 @@ constexpr OptionRule kOptionRules[] = {
     {"warmup-start", true},
     {"clip-grad-norm", true},
     {"skip-nonfinite", true},
+    {"max-consecutive-skips", true},
     // Bookkeeping and resources.
     {"log-every", true},
     {"save-every", true},

@@ -3,10 +3,12 @@
 // An event file is a TFRecord stream; each record is
 //   uint64 length (little-endian) | uint32 masked_crc32c(length bytes) | payload
 //   | uint32 masked_crc32c(payload)
-// and each payload a serialized tensorflow.Event. We write three of its fields:
-//   Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }
-//   Summary { repeated Value value = 1; }
-//   Value   { string tag = 1; float simple_value = 2; }
+// and each payload a serialized tensorflow.Event. We write these of its fields:
+//   Event      { double wall_time = 1; int64 step = 2; string file_version = 3;
+//                Summary summary = 5; SessionLog session_log = 7; }
+//   Summary    { repeated Value value = 1; }
+//   Value      { string tag = 1; float simple_value = 2; }
+//   SessionLog { SessionStatus status = 1; }   (enum SessionStatus: START = 1)
 // Protobuf's wire format for these is small: a key varint (field << 3 | wire type), then a
 // varint (int64), 8 or 4 little-endian bytes (double, float) or a length varint and the bytes
 // (string, sub-message). Why not libprotobuf: for three fields it would bring a 10 MB dependency
@@ -125,12 +127,21 @@ std::uint32_t masked_crc32c(const void* data, std::size_t size) {
   return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u;
 }
 
-TensorBoardSink::TensorBoardSink(const fs::path& dir) {
+TensorBoardSink::TensorBoardSink(const fs::path& dir, std::int64_t restart_step) {
   fs::create_directories(dir);
   file_ = create_event_file(dir, path_);
   std::string event = event_header(0);
   put_bytes(event, 3, "brain.Event:2");
   write_record(event);
+  if (restart_step >= 0) {
+    constexpr std::uint64_t kSessionStart = 1;  // SessionLog.SessionStatus.START
+    std::string session_log;
+    put_key(session_log, 1, kVarint);
+    put_varint(session_log, kSessionStart);
+    std::string start = event_header(restart_step);
+    put_bytes(start, 7, session_log);
+    write_record(start);
+  }
   flush();
 }
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/folder_lock.h"
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/metrics.h"
@@ -53,6 +54,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"weight-decay", adamw.weight_decay},
           {"clip-grad-norm", clip_grad_norm},
           {"skip-nonfinite", skip_nonfinite},
+          {"max-consecutive-skips", max_consecutive_skips},
           {"seed", seed},
           {"log-every", log_every},
           {"save-every", save_every},
@@ -73,6 +75,7 @@ void validate(const TrainOptions& o) {
   if (o.steps < 1) fail("train: --steps must be at least 1");
   if (o.log_every < 1) fail("train: --log-every must be at least 1");
   if (o.save_every < 0) fail("train: --save-every must be 0 (end only) or positive");
+  if (o.max_consecutive_skips < 1) fail("train: --max-consecutive-skips must be at least 1");
   Schedule s = o.schedule;
   s.total_steps = o.steps;
   validate(s);
@@ -135,6 +138,7 @@ struct Trainer::Impl {
   std::unique_ptr<JsonlMetricsSink> jsonl;
   std::unique_ptr<TensorBoardSink> tensorboard;
   fs::path resumed_from;  // the checkpoint a resume loaded
+  std::optional<core::FolderLock> lock;  // the run folder's, held while the trainer lives
 
   explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
 
@@ -170,6 +174,10 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   model_ = std::make_unique<model::LlamaTrainModel>(config, options_.run);
   impl_->optimizer = std::make_unique<AdamW>(model_->layout(), options_.adamw);
 
+  // One writer per run folder, for the trainer's life: taken before anything in the folder is
+  // read (a resume's checkpoint), after the inputs are checked (a start refused for its data or
+  // model creates no folder).
+  if (comm_.rank() == 0) impl_->lock.emplace(core::FolderLock::acquire(options_.out, "run folder"));
   std::optional<fs::path> checkpoint;
   if (options_.resume) {
     checkpoint = latest_checkpoint(options_.out);
@@ -220,7 +228,11 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   if (comm_.rank() == 0) {
     impl_->jsonl =
         std::make_unique<JsonlMetricsSink>(options_.out / "metrics.jsonl", checkpoint ? step_ : 0);
-    if (options_.tensorboard) impl_->tensorboard = std::make_unique<TensorBoardSink>(options_.out);
+    // After a resume, the restart mark makes TensorBoard drop a killed run's steps past the
+    // checkpoint (metrics.jsonl is truncated instead).
+    if (options_.tensorboard)
+      impl_->tensorboard =
+          std::make_unique<TensorBoardSink>(options_.out, checkpoint ? step_ + 1 : -1);
     if (options_.copy_tokenizer) {
       std::vector<fs::path> files = prepare_run_tokenizer(ds.meta(), options_.out, options_.quiet);
       options_.extra_files.insert(options_.extra_files.begin(), files.begin(), files.end());
@@ -245,6 +257,7 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
   const auto start = clock::now();
   std::int64_t tokens_run = 0;
   const std::int64_t first_step = step_;
+  std::int64_t skipped_in_a_row = 0, updates = 0;  // --skip-nonfinite's divergence check
 
   const auto save = [&](double last_loss) {
     if (comm_.rank() != 0) return;
@@ -341,6 +354,23 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
       if (impl_->tensorboard) impl_->tensorboard->write(m);
     }
     progress.update(r, tps, eta, log_now);
+    skipped_in_a_row = r.skipped ? skipped_in_a_row + 1 : 0;
+    updates += r.skipped ? 0 : 1;
+    if (r.skipped && (skipped_in_a_row >= options_.max_consecutive_skips ||
+                      (step_ == options_.steps && updates == 0))) {
+      progress.finish();
+      if (impl_->jsonl) impl_->jsonl->flush();
+      if (impl_->tensorboard) impl_->tensorboard->flush();
+      if (updates == 0 && step_ == options_.steps)
+        fail(
+            "train: every one of the {} steps run was skipped as non-finite; nothing was trained "
+            "and no checkpoint is written",
+            step_ - first_step);
+      fail(
+          "train: step {}: {} steps in a row skipped as non-finite (--max-consecutive-skips {}): "
+          "the run has diverged; stopping (the last checkpoint is kept)",
+          r.step, skipped_in_a_row, options_.max_consecutive_skips);
+    }
     if ((options_.save_every > 0 && step_ % options_.save_every == 0) || step_ == options_.steps)
       save(r.loss);
     if (on_step) on_step(r);

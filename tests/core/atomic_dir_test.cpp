@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "anchorctx/core/error.h"
@@ -53,6 +56,34 @@ TEST(AtomicDir, ExistingTargetNeedsReplace) {
   }
   EXPECT_TRUE(fs::exists(tmp.path() / "result" / "new.txt"));
   EXPECT_FALSE(fs::exists(tmp.path() / "result" / "old.txt"));
+}
+
+// The pid of a process that has ended (forked, exited and reaped).
+pid_t dead_pid() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
+}
+
+// A killed writer's hidden folder is swept by the next writer of the same name; a live
+// writer's, and other names', are left alone (issue 11: a killed pack's stayed forever).
+TEST(AtomicDir, SweepsADeadWritersTemporaryFolder) {
+  TempDir tmp;
+  const std::string dead = std::to_string(dead_pid());
+  const std::string live = std::to_string(::getppid());
+  for (const std::string& name : {".result.tmp-" + dead + "-0", ".result.tmp-" + dead + "-3-old",
+                                  ".result.tmp-" + live + "-0", ".other.tmp-" + dead + "-0"})
+    fs::create_directories(tmp.path() / name / "inside");
+  {
+    AtomicDir dir(tmp.path() / "result");
+    dir.commit();
+  }
+  EXPECT_FALSE(fs::exists(tmp.path() / (".result.tmp-" + dead + "-0")));
+  EXPECT_FALSE(fs::exists(tmp.path() / (".result.tmp-" + dead + "-3-old")));
+  EXPECT_TRUE(fs::exists(tmp.path() / (".result.tmp-" + live + "-0")));
+  EXPECT_TRUE(fs::exists(tmp.path() / (".other.tmp-" + dead + "-0")));
 }
 
 TEST(MappedFile, MapsAndNamesFailures) {

@@ -227,6 +227,61 @@ TEST(Readers, TruncatedCompressedStreamsAreErrors) {
   EXPECT_NE(error_of({gp}, skip).find("truncated"), std::string::npos);
 }
 
+// The error of a truncated stream names the last line read whole: every line before the damage
+// is delivered first (issue 11: it said "after line 0" wherever the stream broke).
+TEST(Readers, TruncatedCompressedStreamsNameTheLastGoodLine) {
+  TempDir dir;
+  std::string body;
+  for (int i = 0; i < 20000; ++i)
+    body += "{\"text\": \"document number " + std::to_string(i) + "\"}\n";
+  const std::string g = gzip(body), z = zstd(body);
+  for (const auto& [name, bytes] :
+       {std::pair{std::string("t.jsonl.gz"), g}, std::pair{std::string("t.jsonl.zst"), z}}) {
+    const auto path = dir.write(name, bytes.substr(0, bytes.size() * 2 / 3));
+    DocumentReader reader({path}, {});
+    Document d;
+    std::int64_t read = 0;
+    std::string message;
+    try {
+      while (reader.next(d)) {
+        ASSERT_EQ(d.text, "document number " + std::to_string(read)) << name;
+        ++read;
+      }
+    } catch (const Error& e) {
+      message = e.what();
+    }
+    EXPECT_GT(read, 5000) << name;  // most lines before the cut (the decoder's buffers hold some)
+    EXPECT_LT(read, 20000) << name;
+    EXPECT_NE(message.find("truncated"), std::string::npos) << message;
+    EXPECT_NE(message.find("(after line " + std::to_string(read) + ")"), std::string::npos)
+        << message;
+  }
+}
+
+// A UTF-8 byte-order mark opening a file is no text: JSONL, pre-tokenized JSONL and text read
+// as without it; one anywhere else is still what it is.
+TEST(Readers, AByteOrderMarkOpeningAFileIsDropped) {
+  TempDir dir;
+  const std::string bom = "\xEF\xBB\xBF";
+  const auto jsonl = dir.write("bom.jsonl", bom + "{\"text\": \"one\"}\n{\"text\": \"two\"}\n");
+  const auto docs = read_all_docs({jsonl});
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].text, "one");
+  const auto gz = dir.write("bom.jsonl.gz", gzip(bom + "{\"text\": \"one\"}\n"));
+  EXPECT_EQ(read_all_docs({gz}).at(0).text, "one");
+  const auto pre =
+      dir.write("bom_pre.jsonl", bom + "{\"input_ids\": [5, 6, 7], \"source\": [{\"end\": 3}]}\n");
+  EXPECT_EQ(read_all_docs({pre}).at(0).ids, (std::vector<std::int32_t>{5, 6, 7}));
+  const auto text = dir.write("bom.txt", bom + "whole file\n");
+  EXPECT_EQ(read_all_docs({text}).at(0).text, "whole file\n");
+  ReaderOptions per_line;
+  per_line.one_per_line = true;
+  EXPECT_EQ(read_all_docs({text}, per_line).at(0).text, "whole file");
+  const auto second =
+      dir.write("bom2.jsonl", "{\"text\": \"one\"}\n" + bom + "{\"text\": \"two\"}\n");
+  EXPECT_NE(error_of({second}).find(":2:"), std::string::npos) << error_of({second});
+}
+
 TEST(Readers, SkipBadCountsLinesByReason) {
   TempDir dir;
   const auto path = dir.write("mixed.jsonl",

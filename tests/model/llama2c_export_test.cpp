@@ -337,8 +337,19 @@ TEST(Llama2cExport, ReplacesOnlyWhenAsked) {
   const std::string existing = dir.write("m.bin", "old");
   EXPECT_THROW(export_llama2c(model, existing), Error);
   EXPECT_EQ(read_file(existing), "old");
-  export_llama2c(model, existing, /*replace=*/true);
-  EXPECT_EQ(read_llama2c_checkpoint(existing).header.dim, 32);
+  // --force replaces a llama2.c checkpoint only, never a file of another kind (issue 11).
+  try {
+    export_llama2c(model, existing, /*replace=*/true);
+    ADD_FAILURE() << "replaced a file that is not a llama2.c checkpoint";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a llama2.c checkpoint"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(read_file(existing), "old");
+  const std::filesystem::path checkpoint = dir.path() / "ck.bin";
+  export_llama2c(model, checkpoint);
+  export_llama2c(model, checkpoint, /*replace=*/true);
+  EXPECT_EQ(read_llama2c_checkpoint(checkpoint).header.dim, 32);
   EXPECT_THROW(export_llama2c(model, dir.path() / "no-such-folder" / "m.bin"), Error);
 }
 

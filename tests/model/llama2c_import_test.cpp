@@ -312,6 +312,21 @@ TEST(Llama2cImport, RejectsAForeignTokenizerAndAnExistingFolder) {
   import_llama2c(checkpoint, llama2c_tokenizer_file(tok), dir.path() / "c");
   EXPECT_THROW(import_llama2c(checkpoint, llama2c_tokenizer_file(tok), dir.path() / "c"), Error);
   import_llama2c(checkpoint, llama2c_tokenizer_file(tok), dir.path() / "c", /*replace=*/true);
+
+  // --force replaces only a folder an import wrote, holding no input (issue 11).
+  const auto refusal = [&](const std::filesystem::path& out) -> std::string {
+    try {
+      import_llama2c(checkpoint, llama2c_tokenizer_file(tok), out, /*replace=*/true);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  dir.write("c/notes.txt", "mine");
+  EXPECT_NE(refusal(dir.path() / "c").find("holds 'notes.txt'"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "c" / "notes.txt"));
+  EXPECT_NE(refusal(dir.path()).find("holds the input"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(checkpoint));
 }
 
 TEST(Generation, GreedyIsArgmaxAndSamplingIsSeeded) {

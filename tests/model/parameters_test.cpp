@@ -365,5 +365,65 @@ TEST(ParameterLayout, LoadParametersErrorsNameFileAndTensor) {
   EXPECT_EQ(tout[tl.at("model.norm.weight").offset], 1.0f);
 }
 
+// A model whose weights hold a NaN or an infinity, or whose file holds tensors its config does
+// not call for (a config with fewer layers than the weights), is refused by both loaders, the
+// tensor named (issue 11: both loaded without a word).
+TEST(ParameterLayout, LoadersRefuseNonFiniteAndUnusedTensors) {
+  const TempDir dir;
+  LlamaConfig c = preset("tiny");
+  c.num_hidden_layers = 2;
+  const ParameterLayout layout = ParameterLayout::for_config(c);
+  std::vector<float> params(layout.total());
+  init_parameters(layout, c, 5, params);
+  // Writes a model folder of `params` plus `extra` tensors.
+  const auto write_folder = [&](const std::string& name, const std::vector<float>& values,
+                                const std::vector<std::string>& extra) {
+    const std::filesystem::path folder = dir.path() / name;
+    std::filesystem::create_directories(folder);
+    std::vector<TensorData> tensors;
+    for (const ParameterInfo& p : layout.params())
+      tensors.push_back(
+          tensor_from_f32(p.name, p.shape, std::span(values).subspan(p.offset, p.size)));
+    const std::vector<float> small(4, 1.0f);
+    for (const std::string& e : extra)
+      tensors.push_back(tensor_from_f32(e, {4}, small));
+    save_config(c, folder / "config.json");
+    write_model_safetensors(folder, tensors);
+    return folder;
+  };
+  std::vector<float> out(layout.total());
+  const auto both_refuse = [&](const std::filesystem::path& folder,
+                               const std::vector<std::string>& fragments) {
+    const std::string e1 =
+        error_of([&] { load_parameters(SafetensorsReader::open(folder), layout, out); });
+    const std::string e2 = error_of([&] { load_llama_model(folder); });
+    for (const std::string& f : fragments) {
+      EXPECT_NE(e1.find(f), std::string::npos) << "load_parameters: " << e1;
+      EXPECT_NE(e2.find(f), std::string::npos) << "load_llama_model: " << e2;
+    }
+  };
+
+  const ParameterInfo& down = layout.at("model.layers.1.mlp.down_proj.weight");
+  for (const float bad :
+       {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    std::vector<float> damaged = params;
+    damaged[down.offset + 17] = bad;
+    damaged[down.offset + 40] = bad;
+    both_refuse(write_folder("nonfinite", damaged, {}),
+                {"model.layers.1.mlp.down_proj.weight", "2 non-finite value(s)", "element 17"});
+  }
+  // A file with a third layer under a two-layer config.
+  both_refuse(
+      write_folder("deeper", params,
+                   {"model.layers.2.mlp.up_proj.weight", "model.layers.2.input_layernorm.weight"}),
+      {"2 tensor(s) the config does not call for", "model.layers.2.input_layernorm.weight",
+       "model.layers.2.mlp.up_proj.weight"});
+  // Buffers transformers recomputes are no weights: allowed.
+  const auto with_inv_freq =
+      write_folder("inv_freq", params, {"model.layers.0.self_attn.rotary_emb.inv_freq"});
+  load_parameters(SafetensorsReader::open(with_inv_freq), layout, out);
+  EXPECT_EQ(load_llama_model(with_inv_freq).weights.layers.size(), 2u);
+}
+
 }  // namespace
 }  // namespace anchorctx::model

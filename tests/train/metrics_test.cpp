@@ -152,6 +152,7 @@ struct Event {
   std::int64_t step = 0;
   std::optional<std::string> file_version;
   std::vector<std::pair<std::string, float>> values;  // summary.value: tag, simple_value
+  std::optional<std::uint64_t> session_status;        // session_log.status
 };
 
 // A cursor over protobuf wire bytes; any malformation fails the test through `ok`.
@@ -224,6 +225,11 @@ Event parse_event(std::string_view payload) {
         event.values.emplace_back(tag, simple);
       }
       EXPECT_TRUE(summary.ok);
+    } else if (field == 7 && type == 2) {
+      Wire session_log{w.take(w.varint())};
+      EXPECT_EQ(session_log.varint(), (1u << 3) | 0u) << "SessionLog.status";
+      event.session_status = session_log.varint();
+      EXPECT_TRUE(session_log.ok && session_log.done());
     } else {
       ADD_FAILURE() << "unexpected Event key " << key;
       break;
@@ -319,7 +325,64 @@ TEST(TensorBoard, NegativeStepsAndTwoSinksInOneSecond) {
   EXPECT_EQ(read_records(read_file(b.string())).size(), 1u);
 }
 
+// A resumed run's file marks the restart as TensorFlow does: a SessionLog START event at the
+// first step it writes, right after the file_version event; a fresh run's file has none.
+TEST(TensorBoard, ResumeWritesASessionStartAtTheRestartStep) {
+  const TempDir dir;
+  fs::path file;
+  {
+    TensorBoardSink sink(dir.path(), 41);
+    file = sink.file();
+    sink.write({41, {{"loss", 2.0}}});
+  }
+  const std::vector<std::string> records = read_records(read_all(file.string()));
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(parse_event(records[0]).file_version, "brain.Event:2");
+  const Event start = parse_event(records[1]);
+  EXPECT_EQ(start.step, 41);
+  EXPECT_EQ(start.session_status, 1u);  // SessionLog.START
+  EXPECT_TRUE(start.values.empty());
+  // The bytes after wall_time (key 0x09 and 8 bytes): step 41, then field 7 (session_log,
+  // length-delimited: key 0x3a) holding 2 bytes: field 1 varint (key 0x08) = 1.
+  EXPECT_EQ(records[1].substr(9), std::string("\x10\x29\x3a\x02\x08\x01", 6));
+  EXPECT_EQ(parse_event(records[2]).step, 41);
+
+  fs::path fresh;
+  { fresh = TensorBoardSink(dir.path() / "fresh").file(); }
+  for (const std::string& r : read_records(read_all(fresh.string())))
+    EXPECT_FALSE(parse_event(r).session_status.has_value());
+}
+
 // ---- TensorBoard: the Python package reads what we write ----
+
+// A killed run wrote steps 1..5 (checkpoint at 3); the resumed run writes 4..6 into a second
+// file with its restart mark. tensorboard's EventAccumulator must show 1..3 from the first file
+// and 4..6 from the second, the dead run's 4 and 5 dropped.
+TEST(TensorBoard, PythonTensorboardDropsADeadRunsStepsAfterAResume) {
+  const char* env = std::getenv("ANCHORCTX_PYTHON");
+  const std::string python = env && *env ? env : "python3";
+  if (std::system((python + " -c 'import tensorboard' >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << python << " cannot import tensorboard";
+  const TempDir dir;
+  {
+    TensorBoardSink dead(dir.path() / "tb");
+    for (int step = 1; step <= 5; ++step)
+      dead.write({step, {{"loss", 10.0 + step}}});
+  }
+  {
+    TensorBoardSink resumed(dir.path() / "tb", 4);  // same second: a later name, read after
+    for (int step = 4; step <= 6; ++step)
+      resumed.write({step, {{"loss", 20.0 + step}}});
+  }
+  const json expected = {
+      {"scalars",
+       {{"train/loss", {{1, 11.0}, {2, 12.0}, {3, 13.0}, {4, 24.0}, {5, 25.0}, {6, 26.0}}}}}};
+  const std::string expected_path = dir.write("expected.json", expected.dump());
+  const fs::path script = fs::path(ANCHORCTX_TESTS_DIR) / "train" / "read_tensorboard.py";
+  const std::string cmd = fmt::format("{} '{}' '{}' '{}'", python, script.string(),
+                                      (dir.path() / "tb").string(), expected_path);
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
 
 TEST(TensorBoard, PythonTensorboardReadsWhatWeWrite) {
   const char* env = std::getenv("ANCHORCTX_PYTHON");

@@ -2,6 +2,8 @@
 // bit-identical, non-finite values stop the run before any checkpoint, metrics are written.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -152,6 +154,34 @@ TEST_F(TrainerTest, ResumeIsBitIdentical) {
   EXPECT_EQ(expect, n);
 }
 
+// One writer per run folder (issue 11): while a trainer lives, another on the same folder, a
+// resume included, is refused naming the holder's pid; once it is gone the folder is free.
+TEST_F(TrainerTest, ARunFolderHasOneWriter) {
+  train::TrainOptions o = options("locked", 2);
+  o.save_every = 1;
+  train(o);
+  auto comm = dist::make_single_process_communicator();
+  {
+    train::Trainer holder(options("locked", 3), *comm);
+    for (const bool resume : {false, true}) {
+      train::TrainOptions second = options("locked", 4);
+      second.resume = resume;
+      try {
+        train::Trainer(second, *comm);
+        ADD_FAILURE() << "a second trainer took the run folder (resume " << resume << ")";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("in use by another anchorctx process (pid " +
+                                             std::to_string(::getpid())),
+                  std::string::npos)
+            << e.what();
+      }
+    }
+  }
+  train::TrainOptions resumed = options("locked", 3);
+  resumed.resume = true;
+  EXPECT_EQ(train(resumed).final_step, 3);
+}
+
 TEST_F(TrainerTest, NonFiniteLossStopsBeforeAnyCheckpoint) {
   train::TrainOptions o = options("nan", 3);
   auto comm = dist::make_single_process_communicator();
@@ -168,6 +198,8 @@ TEST_F(TrainerTest, NonFiniteLossStopsBeforeAnyCheckpoint) {
   EXPECT_TRUE(train::list_checkpoints(o.out).empty());
 }
 
+// --skip-nonfinite leaves the weights as they were at a skipped step; a run whose every step is
+// skipped trained nothing and fails (issue 11: it exited 0), writing no checkpoint.
 TEST_F(TrainerTest, SkipNonFiniteLeavesWeightsUntouched) {
   train::TrainOptions o = options("skip", 2);
   o.skip_nonfinite = true;
@@ -177,11 +209,44 @@ TEST_F(TrainerTest, SkipNonFiniteLeavesWeightsUntouched) {
   params[trainer.model().layout().at("model.norm.weight").offset] =
       std::numeric_limits<float>::quiet_NaN();
   const std::vector<float> before(params.begin(), params.end());
-  const train::TrainResult r = trainer.run();
-  ASSERT_EQ(r.steps.size(), 2u);
-  EXPECT_TRUE(r.steps[0].skipped && r.steps[1].skipped);
+  std::vector<bool> skipped;
+  try {
+    trainer.run([&](const train::StepRecord& r) { skipped.push_back(r.skipped); });
+    ADD_FAILURE() << "a run of skipped steps only ended without an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("every one of the 2 steps run was skipped"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(skipped, (std::vector<bool>{true}));  // the second step failed before on_step
+  EXPECT_EQ(trainer.step(), 2);
   const float* p = trainer.model().params().data();
   EXPECT_EQ(0, std::memcmp(p, before.data(), before.size() * sizeof(float)));
+  EXPECT_TRUE(train::list_checkpoints(o.out).empty());
+}
+
+// A diverged run under --skip-nonfinite stops after --max-consecutive-skips skipped steps in a
+// row, with an error that says so (issue 11: it skipped 19 of 20 steps and exited 0).
+TEST_F(TrainerTest, SkipNonFiniteStopsADivergedRun) {
+  train::TrainOptions o = options("diverged", 20);
+  o.skip_nonfinite = true;
+  o.max_consecutive_skips = 3;
+  auto comm = dist::make_single_process_communicator();
+  train::Trainer trainer(o, *comm);
+  trainer.model().params()[trainer.model().layout().at("model.norm.weight").offset] =
+      std::numeric_limits<float>::infinity();
+  try {
+    trainer.run();
+    ADD_FAILURE() << "a diverged run ran to the end";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("step 3: 3 steps in a row skipped as non-finite "
+                                         "(--max-consecutive-skips 3)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(trainer.step(), 3);
+  o.max_consecutive_skips = 0;
+  EXPECT_THROW(train::validate(o), Error);
 }
 
 TEST_F(TrainerTest, BadOptionsAreNamed) {

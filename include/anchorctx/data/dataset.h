@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/mapped_file.h"
+#include "anchorctx/core/owned_folder.h"
 #include "anchorctx/data/packer.h"
 
 namespace anchorctx::core {
@@ -40,12 +41,17 @@ namespace anchorctx::data {
 inline constexpr int kDatasetFormatVersion = 1;
 inline constexpr const char* kDatasetFormatName = "anchorctx-packed";
 
+// What `--force` may replace (core/owned_folder.h): a folder holding exactly a dataset's files
+// (the layout above), whose meta.json names the format.
+core::OwnedFolderRule dataset_folder_rule();
+
 class DatasetWriter {
  public:
-  // Starts writing into a temporary folder beside `out` (which must not exist unless
-  // `replace`). Throws anchorctx::Error.
+  // Starts writing into a temporary folder beside `out` (which must not exist unless `replace`,
+  // and then must be a dataset folder that holds none of `inputs`: dataset_folder_rule()).
+  // Throws anchorctx::Error.
   DatasetWriter(const std::filesystem::path& out, std::int32_t seq_len, std::int32_t vocab_size,
-                bool replace = false);
+                bool replace = false, std::span<const std::filesystem::path> inputs = {});
   ~DatasetWriter();  // without commit(): the temporary folder is removed
   DatasetWriter(const DatasetWriter&) = delete;
   DatasetWriter& operator=(const DatasetWriter&) = delete;

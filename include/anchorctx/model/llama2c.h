@@ -73,6 +73,9 @@ LlamaConfig llama2c_config(const Llama2cHeader& header);
 // implies (a truncated file, or another export version).
 Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path);
 
+// The header alone, with the same checks (the file's size included); nothing else is read.
+Llama2cHeader read_llama2c_header(const std::filesystem::path& path);
+
 // Reorders the rows of one projection `w` [n_heads * head_dim, cols] from llama2.c's
 // adjacent-pair RoPE layout to HuggingFace's rotate-half layout: within each head, row 2i goes to
 // row i and row 2i + 1 to row i + head_dim / 2. Throws anchorctx::Error on a size mismatch or an

@@ -30,7 +30,8 @@ struct LlamaWeights : ModelTensors<std::vector<float>> {
 
 // Reads every tensor `config` calls for from `reader`, checking each shape. A tied config may
 // still carry lm_head.weight (transformers writes it sometimes); it is ignored. Throws
-// anchorctx::Error naming the source and the tensor when one is missing or misshapen.
+// anchorctx::Error naming the source and the tensor when one is missing, misshapen or holds a
+// NaN or infinity, and naming the tensors the config does not call for when there are any.
 LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConfig& config);
 
 // A model folder: config.json and model.safetensors (or shards with the index).

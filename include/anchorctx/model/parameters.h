@@ -60,7 +60,8 @@ void init_parameters(const ParameterLayout& layout, const LlamaConfig& config, s
 
 // Fills `params` from a model folder's weights (any stored dtype, widened exactly), checking
 // each shape. A tied config's stray lm_head.weight is ignored. Throws anchorctx::Error naming
-// the file and tensor when one is missing or misshapen.
+// the file and tensor when one is missing, misshapen or holds a NaN or infinity, and naming the
+// tensors the layout does not call for when the file holds any (a config with fewer layers).
 void load_parameters(const SafetensorsReader& reader, const ParameterLayout& layout,
                      std::span<float> params);
 

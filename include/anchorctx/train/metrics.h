@@ -47,9 +47,13 @@ class JsonlMetricsSink final : public MetricsSink {
 // a file_version event "brain.Event:2", then one event per write() holding every scalar as a
 // simple_value summary tagged "train/<name>". TensorBoard and tensorboard's EventAccumulator
 // read it back.
+// `restart_step` >= 0 (a resumed run: the first step it will write) adds a SessionLog START
+// event at that step after the file_version event. That is how TensorFlow's own writers mark a
+// restart: readers then drop the events of earlier files at that step and later (a killed run's
+// steps past its last checkpoint), so the resumed steps are not shown beside the dead ones.
 class TensorBoardSink final : public MetricsSink {
  public:
-  explicit TensorBoardSink(const std::filesystem::path& dir);
+  explicit TensorBoardSink(const std::filesystem::path& dir, std::int64_t restart_step = -1);
   ~TensorBoardSink() override;
   void write(const StepMetrics& metrics) override;
   void flush() override;

@@ -40,7 +40,10 @@ struct TrainOptions {
   AdamWOptions adamw;
   double clip_grad_norm = 1.0;  // <= 0: off
   bool skip_nonfinite = false;  // skip a step with a non-finite loss/gradient instead of stopping
-  std::uint64_t seed = 0;       // parameter init and the window order of later epochs
+  // With skip_nonfinite: this many skipped steps in a row mean the run has diverged, and it
+  // stops with an error (as does a run whose every step was skipped).
+  std::int64_t max_consecutive_skips = 10;
+  std::uint64_t seed = 0;  // parameter init and the window order of later epochs
   std::int64_t log_every = 1;
   std::int64_t save_every = 0;  // 0: at the end only
   int keep_last = 3;

@@ -57,6 +57,31 @@ class RawSource {
   std::uint64_t total_ = 0;
 };
 
+// A decoder's error is raised at the read after the one that met it when that read decoded some
+// bytes first: those bytes are returned, so the line reader splits and counts every line before
+// the damage and the error names the last good line (a truncated stream used to report "after
+// line 0", its good bytes thrown away with the exception).
+class DeferredError {
+ public:
+  // Runs `decode()`; on anchorctx::Error, returns `produced()` when positive and keeps the error
+  // for the next call, else rethrows.
+  template <typename Decode, typename Produced>
+  std::size_t run(Decode decode, Produced produced) {
+    if (!message_.empty()) throw Error(message_);
+    try {
+      return decode();
+    } catch (const Error& e) {
+      const std::size_t got = produced();
+      if (got == 0) throw;
+      message_ = e.what();
+      return got;
+    }
+  }
+
+ private:
+  std::string message_;
+};
+
 // Bytes already read from the raw source while sniffing the magic, served first.
 class PlainStream final : public ByteStream {
  public:
@@ -97,6 +122,16 @@ class GzipStream final : public ByteStream {
   ~GzipStream() override { inflateEnd(&zs_); }
 
   std::size_t read(char* out, std::size_t n) override {
+    return deferred_.run(
+        [&] { return decode(out, n); },
+        [&] { return static_cast<std::size_t>(reinterpret_cast<char*>(zs_.next_out) - out); });
+  }
+  std::uint64_t raw_bytes_read() const override { return raw_->total(); }
+  std::string raw_hash_hex() const override { return raw_->hash_hex(); }
+  std::string compression() const override { return "gzip"; }
+
+ private:
+  std::size_t decode(char* out, std::size_t n) {
     zs_.next_out = reinterpret_cast<Bytef*>(out);
     zs_.avail_out = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
     while (zs_.avail_out > 0) {
@@ -124,14 +159,11 @@ class GzipStream final : public ByteStream {
     }
     return static_cast<std::size_t>(reinterpret_cast<char*>(zs_.next_out) - out);
   }
-  std::uint64_t raw_bytes_read() const override { return raw_->total(); }
-  std::string raw_hash_hex() const override { return raw_->hash_hex(); }
-  std::string compression() const override { return "gzip"; }
 
- private:
   std::unique_ptr<RawSource> raw_;
   std::vector<char> in_;
   z_stream zs_{};
+  DeferredError deferred_;
   bool raw_eof_ = false;
   bool member_done_ = false;
 };
@@ -149,7 +181,17 @@ class ZstdStream final : public ByteStream {
   ~ZstdStream() override { ZSTD_freeDCtx(dctx_); }
 
   std::size_t read(char* out, std::size_t n) override {
-    ZSTD_outBuffer output{out, n, 0};
+    output_ = {out, n, 0};
+    return deferred_.run([&] { return decode(); }, [&] { return output_.pos; });
+  }
+  std::uint64_t raw_bytes_read() const override { return raw_->total(); }
+  std::string raw_hash_hex() const override { return raw_->hash_hex(); }
+  std::string compression() const override { return "zstd"; }
+
+ private:
+  // Fills output_.
+  std::size_t decode() {
+    ZSTD_outBuffer& output = output_;
     while (output.pos < output.size) {
       if (input_.pos == input_.size && !raw_eof_) {
         const std::size_t got = raw_->read(in_.data(), in_.size());
@@ -171,17 +213,15 @@ class ZstdStream final : public ByteStream {
     }
     return output.pos;
   }
-  std::uint64_t raw_bytes_read() const override { return raw_->total(); }
-  std::string raw_hash_hex() const override { return raw_->hash_hex(); }
-  std::string compression() const override { return "zstd"; }
 
- private:
   std::unique_ptr<RawSource> raw_;
   std::vector<char> in_;
   ZSTD_DCtx* dctx_;
   ZSTD_inBuffer input_{};
   std::size_t last_ = 1;  // 0 once a frame is complete: nothing has been decoded yet
   bool raw_eof_ = false;
+  ZSTD_outBuffer output_{};
+  DeferredError deferred_;
 };
 
 std::unique_ptr<ByteStream> wrap(std::string name, std::unique_ptr<RawSource> raw) {
@@ -236,6 +276,12 @@ bool LineReader::fill() {
 }
 
 bool LineReader::next(std::string_view& line, std::int64_t& line_no) {
+  if (!next_line(line, line_no)) return false;
+  if (line_no == 1) line = without_bom(line);
+  return true;
+}
+
+bool LineReader::next_line(std::string_view& line, std::int64_t& line_no) {
   std::size_t scan = begin_;
   for (;;) {
     const void* nl = std::memchr(buf_.data() + scan, '\n', end_ - scan);
@@ -260,6 +306,11 @@ bool LineReader::next(std::string_view& line, std::int64_t& line_no) {
     }
     scan = begin_ + scanned;  // do not search the same bytes twice
   }
+}
+
+std::string_view without_bom(std::string_view text) {
+  constexpr std::string_view kBom = "\xEF\xBB\xBF";
+  return text.starts_with(kBom) ? text.substr(kBom.size()) : text;
 }
 
 void BadInput::report(const std::string& file, std::int64_t line, const std::string& reason,

@@ -34,8 +34,9 @@ class ByteStream {
   std::string name_;
 };
 
-// Splits a ByteStream into lines ('\n', a trailing '\r' removed), numbered from 1. The buffer
-// grows to the longest line and no further.
+// Splits a ByteStream into lines ('\n', a trailing '\r' removed), numbered from 1; a UTF-8
+// byte-order mark opening line 1 is dropped (editors on Windows write one; it is no text). The
+// buffer grows to the longest line and no further.
 class LineReader {
  public:
   explicit LineReader(ByteStream& stream) : stream_(stream) {}
@@ -43,6 +44,7 @@ class LineReader {
   bool next(std::string_view& line, std::int64_t& line_no);
 
  private:
+  bool next_line(std::string_view& line, std::int64_t& line_no);
   bool fill();
   ByteStream& stream_;
   std::string buf_ = std::string(1 << 20, '\0');
@@ -70,6 +72,9 @@ std::unique_ptr<FileReaderBase> make_jsonl_reader(ByteStream& stream, const Read
                                                   const BadInput& bad);
 std::unique_ptr<FileReaderBase> make_text_reader(ByteStream& stream, const ReaderOptions& options,
                                                  const BadInput& bad);
+
+// `text` without a leading UTF-8 byte-order mark (EF BB BF).
+std::string_view without_bom(std::string_view text);
 
 // 1-based line and column of the first byte of `text` that is not valid UTF-8 (text must be
 // invalid). Only for error messages: a plain scalar scan.

@@ -46,6 +46,7 @@ class TextReader final : public FileReaderBase {
       if (got == 0) break;
       doc.text.append(buf, got);
     }
+    doc.text.erase(0, doc.text.size() - without_bom(doc.text).size());  // as LineReader does
     if (doc.text.empty()) return false;
     if (!simdjson::validate_utf8(doc.text.data(), doc.text.size())) {
       const auto [line, col] = first_invalid_utf8(doc.text);

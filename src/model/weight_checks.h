@@ -1,0 +1,26 @@
+// Checks every weight loader runs (training's load_parameters, inference's load_llama_weights):
+// a model file must hold exactly the tensors its config calls for, each finite. A file with
+// more layers than its config, or a NaN left by a diverged run, used to load without a word.
+#pragma once
+
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "anchorctx/model/safetensors.h"
+
+namespace anchorctx::model {
+
+// Throws anchorctx::Error naming the tensor, its file, the first non-finite element (index and
+// value) and how many there are, unless every value is finite. One branch-free pass over the
+// bits (vectorised): about the cost of reading the values once more from cache.
+void require_finite(std::span<const float> values, std::string_view tensor,
+                    std::string_view source);
+
+// Throws anchorctx::Error naming the tensors of `reader` that are not in `used` (up to a few,
+// and how many), unless there are none. Buffers transformers itself recomputes and skips
+// (`*.rotary_emb.inv_freq`) are allowed.
+void require_no_unused_tensors(const SafetensorsReader& reader, const std::set<std::string>& used);
+
+}  // namespace anchorctx::model
