@@ -139,6 +139,14 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   impl_ = std::make_unique<Impl>(data::Dataset::open(options_.data));
   const data::Dataset& ds = impl_->dataset;
   if (ds.num_windows() == 0) fail("train: {} holds no windows", options_.data.string());
+  if (options_.verify_data) {
+    const auto start = std::chrono::steady_clock::now();
+    ds.verify();
+    if (!options_.quiet)
+      std::fprintf(stderr, "anchorctx: %s verified (content hashes, token ids) in %.2f s\n",
+                   options_.data.string().c_str(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
 
   model::LlamaConfig config = resolve_model_config(options_);
   if (ds.vocab_size() > config.vocab_size)
