@@ -72,7 +72,9 @@ void register_pack(CLI::App& app) {
       "with --one-per-line); any of them gzip- or zstd-compressed.\n"
       "Memory is bounded whatever the input size: (threads + 2) blocks of 4 MiB of text and "
       "their token ids (about 80 MiB with 2 threads and the byte tokenizer), plus the largest "
-      "document, 4096 documents when interleaving, and 8 bytes per window.");
+      "document's text and its ids (measured: 1.3 GB for one 200 MB document with the byte "
+      "tokenizer; the tokenizer itself works on 1 MiB pieces), 4096 documents when "
+      "interleaving, and 8 bytes per window.");
   cmd->add_option("--input", c.inputs, "Input files or folders (folders walked, sorted)")
       ->required()
       ->expected(1, -1);

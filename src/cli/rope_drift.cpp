@@ -39,6 +39,7 @@ struct Args {
   std::int64_t sequences = 1, seq_len = 4096, delta2 = 16, logit_delta1 = 0;
   std::optional<std::uint64_t> random_init;
   bool allow_long = false, quick = false, json = false, progress = false, quiet = false;
+  bool verify_data = false;
 };
 
 std::vector<std::string> split(const std::string& list) {
@@ -77,6 +78,7 @@ std::vector<std::vector<std::int32_t>> load_sequences(const Args& args,
                                                       const model::LlamaConfig& config) {
   if (!args.dataset.empty()) {
     const data::Dataset ds = data::Dataset::open(args.dataset);
+    if (args.verify_data) ds.verify();
     require(ds.window_len() >= args.seq_len,
             "rope-drift: dataset '{}' has windows of {} tokens, shorter than --seq-len {}",
             args.dataset, ds.window_len(), args.seq_len);
@@ -218,6 +220,9 @@ void register_rope_drift(CLI::App& app) {
   cmd->add_option("--dataset", args->dataset,
                   "A packed dataset folder: its first windows, clipped to --seq-len")
       ->excludes(input);
+  cmd->add_flag("--verify-data", args->verify_data,
+                "Hash the --dataset's files against its meta.json first (opening checks only "
+                "its structure, and each window read its token ids)");
   cmd->add_option("--sequences", args->sequences, "Number of sequences (D is their mean)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));

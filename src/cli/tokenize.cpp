@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/data/stream_encoder.h"
 #include "anchorctx/data/tokenizer.h"
 #include "cli/commands.h"
 
@@ -66,34 +67,62 @@ std::vector<std::int32_t> parse_ids(std::string_view input) {
   return ids;
 }
 
+// Encodes the text (--text, or --text-file read in blocks) piece by piece and prints each
+// piece's ids as it comes: memory is one block and one piece (data::StreamEncoder), whatever
+// the file's size; the output is the same as encoding the text whole.
+void encode_streamed(const Args& args, const data::Tokenizer& tokenizer) {
+  std::ifstream file;
+  if (args.text_file) {
+    file.open(*args.text_file, std::ios::binary);
+    require(file.good(), "--text-file '{}': cannot open it", *args.text_file);
+  }
+  std::string out = args.json ? "{\"ids\":[" : "";
+  bool first = true;
+  const auto append = [&](std::int32_t id) {
+    if (!first) out += args.json ? "," : " ";
+    first = false;
+    fmt::format_to(std::back_inserter(out), "{}", id);
+  };
+  const std::optional<std::int32_t> bos = tokenizer.bos_id();
+  if (bos && !args.no_bos) append(*bos);
+  data::StreamEncoder encoder(tokenizer, [&](std::span<const std::int32_t> ids) {
+    for (const std::int32_t id : ids)
+      append(id);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    out.clear();
+  });
+  if (args.text) {
+    encoder.feed(*args.text);
+  } else {
+    std::vector<char> block(std::size_t{1} << 20);
+    while (file) {
+      file.read(block.data(), static_cast<std::streamsize>(block.size()));
+      encoder.feed(std::string_view(block.data(), static_cast<std::size_t>(file.gcount())));
+    }
+    require(!file.bad(), "--text-file '{}': read error", *args.text_file);
+  }
+  encoder.finish();
+  out += args.json ? "]}\n" : "\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
 void run(const Args& args) {
   if (args.text.has_value() == args.text_file.has_value())
     throw CLI::ValidationError("tokenize", "give exactly one of --text and --text-file");
-  const std::string input = args.text ? *args.text : read_file(*args.text_file);
   const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(args.tokenizer);
-
-  if (args.decode) {
-    const std::vector<std::int32_t> ids = parse_ids(input);
-    const std::string text = tokenizer->decode(ids);
-    if (args.json) {
-      // Invalid UTF-8 (ids that cut a character) becomes U+FFFD: JSON strings hold Unicode.
-      fmt::print("{}\n", nlohmann::json{{"text", text}}.dump(
-                             -1, ' ', false, nlohmann::json::error_handler_t::replace));
-    } else {
-      fmt::print("{}\n", text);
-    }
+  if (!args.decode) {
+    encode_streamed(args, *tokenizer);
     return;
   }
-
-  std::vector<std::int32_t> ids;
-  const std::optional<std::int32_t> bos = tokenizer->bos_id();
-  if (bos && !args.no_bos) ids.push_back(*bos);
-  const std::vector<std::int32_t> body = tokenizer->encode(input);
-  ids.insert(ids.end(), body.begin(), body.end());
+  const std::string input = args.text ? *args.text : read_file(*args.text_file);
+  const std::vector<std::int32_t> ids = parse_ids(input);
+  const std::string text = tokenizer->decode(ids);
   if (args.json) {
-    fmt::print("{}\n", nlohmann::json{{"ids", ids}}.dump());
+    // Invalid UTF-8 (ids that cut a character) becomes U+FFFD: JSON strings hold Unicode.
+    fmt::print("{}\n", nlohmann::json{{"text", text}}.dump(
+                           -1, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
-    fmt::print("{}\n", fmt::join(ids, " "));
+    fmt::print("{}\n", text);
   }
 }
 
@@ -104,7 +133,12 @@ void register_tokenize(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "tokenize",
       "Print the token ids of a text (or, with --decode, the text of token ids).\n"
-      "The text is taken byte for byte: a trailing newline of --text-file is tokenized too.");
+      "The text is taken byte for byte: a trailing newline of --text-file is tokenized too.\n"
+      "Encoding streams: the text is read in 1 MiB blocks and encoded in pieces of about 1 MiB cut "
+      "where the ids cannot change (byte: anywhere; llama2.c: between ASCII bytes no piece joins; "
+      "SentencePiece: at a single space between printable ASCII), each printed as it is done, so "
+      "memory stays under about 100 MiB whatever the file's size (docs/RELIABILITY.md); a "
+      "tokenizer.json (HuggingFace BPE) still encodes the text whole.");
   cmd->add_option("--tokenizer", args->tokenizer,
                   "'byte', or a tokenizer file (tokenizer.json, SentencePiece .model, llama2.c "
                   ".bin) or a folder holding one")

@@ -88,6 +88,11 @@ void register_train(CLI::App& app) {
                   "A TOML file of options (key = value, keys as the long options without dashes; "
                   "the command line wins)");
   cmd->add_option("--data", o.data, "Packed dataset folder (required)");
+  auto* verify = cmd->add_flag("--verify-data", o.verify_data,
+                               "Hash the dataset's files against its meta.json before the first "
+                               "step (the default; opening checks only its structure, and each "
+                               "window read its token ids)");
+  cmd->add_flag("--no-verify-data{false}", o.verify_data, "Skip that hash check")->excludes(verify);
   cmd->add_option("--out", o.out,
                   "Run folder: checkpoints/, metrics.jsonl, TensorBoard events, report.md with "
                   "plots/ (required)");

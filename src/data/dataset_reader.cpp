@@ -29,6 +29,21 @@ std::uint64_t meta_uint(const nlohmann::json& meta, const std::string& dir,
   return node->get<std::uint64_t>();
 }
 
+// An offsets file of n + 1 entries: starts at 0, never decreases (strictly increases when every
+// window must hold at least one entry, as document starts do), at most `per_window` per window.
+void check_offsets(const std::string& dir, const char* name, std::span<const std::uint64_t> index,
+                   std::uint64_t per_window, bool nonempty) {
+  if (index[0] != 0) fail("{}/{}: entry 0 is {}, expected 0", dir, name, index[0]);
+  for (std::size_t i = 0; i + 1 < index.size(); ++i) {
+    if (index[i + 1] < index[i] || (nonempty && index[i + 1] == index[i]))
+      fail("{}/{}: window {} has offsets {} then {} ({})", dir, name, i, index[i], index[i + 1],
+           index[i + 1] < index[i] ? "decreasing" : "no documents");
+    if (index[i + 1] - index[i] > per_window)
+      fail("{}/{}: window {} has {} entries, more than its {} tokens", dir, name, i,
+           index[i + 1] - index[i], per_window);
+  }
+}
+
 }  // namespace
 
 Dataset Dataset::open(const std::filesystem::path& dir) {
@@ -75,6 +90,13 @@ Dataset Dataset::open(const std::filesystem::path& dir) {
   ds.windows_ = meta_uint(meta, d, {"counts", "windows"});
   const std::uint64_t n = ds.windows_;
 
+  const std::uint64_t w = seq_len + 1;
+  const std::uint64_t token_bytes = ds.wide_ ? 4 : 2;
+  // Every size below is a product of meta.json's counts: refuse counts whose product overflows
+  // (it could otherwise wrap round to the size of a real file).
+  if (n > (UINT64_MAX / 8 - 1) / (w * token_bytes))
+    fail("{}/meta.json: counts.windows {} is impossibly large", d, n);
+
   const auto map = [&](const char* name, std::uint64_t expected_bytes) {
     const auto path = dir / name;
     if (!std::filesystem::exists(path, ec)) fail("{}: {} is missing", d, name);
@@ -83,31 +105,59 @@ Dataset Dataset::open(const std::filesystem::path& dir) {
     if (f.size() != recorded)
       fail("{}/{}: {} bytes, meta.json records {} (truncated or replaced)", d, name, f.size(),
            recorded);
-    if (expected_bytes != UINT64_MAX && f.size() != expected_bytes)
+    if (f.size() != expected_bytes)
       fail("{}/{}: {} bytes, expected {} for {} windows", d, name, f.size(), expected_bytes, n);
     return f;
   };
-  const std::uint64_t w = seq_len + 1;
-  ds.tokens_ = map("tokens.bin", n * w * (ds.wide_ ? 4 : 2));
+  ds.tokens_ = map("tokens.bin", n * w * token_bytes);
   ds.doc_index_ = map("doc_index.bin", (n + 1) * 8);
   ds.mask_index_ = map("mask_index.bin", (n + 1) * 8);
   ds.order_ = map("order.bin", n * 8);
-  const auto doc_index = as_array<std::uint64_t>(ds.doc_index_);
-  const auto mask_index = as_array<std::uint64_t>(ds.mask_index_);
-  ds.doc_starts_ = map("doc_starts.bin", doc_index[n] * 4);
-  ds.mask_spans_ = map("mask_spans.bin", mask_index[n] * 8);
-  // The indexes decide every window's slice: check them here, once (O(windows)).
-  if (doc_index[0] != 0) fail("{}/doc_index.bin: entry 0 is {}, expected 0", d, doc_index[0]);
-  if (mask_index[0] != 0) fail("{}/mask_index.bin: entry 0 is {}, expected 0", d, mask_index[0]);
-  for (std::uint64_t i = 0; i < n; ++i) {
-    if (doc_index[i + 1] <= doc_index[i])
-      fail("{}/doc_index.bin: window {} has no documents (offsets {} then {})", d, i, doc_index[i],
-           doc_index[i + 1]);
-    if (mask_index[i + 1] < mask_index[i])
-      fail("{}/mask_index.bin: offsets decrease at window {} ({} then {})", d, i, mask_index[i],
-           mask_index[i + 1]);
-  }
+  // The indexes decide every window's slice of the value files: check them before those files'
+  // sizes are derived from their last entries (at most W documents and W spans per window, so
+  // the sizes cannot overflow).
+  check_offsets(d, "doc_index.bin", as_array<std::uint64_t>(ds.doc_index_), w, true);
+  check_offsets(d, "mask_index.bin", as_array<std::uint64_t>(ds.mask_index_), w, false);
+  ds.doc_starts_ = map("doc_starts.bin", as_array<std::uint64_t>(ds.doc_index_)[n] * 4);
+  ds.mask_spans_ = map("mask_spans.bin", as_array<std::uint64_t>(ds.mask_index_)[n] * 8);
+  ds.check_windows();
   return ds;
+}
+
+// O(windows + documents + spans): a fraction of the tokens' size, so every open pays it. What
+// it cannot see (a token or a document start changed to another valid value) only the hashes
+// catch: verify().
+void Dataset::check_windows() const {
+  const std::string d = dir_.string();
+  const std::uint32_t w = static_cast<std::uint32_t>(window_len());
+  const auto doc_index = as_array<std::uint64_t>(doc_index_);
+  const auto mask_index = as_array<std::uint64_t>(mask_index_);
+  const auto all_starts = as_array<std::uint32_t>(doc_starts_);
+  const auto all_spans = as_array<std::uint32_t>(mask_spans_);
+  for (std::uint64_t p = 0; p < windows_; ++p) {
+    const auto starts = all_starts.subspan(doc_index[p], doc_index[p + 1] - doc_index[p]);
+    if (starts[0] != 0) fail("{}/doc_starts.bin: window {} starts at {}, not 0", d, p, starts[0]);
+    for (std::size_t k = 1; k < starts.size(); ++k) {
+      if (starts[k] <= starts[k - 1] || starts[k] >= w)
+        fail("{}/doc_starts.bin: window {} document {} starts at {} (after {}, window {} tokens)",
+             d, p, k, starts[k], starts[k - 1], w);
+    }
+    const auto spans =
+        all_spans.subspan(2 * mask_index[p], 2 * (mask_index[p + 1] - mask_index[p]));
+    for (std::size_t k = 0; k < spans.size(); k += 2) {
+      if (spans[k] >= spans[k + 1] || spans[k + 1] > w || (k > 0 && spans[k] < spans[k - 1]))
+        fail("{}/mask_spans.bin: window {} span [{}, {}) is not a sorted span inside the window", d,
+             p, spans[k], spans[k + 1]);
+    }
+  }
+  std::vector<bool> seen(windows_, false);
+  const auto order = as_array<std::uint64_t>(order_);
+  for (std::uint64_t i = 0; i < windows_; ++i) {
+    if (order[i] >= windows_ || seen[order[i]])
+      fail("{}/order.bin: entry {} ({}) is {}: not a permutation of the {} windows", d, i, order[i],
+           order[i] >= windows_ ? "out of range" : "repeated", windows_);
+    seen[order[i]] = true;
+  }
 }
 
 void Dataset::verify() const {
@@ -127,49 +177,38 @@ void Dataset::verify() const {
       fail("{}/{}: content hash {} differs from meta.json's {} (the file was altered)", d, name,
            got, want);
   }
-  const std::uint32_t w = static_cast<std::uint32_t>(window_len());
-  for (std::uint64_t p = 0; p < windows_; ++p) {
-    const auto starts = as_array<std::uint32_t>(doc_starts_)
-                            .subspan(as_array<std::uint64_t>(doc_index_)[p],
-                                     as_array<std::uint64_t>(doc_index_)[p + 1] -
-                                         as_array<std::uint64_t>(doc_index_)[p]);
-    if (starts[0] != 0) fail("{}/doc_starts.bin: window {} starts at {}, not 0", d, p, starts[0]);
-    for (std::size_t k = 1; k < starts.size(); ++k) {
-      if (starts[k] <= starts[k - 1] || starts[k] >= w)
-        fail("{}/doc_starts.bin: window {} document {} starts at {} (after {}, window {} tokens)",
-             d, p, k, starts[k], starts[k - 1], w);
+  // The structure (offsets, document starts, spans, order) was checked at open; what is left
+  // is every token id.
+  for (std::uint64_t p = 0; p < windows_; ++p)
+    check_token_ids(p);
+}
+
+// One window's ids against the vocabulary: O(W), done for every window read, so a damaged
+// token file gives an error naming it, never an embedding row out of range.
+void Dataset::check_token_ids(std::uint64_t p) const {
+  const std::size_t w = static_cast<std::size_t>(window_len());
+  const auto vocab = static_cast<std::uint32_t>(vocab_size_);
+  const auto scan = [&](auto src) {
+    for (std::size_t k = 0; k < w; ++k) {
+      if (src[k] >= vocab)
+        fail("{}/tokens.bin: window {} token {}: id {} outside the vocabulary [0, {})",
+             dir_.string(), p, k, src[k], vocab_size_);
     }
-    const auto mi = as_array<std::uint64_t>(mask_index_);
-    const auto spans =
-        as_array<std::uint32_t>(mask_spans_).subspan(2 * mi[p], 2 * (mi[p + 1] - mi[p]));
-    for (std::size_t k = 0; k < spans.size(); k += 2) {
-      if (spans[k] >= spans[k + 1] || spans[k + 1] > w || (k > 0 && spans[k] < spans[k - 1]))
-        fail("{}/mask_spans.bin: window {} span [{}, {}) is not a sorted span inside the window", d,
-             p, spans[k], spans[k + 1]);
-    }
-  }
-  const std::uint64_t total = windows_ * w;
-  for (std::uint64_t t = 0; t < total; ++t) {
-    const std::uint32_t id =
-        wide_ ? as_array<std::uint32_t>(tokens_)[t] : as_array<std::uint16_t>(tokens_)[t];
-    if (id >= static_cast<std::uint32_t>(vocab_size_))
-      fail("{}/tokens.bin: window {} token {}: id {} outside the vocabulary [0, {})", d, t / w,
-           t % w, id, vocab_size_);
-  }
-  std::vector<bool> seen(windows_, false);
-  const auto order = as_array<std::uint64_t>(order_);
-  for (std::uint64_t i = 0; i < windows_; ++i) {
-    if (order[i] >= windows_ || seen[order[i]])
-      fail("{}/order.bin: entry {} ({}) is out of range or repeated: not a permutation", d, i,
-           order[i]);
-    seen[order[i]] = true;
-  }
+  };
+  if (wide_)
+    scan(as_array<std::uint32_t>(tokens_).subspan(p * w, w));
+  else
+    scan(as_array<std::uint16_t>(tokens_).subspan(p * w, w));
 }
 
 std::uint64_t Dataset::physical(std::uint64_t i) const {
   require(i < windows_, "{}: window {} out of range (the dataset has {})", dir_.string(), i,
           windows_);
-  return as_array<std::uint64_t>(order_)[i];
+  const std::uint64_t p = as_array<std::uint64_t>(order_)[i];
+  // open() checked order.bin; checked again where it is used, as every index read from a file.
+  require(p < windows_, "{}/order.bin: entry {} is {}, outside the {} windows", dir_.string(), i, p,
+          windows_);
+  return p;
 }
 
 void Dataset::read_tokens(std::uint64_t i, std::span<std::int32_t> out) const {
@@ -185,6 +224,7 @@ void Dataset::read_tokens(std::uint64_t i, std::span<std::int32_t> out) const {
     for (std::size_t k = 0; k < w; ++k)
       out[k] = src[k];
   }
+  check_token_ids(p);
 }
 
 std::vector<std::int32_t> Dataset::tokens(std::uint64_t i) const {

@@ -15,6 +15,7 @@
 #include "anchorctx/core/parallel.h"
 #include "anchorctx/core/progress.h"
 #include "anchorctx/data/dataset.h"
+#include "anchorctx/data/stream_encoder.h"
 #include "anchorctx/data/tokenizer.h"
 
 namespace anchorctx::data {
@@ -181,7 +182,9 @@ class BlockPipeline {
           if (doc.pretokenized) {
             block->encoded[i].tokens = std::move(doc.ids);
           } else {
-            block->encoded[i].tokens = tokenizer_.encode(doc.text);
+            // In pieces: a long document costs its ids, not the tokenizer's working memory of
+            // its whole text (tens of bytes per byte for llama2.c and SentencePiece).
+            block->encoded[i].tokens = encode_in_pieces(tokenizer_, doc.text);
           }
           std::string().swap(doc.text);  // the text is no longer needed: free it early
         }

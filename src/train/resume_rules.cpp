@@ -57,6 +57,7 @@ constexpr OptionRule kOptionRules[] = {
     {"copy-file", true},
     {"no-tensorboard", true},
     {"no-copy-tokenizer", true},
+    {"no-verify-data", true},
 };
 
 bool may_change(std::string_view key) {

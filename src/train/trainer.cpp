@@ -61,6 +61,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"keep-last", keep_last},
           {"no-tensorboard", !tensorboard},
           {"no-copy-tokenizer", !copy_tokenizer},
+          {"no-verify-data", !verify_data},
           {"copy-file", copy_files}};
 }
 
@@ -137,7 +138,7 @@ struct Trainer::Impl {
   std::uint64_t epoch = ~0ull;
   std::unique_ptr<JsonlMetricsSink> jsonl;
   std::unique_ptr<TensorBoardSink> tensorboard;
-  fs::path resumed_from;  // the checkpoint a resume loaded
+  fs::path resumed_from;                 // the checkpoint a resume loaded
   std::optional<core::FolderLock> lock;  // the run folder's, held while the trainer lives
 
   explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
@@ -162,6 +163,14 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   impl_ = std::make_unique<Impl>(data::Dataset::open(options_.data));
   const data::Dataset& ds = impl_->dataset;
   if (ds.num_windows() == 0) fail("train: {} holds no windows", options_.data.string());
+  if (options_.verify_data) {
+    const auto start = std::chrono::steady_clock::now();
+    ds.verify();
+    if (!options_.quiet)
+      std::fprintf(stderr, "anchorctx: %s verified (content hashes, token ids) in %.2f s\n",
+                   options_.data.string().c_str(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
 
   model::LlamaConfig config = resolve_model_config(options_);
   if (ds.vocab_size() > config.vocab_size)

@@ -141,7 +141,7 @@ TEST(OwnedFolder, FileReplacementNeedsOurFileAndNoInput) {
   TempDir tmp;
   const auto ours = [](const fs::path& p) {
     return anchorctx::test::read_file(p.string()) == "ours" ? std::string()
-                                                              : std::string("not ours inside");
+                                                            : std::string("not ours inside");
   };
   const fs::path file = tmp.write("model/out.bin", "ours");
   const auto file_refusal = [&](const fs::path& target, std::vector<fs::path> inputs) {

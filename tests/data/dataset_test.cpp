@@ -120,18 +120,92 @@ TEST(Dataset, WrongMetaIsNamed) {
   EXPECT_NE(open_error(out).find("no meta.json"), std::string::npos);
 }
 
+// Overwrites `bytes` at `offset` of `file`, keeping its size (as a flipped disk block would).
+void overwrite(const fs::path& file, std::streamoff offset, std::string_view bytes) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(offset);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(f.good()) << file;
+}
+
 TEST(Dataset, AlteredContentFailsVerification) {
   TempDir tmp;
   const fs::path out = tmp.path() / "ds";
   write_dataset(out, 10, 300, false);
-  {
-    std::fstream f(out / "doc_starts.bin", std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(4 * 3 + 2);
-    f.put('\x7f');
-  }
-  EXPECT_EQ(open_error(out), "");  // sizes still agree
+  // Window 2's last document start 4 -> 5: still sorted inside the window, so only the hash
+  // sees it.
+  overwrite(out / "doc_starts.bin", 4 * 8, "\x05");
+  EXPECT_EQ(open_error(out), "");
   const std::string err = open_error(out, true);
   EXPECT_NE(err.find("doc_starts.bin: content hash"), std::string::npos) << err;
+}
+
+TEST(Dataset, DocumentStartOutsideTheWindowIsNamedAtOpen) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  overwrite(out / "doc_starts.bin", 4 * 3 + 2, "\x7f");  // window 1's first start: 0 -> 0x7f0000
+  std::string err = open_error(out);
+  EXPECT_NE(err.find("doc_starts.bin: window 1 starts at 8323072, not 0"), std::string::npos)
+      << err;
+  write_dataset(tmp.path() / "ds2", 10, 300, false);
+  overwrite(tmp.path() / "ds2" / "doc_starts.bin", 4 * 5 + 1, "\x01");  // 3 -> 259, W is 16
+  err = open_error(tmp.path() / "ds2");
+  EXPECT_NE(err.find("doc_starts.bin: window 1 document 2 starts at 259"), std::string::npos)
+      << err;
+}
+
+TEST(Dataset, OrderOutOfRangeIsNamedAtOpen) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, true);
+  overwrite(out / "order.bin", 8 * 4, std::string(8, '\xff'));
+  std::string err = open_error(out);
+  EXPECT_NE(err.find("order.bin: entry 4 (18446744073709551615) is out of range"),
+            std::string::npos)
+      << err;
+  write_dataset(tmp.path() / "ds2", 10, 300, false);
+  overwrite(tmp.path() / "ds2" / "order.bin", 8 * 4, std::string("\x03\0\0\0\0\0\0\0", 8));
+  err = open_error(tmp.path() / "ds2");
+  EXPECT_NE(err.find("order.bin: entry 4 (3) is repeated"), std::string::npos) << err;
+}
+
+TEST(Dataset, OffsetsOutOfOrderAreNamedAtOpen) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  overwrite(out / "mask_index.bin", 8 * 3 + 7, "\x10");  // entry 3 huge, entry 4 below it
+  const std::string err = open_error(out);
+  EXPECT_NE(err.find("mask_index.bin: window 2"), std::string::npos) << err;
+}
+
+TEST(Dataset, TokenOutsideTheVocabularyIsNamedWhereItIsRead) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  overwrite(out / "tokens.bin", 2 * (16 * 3 + 5) + 1, "\x7f");  // window 3 token 5 >= 300
+  const Dataset ds = Dataset::open(out);                        // O(windows): not seen here
+  EXPECT_NO_THROW(ds.tokens(2));
+  try {
+    ds.tokens(3);
+    ADD_FAILURE() << "an id outside the vocabulary was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokens.bin: window 3 token 5: id 32517 outside"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_NE(open_error(out, true).find("tokens.bin: content hash"), std::string::npos);
+}
+
+TEST(Dataset, ImpossibleWindowCountIsRefused) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  nlohmann::json meta =
+      nlohmann::json::parse(anchorctx::testing::read_all((out / "meta.json").string()));
+  meta["counts"]["windows"] = std::uint64_t{1} << 62;
+  std::ofstream(out / "meta.json") << meta.dump();
+  EXPECT_NE(open_error(out).find("impossibly large"), std::string::npos) << open_error(out);
 }
 
 TEST(Dataset, MissingFileIsNamed) {

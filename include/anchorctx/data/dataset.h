@@ -79,14 +79,16 @@ class DatasetWriter {
 
 class Dataset {
  public:
-  // Opens and checks the folder: meta.json readable and of a known format version, every file
-  // present with the size meta.json gives, indexes starting at 0 and non-decreasing up to the
-  // values' sizes. Throws anchorctx::Error saying which file and what is wrong.
+  // Opens and checks the folder's structure, O(windows + documents + spans), never O(tokens):
+  // meta.json readable and of a known format version, every file present with the size
+  // meta.json gives, offsets starting at 0 and increasing, every window's document starts sorted
+  // in [0, W) from 0, spans sorted inside the window, order.bin a permutation. Throws
+  // anchorctx::Error saying which file and what is wrong.
   static Dataset open(const std::filesystem::path& dir);
 
-  // The thorough check (reads everything): file hashes against meta.json, every window's
-  // document starts sorted in [0, W) and starting at 0, spans inside the window, tokens inside
-  // the vocabulary, order a permutation. Throws anchorctx::Error naming file and window.
+  // The thorough check (reads every byte, O(tokens)): file hashes against meta.json, which
+  // catch a value changed to another valid one, and every token inside the vocabulary. Throws
+  // anchorctx::Error naming file and window. Costs in docs/PERFORMANCE.md.
   void verify() const;
 
   const nlohmann::json& meta() const { return meta_; }
@@ -102,7 +104,8 @@ class Dataset {
 
   // Logical window i (0 <= i < num_windows()) -> its place in the files.
   std::uint64_t physical(std::uint64_t i) const;
-  // Window i's seq_len + 1 tokens into `out` (size window_len()).
+  // Window i's seq_len + 1 tokens into `out` (size window_len()); an id outside the
+  // vocabulary (a damaged tokens.bin) throws anchorctx::Error naming the file and window.
   void read_tokens(std::uint64_t i, std::span<std::int32_t> out) const;
   std::vector<std::int32_t> tokens(std::uint64_t i) const;
   // Window-local document starts (sorted, first 0). In shared anchor mode document 0 is the
@@ -112,6 +115,9 @@ class Dataset {
   std::span<const std::uint32_t> loss_spans(std::uint64_t i) const;
 
  private:
+  void check_windows() const;                   // open()'s structural checks
+  void check_token_ids(std::uint64_t p) const;  // physical window p's ids < vocab_size
+
   std::filesystem::path dir_;
   nlohmann::json meta_;
   std::uint64_t windows_ = 0;

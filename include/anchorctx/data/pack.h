@@ -6,8 +6,10 @@
 // reading order, so documents keep their order whatever the thread count or timing. At most
 // threads + 2 blocks are in flight: memory is bounded by (threads + 2) x (4 MiB of text + its
 // token ids at 4 bytes each), i.e. about 80 MiB with 2 threads and the byte tokenizer, plus the
-// largest single document, the interleave group when interleaving (4096 documents), 4 MiB of
-// write buffers per output file, and 8 bytes per window for the shuffle order.
+// largest single document (its text and its ids; the tokenizer encodes it in 1 MiB pieces,
+// stream_encoder.h, so its working memory is a piece's, not the document's), the interleave group
+// when interleaving (4096 documents), 4 MiB of write buffers per output file, and 8 bytes per
+// window for the shuffle order.
 #pragma once
 
 #include <cstdint>

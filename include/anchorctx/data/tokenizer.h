@@ -35,6 +35,20 @@ class Tokenizer {
   virtual std::optional<std::int32_t> eos_id() const = 0;
   virtual std::optional<std::int32_t> pad_id() const = 0;
 
+  // Long texts in pieces (StreamEncoder, stream_encoder.h). A *safe cut* at k means: for any
+  // text T that starts with `text`, encode(T) == encode(T[0, k)) ++ encode_continued(T[k, ...))
+  // (and so on at each later cut), so pieces give exactly the ids of the whole.
+  // The largest safe cut k with max(from, 1) <= k < text.size() that the bytes of `text` alone
+  // prove safe (whatever follows), or 0 when there is none there. Default: none (whole texts).
+  virtual std::size_t stream_cut(std::string_view /*text*/, std::size_t /*from*/) const {
+    return 0;
+  }
+  // The ids of a piece that starts at a safe cut: without what a kind does at the start of a
+  // text only (llama2.c's and SentencePiece's dummy-prefix space).
+  virtual std::vector<std::int32_t> encode_continued(std::string_view text) const {
+    return encode(text);
+  }
+
   // "byte", "sentencepiece", "hf_bpe" or "llama2c".
   virtual std::string kind() const = 0;
   // A content hash of what was loaded (hex): the identity recorded in datasets.

@@ -50,6 +50,10 @@ struct TrainOptions {
   bool resume = false;  // continue from the newest checkpoint in `out`
   bool tensorboard = true;
   bool quiet = false;
+  // Hash every file of the dataset against meta.json before the first step (Dataset::verify):
+  // the open-time checks cannot see a token changed to another valid id. Its cost next to a
+  // step is in docs/PERFORMANCE.md.
+  bool verify_data = true;
   // Extra files copied into every checkpoint (after the tokenizer's: a file of the same name
   // replaces it).
   std::vector<std::filesystem::path> extra_files;

@@ -1,6 +1,8 @@
 // The built-in byte tokenizer: every byte is its own token (0..255), then bos 256, eos 257,
 // pad 258. It needs no file, takes any byte string (valid UTF-8 or not) and is the embedded
 // default of the data pipeline.
+#include <algorithm>
+
 #include "anchorctx/core/error.h"
 #include "anchorctx/data/tokenizer.h"
 
@@ -16,6 +18,12 @@ class ByteTokenizer final : public Tokenizer {
     for (std::size_t i = 0; i < text.size(); ++i)
       ids[i] = static_cast<unsigned char>(text[i]);
     return ids;
+  }
+
+  // Every byte is its own token: any cut is safe.
+  std::size_t stream_cut(std::string_view text, std::size_t from) const override {
+    return text.size() >= 2 && text.size() - 1 >= std::max<std::size_t>(from, 1) ? text.size() - 1
+                                                                                 : 0;
   }
 
   std::string decode(std::span<const std::int32_t> ids) const override {

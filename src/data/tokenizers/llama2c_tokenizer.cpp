@@ -93,14 +93,43 @@ class Llama2cTokenizer final : public Tokenizer {
       // A duplicated piece keeps its first id.
       text_pieces_.emplace(piece, id);
       max_piece_bytes_ = std::max(max_piece_bytes_, piece.size());
+      for (std::size_t k = 1; k < piece.size(); ++k) {
+        const auto a = static_cast<unsigned char>(piece[k - 1]);
+        const auto b = static_cast<unsigned char>(piece[k]);
+        if (a < 128 && b < 128) adjacent_ascii_[a * 128 + b] = true;
+      }
     }
   }
 
   std::vector<std::int32_t> encode(std::string_view text) const override {
+    return encode_impl(text, true);
+  }
+  // Pieces after a cut: no second dummy prefix (the whole text has one, at its start).
+  std::vector<std::int32_t> encode_continued(std::string_view text) const override {
+    return encode_impl(text, false);
+  }
+
+  // A cut between two ASCII bytes that no text piece holds side by side: every merge makes a
+  // text piece, so none can join symbols across the cut; each side's merges then happen in the
+  // same order as in the whole (the best pair of a side does not depend on the other side, and
+  // ties go leftmost within a side as in the whole). ASCII on both sides also makes the cut a
+  // codepoint boundary.
+  std::size_t stream_cut(std::string_view text, std::size_t from) const override {
+    const std::size_t low = std::max<std::size_t>(from, 1);
+    for (std::size_t k = text.size(); k-- > low;) {
+      const auto a = static_cast<unsigned char>(text[k - 1]);
+      const auto b = static_cast<unsigned char>(text[k]);
+      if (a < 128 && b < 128 && !adjacent_ascii_[a * 128 + b]) return k;
+    }
+    return 0;
+  }
+
+ private:
+  std::vector<std::int32_t> encode_impl(std::string_view text, bool dummy_prefix) const {
     if (text.empty()) return {};
     std::vector<Symbol> symbols;
     symbols.reserve(text.size() + 1);
-    append_piece_or_bytes(" ", symbols);  // the dummy prefix, its own symbol as in run.c
+    if (dummy_prefix) append_piece_or_bytes(" ", symbols);  // its own symbol, as in run.c
     // Codepoints as run.c groups them: a byte that is not a continuation byte (10xxxxxx)
     // starts a group, which takes the continuation bytes after it, 4 bytes at most.
     for (std::size_t i = 0; i < text.size();) {
@@ -159,6 +188,7 @@ class Llama2cTokenizer final : public Tokenizer {
     return ids;
   }
 
+ public:
   std::string decode(std::span<const std::int32_t> ids) const override {
     std::string text;
     // As SentencePiece (and run.c after bos): the leading space of the first piece of the
@@ -238,6 +268,8 @@ class Llama2cTokenizer final : public Tokenizer {
   // Normal pieces only (no special or byte pieces): what text and merges may produce.
   std::unordered_map<std::string, std::int32_t, StringHash, std::equal_to<>> text_pieces_;
   std::size_t max_piece_bytes_ = 0;
+  // adjacent_ascii_[a * 128 + b]: some text piece holds ASCII byte a right before b.
+  std::vector<bool> adjacent_ascii_ = std::vector<bool>(128 * 128, false);
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 // itself, so the ids are the reference's by construction.
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
@@ -31,6 +32,7 @@ class SentencePieceTokenizer final : public Tokenizer {
             status.ToString());
     vocab_size_ = processor_.GetPieceSize();
     require(vocab_size_ > 0, "tokenizer '{}': the SentencePiece model has no pieces", path_);
+    find_stream_cuts();
   }
 
   std::vector<std::int32_t> encode(std::string_view text) const override {
@@ -41,6 +43,27 @@ class SentencePieceTokenizer final : public Tokenizer {
     require(status.ok(), "tokenizer '{}': SentencePiece encode failed: {}", path_,
             status.ToString());
     return std::vector<std::int32_t>(ids.begin(), ids.end());
+  }
+
+  // A single space between two printable ASCII characters, when cuts_ allows: the whole text
+  // normalizes it to one whitespace symbol between them (printable ASCII is left as it is and
+  // a lone space is not collapsed), and no piece holds a printable character followed by that
+  // symbol, so no piece (and no merge) crosses it and the lattice splits there.
+  std::size_t stream_cut(std::string_view text, std::size_t from) const override {
+    if (!cuts_ || text.size() < 3) return 0;
+    const auto printable = [](char c) { return c > ' ' && c < 0x7f; };
+    const std::size_t low = std::max<std::size_t>(from, 1);
+    for (std::size_t k = text.size() - 1; k-- > low;) {
+      if (text[k] == ' ' && printable(text[k - 1]) && printable(text[k + 1])) return k;
+    }
+    return 0;
+  }
+  // The piece starts with the cut's space: dropped, the model's dummy prefix puts its
+  // whitespace symbol back.
+  std::vector<std::int32_t> encode_continued(std::string_view text) const override {
+    require(cuts_ && !text.empty() && text[0] == ' ',
+            "tokenizer '{}': encode_continued on a piece that does not start at a safe cut", path_);
+    return encode(text.substr(1));
   }
 
   std::string decode(std::span<const std::int32_t> ids) const override {
@@ -68,10 +91,28 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string content_hash() const override { return content_hash_; }
 
  private:
+  // Whether stream_cut may cut: the model adds a dummy prefix (probed: "a" encodes to pieces
+  // starting with U+2581) and no piece holds a printable ASCII character followed by U+2581.
+  void find_stream_cuts() {
+    static constexpr std::string_view kSpace = "\xE2\x96\x81";
+    std::vector<std::string> probe;
+    if (!processor_.Encode("a", &probe).ok() || probe.empty() || !probe[0].starts_with(kSpace))
+      return;
+    for (int id = 0; id < vocab_size_; ++id) {
+      const std::string& piece = processor_.IdToPiece(id);
+      for (std::size_t at = piece.find(kSpace, 1); at != std::string::npos;
+           at = piece.find(kSpace, at + 1)) {
+        if (piece[at - 1] > ' ' && piece[at - 1] < 0x7f) return;
+      }
+    }
+    cuts_ = true;
+  }
+
   std::string path_;
   std::string content_hash_;
   sentencepiece::SentencePieceProcessor processor_;
   std::int32_t vocab_size_ = 0;
+  bool cuts_ = false;
 };
 
 }  // namespace
