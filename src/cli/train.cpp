@@ -22,6 +22,8 @@ struct TrainArgs {
   std::optional<rope::RopeMode> rope_mode;  // default: per precision
   std::vector<std::string> extra_files;
   bool no_tensorboard = false, no_copy_tokenizer = false, json = false;
+  // --no-verify-data as its own flag, so the recorded `no-verify-data = false` reads back as such.
+  bool verify_data = false, no_verify_data = false;
   std::string config_file;
 };
 
@@ -30,6 +32,7 @@ void run_train(TrainArgs& a) {
   o.run.rope_mode = a.rope_mode.value_or(model::default_rope_mode(o.run.precision));
   o.tensorboard = !a.no_tensorboard;
   o.copy_tokenizer = !a.no_copy_tokenizer;
+  o.verify_data = !a.no_verify_data;
   for (const std::string& f : a.extra_files)
     o.extra_files.emplace_back(f);
   if (!o.resume && !train::list_checkpoints(o.out).empty())
@@ -88,11 +91,11 @@ void register_train(CLI::App& app) {
                   "A TOML file of options (key = value, keys as the long options without dashes; "
                   "the command line wins)");
   cmd->add_option("--data", o.data, "Packed dataset folder (required)");
-  auto* verify = cmd->add_flag("--verify-data", o.verify_data,
+  auto* verify = cmd->add_flag("--verify-data", args->verify_data,
                                "Hash the dataset's files against its meta.json before the first "
                                "step (the default; opening checks only its structure, and each "
                                "window read its token ids)");
-  cmd->add_flag("--no-verify-data{false}", o.verify_data, "Skip that hash check")->excludes(verify);
+  cmd->add_flag("--no-verify-data", args->no_verify_data, "Skip that hash check")->excludes(verify);
   cmd->add_option("--out", o.out,
                   "Run folder: checkpoints/, metrics.jsonl, TensorBoard events, report.md with "
                   "plots/ (required)");

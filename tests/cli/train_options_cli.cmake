@@ -76,7 +76,7 @@ run_ok(first train --data "${WORK}/data" --out "${WORK}/first" --preset tiny --s
        --precision bf16 --rope-mode exact --mask intra-doc --positions reset
        --mask-doc-boundaries --batch-windows 2 --grad-accum 2 --schedule linear --lr 0.003
        --min-lr 0.0003 --warmup-steps 2 --warmup-start zero --beta2 0.95 --weight-decay 0.05
-       --clip-grad-norm 0.5
+       --clip-grad-norm 0.5 --max-consecutive-skips 5
        --seed 7 --log-every 1 --save-every 2 --keep-last 0 --loss-chunk 64 --no-tensorboard
        --quiet --json)
 set(state "${WORK}/first/checkpoints/step-000004/trainer_state.json")

@@ -202,7 +202,7 @@ TEST(Dataset, ImpossibleWindowCountIsRefused) {
   const fs::path out = tmp.path() / "ds";
   write_dataset(out, 10, 300, false);
   nlohmann::json meta =
-      nlohmann::json::parse(anchorctx::testing::read_all((out / "meta.json").string()));
+      nlohmann::json::parse(anchorctx::test::read_file((out / "meta.json").string()));
   meta["counts"]["windows"] = std::uint64_t{1} << 62;
   std::ofstream(out / "meta.json") << meta.dump();
   EXPECT_NE(open_error(out).find("impossibly large"), std::string::npos) << open_error(out);

@@ -16,7 +16,8 @@
 #include <fmt/format.h>
 
 #include "anchorctx/data/builtin_corpus.h"
-#include "data/tokenizers/tokenizer_test_support.h"
+#include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::data {
 namespace {
@@ -195,8 +196,8 @@ TEST(StreamEncoder, RealCorpusWithRealTokenizers) {
   ANCHORCTX_SHARED_DATA_OR_SKIP(llama2c, "stories260k/tok512.bin");
   ANCHORCTX_SHARED_DATA_OR_SKIP(spm, "tokenizers/llama2-spm/tokenizer.model");
   ANCHORCTX_SHARED_DATA_OR_SKIP(gpt2, "tokenizers/gpt2/tokenizer.json");
-  std::string text = test::read_bytes(wiki);
-  text += test::read_bytes(c4).substr(0, 400000);
+  std::string text = test::read_file(wiki);
+  text += test::read_file(c4).substr(0, 400000);
   const std::string head = text.substr(0, 200000);  // tiny pieces: many encodes, so less text
   for (const std::string& spec : {std::string("byte"), llama2c, spm}) {
     const auto tok = load_tokenizer(spec);

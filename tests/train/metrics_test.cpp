@@ -335,7 +335,7 @@ TEST(TensorBoard, ResumeWritesASessionStartAtTheRestartStep) {
     file = sink.file();
     sink.write({41, {{"loss", 2.0}}});
   }
-  const std::vector<std::string> records = read_records(read_all(file.string()));
+  const std::vector<std::string> records = read_records(read_file(file.string()));
   ASSERT_EQ(records.size(), 3u);
   EXPECT_EQ(parse_event(records[0]).file_version, "brain.Event:2");
   const Event start = parse_event(records[1]);
@@ -349,7 +349,7 @@ TEST(TensorBoard, ResumeWritesASessionStartAtTheRestartStep) {
 
   fs::path fresh;
   { fresh = TensorBoardSink(dir.path() / "fresh").file(); }
-  for (const std::string& r : read_records(read_all(fresh.string())))
+  for (const std::string& r : read_records(read_file(fresh.string())))
     EXPECT_FALSE(parse_event(r).session_status.has_value());
 }
 
