@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/timing.h"
 #include "anchorctx/model/generation.h"
 
 namespace anchorctx::eval {
@@ -22,6 +23,7 @@ Engine::Engine(model::LlamaModel model, PrefillOptions options)
 std::vector<std::int32_t> Engine::decode(std::span<const float> logits, std::int64_t max_new,
                                          std::span<const std::int32_t> stop_ids) {
   std::vector<std::int32_t> out;
+  const core::Stopwatch watch;
   std::vector<float> current(logits.begin(), logits.end());
   while (static_cast<std::int64_t>(out.size()) < max_new) {
     const std::int32_t next = model::argmax(current);
@@ -30,7 +32,9 @@ std::vector<std::int32_t> Engine::decode(std::span<const float> logits, std::int
     if (static_cast<std::int64_t>(out.size()) == max_new) break;
     const std::span<const float> l = decoder_.step(next);
     current.assign(l.begin(), l.end());
+    ++stats_.decode_tokens;
   }
+  stats_.decode_s += watch.elapsed_s();
   return out;
 }
 
@@ -47,7 +51,10 @@ std::vector<std::int32_t> Engine::greedy(std::span<const std::int32_t> prompt, s
   request.plan = &plan;
   request.keep_cache = true;
   request.last_logits = true;
+  const core::Stopwatch watch;
   PrefillResult r = prefill_.run(request);
+  stats_.prefill_s += watch.elapsed_s();
+  stats_.prefill_tokens += T;
   decoder_.adopt_cache(std::move(r.keys), std::move(r.values), T);
   return decode(r.last_logits, max_new, stop_ids);
 }

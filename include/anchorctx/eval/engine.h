@@ -16,6 +16,12 @@ namespace anchorctx::eval {
 // The plan of one sequence of `tokens` tokens, one document, causal mask.
 attention::BlockPlan causal_plan(std::int64_t tokens);
 
+// Work done and time spent by an Engine, for throughput in the report.
+struct EngineStats {
+  std::int64_t prefill_tokens = 0, decode_tokens = 0;
+  double prefill_s = 0.0, decode_s = 0.0;
+};
+
 class Engine {
  public:
   Engine(model::LlamaModel model, PrefillOptions options = {});
@@ -24,6 +30,7 @@ class Engine {
 
   const model::LlamaConfig& config() const { return decoder_.config(); }
   Prefill& prefill() { return prefill_; }
+  const EngineStats& stats() const { return stats_; }
 
   // Greedy continuation of `prompt` (non-empty): prefilled at once, then up to `max_new`
   // tokens decoded with the KV cache, stopping after (and without) a stop id.
@@ -41,6 +48,7 @@ class Engine {
 
   model::LlamaInference decoder_;  // owns the model
   Prefill prefill_;                // reads the decoder's weights
+  EngineStats stats_;
 };
 
 }  // namespace anchorctx::eval
