@@ -55,15 +55,21 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
   if (const auto eos = tokenizer.eos_id()) stop_ids.push_back(*eos);
 
   std::optional<NiahGenerator> generator;
+  double ppl_s = 0.0;
+  std::int64_t ppl_tokens = 0;
   for (const std::string& name : options.tasks) {
     if (name == "ppl") {
       PplOptions ppl = options.ppl;
       ppl.lengths = options.lengths;
       tick("ppl");
+      const core::Stopwatch ppl_watch;
       report.ppl = evaluate_ppl(engine.prefill(), options.ppl_samples, ppl, [&] {
         ++done;
         tick("ppl");
       });
+      ppl_s = ppl_watch.elapsed_s();
+      for (const std::int64_t l : options.lengths)
+        ppl_tokens += l * static_cast<std::int64_t>(options.ppl_samples.size());
       continue;
     }
     const NiahTask* task = find_niah_task(name);
@@ -96,6 +102,9 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
   }
   tick("");
   report.stats = engine.stats();
+  // The ppl cuts are prefills too (with the LM head over every token).
+  report.stats.prefill_tokens += ppl_tokens;
+  report.stats.prefill_s += ppl_s;
   report.seconds = watch.elapsed_s();
   return report;
 }
