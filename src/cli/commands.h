@@ -48,4 +48,7 @@ void register_bench_train(CLI::App& bench);
 // `anchorctx rope-drift`: how much bf16 RoPE moves attention under a position shift.
 void register_rope_drift(CLI::App& app);
 
+// `anchorctx eval`: perplexity by position and length, RULER-style needle tasks, a report.
+void register_eval(CLI::App& app);
+
 }  // namespace anchorctx::cli

@@ -781,6 +781,10 @@ void write_retrieval(Rng& rng, std::string& out, std::size_t target, std::size_t
 
 }  // namespace
 
+std::span<const std::string_view> builtin_retrieval_values() {
+  return kValues;
+}
+
 std::vector<std::string> builtin_corpus(const BuiltinCorpusOptions& options) {
   require(options.documents >= 0, "builtin corpus: documents = {} is negative", options.documents);
   require(options.retrieval_fraction >= 0.0 && options.retrieval_fraction <= 1.0,

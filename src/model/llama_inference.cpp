@@ -122,6 +122,28 @@ void LlamaInference::reset() {
     cache.clear();
 }
 
+void LlamaInference::adopt_cache(std::vector<std::vector<float>> keys,
+                                 std::vector<std::vector<float>> values, std::int64_t tokens) {
+  const LlamaConfig& c = model_.config;
+  const std::size_t layers = static_cast<std::size_t>(c.num_hidden_layers);
+  const std::size_t size = static_cast<std::size_t>(tokens * c.kv_dim());
+  require(tokens >= 0 && keys.size() == layers && values.size() == layers,
+          "adopt_cache: {} key and {} value layers for a {}-layer model", keys.size(),
+          values.size(), layers);
+  for (std::size_t l = 0; l < layers; ++l)
+    require(keys[l].size() == size && values[l].size() == size,
+            "adopt_cache: layer {} holds {} keys and {} values, expected {} x {}", l,
+            keys[l].size(), values[l].size(), tokens, c.kv_dim());
+  key_cache_ = std::move(keys);
+  value_cache_ = std::move(values);
+  position_ = tokens;
+  // Dynamic scaling: the base the prefill used for its length (transformers' batched forward).
+  frequencies_ = frequencies(
+      c, c.rope_scaling.type == RopeScalingType::dynamic && tokens > c.max_position_embeddings
+             ? tokens
+             : 0);
+}
+
 // logits [vocab] of the token after `token`, fed at position_.
 std::span<const float> LlamaInference::step(std::int32_t token) {
   const LlamaConfig& c = model_.config;

@@ -13,7 +13,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace anchorctx::data {
@@ -36,5 +38,8 @@ struct BuiltinCorpusOptions {
 // Throws anchorctx::Error when documents < 0, retrieval_fraction is outside [0, 1],
 // median_chars < 1, or not 1 <= min_chars <= max_chars.
 std::vector<std::string> builtin_corpus(const BuiltinCorpusOptions& options);
+
+// The words retrieval documents store as values (eval's `kv` template asks for them).
+std::span<const std::string_view> builtin_retrieval_values();
 
 }  // namespace anchorctx::data

@@ -33,6 +33,13 @@ class LlamaInference {
   void reset();
 
   const LlamaConfig& config() const { return model_.config; }
+  const LlamaModel& model() const { return model_; }
+
+  // Starts the sequence from keys (after RoPE) and values of its first `tokens` positions
+  // computed elsewhere (eval's batched prefill): per layer [tokens, kv_dim] each. Replaces what
+  // was fed. Throws anchorctx::Error on a layer count or size that does not match.
+  void adopt_cache(std::vector<std::vector<float>> keys, std::vector<std::vector<float>> values,
+                   std::int64_t tokens);
 
  private:
   LlamaModel model_;

@@ -1,0 +1,54 @@
+// The inference engine evaluation runs on: a model, its batched prefill and its token-by-token
+// decoder sharing the weights. A prompt is prefilled at once (prefill.h), its keys and values
+// handed to model::LlamaInference as its KV cache, then the answer is decoded greedily.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "anchorctx/attention/block_plan.h"
+#include "anchorctx/eval/prefill.h"
+#include "anchorctx/model/llama_inference.h"
+
+namespace anchorctx::eval {
+
+// The plan of one sequence of `tokens` tokens, one document, causal mask.
+attention::BlockPlan causal_plan(std::int64_t tokens);
+
+// Work done and time spent by an Engine, for throughput in the report.
+struct EngineStats {
+  std::int64_t prefill_tokens = 0, decode_tokens = 0;
+  double prefill_s = 0.0, decode_s = 0.0;
+};
+
+class Engine {
+ public:
+  Engine(model::LlamaModel model, PrefillOptions options = {});
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const model::LlamaConfig& config() const { return decoder_.config(); }
+  Prefill& prefill() { return prefill_; }
+  const EngineStats& stats() const { return stats_; }
+
+  // Greedy continuation of `prompt` (non-empty): prefilled at once, then up to `max_new`
+  // tokens decoded with the KV cache, stopping after (and without) a stop id.
+  std::vector<std::int32_t> greedy(std::span<const std::int32_t> prompt, std::int64_t max_new,
+                                   std::span<const std::int32_t> stop_ids);
+  // The same, every prompt token fed through the decoder one at a time (the reference the
+  // fast path is tested against).
+  std::vector<std::int32_t> greedy_stepwise(std::span<const std::int32_t> prompt,
+                                            std::int64_t max_new,
+                                            std::span<const std::int32_t> stop_ids);
+
+ private:
+  std::vector<std::int32_t> decode(std::span<const float> logits, std::int64_t max_new,
+                                   std::span<const std::int32_t> stop_ids);
+
+  model::LlamaInference decoder_;  // owns the model
+  Prefill prefill_;                // reads the decoder's weights
+  EngineStats stats_;
+};
+
+}  // namespace anchorctx::eval

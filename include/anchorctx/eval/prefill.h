@@ -1,0 +1,64 @@
+// Prefill: the forward of a whole packed batch of prompts at once (every layer's q/k/v for all
+// tokens, attention through the block-sparse kernels), the fast path evaluation needs for long
+// prompts. It returns what the callers ask for: each token's loss against targets (perplexity),
+// each sequence's last-token logits, and every layer's keys (after RoPE) and values (the KV
+// cache that model::LlamaInference then decodes from).
+//
+// The arithmetic is the training forward's (model/layers.h, the same kernels and rounding
+// points), on the weights of a model::LlamaModel, without the activations a backward would keep:
+// per layer only the KV cache survives, so memory is O(T * (hidden + intermediate)) plus the cache.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "anchorctx/attention/block_plan.h"
+#include "anchorctx/model/llama_train.h"
+#include "anchorctx/model/llama_weights.h"
+
+namespace anchorctx::eval {
+
+struct PrefillOptions {
+  // fp32, or bf16 as the bf16 training forward computes it (weights rounded once, activations
+  // rounded at the op outputs, RoPE hf_bf16).
+  model::Precision precision = model::Precision::fp32;
+  std::int64_t loss_chunk = 1024;  // tokens per LM-head chunk (the [T, V] logits never exist)
+  int threads = 0;                 // attention kernel threads (0: OpenMP's default)
+};
+
+struct PrefillRequest {
+  std::span<const std::int32_t> input_ids;     // [T]
+  std::span<const std::int32_t> position_ids;  // [T]
+  const attention::BlockPlan* plan = nullptr;  // the batch's layout and mask
+  std::span<const std::int32_t> targets;       // [T] (-1: none) or empty: no losses
+  bool keep_cache = false;                     // return keys and values per layer
+  bool last_logits = false;                    // return each sequence's last-token logits
+};
+
+struct PrefillResult {
+  std::vector<double> token_loss;                // [T]: -log p(target); NaN where no target
+  std::vector<float> last_logits;                // [B, V]
+  std::vector<std::vector<float>> keys, values;  // [layers][T * kv_dim], keys after RoPE
+};
+
+class Prefill {
+ public:
+  // Copies nothing: `model` must outlive this object. In bf16 a rounded copy of the weights is
+  // made once. Throws anchorctx::Error for a head_dim the kernels do not take.
+  Prefill(const model::LlamaModel& model, PrefillOptions options = {});
+
+  // Throws anchorctx::Error on a malformed request (sizes, ids, a sliding-window model).
+  PrefillResult run(const PrefillRequest& request);
+
+  const model::LlamaConfig& config() const { return model_.config; }
+
+ private:
+  const model::LlamaWeights& weights() const;
+
+  const model::LlamaModel& model_;
+  PrefillOptions options_;
+  model::LlamaWeights rounded_;  // bf16 only
+};
+
+}  // namespace anchorctx::eval

@@ -1,0 +1,293 @@
+// `anchorctx eval`: long-context evaluation of a model folder (include/anchorctx/eval/, docs/
+// EVAL.md): perplexity by position and length, RULER-style needle tasks, a report folder.
+// Every check of the request runs before the model's weights are read.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/attention/mask.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/timing.h"
+#include "anchorctx/data/builtin_corpus.h"
+#include "anchorctx/data/dataset.h"
+#include "anchorctx/data/document_reader.h"
+#include "anchorctx/data/packer.h"
+#include "anchorctx/data/tokenizer.h"
+#include "anchorctx/eval/evaluation.h"
+#include "anchorctx/eval/ruler.h"
+#include "anchorctx/model/config.h"
+#include "cli/commands.h"
+
+namespace anchorctx::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Args {
+  std::string model_dir, tasks = "ppl,niah_single_1,niah_single_2,niah_single_3",
+                         lengths = "1024,2048", data, haystack, tokenizer, precision = "fp32",
+                         templates, template_set = "ruler", mask = "causal", positions = "global",
+                         out;
+  std::int64_t samples = 4;
+  std::uint64_t seed = 0;
+  bool allow_long = false, json = false, quiet = false, print_templates = false;
+};
+
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<std::int64_t> parse_lengths(const std::string& list) {
+  std::vector<std::int64_t> out;
+  for (const std::string& item : split(list)) {
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 16)
+      throw CLI::ValidationError("--lengths", "not a length of at least 16 tokens: " + item);
+    out.push_back(v);
+  }
+  if (out.empty()) throw CLI::ValidationError("--lengths", "empty list");
+  return out;
+}
+
+std::string tokenizer_spec(const Args& a) {
+  if (!a.tokenizer.empty()) return a.tokenizer;
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"})
+    if (fs::exists(fs::path(a.model_dir) / name)) return a.model_dir;
+  std::fprintf(stderr, "eval: no tokenizer file in %s: using the byte tokenizer\n",
+               a.model_dir.c_str());
+  return "byte";
+}
+
+// Held-out windows for ppl: a packed dataset folder, a text/JSONL file or folder, or the
+// built-in corpus under another seed than the demo trains on.
+std::vector<eval::PplSample> ppl_samples(const Args& a, const data::Tokenizer& tok,
+                                         std::int64_t length, eval::EvalOptions& options) {
+  if (!a.data.empty() && fs::exists(fs::path(a.data) / "meta.json")) {
+    const data::Dataset ds = data::Dataset::open(a.data);
+    options.ppl.anchor_mode = ds.anchor_mode();
+    options.ppl_source = "dataset " + a.data;
+    return eval::samples_from_dataset(ds, length, a.samples);
+  }
+  std::vector<std::vector<std::int32_t>> docs;
+  const auto add = [&](const std::vector<std::int32_t>& ids) {
+    const std::optional<std::int32_t> bos = tok.bos_id();
+    std::vector<std::int32_t> d(ids.size() + (bos ? 1 : 0));
+    if (bos) d[0] = *bos;
+    std::copy(ids.begin(), ids.end(), d.end() - static_cast<std::ptrdiff_t>(ids.size()));
+    docs.push_back(std::move(d));
+  };
+  if (!a.data.empty()) {
+    data::DocumentReader reader({a.data}, data::ReaderOptions{});
+    data::Document doc;
+    while (reader.next(doc))
+      add(doc.pretokenized ? doc.ids : tok.encode(doc.text));
+    options.ppl_source = a.data;
+  } else {
+    data::BuiltinCorpusOptions corpus;
+    corpus.seed = 987654321;  // not the demo's 1234: held out
+    corpus.documents = std::max<std::int64_t>(40, a.samples * (length + 64) * 4 / 1500 + 20);
+    for (const std::string& text : data::builtin_corpus(corpus))
+      add(tok.encode(text));
+    options.ppl_source = "built-in corpus, seed 987654321";
+  }
+  std::vector<eval::PplSample> s = eval::samples_from_documents(docs, length, a.samples);
+  require(!s.empty(), "eval: ppl: the data ({}) holds fewer than {} tokens", options.ppl_source,
+          length + 1);
+  return s;
+}
+
+void run(const Args& a) {
+  if (a.print_templates) {
+    std::printf("%s", eval::default_templates_json().c_str());
+    return;
+  }
+  if (a.model_dir.empty()) throw CLI::ValidationError("--model", "required");
+  // ---- every check before any work ----
+  eval::EvalOptions options;
+  options.tasks = split(a.tasks);
+  if (options.tasks.empty()) throw CLI::ValidationError("--tasks", "empty list");
+  const std::vector<std::string> known = eval::task_names();
+  for (const std::string& t : options.tasks)
+    if (std::find(known.begin(), known.end(), t) == known.end()) {
+      std::string list;
+      for (const std::string& k : known)
+        list += (list.empty() ? "" : ", ") + k;
+      fail("eval: unknown task '{}' (known: {})", t, list);
+    }
+  options.lengths = parse_lengths(a.lengths);
+  options.samples = a.samples;
+  options.seed = a.seed;
+  const model::LlamaConfig config = model::load_config(a.model_dir);
+  for (const std::int64_t l : options.lengths)
+    if (l > config.max_position_embeddings && !a.allow_long)
+      fail(
+          "eval: length {} is beyond the model's max_position_embeddings {} (--allow-long "
+          "evaluates it anyway)",
+          l, config.max_position_embeddings);
+  const auto precision = model::parse_precision(a.precision);
+  if (!precision) throw CLI::ValidationError("--precision", "fp32 or bf16, not " + a.precision);
+  const auto mask = attention::parse_mask_kind(a.mask);
+  if (!mask) throw CLI::ValidationError("--mask", "causal, intra_doc or anchor, not " + a.mask);
+  const auto positions = data::parse_position_policy(a.positions);
+  if (!positions)
+    throw CLI::ValidationError("--positions", "global, reset or anchor, not " + a.positions);
+  options.ppl.mask = *mask;
+  options.ppl.positions = *positions;
+  const eval::Templates templates =
+      a.templates.empty() ? eval::default_templates() : eval::load_templates(a.templates);
+  options.templates = templates.at(a.template_set);
+  options.template_set_name = a.template_set;
+  const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(tokenizer_spec(a));
+  if (tok->vocab_size() > config.vocab_size)
+    fail(
+        "eval: the tokenizer has {} tokens, more than the model's vocab_size {} (is it this "
+        "model's tokenizer?)",
+        tok->vocab_size(), config.vocab_size);
+  const bool has_ppl =
+      std::find(options.tasks.begin(), options.tasks.end(), "ppl") != options.tasks.end();
+  const bool has_niah = options.tasks.size() > (has_ppl ? 1u : 0u);
+  const std::int64_t max_len = *std::max_element(options.lengths.begin(), options.lengths.end());
+  if (has_ppl) options.ppl_samples = ppl_samples(a, *tok, max_len, options);
+  if (has_niah) {
+    if (a.haystack.empty()) {
+      options.haystack_text = eval::builtin_prose();
+    } else {
+      std::ifstream in(a.haystack, std::ios::binary);
+      if (!in) fail("eval: cannot read the haystack file {}", a.haystack);
+      std::ostringstream text;
+      text << in.rdbuf();
+      options.haystack_text = text.str();
+    }
+    // Build one prompt per task at the shortest and longest length: a template, haystack or
+    // length that cannot work fails here, before the weights are read.
+    const eval::NiahGenerator probe(*tok, options.haystack_text, options.templates);
+    for (const std::string& t : options.tasks)
+      if (t != "ppl") {
+        probe.make(*eval::find_niah_task(t), options.lengths.front(), 0.5, a.seed);
+        probe.make(*eval::find_niah_task(t), max_len, 0.5, a.seed);
+      }
+  }
+
+  // ---- the run ----
+  const core::Stopwatch load;
+  eval::Engine engine(model::load_llama_model(a.model_dir), {*precision, 1024, 0});
+  const bool redraw = !a.quiet && isatty(STDERR_FILENO) != 0;
+  if (!a.quiet)
+    std::fprintf(stderr, "eval: loaded %s in %.1f s\n", a.model_dir.c_str(), load.elapsed_s());
+  const core::Stopwatch watch;
+  eval::EvalProgress progress;
+  if (!a.quiet)
+    progress = [&](std::int64_t done, std::int64_t total, const std::string& next) {
+      const double s = watch.elapsed_s();
+      const std::string eta =
+          done > 0 ? fmt::format(", ETA {:.0f} s",
+                                 s / static_cast<double>(done) * static_cast<double>(total - done))
+                   : std::string();
+      const int width = 24;
+      const int filled = total > 0 ? static_cast<int>(width * done / total) : 0;
+      std::fprintf(stderr, "%s[%s%s] %lld/%lld%s %s%s", redraw ? "\r" : "",
+                   std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                   std::string(static_cast<std::size_t>(width - filled), '.').c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total), eta.c_str(),
+                   next.c_str(), redraw ? "\x1b[K" : "\n");
+      std::fflush(stderr);
+    };
+  eval::EvalReport report = eval::run_evaluation(engine, *tok, options, progress);
+  if (redraw) std::fprintf(stderr, "\r\x1b[K");
+  report.model = a.model_dir;
+  report.precision = a.precision;
+  if (!a.out.empty()) eval::write_report(report, a.out);
+  if (a.json) {
+    std::printf("%s\n", eval::to_json(report).dump().c_str());
+    return;
+  }
+  for (const eval::NiahCell& c : report.niah)
+    std::printf("%-16s %7lld  %6.1f\n", c.task.c_str(), static_cast<long long>(c.length), c.mean());
+  for (const eval::PplResult& p : report.ppl)
+    std::printf("%-16s %7lld  loss %.4f  ppl %.3f\n", "ppl", static_cast<long long>(p.length),
+                p.total.mean(), p.total.ppl());
+  std::fprintf(
+      stderr, "eval: %.1f s (prefill %.0f tokens/s, decode %.1f tokens/s)\n", report.seconds,
+      report.stats.prefill_s > 0 ? report.stats.prefill_tokens / report.stats.prefill_s : 0.0,
+      report.stats.decode_s > 0 ? report.stats.decode_tokens / report.stats.decode_s : 0.0);
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval",
+      "Evaluate a model folder on long-context tasks: `ppl` (loss and perplexity by token "
+      "position bucket 0-128, 128-256, 256-512, ... and by context length, the same text cut at "
+      "every length) and RULER-style needle tasks (niah_single_1/2/3, niah_multikey_1/2/3, "
+      "niah_multivalue, niah_multiquery) generated from --seed at each length in the model's "
+      "tokens, the needle at evenly spaced depths, scored as RULER does (fraction of expected "
+      "strings in the greedy answer). Prompts are prefilled at once through the attention "
+      "kernels, answers decoded with a KV cache. See docs/EVAL.md.");
+  cmd->add_option("--model", a->model_dir, "The model folder (config.json, weights)");
+  cmd->add_option("--tasks", a->tasks, "Comma-separated tasks")->capture_default_str();
+  cmd->add_option("--lengths", a->lengths, "Comma-separated context lengths in tokens")
+      ->capture_default_str();
+  cmd->add_option("--samples", a->samples,
+                  "Prompts per (needle task, length), at depths i/(n-1); held-out windows for ppl")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
+  cmd->add_option("--seed", a->seed, "Seed of the needle prompts")->capture_default_str();
+  cmd->add_option("--data", a->data,
+                  "ppl text: a packed dataset folder (scored with its anchor mode), or a text/"
+                  "JSONL file or folder (default: the built-in corpus, seed 987654321)");
+  cmd->add_option("--haystack", a->haystack,
+                  "A text file the prose haystacks are cut from (default: the built-in corpus's "
+                  "prose)");
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "'byte' or a tokenizer file (default: the model folder's, else byte)");
+  cmd->add_option("--precision", a->precision,
+                  "fp32, or bf16 (prefill and ppl as the bf16 training forward; decode steps in "
+                  "float32 on the bf16-rounded weights)")
+      ->capture_default_str();
+  cmd->add_option("--templates", a->templates,
+                  "A JSON file of prompt templates (see --print-templates for the format)");
+  cmd->add_option("--template-set", a->template_set,
+                  "The template set: ruler (RULER's wording) or kv (the built-in corpus's "
+                  "`key 4821 is apple.` lines, for demo-trained models)")
+      ->capture_default_str();
+  cmd->add_option("--mask", a->mask, "ppl attention mask: causal, intra_doc or anchor")
+      ->capture_default_str();
+  cmd->add_option("--positions", a->positions, "ppl position ids: global, reset or anchor")
+      ->capture_default_str();
+  cmd->add_flag("--allow-long", a->allow_long,
+                "Allow lengths beyond the model's max_position_embeddings");
+  cmd->add_option("--out", a->out,
+                  "Report folder (created if missing; files replaced atomically): report.json, "
+                  "report.md, accuracy_vs_length, ppl_by_position, niah_heatmap (.svg, .png)");
+  cmd->add_flag("--json", a->json, "Print report.json's object on stdout");
+  cmd->add_flag("--quiet", a->quiet, "No progress on stderr");
+  cmd->add_flag("--print-templates", a->print_templates,
+                "Print the built-in prompt templates (JSON) and exit");
+  cmd->callback([a] { run(*a); });
+}
+
+}  // namespace anchorctx::cli

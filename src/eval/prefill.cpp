@@ -1,0 +1,221 @@
+// The prefill forward (prefill.h), top to bottom: embedding, per layer the training layers'
+// forward functions and the attention kernel, final norm, then the LM head over the rows that
+// need it in chunks.
+#include "anchorctx/eval/prefill.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <cblas.h>
+
+#include "anchorctx/attention/kernels.h"
+#include "anchorctx/core/bf16.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/model/layers.h"
+#include "anchorctx/rope/rope.h"
+
+namespace anchorctx::eval {
+namespace {
+
+std::size_t sz(std::int64_t v) {
+  return static_cast<std::size_t>(v);
+}
+
+void round_all(model::LlamaWeights& w) {
+  const auto r = [](std::vector<float>& v) { model::round_to_bf16(v); };
+  r(w.embed_tokens);
+  r(w.final_norm);
+  r(w.lm_head);
+  for (model::LlamaLayerWeights& l : w.layers) {
+    for (std::vector<float>* v :
+         {&l.input_norm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.q_bias, &l.k_bias,
+          &l.v_bias, &l.o_bias, &l.post_attention_norm, &l.gate_proj, &l.up_proj, &l.down_proj,
+          &l.gate_bias, &l.up_bias, &l.down_bias})
+      r(*v);
+  }
+}
+
+const float* ptr(const std::vector<float>& v) {
+  return v.empty() ? nullptr : v.data();
+}
+
+// logits [rows, V] = x [rows, H] W^T, then per row: row_loss = logsumexp - logit[target]
+// (float32 exponentials, float64 sum, as the training cross-entropy).
+void chunk_losses(const float* x, std::int64_t rows, const float* w, std::int64_t hidden,
+                  std::int64_t vocab, bool round, const std::int32_t* targets, float* logits,
+                  double* loss) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+              static_cast<int>(vocab), static_cast<int>(hidden), 1.0f, x, static_cast<int>(hidden),
+              w, static_cast<int>(hidden), 0.0f, logits, static_cast<int>(vocab));
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < rows; ++i) {
+    float* l = logits + i * vocab;
+    if (round)
+      for (std::int64_t v = 0; v < vocab; ++v)
+        l[v] = core::round_to_bf16(l[v]);
+    const std::int32_t target = targets ? targets[i] : -1;
+    if (target < 0) {
+      if (loss) loss[i] = std::numeric_limits<double>::quiet_NaN();
+      continue;
+    }
+    const float m = *std::max_element(l, l + vocab);
+    double sum = 0.0;
+    for (std::int64_t v = 0; v < vocab; ++v)
+      sum += std::exp(l[v] - m);
+    loss[i] = static_cast<double>(m) + std::log(sum) - static_cast<double>(l[target]);
+  }
+}
+
+}  // namespace
+
+Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
+    : model_(model), options_(options) {
+  const std::int64_t d = model_.config.resolved_head_dim();
+  if (d % 8 != 0 || d > 256)
+    fail(
+        "prefill: head_dim {} is not supported by the attention kernels (a multiple of 8, at "
+        "most 256)",
+        d);
+  require(options_.loss_chunk > 0, "prefill: loss_chunk must be positive");
+  if (options_.precision == model::Precision::bf16) {
+    rounded_ = model_.weights;
+    round_all(rounded_);
+  }
+}
+
+const model::LlamaWeights& Prefill::weights() const {
+  return options_.precision == model::Precision::bf16 ? rounded_ : model_.weights;
+}
+
+PrefillResult Prefill::run(const PrefillRequest& req) {
+  const model::LlamaConfig& c = model_.config;
+  const model::LlamaWeights& w = weights();
+  const bool round = options_.precision == model::Precision::bf16;
+  require(req.plan != nullptr, "prefill: no attention plan");
+  const std::int64_t T = static_cast<std::int64_t>(req.input_ids.size());
+  const attention::AttentionLayout& layout = req.plan->layout();
+  if (layout.total_tokens() != T || static_cast<std::int64_t>(req.position_ids.size()) != T)
+    fail("prefill: {} input ids, {} position ids, {} tokens in the attention layout", T,
+         req.position_ids.size(), layout.total_tokens());
+  if (!req.targets.empty() && static_cast<std::int64_t>(req.targets.size()) != T)
+    fail("prefill: {} targets for {} input ids", req.targets.size(), T);
+  for (std::int64_t t = 0; t < static_cast<std::int64_t>(req.targets.size()); ++t)
+    if (req.targets[sz(t)] < -1 || req.targets[sz(t)] >= c.vocab_size)
+      fail("prefill: target[{}] = {} is outside [-1, {})", t, req.targets[sz(t)], c.vocab_size);
+  if (c.sliding_window)
+    for (int s = 0; s < layout.num_sequences(); ++s)
+      if (layout.seq_len(s) > *c.sliding_window)
+        fail(
+            "prefill: sequence {} has {} tokens, beyond the model's sliding_window {} (not "
+            "implemented)",
+            s, layout.seq_len(s), *c.sliding_window);
+
+  const std::int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const std::int64_t qd = c.q_dim(), kvd = c.kv_dim(), Hq = c.num_attention_heads;
+  const double eps = c.rms_norm_eps;
+
+  std::int32_t max_pos = 0;
+  for (const std::int32_t p : req.position_ids) {
+    if (p < 0) fail("prefill: negative position id {}", p);
+    max_pos = std::max(max_pos, p);
+  }
+  const rope::RopeFrequencies freqs = rope::compute_frequencies(
+      {c.resolved_head_dim(), c.rope_theta, c.rope_scaling, c.max_position_embeddings},
+      static_cast<std::int64_t>(max_pos) + 1);
+  const rope::RotationTable rotation(freqs, req.position_ids,
+                                     model::default_rope_mode(options_.precision));
+
+  PrefillResult result;
+  const std::size_t L = w.layers.size();
+  if (req.keep_cache) {
+    result.keys.resize(L);
+    result.values.resize(L);
+  }
+  std::vector<float> x(sz(T * H)), xn(sz(T * H)), x_mid(sz(T * H)), rstd(sz(T));
+  std::vector<float> q(sz(T * qd)), o(sz(T * qd)), lse(sz(Hq * T));
+  std::vector<float> k_scratch, v_scratch;
+  std::vector<float> gate(sz(T * I)), up(sz(T * I));
+  if (!req.keep_cache) {
+    k_scratch.resize(sz(T * kvd));
+    v_scratch.resize(sz(T * kvd));
+  }
+  const attention::AttentionDims dims{static_cast<int>(Hq), static_cast<int>(c.num_key_value_heads),
+                                      static_cast<int>(c.resolved_head_dim())};
+  const attention::KernelOptions kopt{0.0f, options_.threads};
+
+  model::embedding_forward(req.input_ids, w.embed_tokens.data(), V, H, x.data());
+  for (std::size_t l = 0; l < L; ++l) {
+    const model::LlamaLayerWeights& lw = w.layers[l];
+    std::vector<float>& k = req.keep_cache ? result.keys[l] : k_scratch;
+    std::vector<float>& v = req.keep_cache ? result.values[l] : v_scratch;
+    k.resize(sz(T * kvd));
+    v.resize(sz(T * kvd));
+    // x_mid = x + o_proj(attention(rope(q), rope(k), v)) on rmsnorm(x)
+    model::rmsnorm_forward(x.data(), lw.input_norm.data(), T, H, eps, round, xn.data(),
+                           rstd.data());
+    model::linear_forward(xn.data(), lw.q_proj.data(), ptr(lw.q_bias), T, H, qd, round, q.data());
+    model::linear_forward(xn.data(), lw.k_proj.data(), ptr(lw.k_bias), T, H, kvd, round, k.data());
+    model::linear_forward(xn.data(), lw.v_proj.data(), ptr(lw.v_bias), T, H, kvd, round, v.data());
+    rotation.forward(q.data(), Hq);
+    rotation.forward(k.data(), c.num_key_value_heads);
+    attention::forward(*req.plan, dims,
+                       {core::DType::f32, q.data(), k.data(), v.data(), o.data(), lse.data()},
+                       kopt);
+    if (round) model::round_to_bf16(o);
+    model::linear_forward(o.data(), lw.o_proj.data(), ptr(lw.o_bias), T, qd, H, round, xn.data());
+    model::add_forward(x.data(), xn.data(), T * H, round, x_mid.data());
+    // x = x_mid + down(silu(gate(h)) * up(h)), h = rmsnorm(x_mid)
+    model::rmsnorm_forward(x_mid.data(), lw.post_attention_norm.data(), T, H, eps, round, xn.data(),
+                           rstd.data());
+    model::linear_forward(xn.data(), lw.gate_proj.data(), ptr(lw.gate_bias), T, H, I, round,
+                          gate.data());
+    model::linear_forward(xn.data(), lw.up_proj.data(), ptr(lw.up_bias), T, H, I, round, up.data());
+    model::swiglu_forward(gate.data(), up.data(), T * I, round, gate.data());
+    model::linear_forward(gate.data(), lw.down_proj.data(), ptr(lw.down_bias), T, I, H, round,
+                          x.data());
+    model::add_forward(x_mid.data(), x.data(), T * H, round, x.data());
+  }
+  model::rmsnorm_forward(x.data(), w.final_norm.data(), T, H, eps, round, xn.data(), rstd.data());
+
+  const float* head = w.output_matrix().data();
+  const std::int64_t chunk = std::min(options_.loss_chunk, std::max<std::int64_t>(T, 1));
+  std::vector<float> logits;
+  if (!req.targets.empty()) {
+    // Only the targeted rows go through the LM head, gathered `chunk` at a time.
+    result.token_loss.assign(sz(T), std::numeric_limits<double>::quiet_NaN());
+    std::vector<std::int64_t> rows;
+    for (std::int64_t t = 0; t < T; ++t)
+      if (req.targets[sz(t)] >= 0) rows.push_back(t);
+    logits.resize(sz(chunk * V));
+    std::vector<float> xc(sz(chunk * H));
+    std::vector<std::int32_t> tc(sz(chunk));
+    std::vector<double> lc(sz(chunk));
+    for (std::size_t r0 = 0; r0 < rows.size(); r0 += sz(chunk)) {
+      const std::size_t n = std::min(sz(chunk), rows.size() - r0);
+      for (std::size_t i = 0; i < n; ++i) {
+        std::memcpy(xc.data() + i * sz(H), xn.data() + sz(rows[r0 + i] * H), sizeof(float) * sz(H));
+        tc[i] = req.targets[sz(rows[r0 + i])];
+      }
+      chunk_losses(xc.data(), static_cast<std::int64_t>(n), head, H, V, round, tc.data(),
+                   logits.data(), lc.data());
+      for (std::size_t i = 0; i < n; ++i)
+        result.token_loss[sz(rows[r0 + i])] = lc[i];
+    }
+  }
+  if (req.last_logits) {
+    const int B = layout.num_sequences();
+    result.last_logits.assign(sz(static_cast<std::int64_t>(B) * V), 0.0f);
+    std::vector<float> xc(sz(static_cast<std::int64_t>(B) * H));
+    for (int b = 0; b < B; ++b) {
+      require(layout.seq_len(b) > 0, "prefill: sequence {} is empty", b);
+      const std::int64_t t = layout.seq_begin(b) + layout.seq_len(b) - 1;
+      std::memcpy(xc.data() + sz(b * H), xn.data() + sz(t * H), sizeof(float) * sz(H));
+    }
+    chunk_losses(xc.data(), B, head, H, V, round, nullptr, result.last_logits.data(), nullptr);
+  }
+  return result;
+}
+
+}  // namespace anchorctx::eval

@@ -1,0 +1,42 @@
+# `anchorctx eval` end to end on a model from `anchorctx demo` (a few steps): ppl and two needle
+# tasks at two lengths, the report folder, and the refusals before any work (run by CTest):
+#   cmake -DEXE=/path/to/anchorctx -DWORK=/tmp/dir -DFIXTURES=tests/data/fixtures -P eval_cli.cmake
+cmake_minimum_required(VERSION 3.25)
+include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+require_variables(EXE WORK FIXTURES)
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+
+run_ok(demo demo --steps 2 --documents 100 --seq-len 128 --out "${WORK}/demo" --quiet)
+set(model "${WORK}/demo/model")
+
+run_ok(out eval --model "${model}" --tasks ppl,niah_single_1,niah_multikey_1 --lengths 512,768
+       --samples 2 --template-set kv --json --quiet --out "${WORK}/report")
+string(JSON n LENGTH "${out}" niah)
+expect_equal("niah cells (2 tasks x 2 lengths)" "${n}" "4")
+string(JSON n LENGTH "${out}" niah 0 samples)
+expect_equal("samples per cell" "${n}" "2")
+string(JSON n LENGTH "${out}" ppl)
+expect_equal("ppl lengths" "${n}" "2")
+string(JSON n LENGTH "${out}" ppl 1 buckets)
+expect_equal("ppl buckets at 768 (0-128, 128-256, 256-512, 512-768)" "${n}" "4")
+string(JSON tokens GET "${out}" ppl 0 tokens)
+expect_equal("ppl tokens at 512 (2 windows)" "${tokens}" "1024")
+foreach(f report.json report.md accuracy_vs_length.svg accuracy_vs_length.png ppl_by_position.svg
+          ppl_by_position.png niah_heatmap.svg niah_heatmap.png)
+  if(NOT EXISTS "${WORK}/report/${f}")
+    message(FATAL_ERROR "the report folder lacks ${f}")
+  endif()
+endforeach()
+
+# Refusals, each before the weights are read.
+expect_failure("unknown task 'niah_single_9'" eval --model "${model}" --tasks niah_single_9)
+expect_failure("beyond the model's max_position_embeddings" eval --model "${model}"
+               --tasks ppl --lengths 100000)
+file(WRITE "${WORK}/bad.json" "{\"mine\": {\"task\": \"{context}\", \"needle\": \"{key} {value}\", \"noise\": \"A. \"}}")
+expect_failure("lacks the placeholder [{]query[}]" eval --model "${model}" --templates
+               "${WORK}/bad.json" --template-set mine --tasks niah_single_1)
+expect_failure("no template set 'nope'" eval --model "${model}" --template-set nope
+               --tasks niah_single_1)
+expect_failure("more than the model's vocab_size" eval --model "${model}" --tokenizer
+               "${FIXTURES}/hf_bpe_gpt2ish.json" --tasks ppl)

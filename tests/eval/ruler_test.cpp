@@ -1,0 +1,145 @@
+// The needle-in-a-haystack generator: answers in the prompt at the stated depth, prompt length
+// within a few tokens of the target, same seed same prompt, no two needles with one key, and
+// string_match_all on hand-written answers. Byte tokenizer, and stories260K's llama2.c
+// tokenizer when ../shared/data has it.
+#include "anchorctx/eval/ruler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <regex>
+#include <set>
+
+#include "anchorctx/core/error.h"
+#include "data/tokenizers/tokenizer_test_support.h"
+
+namespace anchorctx::eval {
+namespace {
+
+// Every key that appears in a needle of `prompt` (the ruler template's wording), counted.
+std::map<std::string, int> needle_keys(const std::string& prompt) {
+  std::map<std::string, int> keys;
+  const std::regex re("special magic [a-z]+ for ([0-9a-z-]+) is: ");
+  for (auto it = std::sregex_iterator(prompt.begin(), prompt.end(), re);
+       it != std::sregex_iterator(); ++it)
+    ++keys[(*it)[1].str()];
+  return keys;
+}
+
+void check_task(const data::Tokenizer& tok, const NiahGenerator& gen, const NiahTask& task,
+                std::int64_t length, double depth, std::int64_t slack) {
+  SCOPED_TRACE(task.name + " length " + std::to_string(length) + " depth " + std::to_string(depth));
+  const TaskSample s = gen.make(task, length, depth, 42);
+  const std::int64_t used = static_cast<std::int64_t>(s.prompt_ids.size()) + s.tokens_to_generate;
+  EXPECT_LE(used, length);
+  EXPECT_GE(used, length - slack);
+  ASSERT_FALSE(s.answers.empty());
+  ASSERT_EQ(s.needle_offsets.size(), static_cast<std::size_t>(task.values * task.queries));
+  for (const std::string& a : s.answers)
+    EXPECT_NE(s.prompt.find(a), std::string::npos) << a;
+  // The first asked needle sits at the stated depth of the context (within one sentence).
+  // (within one sentence, or one needle of a needle haystack: at most 150 characters).
+  ASSERT_EQ(s.needle_depths.size(), s.needle_offsets.size());
+  EXPECT_NEAR(s.needle_depths.front(), depth, 150.0 / static_cast<double>(s.haystack_chars));
+  for (const std::size_t offset : s.needle_offsets) {
+    EXPECT_GE(offset, s.context_begin);
+    EXPECT_LT(offset, s.context_end);
+  }
+  const std::string first = s.prompt.substr(s.needle_offsets.front(), 200);
+  EXPECT_NE(first.find(s.answers.front()), std::string::npos) << first;
+  if (task.queries == 1 && task.values == 1) {
+    EXPECT_EQ(first.find("One of the special magic"), 0u) << first;
+  }
+  // Same seed, same prompt; another seed, another one.
+  EXPECT_EQ(gen.make(task, length, depth, 42).prompt, s.prompt);
+  EXPECT_NE(gen.make(task, length, depth, 43).prompt, s.prompt);
+  EXPECT_EQ(tok.decode(s.prompt_ids).find(s.prompt.substr(0, 40)) != std::string::npos, true);
+}
+
+TEST(Niah, EveryTaskAtSeveralDepthsAndLengthsByteTokenizer) {
+  const auto tok = data::make_byte_tokenizer();
+  const NiahGenerator gen(*tok, builtin_prose(200), default_templates().at("ruler"));
+  for (const NiahTask& task : niah_tasks())
+    for (const std::int64_t length : {1024, 3000})
+      for (const double depth : {0.0, 0.5, 1.0}) {
+        // A piece (word) is a handful of bytes; a needle-haystack piece is a whole needle.
+        const std::int64_t slack = task.haystack == NiahTask::Haystack::needles ? 120 : 20;
+        check_task(*tok, gen, task, length, depth, slack);
+      }
+}
+
+TEST(Niah, NeedlesNeverShareAKey) {
+  const auto tok = data::make_byte_tokenizer();
+  const NiahGenerator gen(*tok, builtin_prose(200), default_templates().at("ruler"));
+  for (const char* name : {"niah_multikey_1", "niah_multikey_2", "niah_multikey_3",
+                           "niah_multiquery", "niah_multivalue"}) {
+    const TaskSample s = gen.make(*find_niah_task(name), 4000, 0.3, 7);
+    const std::map<std::string, int> keys = needle_keys(s.prompt);
+    ASSERT_GE(keys.size(), name == std::string("niah_multivalue") ? 1u : 4u) << name;
+    for (const auto& [key, count] : keys)
+      EXPECT_EQ(count, name == std::string("niah_multivalue") ? 4 : 1) << name << " " << key;
+    const std::set<std::string> distinct(s.answers.begin(), s.answers.end());
+    EXPECT_EQ(distinct.size(), s.answers.size()) << name;
+  }
+}
+
+TEST(Niah, KvTemplateUsesTheCorpusFormat) {
+  const auto tok = data::make_byte_tokenizer();
+  const NiahGenerator gen(*tok, builtin_prose(200), default_templates().at("kv"));
+  const TaskSample s = gen.make(*find_niah_task("niah_single_2"), 2048, 0.25, 1);
+  ASSERT_EQ(s.answers.size(), 1u);
+  const std::regex asked("\nwhat is key ([0-9]{4})\\?$");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(s.prompt, m, asked)) << s.prompt.substr(s.prompt.size() - 40);
+  EXPECT_NE(s.prompt.find("\nkey " + m[1].str() + " is " + s.answers[0] + ".\n"),
+            std::string::npos);
+  EXPECT_EQ(s.tokens_to_generate, 12);
+  EXPECT_THROW(gen.make(*find_niah_task("niah_multivalue"), 2048, 0.25, 1), Error);
+}
+
+TEST(Niah, RefusesWhatCannotFit) {
+  const auto tok = data::make_byte_tokenizer();
+  const NiahGenerator gen(*tok, builtin_prose(50), default_templates().at("ruler"));
+  EXPECT_THROW(gen.make(*find_niah_task("niah_single_1"), 200, 0.5, 1), Error);
+  EXPECT_THROW(gen.make(*find_niah_task("niah_single_1"), 2000, 1.5, 1), Error);
+  EXPECT_EQ(find_niah_task("niah_single_9"), nullptr);
+  EXPECT_THROW(NiahGenerator(*tok, "no sentence end here", default_templates().at("ruler")), Error);
+}
+
+TEST(Niah, Stories260kTokenizerLengths) {
+  ANCHORCTX_SHARED_DATA_OR_SKIP(tokenizer_file, "stories260k/tok512.bin");
+  const auto tok = data::load_tokenizer(tokenizer_file);
+  const NiahGenerator gen(*tok, builtin_prose(200), default_templates().at("ruler"));
+  for (const char* name : {"niah_single_1", "niah_single_3", "niah_multikey_2"})
+    check_task(*tok, gen, *find_niah_task(name), 1500, 0.4,
+               name == std::string("niah_multikey_2") ? 60 : 12);
+}
+
+TEST(Templates, RefuseMissingPlaceholders) {
+  const std::string ok = default_templates_json();
+  EXPECT_NO_THROW(parse_templates(ok, "t.json"));
+  std::string bad = ok;
+  bad.replace(bad.find("{context}"), 9, "{contxt}");
+  try {
+    parse_templates(bad, "t.json");
+    FAIL() << "accepted a task template without {context}";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("{context}"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("t.json"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_templates("{\"x\": {\"task\": \"{context}{query}\"}}", "t"), Error);
+  EXPECT_THROW(parse_templates("not json", "t"), Error);
+  EXPECT_EQ(fill("a {x} {y} {z", {{"x", "1"}, {"y", "{x}"}}), "a 1 {x} {z");
+}
+
+TEST(Scoring, StringMatchAll) {
+  EXPECT_DOUBLE_EQ(string_match_all(" 1234567.", {"1234567"}), 1.0);
+  EXPECT_DOUBLE_EQ(string_match_all("The numbers are 111 and 333", {"111", "222", "333", "444"}),
+                   0.5);
+  EXPECT_DOUBLE_EQ(string_match_all("APPLE", {"apple"}), 1.0);
+  EXPECT_DOUBLE_EQ(string_match_all("", {"apple"}), 0.0);
+  EXPECT_DOUBLE_EQ(string_match_all("anything", {}), 0.0);
+}
+
+}  // namespace
+}  // namespace anchorctx::eval
