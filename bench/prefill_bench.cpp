@@ -18,6 +18,7 @@
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/model/parameters.h"
+#include "anchorctx/rope/positions.h"
 #include "anchorctx/train/batch.h"
 
 namespace {
@@ -75,7 +76,7 @@ train::Batch batch(std::int64_t T) {
   const std::vector<std::int32_t> t = tokens(T + 1);
   const train::RawWindow w{t, {}, {}};
   return train::make_batch({&w, 1}, data::AnchorMode::none,
-                           {attention::MaskKind::causal, data::PositionPolicy::global, false});
+                           {attention::MaskKind::causal, rope::PositionPolicy::global, false});
 }
 
 void TrainForward(benchmark::State& state) {

@@ -27,7 +27,9 @@
 #include "anchorctx/eval/evaluation.h"
 #include "anchorctx/eval/ruler.h"
 #include "anchorctx/model/config.h"
+#include "anchorctx/rope/positions.h"
 #include "cli/commands.h"
+#include "cli/enum_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -146,15 +148,9 @@ void run(const Args& a) {
           "eval: length {} is beyond the model's max_position_embeddings {} (--allow-long "
           "evaluates it anyway)",
           l, config.max_position_embeddings);
-  const auto precision = model::parse_precision(a.precision);
-  if (!precision) throw CLI::ValidationError("--precision", "fp32 or bf16, not " + a.precision);
-  const auto mask = attention::parse_mask_kind(a.mask);
-  if (!mask) throw CLI::ValidationError("--mask", "causal, intra_doc or anchor, not " + a.mask);
-  const auto positions = data::parse_position_policy(a.positions);
-  if (!positions)
-    throw CLI::ValidationError("--positions", "global, reset or anchor, not " + a.positions);
-  options.ppl.mask = *mask;
-  options.ppl.positions = *positions;
+  const auto precision = parse_enum_option<model::Precision>("--precision", a.precision);
+  options.ppl.mask = parse_enum_option<attention::MaskKind>("--mask", a.mask);
+  options.ppl.positions = parse_enum_option<rope::PositionPolicy>("--positions", a.positions);
   const eval::Templates templates =
       a.templates.empty() ? eval::default_templates() : eval::load_templates(a.templates);
   options.templates = templates.at(a.template_set);
@@ -192,7 +188,7 @@ void run(const Args& a) {
 
   // ---- the run ----
   const core::Stopwatch load;
-  eval::Engine engine(model::load_llama_model(a.model_dir), {*precision, 1024, 0});
+  eval::Engine engine(model::load_llama_model(a.model_dir), {precision, 1024, 0});
   const bool redraw = !a.quiet && isatty(STDERR_FILENO) != 0;
   if (!a.quiet)
     std::fprintf(stderr, "eval: loaded %s in %.1f s\n", a.model_dir.c_str(), load.elapsed_s());
@@ -274,9 +270,11 @@ void register_eval(CLI::App& app) {
                   "The template set: ruler (RULER's wording) or kv (the built-in corpus's "
                   "`key 4821 is apple.` lines, for demo-trained models)")
       ->capture_default_str();
-  cmd->add_option("--mask", a->mask, "ppl attention mask: causal, intra_doc or anchor")
+  cmd->add_option("--mask", a->mask, "ppl attention mask")
+      ->type_name(enum_placeholder<attention::MaskKind>())
       ->capture_default_str();
-  cmd->add_option("--positions", a->positions, "ppl position ids: global, reset or anchor")
+  cmd->add_option("--positions", a->positions, "ppl position ids")
+      ->type_name(enum_placeholder<rope::PositionPolicy>())
       ->capture_default_str();
   cmd->add_flag("--allow-long", a->allow_long,
                 "Allow lengths beyond the model's max_position_embeddings");

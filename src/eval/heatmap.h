@@ -1,5 +1,5 @@
 // The needle heatmap: accuracy per (depth, length) cell, drawn with cairo onto an SVG and an
-// image surface (one drawing, two files, as analysis/line_chart.h does for line charts).
+// image surface (one drawing, two files, as core/line_chart.h does for line charts).
 #pragma once
 
 #include <string>

@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
-#include "analysis/line_chart.h"
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/line_chart.h"
 #include "anchorctx/eval/evaluation.h"
 #include "eval/heatmap.h"
 
@@ -21,9 +21,9 @@ std::string cell(double v, const char* format = "{:.1f}") {
   return std::isfinite(v) ? fmt::format(fmt::runtime(format), v) : std::string("-");
 }
 
-void write_chart(const analysis::LineChart& chart, const std::filesystem::path& dir,
+void write_chart(const core::LineChart& chart, const std::filesystem::path& dir,
                  const std::string& stem) {
-  const analysis::RenderedChart r = analysis::render_chart(chart);
+  const core::RenderedChart r = core::render_chart(chart);
   core::write_file_atomic(dir / (stem + ".svg"), r.svg);
   core::write_file_atomic(dir / (stem + ".png"), r.png);
 }
@@ -111,12 +111,12 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
   core::write_file_atomic(dir / "report.md", markdown(r));
 
   if (!r.niah.empty()) {
-    analysis::LineChart acc;
+    core::LineChart acc;
     acc.title = "Needle tasks: accuracy against context length";
     acc.x_label = "context length (tokens)";
     acc.y_label = "string_match_all (0-100)";
-    acc.x_scale = analysis::AxisScale::categorical;
-    std::map<std::string, analysis::ChartSeries> series;
+    acc.x_scale = core::AxisScale::categorical;
+    std::map<std::string, core::ChartSeries> series;
     std::vector<std::string> order;
     for (const NiahCell& c : r.niah) {
       if (!series.count(c.task)) {
@@ -162,14 +162,14 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
     core::write_file_atomic(dir / "niah_heatmap.png", h.png);
   }
   if (!r.ppl.empty()) {
-    analysis::LineChart chart;
+    core::LineChart chart;
     chart.title = "Perplexity by token position";
     chart.x_label = "position bucket end (tokens)";
     chart.y_label = "perplexity";
-    chart.x_scale = analysis::AxisScale::log;
+    chart.x_scale = core::AxisScale::log;
     int color = 0;
     for (const PplResult& p : r.ppl) {
-      analysis::ChartSeries s;
+      core::ChartSeries s;
       s.name = fmt::format("length {}", p.length);
       s.color = color++;
       for (const PplBucket& b : p.buckets) {

@@ -98,7 +98,7 @@ inline model::LlamaModel trained_tiny_model() {
     const train::RawWindow window{tokens, {}, {}};
     const train::Batch batch =
         train::make_batch({&window, 1}, data::AnchorMode::none,
-                          {attention::MaskKind::causal, data::PositionPolicy::global, false});
+                          {attention::MaskKind::causal, rope::PositionPolicy::global, false});
     m.zero_grads();
     m.forward_backward(batch.view(), 1.0 / static_cast<double>(batch.target_count));
     adam.step(m.params(), m.grads(), 1e-2);

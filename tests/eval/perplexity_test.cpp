@@ -51,13 +51,13 @@ TEST(Perplexity, EqualsTrainingLossOnTheSameWindows) {
   Prefill prefill(weights);
   struct Case {
     attention::MaskKind mask;
-    data::PositionPolicy positions;
+    rope::PositionPolicy positions;
     data::AnchorMode anchor;
   };
   for (const Case c :
-       {Case{attention::MaskKind::causal, data::PositionPolicy::global, data::AnchorMode::none},
-        Case{attention::MaskKind::intra_doc, data::PositionPolicy::reset, data::AnchorMode::none},
-        Case{attention::MaskKind::anchor, data::PositionPolicy::anchor,
+       {Case{attention::MaskKind::causal, rope::PositionPolicy::global, data::AnchorMode::none},
+        Case{attention::MaskKind::intra_doc, rope::PositionPolicy::reset, data::AnchorMode::none},
+        Case{attention::MaskKind::anchor, rope::PositionPolicy::anchor,
              data::AnchorMode::shared}}) {
     PplOptions options;
     options.lengths = {150, 300};

@@ -13,9 +13,10 @@
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/eval/engine.h"
 #include "anchorctx/model/llama2c.h"
-#include "data/test_files.h"
-#include "data/tokenizers/tokenizer_test_support.h"
 #include "eval/eval_test_models.h"
+#include "support/llama2c_tokenizer.h"
+#include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::eval {
 namespace {
@@ -43,7 +44,7 @@ TEST(Prefill, TokenLossesEqualTrainingForward) {
     const train::RawWindow windows[] = {{a, docs_a, {}}, {b, docs_b, spans_b}};
     const train::Batch batch =
         train::make_batch(windows, data::AnchorMode::shared,
-                          {attention::MaskKind::anchor, data::PositionPolicy::anchor, true});
+                          {attention::MaskKind::anchor, rope::PositionPolicy::anchor, true});
     const std::int64_t T = static_cast<std::int64_t>(batch.input_ids.size());
     std::vector<float> logits(static_cast<std::size_t>(T * config.vocab_size), std::nanf(""));
     const model::LossSum expected = train.forward(batch.view(), logits);
@@ -112,9 +113,9 @@ TEST(Prefill, DecodeAfterPrefillMatchesStepwise) {
 TEST(Prefill, Stories260kDecodeAfterPrefillMatchesStepwise) {
   ANCHORCTX_SHARED_DATA_OR_SKIP(checkpoint, "stories260k/stories260K.bin");
   ANCHORCTX_SHARED_DATA_OR_SKIP(tokenizer_file, "stories260k/tok512.bin");
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::filesystem::path folder = dir.path() / "stories260K";
-  model::import_llama2c(checkpoint, tokenizer_file, folder);
+  model::import_llama2c(checkpoint, test::llama2c_tokenizer_file(tokenizer_file), folder);
   const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(folder.string());
   Engine engine(model::load_llama_model(folder));
   std::vector<std::int32_t> prompt = {1};

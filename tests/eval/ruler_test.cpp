@@ -11,7 +11,7 @@
 #include <set>
 
 #include "anchorctx/core/error.h"
-#include "data/tokenizers/tokenizer_test_support.h"
+#include "support/shared_data.h"
 
 namespace anchorctx::eval {
 namespace {

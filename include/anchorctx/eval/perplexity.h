@@ -20,6 +20,7 @@
 #include "anchorctx/data/dataset.h"
 #include "anchorctx/data/packer.h"
 #include "anchorctx/eval/prefill.h"
+#include "anchorctx/rope/positions.h"
 
 namespace anchorctx::eval {
 
@@ -43,7 +44,7 @@ std::vector<PplSample> samples_from_dataset(const data::Dataset& dataset, std::i
 struct PplOptions {
   std::vector<std::int64_t> lengths;  // context lengths, each <= every sample's length
   attention::MaskKind mask = attention::MaskKind::causal;
-  data::PositionPolicy positions = data::PositionPolicy::global;
+  rope::PositionPolicy positions = rope::PositionPolicy::global;
   data::AnchorMode anchor_mode = data::AnchorMode::none;  // shared: token 0 is the anchor
   bool mask_doc_boundaries = false;
 };
