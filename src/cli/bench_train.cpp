@@ -22,6 +22,7 @@
 #include "anchorctx/data/packer.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/train/optimizer.h"
+#include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 
 namespace anchorctx::cli {
@@ -33,6 +34,7 @@ struct BenchTrainArgs {
   std::int32_t seq_len = 4096;
   std::string mask = "anchor", docs = "lognormal:1024:1.0", precision = "bf16", rope_mode;
   std::string checkpointing = "auto";
+  std::string bf16_compute;  // empty: model::default_bf16_compute()
   int steps = 3, warmup = 1, threads = 0;
   std::uint64_t seed = 0;
   bool json = false;
@@ -76,6 +78,7 @@ void run_bench_train(const BenchTrainArgs& a) {
     run.rope_mode = *m;
   }
   run.threads = a.threads;
+  run.bf16_compute = resolve_bf16_compute(a.bf16_compute, *precision, a.json);
   if (a.seq_len < 2) throw CLI::ValidationError("--seq-len", "must be at least 2");
   if (a.steps < 1) throw CLI::ValidationError("--steps", "must be at least 1");
   if (a.seq_len > config.max_position_embeddings) config.max_position_embeddings = a.seq_len;
@@ -137,6 +140,8 @@ void run_bench_train(const BenchTrainArgs& a) {
   }
   const double step_ms = core::median(times);
   const double sgemm = core::measure_sgemm_gflops(2048, threads, 3);
+  // The bf16 yardstick: 2048^3 through oneDNN (0 where the native path is unavailable).
+  const double bf16_gemm = model::measure_bf16_gemm_gflops(2048, threads, 3);
   const double flops = model_flops(config, a.seq_len, layout.visible_pairs(*mask));
   const double achieved = flops / (step_ms * 1e-3) / 1e9;
   nlohmann::json j = {{"preset", a.config_json.empty() ? a.preset : ""},
@@ -148,6 +153,7 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"num_documents", starts.size()},
                       {"precision", a.precision},
                       {"rope_mode", std::string(rope::to_string(run.rope_mode))},
+                      {"bf16_compute", std::string(model::to_string(run.bf16_compute))},
                       {"checkpointing", run.checkpointing},
                       {"threads", threads},
                       {"steps", a.steps},
@@ -158,6 +164,7 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"model_gflops", achieved},
                       {"sgemm_gflops", sgemm},
                       {"mfu", achieved / sgemm},
+                      {"bf16_gemm_gflops", bf16_gemm},
                       {"loss", loss},
                       {"activation_bytes_estimate", model.activation_bytes(a.seq_len)},
                       {"peak_rss_mb", peak_rss_mb()},
@@ -170,6 +177,9 @@ void run_bench_train(const BenchTrainArgs& a) {
         "sgemm %.1f GFLOP/s, peak RSS %.0f MB\n",
         step_ms, a.steps, a.seq_len / (step_ms * 1e-3), achieved, 100 * achieved / sgemm, sgemm,
         peak_rss_mb());
+    if (bf16_gemm > 0)
+      std::printf("bf16 GEMM yardstick (oneDNN, 2048^3): %.1f GFLOP/s; model = %.1f%% of it\n",
+                  bf16_gemm, 100 * achieved / bf16_gemm);
   }
 }
 
@@ -188,6 +198,7 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--docs", a->docs, "Document lengths: fixed:N, lognormal:MEDIAN:SIGMA, file:PATH")
       ->capture_default_str();
   cmd->add_option("--precision", a->precision, "fp32 or bf16")->capture_default_str();
+  cmd->add_option("--bf16-compute", a->bf16_compute, kBf16ComputeHelp);
   cmd->add_option("--rope-mode", a->rope_mode, "fp32, hf_bf16 or exact (default: per precision)");
   cmd->add_option("--checkpointing", a->checkpointing,
                   "auto (on when activations would pass 4 GiB), on or off")

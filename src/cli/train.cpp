@@ -9,6 +9,7 @@
 #include "anchorctx/dist/communicator.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/trainer.h"
+#include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 
 namespace anchorctx::cli {
@@ -18,6 +19,7 @@ namespace {
 struct TrainArgs {
   train::TrainOptions o;
   std::string precision = "bf16", rope_mode, mask = "anchor", positions = "anchor";
+  std::string bf16_compute;  // empty: model::default_bf16_compute()
   std::string schedule = "cosine";
   std::vector<std::string> extra_files;
   bool no_tensorboard = false, no_copy_tokenizer = false, json = false;
@@ -35,6 +37,7 @@ void run_train(TrainArgs& a) {
     if (!mode) throw CLI::ValidationError("--rope-mode", "expected fp32, hf_bf16 or exact");
     o.run.rope_mode = *mode;
   }
+  o.run.bf16_compute = resolve_bf16_compute(a.bf16_compute, *precision, o.quiet);
   const auto mask = attention::parse_mask_kind(a.mask);
   if (!mask) throw CLI::ValidationError("--mask", "expected causal, intra_doc or anchor");
   o.batch.mask = *mask;
@@ -93,8 +96,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--preset", o.preset, "Model preset: tiny or reference");
   cmd->add_option("--model-config", o.config_json, "A HuggingFace config.json (random init)");
   cmd->add_option("--init-from", o.init_from, "A model folder to start from (its weights)");
-  cmd->add_option("--precision", args->precision, "fp32, or bf16 (emulated, fp32 master weights)")
+  cmd->add_option("--precision", args->precision,
+                  "fp32, or bf16 (fp32 master weights; GEMMs per --bf16-compute)")
       ->capture_default_str();
+  cmd->add_option("--bf16-compute", args->bf16_compute, kBf16ComputeHelp);
   cmd->add_option("--rope-mode", args->rope_mode,
                   "fp32 (with fp32), hf_bf16 or exact (with bf16); default: per precision");
   cmd->add_flag("--checkpointing", o.run.checkpointing,

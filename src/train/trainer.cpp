@@ -26,6 +26,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"init_from", init_from.string()},
           {"precision", std::string(model::to_string(run.precision))},
           {"rope_mode", std::string(rope::to_string(run.rope_mode))},
+          {"bf16_compute", std::string(model::to_string(run.bf16_compute))},
           {"checkpointing", run.checkpointing},
           {"mask", std::string(attention::to_string(batch.mask))},
           {"positions", std::string(data::to_string(batch.positions))},
