@@ -40,6 +40,7 @@ std::optional<Bf16Compute> parse_bf16_compute(std::string_view name) {
   return std::nullopt;
 }
 
+#ifdef ANCHORCTX_HAVE_DNNL
 namespace {
 bool cpu_has_avx512_bf16() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -50,6 +51,7 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 }  // namespace
+#endif
 
 bool native_bf16_available(std::string* why_not) {
   const auto no = [&](const char* reason) {
