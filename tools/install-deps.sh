@@ -5,6 +5,7 @@ packages=(
   build-essential cmake ninja-build pkg-config   # toolchain
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and micro-benchmarks
   libopenblas-dev libopenblas-openmp-dev         # BLAS (GEMMs; the OpenMP build shares our thread pool)
+  libdnnl-dev                                    # oneDNN: native bf16 GEMMs (optional at build time)
   libomp-dev                                     # OpenMP headers for clang users; g++ uses libgomp
   libcli11-dev nlohmann-json3-dev libfmt-dev     # command line, JSON, formatting
   libsimdjson-dev zlib1g-dev libzstd-dev         # data readers: JSONL, gzip, zstd

@@ -31,6 +31,7 @@
 #include "anchorctx/core/parallel.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/doc_lengths.h"
+#include "anchorctx/model/bf16_compute.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 
@@ -214,6 +215,8 @@ void run(const Args& a) {
   // Last, so that OpenBLAS's spinning worker threads never compete with the kernels' timing.
   note(fmt::format("sgemm yardstick: {}^3, {} threads", kSgemmSize, threads));
   const double sgemm = core::measure_sgemm_gflops(kSgemmSize, threads, kSgemmRepeat);
+  // The bf16 yardstick through oneDNN (0 where the native bf16 path is unavailable).
+  const double bf16_gemm = model::measure_bf16_gemm_gflops(kSgemmSize, threads, kSgemmRepeat);
 
   const double fwd_ms = core::median(fwd_runs);
   const double fwd_gflops = fwd_flops / (fwd_ms * 1e-3) * 1e-9;
@@ -287,6 +290,7 @@ void run(const Args& a) {
   j["causal_pairs"] = causal;
   j["sgemm_gflops"] = sgemm;
   j["sgemm_n"] = kSgemmSize;
+  j["bf16_gemm_gflops"] = bf16_gemm;
   j["blas"] = core::blas_name();
   j["openblas_coretype"] = coretype.empty() ? nlohmann::json(nullptr) : nlohmann::json(coretype);
   j["isa"] = isa;

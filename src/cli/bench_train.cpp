@@ -24,6 +24,7 @@
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/rope/positions.h"
 #include "anchorctx/train/optimizer.h"
+#include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 
@@ -39,6 +40,7 @@ struct BenchTrainArgs {
   std::optional<rope::RopeMode> rope_mode;  // default: per precision
   std::string docs = "lognormal:1024:1.0";
   std::string checkpointing = "auto";
+  std::string bf16_compute;  // empty: model::default_bf16_compute()
   int steps = 3, warmup = 1, threads = 0;
   std::uint64_t seed = 0;
   bool json = false;
@@ -73,6 +75,7 @@ void run_bench_train(const BenchTrainArgs& a) {
   run.precision = a.precision;
   run.rope_mode = a.rope_mode.value_or(model::default_rope_mode(a.precision));
   run.threads = a.threads;
+  run.bf16_compute = resolve_bf16_compute(a.bf16_compute, a.precision, a.json);
   if (a.seq_len < 2) throw CLI::ValidationError("--seq-len", "must be at least 2");
   if (a.steps < 1) throw CLI::ValidationError("--steps", "must be at least 1");
   if (a.seq_len > config.max_position_embeddings) config.max_position_embeddings = a.seq_len;
@@ -136,6 +139,8 @@ void run_bench_train(const BenchTrainArgs& a) {
   }
   const double step_ms = core::median(times);
   const double sgemm = core::measure_sgemm_gflops(2048, threads, 3);
+  // The bf16 yardstick: 2048^3 through oneDNN (0 where the native path is unavailable).
+  const double bf16_gemm = model::measure_bf16_gemm_gflops(2048, threads, 3);
   const double flops = model_flops(config, a.seq_len, layout.visible_pairs(a.mask));
   const double achieved = flops / (step_ms * 1e-3) / 1e9;
   nlohmann::json j = {{"preset", a.config_json.empty() ? a.preset : ""},
@@ -147,6 +152,7 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"num_documents", starts.size()},
                       {"precision", model::to_string(a.precision)},
                       {"rope_mode", std::string(rope::to_string(run.rope_mode))},
+                      {"bf16_compute", std::string(model::to_string(run.bf16_compute))},
                       {"checkpointing", run.checkpointing},
                       {"threads", threads},
                       {"steps", a.steps},
@@ -157,6 +163,7 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"model_gflops", achieved},
                       {"sgemm_gflops", sgemm},
                       {"mfu", achieved / sgemm},
+                      {"bf16_gemm_gflops", bf16_gemm},
                       {"loss", loss},
                       {"activation_bytes_estimate", model.activation_bytes(a.seq_len)},
                       {"peak_rss_mb", peak_rss_mb()},
@@ -169,6 +176,9 @@ void run_bench_train(const BenchTrainArgs& a) {
         "sgemm %.1f GFLOP/s, peak RSS %.0f MB\n",
         step_ms, a.steps, a.seq_len / (step_ms * 1e-3), achieved, 100 * achieved / sgemm, sgemm,
         peak_rss_mb());
+    if (bf16_gemm > 0)
+      std::printf("bf16 GEMM yardstick (oneDNN, 2048^3): %.1f GFLOP/s; model = %.1f%% of it\n",
+                  bf16_gemm, 100 * achieved / bf16_gemm);
   }
 }
 
@@ -187,6 +197,7 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--docs", a->docs, "Document lengths: fixed:N, lognormal:MEDIAN:SIGMA, file:PATH")
       ->capture_default_str();
   add_enum_option(*cmd, "--precision", a->precision, "Training precision");
+  cmd->add_option("--bf16-compute", a->bf16_compute, kBf16ComputeHelp);
   add_enum_option(*cmd, "--rope-mode", a->rope_mode,
                   "RoPE precision mode (default: fp32 with fp32, hf_bf16 with bf16)");
   cmd->add_option("--checkpointing", a->checkpointing,

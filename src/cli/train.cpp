@@ -10,6 +10,7 @@
 #include "anchorctx/dist/communicator.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/trainer.h"
+#include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 
@@ -20,6 +21,7 @@ namespace {
 struct TrainArgs {
   train::TrainOptions o;
   std::optional<rope::RopeMode> rope_mode;  // default: per precision
+  std::string bf16_compute;                 // empty: model::default_bf16_compute()
   std::vector<std::string> extra_files;
   bool no_tensorboard = false, no_copy_tokenizer = false, json = false;
   // --no-verify-data as its own flag, so the recorded `no-verify-data = false` reads back as such.
@@ -30,6 +32,7 @@ struct TrainArgs {
 void run_train(TrainArgs& a) {
   train::TrainOptions& o = a.o;
   o.run.rope_mode = a.rope_mode.value_or(model::default_rope_mode(o.run.precision));
+  o.run.bf16_compute = resolve_bf16_compute(a.bf16_compute, o.run.precision, o.quiet);
   o.tensorboard = !a.no_tensorboard;
   o.copy_tokenizer = !a.no_copy_tokenizer;
   o.verify_data = !a.no_verify_data;
@@ -103,7 +106,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--model-config", o.config_json, "A HuggingFace config.json (random init)");
   cmd->add_option("--init-from", o.init_from, "A model folder to start from (its weights)");
   add_enum_option(*cmd, "--precision", o.run.precision,
-                  "fp32, or bf16 (emulated, fp32 master weights)");
+                  "fp32, or bf16 (fp32 master weights; GEMMs per --bf16-compute)");
+  cmd->add_option("--bf16-compute", args->bf16_compute, kBf16ComputeHelp);
   add_enum_option(*cmd, "--rope-mode", args->rope_mode,
                   "fp32 (with fp32), hf_bf16 or exact (with bf16); default: per precision");
   cmd->add_flag("--checkpointing", o.run.checkpointing,

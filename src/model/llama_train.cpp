@@ -163,6 +163,12 @@ LlamaTrainModel::LlamaTrainModel(LlamaConfig config, RunOptions options)
   q_dim_ = config_.q_dim();
   kv_dim_ = config_.kv_dim();
   round_ = options_.precision == Precision::bf16;
+  if (round_ && options_.bf16_compute == Bf16Compute::native) {
+    std::string why;
+    if (!native_bf16_available(&why))
+      fail("bf16 compute native is unavailable: {} (use emulated)", why);
+    compute_ = Bf16Compute::native;
+  }
   layout_ = ParameterLayout::for_config(config_);
   params_.assign(layout_.total(), 0.0f);
   grads_.assign(layout_.total(), 0.0f);
@@ -313,23 +319,27 @@ void LlamaTrainModel::layer_forward(int l, const float* x_in, float* x_out, Laye
 
   // Attention block: x_mid = x_in + o_proj(attention(rope(q), rope(k), v)) on rmsnorm(x_in).
   rmsnorm_forward(x_in, w(n.input_norm), T, H, eps, round_, a.xn1.data(), a.rstd1.data());
-  linear_forward(a.xn1.data(), w(n.q_proj), w(n.q_bias), T, H, q_dim_, round_, a.q.data());
-  linear_forward(a.xn1.data(), w(n.k_proj), w(n.k_bias), T, H, kv_dim_, round_, a.k.data());
-  linear_forward(a.xn1.data(), w(n.v_proj), w(n.v_bias), T, H, kv_dim_, round_, a.v.data());
+  linear_forward(a.xn1.data(), w(n.q_proj), w(n.q_bias), T, H, q_dim_, round_, a.q.data(),
+                 compute_);
+  linear_forward(a.xn1.data(), w(n.k_proj), w(n.k_bias), T, H, kv_dim_, round_, a.k.data(),
+                 compute_);
+  linear_forward(a.xn1.data(), w(n.v_proj), w(n.v_bias), T, H, kv_dim_, round_, a.v.data(),
+                 compute_);
   rotation_.forward(a.q.data(), config_.num_attention_heads);
   rotation_.forward(a.k.data(), config_.num_key_value_heads);
   if (hook_ && *hook_) (*hook_)(l, a.q, a.k);
   attention_forward(a);
-  linear_forward(a.o.data(), w(n.o_proj), w(n.o_bias), T, q_dim_, H, round_, x_out);
+  linear_forward(a.o.data(), w(n.o_proj), w(n.o_bias), T, q_dim_, H, round_, x_out, compute_);
   add_forward(x_in, x_out, T * H, round_, a.x_mid.data());
 
   // MLP block: x_out = x_mid + down(silu(gate(xn2)) * up(xn2)), xn2 = rmsnorm(x_mid).
   rmsnorm_forward(a.x_mid.data(), w(n.post_attention_norm), T, H, eps, round_, a.xn2.data(),
                   a.rstd2.data());
-  linear_forward(a.xn2.data(), w(n.gate_proj), w(n.gate_bias), T, H, I, round_, a.gate.data());
-  linear_forward(a.xn2.data(), w(n.up_proj), w(n.up_bias), T, H, I, round_, a.up.data());
+  linear_forward(a.xn2.data(), w(n.gate_proj), w(n.gate_bias), T, H, I, round_, a.gate.data(),
+                 compute_);
+  linear_forward(a.xn2.data(), w(n.up_proj), w(n.up_bias), T, H, I, round_, a.up.data(), compute_);
   swiglu_forward(a.gate.data(), a.up.data(), T * I, round_, a.h.data());
-  linear_forward(a.h.data(), w(n.down_proj), w(n.down_bias), T, I, H, round_, x_out);
+  linear_forward(a.h.data(), w(n.down_proj), w(n.down_bias), T, I, H, round_, x_out, compute_);
   add_forward(a.x_mid.data(), x_out, T * H, round_, x_out);
 }
 
@@ -345,15 +355,15 @@ void LlamaTrainModel::layer_backward(int l, const float* x_in, LayerActs& a, flo
 
   // MLP block (the residual passes dx through unchanged).
   linear_backward(a.h.data(), w(n.down_proj), dx, T, I, H, false, dh_.data(), g(n.down_proj),
-                  g(n.down_bias));
+                  g(n.down_bias), compute_);
   round(dh_);
   swiglu_backward(a.gate.data(), a.up.data(), dh_.data(), T * I, dgate_.data(), dup_.data());
   round(dgate_);
   round(dup_);
   linear_backward(a.xn2.data(), w(n.gate_proj), dgate_.data(), T, H, I, false, dxn_.data(),
-                  g(n.gate_proj), g(n.gate_bias));
+                  g(n.gate_proj), g(n.gate_bias), compute_);
   linear_backward(a.xn2.data(), w(n.up_proj), dup_.data(), T, H, I, true, dxn_.data(), g(n.up_proj),
-                  g(n.up_bias));
+                  g(n.up_bias), compute_);
   round(dxn_);
   rmsnorm_backward(a.x_mid.data(), w(n.post_attention_norm), a.rstd2.data(), dxn_.data(), T, H,
                    true, dx, g(n.post_attention_norm));
@@ -361,17 +371,17 @@ void LlamaTrainModel::layer_backward(int l, const float* x_in, LayerActs& a, flo
 
   // Attention block.
   linear_backward(a.o.data(), w(n.o_proj), dx, T, q_dim_, H, false, d_o_.data(), g(n.o_proj),
-                  g(n.o_bias));
+                  g(n.o_bias), compute_);
   round(d_o_);
   attention_backward(a, d_o_.data(), dq_.data(), dk_.data(), dv_.data());
   rotation_.backward(dq_.data(), config_.num_attention_heads);
   rotation_.backward(dk_.data(), config_.num_key_value_heads);
   linear_backward(a.xn1.data(), w(n.q_proj), dq_.data(), T, H, q_dim_, false, dxn_.data(),
-                  g(n.q_proj), g(n.q_bias));
+                  g(n.q_proj), g(n.q_bias), compute_);
   linear_backward(a.xn1.data(), w(n.k_proj), dk_.data(), T, H, kv_dim_, true, dxn_.data(),
-                  g(n.k_proj), g(n.k_bias));
+                  g(n.k_proj), g(n.k_bias), compute_);
   linear_backward(a.xn1.data(), w(n.v_proj), dv_.data(), T, H, kv_dim_, true, dxn_.data(),
-                  g(n.v_proj), g(n.v_bias));
+                  g(n.v_proj), g(n.v_bias), compute_);
   round(dxn_);
   rmsnorm_backward(x_in, w(n.input_norm), a.rstd1.data(), dxn_.data(), T, H, true, dx,
                    g(n.input_norm));
@@ -437,12 +447,12 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
   if (!backward)
     return lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), batch.targets, H, V,
                                  options_.loss_chunk, round_, 0.0, nullptr, nullptr,
-                                 logits.empty() ? nullptr : logits.data());
+                                 logits.empty() ? nullptr : logits.data(), compute_);
 
   // LM head + loss, then the final norm: dx_ = d(hidden after the last layer).
-  const LossSum loss =
-      lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), batch.targets, H, V,
-                            options_.loss_chunk, round_, loss_scale, dxn_.data(), grad(*lm_head_));
+  const LossSum loss = lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), batch.targets, H,
+                                             V, options_.loss_chunk, round_, loss_scale,
+                                             dxn_.data(), grad(*lm_head_), nullptr, compute_);
   if (round_) round_to_bf16(dxn_);
   rmsnorm_backward(inputs_[L].data(), weight(*tensors_.final_norm), final_rstd_.data(), dxn_.data(),
                    T, H, false, dx_.data(), grad(*tensors_.final_norm));

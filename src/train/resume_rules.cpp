@@ -54,6 +54,8 @@ constexpr OptionRule kOptionRules[] = {
     {"threads", true},
     {"loss-chunk", true},
     {"checkpointing", true},
+    // The same bf16 values by another GEMM (docs/PRECISION.md): sums in another order.
+    {"bf16-compute", true},
     {"copy-file", true},
     {"no-tensorboard", true},
     {"no-copy-tokenizer", true},

@@ -78,8 +78,8 @@ std::string describe_run(const fs::path& run_dir) {
     if (!options.empty()) {
       md += "- options:";
       for (const char* key :
-           {"data", "preset", "config_json", "init_from", "precision", "rope_mode", "mask",
-            "positions", "windows_per_micro_batch", "grad_accum", "steps", "schedule", "lr",
+           {"data", "preset", "config_json", "init_from", "precision", "rope_mode", "bf16_compute",
+            "mask", "positions", "windows_per_micro_batch", "grad_accum", "steps", "schedule", "lr",
             "min_lr", "warmup_steps", "weight_decay", "clip_grad_norm", "seed"}) {
         const auto it = options.find(key);
         if (it == options.end() || (it->is_string() && it->get<std::string>().empty())) continue;

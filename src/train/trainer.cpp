@@ -34,6 +34,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"init-from", init_from.string()},
           {"precision", model::to_string(run.precision)},
           {"rope-mode", rope::to_string(run.rope_mode)},
+          {"bf16-compute", model::to_string(run.bf16_compute)},
           {"checkpointing", run.checkpointing},
           {"threads", run.threads},
           {"loss-chunk", run.loss_chunk},

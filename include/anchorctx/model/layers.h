@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <span>
 
+#include "anchorctx/model/bf16_compute.h"
+
 namespace anchorctx::model {
 
 inline constexpr std::int64_t kReduceBlock = 128;
@@ -52,13 +54,16 @@ void rmsnorm_backward(const float* x, const float* weight, const float* rstd, co
                       float* dweight);
 
 // y [T, out] = x [T, in] W^T + bias (bias may be null); bf16: y rounded.
+// `compute` native: the GEMMs of this layer (and of linear_backward, lm_head_cross_entropy) run
+// on bf16 operands through oneDNN (bf16_compute.h); for bf16 precision only.
 void linear_forward(const float* x, const float* weight, const float* bias, std::int64_t tokens,
-                    std::int64_t in, std::int64_t out, bool round_bf16, float* y);
+                    std::int64_t in, std::int64_t out, bool round_bf16, float* y,
+                    Bf16Compute compute = Bf16Compute::emulated);
 // dx [T, in] = dy W (or += when accumulate_dx); dW [out, in] += dy^T x; dbias += sum_t dy.
 // dx null: not needed.
 void linear_backward(const float* x, const float* weight, const float* dy, std::int64_t tokens,
                      std::int64_t in, std::int64_t out, bool accumulate_dx, float* dx,
-                     float* dweight, float* dbias);
+                     float* dweight, float* dbias, Bf16Compute compute = Bf16Compute::emulated);
 
 // h = silu(gate) * up, elementwise over n; bf16: silu rounded, then the product rounded
 // (act_fn(gate_proj(x)) * up_proj(x) in a bf16 model).
@@ -88,6 +93,7 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
                               std::span<const std::int32_t> targets, std::int64_t hidden,
                               std::int64_t vocab, std::int64_t chunk, bool round_bf16,
                               double grad_scale, float* dx, float* dweight,
-                              float* logits_out = nullptr);
+                              float* logits_out = nullptr,
+                              Bf16Compute compute = Bf16Compute::emulated);
 
 }  // namespace anchorctx::model

@@ -11,7 +11,8 @@
 //   bf16  PyTorch bf16 training with float32 master weights: the weights are rounded to bf16 at
 //         the start of each forward; activations are rounded to bf16 where a transformers model
 //         in torch.bfloat16 rounds (op outputs); GEMMs multiply bf16 values and accumulate in
-//         float32 (exact emulation through sgemm); RoPE per RopeMode (hf_bf16 or exact);
+//         float32 (exact emulation through sgemm, or bf16 operands through oneDNN with
+//         RunOptions::bf16_compute native); RoPE per RopeMode (hf_bf16 or exact);
 //         activation gradients are rounded to bf16 at the same boundaries; weight gradients
 //         accumulate in float32.
 #pragma once
@@ -51,6 +52,10 @@ struct RunOptions {
   bool checkpointing = false;
   std::int64_t loss_chunk = 1024;  // tokens per LM-head/cross-entropy chunk
   int threads = 0;                 // attention kernel threads (0: OpenMP's default)
+  // bf16 precision: the layers' GEMMs (projections, MLP, LM head) emulated through sgemm (the
+  // reference) or native bf16 through oneDNN (bf16_compute.h). No effect in fp32. The
+  // constructor refuses native where it is unavailable.
+  Bf16Compute bf16_compute = Bf16Compute::emulated;
 };
 
 // The default rope mode of a precision (fp32 -> fp32, bf16 -> hf_bf16).
@@ -139,6 +144,7 @@ class LlamaTrainModel {
   std::vector<float> params_, grads_;
   std::vector<float> bf16_params_;  // the bf16 copy of params_ the bf16 forward reads
   bool round_ = false;
+  Bf16Compute compute_ = Bf16Compute::emulated;  // of the layer GEMMs (emulated in fp32)
   std::int64_t head_dim_ = 0, q_dim_ = 0, kv_dim_ = 0;
 
   ModelTensors<const ParameterInfo*> tensors_;  // layout_'s slices by slot

@@ -10,20 +10,15 @@
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/layers.h"
+#include "model/layers/gemm.h"
 
 namespace anchorctx::model {
-
-namespace detail {
-// In linear.cpp: sgemm whose bits do not depend on the thread count.
-void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int64_t n,
-                        std::int64_t k, const float* a, std::int64_t lda, const float* b,
-                        std::int64_t ldb, float beta, float* c, std::int64_t ldc);
-}  // namespace detail
 
 LossSum lm_head_cross_entropy(const float* x, const float* weight,
                               std::span<const std::int32_t> targets, std::int64_t hidden,
                               std::int64_t vocab, std::int64_t chunk, bool round_bf16,
-                              double grad_scale, float* dx, float* dweight, float* logits_out) {
+                              double grad_scale, float* dx, float* dweight, float* logits_out,
+                              Bf16Compute compute) {
   const std::int64_t tokens = static_cast<std::int64_t>(targets.size());
   for (std::int64_t t = 0; t < tokens; ++t)
     if (targets[t] < -1 || targets[t] >= vocab)
@@ -57,8 +52,8 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
     for (std::int64_t i = 0; i < c; ++i)
       std::memcpy(xc.data() + i * hidden, x + rows[r0 + i] * hidden, sizeof(float) * hidden);
     // logits [c, V] = xc [c, H] W^T
-    detail::sgemm_fixed_blocks(CblasNoTrans, CblasTrans, c, vocab, hidden, xc.data(), hidden,
-                               weight, hidden, 0.0f, logits.data(), vocab);
+    detail::layer_gemm(compute, CblasNoTrans, CblasTrans, c, vocab, hidden, xc.data(), hidden,
+                       weight, hidden, 0.0f, logits.data(), vocab);
 #pragma omp parallel for schedule(static)
     for (std::int64_t i = 0; i < c; ++i) {
       float* l = logits_p + i * vocab;
@@ -107,10 +102,10 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
     }
     if (!dx) continue;
     // dxc [c, H] = dlogits [c, V] W [V, H];  dW [V, H] += dlogits^T xc
-    detail::sgemm_fixed_blocks(CblasNoTrans, CblasNoTrans, c, hidden, vocab, logits.data(), vocab,
-                               weight, hidden, 0.0f, dxc.data(), hidden);
-    detail::sgemm_fixed_blocks(CblasTrans, CblasNoTrans, vocab, hidden, c, logits.data(), vocab,
-                               xc.data(), hidden, 1.0f, dweight, hidden);
+    detail::layer_gemm(compute, CblasNoTrans, CblasNoTrans, c, hidden, vocab, logits.data(), vocab,
+                       weight, hidden, 0.0f, dxc.data(), hidden);
+    detail::layer_gemm(compute, CblasTrans, CblasNoTrans, vocab, hidden, c, logits.data(), vocab,
+                       xc.data(), hidden, 1.0f, dweight, hidden);
     for (std::int64_t i = 0; i < c; ++i)
       std::memcpy(dx + rows[r0 + i] * hidden, dxc.data() + i * hidden, sizeof(float) * hidden);
   }

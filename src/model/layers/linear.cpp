@@ -7,6 +7,7 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/model/layers.h"
+#include "model/layers/gemm.h"
 
 namespace anchorctx::model {
 
@@ -75,7 +76,8 @@ void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, 
 }  // namespace detail
 
 void linear_forward(const float* x, const float* weight, const float* bias, std::int64_t tokens,
-                    std::int64_t in, std::int64_t out, bool round_bf16, float* y) {
+                    std::int64_t in, std::int64_t out, bool round_bf16, float* y,
+                    Bf16Compute compute) {
   if (tokens == 0) return;
   if (bias) {
 #pragma omp parallel for schedule(static) if (tokens > 64)
@@ -83,22 +85,22 @@ void linear_forward(const float* x, const float* weight, const float* bias, std:
       std::copy(bias, bias + out, y + t * out);
   }
   // y [T, out] = x [T, in] * W^T  (+ y when a bias was laid down first)
-  detail::sgemm_fixed_blocks(CblasNoTrans, CblasTrans, tokens, out, in, x, in, weight, in,
-                             bias ? 1.0f : 0.0f, y, out);
+  detail::layer_gemm(compute, CblasNoTrans, CblasTrans, tokens, out, in, x, in, weight, in,
+                     bias ? 1.0f : 0.0f, y, out);
   if (round_bf16) round_to_bf16({y, static_cast<std::size_t>(tokens * out)});
 }
 
 void linear_backward(const float* x, const float* weight, const float* dy, std::int64_t tokens,
                      std::int64_t in, std::int64_t out, bool accumulate_dx, float* dx,
-                     float* dweight, float* dbias) {
+                     float* dweight, float* dbias, Bf16Compute compute) {
   if (tokens == 0) return;
   // dx [T, in] = dy [T, out] * W [out, in]
   if (dx)
-    detail::sgemm_fixed_blocks(CblasNoTrans, CblasNoTrans, tokens, in, out, dy, out, weight, in,
-                               accumulate_dx ? 1.0f : 0.0f, dx, in);
+    detail::layer_gemm(compute, CblasNoTrans, CblasNoTrans, tokens, in, out, dy, out, weight, in,
+                       accumulate_dx ? 1.0f : 0.0f, dx, in);
   // dW [out, in] += dy^T [out, T] * x [T, in]
-  detail::sgemm_fixed_blocks(CblasTrans, CblasNoTrans, out, in, tokens, dy, out, x, in, 1.0f,
-                             dweight, in);
+  detail::layer_gemm(compute, CblasTrans, CblasNoTrans, out, in, tokens, dy, out, x, in, 1.0f,
+                     dweight, in);
   if (dbias) {
     const std::int64_t blocks = (tokens + kReduceBlock - 1) / kReduceBlock;
     std::vector<float> partial(static_cast<std::size_t>(blocks * out), 0.0f);

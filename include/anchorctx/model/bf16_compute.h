@@ -1,0 +1,31 @@
+// How the GEMMs of the training layers run in bf16 precision (docs/PRECISION.md):
+//   emulated  float32 sgemm on bf16-valued float32 operands (exact products, float32 sums): the
+//             reference the transformers-parity tests pin.
+//   native    bf16 operands into oneDNN's matmul (AVX512_BF16 `vdpbf16ps`, float32
+//             accumulation and float32 output), rounded afterwards where emulated rounds. The
+//             products are the same; the order of the float32 sums differs.
+// Native needs oneDNN built in (ANCHORCTX_HAVE_DNNL) and a CPU with AVX512_BF16, not lowered
+// below avx512 by ANCHORCTX_ISA.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace anchorctx::model {
+
+enum class Bf16Compute { emulated, native };
+
+std::string_view to_string(Bf16Compute compute);
+std::optional<Bf16Compute> parse_bf16_compute(std::string_view name);
+
+// Whether the native path can run here; when not, why_not (if non-null) says why.
+bool native_bf16_available(std::string* why_not = nullptr);
+// native where available, else emulated.
+Bf16Compute default_bf16_compute();
+
+// The bf16 GEMM yardstick: GFLOP/s of an n^3 bf16 x bf16 -> float32 matmul through oneDNN on
+// `threads` threads (best of `repeat` after a warm-up); 0 when the native path is unavailable.
+double measure_bf16_gemm_gflops(int n, int threads, int repeat);
+
+}  // namespace anchorctx::model

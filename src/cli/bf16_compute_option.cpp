@@ -1,0 +1,32 @@
+#include "cli/bf16_compute_option.h"
+
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+namespace anchorctx::cli {
+
+model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Precision precision,
+                                        bool quiet) {
+  std::string why;
+  const bool available = model::native_bf16_available(&why);
+  model::Bf16Compute compute = model::default_bf16_compute();
+  if (!requested.empty()) {
+    const auto parsed = model::parse_bf16_compute(requested);
+    if (!parsed) throw CLI::ValidationError("--bf16-compute", "expected native or emulated");
+    if (*parsed == model::Bf16Compute::native && !available)
+      throw CLI::ValidationError("--bf16-compute",
+                                 fmt::format("native is unavailable here: {}", why));
+    compute = *parsed;
+  }
+  if (!quiet && precision == model::Precision::bf16)
+    std::fprintf(stderr, "anchorctx: bf16 GEMMs %s%s\n",
+                 std::string(model::to_string(compute)).c_str(),
+                 compute == model::Bf16Compute::native
+                     ? " (oneDNN, AVX512_BF16)"
+                     : (available ? "" : fmt::format(" (native unavailable: {})", why).c_str()));
+  return compute;
+}
+
+}  // namespace anchorctx::cli

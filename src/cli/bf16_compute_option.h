@@ -1,0 +1,23 @@
+// The --bf16-compute option of `train` and `bench train` (model/bf16_compute.h).
+#pragma once
+
+#include <string>
+
+#include "anchorctx/model/bf16_compute.h"
+#include "anchorctx/model/llama_train.h"
+
+namespace anchorctx::cli {
+
+inline constexpr const char* kBf16ComputeHelp =
+    "bf16 precision: how the GEMMs of the projections, MLP and LM head run: native (bf16 "
+    "operands through oneDNN on AVX512_BF16, float32 accumulation) or emulated (float32 sgemm "
+    "on bf16 values, the reference). Default: native where oneDNN is built in and the CPU has "
+    "AVX512_BF16, else emulated. No effect with --precision fp32";
+
+// The value of --bf16-compute ("" for the default). Prints the choice to stderr unless quiet
+// (for bf16 precision). Throws CLI::ValidationError for an unknown name, and for native where it
+// is unavailable (saying why).
+model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Precision precision,
+                                        bool quiet);
+
+}  // namespace anchorctx::cli
