@@ -13,6 +13,7 @@ packages=(
   libicu-dev                                     # tokenizers: Unicode NFC
   libcairo2-dev fonts-dejavu-core                # report plots (SVG and PNG) and their font
   python3 python3-venv clang-format              # the C API ctypes test, reference venvs; format
+  time                                           # /usr/bin/time: the streaming memory test
   clang libclang-rt-14-dev                       # libFuzzer targets (fuzz/)
 )
 missing=()
