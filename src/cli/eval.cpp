@@ -30,6 +30,7 @@
 #include "anchorctx/rope/positions.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
+#include "cli/list_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -45,33 +46,6 @@ struct Args {
   std::uint64_t seed = 0;
   bool allow_long = false, json = false, quiet = false, print_templates = false;
 };
-
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream in(list);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-std::vector<std::int64_t> parse_lengths(const std::string& list) {
-  std::vector<std::int64_t> out;
-  for (const std::string& item : split(list)) {
-    std::size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || v < 16)
-      throw CLI::ValidationError("--lengths", "not a length of at least 16 tokens: " + item);
-    out.push_back(v);
-  }
-  if (out.empty()) throw CLI::ValidationError("--lengths", "empty list");
-  return out;
-}
 
 std::string tokenizer_spec(const Args& a) {
   if (!a.tokenizer.empty()) return a.tokenizer;
@@ -128,7 +102,7 @@ void run(const Args& a) {
   if (a.model_dir.empty()) throw CLI::ValidationError("--model", "required");
   // ---- every check before any work ----
   eval::EvalOptions options;
-  options.tasks = split(a.tasks);
+  options.tasks = split_list(a.tasks);
   if (options.tasks.empty()) throw CLI::ValidationError("--tasks", "empty list");
   const std::vector<std::string> known = eval::task_names();
   for (const std::string& t : options.tasks)
@@ -138,7 +112,8 @@ void run(const Args& a) {
         list += (list.empty() ? "" : ", ") + k;
       fail("eval: unknown task '{}' (known: {})", t, list);
     }
-  options.lengths = parse_lengths(a.lengths);
+  options.lengths =
+      parse_int_list("--lengths", a.lengths, "not a length of at least 16 tokens", 16);
   options.samples = a.samples;
   options.seed = a.seed;
   const model::LlamaConfig config = model::load_config(a.model_dir);

@@ -27,6 +27,7 @@
 #include "anchorctx/model/safetensors.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
+#include "cli/list_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -41,32 +42,6 @@ struct Args {
   bool allow_long = false, quick = false, json = false, progress = false, quiet = false;
   bool verify_data = false;
 };
-
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream in(list);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-std::vector<std::int64_t> parse_deltas(const std::string& list) {
-  std::vector<std::int64_t> out;
-  for (const std::string& item : split(list)) {
-    std::size_t used = 0;
-    std::int64_t v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size()) throw CLI::ValidationError("--deltas", "not an integer: " + item);
-    out.push_back(v);
-  }
-  if (out.empty()) throw CLI::ValidationError("--deltas", "empty list");
-  return out;
-}
 
 bool has_tokenizer_file(const fs::path& dir) {
   for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"})
@@ -131,13 +106,14 @@ void run(Args args) {
   analysis::RopeDriftOptions options;
   options.seq_len = args.seq_len;
   options.delta2 = args.delta2;
-  if (!args.deltas.empty()) options.deltas = parse_deltas(args.deltas);
+  if (!args.deltas.empty())
+    options.deltas = parse_int_list("--deltas", args.deltas, "not an integer");
   options.logit_delta1 = args.logit_delta1;
-  options.modes = split(args.modes);
+  options.modes = split_list(args.modes);
   for (const auto& m : options.modes)
     analysis::check_mode_name(m);
   options.policies.clear();
-  for (const auto& p : split(args.policies)) {
+  for (const auto& p : split_list(args.policies)) {
     const rope::PositionPolicy policy = parse_enum_option<rope::PositionPolicy>("--policies", p);
     analysis::check_policy(policy);
     options.policies.push_back(policy);

@@ -21,8 +21,8 @@
 #include "anchorctx/model/config.h"
 #include "anchorctx/train/run_report.h"
 #include "anchorctx/train/trainer.h"
-#include "support/temp_dir.h"
 #include "support/error_of.h"
+#include "support/temp_dir.h"
 
 namespace {
 

@@ -13,8 +13,8 @@
 #include "anchorctx/core/utf8.h"
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/data/tokenizer_files.h"
-#include "support/temp_dir.h"
 #include "support/error_of.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::data {
 namespace {
