@@ -71,7 +71,11 @@ Templates parse_templates(const std::string& json_text, const std::string& sourc
   }
   if (!j.is_object() || j.empty()) fail("{}: expected an object of template sets", source);
   Templates out;
-  for (const auto& [name, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Named, not structured bindings: the lambda below captures them (clang 14 refuses
+    // capturing structured bindings).
+    const std::string& name = item.key();
+    const nlohmann::json& v = item.value();
     if (!v.is_object()) fail("{}: template set '{}' is not an object", source, name);
     const auto str = [&](const char* field, bool required) -> std::string {
       if (!v.contains(field)) {

@@ -215,25 +215,6 @@ json rope_scaling_to_json(const RopeScaling& s) {
 
 }  // namespace
 
-std::string_view to_string(ModelType type) {
-  switch (type) {
-    case ModelType::llama:
-      return "llama";
-    case ModelType::mistral:
-      return "mistral";
-    case ModelType::qwen2:
-      return "qwen2";
-  }
-  return "llama";
-}
-
-std::optional<ModelType> parse_model_type(std::string_view name) {
-  if (name == "llama") return ModelType::llama;
-  if (name == "mistral") return ModelType::mistral;
-  if (name == "qwen2") return ModelType::qwen2;
-  return std::nullopt;
-}
-
 void validate(const LlamaConfig& c, std::string_view source) {
   const auto positive = [&](std::int64_t v, const char* key) {
     if (v <= 0) fail("{}: {} must be positive, got {}", source, key, v);

@@ -11,6 +11,8 @@
 #include "anchorctx/core/dtype.h"
 #include "anchorctx/data/document_reader.h"
 #include "anchorctx/data/packer.h"
+#include "anchorctx/model/bf16_compute.h"
+#include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/rope/positions.h"
 #include "anchorctx/rope/rope.h"
@@ -50,6 +52,8 @@ TEST(EnumNames, EveryTableNamesEachValueOnce) {
   expect_well_formed<data::AnchorMode>(3);
   expect_well_formed<data::InputFormat>(4);
   expect_well_formed<core::DType>(2);
+  expect_well_formed<model::ModelType>(3);
+  expect_well_formed<model::Bf16Compute>(2);
 }
 
 TEST(EnumNames, AliasesParseButNeverPrint) {

@@ -12,12 +12,23 @@
 #include <string>
 #include <string_view>
 
+#include "anchorctx/core/enum_names.h"
+
 namespace anchorctx::model {
 
 enum class Bf16Compute { emulated, native };
+inline constexpr core::EnumName<Bf16Compute> kBf16ComputeNames[] = {
+    {Bf16Compute::emulated, "emulated"}, {Bf16Compute::native, "native"}};
+constexpr std::span<const core::EnumName<Bf16Compute>> enum_names(Bf16Compute) {
+  return kBf16ComputeNames;
+}
 
-std::string_view to_string(Bf16Compute compute);
-std::optional<Bf16Compute> parse_bf16_compute(std::string_view name);
+constexpr std::string_view to_string(Bf16Compute compute) {
+  return core::enum_name(compute);
+}
+constexpr std::optional<Bf16Compute> parse_bf16_compute(std::string_view name) {
+  return core::parse_enum<Bf16Compute>(name);
+}
 
 // Whether the native path can run here; when not, why_not (if non-null) says why.
 bool native_bf16_available(std::string* why_not = nullptr);

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "anchorctx/core/enum_names.h"
 #include "anchorctx/rope/scaling.h"
 
 namespace anchorctx::model {
@@ -20,10 +21,20 @@ namespace anchorctx::model {
 // The families this project implements. They share one architecture (pre-norm decoder, RoPE,
 // GQA, SwiGLU); they differ in defaults and in biases (Qwen2: q/k/v projections have a bias).
 enum class ModelType { llama, mistral, qwen2 };
+// config.json's model_type values (core/enum_names.h).
+inline constexpr core::EnumName<ModelType> kModelTypeNames[] = {
+    {ModelType::llama, "llama"}, {ModelType::mistral, "mistral"}, {ModelType::qwen2, "qwen2"}};
+constexpr std::span<const core::EnumName<ModelType>> enum_names(ModelType) {
+  return kModelTypeNames;
+}
 
-std::string_view to_string(ModelType type);
+constexpr std::string_view to_string(ModelType type) {
+  return core::enum_name(type);
+}
 // "llama", "mistral", "qwen2"; nullopt for anything else.
-std::optional<ModelType> parse_model_type(std::string_view name);
+constexpr std::optional<ModelType> parse_model_type(std::string_view name) {
+  return core::parse_enum<ModelType>(name);
+}
 
 // RoPE scaling lives with the rotation (part `rope`); the config names it as transformers does.
 using rope::parse_rope_scaling_type;

@@ -30,16 +30,6 @@
 
 namespace anchorctx::model {
 
-std::string_view to_string(Bf16Compute compute) {
-  return compute == Bf16Compute::native ? "native" : "emulated";
-}
-
-std::optional<Bf16Compute> parse_bf16_compute(std::string_view name) {
-  if (name == "native") return Bf16Compute::native;
-  if (name == "emulated") return Bf16Compute::emulated;
-  return std::nullopt;
-}
-
 #ifdef ANCHORCTX_HAVE_DNNL
 namespace {
 bool cpu_has_avx512_bf16() {
