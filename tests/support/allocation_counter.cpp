@@ -1,7 +1,9 @@
 // Replaces the global operator new and delete of the test executable with malloc and free plus
-// a 16-byte header that records the size asked for, so live_new_bytes() is exact. The array,
-// sized and nothrow forms of libstdc++ forward to these two; the over-aligned forms keep their
-// own allocator and are not counted (no buffer the tests measure uses them).
+// a 16-byte header that records the size asked for, so live_new_bytes() is exact. The array and
+// sized forms of libstdc++ forward to these two; the nothrow forms are replaced here as well,
+// since AddressSanitizer's runtime defines its own nothrow new (blocks without our header, which
+// our delete would then misread). The over-aligned forms keep their own allocator and are not
+// counted (no buffer the tests measure uses them).
 #include "support/allocation_counter.h"
 
 #include <atomic>
@@ -44,5 +46,39 @@ void operator delete(void* p) noexcept {
 }
 
 void operator delete(void* p, std::size_t) noexcept {
+  operator delete(p);
+}
+
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return operator new(size);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  return operator new(size, std::nothrow);
+}
+
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  operator delete(p);
+}
+
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  operator delete(p);
+}
+
+// The array forms too: under AddressSanitizer its runtime defines them, and a block from one
+// family must never be freed by the other.
+void* operator new[](std::size_t size) {
+  return operator new(size);
+}
+
+void operator delete[](void* p) noexcept {
+  operator delete(p);
+}
+
+void operator delete[](void* p, std::size_t) noexcept {
   operator delete(p);
 }
