@@ -22,6 +22,7 @@
 #include "anchorctx/train/run_report.h"
 #include "anchorctx/train/trainer.h"
 #include "support/error_of.h"
+#include "support/small_dataset.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -106,22 +107,7 @@ TEST(RunReport, MetricsAreReadWithNullsAsNaNAndBadLinesNamed) {
 // rewrites steps 3 and 4): the report and plots cover steps 1..6 as metrics.jsonl holds them.
 TEST(RunReport, ResumedRunReportPlotsTheWholeRunsMetrics) {
   const TempDir dir;
-  data::BuiltinCorpusOptions corpus;
-  corpus.documents = 20;
-  corpus.median_chars = 120;
-  corpus.min_chars = 20;
-  corpus.max_chars = 300;
-  std::string jsonl;
-  for (const std::string& d : data::builtin_corpus(corpus))
-    jsonl += nlohmann::json{{"text", d}}.dump() + "\n";
-  std::ofstream(dir.path() / "corpus.jsonl") << jsonl;
-  data::PackConfig pack;
-  pack.inputs = {(dir.path() / "corpus.jsonl").string()};
-  pack.out = (dir.path() / "data").string();
-  pack.seq_len = 64;
-  pack.quiet = true;
-  pack.threads = 1;
-  data::pack_dataset(pack);
+  test::pack_small_corpus(dir.path());
   model::LlamaConfig c = model::preset("tiny");
   c.hidden_size = 16;
   c.intermediate_size = 32;

@@ -19,6 +19,7 @@
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/run_tokenizer.h"
 #include "anchorctx/train/trainer.h"
+#include "support/small_dataset.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -30,24 +31,7 @@ using anchorctx::test::TempDir;
 
 // A few built-in documents packed into windows of 64 tokens with `tokenizer`.
 fs::path pack_small(const fs::path& dir, const std::string& tokenizer) {
-  data::BuiltinCorpusOptions corpus;
-  corpus.documents = 20;
-  corpus.median_chars = 120;
-  corpus.min_chars = 20;
-  corpus.max_chars = 300;
-  std::string jsonl;
-  for (const std::string& d : data::builtin_corpus(corpus))
-    jsonl += nlohmann::json{{"text", d}}.dump() + "\n";
-  std::ofstream(dir / "corpus.jsonl") << jsonl;
-  data::PackConfig pack;
-  pack.inputs = {(dir / "corpus.jsonl").string()};
-  pack.out = (dir / "data").string();
-  pack.tokenizer = tokenizer;
-  pack.seq_len = 64;
-  pack.quiet = true;
-  pack.threads = 1;
-  data::pack_dataset(pack);
-  return dir / "data";
+  return test::pack_small_corpus(dir, tokenizer);
 }
 
 train::TrainOptions small_run(const fs::path& data, const fs::path& out, const fs::path& dir) {
