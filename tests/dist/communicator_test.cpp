@@ -9,6 +9,8 @@
 #include <limits>
 #include <vector>
 
+#include "anchorctx/core/error.h"
+
 namespace anchorctx::dist {
 namespace {
 
@@ -30,6 +32,30 @@ TEST(SingleProcessCommunicator, RankZeroOfOneAndReductionsLeaveValues) {
 
   comm->all_reduce_sum(std::span<float>());  // empty: fine
   comm->barrier();
+}
+
+TEST(SingleProcessCommunicator, ExchangesCopyAndCheckCounts) {
+  const std::unique_ptr<Communicator> comm = make_single_process_communicator();
+  const std::vector<float> send = {1.0f, 2.0f, -0.0f};
+  const std::vector<std::size_t> counts = {3};
+  std::vector<float> out(3, std::numeric_limits<float>::quiet_NaN());
+  comm->all_to_all(send, counts, out, counts);
+  EXPECT_EQ(std::memcmp(out.data(), send.data(), sizeof(float) * 3), 0);
+  std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
+  comm->all_gather(send, out, counts);
+  EXPECT_EQ(std::memcmp(out.data(), send.data(), sizeof(float) * 3), 0);
+  std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
+  comm->reduce_scatter_sum(send, out, counts);
+  EXPECT_EQ(std::memcmp(out.data(), send.data(), sizeof(float) * 3), 0);
+
+  const std::vector<std::size_t> wrong = {2};
+  EXPECT_THROW(comm->all_to_all(send, wrong, out, counts), Error);
+  const std::vector<std::size_t> two = {1, 2};
+  EXPECT_THROW(comm->all_gather(send, out, two), Error);
+  std::vector<std::byte> bytes(4);
+  EXPECT_THROW(comm->broadcast(bytes, 1), Error);
+  const std::unique_ptr<Communicator> sub = comm->split(0, 0);
+  EXPECT_EQ(sub->world_size(), 1);
 }
 
 }  // namespace
