@@ -11,6 +11,7 @@ packages=(
   libsimdjson-dev zlib1g-dev libzstd-dev         # data readers: JSONL, gzip, zstd
   libpcre2-dev libsentencepiece-dev libxxhash-dev  # tokenizers: regexes, SentencePiece, hashes
   libicu-dev                                     # tokenizers: Unicode NFC
+  libopenmpi-dev openmpi-bin                     # MPI: multi-process training (optional at build time)
   libcairo2-dev fonts-dejavu-core                # report plots (SVG and PNG) and their font
   python3 python3-venv clang-format              # the C API ctypes test, reference venvs; format
   time                                           # /usr/bin/time: the streaming memory test

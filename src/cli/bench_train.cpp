@@ -21,8 +21,10 @@
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/doc_lengths.h"
 #include "anchorctx/data/packer.h"
+#include "anchorctx/dist/world.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/rope/positions.h"
+#include "anchorctx/train/data_parallel_optimizer.h"
 #include "anchorctx/train/optimizer.h"
 #include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
@@ -91,7 +93,12 @@ void run_bench_train(const BenchTrainArgs& a) {
   }
   model::LlamaTrainModel model(config, run);
   model::init_parameters(model.layout(), config, a.seed, model.params());
-  train::AdamW optimizer(model.layout(), {});
+  // Under mpirun: every rank runs the step on its own copy of the window and the gradients are
+  // summed over the ranks as the trainer sums them (data parallel); the time of that reduction
+  // (waiting for the slowest rank included) is reported as communication.
+  const std::unique_ptr<dist::Communicator> world = dist::make_world_communicator();
+  train::DataParallelOptimizer optimizer(model.layout(), {}, *world, false);
+  const bool report = world->rank() == 0;
 
   // One window: an anchor token, then documents by --docs; random token ids.
   const data::DocLengthSpec spec = data::parse_doc_length_spec(a.docs);
@@ -115,29 +122,35 @@ void run_bench_train(const BenchTrainArgs& a) {
   const model::TrainBatch batch{ids, targets, positions, &plan};
 
   const int threads = core::resolve_threads(a.threads);
-  if (!a.json)
+  if (!a.json && report)
     std::fprintf(stderr, "bench train: %s, %lld parameters, T=%d, %s, %s, checkpointing %s\n",
                  a.config_json.empty() ? a.preset.c_str() : a.config_json.c_str(),
                  static_cast<long long>(model.layout().count()), a.seq_len,
                  std::string(attention::to_string(a.mask)).c_str(),
                  std::string(model::to_string(a.precision)).c_str(),
                  run.checkpointing ? "on" : "off");
-  std::vector<double> times;
+  std::vector<double> times, comm_times;
   double loss = 0.0;
   for (int s = 0; s < a.warmup + a.steps; ++s) {
     const core::Stopwatch watch;
     model.zero_grads();
     const model::LossSum l = model.forward_backward(batch, 1.0 / a.seq_len);
-    train::clip_gradients(model.grads(), 1.0);
+    const core::Stopwatch comm_watch;
+    optimizer.reduce_and_clip(model.grads(), 1.0);
+    const double comm_ms = comm_watch.elapsed_ms();
     optimizer.step(model.params(), model.grads(), 1e-4);
     const double ms = watch.elapsed_ms();
     loss = l.loss / static_cast<double>(l.tokens);
-    if (s >= a.warmup) times.push_back(ms);
-    if (!a.json)
+    if (s >= a.warmup) {
+      times.push_back(ms);
+      comm_times.push_back(comm_ms);
+    }
+    if (!a.json && report)
       std::fprintf(stderr, "  step %d: %.1f ms, loss %.4f%s\n", s, ms, loss,
                    s < a.warmup ? " (warm-up)" : "");
   }
   const double step_ms = core::median(times);
+  const double comm_ms = core::median(comm_times);
   const double sgemm = core::measure_sgemm_gflops(2048, threads, 3);
   // The bf16 yardstick: 2048^3 through oneDNN (0 where the native path is unavailable).
   const double bf16_gemm = model::measure_bf16_gemm_gflops(2048, threads, 3);
@@ -165,9 +178,13 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"mfu", achieved / sgemm},
                       {"bf16_gemm_gflops", bf16_gemm},
                       {"loss", loss},
+                      {"processes", world->world_size()},
+                      {"comm_ms", comm_ms},
+                      {"comm_share", comm_ms / step_ms},
                       {"activation_bytes_estimate", model.activation_bytes(a.seq_len)},
                       {"peak_rss_mb", peak_rss_mb()},
                       {"blas", core::blas_name()}};
+  if (!report) return;
   if (a.json) {
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -176,6 +193,9 @@ void run_bench_train(const BenchTrainArgs& a) {
         "sgemm %.1f GFLOP/s, peak RSS %.0f MB\n",
         step_ms, a.steps, a.seq_len / (step_ms * 1e-3), achieved, 100 * achieved / sgemm, sgemm,
         peak_rss_mb());
+    if (world->world_size() > 1)
+      std::printf("%d processes: gradient sum over ranks %.1f ms (median) = %.1f%% of the step\n",
+                  world->world_size(), comm_ms, 100 * comm_ms / step_ms);
     if (bf16_gemm > 0)
       std::printf("bf16 GEMM yardstick (oneDNN, 2048^3): %.1f GFLOP/s; model = %.1f%% of it\n",
                   bf16_gemm, 100 * achieved / bf16_gemm);

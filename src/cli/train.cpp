@@ -8,6 +8,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/dist/communicator.h"
+#include "anchorctx/dist/world.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/trainer.h"
 #include "cli/bf16_compute_option.h"
@@ -44,9 +45,19 @@ void run_train(TrainArgs& a) {
         "another --out",
         o.out.string());
 
-  auto comm = dist::make_single_process_communicator();
-  train::Trainer trainer(o, *comm);
-  const train::TrainResult r = trainer.run();
+  // One process, or one of mpirun's (dist/world.h: MPI lives as long as `world`).
+  const std::unique_ptr<dist::Communicator> world = dist::make_world_communicator();
+  train::TrainResult r;
+  try {
+    train::Trainer trainer(o, *world);
+    r = trainer.run();
+  } catch (const std::exception& e) {
+    // A rank that fails alone ends every rank (MPI_Abort), never leaves them waiting in a
+    // collective; the error names the rank. One process: main reports it.
+    if (world->world_size() > 1) world->abort(e.what());
+    throw;
+  }
+  if (world->rank() != 0) return;  // rank 0 reports the run
   if (r.nothing_to_do) {
     // Said even with --quiet: it is the run's whole outcome.
     std::fprintf(stderr,
@@ -164,6 +175,13 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--no-copy-tokenizer", args->no_copy_tokenizer,
                 "Do not copy the dataset's tokenizer into each checkpoint (by default it is: "
                 "the byte tokenizer as a HuggingFace tokenizer.json, any other as its files)");
+  cmd->add_option("--world-size", o.world_size,
+                  "Processes the run expects (0: as launched; under mpirun -np N: N). Recorded, "
+                  "so a resume at another world size is refused")
+      ->capture_default_str();
+  cmd->add_flag("--shard-optimizer", o.shard_optimizer,
+                "ZeRO-1 under mpirun: each rank keeps the AdamW moments of 1/N of the parameters "
+                "(gradients reduce-scattered, parameters all-gathered); the same result");
   cmd->add_option("--threads", o.run.threads, "Attention kernel threads (0: all)")
       ->capture_default_str();
   cmd->add_option("--loss-chunk", o.run.loss_chunk, "Tokens per LM-head/cross-entropy chunk")

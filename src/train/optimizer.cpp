@@ -184,7 +184,7 @@ UpdateFn update_function() {
 
 // Blocks of this many elements are the unit of work: big enough to amortise the dispatch, and a
 // fixed size so that gradient_norm's partial sums do not depend on the thread count.
-constexpr std::size_t kBlock = 1 << 14;
+constexpr std::size_t kBlock = kGradientNormBlock;
 
 std::size_t block_count(std::size_t n) {
   return (n + kBlock - 1) / kBlock;
@@ -210,7 +210,12 @@ double block_sum_squares(const float* x, std::size_t n) {
 
 }  // namespace
 
-AdamW::AdamW(const model::ParameterLayout& layout, AdamWOptions options) : options_(options) {
+AdamW::AdamW(const model::ParameterLayout& layout, AdamWOptions options)
+    : AdamW(layout, options, 0, layout.total()) {}
+
+AdamW::AdamW(const model::ParameterLayout& layout, AdamWOptions options, std::size_t begin,
+             std::size_t end)
+    : options_(options) {
   require(options.beta1 >= 0.0 && options.beta1 < 1.0, "AdamW: beta1 = {} is outside [0, 1)",
           options.beta1);
   require(options.beta2 >= 0.0 && options.beta2 < 1.0, "AdamW: beta2 = {} is outside [0, 1)",
@@ -218,14 +223,20 @@ AdamW::AdamW(const model::ParameterLayout& layout, AdamWOptions options) : optio
   require(options.eps > 0.0, "AdamW: eps = {} must be positive", options.eps);
   require(options.weight_decay >= 0.0, "AdamW: weight_decay = {} must not be negative",
           options.weight_decay);
-  const std::size_t n = layout.total();
+  const std::size_t total = layout.total();
+  require(begin <= end && end <= total, "AdamW: slice [{}, {}) of a buffer of {}", begin, end,
+          total);
+  const std::size_t n = end - begin;
   decay_.assign(n, 0);
   for (const model::ParameterInfo& info : layout.params()) {
-    require(info.offset + info.size <= n,
+    require(info.offset + info.size <= total,
             "AdamW: parameter '{}' ends at {}, beyond the buffer ({})", info.name,
-            info.offset + info.size, n);
-    if (info.decay)
-      std::fill_n(decay_.begin() + static_cast<std::ptrdiff_t>(info.offset), info.size, 1);
+            info.offset + info.size, total);
+    // The part of this parameter inside the slice.
+    const std::size_t lo = std::max(begin, info.offset);
+    const std::size_t hi = std::min(end, info.offset + info.size);
+    if (info.decay && lo < hi)
+      std::fill_n(decay_.begin() + static_cast<std::ptrdiff_t>(lo - begin), hi - lo, 1);
   }
   m_.assign(n, 0.0f);
   v_.assign(n, 0.0f);
@@ -282,7 +293,7 @@ void AdamW::restore(std::int64_t steps, std::span<const float> exp_avg,
   step_ = steps;
 }
 
-double gradient_norm(std::span<const float> grads) {
+std::vector<double> gradient_block_sums(std::span<const float> grads) {
   const std::size_t n = grads.size();
   const std::size_t blocks = block_count(n);
   std::vector<double> partial(blocks);
@@ -293,24 +304,36 @@ double gradient_norm(std::span<const float> grads) {
     partial[static_cast<std::size_t>(b)] =
         block_sum_squares(x + begin, std::min(kBlock, n - begin));
   }
+  return partial;
+}
+
+double gradient_norm_from_block_sums(std::span<const double> block_sums) {
   double sum = 0.0;
-  for (const double s : partial)
+  for (const double s : block_sums)
     sum += s;
   return std::sqrt(sum);
 }
 
+double gradient_norm(std::span<const float> grads) {
+  return gradient_norm_from_block_sums(gradient_block_sums(grads));
+}
+
 double clip_gradients(std::span<float> grads, double max_norm) {
   const double norm = gradient_norm(grads);
-  if (!(max_norm > 0.0) || !std::isfinite(norm)) return norm;
+  clip_gradients_with_norm(grads, norm, max_norm);
+  return norm;
+}
+
+void clip_gradients_with_norm(std::span<float> grads, double norm, double max_norm) {
+  if (!(max_norm > 0.0) || !std::isfinite(norm)) return;
   const double coef = max_norm / (norm + 1e-6);
-  if (coef >= 1.0) return norm;
+  if (coef >= 1.0) return;
   const auto scale = static_cast<float>(coef);
   float* x = grads.data();
   const auto n = static_cast<std::int64_t>(grads.size());
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < n; ++i)
     x[i] *= scale;
-  return norm;
 }
 
 }  // namespace anchorctx::train

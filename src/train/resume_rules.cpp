@@ -37,6 +37,9 @@ constexpr OptionRule kOptionRules[] = {
     {"beta2", false},
     {"eps", false},
     {"weight-decay", false},
+    // The processes: another count changes the global batch (data-parallel degree x grad-accum
+    // x batch-windows) and so the windows of every step.
+    {"world-size", false},
     // How long and how fast it learns from here on.
     {"steps", true},
     {"schedule", true},
@@ -54,6 +57,8 @@ constexpr OptionRule kOptionRules[] = {
     {"threads", true},
     {"loss-chunk", true},
     {"checkpointing", true},
+    // The same bits either way, and the checkpoint holds the whole optimizer state.
+    {"shard-optimizer", true},
     // The same bf16 values by another GEMM (docs/PRECISION.md): sums in another order.
     {"bf16-compute", true},
     {"copy-file", true},

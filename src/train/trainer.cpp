@@ -9,8 +9,11 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
+#include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
+#include "anchorctx/train/data_parallel_optimizer.h"
+#include "anchorctx/train/data_shard.h"
 #include "anchorctx/train/metrics.h"
 #include "anchorctx/train/resume_rules.h"
 #include "anchorctx/train/run_report.h"
@@ -63,7 +66,9 @@ nlohmann::json TrainOptions::to_json() const {
           {"no-tensorboard", !tensorboard},
           {"no-copy-tokenizer", !copy_tokenizer},
           {"no-verify-data", !verify_data},
-          {"copy-file", copy_files}};
+          {"copy-file", copy_files},
+          {"world-size", world_size},
+          {"shard-optimizer", shard_optimizer}};
 }
 
 void validate(const TrainOptions& o) {
@@ -78,6 +83,7 @@ void validate(const TrainOptions& o) {
   if (o.log_every < 1) fail("train: --log-every must be at least 1");
   if (o.save_every < 0) fail("train: --save-every must be 0 (end only) or positive");
   if (o.max_consecutive_skips < 1) fail("train: --max-consecutive-skips must be at least 1");
+  if (o.world_size < 0) fail("train: --world-size must be 0 (as launched) or positive");
   Schedule s = o.schedule;
   s.total_steps = o.steps;
   validate(s);
@@ -133,7 +139,9 @@ class StepProgress {
 
 struct Trainer::Impl {
   data::Dataset dataset;
-  std::unique_ptr<AdamW> optimizer;
+  dist::ParallelGroups groups;  // this rank's place in the run: its replica and shard
+  DataShard shard;              // which windows this replica reads
+  std::unique_ptr<DataParallelOptimizer> optimizer;
   TrainerState state;
   std::vector<std::uint64_t> epoch_order;  // logical window order of the current epoch
   std::uint64_t epoch = ~0ull;
@@ -160,14 +168,23 @@ struct Trainer::Impl {
 Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     : options_(std::move(options)), comm_(comm) {
   validate(options_);
+  if (options_.world_size != 0 && options_.world_size != comm_.world_size())
+    fail("train: --world-size {} but {} processes were launched (mpirun -np {})",
+         options_.world_size, comm_.world_size(), options_.world_size);
+  options_.world_size = comm_.world_size();
   options_.schedule.total_steps = options_.steps;
+  // Rank 0 alone speaks (progress, notes); every rank's errors reach the user (the CLI).
+  const bool talk = !options_.quiet && comm_.rank() == 0;
   impl_ = std::make_unique<Impl>(data::Dataset::open(options_.data));
+  impl_->groups = dist::make_parallel_groups(comm_, 1);
+  impl_->shard = DataShard{options_.windows_per_micro_batch, options_.grad_accum,
+                           impl_->groups.layout.dp_rank(), impl_->groups.layout.dp_size()};
   const data::Dataset& ds = impl_->dataset;
   if (ds.num_windows() == 0) fail("train: {} holds no windows", options_.data.string());
   if (options_.verify_data) {
     const auto start = std::chrono::steady_clock::now();
     ds.verify();
-    if (!options_.quiet)
+    if (talk)
       std::fprintf(stderr, "anchorctx: %s verified (content hashes, token ids) in %.2f s\n",
                    options_.data.string().c_str(),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -177,12 +194,24 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   if (ds.vocab_size() > config.vocab_size)
     fail("train: the dataset's tokenizer has {} ids but the model's vocabulary is {}",
          ds.vocab_size(), config.vocab_size);
-  if (ds.seq_len() > config.max_position_embeddings && !config.rope_scaling.enabled())
+  if (ds.seq_len() > config.max_position_embeddings && !config.rope_scaling.enabled() &&
+      comm_.rank() == 0)
     std::fprintf(stderr,
                  "anchorctx: warning: windows of %d tokens exceed max_position_embeddings %lld\n",
                  ds.seq_len(), static_cast<long long>(config.max_position_embeddings));
   model_ = std::make_unique<model::LlamaTrainModel>(config, options_.run);
-  impl_->optimizer = std::make_unique<AdamW>(model_->layout(), options_.adamw);
+  // The gradients of every rank are summed: each holds every parameter (the world, across the
+  // replicas).
+  impl_->optimizer = std::make_unique<DataParallelOptimizer>(model_->layout(), options_.adamw,
+                                                             comm_, options_.shard_optimizer);
+  if (talk && (comm_.world_size() > 1 || options_.shard_optimizer))
+    std::fprintf(stderr,
+                 "anchorctx: %d processes (data parallel %d), global batch %llu windows; "
+                 "optimizer state %.1f MiB per rank%s\n",
+                 comm_.world_size(), impl_->shard.dp_size,
+                 static_cast<unsigned long long>(impl_->shard.global_batch()),
+                 static_cast<double>(impl_->optimizer->state_bytes()) / (1024.0 * 1024.0),
+                 options_.shard_optimizer ? " (sharded, ZeRO-1)" : "");
 
   // One writer per run folder, for the trainer's life: taken before anything in the folder is
   // read (a resume's checkpoint), after the inputs are checked (a start refused for its data or
@@ -191,7 +220,7 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   std::optional<fs::path> checkpoint;
   if (options_.resume) {
     checkpoint = latest_checkpoint(options_.out);
-    if (!checkpoint)
+    if (!checkpoint && comm_.rank() == 0)
       std::fprintf(stderr, "anchorctx: --resume: no checkpoint in %s; starting a new run\n",
                    options_.out.string().c_str());
   }
@@ -212,7 +241,8 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
           checkpoint->string(), ck.state.step, list, checkpoint->string());
     }
     for (const Difference& d : diff.allowed)
-      std::fprintf(stderr, "anchorctx: --resume: taking %s\n", d.text().c_str());
+      if (comm_.rank() == 0)
+        std::fprintf(stderr, "anchorctx: --resume: taking %s\n", d.text().c_str());
     impl_->resumed_from = *checkpoint;
     if (ck.exp_avg.empty())
       fail("train: --resume: {} holds no optimizer state", checkpoint->string());
@@ -220,7 +250,7 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     impl_->optimizer->restore(ck.optimizer_steps, ck.exp_avg, ck.exp_avg_sq);
     impl_->state = ck.state;
     step_ = ck.state.step;
-    if (!options_.quiet)
+    if (talk)
       std::fprintf(stderr, "anchorctx: resuming from %s (step %lld)\n",
                    checkpoint->string().c_str(), static_cast<long long>(step_));
   } else if (!options_.init_from.empty()) {
@@ -234,8 +264,8 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   impl_->state.dataset = dataset_id;
   if (step_ >= options_.steps) return;  // nothing to do: no sink touches the run folder
 
-  fs::create_directories(options_.out);
   if (comm_.rank() == 0) {
+    fs::create_directories(options_.out);
     impl_->jsonl =
         std::make_unique<JsonlMetricsSink>(options_.out / "metrics.jsonl", checkpoint ? step_ : 0);
     // After a resume, the restart mark makes TensorBoard drop a killed run's steps past the
@@ -269,15 +299,18 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
   const std::int64_t first_step = step_;
   std::int64_t skipped_in_a_row = 0, updates = 0;  // --skip-nonfinite's divergence check
 
+  // Collective (a sharded optimizer's moments are gathered); rank 0 writes the one checkpoint.
   const auto save = [&](double last_loss) {
+    std::vector<float> exp_avg, exp_avg_sq;
+    impl_->optimizer->gather_state(exp_avg, exp_avg_sq);
     if (comm_.rank() != 0) return;
     CheckpointData data;
     data.config = &model_->config();
     data.layout = &model_->layout();
     data.params = model_->params();
     data.optimizer_steps = impl_->optimizer->steps();
-    data.exp_avg = impl_->optimizer->exp_avg();
-    data.exp_avg_sq = impl_->optimizer->exp_avg_sq();
+    data.exp_avg = exp_avg;
+    data.exp_avg_sq = exp_avg_sq;
     state.step = step_;
     state.last_loss = last_loss;
     data.state = state;
@@ -295,15 +328,12 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
     std::vector<Batch> micro;
     for (std::int64_t m = 0; m < options_.grad_accum; ++m) {
       std::vector<std::uint64_t> windows;
-      for (std::int64_t w = 0; w < options_.windows_per_micro_batch; ++w) {
-        const std::uint64_t cursor =
-            state.data_cursor * static_cast<std::uint64_t>(comm_.world_size()) +
-            static_cast<std::uint64_t>(comm_.rank());
-        windows.push_back(impl_->window_at(cursor, options_.seed));
-        ++state.data_cursor;
-      }
+      for (std::int64_t w = 0; w < options_.windows_per_micro_batch; ++w)
+        windows.push_back(
+            impl_->window_at(impl_->shard.cursor(state.data_cursor, m, w), options_.seed));
       micro.push_back(make_batch(impl_->dataset, windows, options_.batch));
     }
+    state.data_cursor += impl_->shard.global_batch();
     double counts[2] = {0.0, 0.0};  // targets, input tokens
     for (const Batch& b : micro) {
       counts[0] += static_cast<double>(b.target_count);
@@ -316,15 +346,14 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
     double loss_sum = 0.0;
     for (const Batch& b : micro)
       loss_sum += model_->forward_backward(b.view(), scale).loss;
-    // The one place gradients cross ranks.
-    comm_.all_reduce_sum(model_->grads());
+    // The one place gradients cross ranks (summed in rank order, clipped by the global norm).
     comm_.all_reduce_sum(std::span<double>(&loss_sum, 1));
 
     StepRecord r;
     r.step = step_ + 1;
     r.loss = counts[0] > 0 ? loss_sum / counts[0] : 0.0;
     r.lr = options_.schedule.lr_at(step_);
-    r.grad_norm = clip_gradients(model_->grads(), options_.clip_grad_norm);
+    r.grad_norm = impl_->optimizer->reduce_and_clip(model_->grads(), options_.clip_grad_norm);
     r.tokens = static_cast<std::int64_t>(counts[1]);
     if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
       if (!options_.skip_nonfinite) {

@@ -24,6 +24,11 @@ class AdamW {
   // ParameterInfo::decay is set. Throws anchorctx::Error on betas outside [0, 1), eps <= 0 or
   // weight_decay < 0.
   AdamW(const model::ParameterLayout& layout, AdamWOptions options);
+  // The optimizer of elements [begin, end) of the buffer only (a ZeRO-1 shard): step() and
+  // restore() take spans of end - begin elements, and give the bits the whole-buffer optimizer
+  // gives those elements (each element's update is independent of the others).
+  AdamW(const model::ParameterLayout& layout, AdamWOptions options, std::size_t begin,
+        std::size_t end);
 
   // One update with learning rate `lr` (step() counts from 1 after the first call):
   //   p -= lr * weight_decay * p           (decay slices only)
@@ -54,6 +59,17 @@ class AdamW {
 // The L2 norm of all gradients (computed in double, summed in a fixed order so the result does
 // not depend on threads). Non-finite when any gradient is.
 double gradient_norm(std::span<const float> grads);
+
+// gradient_norm's summation: blocks of this many elements, each summed in double, then the
+// blocks' sums added in order. A shard that starts at a multiple of it computes its blocks'
+// sums alone (gradient_block_sums) and the norm of the whole buffer comes out bit-identical.
+inline constexpr std::size_t kGradientNormBlock = std::size_t{1} << 14;
+std::vector<double> gradient_block_sums(std::span<const float> grads);
+// The norm from every block's sum, in block order: sqrt(sum).
+double gradient_norm_from_block_sums(std::span<const double> block_sums);
+
+// clip_gradients with the norm already known (the global norm of a sharded buffer).
+void clip_gradients_with_norm(std::span<float> grads, double norm, double max_norm);
 
 // Scales `grads` by max_norm / (norm + 1e-6) when norm > max_norm (torch's clip_grad_norm_);
 // max_norm <= 0 disables clipping. Returns the norm before clipping.

@@ -59,6 +59,13 @@ struct TrainOptions {
   std::vector<std::filesystem::path> extra_files;
   // Copy the dataset's tokenizer into every checkpoint (train/run_tokenizer.h).
   bool copy_tokenizer = true;
+  // Processes the run expects (0: as many as were launched). The trainer sets it to the launched
+  // number, which a run records: a resume at another world size is refused (it would change the
+  // global batch), and a config file that names one refuses another launch before any work.
+  int world_size = 0;
+  // ZeRO-1: each data-parallel rank holds the AdamW moments of one slice of the parameters
+  // (train/data_parallel_optimizer.h); the same bits as without it.
+  bool shard_optimizer = false;
 
   // The options a run records (trainer_state.json), keyed by `anchorctx train`'s long option
   // names, which are also its --config TOML keys: written back as a TOML file they reproduce
