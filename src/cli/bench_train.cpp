@@ -95,7 +95,8 @@ void run_bench_train(const BenchTrainArgs& a) {
   model::init_parameters(model.layout(), config, a.seed, model.params());
   // Under mpirun: every rank runs the step on its own copy of the window and the gradients are
   // summed over the ranks as the trainer sums them (data parallel); the time of that reduction
-  // (waiting for the slowest rank included) is reported as communication.
+  // is reported as communication, after a barrier whose time (waiting for the slowest rank) is
+  // reported apart.
   const std::unique_ptr<dist::Communicator> world = dist::make_world_communicator();
   train::DataParallelOptimizer optimizer(model.layout(), {}, *world, false);
   const bool report = world->rank() == 0;
@@ -129,12 +130,15 @@ void run_bench_train(const BenchTrainArgs& a) {
                  std::string(attention::to_string(a.mask)).c_str(),
                  std::string(model::to_string(a.precision)).c_str(),
                  run.checkpointing ? "on" : "off");
-  std::vector<double> times, comm_times;
+  std::vector<double> times, comm_times, wait_times;
   double loss = 0.0;
   for (int s = 0; s < a.warmup + a.steps; ++s) {
     const core::Stopwatch watch;
     model.zero_grads();
     const model::LossSum l = model.forward_backward(batch, 1.0 / a.seq_len);
+    const core::Stopwatch wait_watch;
+    world->barrier();
+    const double wait_ms = wait_watch.elapsed_ms();
     const core::Stopwatch comm_watch;
     optimizer.reduce_and_clip(model.grads(), 1.0);
     const double comm_ms = comm_watch.elapsed_ms();
@@ -144,13 +148,19 @@ void run_bench_train(const BenchTrainArgs& a) {
     if (s >= a.warmup) {
       times.push_back(ms);
       comm_times.push_back(comm_ms);
+      wait_times.push_back(wait_ms);
     }
     if (!a.json && report)
       std::fprintf(stderr, "  step %d: %.1f ms, loss %.4f%s\n", s, ms, loss,
                    s < a.warmup ? " (warm-up)" : "");
   }
   const double step_ms = core::median(times);
-  const double comm_ms = core::median(comm_times);
+  const double comm_ms = core::median(comm_times), wait_ms = core::median(wait_times);
+  // What the all-reduce moves per rank: its block of every rank's gradients out and in, then
+  // the summed block to every rank and theirs back: 2 (N-1)/N of the float32 buffer each way.
+  const int ranks = world->world_size();
+  const double reduce_bytes =
+      2.0 * (ranks - 1) / ranks * 4.0 * static_cast<double>(model.layout().total());
   const double sgemm = core::measure_sgemm_gflops(2048, threads, 3);
   // The bf16 yardstick: 2048^3 through oneDNN (0 where the native path is unavailable).
   const double bf16_gemm = model::measure_bf16_gemm_gflops(2048, threads, 3);
@@ -181,6 +191,8 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"processes", world->world_size()},
                       {"comm_ms", comm_ms},
                       {"comm_share", comm_ms / step_ms},
+                      {"wait_ms", wait_ms},
+                      {"gradient_bytes_sent_per_rank", reduce_bytes},
                       {"activation_bytes_estimate", model.activation_bytes(a.seq_len)},
                       {"peak_rss_mb", peak_rss_mb()},
                       {"blas", core::blas_name()}};
@@ -194,8 +206,10 @@ void run_bench_train(const BenchTrainArgs& a) {
         step_ms, a.steps, a.seq_len / (step_ms * 1e-3), achieved, 100 * achieved / sgemm, sgemm,
         peak_rss_mb());
     if (world->world_size() > 1)
-      std::printf("%d processes: gradient sum over ranks %.1f ms (median) = %.1f%% of the step\n",
-                  world->world_size(), comm_ms, 100 * comm_ms / step_ms);
+      std::printf(
+          "%d processes: gradient sum over ranks %.1f ms (median) = %.1f%% of the step, "
+          "%.1f MB sent per rank; waiting for the slowest rank %.1f ms\n",
+          ranks, comm_ms, 100 * comm_ms / step_ms, reduce_bytes / 1e6, wait_ms);
     if (bf16_gemm > 0)
       std::printf("bf16 GEMM yardstick (oneDNN, 2048^3): %.1f GFLOP/s; model = %.1f%% of it\n",
                   bf16_gemm, 100 * achieved / bf16_gemm);
