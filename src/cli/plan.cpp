@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -35,6 +36,7 @@ struct PlanArgs {
   std::optional<model::Precision> comm_precision;  // default: the training precision
   std::int64_t loss_chunk = 1024;
   std::uint64_t seed = 0;
+  double gemm_efficiency = 0.0, attention_efficiency = 0.0;  // 0: the profile's
 };
 
 constexpr attention::MaskKind kMasks[] = {
@@ -217,7 +219,16 @@ void run_plan(const PlanArgs& a) {
     throw CLI::ValidationError("--checkpointing", "expected auto, on or off");
   s.checkpointing = a.checkpointing == "on";
   train::check_setup(s);  // before the hardware measurement and the plans
-  const train::HardwareProfile hw = train::hardware_profile(a.hardware, a.threads);
+  train::HardwareProfile hw = train::hardware_profile(a.hardware, a.threads);
+  for (auto [value, option, field] :
+       {std::tuple{a.gemm_efficiency, "--gemm-efficiency", &hw.gemm_efficiency},
+        std::tuple{a.attention_efficiency, "--attention-efficiency", &hw.attention_efficiency}}) {
+    if (value < 0 || value > 1) throw CLI::ValidationError(option, "must lie in (0, 1]");
+    if (value > 0) {
+      *field = value;
+      hw.source += fmt::format("; {} {} given", option, value);
+    }
+  }
 
   const attention::AttentionLayout windows = windows_of(a, s.seq_len);
   std::vector<train::AttentionWork> works;
@@ -330,6 +341,12 @@ void register_plan(CLI::App& app) {
   cmd->add_option("--hardware", a->hardware,
                   "Hardware profile: a100-nvlink, h100-nvlink, h200-nvlink (8 per node, "
                   "InfiniBand between nodes), or cpu-local (this machine, measured now)")
+      ->capture_default_str();
+  cmd->add_option("--gemm-efficiency", a->gemm_efficiency,
+                  "Fraction of peak the GEMMs reach, instead of the profile's (0: the profile's)")
+      ->capture_default_str();
+  cmd->add_option("--attention-efficiency", a->attention_efficiency,
+                  "Fraction of peak the attention kernels reach, instead of the profile's")
       ->capture_default_str();
   cmd->add_option("--threads", a->threads, "cpu-local: threads of the measurement (0: all)")
       ->capture_default_str();
