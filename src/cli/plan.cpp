@@ -135,6 +135,10 @@ void print_table(const PlanArgs& a, const train::PlanSetup& s, const train::Hard
                   static_cast<std::int64_t>(s.dp()) * s.grad_accum * s.seq_len,
                   attention::to_string(a.mask), model::to_string(s.precision),
                   s.shard_optimizer ? ", ZeRO-1" : "", s.checkpointing ? ", checkpointing" : ""));
+  line(
+      fmt::format("limits     Ulysses S <= {} (whole heads per rank); kv heads {}: S must divide "
+                  "them or be a multiple of them",
+                  c.num_attention_heads, c.num_key_value_heads));
   line(fmt::format("hardware   {}: {}", hw.name, hw.description));
   line(fmt::format("           {}", hw.source));
   line(fmt::format("documents  {} ({} window(s) sampled, tiles of {})",
@@ -270,7 +274,8 @@ void run_plan(const PlanArgs& a) {
         {"heads", c.num_attention_heads},
         {"kv_heads", c.num_key_value_heads},
         {"head_dim", c.resolved_head_dim()},
-        {"vocab", c.vocab_size}}},
+        {"vocab", c.vocab_size},
+        {"max_sp", c.num_attention_heads}}},  // Ulysses: whole heads per rank
       {"setup",
        {{"seq_len", s.seq_len},
         {"gpus", s.gpus},
