@@ -51,4 +51,7 @@ void register_rope_drift(CLI::App& app);
 // `anchorctx eval`: perplexity by position and length, RULER-style needle tasks, a report.
 void register_eval(CLI::App& app);
 
+// `anchorctx plan`: the cost model of a distributed training step (FLOPs, memory, bytes, time).
+void register_plan(CLI::App& app);
+
 }  // namespace anchorctx::cli

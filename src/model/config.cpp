@@ -443,8 +443,31 @@ LlamaConfig preset(std::string_view name) {
     c.max_position_embeddings = 4096;
     c.bos_token_id = 1;
     c.eos_token_ids = {2};
+  } else if (name == "llama2-7b") {
+    // meta-llama/Llama-2-7b-hf's config.json: the paper's main model (for `anchorctx plan`).
+    c.vocab_size = 32000;
+    c.hidden_size = 4096;
+    c.intermediate_size = 11008;
+    c.num_hidden_layers = 32;
+    c.num_attention_heads = 32;
+    c.num_key_value_heads = 32;
+    c.max_position_embeddings = 4096;
+    c.bos_token_id = 1;
+    c.eos_token_ids = {2};
+  } else if (name == "llama3-8b") {
+    // meta-llama/Meta-Llama-3-8B's config.json: GQA with 8 kv heads (Ulysses' replication rule).
+    c.vocab_size = 128256;
+    c.hidden_size = 4096;
+    c.intermediate_size = 14336;
+    c.num_hidden_layers = 32;
+    c.num_attention_heads = 32;
+    c.num_key_value_heads = 8;
+    c.max_position_embeddings = 8192;
+    c.rope_theta = 500000.0;
+    c.bos_token_id = 128000;
+    c.eos_token_ids = {128001};
   } else {
-    fail("unknown model preset '{}' (known: tiny, reference)", name);
+    fail("unknown model preset '{}' (known: tiny, reference, llama2-7b, llama3-8b)", name);
   }
   c.head_dim = c.hidden_size / c.num_attention_heads;
   validate(c, fmt::format("preset {}", name));
@@ -452,7 +475,7 @@ LlamaConfig preset(std::string_view name) {
 }
 
 std::vector<std::string> preset_names() {
-  return {"tiny", "reference"};
+  return {"tiny", "reference", "llama2-7b", "llama3-8b"};
 }
 
 std::int64_t parameter_count(const LlamaConfig& c) {

@@ -119,26 +119,28 @@ std::span<const LlamaTrainModel::BufferSpec> LlamaTrainModel::buffer_specs() {
   return specs;
 }
 
-std::int64_t LlamaTrainModel::width_of(const BufferSpec& spec) const {
+// `params`: the flat parameter buffer's size (ParameterLayout::total, padding included).
+std::int64_t LlamaTrainModel::width_of(const BufferSpec& spec, const LlamaConfig& config,
+                                       std::int64_t params) {
   switch (spec.width) {
     case Width::one:
       return 1;
     case Width::hidden:
-      return config_.hidden_size;
+      return config.hidden_size;
     case Width::q_dim:
-      return q_dim_;
+      return config.q_dim();
     case Width::kv_dim:
-      return kv_dim_;
+      return config.kv_dim();
     case Width::intermediate:
-      return config_.intermediate_size;
+      return config.intermediate_size;
     case Width::q_heads:
-      return config_.num_attention_heads;
+      return config.num_attention_heads;
     case Width::half_head_dim:
-      return head_dim_ / 2;
+      return config.resolved_head_dim() / 2;
     case Width::vocab:
-      return config_.vocab_size;
+      return config.vocab_size;
     case Width::params:
-      return static_cast<std::int64_t>(params_.size());
+      return params;
   }
   return 0;
 }
@@ -192,20 +194,27 @@ const float* LlamaTrainModel::weight(const ParameterInfo& info) const {
 }
 
 std::vector<StepBuffer> LlamaTrainModel::step_buffers(std::int64_t T) const {
-  const std::int64_t L = config_.num_hidden_layers;
+  return step_buffers(config_, options_, T);
+}
+
+std::vector<StepBuffer> LlamaTrainModel::step_buffers(const LlamaConfig& config,
+                                                      const RunOptions& options, std::int64_t T) {
+  const std::int64_t L = config.num_hidden_layers;
+  const bool round = options.precision == Precision::bf16;
+  const auto params = static_cast<std::int64_t>(ParameterLayout::for_config(config).total());
   std::vector<StepBuffer> out;
   for (const BufferSpec& spec : buffer_specs()) {
-    if (spec.scope == Scope::recompute && !options_.checkpointing) continue;
-    if (spec.scope == Scope::bf16_weights && !round_) continue;
+    if (spec.scope == Scope::recompute && !options.checkpointing) continue;
+    if (spec.scope == Scope::bf16_weights && !round) continue;
     const std::int64_t rows = spec.rows == Rows::tokens       ? T
-                              : spec.rows == Rows::loss_chunk ? std::min(options_.loss_chunk, T)
+                              : spec.rows == Rows::loss_chunk ? std::min(options.loss_chunk, T)
                                                               : 1;
-    const std::int64_t copies = spec.scope == Scope::stored_layer ? (options_.checkpointing ? 1 : L)
+    const std::int64_t copies = spec.scope == Scope::stored_layer  ? (options.checkpointing ? 1 : L)
                                 : spec.scope == Scope::layer_input ? L + 1
                                                                    : 1;
     const bool backward = spec.scope == Scope::backward || spec.scope == Scope::recompute ||
                           spec.scope == Scope::loss_backward;
-    out.push_back({spec.name, spec.shape, copies, rows * width_of(spec), backward});
+    out.push_back({spec.name, spec.shape, copies, rows * width_of(spec, config, params), backward});
   }
   return out;
 }
@@ -240,8 +249,9 @@ void LlamaTrainModel::check_batch(const TrainBatch& b) const {
 
 void LlamaTrainModel::prepare_buffers(std::int64_t T, bool backward) {
   for (const BufferSpec& spec : buffer_specs()) {
-    const std::size_t n =
-        static_cast<std::size_t>((spec.rows == Rows::tokens ? T : 1) * width_of(spec));
+    const std::size_t n = static_cast<std::size_t>(
+        (spec.rows == Rows::tokens ? T : 1) *
+        width_of(spec, config_, static_cast<std::int64_t>(params_.size())));
     switch (spec.scope) {
       case Scope::stored_layer:
         for (LayerActs& a : acts_)

@@ -118,6 +118,10 @@ class LlamaTrainModel {
   // estimate below sums it, and docs/TRAINING.md's table is it (tests/model/train_memory_test.cpp
   // checks all three).
   std::vector<StepBuffer> step_buffers(std::int64_t tokens) const;
+  // The same list for a model of `config` run with `options`, without building one (nothing is
+  // allocated): the cost model (train/cost_model.h) sums it for models too big for this machine.
+  static std::vector<StepBuffer> step_buffers(const LlamaConfig& config, const RunOptions& options,
+                                              std::int64_t tokens);
   // The bytes of step_buffers(tokens): what forward_backward holds after its first call on a
   // batch of `tokens` tokens (the loss chunk when at least min(loss_chunk, tokens) tokens are
   // targeted). A forward-only call holds the buffers not marked `backward`.
@@ -127,7 +131,8 @@ class LlamaTrainModel {
   struct LayerActs;
   struct BufferSpec;
   static std::span<const BufferSpec> buffer_specs();
-  std::int64_t width_of(const BufferSpec& spec) const;
+  static std::int64_t width_of(const BufferSpec& spec, const LlamaConfig& config,
+                               std::int64_t params);
   LossSum run(const TrainBatch& batch, bool backward, double loss_scale, std::span<float> logits);
   void check_batch(const TrainBatch& batch) const;
   void prepare_buffers(std::int64_t tokens, bool backward);
