@@ -21,14 +21,21 @@ struct Bf16TileGemm {
 
   // One MR x (NV * 16) block of C, accumulated over all K in registers: per pair of K, NV
   // loads of B, MR broadcasts of A, MR * NV dot products (6 x 4: 24 accumulators, enough to
-  // hide the instruction's latency).
-  template <int MR, int NV>
+  // hide the instruction's latency). `Acc` (accumulate into C) is a template parameter: as a
+  // run-time choice it made GCC build the accumulators on the stack first (perf annotate).
+  template <int MR, int NV, bool Acc>
   static void block(int K2, const std::uint16_t* A, std::ptrdiff_t lda, const std::uint32_t* B,
-                    std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc, bool accumulate) {
+                    std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc) {
     __m512 acc[MR][NV];
-    for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v)
-        acc[i][v] = accumulate ? _mm512_loadu_ps(C + i * ldc + v * W) : _mm512_setzero_ps();
+    for (int i = 0; i < MR; ++i) {
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (Acc) {
+          acc[i][v] = _mm512_loadu_ps(C + i * ldc + v * W);
+        } else {
+          acc[i][v] = _mm512_setzero_ps();
+        }
+      }
+    }
     for (int k = 0; k < K2; ++k) {
       __m512bh b[NV];
       for (int v = 0; v < NV; ++v)
@@ -46,47 +53,51 @@ struct Bf16TileGemm {
         _mm512_storeu_ps(C + i * ldc + v * W, acc[i][v]);
   }
 
-  template <int NV>
+  template <int NV, bool Acc>
   static void column_panel(int M, int K2, const std::uint16_t* A, std::ptrdiff_t lda,
-                           const std::uint32_t* B, std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc,
-                           bool accumulate) {
+                           const std::uint32_t* B, std::ptrdiff_t ldb, float* C,
+                           std::ptrdiff_t ldc) {
     int m = 0;
     for (; m + MaxRows <= M; m += MaxRows)
-      block<MaxRows, NV>(K2, A + m * lda, lda, B, ldb, C + m * ldc, ldc, accumulate);
+      block<MaxRows, NV, Acc>(K2, A + m * lda, lda, B, ldb, C + m * ldc, ldc);
     if (m < M)
-      tail_rows<NV, MaxRows - 1>(M - m, K2, A + m * lda, lda, B, ldb, C + m * ldc, ldc, accumulate);
+      tail_rows<NV, MaxRows - 1, Acc>(M - m, K2, A + m * lda, lda, B, ldb, C + m * ldc, ldc);
   }
 
   // The last M % MaxRows rows: dispatch to the block of exactly that height.
-  template <int NV, int MR>
+  template <int NV, int MR, bool Acc>
   static void tail_rows(int rows, int K2, const std::uint16_t* A, std::ptrdiff_t lda,
-                        const std::uint32_t* B, std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc,
-                        bool accumulate) {
+                        const std::uint32_t* B, std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc) {
     if constexpr (MR >= 1) {
-      if (rows == MR) return block<MR, NV>(K2, A, lda, B, ldb, C, ldc, accumulate);
-      tail_rows<NV, MR - 1>(rows, K2, A, lda, B, ldb, C, ldc, accumulate);
+      if (rows == MR) return block<MR, NV, Acc>(K2, A, lda, B, ldb, C, ldc);
+      tail_rows<NV, MR - 1, Acc>(rows, K2, A, lda, B, ldb, C, ldc);
     }
   }
 
-  template <int NV>
+  template <int NV, bool Acc>
   static void tail_cols(int vecs, int M, int K2, const std::uint16_t* A, std::ptrdiff_t lda,
-                        const std::uint32_t* B, std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc,
-                        bool accumulate) {
+                        const std::uint32_t* B, std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc) {
     if constexpr (NV >= 1) {
-      if (vecs == NV) return column_panel<NV>(M, K2, A, lda, B, ldb, C, ldc, accumulate);
-      tail_cols<NV - 1>(vecs, M, K2, A, lda, B, ldb, C, ldc, accumulate);
+      if (vecs == NV) return column_panel<NV, Acc>(M, K2, A, lda, B, ldb, C, ldc);
+      tail_cols<NV - 1, Acc>(vecs, M, K2, A, lda, B, ldb, C, ldc);
     }
+  }
+
+  template <bool Acc>
+  static void run_as(int M, int N, int K2, const std::uint16_t* A, std::ptrdiff_t lda,
+                     const std::uint32_t* B, std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc) {
+    constexpr int NR = MaxVecs * W;
+    int n = 0;
+    for (; n + NR <= N; n += NR)
+      column_panel<MaxVecs, Acc>(M, K2, A, lda, B + n, ldb, C + n, ldc);
+    if (n < N) tail_cols<MaxVecs - 1, Acc>((N - n) / W, M, K2, A, lda, B + n, ldb, C + n, ldc);
   }
 
   // C[M, N] = (accumulate ? C : 0) + A * B over K2 pairs. N % 16 == 0.
   static void run(int M, int N, int K2, const std::uint16_t* A, std::ptrdiff_t lda,
                   const std::uint32_t* B, std::ptrdiff_t ldb, float* C, std::ptrdiff_t ldc,
                   bool accumulate) {
-    constexpr int NR = MaxVecs * W;
-    int n = 0;
-    for (; n + NR <= N; n += NR)
-      column_panel<MaxVecs>(M, K2, A, lda, B + n, ldb, C + n, ldc, accumulate);
-    if (n < N)
-      tail_cols<MaxVecs - 1>((N - n) / W, M, K2, A, lda, B + n, ldb, C + n, ldc, accumulate);
+    if (accumulate) return run_as<true>(M, N, K2, A, lda, B, ldb, C, ldc);
+    run_as<false>(M, N, K2, A, lda, B, ldb, C, ldc);
   }
 };
