@@ -18,7 +18,9 @@ def main() -> None:
     runs = defaultdict(list)  # (mask, T, kind) -> [json]
     for path in sorted(out.glob("*.json")):
         mask, t, kind, _ = path.stem.split("_")
-        runs[(mask, int(t), kind)].append(json.loads(path.read_text()))
+        text = path.read_text().strip()
+        if text:  # a call still running (or killed) left an empty file
+            runs[(mask, int(t), kind)].append(json.loads(text))
     med = lambda xs: statistics.median(xs)
     print("| mask | T | kernels | fwd ms | bwd ms | fwd GFLOP/s | bwd GFLOP/s | "
           "fwd % yardstick | bwd % yardstick | fwd speed-up vs fp32 | bwd speed-up vs fp32 |")
