@@ -47,7 +47,18 @@ struct CpuKernels {
                    const BackwardStrides&, float, int);
 };
 
-CpuKernels cpu_kernels() {
+bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+CpuKernels cpu_kernels(core::DType dtype, const KernelOptions& options) {
+  if (dtype == core::DType::bf16 && options.native_bf16 && native_bf16_available())
+    return {cpu::avx512_bf16::forward, cpu::avx512_bf16::backward};
   switch (cpu::select_isa()) {
     case cpu::Isa::avx512:
       return {cpu::avx512::forward, cpu::avx512::backward};
@@ -74,8 +85,9 @@ void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTens
   check_tensor(t.v, "v");
   check_tensor(t.out, "out");
   check_tensor(t.lse, "lse");
-  cpu_kernels().forward(plan, dims, t, s, resolve_scale(dims, options),
-                        core::resolve_threads(options.threads));
+  cpu_kernels(t.dtype, options)
+      .forward(plan, dims, t, s, resolve_scale(dims, options),
+               core::resolve_threads(options.threads));
 }
 
 void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
@@ -99,12 +111,29 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
   check_tensor(t.dq, "dq");
   check_tensor(t.dk, "dk");
   check_tensor(t.dv, "dv");
-  cpu_kernels().backward(plan, dims, t, s, resolve_scale(dims, options),
-                         core::resolve_threads(options.threads));
+  cpu_kernels(t.dtype, options)
+      .backward(plan, dims, t, s, resolve_scale(dims, options),
+                core::resolve_threads(options.threads));
 }
 
 std::string kernel_isa() {
   return cpu::isa_name(cpu::select_isa());
+}
+
+bool native_bf16_available(std::string* why_not) {
+  const auto no = [&](const char* why) {
+    if (why_not != nullptr) *why_not = why;
+    return false;
+  };
+  if (!cpu_has_avx512_bf16()) return no("the CPU lacks AVX512_BF16");
+  if (cpu::select_isa() != cpu::Isa::avx512) return no("ANCHORCTX_ISA selects below avx512");
+  return true;
+}
+
+std::string kernel_isa(core::DType dtype, const KernelOptions& options) {
+  if (dtype == core::DType::bf16 && options.native_bf16 && native_bf16_available())
+    return "avx512_bf16";
+  return kernel_isa();
 }
 
 }  // namespace anchorctx::attention

@@ -32,6 +32,7 @@
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/doc_lengths.h"
 #include "anchorctx/model/bf16_compute.h"
+#include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 
@@ -56,7 +57,8 @@ struct Args {
   int anchor_len = -1;  // -1: 1 for the anchor mask, else 0
   std::uint64_t seed = 1;
   std::string dtype = "fp32";
-  int threads = 0;  // 0: all cores
+  std::string bf16_compute;  // empty: native where attention::native_bf16_available()
+  int threads = 0;           // 0: all cores
   int repeat = 5;
   int tile = attn::BlockPlan::kDefaultTileSize;
   bool no_backward = false;
@@ -146,6 +148,8 @@ void run(const Args& a) {
     throw CLI::ValidationError(
         "--anchor-len", fmt::format("--anchor-len {} exceeds --seq-len {}", anchor_len, a.seq_len));
   }
+  const model::Bf16Compute bf16_compute =
+      resolve_attention_bf16_compute(a.bf16_compute, dtype == core::DType::bf16);
   const int threads = core::resolve_threads(a.threads);
   const bool progress = !a.json && isatty(STDERR_FILENO) != 0;
   const auto note = [&](const std::string& what) {
@@ -192,6 +196,7 @@ void run(const Args& a) {
   const attn::AttentionDims dims{a.heads, kv_heads, a.head_dim};
   attn::KernelOptions options;
   options.threads = threads;
+  options.native_bf16 = bf16_compute == model::Bf16Compute::native;
   const attn::ForwardTensors fwd{dtype, q.data(), k.data(), v.data(), out.data(), lse.data()};
 
   note(fmt::format("forward: warm-up + {} runs", a.repeat));
@@ -222,7 +227,7 @@ void run(const Args& a) {
   const double fwd_gflops = fwd_flops / (fwd_ms * 1e-3) * 1e-9;
   const double bwd_ms = a.no_backward ? std::nan("") : core::median(bwd_runs);
   const double bwd_gflops = a.no_backward ? std::nan("") : bwd_flops / (bwd_ms * 1e-3) * 1e-9;
-  const std::string isa = attn::kernel_isa();
+  const std::string isa = attn::kernel_isa(dtype, options);
 
   std::string table;
   table += fmt::format("anchorctx bench attention ({} kernels, {} threads, anchorctx {})\n", isa,
@@ -249,6 +254,15 @@ void run(const Args& a) {
   }
   table += fmt::format("  {:<10} {:>12} {:>10.1f} {:>8}   ({}^3 float32, {} runs)\n", "sgemm", "",
                        sgemm, "100.0%", kSgemmSize, kSgemmRepeat);
+  if (bf16_gemm > 0.0) {
+    // The yardstick of the native bf16 kernels: what oneDNN reaches on the bf16 units.
+    const auto pct = [&](double gflops) { return 100.0 * gflops / bf16_gemm; };
+    table += fmt::format(
+        "  {:<10} {:>12} {:>10.1f} {:>8.1f}%   ({}^3 bf16 -> float32, {} runs; "
+        "forward {:.1f}%, backward {:.1f}% of it)\n",
+        "bf16 gemm", "", bf16_gemm, 100.0 * bf16_gemm / sgemm, kSgemmSize, kSgemmRepeat,
+        pct(fwd_gflops), a.no_backward ? 0.0 : pct(bwd_gflops));
+  }
 
   // OpenBLAS reads OPENBLAS_CORETYPE once, at load; a forced core type (e.g. Haswell on an
   // AVX-512 machine) changes the yardstick by up to 2x, so the output says so.
@@ -291,9 +305,17 @@ void run(const Args& a) {
   j["sgemm_gflops"] = sgemm;
   j["sgemm_n"] = kSgemmSize;
   j["bf16_gemm_gflops"] = bf16_gemm;
+  j["fwd_pct_bf16_gemm"] =
+      bf16_gemm > 0.0 ? nlohmann::json(100.0 * fwd_gflops / bf16_gemm) : nlohmann::json(nullptr);
+  j["bwd_pct_bf16_gemm"] =
+      number_or_null(bf16_gemm > 0.0 ? 100.0 * bwd_gflops / bf16_gemm : std::nan(""));
   j["blas"] = core::blas_name();
   j["openblas_coretype"] = coretype.empty() ? nlohmann::json(nullptr) : nlohmann::json(coretype);
   j["isa"] = isa;
+  // How bf16 tensors were multiplied (null for fp32, where it means nothing).
+  j["bf16_compute"] = dtype == core::DType::bf16
+                          ? nlohmann::json(std::string(model::to_string(bf16_compute)))
+                          : nlohmann::json(nullptr);
   j["threads"] = threads;
   j["tokens"] = tokens;
   j["num_documents"] = num_docs;
@@ -360,6 +382,8 @@ void register_bench_attention(CLI::App& bench) {
   cmd->add_option("--dtype", args->dtype, "Tensor type")
       ->capture_default_str()
       ->check(enum_check<core::DType>());
+  cmd->add_option("--bf16-compute", args->bf16_compute, kAttentionBf16ComputeHelp)
+      ->check(enum_check<model::Bf16Compute>());
   cmd->add_option("--threads", args->threads, "Threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--repeat", args->repeat, "Timed runs of each pass (the median is reported)")

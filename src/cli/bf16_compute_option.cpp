@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "anchorctx/attention/kernels.h"
+
 namespace anchorctx::cli {
 
 model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Precision precision,
@@ -26,6 +28,29 @@ model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Pre
                  compute == model::Bf16Compute::native
                      ? " (oneDNN, AVX512_BF16)"
                      : (available ? "" : fmt::format(" (native unavailable: {})", why).c_str()));
+  return compute;
+}
+
+model::Bf16Compute resolve_attention_bf16_compute(const std::string& requested, bool bf16_tensors) {
+  std::string why;
+  const bool available = attention::native_bf16_available(&why);
+  model::Bf16Compute compute =
+      available ? model::Bf16Compute::native : model::Bf16Compute::emulated;
+  if (!requested.empty()) {
+    const auto parsed = model::parse_bf16_compute(requested);
+    if (!parsed) throw CLI::ValidationError("--bf16-compute", "expected native or emulated");
+    if (*parsed == model::Bf16Compute::native && !available)
+      throw CLI::ValidationError("--bf16-compute",
+                                 fmt::format("native is unavailable here: {}", why));
+    compute = *parsed;
+  }
+  if (bf16_tensors) {
+    std::fprintf(stderr, "anchorctx: bf16 attention products %s%s\n",
+                 std::string(model::to_string(compute)).c_str(),
+                 compute == model::Bf16Compute::native
+                     ? " (vdpbf16ps, AVX512_BF16)"
+                     : (available ? "" : fmt::format(" (native unavailable: {})", why).c_str()));
+  }
   return compute;
 }
 

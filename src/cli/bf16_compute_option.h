@@ -20,4 +20,16 @@ inline constexpr const char* kBf16ComputeHelp =
 model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Precision precision,
                                         bool quiet);
 
+inline constexpr const char* kAttentionBf16ComputeHelp =
+    "--dtype bf16: how the attention kernels multiply: native (bf16 operands on AVX512_BF16 "
+    "`vdpbf16ps`, float32 accumulation, P and dS rounded to bf16 as FlashAttention-2 does) or "
+    "emulated (float32 products on the bf16 values, the reference). Default: native where the "
+    "CPU has AVX512_BF16 (and ANCHORCTX_ISA does not lower the kernels below avx512), else "
+    "emulated. No effect with --dtype fp32";
+
+// The same option for `bench attention`, whose native path is the attention kernels' own
+// (attention::native_bf16_available: no oneDNN needed). Prints the choice to stderr for bf16
+// tensors. Throws CLI::ValidationError as resolve_bf16_compute does.
+model::Bf16Compute resolve_attention_bf16_compute(const std::string& requested, bool bf16_tensors);
+
 }  // namespace anchorctx::cli

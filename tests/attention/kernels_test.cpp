@@ -85,6 +85,47 @@ std::vector<std::string> runnable_isas() {
   return isas;
 }
 
+// One way the kernels can run here: an instruction set (ANCHORCTX_ISA) and whether bf16 products
+// are asked to run natively. `name` is what kernel_isa(dtype, options) reports for it.
+struct KernelPath {
+  std::string isa;
+  bool native_bf16 = false;
+  std::string name;
+};
+
+// The paths to test for a dtype. float32: every runnable ISA. bf16: the native path where the
+// CPU has AVX512_BF16 (else a printed skip), avx512 emulated, and the lower ISAs with native
+// asked for, which must fall back to their own emulated code (the override's promise).
+std::vector<KernelPath> runnable_paths(DType dtype) {
+  std::vector<KernelPath> paths;
+  for (const std::string& isa : runnable_isas()) {
+    if (dtype == DType::f32) {
+      paths.push_back({isa, false, isa});
+      continue;
+    }
+    IsaOverride guard(isa);
+    std::string why;
+    if (isa == "avx512") {
+      if (native_bf16_available(&why)) {
+        paths.push_back({isa, true, "avx512_bf16"});
+      } else {
+        static bool told = false;
+        if (!told) std::cout << "[ SKIPPED  ] native bf16 kernels not tested: " << why << "\n";
+        told = true;
+      }
+      paths.push_back({isa, false, isa});
+    } else {
+      paths.push_back({isa, true, isa});
+    }
+  }
+  return paths;
+}
+
+KernelOptions with_path(KernelOptions options, const KernelPath& path) {
+  options.native_bf16 = path.native_bf16;
+  return options;
+}
+
 // Inputs as float; for bf16 cases they are already rounded, so both sides see the same values.
 struct Inputs {
   std::vector<float> q, k, v, dout;
@@ -247,10 +288,12 @@ void check_against_reference(const AttentionLayout& layout, const Mask& mask,
   const Inputs in = random_inputs(rng, layout.total_q_tokens(), dims, dtype, layout.total_tokens());
   const Reference ref = run_reference(layout, mask, dims, in, scale);
   const BlockPlan plan = BlockPlan::build(layout, mask, tile_size);
-  for (const std::string& isa : runnable_isas()) {
-    IsaOverride guard(isa);
-    SCOPED_TRACE("isa " + isa);
-    const KernelRun run = run_kernels(plan, dims, dtype, in, {scale, threads});
+  for (const KernelPath& path : runnable_paths(dtype)) {
+    IsaOverride guard(path.isa);
+    SCOPED_TRACE("kernels " + path.name);
+    const KernelOptions options = with_path({scale, threads}, path);
+    ASSERT_EQ(kernel_isa(dtype, options), path.name);
+    const KernelRun run = run_kernels(plan, dims, dtype, in, options);
     expect_close(run.to_results(), ref, dtype);
   }
 }
@@ -390,6 +433,80 @@ TEST_F(Kernels, LongerWindow) {
   }
 }
 
+// The native bf16 path runs exactly where it should: bf16 tensors with native asked for, on a
+// CPU with AVX512_BF16 and ANCHORCTX_ISA not below avx512; everything else keeps its path.
+TEST_F(Kernels, NativeBf16IsChosenOnlyWhereAvailable) {
+  KernelOptions native;
+  native.native_bf16 = true;
+  std::string why;
+  const bool available = native_bf16_available(&why);
+  EXPECT_EQ(kernel_isa(DType::bf16, native), available ? "avx512_bf16" : kernel_isa());
+  EXPECT_EQ(kernel_isa(DType::bf16, {}), kernel_isa());
+  EXPECT_EQ(kernel_isa(DType::f32, native), kernel_isa());
+  if (!available) {
+    EXPECT_FALSE(why.empty());
+    std::cout << "[ INFO     ] native bf16 kernels unavailable here: " << why << "\n";
+  }
+  IsaOverride guard("avx2");
+  EXPECT_FALSE(native_bf16_available(&why));
+  EXPECT_FALSE(why.empty());
+  EXPECT_EQ(kernel_isa(DType::bf16, native), kernel_isa());
+}
+
+// Native and emulated bf16 on the same inputs: both round their outputs to bf16 and differ only
+// in where P and dS are rounded and in the order of float32 sums, so each element stays within
+// the bf16 tolerance of its error scale from the other. Awkward shapes: one-token documents,
+// documents across tile edges, lengths off the tile, fewer queries than keys, D not a multiple
+// of the vector width (40), and a long row of tiles (D = 128).
+TEST_F(Kernels, NativeBf16MatchesEmulatedWithinBf16Scales) {
+  std::string why;
+  if (!native_bf16_available(&why)) GTEST_SKIP() << "native bf16 kernels unavailable: " << why;
+  KernelOptions native;
+  native.native_bf16 = true;
+  for (int trial = 0; trial < 6; ++trial) {
+    const AttentionDims dims = trial % 3 == 0   ? AttentionDims{4, 2, 128}
+                               : trial % 3 == 1 ? AttentionDims{2, 2, 40}
+                                                : AttentionDims{4, 1, 64};
+    const MaskKind mask = kMasks[trial % 3];
+    LayoutOptions options;
+    options.min_sequences = 1;
+    options.max_sequences = 3;
+    options.max_seq_len = trial < 2 ? 400 : 160;
+    options.fewer_queries = trial % 2 == 1;
+    const RandomLayout r = random_layout(rng, options);
+    SCOPED_TRACE(testing::Message() << "trial " << trial << " " << describe(mask, dims, DType::bf16)
+                                    << " " << r.describe());
+    const Inputs in =
+        random_inputs(rng, r.layout.total_q_tokens(), dims, DType::bf16, r.total_tokens());
+    const Reference ref = run_reference(r.layout, mask, dims, in, 0.0);
+    const BlockPlan plan = BlockPlan::build(r.layout, mask);
+    const Results got = run_kernels(plan, dims, DType::bf16, in, native).to_results();
+    const Results want = run_kernels(plan, dims, DType::bf16, in, {}).to_results();
+    EXPECT_TRUE(within_error_scale(got.out, want.out, ref.out_scale, kTolBf16)) << "out";
+    EXPECT_TRUE(within_error_scale(got.lse, want.lse, ref.lse_scale, kTolF32)) << "lse";
+    EXPECT_TRUE(within_error_scale(got.dq, want.dq, ref.dq_scale, kTolBf16)) << "dq";
+    EXPECT_TRUE(within_error_scale(got.dk, want.dk, ref.dk_scale, kTolBf16)) << "dk";
+    EXPECT_TRUE(within_error_scale(got.dv, want.dv, ref.dv_scale, kTolBf16)) << "dv";
+    expect_close(got, ref, DType::bf16);
+  }
+}
+
+TEST_F(Kernels, LongerWindowInBf16) {
+  // LongerWindow's shapes in bf16 with D = 128, the paper's head size: every path, the native
+  // one included, over many full tiles.
+  LayoutOptions options;
+  options.min_sequences = 2;
+  options.max_sequences = 2;
+  options.max_seq_len = 500;
+  options.fewer_queries = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
+  const RandomLayout r = random_layout(rng, options);
+  SCOPED_TRACE(r.describe());
+  for (MaskKind mask : {MaskKind::causal, MaskKind::anchor}) {
+    SCOPED_TRACE(to_string(mask));
+    check_against_reference(r.layout, mask, {4, 2, 128}, DType::bf16, rng);
+  }
+}
+
 TEST_F(Kernels, EmptySequencesAreSkipped) {
   using I32 = std::vector<std::int32_t>;
   const auto layout = AttentionLayout::from_arrays(I32{0, 0, 70, 70, 75, 75}, I32{0, 0, 2, 2, 2, 2},
@@ -415,13 +532,13 @@ TEST_F(Kernels, DeterministicAcrossThreadsAndRuns) {
       const Inputs in =
           random_inputs(rng, r.layout.total_q_tokens(), dims, dtype, r.total_tokens());
       const BlockPlan plan = BlockPlan::build(r.layout, mask);
-      for (const std::string& isa : runnable_isas()) {
-        IsaOverride guard(isa);
-        SCOPED_TRACE("isa " + isa);
-        const KernelRun one = run_kernels(plan, dims, dtype, in, {0.0f, 1});
-        const KernelRun two = run_kernels(plan, dims, dtype, in, {0.0f, 2});
-        const KernelRun again = run_kernels(plan, dims, dtype, in, {0.0f, 2});
-        const KernelRun three = run_kernels(plan, dims, dtype, in, {0.0f, 3});
+      for (const KernelPath& path : runnable_paths(dtype)) {
+        IsaOverride guard(path.isa);
+        SCOPED_TRACE("kernels " + path.name);
+        const KernelRun one = run_kernels(plan, dims, dtype, in, with_path({0.0f, 1}, path));
+        const KernelRun two = run_kernels(plan, dims, dtype, in, with_path({0.0f, 2}, path));
+        const KernelRun again = run_kernels(plan, dims, dtype, in, with_path({0.0f, 2}, path));
+        const KernelRun three = run_kernels(plan, dims, dtype, in, with_path({0.0f, 3}, path));
         EXPECT_TRUE(one.same_bits(two)) << "threads=1 and threads=2 differ";
         EXPECT_TRUE(two.same_bits(again)) << "two runs with threads=2 differ";
         EXPECT_TRUE(one.same_bits(three)) << "threads=1 and threads=3 differ";
@@ -449,12 +566,12 @@ TEST_F(Kernels, BackwardSchedulesAgreeToTheBit) {
           random_inputs(rng, r.layout.total_q_tokens(), dims, dtype, r.total_tokens());
       const Reference ref = run_reference(r.layout, mask, dims, in, 0.0);
       const BlockPlan plan = BlockPlan::build(r.layout, mask, 32);
-      for (const std::string& isa : runnable_isas()) {
-        IsaOverride guard(isa);
-        SCOPED_TRACE("isa " + isa);
-        const KernelRun fused = run_kernels(plan, dims, dtype, in, {0.0f, 1});
-        const KernelRun two_pass = run_kernels(plan, dims, dtype, in, {0.0f, 2});
-        const KernelRun four = run_kernels(plan, dims, dtype, in, {0.0f, 4});
+      for (const KernelPath& path : runnable_paths(dtype)) {
+        IsaOverride guard(path.isa);
+        SCOPED_TRACE("kernels " + path.name);
+        const KernelRun fused = run_kernels(plan, dims, dtype, in, with_path({0.0f, 1}, path));
+        const KernelRun two_pass = run_kernels(plan, dims, dtype, in, with_path({0.0f, 2}, path));
+        const KernelRun four = run_kernels(plan, dims, dtype, in, with_path({0.0f, 4}, path));
         EXPECT_TRUE(fused.same_bits(two_pass)) << "threads=1 (fused) and threads=2 differ";
         EXPECT_TRUE(fused.same_bits(four)) << "threads=1 (fused) and threads=4 differ";
         expect_close(two_pass.to_results(), ref, dtype);
@@ -625,13 +742,14 @@ E to_element(float x) {
 // a fused gradient buffer: the same bits as dense tensors.
 template <typename E>
 void check_strided_matches_dense(const AttentionLayout& layout, const Mask& mask,
-                                 const AttentionDims& dims, const Inputs& in) {
+                                 const AttentionDims& dims, const Inputs& in,
+                                 const KernelOptions& options) {
   const DType dtype = std::is_same_v<E, float> ? DType::f32 : DType::bf16;
   const std::int64_t T = layout.total_tokens();
   const int hq = dims.heads_q, hkv = dims.heads_kv, d = dims.head_dim;
   const std::int64_t fused = static_cast<std::int64_t>(hq + 2 * hkv) * d;
   const BlockPlan plan = BlockPlan::build(layout, mask, 32);
-  const KernelRun dense = run_kernels(plan, dims, dtype, in, {});
+  const KernelRun dense = run_kernels(plan, dims, dtype, in, options);
 
   const E nan = to_element<E>(std::numeric_limits<float>::quiet_NaN());
   std::vector<E> qkv(T * fused, nan), dout(in.dout.size(), nan), out(T * hq * 2 * d, nan),
@@ -652,12 +770,12 @@ void check_strided_matches_dense(const AttentionLayout& layout, const Mask& mask
   forward(
       plan, dims,
       {dtype, qkv.data(), qkv.data() + hq * d, qkv.data() + (hq + hkv) * d, out.data(), lse.data()},
-      {}, {in_rows, in_rows, in_rows, out_rows});
+      options, {in_rows, in_rows, in_rows, out_rows});
   backward(
       plan, dims,
       {dtype, qkv.data(), qkv.data() + hq * d, qkv.data() + (hq + hkv) * d, out.data(), dout.data(),
        lse.data(), grads.data(), grads.data() + hq * d, grads.data() + (hq + hkv) * d},
-      {}, {in_rows, in_rows, in_rows, out_rows, head_major, in_rows, in_rows, in_rows});
+      options, {in_rows, in_rows, in_rows, out_rows, head_major, in_rows, in_rows, in_rows});
 
   const auto bits = [](const Buffer& b, std::size_t i) -> E {
     if constexpr (std::is_same_v<E, float>) {
@@ -691,15 +809,19 @@ TEST_F(Kernels, StridedTensorsGiveTheDenseBits) {
   const RandomLayout r = random_layout(rng, options);
   SCOPED_TRACE(r.describe());
   const AttentionDims dims{4, 2, 40};
-  for (const std::string& isa : runnable_isas()) {
-    IsaOverride guard(isa);
-    SCOPED_TRACE("isa " + isa);
-    for (MaskKind mask : kMasks) {
-      SCOPED_TRACE(to_string(mask));
-      check_strided_matches_dense<float>(r.layout, mask, dims,
-                                         random_inputs(rng, r.total_tokens(), dims, DType::f32));
-      check_strided_matches_dense<std::uint16_t>(
-          r.layout, mask, dims, random_inputs(rng, r.total_tokens(), dims, DType::bf16));
+  for (const DType dtype : {DType::f32, DType::bf16}) {
+    for (const KernelPath& path : runnable_paths(dtype)) {
+      IsaOverride guard(path.isa);
+      SCOPED_TRACE("kernels " + path.name);
+      for (MaskKind mask : kMasks) {
+        SCOPED_TRACE(to_string(mask));
+        const Inputs in = random_inputs(rng, r.total_tokens(), dims, dtype);
+        if (dtype == DType::f32) {
+          check_strided_matches_dense<float>(r.layout, mask, dims, in, with_path({}, path));
+        } else {
+          check_strided_matches_dense<std::uint16_t>(r.layout, mask, dims, in, with_path({}, path));
+        }
+      }
     }
   }
 }
@@ -839,12 +961,13 @@ TEST_F(Kernels, NonFiniteInputsReachExactlyTheOutputsTheMaskAllows) {
     const Reach reach = expected_reach(r, mask, dims, poisons);
     // One thread runs the fused backward; 8 threads, more than sequences x kv heads (<= 6), the
     // two-pass one.
-    const KernelOptions kernel_options{0.0f, trial % 4 < 2 ? 1 : 8};
+    const KernelOptions thread_options{0.0f, trial % 4 < 2 ? 1 : 8};
 
-    for (const std::string& isa : runnable_isas()) {
-      IsaOverride guard(isa);
-      SCOPED_TRACE("isa " + isa);
-      const KernelRun base = run_kernels(plan, dims, dtype, clean, {});
+    for (const KernelPath& path : runnable_paths(dtype)) {
+      IsaOverride guard(path.isa);
+      SCOPED_TRACE("kernels " + path.name);
+      const KernelOptions kernel_options = with_path(thread_options, path);
+      const KernelRun base = run_kernels(plan, dims, dtype, clean, with_path({}, path));
       const Results want = base.to_results();
       // Forward on the poisoned q, k, v.
       const Buffer q(dtype, poisoned.q), k(dtype, poisoned.k), v(dtype, poisoned.v),

@@ -44,6 +44,12 @@ struct AttentionDims {
 struct KernelOptions {
   float scale = 0.0f;  // softmax scale; 0 means 1/sqrt(head_dim)
   int threads = 0;     // 0: OpenMP's default
+  // bf16 tensors only. true: the products run on bf16 operands with float32 accumulation
+  // (`vdpbf16ps`), P and dS rounded to bf16 before the products that take them, as
+  // FlashAttention-2 does on GPUs -- where native_bf16_available(), else this is ignored.
+  // false: float32 products on the bf16 values (exact products; the reference path that the
+  // transformers-parity tests pin). Both stay within bf16 error scales of float64.
+  bool native_bf16 = false;
 };
 
 // Element strides of a [tokens, heads, head_dim] tensor; 0 means dense (heads * head_dim and
@@ -95,5 +101,13 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
 // The instruction set the kernels run with on this machine: "avx512", "avx2" or "portable".
 // The environment variable ANCHORCTX_ISA (same names) lowers it, for tests and comparisons.
 std::string kernel_isa();
+
+// Whether KernelOptions::native_bf16 takes effect here: the CPU has AVX512_BF16 and
+// ANCHORCTX_ISA leaves avx512 selected. When not, why_not (if not null) says why.
+bool native_bf16_available(std::string* why_not = nullptr);
+
+// The kernels a call with this dtype and these options runs: "avx512_bf16" when bf16 products
+// run natively, else kernel_isa().
+std::string kernel_isa(core::DType dtype, const KernelOptions& options);
 
 }  // namespace anchorctx::attention

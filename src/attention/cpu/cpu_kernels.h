@@ -17,6 +17,9 @@ namespace anchorctx::attention::cpu {
   }
 
 ANCHORCTX_DECLARE_CPU_KERNELS(avx512)
+// AVX-512 with AVX512_BF16: bf16 tensors multiplied natively (kernels_native_bf16.h), float32
+// ones as avx512.
+ANCHORCTX_DECLARE_CPU_KERNELS(avx512_bf16)
 ANCHORCTX_DECLARE_CPU_KERNELS(avx2)
 ANCHORCTX_DECLARE_CPU_KERNELS(portable)
 #undef ANCHORCTX_DECLARE_CPU_KERNELS

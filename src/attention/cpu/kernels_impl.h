@@ -416,6 +416,48 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
 
 // --- backward ---------------------------------------------------------------------------------
 
+// delta = rowsum(dO * O) [Hq, Tq], and a zeroed float32 dQ accumulator [Tq, Hq, Dp], each row
+// by one thread (call inside a parallel region). A row whose out or dout is not finite gets
+// delta 0 (no NaN in the products) and its flag in out_bad; dout_bad is read, set by staging.
+template <typename T>
+void delta_rows(View<const T> out, View<const T> dout, std::int64_t tq, int Hq, int D, int Dp,
+                float* delta, float* dq_acc, std::uint8_t* out_bad, const std::uint8_t* dout_bad) {
+#pragma omp for schedule(static)
+  for (std::int64_t row = 0; row < tq; ++row) {
+    for (int h = 0; h < Hq; ++h) {
+      const T* o = out.row(row, h);
+      const T* d = dout.row(row, h);
+      float sum = 0.0f;
+      std::uint32_t special = 0;
+      for (int c = 0; c < D; ++c) {
+        const float x = to_f32(o[c]);
+        special |= static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(x) & 0x7F800000u) ==
+                                              0x7F800000u);
+        sum += x * to_f32(d[c]);
+      }
+      out_bad[h * tq + row] = special != 0;
+      delta[h * tq + row] = special != 0 || dout_bad[h * tq + row] ? 0.0f : sum;
+    }
+    std::fill_n(dq_acc + row * Hq * Dp, Hq * Dp, 0.0f);
+  }
+}
+
+// dq = scale * the float32 accumulator [Tq, Hq, Dp], in the tensor's type (inside a parallel
+// region).
+template <typename T>
+void write_dq(View<T> dq, const float* dq_acc, std::int64_t tq, int Hq, int D, int Dp,
+              float scale) {
+#pragma omp for schedule(static)
+  for (std::int64_t row = 0; row < tq; ++row) {
+    for (int h = 0; h < Hq; ++h) {
+      const float* acc = dq_acc + (row * Hq + h) * Dp;
+      T* dst = dq.row(row, h);
+      for (int c = 0; c < D; ++c)
+        from_f32(acc[c] * scale, dst + c);
+    }
+  }
+}
+
 // Per-thread tiles of the backward pass.
 struct BackwardTiles {
   BackwardTiles(int ts, int tsp, int Dp)
@@ -598,26 +640,8 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
         delta.get(),
         dq_acc.get(),
         spans};
-    // delta = rowsum(dO * O), and a zeroed dQ accumulator, each row by one thread. A row whose
-    // out or dout is not finite gets delta 0 (no NaN in the products) and its flag.
-#pragma omp for schedule(static)
-    for (std::int64_t row = 0; row < tq; ++row) {
-      for (int h = 0; h < Hq; ++h) {
-        const T* o = out.row(row, h);
-        const T* d = dout.row(row, h);
-        float sum = 0.0f;
-        std::uint32_t special = 0;
-        for (int c = 0; c < D; ++c) {
-          const float x = to_f32(o[c]);
-          special |= static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(x) & 0x7F800000u) ==
-                                                0x7F800000u);
-          sum += x * to_f32(d[c]);
-        }
-        out_bad[h * tq + row] = special != 0;
-        delta[h * tq + row] = special != 0 || dout_bad[h * tq + row] ? 0.0f : sum;
-      }
-      std::fill_n(dq_acc.get() + row * Hq * Dp, Hq * Dp, 0.0f);
-    }
+    delta_rows(out, dout, tq, Hq, D, Dp, delta.get(), dq_acc.get(), out_bad.data(),
+               dout_bad.data());
 
     BackwardTiles tiles(ts, tsp, Dp);
     if (fused) {
@@ -646,20 +670,15 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
       }
     }
 
-    const View<T> dq = view<T>(t.dq, st.dq);
-#pragma omp for schedule(static)
-    for (std::int64_t row = 0; row < tq; ++row) {
-      for (int h = 0; h < Hq; ++h) {
-        const float* acc = dq_acc.get() + (row * Hq + h) * Dp;
-        T* dst = dq.row(row, h);
-        for (int c = 0; c < D; ++c)
-          from_f32(acc[c] * scale, dst + c);
-      }
-    }
+    write_dq(view<T>(t.dq, st.dq), dq_acc.get(), tq, Hq, D, Dp, scale);
   }
   poison_backward(plan, dims, t, st, q_bad.data(), dout_bad.data(), out_bad.data(), k_bad.data(),
                   v_bad.data());
 }
+
+#if defined(ANCHORCTX_NATIVE_BF16)
+#include "attention/cpu/kernels_native_bf16.h"
+#endif
 
 }  // namespace
 
@@ -668,7 +687,11 @@ void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTens
   if (t.dtype == core::DType::f32) {
     forward_typed<float>(plan, dims, t, st, scale, threads);
   } else {
+#if defined(ANCHORCTX_NATIVE_BF16)
+    native_forward(plan, dims, t, st, scale, threads);
+#else
     forward_typed<std::uint16_t>(plan, dims, t, st, scale, threads);
+#endif
   }
 }
 
@@ -677,7 +700,11 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
   if (t.dtype == core::DType::f32) {
     backward_typed<float>(plan, dims, t, st, scale, threads);
   } else {
+#if defined(ANCHORCTX_NATIVE_BF16)
+    native_backward(plan, dims, t, st, scale, threads);
+#else
     backward_typed<std::uint16_t>(plan, dims, t, st, scale, threads);
+#endif
   }
 }
 

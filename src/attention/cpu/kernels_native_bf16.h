@@ -1,0 +1,550 @@
+// Native bf16 attention: the algorithm of kernels_impl.h (same plan walk, work items, column
+// windows, online softmax, NaN flags, summation order) with every product on bf16 operands and
+// float32 accumulation through `vdpbf16ps` (bf16_tile_gemm.h), as FlashAttention-2 runs on
+// GPUs: scores, probabilities and their gradients are float32; P and dS are rounded to bf16
+// just before the products that take them (O += P V; dV += P^T dO, dK += dS^T Q, dQ += dS K).
+//
+// vdpbf16ps wants both operands in pairs along the summed dimension, so the inputs are staged
+// once per call in the layout each product reads in place (bf16 inputs are copied, not
+// converted; a non-finite row is staged as zeros and flagged, as in kernels_impl.h):
+//   rows   [H][T][Dp] bf16      left operand of S = Q K^T and dP = dO V^T (pairs along D)
+//   tcols  [H][tiles][Dp][tsp]  K^T, V^T as right operands: word (d/2, c) of a tile holds
+//                               elements d, d+1 of its row c ("transposed columns")
+//   prows  [H][tiles][tsp][Dp]  V, K as right operands of P V and dS K: word (r/2, d) holds
+//                               rows r, r+1 at column d ("paired rows")
+//   trows  [H][tiles][Dp][tsp]  Q^T, dO^T per query tile, left operands of the backward's
+//                               dK^T += Q^T dS and dV^T += dO^T P
+// The backward accumulates dK and dV transposed ([Dp][tsp] per key tile) so that its right
+// operands are P and dS packed in pairs of rows, which is two instructions per 16 words
+// (pack_pairs); the plain layout would need P^T and dS^T transposed element by element.
+//
+// Included by kernels_impl.h inside its anonymous namespace, only in the TU compiled with
+// -mavx512bf16 (kernels_avx512_bf16.cpp, W = 16).
+#pragma once
+
+#include "attention/cpu/bf16_tile_gemm.h"
+
+static_assert(W == 16, "the native bf16 kernels are written for 16-float vectors");
+
+using Bf16Gemm = Bf16TileGemm<6, 4>;
+
+// bf16 bits of D values into d[0, Dp) (zeros past D). A row holding a non-finite value is
+// stored as zeros and reported (true), convert_row's rule.
+bool copy_row_bf16(const std::uint16_t* s, int D, int Dp, std::uint16_t* d) {
+  std::uint32_t special = 0;
+  for (int c = 0; c < D; ++c) {
+    special |= static_cast<std::uint32_t>((s[c] & 0x7F80u) == 0x7F80u);
+    d[c] = s[c];
+  }
+  std::fill(d + D, d + Dp, std::uint16_t{0});
+  if (special == 0) return false;
+  std::fill_n(d, Dp, std::uint16_t{0});
+  return true;
+}
+
+// A bf16 [T, H, D] tensor as rows [H][T][Dp] (call inside a parallel region); non-finite rows
+// are zeros, flagged in bad [H][tokens].
+const std::uint16_t* stage_rows_bf16(View<const std::uint16_t> src, std::int64_t tokens, int H,
+                                     int D, int Dp, std::unique_ptr<std::uint16_t[]>& storage,
+                                     std::uint8_t* bad) {
+#pragma omp single
+  storage =
+      std::make_unique_for_overwrite<std::uint16_t[]>(static_cast<std::size_t>(H) * tokens * Dp);
+#pragma omp for schedule(static)
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    for (int h = 0; h < H; ++h)
+      bad[h * tokens + t] =
+          copy_row_bf16(src.row(t, h), D, Dp, storage.get() + (h * tokens + t) * Dp);
+  }
+  return storage.get();
+}
+
+enum class TileLayout { transposed_columns, paired_rows, transposed_rows };
+
+// Tiles of a bf16 [T, H, D] tensor, each a [Dp x tsp] block of bf16 in one of the layouts
+// above, zeros wherever the tile has no row (call inside a parallel region). `q_tiles` picks
+// the plan's query tiles, else its key tiles. Non-finite rows are zeros, flagged in
+// bad [H][tokens] when bad is not null.
+const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const BlockPlan& plan,
+                                      bool q_tiles, int H, int D, int Dp, TileLayout layout,
+                                      std::unique_ptr<std::uint16_t[]>& storage,
+                                      std::uint8_t* bad) {
+  const int tiles = q_tiles ? plan.num_q_tiles() : plan.num_kv_tiles();
+  const int tsp = round_up(plan.tile_size(), W);
+  const std::int64_t tokens =
+      q_tiles ? plan.layout().total_q_tokens() : plan.layout().total_tokens();
+  const std::ptrdiff_t tile_elems = static_cast<std::ptrdiff_t>(Dp) * tsp;
+#pragma omp single
+  storage = std::make_unique_for_overwrite<std::uint16_t[]>(static_cast<std::size_t>(H) * tiles *
+                                                            tile_elems);
+#pragma omp for schedule(static) collapse(2)
+  for (int h = 0; h < H; ++h) {
+    for (int j = 0; j < tiles; ++j) {
+      const Tile& tile = q_tiles ? plan.q_tile(j) : plan.kv_tile(j);
+      std::uint16_t* dst =
+          storage.get() + (static_cast<std::ptrdiff_t>(h) * tiles + j) * tile_elems;
+      std::fill_n(dst, tile_elems, std::uint16_t{0});
+      std::uint16_t row[256];
+      for (int r = 0; r < tile.size(); ++r) {
+        const bool special = copy_row_bf16(src.row(tile.begin + r, h), D, D, row);
+        if (bad != nullptr) bad[h * tokens + tile.begin + r] = special;
+        switch (layout) {
+          case TileLayout::transposed_columns:  // word (d/2, r), half d % 2
+            for (int d = 0; d < D; ++d)
+              dst[((d / 2) * tsp + r) * 2 + d % 2] = row[d];
+            break;
+          case TileLayout::paired_rows:  // word (r/2, d), half r % 2
+            for (int d = 0; d < D; ++d)
+              dst[((r / 2) * Dp + d) * 2 + r % 2] = row[d];
+            break;
+          case TileLayout::transposed_rows:  // element (d, r)
+            for (int d = 0; d < D; ++d)
+              dst[d * tsp + r] = row[d];
+            break;
+        }
+      }
+    }
+  }
+  return storage.get();
+}
+
+// The 32-bit words of a tile staged as bf16 pairs.
+const std::uint32_t* words(const std::uint16_t* tile) {
+  return reinterpret_cast<const std::uint32_t*>(tile);
+}
+
+// P or dS [m, nw] float32 packed as bf16 pairs of rows [ceil(m/2)][nw] 32-bit words: word
+// (r/2, c) holds row r (low half) and r+1 (high half) at column c, rounded to nearest even; a
+// missing last row is zero. The right operand of dV^T += dO^T P and dK^T += Q^T dS.
+void pack_pairs(const float* x, int m, int nw, std::uint32_t* pairs) {
+  // vcvtne2ps2bf16 gives [second row | first row] as two blocks of 16; this interleaves them.
+  const __m512i interleave =
+      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int r = 0; r < m; r += 2) {
+    const float* r0 = x + r * nw;
+    const float* r1 = x + (r + 1) * nw;
+    for (int c = 0; c < nw; c += W) {
+      const __m512 second = r + 1 < m ? _mm512_loadu_ps(r1 + c) : _mm512_setzero_ps();
+      const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(second, _mm512_loadu_ps(r0 + c));
+      _mm512_storeu_si512(pairs + (r / 2) * nw + c, _mm512_permutexvar_epi16(interleave, both));
+    }
+  }
+}
+
+// x [m, nw] float32 rounded to bf16 rows [m][nw]: the left operand of O += P V and dQ += dS K.
+void round_rows(const float* x, int m, int nw, std::uint16_t* rows) {
+  for (int i = 0; i < m * nw; i += W) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(rows + i),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  }
+}
+
+// --- forward ----------------------------------------------------------------------------------
+
+struct NativeForwardTiles {
+  NativeForwardTiles(int group, int ts, int tsp, int Dp)
+      : ws({std::size_t(group) * ts * Dp, std::size_t(group) * ts, std::size_t(group) * ts,
+            std::size_t(ts) * tsp}),
+        o(ws[0]),
+        row_max(ws[1]),
+        row_sum(ws[2]),
+        s(ws[3]),
+        q(std::make_unique<std::uint16_t[]>(std::size_t(group) * ts * Dp)),
+        p(std::make_unique<std::uint16_t[]>(std::size_t(ts) * tsp)) {}
+  Workspace ws;
+  float *o, *row_max, *row_sum, *s;
+  std::unique_ptr<std::uint16_t[]> q, p;  // Q tile rows [group][ts][Dp]; P as bf16 [ts][nw]
+};
+
+struct NativeForwardInputs {
+  const std::uint16_t* kt;  // K^T, transposed columns [Hkv][kv tiles][Dp][tsp]
+  const std::uint16_t* v;   // V, paired rows [Hkv][kv tiles][tsp][Dp]
+  std::ptrdiff_t tile_elems;
+  const std::vector<KeySpans>& spans;  // [Tq]
+  std::uint8_t* q_bad;                 // [Hq][Tq], written by the items
+};
+
+// forward_item of kernels_impl.h on bf16 products. Q is not pre-scaled (that would round it a
+// second time): the scores are scaled by scale * log2(e) after the product.
+void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
+                         const ForwardStrides& st, const NativeForwardInputs& in, float scale,
+                         int q_tile, int kv_head, NativeForwardTiles& w) {
+  const int D = dims.head_dim, Dp = round_up(D, W);
+  const int ts = plan.tile_size(), tsp = round_up(ts, W);
+  const int tiles = plan.num_kv_tiles();
+  const int group = dims.heads_q / dims.heads_kv;
+  const Tile& qt = plan.q_tile(q_tile);
+  const int m = qt.size();
+  const AttentionLayout& layout = plan.layout();
+  const std::int64_t tq = layout.total_q_tokens();
+  const KeySpans& first = in.spans[qt.begin];
+  const KeySpans& last = in.spans[qt.end - 1];
+  const float c = scale * kLog2e;
+
+  const View<const std::uint16_t> q = view<std::uint16_t>(t.q, st.q);
+  for (int g = 0; g < group; ++g) {
+    const int h = kv_head * group + g;
+    for (int r = 0; r < m; ++r) {
+      in.q_bad[h * tq + qt.begin + r] =
+          copy_row_bf16(q.row(qt.begin + r, h), D, Dp, w.q.get() + (g * ts + r) * Dp);
+    }
+    std::fill_n(w.o + g * ts * Dp, m * Dp, 0.0f);
+    std::fill_n(w.row_max + g * ts, m, kNegInf);
+    std::fill_n(w.row_sum + g * ts, m, 0.0f);
+  }
+
+  for (const TileRef& ref : plan.kv_tiles_of(q_tile)) {
+    const Tile& kt = plan.kv_tile(ref.tile);
+    const bool partial = ref.kind == TileKind::partial;
+    const ColumnWindow win =
+        partial ? column_window(layout, first, last, kt) : ColumnWindow{0, kt.size()};
+    const int n = win.hi - win.lo, nw = round_up(n, W);
+    const bool needs_mask = partial || n != nw;
+    const std::int32_t c0 = kt.begin - layout.seq_begin(kt.seq) + win.lo;  // window column 0
+    const std::ptrdiff_t tile_at = (static_cast<std::ptrdiff_t>(kv_head) * tiles + ref.tile);
+    const std::uint32_t* k_words = words(in.kt + tile_at * in.tile_elems) + win.lo;
+    const std::uint32_t* v_words = words(in.v + tile_at * in.tile_elems) + win.lo / 2 * Dp;
+
+    for (int g = 0; g < group; ++g) {
+      float* o = w.o + g * ts * Dp;
+      float* row_max = w.row_max + g * ts;
+      float* row_sum = w.row_sum + g * ts;
+      // S = Q K^T  [m, nw] (unscaled)
+      Bf16Gemm::run(m, nw, Dp / 2, w.q.get() + g * ts * Dp, Dp, k_words, tsp, w.s, nw, false);
+      for (int r = 0; r < m; ++r) {
+        float* s = w.s + r * nw;
+        std::uint16_t* p = w.p.get() + r * nw;
+        // Scaled before masking, so a masked score is -inf whatever the sign of the scale.
+        const V vc = S::set1(c);
+        for (int col = 0; col < nw; col += W)
+          S::store(s + col, S::load(s + col) * vc);
+        if (needs_mask) {
+          mask_row(s, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
+        }
+        V vmax = S::set1(kNegInf);
+        for (int col = 0; col < nw; col += W)
+          vmax = S::max(vmax, S::load(s + col));
+        const float old_max = row_max[r];
+        const float new_max = std::max(old_max, S::reduce_max(vmax));
+        if (new_max == kNegInf) {  // nothing visible in this row so far: P = 0
+          std::fill_n(p, nw, std::uint16_t{0});
+          continue;
+        }
+        const V vm = S::set1(new_max);
+        V vsum{};
+        for (int col = 0; col < nw; col += W) {
+          const V e = S::exp2(S::load(s + col) - vm);
+          vsum += e;
+          // P rounded to bf16 for the product; the row sum stays float32 (FlashAttention-2).
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + col),
+                              (__m256i)_mm512_cvtneps_pbh((__m512)e));
+        }
+        const float alpha = std::exp2(old_max - new_max);  // 0 when old_max is -inf
+        row_sum[r] = row_sum[r] * alpha + S::reduce_sum(vsum);
+        row_max[r] = new_max;
+        if (alpha != 1.0f) {
+          const V va = S::set1(alpha);
+          for (int col = 0; col < Dp; col += W)
+            S::store(o + r * Dp + col, S::load(o + r * Dp + col) * va);
+        }
+      }
+      // O += P V  [m, Dp]; P's columns past n are 0, so the pairs may run to n rounded up.
+      Bf16Gemm::run(m, Dp, (n + 1) / 2, w.p.get(), nw, v_words, Dp, o, Dp, true);
+    }
+  }
+
+  const View<std::uint16_t> out = view<std::uint16_t>(t.out, st.out);
+  for (int g = 0; g < group; ++g) {
+    const int h = kv_head * group + g;
+    for (int r = 0; r < m; ++r) {
+      const float sum = w.row_sum[g * ts + r];
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      const float* o = w.o + (g * ts + r) * Dp;
+      std::uint16_t* dst = out.row(qt.begin + r, h);
+      for (int col = 0; col < D; ++col)
+        from_f32(o[col] * inv, dst + col);
+      t.lse[h * tq + qt.begin + r] =
+          sum > 0.0f ? (w.row_max[g * ts + r] + std::log2(sum)) * kLn2 : kNegInf;
+    }
+  }
+}
+
+void native_forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
+                    const ForwardStrides& st, float scale, int threads) {
+  const int D = dims.head_dim, Dp = round_up(D, W);
+  const int ts = plan.tile_size(), tsp = round_up(ts, W);
+  const int group = dims.heads_q / dims.heads_kv;
+  const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
+  const std::int64_t items = static_cast<std::int64_t>(plan.num_q_tiles()) * dims.heads_kv;
+  std::unique_ptr<std::uint16_t[]> kt_storage, v_storage;
+  std::vector<KeySpans> spans;
+  std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
+      v_bad(dims.heads_kv * tk);
+#pragma omp parallel num_threads(threads)
+  {
+    row_spans(plan, spans);
+    const NativeForwardInputs in{
+        stage_tiles_bf16(view<std::uint16_t>(t.k, st.k), plan, false, dims.heads_kv, D, Dp,
+                         TileLayout::transposed_columns, kt_storage, k_bad.data()),
+        stage_tiles_bf16(view<std::uint16_t>(t.v, st.v), plan, false, dims.heads_kv, D, Dp,
+                         TileLayout::paired_rows, v_storage, v_bad.data()),
+        static_cast<std::ptrdiff_t>(Dp) * tsp, spans, q_bad.data()};
+    NativeForwardTiles tiles(group, ts, tsp, Dp);
+    // Later tiles of a causal sequence see the most keys: start with them for balance.
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t item = items - 1; item >= 0; --item) {
+      native_forward_item(plan, dims, t, st, in, scale, static_cast<int>(item / dims.heads_kv),
+                          static_cast<int>(item % dims.heads_kv), tiles);
+    }
+  }
+  poison_forward(plan, dims, t, st, q_bad.data(), k_bad.data(), v_bad.data());
+}
+
+// --- backward ---------------------------------------------------------------------------------
+
+struct NativeBackwardTiles {
+  NativeBackwardTiles(int ts, int tsp, int Dp)
+      : ws({std::size_t(Dp) * tsp, std::size_t(Dp) * tsp, std::size_t(ts) * tsp,
+            std::size_t(ts) * tsp, std::size_t(ts), std::size_t(ts)}),
+        dkt(ws[0]),
+        dvt(ws[1]),
+        p(ws[2]),
+        ds(ws[3]),
+        lse2(ws[4]),
+        delta(ws[5]),
+        p_pairs(std::make_unique<std::uint32_t[]>(std::size_t(ts + 1) / 2 * tsp)),
+        ds_pairs(std::make_unique<std::uint32_t[]>(std::size_t(ts + 1) / 2 * tsp)),
+        ds_rows(std::make_unique<std::uint16_t[]>(std::size_t(ts) * tsp)) {}
+  Workspace ws;
+  float *dkt, *dvt;  // dK^T, dV^T of the key tile [Dp][tsp]
+  float *p, *ds, *lse2, *delta;
+  std::unique_ptr<std::uint32_t[]> p_pairs, ds_pairs;  // [ceil(m/2)][nw] words
+  std::unique_ptr<std::uint16_t[]> ds_rows;            // [m][nw] bf16
+};
+
+struct NativeBackwardInputs {
+  const std::uint16_t *q, *dout;    // rows [Hq][Tq][Dp]
+  const std::uint16_t *qt, *doutt;  // transposed rows per query tile [Hq][q tiles][Dp][tsp]
+  const std::uint16_t *kt, *vt;     // transposed columns per key tile [Hkv][kv tiles][Dp][tsp]
+  const std::uint16_t* k;           // paired rows per key tile [Hkv][kv tiles][tsp][Dp]
+  int Dp, tsp;                      // head dim and tile size, padded to the vector width
+  std::ptrdiff_t tile_elems;        // Dp * tsp
+  const float* delta;               // rowsum(dO * O) [Hq, Tq]
+  float* dq_acc;                    // float32 dQ accumulator [Tq, Hq, Dp]
+  const std::vector<KeySpans>& spans;
+};
+
+struct NativePair {
+  int q_tile, kv_tile;
+  TileKind kind;
+  ColumnWindow win;
+  int m, n, nw;
+};
+
+NativePair native_pair(const BlockPlan& plan, const NativeBackwardInputs& in, int q_tile,
+                       int kv_tile, TileKind kind) {
+  const Tile& qt = plan.q_tile(q_tile);
+  const Tile& kt = plan.kv_tile(kv_tile);
+  const ColumnWindow win =
+      kind == TileKind::partial
+          ? column_window(plan.layout(), in.spans[qt.begin], in.spans[qt.end - 1], kt)
+          : ColumnWindow{0, kt.size()};
+  const int n = win.hi - win.lo;
+  return {q_tile, kv_tile, kind, win, qt.size(), n, round_up(n, W)};
+}
+
+// pair_probabilities of kernels_impl.h on bf16 products: P into w.p and dS = P (dP - delta)
+// into w.ds, both float32 [m, nw]; then what the caller's products take, rounded to bf16: P
+// and dS as pairs of rows (for dV^T and dK^T) when `for_kv`, dS as rows (for dQ) when
+// `for_dq`. Both backward schedules call exactly this, so they agree to the bit.
+void native_probabilities(const BlockPlan& plan, const BackwardTensors& t,
+                          const NativeBackwardInputs& in, float scale, const NativePair& pw, int h,
+                          int kv_head, bool for_kv, bool for_dq, NativeBackwardTiles& w) {
+  const AttentionLayout& layout = plan.layout();
+  const std::int64_t tq = layout.total_q_tokens();
+  const Tile& qt = plan.q_tile(pw.q_tile);
+  const Tile& kt = plan.kv_tile(pw.kv_tile);
+  const int m = pw.m, n = pw.n, nw = pw.nw;
+  const int Dp = in.Dp, tsp = in.tsp;
+  const std::int32_t c0 = kt.begin - layout.seq_begin(kt.seq) + pw.win.lo;
+  const bool partial = pw.kind == TileKind::partial;
+  for (int r = 0; r < m; ++r) {
+    const float lse = t.lse[h * tq + qt.begin + r];
+    // As in pair_probabilities: -inf (sees nothing) and bad lse values make P exactly 0.
+    w.lse2[r] = std::isfinite(lse) ? lse * kLog2e : std::numeric_limits<float>::infinity();
+    w.delta[r] = in.delta[h * tq + qt.begin + r];
+  }
+  const std::ptrdiff_t tile_at =
+      (static_cast<std::ptrdiff_t>(kv_head) * plan.num_kv_tiles() + pw.kv_tile) * in.tile_elems;
+  Bf16Gemm::run(m, nw, Dp / 2, in.q + (h * tq + qt.begin) * Dp, Dp,
+                words(in.kt + tile_at) + pw.win.lo, tsp, w.p, nw, false);
+  const V vs = S::set1(scale * kLog2e);
+  for (int r = 0; r < m; ++r) {
+    float* p = w.p + r * nw;
+    if (partial || n != nw)
+      mask_row(p, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
+    const V vl = S::set1(w.lse2[r]);
+    for (int c = 0; c < nw; c += W)
+      S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
+  }
+  Bf16Gemm::run(m, nw, Dp / 2, in.dout + (h * tq + qt.begin) * Dp, Dp,
+                words(in.vt + tile_at) + pw.win.lo, tsp, w.ds, nw, false);
+  for (int r = 0; r < m; ++r) {
+    const V vd = S::set1(w.delta[r]);
+    float* ds = w.ds + r * nw;
+    const float* p = w.p + r * nw;
+    for (int c = 0; c < nw; c += W)
+      S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
+  }
+  if (for_kv) {
+    pack_pairs(w.p, m, nw, w.p_pairs.get());
+    pack_pairs(w.ds, m, nw, w.ds_pairs.get());
+  }
+  if (for_dq) round_rows(w.ds, m, nw, w.ds_rows.get());
+}
+
+// dQ += dS K for the pair in w.ds_rows, into the float32 accumulator rows of head h.
+void native_accumulate_dq(const BlockPlan& plan, const NativeBackwardInputs& in,
+                          const NativePair& pw, int h, int kv_head, int Dp,
+                          std::ptrdiff_t acc_stride, const NativeBackwardTiles& w) {
+  const std::ptrdiff_t tile_at =
+      (static_cast<std::ptrdiff_t>(kv_head) * plan.num_kv_tiles() + pw.kv_tile) * in.tile_elems;
+  // dS's columns past n are 0, so the pairs may run to n rounded up.
+  Bf16Gemm::run(pw.m, Dp, (pw.n + 1) / 2, w.ds_rows.get(), pw.nw,
+                words(in.k + tile_at) + pw.win.lo / 2 * Dp, Dp,
+                in.dq_acc + plan.q_tile(pw.q_tile).begin * acc_stride + h * Dp, acc_stride, true);
+}
+
+// backward_kv_tile of kernels_impl.h: dK and dV of key tile j (transposed while they sum),
+// and in the fused schedule the dQ contributions, in the same order.
+void native_backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims,
+                             const BackwardTensors& t, const BackwardStrides& st,
+                             const NativeBackwardInputs& in, float scale, int j, int kv_head,
+                             bool with_dq, NativeBackwardTiles& w) {
+  const int D = dims.head_dim, Dp = round_up(D, W);
+  const int tsp = round_up(plan.tile_size(), W);
+  const int group = dims.heads_q / dims.heads_kv;
+  const std::ptrdiff_t acc_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * Dp;
+  const Tile& kt = plan.kv_tile(j);
+  std::fill_n(w.dkt, Dp * tsp, 0.0f);
+  std::fill_n(w.dvt, Dp * tsp, 0.0f);
+
+  for (const TileRef& ref : plan.q_tiles_of(j)) {
+    const NativePair pw = native_pair(plan, in, ref.tile, j, ref.kind);
+    for (int g = 0; g < group; ++g) {
+      const int h = kv_head * group + g;
+      native_probabilities(plan, t, in, scale, pw, h, kv_head, true, with_dq, w);
+      const std::ptrdiff_t q_tile_at =
+          (static_cast<std::ptrdiff_t>(h) * plan.num_q_tiles() + ref.tile) * in.tile_elems;
+      // dV^T += dO^T P  [D, nw];  dK^T += Q^T dS  [D, nw]  (columns of the window)
+      Bf16Gemm::run(D, pw.nw, (pw.m + 1) / 2, in.doutt + q_tile_at, tsp, w.p_pairs.get(), pw.nw,
+                    w.dvt + pw.win.lo, tsp, true);
+      Bf16Gemm::run(D, pw.nw, (pw.m + 1) / 2, in.qt + q_tile_at, tsp, w.ds_pairs.get(), pw.nw,
+                    w.dkt + pw.win.lo, tsp, true);
+      if (with_dq) native_accumulate_dq(plan, in, pw, h, kv_head, Dp, acc_stride, w);
+    }
+  }
+
+  const View<std::uint16_t> dk = view<std::uint16_t>(t.dk, st.dk),
+                            dv = view<std::uint16_t>(t.dv, st.dv);
+  for (int r = 0; r < kt.size(); ++r) {
+    std::uint16_t* dk_row = dk.row(kt.begin + r, kv_head);
+    std::uint16_t* dv_row = dv.row(kt.begin + r, kv_head);
+    for (int c = 0; c < D; ++c) {
+      from_f32(w.dkt[c * tsp + r] * scale, dk_row + c);
+      from_f32(w.dvt[c * tsp + r], dv_row + c);
+    }
+  }
+}
+
+// backward_q_tile of kernels_impl.h: dQ of query tile i over its key tiles, ascending.
+void native_backward_q_tile(const BlockPlan& plan, const AttentionDims& dims,
+                            const BackwardTensors& t, const NativeBackwardInputs& in, float scale,
+                            int i, int kv_head, NativeBackwardTiles& w) {
+  const int group = dims.heads_q / dims.heads_kv;
+  const int Dp = round_up(dims.head_dim, W);
+  const std::ptrdiff_t acc_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * Dp;
+  for (const TileRef& ref : plan.kv_tiles_of(i)) {
+    const NativePair pw = native_pair(plan, in, i, ref.tile, ref.kind);
+    for (int g = 0; g < group; ++g) {
+      const int h = kv_head * group + g;
+      native_probabilities(plan, t, in, scale, pw, h, kv_head, false, true, w);
+      native_accumulate_dq(plan, in, pw, h, kv_head, Dp, acc_stride, w);
+    }
+  }
+}
+
+void native_backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
+                     const BackwardStrides& st, float scale, int threads) {
+  using U16 = std::uint16_t;
+  const int D = dims.head_dim, Dp = round_up(D, W);
+  const int ts = plan.tile_size(), tsp = round_up(ts, W);
+  const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
+  const int Hq = dims.heads_q, Hkv = dims.heads_kv;
+  const auto delta = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(Hq) * tq);
+  const auto dq_acc =
+      std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(tq) * Hq * Dp);
+  std::unique_ptr<U16[]> q_storage, dout_storage, qt_storage, doutt_storage, kt_storage, vt_storage,
+      k_storage;
+  std::vector<KeySpans> spans;
+  std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
+      v_bad(Hkv * tk);
+  const View<const U16> q = view<U16>(t.q, st.q), k = view<U16>(t.k, st.k),
+                        v = view<U16>(t.v, st.v), out = view<U16>(t.out, st.out),
+                        dout = view<U16>(t.dout, st.dout);
+  const std::int64_t sequence_items =
+      static_cast<std::int64_t>(plan.layout().num_sequences()) * Hkv;
+  const bool fused = sequence_items >= threads;  // as in backward_typed: never changes a bit
+
+#pragma omp parallel num_threads(threads)
+  {
+    row_spans(plan, spans);
+    const NativeBackwardInputs in{
+        stage_rows_bf16(q, tq, Hq, D, Dp, q_storage, q_bad.data()),
+        stage_rows_bf16(dout, tq, Hq, D, Dp, dout_storage, dout_bad.data()),
+        stage_tiles_bf16(q, plan, true, Hq, D, Dp, TileLayout::transposed_rows, qt_storage,
+                         nullptr),
+        stage_tiles_bf16(dout, plan, true, Hq, D, Dp, TileLayout::transposed_rows, doutt_storage,
+                         nullptr),
+        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, kt_storage,
+                         k_bad.data()),
+        stage_tiles_bf16(v, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, vt_storage,
+                         v_bad.data()),
+        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::paired_rows, k_storage, nullptr),
+        Dp,
+        tsp,
+        static_cast<std::ptrdiff_t>(Dp) * tsp,
+        delta.get(),
+        dq_acc.get(),
+        spans};
+    delta_rows(out, dout, tq, Hq, D, Dp, delta.get(), dq_acc.get(), out_bad.data(),
+               dout_bad.data());
+
+    NativeBackwardTiles tiles(ts, tsp, Dp);
+    if (fused) {
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t item = 0; item < sequence_items; ++item) {
+        const int seq = static_cast<int>(item / Hkv), kv_head = static_cast<int>(item % Hkv);
+        for (int j = plan.first_kv_tile(seq); j < plan.first_kv_tile(seq + 1); ++j)
+          native_backward_kv_tile(plan, dims, t, st, in, scale, j, kv_head, true, tiles);
+      }
+    } else {
+      const std::int64_t kv_items = static_cast<std::int64_t>(plan.num_kv_tiles()) * Hkv;
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t item = 0; item < kv_items; ++item) {
+        native_backward_kv_tile(plan, dims, t, st, in, scale, static_cast<int>(item / Hkv),
+                                static_cast<int>(item % Hkv), false, tiles);
+      }
+      const std::int64_t q_items = static_cast<std::int64_t>(plan.num_q_tiles()) * Hkv;
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t item = q_items - 1; item >= 0; --item) {
+        native_backward_q_tile(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
+                               static_cast<int>(item % Hkv), tiles);
+      }
+    }
+    write_dq(view<U16>(t.dq, st.dq), dq_acc.get(), tq, Hq, D, Dp, scale);
+  }
+  poison_backward(plan, dims, t, st, q_bad.data(), dout_bad.data(), out_bad.data(), k_bad.data(),
+                  v_bad.data());
+}
