@@ -21,6 +21,7 @@
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/doc_lengths.h"
 #include "anchorctx/data/packer.h"
+#include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/rope/positions.h"
 #include "anchorctx/train/optimizer.h"
@@ -42,6 +43,7 @@ struct BenchTrainArgs {
   std::string checkpointing = "auto";
   std::string bf16_compute;  // empty: model::default_bf16_compute()
   int steps = 3, warmup = 1, threads = 0;
+  int sp = 1;  // sequence-parallel degree (one process: 1)
   std::uint64_t seed = 0;
   bool json = false;
 };
@@ -90,6 +92,14 @@ void run_bench_train(const BenchTrainArgs& a) {
     throw CLI::ValidationError("--checkpointing", "expected auto, on or off");
   }
   model::LlamaTrainModel model(config, run);
+  // The world is this process (the MPI backend slots in here); --sp above 1 needs that many
+  // processes, and the error names both numbers.
+  const std::unique_ptr<dist::Communicator> world = dist::make_single_process_communicator();
+  const dist::ParallelGroups groups = dist::make_parallel_groups(*world, a.sp);
+  if (a.sp > 1) {
+    model::set_thread_invariant_gemms(true);
+    model.set_sequence_parallel(groups.sp.get());
+  }
   model::init_parameters(model.layout(), config, a.seed, model.params());
   train::AdamW optimizer(model.layout(), {});
 
@@ -128,6 +138,7 @@ void run_bench_train(const BenchTrainArgs& a) {
     const core::Stopwatch watch;
     model.zero_grads();
     const model::LossSum l = model.forward_backward(batch, 1.0 / a.seq_len);
+    world->all_reduce_sum(model.grads());  // the shards' partial gradients (sp > 1)
     train::clip_gradients(model.grads(), 1.0);
     optimizer.step(model.params(), model.grads(), 1e-4);
     const double ms = watch.elapsed_ms();
@@ -207,6 +218,10 @@ void register_bench_train(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (0: all)")->capture_default_str();
+  cmd->add_option("--sp", a->sp,
+                  "Sequence-parallel degree (Ulysses, docs/DISTRIBUTED_SP.md): the number of "
+                  "processes must be a multiple, so one process runs --sp 1")
+      ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Seed of weights, documents and tokens")
       ->capture_default_str();
   cmd->add_flag("--json", a->json,

@@ -9,6 +9,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
+#include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/metrics.h"
@@ -43,6 +44,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"mask-doc-boundaries", batch.mask_doc_boundaries},
           {"batch-windows", windows_per_micro_batch},
           {"grad-accum", grad_accum},
+          {"sp", sp},
           {"steps", steps},
           {"schedule", to_string(schedule.kind)},
           {"lr", schedule.lr},
@@ -141,6 +143,7 @@ struct Trainer::Impl {
   std::unique_ptr<TensorBoardSink> tensorboard;
   fs::path resumed_from;                 // the checkpoint a resume loaded
   std::optional<core::FolderLock> lock;  // the run folder's, held while the trainer lives
+  dist::ParallelGroups groups;           // this rank's sequence- and data-parallel groups
 
   explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
 
@@ -162,6 +165,8 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   validate(options_);
   options_.schedule.total_steps = options_.steps;
   impl_ = std::make_unique<Impl>(data::Dataset::open(options_.data));
+  // Before any work: a world that is not a multiple of --sp is refused naming both numbers.
+  impl_->groups = dist::make_parallel_groups(comm_, options_.sp);
   const data::Dataset& ds = impl_->dataset;
   if (ds.num_windows() == 0) fail("train: {} holds no windows", options_.data.string());
   if (options_.verify_data) {
@@ -182,6 +187,10 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
                  "anchorctx: warning: windows of %d tokens exceed max_position_embeddings %lld\n",
                  ds.seq_len(), static_cast<long long>(config.max_position_embeddings));
   model_ = std::make_unique<model::LlamaTrainModel>(config, options_.run);
+  if (options_.sp > 1) {
+    model::set_thread_invariant_gemms(true);
+    model_->set_sequence_parallel(impl_->groups.sp.get());
+  }
   impl_->optimizer = std::make_unique<AdamW>(model_->layout(), options_.adamw);
 
   // One writer per run folder, for the trainer's life: taken before anything in the folder is
@@ -296,9 +305,10 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
     for (std::int64_t m = 0; m < options_.grad_accum; ++m) {
       std::vector<std::uint64_t> windows;
       for (std::int64_t w = 0; w < options_.windows_per_micro_batch; ++w) {
-        const std::uint64_t cursor =
-            state.data_cursor * static_cast<std::uint64_t>(comm_.world_size()) +
-            static_cast<std::uint64_t>(comm_.rank());
+        // The ranks of a sequence-parallel group read the same window.
+        const dist::ParallelLayout& pl = impl_->groups.layout;
+        const std::uint64_t cursor = state.data_cursor * static_cast<std::uint64_t>(pl.dp_size()) +
+                                     static_cast<std::uint64_t>(pl.dp_rank());
         windows.push_back(impl_->window_at(cursor, options_.seed));
         ++state.data_cursor;
       }
@@ -306,8 +316,12 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
     }
     double counts[2] = {0.0, 0.0};  // targets, input tokens
     for (const Batch& b : micro) {
-      counts[0] += static_cast<double>(b.target_count);
-      counts[1] += static_cast<double>(b.input_ids.size());
+      // This rank's token shard of the window (all of it without sequence parallelism), so
+      // that the sums over ranks count each token once.
+      const auto [t0, t1] = model_->token_shard(static_cast<std::int64_t>(b.input_ids.size()));
+      for (std::int64_t t = t0; t < t1; ++t)
+        counts[0] += b.targets[static_cast<std::size_t>(t)] >= 0 ? 1.0 : 0.0;
+      counts[1] += static_cast<double>(t1 - t0);
     }
     comm_.all_reduce_sum(std::span<double>(counts, 2));
     const double scale = counts[0] > 0 ? 1.0 / counts[0] : 0.0;
