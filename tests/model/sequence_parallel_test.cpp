@@ -43,6 +43,11 @@ namespace {
 // sums. 1e-5 leaves room over the ~1e-6 seen (printed below), and an error of the exchange (a
 // token or head in the wrong place) gives O(1).
 constexpr double kGradBound = 1e-5;
+// bf16 precision rounds activation gradients to bf16 at every layer boundary (as a torch bf16
+// model does), after the sum over ranks for dk/dv: a float32 difference of one ulp can flip a
+// bf16 rounding (2^-8 = 3.9e-3 relative) and that propagates, so the bound is a few bf16 ulps
+// (logits and loss stay exact: the forward has no cross-rank sums).
+constexpr double kGradBoundBf16 = 2e-2;
 
 struct ThreadInvariantGemms {
   ThreadInvariantGemms() { set_thread_invariant_gemms(true); }
@@ -96,7 +101,8 @@ double max_abs(std::span<const float> v) {
 
 // One process (S = 1) or S threads of a thread group, each with its own model.
 Result run(const LlamaConfig& config, const Window& w, int S, int threads,
-           dist::ThreadGroupTraffic* traffic = nullptr, bool backward = true) {
+           dist::ThreadGroupTraffic* traffic = nullptr, bool backward = true,
+           Precision precision = Precision::fp32) {
   const std::int64_t T = static_cast<std::int64_t>(w.ids.size()), V = config.vocab_size;
   Result out;
   out.logits.assign(static_cast<std::size_t>(T * V), std::numeric_limits<float>::quiet_NaN());
@@ -106,6 +112,8 @@ Result run(const LlamaConfig& config, const Window& w, int S, int threads,
     omp_set_num_threads(threads);
     RunOptions opt;
     opt.loss_chunk = 256;  // several chunks in long shards
+    opt.precision = precision;
+    opt.rope_mode = default_rope_mode(precision);
     LlamaTrainModel model(config, opt);
     init_parameters(model.layout(), config, 11, model.params());
     if (S > 1) model.set_sequence_parallel(&comm);
@@ -138,6 +146,7 @@ struct Case {
   int q_heads, kv_heads;
   std::int32_t tokens;
   int sp;
+  Precision precision = Precision::fp32;
 };
 
 LlamaConfig config_of(const Case& c) {
@@ -155,8 +164,8 @@ TEST_P(SequenceParallelExactness, LogitsBitIdenticalLossAndGradientsWithinRoundi
   const ThreadInvariantGemms invariant;
   const LlamaConfig config = config_of(c);
   const Window w(c.tokens, static_cast<std::int32_t>(config.vocab_size), 5);
-  const Result one = run(config, w, 1, 2);
-  const Result sp = run(config, w, c.sp, 1);
+  const Result one = run(config, w, 1, 2, nullptr, true, c.precision);
+  const Result sp = run(config, w, c.sp, 1, nullptr, true, c.precision);
 
   ASSERT_EQ(sp.tokens, one.tokens);
   EXPECT_EQ(one.tokens, w.target_count);
@@ -181,7 +190,7 @@ TEST_P(SequenceParallelExactness, LogitsBitIdenticalLossAndGradientsWithinRoundi
       diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
     const double rel = scale > 0 ? diff / scale : diff;
     worst = std::max(worst, rel);
-    EXPECT_LE(rel, kGradBound) << info.name;
+    EXPECT_LE(rel, c.precision == Precision::bf16 ? kGradBoundBf16 : kGradBound) << info.name;
   }
   // One AdamW step (lr 1e-3): at step 1 the update is lr * g / (|g| + eps), about lr * sign(g)
   // whatever |g|, so a wrong gradient moves a parameter by up to 2 lr; gradients within rounding
@@ -190,24 +199,30 @@ TEST_P(SequenceParallelExactness, LogitsBitIdenticalLossAndGradientsWithinRoundi
   double param_diff = 0.0;
   for (std::size_t i = 0; i < one.params.size(); ++i)
     param_diff = std::max(param_diff, std::abs(static_cast<double>(one.params[i]) - sp.params[i]));
-  EXPECT_LE(param_diff, 2e-2 * 1e-3);
+  // bf16: a flipped bf16 rounding of a near-zero gradient flips its update's sign, so the
+  // step is checked in fp32 only.
+  if (c.precision == Precision::fp32) {
+    EXPECT_LE(param_diff, 2e-2 * 1e-3);
+  }
   std::printf(
       "[ sp %d, %s ] largest gradient difference %.3g (relative to the tensor's largest), "
       "parameters after one step %.3g\n",
       c.sp, c.name.c_str(), worst, param_diff);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, SequenceParallelExactness,
-                         ::testing::Values(Case{"gqa4over2_T700_sp2", 4, 2, 700, 2},
-                                           Case{"gqa4over2_T700_sp4", 4, 2, 700, 4},
-                                           Case{"gqa4over1_T517_sp2", 4, 1, 517, 2},
-                                           Case{"gqa4over1_T517_sp4", 4, 1, 517, 4},
-                                           Case{"mha4_T300_sp4_empty_shard", 4, 4, 300, 4},
-                                           Case{"gqa6over2_T640_sp4_uneven_heads", 6, 2, 640, 4},
-                                           Case{"gqa8over2_T400_sp3_regrouped_kv", 8, 2, 400, 3},
-                                           Case{"gqa2over2_T600_sp4_fewer_heads_than_ranks", 2, 2,
-                                                600, 4}),
-                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, SequenceParallelExactness,
+    ::testing::Values(Case{"gqa4over2_T700_sp2", 4, 2, 700, 2},
+                      Case{"gqa4over2_T700_sp4", 4, 2, 700, 4},
+                      Case{"gqa4over1_T517_sp2", 4, 1, 517, 2},
+                      Case{"gqa4over1_T517_sp4", 4, 1, 517, 4},
+                      Case{"mha4_T300_sp4_empty_shard", 4, 4, 300, 4},
+                      Case{"gqa6over2_T640_sp4_uneven_heads", 6, 2, 640, 4},
+                      Case{"gqa8over2_T400_sp3_regrouped_kv", 8, 2, 400, 3},
+                      Case{"gqa2over2_T600_sp4_fewer_heads_than_ranks", 2, 2, 600, 4},
+                      Case{"bf16_gqa4over2_T700_sp2", 4, 2, 700, 2, Precision::bf16},
+                      Case{"bf16_gqa4over1_T517_sp4", 4, 1, 517, 4, Precision::bf16}),
+    [](const auto& info) { return info.param.name; });
 
 TEST(SequenceParallel, RunsAreBitReproducibleAcrossRunsAndThreadCounts) {
   const ThreadInvariantGemms invariant;

@@ -27,9 +27,10 @@ inline constexpr std::int64_t kGemmRowBlock = 128;
 // count, so by default their bits (and a run's) depend on it; every other op here does not.
 // Thread-invariant GEMMs cut each product into tiles (kGemmRowBlock rows, columns by the width
 // alone) computed one per thread: the same bits at any thread count and for a row block whatever
-// rows follow it, about 12% slower training steps (reference preset, 4K
-// window, 2 threads). Process-wide; off by default. Runs are bit-reproducible at a fixed thread
-// count either way (resume relies on that).
+// rows follow it (what sequence-parallel exactness needs), about 12% slower training
+// steps (reference preset, 4K window, 2 threads; measured with the former row-or-column blocks,
+// which the tiles match within this machine's noise: docs/DISTRIBUTED_SP.md). Process-wide; off by
+// default. Runs are bit-reproducible at a fixed thread count either way (resume relies on that).
 void set_thread_invariant_gemms(bool on);
 bool thread_invariant_gemms();
 

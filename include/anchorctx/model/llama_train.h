@@ -121,7 +121,8 @@ class LlamaTrainModel {
 
   // Sees each layer's attention inputs during a forward: q [T, Hq*D] and k [T, Hkv*D] after
   // RoPE (as they enter the attention kernel: bf16 values in hf_bf16 mode, float32 in exact and
-  // fp32), valid during the call. For diagnostics (analysis/rope-drift).
+  // fp32), valid during the call; with sequence parallelism, this rank's token shard. For
+  // diagnostics (analysis/rope-drift).
   using AttentionInputsHook =
       std::function<void(int layer, std::span<const float> q, std::span<const float> k)>;
   LossSum forward(const TrainBatch& batch, const AttentionInputsHook& hook,
@@ -131,6 +132,9 @@ class LlamaTrainModel {
   // llm.c lists its activation sizes: the model's buffers are allocated from this list, the
   // estimate below sums it, and docs/TRAINING.md's table is it (tests/model/train_memory_test.cpp
   // checks all three).
+  // Without sequence parallelism: with it, `tokens` is the shard's, and the window-length
+  // buffers of this rank's heads (LayerActs qh, kh, vh, oh per stored layer; d_oh_, dqh_,
+  // dkh_, dvh_) come on top and are not listed yet.
   std::vector<StepBuffer> step_buffers(std::int64_t tokens) const;
   // The bytes of step_buffers(tokens): what forward_backward holds after its first call on a
   // batch of `tokens` tokens (the loss chunk when at least min(loss_chunk, tokens) tokens are
