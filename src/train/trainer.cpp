@@ -164,9 +164,10 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     : options_(std::move(options)), comm_(comm) {
   validate(options_);
   options_.schedule.total_steps = options_.steps;
-  impl_ = std::make_unique<Impl>(data::Dataset::open(options_.data));
   // Before any work: a world that is not a multiple of --sp is refused naming both numbers.
-  impl_->groups = dist::make_parallel_groups(comm_, options_.sp);
+  dist::ParallelGroups groups = dist::make_parallel_groups(comm_, options_.sp);
+  impl_ = std::make_unique<Impl>(data::Dataset::open(options_.data));
+  impl_->groups = std::move(groups);
   const data::Dataset& ds = impl_->dataset;
   if (ds.num_windows() == 0) fail("train: {} holds no windows", options_.data.string());
   if (options_.verify_data) {
