@@ -21,6 +21,7 @@
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/doc_lengths.h"
 #include "anchorctx/data/packer.h"
+#include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/dist/world.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/rope/positions.h"
@@ -44,6 +45,7 @@ struct BenchTrainArgs {
   std::string checkpointing = "auto";
   std::string bf16_compute;  // empty: model::default_bf16_compute()
   int steps = 3, warmup = 1, threads = 0;
+  int sp = 1;  // sequence-parallel degree (one process: 1)
   std::uint64_t seed = 0;
   bool json = false;
 };
@@ -97,7 +99,15 @@ void run_bench_train(const BenchTrainArgs& a) {
   // summed over the ranks as the trainer sums them (data parallel); the time of that reduction
   // is reported as communication, after a barrier whose time (waiting for the slowest rank) is
   // reported apart.
+  // Under mpirun with --sp S: groups of S ranks share the window, each holding a token shard,
+  // and their partial gradients are summed with the others' (the error names both numbers when
+  // the world is not a multiple of S).
   const std::unique_ptr<dist::Communicator> world = dist::make_world_communicator();
+  const dist::ParallelGroups groups = dist::make_parallel_groups(*world, a.sp);
+  if (a.sp > 1) {
+    model::set_thread_invariant_gemms(true);
+    model.set_sequence_parallel(groups.sp.get());
+  }
   train::DataParallelOptimizer optimizer(model.layout(), {}, *world, false);
   const bool report = world->rank() == 0;
 
@@ -241,6 +251,10 @@ void register_bench_train(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (0: all)")->capture_default_str();
+  cmd->add_option("--sp", a->sp,
+                  "Sequence-parallel degree (Ulysses, docs/DISTRIBUTED_SP.md): the number of "
+                  "processes must be a multiple, so one process runs --sp 1")
+      ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Seed of weights, documents and tokens")
       ->capture_default_str();
   cmd->add_flag("--json", a->json,

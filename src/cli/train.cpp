@@ -133,6 +133,12 @@ void register_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")
       ->capture_default_str();
+  cmd->add_option(
+         "--sp", o.sp,
+         "Sequence-parallel degree (Ulysses): this many processes share each window, "
+         "each computing a contiguous shard of its tokens and, around attention, a "
+         "share of the heads; the number of processes must be a multiple (docs/DISTRIBUTED_SP.md)")
+      ->capture_default_str();
   cmd->add_option("--steps", o.steps, "Optimizer steps")->capture_default_str();
   cmd->add_option("--lr", o.schedule.lr, "Peak learning rate")->capture_default_str();
   cmd->add_option("--min-lr", o.schedule.min_lr, "Final learning rate (linear, cosine)")

@@ -33,6 +33,9 @@ struct LlamaTrainModel::LayerActs {
   std::vector<float> x_mid;        // residual after attention [T, H]
   std::vector<float> xn2, rstd2;   // post-attention norm
   std::vector<float> gate, up, h;  // MLP [T, I] each
+  // Sequence parallel only: q, k, v, o for the whole window and this rank's heads,
+  // [Tw, Hq', D], [Tw, Hkv', D] (lse is then [Hq', Tw]).
+  std::vector<float> qh, kh, vh, oh;
 };
 
 namespace {
@@ -185,6 +188,51 @@ LlamaTrainModel::LlamaTrainModel(LlamaConfig config, RunOptions options)
 
 LlamaTrainModel::~LlamaTrainModel() = default;
 
+void LlamaTrainModel::set_sequence_parallel(dist::Communicator* group) {
+  sp_group_ = group && group->world_size() > 1 ? group : nullptr;
+  exchange_.reset();
+  if (sp_group_)  // refuses impossible numbers now, before any step
+    plan_sequence_shards(0, sp_group_->world_size(), sp_group_->rank(),
+                         static_cast<int>(config_.num_attention_heads),
+                         static_cast<int>(config_.num_key_value_heads));
+}
+
+std::pair<std::int64_t, std::int64_t> LlamaTrainModel::token_shard(std::int64_t window) const {
+  if (!sp_group_) return {0, window};
+  const SequenceShards s = plan_sequence_shards(window, sp_group_->world_size(), sp_group_->rank(),
+                                                static_cast<int>(config_.num_attention_heads),
+                                                static_cast<int>(config_.num_key_value_heads));
+  return {s.begin(), s.end()};
+}
+
+// The exchange for a window of Tw tokens, and the buffers that hold the window's q, k, v, o
+// (and their gradients) for this rank's heads.
+void LlamaTrainModel::prepare_exchange(std::int64_t Tw, bool backward) {
+  if (!exchange_ || exchange_->shards().token_start.back() != Tw)
+    exchange_ = std::make_unique<UlyssesExchange>(
+        *sp_group_,
+        plan_sequence_shards(Tw, sp_group_->world_size(), sp_group_->rank(),
+                             static_cast<int>(config_.num_attention_heads),
+                             static_cast<int>(config_.num_key_value_heads)),
+        head_dim_);
+  const SequenceShards& s = exchange_->shards();
+  const auto qn = static_cast<std::size_t>(Tw * s.local_q_heads() * head_dim_);
+  const auto kvn = static_cast<std::size_t>(Tw * s.local_kv_heads() * head_dim_);
+  for (LayerActs& a : acts_) {
+    a.qh.resize(qn);
+    a.kh.resize(kvn);
+    a.vh.resize(kvn);
+    a.oh.resize(qn);
+    a.lse.resize(static_cast<std::size_t>(Tw * s.local_q_heads()));
+  }
+  if (backward) {
+    d_oh_.resize(qn);
+    dqh_.resize(qn);
+    dkh_.resize(kvn);
+    dvh_.resize(kvn);
+  }
+}
+
 void LlamaTrainModel::zero_grads() {
   std::fill(grads_.begin(), grads_.end(), 0.0f);
 }
@@ -207,7 +255,7 @@ std::vector<StepBuffer> LlamaTrainModel::step_buffers(const LlamaConfig& config,
     if (spec.scope == Scope::recompute && !options.checkpointing) continue;
     if (spec.scope == Scope::bf16_weights && !round) continue;
     const std::int64_t rows = spec.rows == Rows::tokens       ? T
-                              : spec.rows == Rows::loss_chunk ? std::min(options.loss_chunk, T)
+                              : spec.rows == Rows::loss_chunk ? std::min(lm_head_chunk_rows(options.loss_chunk), T)
                                                               : 1;
     const std::int64_t copies = spec.scope == Scope::stored_layer  ? (options.checkpointing ? 1 : L)
                                 : spec.scope == Scope::layer_input ? L + 1
@@ -286,10 +334,27 @@ void LlamaTrainModel::prepare_buffers(std::int64_t T, bool backward) {
 // Attention: RoPE'd q, k and v through the block-sparse kernels in the precision's dtype.
 
 void LlamaTrainModel::attention_forward(LayerActs& a) {
+  const attention::KernelOptions kopt{0.0f, options_.threads};
+  if (sp_group_) {
+    // Ulysses: this rank's heads for the whole window, the kernel, the output back to tokens.
+    const SequenceShards& s = exchange_->shards();
+    const int hq = static_cast<int>(config_.num_attention_heads);
+    const int hkv = static_cast<int>(config_.num_key_value_heads);
+    exchange_->to_heads(a.q.data(), hq, s.q_heads, a.qh.data());
+    exchange_->to_heads(a.k.data(), hkv, s.kv_heads, a.kh.data());
+    exchange_->to_heads(a.v.data(), hkv, s.kv_heads, a.vh.data());
+    if (s.local_q_heads() > 0)
+      attention::forward(
+          *batch_->plan, {s.local_q_heads(), s.local_kv_heads(), static_cast<int>(head_dim_)},
+          {core::DType::f32, a.qh.data(), a.kh.data(), a.vh.data(), a.oh.data(), a.lse.data()},
+          kopt);
+    exchange_->to_tokens(a.oh.data(), hq, s.q_heads, false, a.o.data());
+    if (round_) round_to_bf16(a.o);
+    return;
+  }
   const attention::AttentionDims dims{static_cast<int>(config_.num_attention_heads),
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
-  const attention::KernelOptions kopt{0.0f, options_.threads};
   // The float32 kernel in every mode. In bf16 the inputs hold bf16 values (hf_bf16) or float32
   // rotated q/k with bf16 v (exact); the kernel's bf16 path would widen the same values to
   // float32 and round the output once, which is what rounding `o` here does, without the
@@ -306,10 +371,28 @@ void LlamaTrainModel::attention_backward(LayerActs& a, const float* d_o, float* 
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
   const attention::KernelOptions kopt{0.0f, options_.threads};
-  attention::backward(*batch_->plan, dims,
-                      {core::DType::f32, a.q.data(), a.k.data(), a.v.data(), a.o.data(), d_o,
-                       a.lse.data(), dq, dk, dv},
-                      kopt);
+  if (sp_group_) {
+    // The mirror of the forward: d_o to heads, the kernel, dq/dk/dv back to tokens (a kv head
+    // held by several ranks gets the sum of their gradients, in rank order).
+    const SequenceShards& s = exchange_->shards();
+    const int hq = static_cast<int>(config_.num_attention_heads);
+    const int hkv = static_cast<int>(config_.num_key_value_heads);
+    exchange_->to_heads(d_o, hq, s.q_heads, d_oh_.data());
+    if (s.local_q_heads() > 0)
+      attention::backward(*batch_->plan,
+                          {s.local_q_heads(), s.local_kv_heads(), static_cast<int>(head_dim_)},
+                          {core::DType::f32, a.qh.data(), a.kh.data(), a.vh.data(), a.oh.data(),
+                           d_oh_.data(), a.lse.data(), dqh_.data(), dkh_.data(), dvh_.data()},
+                          kopt);
+    exchange_->to_tokens(dqh_.data(), hq, s.q_heads, false, dq);
+    exchange_->to_tokens(dkh_.data(), hkv, s.kv_heads, true, dk);
+    exchange_->to_tokens(dvh_.data(), hkv, s.kv_heads, true, dv);
+  } else {
+    attention::backward(*batch_->plan, dims,
+                        {core::DType::f32, a.q.data(), a.k.data(), a.v.data(), a.o.data(), d_o,
+                         a.lse.data(), dq, dk, dv},
+                        kopt);
+  }
   if (round_) {
     round_to_bf16({dq, a.q.size()});
     round_to_bf16({dk, a.k.size()});
@@ -406,9 +489,10 @@ LossSum LlamaTrainModel::forward_backward(const TrainBatch& batch, double loss_s
 }
 
 LossSum LlamaTrainModel::forward(const TrainBatch& batch, std::span<float> logits) {
-  if (!logits.empty() &&
-      logits.size() != batch.input_ids.size() * static_cast<std::size_t>(config_.vocab_size))
-    fail("forward: logits holds {} floats, expected {} x {}", logits.size(), batch.input_ids.size(),
+  const auto [begin, end] = token_shard(static_cast<std::int64_t>(batch.input_ids.size()));
+  if (!logits.empty() && logits.size() != static_cast<std::size_t>(end - begin) *
+                                              static_cast<std::size_t>(config_.vocab_size))
+    fail("forward: logits holds {} floats, expected {} x {}", logits.size(), end - begin,
          config_.vocab_size);
   return run(batch, false, 0.0, logits);
 }
@@ -426,17 +510,26 @@ LossSum LlamaTrainModel::forward(const TrainBatch& batch, const AttentionInputsH
 LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss_scale,
                              std::span<float> logits) {
   check_batch(batch);
-  const std::int64_t T = static_cast<std::int64_t>(batch.input_ids.size());
+  // T: the tokens this rank computes, [t0, t0 + T) of the window (all of it without sequence
+  // parallelism).
+  const std::int64_t window = static_cast<std::int64_t>(batch.input_ids.size());
+  const auto [t0, t1] = token_shard(window);
+  const std::int64_t T = t1 - t0;
   const std::int64_t H = config_.hidden_size, V = config_.vocab_size;
   const std::int64_t L = config_.num_hidden_layers;
+  const auto shard = [&](std::span<const std::int32_t> v) {
+    return v.subspan(static_cast<std::size_t>(t0), static_cast<std::size_t>(T));
+  };
   batch_ = &batch;
   prepare_buffers(T, backward);
+  if (sp_group_) prepare_exchange(window, backward);
   if (round_) {
     std::copy(params_.begin(), params_.end(), bf16_params_.begin());
     round_to_bf16(bf16_params_);
   }
 
-  // RoPE tables for this batch's positions (dynamic scaling looks at the longest position).
+  // RoPE tables for this batch's positions (dynamic scaling looks at the longest position: the
+  // window's, on every rank).
   std::int32_t max_pos = 0;
   for (const std::int32_t p : batch.position_ids) {
     if (p < 0) fail("batch: negative position id {}", p);
@@ -445,9 +538,10 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
   frequencies_ = rope::compute_frequencies(
       {head_dim_, config_.rope_theta, config_.rope_scaling, config_.max_position_embeddings},
       static_cast<std::int64_t>(max_pos) + 1);
-  rotation_ = rope::RotationTable(frequencies_, batch.position_ids, options_.rope_mode);
+  rotation_ = rope::RotationTable(frequencies_, shard(batch.position_ids), options_.rope_mode);
 
-  embedding_forward(batch.input_ids, weight(*tensors_.embed_tokens), V, H, inputs_[0].data());
+  embedding_forward(shard(batch.input_ids), weight(*tensors_.embed_tokens), V, H,
+                    inputs_[0].data());
   for (std::int64_t l = 0; l < L; ++l) {
     LayerActs& a = acts_[options_.checkpointing ? 0 : static_cast<std::size_t>(l)];
     layer_forward(static_cast<int>(l), inputs_[l].data(), inputs_[l + 1].data(), a);
@@ -455,14 +549,14 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
   rmsnorm_forward(inputs_[L].data(), weight(*tensors_.final_norm), T, H, config_.rms_norm_eps,
                   round_, final_out_.data(), final_rstd_.data());
   if (!backward)
-    return lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), batch.targets, H, V,
+    return lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), shard(batch.targets), H, V,
                                  options_.loss_chunk, round_, 0.0, nullptr, nullptr,
                                  logits.empty() ? nullptr : logits.data(), compute_);
 
   // LM head + loss, then the final norm: dx_ = d(hidden after the last layer).
-  const LossSum loss = lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), batch.targets, H,
-                                             V, options_.loss_chunk, round_, loss_scale,
-                                             dxn_.data(), grad(*lm_head_), nullptr, compute_);
+  const LossSum loss = lm_head_cross_entropy(
+      final_out_.data(), weight(*lm_head_), shard(batch.targets), H, V, options_.loss_chunk, round_,
+      loss_scale, dxn_.data(), grad(*lm_head_), nullptr, compute_);
   if (round_) round_to_bf16(dxn_);
   rmsnorm_backward(inputs_[L].data(), weight(*tensors_.final_norm), final_rstd_.data(), dxn_.data(),
                    T, H, false, dx_.data(), grad(*tensors_.final_norm));
@@ -477,7 +571,7 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
     }
     layer_backward(static_cast<int>(l), inputs_[l].data(), *a, dx_.data());
   }
-  embedding_backward(batch.input_ids, dx_.data(), H, grad(*tensors_.embed_tokens));
+  embedding_backward(shard(batch.input_ids), dx_.data(), H, grad(*tensors_.embed_tokens));
   return loss;
 }
 

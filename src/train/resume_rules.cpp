@@ -32,6 +32,9 @@ constexpr OptionRule kOptionRules[] = {
     // Which windows each step reads, and the optimizer whose moments the checkpoint holds.
     {"batch-windows", false},
     {"grad-accum", false},
+    // Sequence parallel: the forward's bits stay, but gradients are summed over shards in
+    // another order, so a resume at another --sp would not continue the run bit for bit.
+    {"sp", false},
     {"seed", false},
     {"beta1", false},
     {"beta2", false},

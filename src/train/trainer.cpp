@@ -46,6 +46,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"mask-doc-boundaries", batch.mask_doc_boundaries},
           {"batch-windows", windows_per_micro_batch},
           {"grad-accum", grad_accum},
+          {"sp", sp},
           {"steps", steps},
           {"schedule", to_string(schedule.kind)},
           {"lr", schedule.lr},
@@ -149,6 +150,7 @@ struct Trainer::Impl {
   std::unique_ptr<TensorBoardSink> tensorboard;
   fs::path resumed_from;                 // the checkpoint a resume loaded
   std::optional<core::FolderLock> lock;  // the run folder's, held while the trainer lives
+  dist::ParallelGroups groups;           // this rank's sequence- and data-parallel groups
 
   explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
 
@@ -175,8 +177,10 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   options_.schedule.total_steps = options_.steps;
   // Rank 0 alone speaks (progress, notes); every rank's errors reach the user (the CLI).
   const bool talk = !options_.quiet && comm_.rank() == 0;
+  // Before any work: a world that is not a multiple of --sp is refused naming both numbers.
+  dist::ParallelGroups groups = dist::make_parallel_groups(comm_, options_.sp);
   impl_ = std::make_unique<Impl>(data::Dataset::open(options_.data));
-  impl_->groups = dist::make_parallel_groups(comm_, 1);
+  impl_->groups = std::move(groups);
   impl_->shard = DataShard{options_.windows_per_micro_batch, options_.grad_accum,
                            impl_->groups.layout.dp_rank(), impl_->groups.layout.dp_size()};
   const data::Dataset& ds = impl_->dataset;
@@ -200,15 +204,19 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
                  "anchorctx: warning: windows of %d tokens exceed max_position_embeddings %lld\n",
                  ds.seq_len(), static_cast<long long>(config.max_position_embeddings));
   model_ = std::make_unique<model::LlamaTrainModel>(config, options_.run);
-  // The gradients of every rank are summed: each holds every parameter (the world, across the
-  // replicas).
+  if (options_.sp > 1) {
+    model::set_thread_invariant_gemms(true);
+    model_->set_sequence_parallel(impl_->groups.sp.get());
+  }
+  // The gradients of every rank are summed over the world: each replica's ranks, and within a
+  // sequence-parallel group each rank's token shard, hold partial sums of every parameter's.
   impl_->optimizer = std::make_unique<DataParallelOptimizer>(model_->layout(), options_.adamw,
                                                              comm_, options_.shard_optimizer);
   if (talk && (comm_.world_size() > 1 || options_.shard_optimizer))
     std::fprintf(stderr,
-                 "anchorctx: %d processes (data parallel %d), global batch %llu windows; "
-                 "optimizer state %.1f MiB per rank%s\n",
-                 comm_.world_size(), impl_->shard.dp_size,
+                 "anchorctx: %d processes (data parallel %d, sequence parallel %d), global batch "
+                 "%llu windows; optimizer state %.1f MiB per rank%s\n",
+                 comm_.world_size(), impl_->shard.dp_size, options_.sp,
                  static_cast<unsigned long long>(impl_->shard.global_batch()),
                  static_cast<double>(impl_->optimizer->state_bytes()) / (1024.0 * 1024.0),
                  options_.shard_optimizer ? " (sharded, ZeRO-1)" : "");
@@ -336,8 +344,12 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
     state.data_cursor += impl_->shard.global_batch();
     double counts[2] = {0.0, 0.0};  // targets, input tokens
     for (const Batch& b : micro) {
-      counts[0] += static_cast<double>(b.target_count);
-      counts[1] += static_cast<double>(b.input_ids.size());
+      // This rank's token shard of the window (all of it without sequence parallelism), so
+      // that the sums over ranks count each token once.
+      const auto [t0, t1] = model_->token_shard(static_cast<std::int64_t>(b.input_ids.size()));
+      for (std::int64_t t = t0; t < t1; ++t)
+        counts[0] += b.targets[static_cast<std::size_t>(t)] >= 0 ? 1.0 : 0.0;
+      counts[1] += static_cast<double>(t1 - t0);
     }
     comm_.all_reduce_sum(std::span<double>(counts, 2));
     const double scale = counts[0] > 0 ? 1.0 / counts[0] : 0.0;

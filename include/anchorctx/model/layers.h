@@ -18,13 +18,19 @@
 namespace anchorctx::model {
 
 inline constexpr std::int64_t kReduceBlock = 128;
+// Thread-invariant GEMMs cut the rows of every product at multiples of this from row 0, and
+// sequence-parallel token shards start at multiples of it, so a shard's rows meet the very GEMM
+// calls the whole window's rows do (linear.cpp).
+inline constexpr std::int64_t kGemmRowBlock = 128;
 
 // The GEMMs go to OpenBLAS, whose threads split a product in a way that depends on the thread
 // count, so by default their bits (and a run's) depend on it; every other op here does not.
-// Thread-invariant GEMMs cut each product into shape-determined blocks computed one per thread:
-// the same bits at any thread count, about 12% slower training steps (reference preset, 4K
-// window, 2 threads). Process-wide; off by default. Runs are bit-reproducible at a fixed thread
-// count either way (resume relies on that).
+// Thread-invariant GEMMs cut each product into tiles (kGemmRowBlock rows, columns by the width
+// alone) computed one per thread: the same bits at any thread count and for a row block whatever
+// rows follow it (what sequence-parallel exactness needs), about 12% slower training
+// steps (reference preset, 4K window, 2 threads; measured with the former row-or-column blocks,
+// which the tiles match within this machine's noise: docs/DISTRIBUTED_SP.md). Process-wide; off by
+// default. Runs are bit-reproducible at a fixed thread count either way (resume relies on that).
 void set_thread_invariant_gemms(bool on);
 bool thread_invariant_gemms();
 
@@ -85,6 +91,9 @@ void add_forward(const float* a, const float* b, std::int64_t n, bool round_bf16
 // `logits_out` non-null: the full [T, V] logits are copied there (tests, evaluation).
 // Returns the summed loss (float64) and the number of targeted tokens. Throws anchorctx::Error
 // naming the position of a target outside [-1, V).
+// With thread-invariant GEMMs, chunks are whole kGemmRowBlock multiples (rounded down, at
+// least one block) and every row is computed (see cross_entropy.cpp); otherwise `chunk`.
+std::int64_t lm_head_chunk_rows(std::int64_t chunk);
 struct LossSum {
   double loss = 0.0;
   std::int64_t tokens = 0;

@@ -19,16 +19,20 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "anchorctx/attention/block_plan.h"
 #include "anchorctx/core/enum_names.h"
+#include "anchorctx/dist/communicator.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/layers.h"
 #include "anchorctx/model/parameters.h"
+#include "anchorctx/model/sequence_parallel.h"
 #include "anchorctx/rope/rope.h"
 
 namespace anchorctx::model {
@@ -98,6 +102,16 @@ class LlamaTrainModel {
   std::span<const float> grads() const { return grads_; }
   void zero_grads();
 
+  // Ulysses sequence parallelism over `group` (sequence_parallel.h; nullptr or a group of one:
+  // off). Every rank of the group then passes the same whole-window batch; each computes its
+  // token shard (token_shard) and returns that shard's loss sum and target count, its grads
+  // hold that shard's contribution (the caller sums both over the group: rank order). A
+  // forward's logits are the shard's, [shard tokens, V]. Collective: the group's ranks call
+  // forward/forward_backward together. The group must outlive the model's use of it.
+  void set_sequence_parallel(dist::Communicator* group);
+  // [begin, end) of a window of `window_tokens` tokens that this rank computes.
+  std::pair<std::int64_t, std::int64_t> token_shard(std::int64_t window_tokens) const;
+
   // Forward, then backward of loss_scale * (summed cross-entropy): grads += its gradient.
   // Returns the summed loss and the targeted-token count. Throws anchorctx::Error on a bad
   // batch (sizes, ids, positions beyond a sliding window).
@@ -107,7 +121,8 @@ class LlamaTrainModel {
 
   // Sees each layer's attention inputs during a forward: q [T, Hq*D] and k [T, Hkv*D] after
   // RoPE (as they enter the attention kernel: bf16 values in hf_bf16 mode, float32 in exact and
-  // fp32), valid during the call. For diagnostics (analysis/rope-drift).
+  // fp32), valid during the call; with sequence parallelism, this rank's token shard. For
+  // diagnostics (analysis/rope-drift).
   using AttentionInputsHook =
       std::function<void(int layer, std::span<const float> q, std::span<const float> k)>;
   LossSum forward(const TrainBatch& batch, const AttentionInputsHook& hook,
@@ -117,6 +132,9 @@ class LlamaTrainModel {
   // llm.c lists its activation sizes: the model's buffers are allocated from this list, the
   // estimate below sums it, and docs/TRAINING.md's table is it (tests/model/train_memory_test.cpp
   // checks all three).
+  // Without sequence parallelism: with it, `tokens` is the shard's, and the window-length
+  // buffers of this rank's heads (LayerActs qh, kh, vh, oh per stored layer; d_oh_, dqh_,
+  // dkh_, dvh_) come on top and are not listed yet.
   std::vector<StepBuffer> step_buffers(std::int64_t tokens) const;
   // The same list for a model of `config` run with `options`, without building one (nothing is
   // allocated): the cost model (train/cost_model.h) sums it for models too big for this machine.
@@ -143,6 +161,12 @@ class LlamaTrainModel {
   const float* weight(const ParameterInfo& info) const;
   float* grad(const ParameterInfo& info) { return grads_.data() + info.offset; }
 
+  // Sequence parallel (set_sequence_parallel): the group, and its exchange for the current
+  // window length.
+  dist::Communicator* sp_group_ = nullptr;
+  std::unique_ptr<UlyssesExchange> exchange_;
+  void prepare_exchange(std::int64_t window_tokens, bool backward);
+
   LlamaConfig config_;
   RunOptions options_;
   ParameterLayout layout_;
@@ -168,6 +192,9 @@ class LlamaTrainModel {
   // attention output, q, k, v, a normed input, the MLP's h, gate and up; and the recomputed
   // layer output that checkpointing discards.
   std::vector<float> dx_, d_o_, dq_, dk_, dv_, dxn_, dh_, dgate_, dup_, recompute_out_;
+  // Sequence parallel backward scratch: the attention gradients for the whole window and this
+  // rank's heads (the forward's are in LayerActs: qh, kh, vh, oh).
+  std::vector<float> d_oh_, dqh_, dkh_, dvh_;
 };
 
 }  // namespace anchorctx::model

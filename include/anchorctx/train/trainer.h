@@ -35,6 +35,11 @@ struct TrainOptions {
   BatchOptions batch;
   std::int64_t windows_per_micro_batch = 1;
   std::int64_t grad_accum = 1;
+  // Ulysses sequence-parallel degree (--sp): this many consecutive ranks share each window,
+  // each computing a shard of its tokens (model/sequence_parallel.h); the world size must be
+  // a multiple. Above 1 it turns on thread-invariant GEMMs (process-wide), which make a shard's
+  // forward the bits of the whole window's.
+  int sp = 1;
   std::int64_t steps = 100;
   Schedule schedule;
   AdamWOptions adamw;

@@ -14,6 +14,11 @@
 
 namespace anchorctx::model {
 
+std::int64_t lm_head_chunk_rows(std::int64_t chunk) {
+  if (!thread_invariant_gemms()) return chunk;
+  return std::max(kGemmRowBlock, chunk / kGemmRowBlock * kGemmRowBlock);
+}
+
 LossSum lm_head_cross_entropy(const float* x, const float* weight,
                               std::span<const std::int32_t> targets, std::int64_t hidden,
                               std::int64_t vocab, std::int64_t chunk, bool round_bf16,
@@ -24,13 +29,18 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
     if (targets[t] < -1 || targets[t] >= vocab)
       fail("cross-entropy: target[{}] = {} is outside [-1, {})", t, targets[t], vocab);
   require(chunk > 0, "cross-entropy: chunk must be positive");
+  chunk = lm_head_chunk_rows(chunk);
 
   // The rows to compute: every row when the logits are wanted, else the targeted ones only
-  // (an untargeted row adds nothing to the loss or the gradients).
+  // (an untargeted row adds nothing to the loss or the gradients). With thread-invariant GEMMs
+  // every row, so that a row's logits come from the GEMM tile of its own kGemmRowBlock rows
+  // (the same bits on a sequence-parallel shard as on the whole window) at the price of
+  // computing untargeted rows' logits.
+  const bool every_row = logits_out || thread_invariant_gemms();
   std::vector<std::int64_t> rows;
   rows.reserve(static_cast<std::size_t>(tokens));
   for (std::int64_t t = 0; t < tokens; ++t)
-    if (logits_out || targets[t] >= 0) rows.push_back(t);
+    if (every_row || targets[t] >= 0) rows.push_back(t);
   if (dx) std::fill(dx, dx + tokens * hidden, 0.0f);
 
   const std::int64_t n_rows = static_cast<std::int64_t>(rows.size());

@@ -24,15 +24,18 @@ bool thread_invariant_gemms() {
 
 namespace detail {
 // cblas_sgemm (row-major, alpha 1); by default one plain call (OpenBLAS splits it across its
-// threads). With set_thread_invariant_gemms(true), the rows of C -- or its columns, when there are
-// more -- split into blocks that depend on the shape alone, each block one sgemm call on one thread
-// the rows of C -- or its columns, when there are more -- split into blocks that depend on the
-// shape alone, each block one sgemm call on one thread (the OpenMP OpenBLAS runs single-threaded
-// inside a parallel region). Why: a plain call is partitioned by OpenBLAS across its threads, and
-// the kernels at a partition's edge sum in another order, so its bits changed with
-// omp_set_num_threads (the OpenMP OpenBLAS follows it) -- which broke layers.h's "results never
-// depend on the thread count" (tests/model/layers_test.cpp,
-// ReductionsAreBitIdenticalAcrossThreadCounts). Also used by cross_entropy.cpp.
+// threads). With set_thread_invariant_gemms(true), C is cut into tiles of kGemmRowBlock rows
+// (counted from row 0) by a column width that depends on n alone, each tile one sgemm call on
+// one thread (the OpenMP OpenBLAS runs single-threaded inside a parallel region). Why: a plain
+// call is partitioned by OpenBLAS across its threads, and the kernels at a partition's edge sum
+// in another order, so its bits changed with omp_set_num_threads (the OpenMP OpenBLAS follows
+// it) -- which broke layers.h's "results never depend on the thread count"
+// (tests/model/layers_test.cpp, ReductionsAreBitIdenticalAcrossThreadCounts). Why the tiles
+// depend on neither m nor the thread count: OpenBLAS's bits for a row also depend on the call's
+// row count and the row's place in it (OpenBLAS 0.3.21: most sub-range calls differ from the
+// whole call), so the rows [128 i, 128 (i + 1)) of a token shard that starts at a multiple of
+// 128 are computed by the very call the whole window makes for them: sequence-parallel shards
+// give the single-process bits (model/sequence_parallel.h). Also used by cross_entropy.cpp.
 void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int64_t n,
                         std::int64_t k, const float* a, std::int64_t lda, const float* b,
                         std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
@@ -43,34 +46,33 @@ void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, 
                 c, static_cast<int>(ldc));
     return;
   }
-  const bool split_rows = m >= n;
-  const std::int64_t dim = split_rows ? m : n;
-  // Blocks of 128 rows (more for huge dimensions: at most about 256 blocks). Each block re-packs
-  // the other operand, so smaller blocks cost more: on one thread, 1024 x 288 x 768 and the like
-  // (OpenBLAS 0.3.21, AVX-512), 128 rows cost about 5% over a plain call, 64 rows 5-15%, 32 rows
-  // 15-60%. A dimension under 128 is one block: such a product runs on one thread.
-  const std::int64_t block = std::max<std::int64_t>(128, ((dim + 255) / 256 + 15) / 16 * 16);
-  const std::int64_t blocks = (dim + block - 1) / block;
+  // Each tile re-packs its parts of both operands, so tiles much smaller than this cost more:
+  // on one thread (OpenBLAS 0.3.21, AVX-512), 128-row blocks of 1024 x 288 x 768 and the like
+  // cost about 5% over a plain call, 64 rows 5-15%, 32 rows 15-60%. Columns: at most
+  // kMaxColumns per tile, in equal widths (multiples of 16) so no tile is a sliver.
+  constexpr std::int64_t kMaxColumns = 1024;
+  const std::int64_t row_tiles = (m + kGemmRowBlock - 1) / kGemmRowBlock;
+  const std::int64_t col_tiles = (n + kMaxColumns - 1) / kMaxColumns;
+  const std::int64_t width = ((n + col_tiles - 1) / col_tiles + 15) / 16 * 16;
+  const std::int64_t tiles = row_tiles * col_tiles;
   // A small product runs on the calling thread, as OpenBLAS runs it anyway (one thread at or
-  // below m*n*k = 65536 x GEMM_MULTITHREAD_THRESHOLD), without a parallel region's cost.
+  // below m*n*k = 65536 x GEMM_MULTITHREAD_THRESHOLD), without a parallel region's cost. A
+  // larger one runs inside a parallel region even when it is one tile: there OpenBLAS stays on
+  // one thread, outside it would split the tile by the thread count.
   const bool parallel =
       static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) > 65536.0;
-  // Which thread computes a block changes nothing in its bits: dynamic balances a short last one.
+  // Which thread computes a tile changes nothing in its bits: dynamic balances short last ones.
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (std::int64_t i = 0; i < blocks; ++i) {
-    const std::int64_t p0 = i * block;
-    const int len = static_cast<int>(std::min(block, dim - p0));
-    if (split_rows) {
-      const float* ai = ta == CblasNoTrans ? a + p0 * lda : a + p0;
-      cblas_sgemm(CblasRowMajor, ta, tb, len, static_cast<int>(n), static_cast<int>(k), 1.0f, ai,
-                  static_cast<int>(lda), b, static_cast<int>(ldb), beta, c + p0 * ldc,
-                  static_cast<int>(ldc));
-    } else {
-      const float* bi = tb == CblasNoTrans ? b + p0 : b + p0 * ldb;
-      cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), len, static_cast<int>(k), 1.0f, a,
-                  static_cast<int>(lda), bi, static_cast<int>(ldb), beta, c + p0,
-                  static_cast<int>(ldc));
-    }
+  for (std::int64_t i = 0; i < tiles; ++i) {
+    const std::int64_t r0 = (i / col_tiles) * kGemmRowBlock, c0 = (i % col_tiles) * width;
+    const int rows = static_cast<int>(std::min(kGemmRowBlock, m - r0));
+    const int cols = static_cast<int>(std::min(width, n - c0));
+    if (cols <= 0) continue;
+    const float* ai = ta == CblasNoTrans ? a + r0 * lda : a + r0;
+    const float* bi = tb == CblasNoTrans ? b + c0 : b + c0 * ldb;
+    cblas_sgemm(CblasRowMajor, ta, tb, rows, cols, static_cast<int>(k), 1.0f, ai,
+                static_cast<int>(lda), bi, static_cast<int>(ldb), beta, c + r0 * ldc + c0,
+                static_cast<int>(ldc));
   }
 }
 }  // namespace detail
