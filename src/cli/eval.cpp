@@ -44,7 +44,7 @@ struct Args {
                          lengths = "1024,2048", data, haystack, tokenizer, precision = "fp32",
                          templates, template_set = "ruler", mask = "causal", positions = "global",
                          out;
-  std::int64_t samples = 4;
+  std::int64_t samples = 4, batch_tokens = 16384;
   std::uint64_t seed = 0;
   bool allow_long = false, json = false, quiet = false, print_templates = false;
   std::vector<std::string> compare;
@@ -155,6 +155,7 @@ void run(const Args& a) {
       parse_int_list("--lengths", a.lengths, "not a length of at least 16 tokens", 16);
   options.samples = a.samples;
   options.seed = a.seed;
+  options.batch_tokens = a.batch_tokens;
   const model::LlamaConfig config = model::load_config(a.model_dir);
   for (const std::int64_t l : options.lengths)
     if (l > config.max_position_embeddings && !a.allow_long)
@@ -268,6 +269,12 @@ void register_eval(CLI::App& app) {
                   "Prompts per (task, length), needles at depths i/(n-1); held-out windows for ppl")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
+  cmd->add_option("--batch-tokens", a->batch_tokens,
+                  "Prefill the prompts of a (task, length) together as varlen batches of at most "
+                  "this many tokens (a longer prompt alone; 0: one at a time); the answers are "
+                  "the same either way")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 30));
   cmd->add_option("--seed", a->seed, "Seed of the task prompts (sample i uses seed + i)")
       ->capture_default_str();
   cmd->add_option("--data", a->data,

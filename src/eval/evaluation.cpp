@@ -86,24 +86,44 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
       NiahCell cell;
       cell.task = name;
       cell.length = length;
+      // The cell's prompts, then prefilled in varlen batches of at most batch_tokens tokens.
+      std::vector<TaskSample> samples;
       for (std::int64_t i = 0; i < options.samples; ++i) {
-        tick(name + " @ " + std::to_string(length));
         const double depth = options.samples == 1 ? 0.5
                                                   : static_cast<double>(i) /
                                                         static_cast<double>(options.samples - 1);
         const std::uint64_t seed = options.seed + static_cast<std::uint64_t>(i);
-        const TaskSample s = task ? generator->make(*task, length, depth, seed)
-                                  : synthetic_generator->make(name, length, seed);
-        const std::vector<std::int32_t> answer =
-            engine.greedy(s.prompt_ids, s.tokens_to_generate, stop_ids);
-        NiahRecord r;
-        r.depth = s.depth;  // NaN for vt, cwe, fwe
-        r.prompt_tokens = static_cast<std::int64_t>(s.prompt_ids.size());
-        r.answers = s.answers;
-        r.output = tokenizer.decode(answer);
-        r.score = string_match_all(r.output, r.answers);
-        cell.samples.push_back(std::move(r));
-        ++done;
+        samples.push_back(task ? generator->make(*task, length, depth, seed)
+                               : synthetic_generator->make(name, length, seed));
+      }
+      for (std::size_t first = 0; first < samples.size();) {
+        tick(name + " @ " + std::to_string(length));
+        std::size_t end = first + 1;
+        std::int64_t tokens = static_cast<std::int64_t>(samples[first].prompt_ids.size());
+        while (end < samples.size() && options.batch_tokens > 0 &&
+               tokens + static_cast<std::int64_t>(samples[end].prompt_ids.size()) <=
+                   options.batch_tokens) {
+          tokens += static_cast<std::int64_t>(samples[end].prompt_ids.size());
+          ++end;
+        }
+        std::vector<std::span<const std::int32_t>> prompts;
+        for (std::size_t i = first; i < end; ++i)
+          prompts.emplace_back(samples[i].prompt_ids);
+        // Every sample of a cell has the same tokens to generate.
+        const std::vector<std::vector<std::int32_t>> answers =
+            engine.greedy_batch(prompts, samples[first].tokens_to_generate, stop_ids);
+        for (std::size_t i = first; i < end; ++i) {
+          const TaskSample& s = samples[i];
+          NiahRecord r;
+          r.depth = s.depth;  // NaN for vt, cwe, fwe
+          r.prompt_tokens = static_cast<std::int64_t>(s.prompt_ids.size());
+          r.answers = s.answers;
+          r.output = tokenizer.decode(answers[i - first]);
+          r.score = string_match_all(r.output, r.answers);
+          cell.samples.push_back(std::move(r));
+          ++done;
+        }
+        first = end;
       }
       report.niah.push_back(std::move(cell));
     }

@@ -25,6 +25,9 @@ struct PrefillOptions {
   model::Precision precision = model::Precision::fp32;
   std::int64_t loss_chunk = 1024;  // tokens per LM-head chunk (the [T, V] logits never exist)
   int threads = 0;                 // attention kernel threads (0: OpenMP's default)
+  // Rows per projection GEMM, chunks cut at every sequence start, so that a prompt's results do
+  // not depend on the others in its batch.
+  std::int64_t row_chunk = 512;
 };
 
 struct PrefillRequest {
