@@ -306,7 +306,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--out", a->out,
                   "Report folder (created if missing; files replaced atomically): report.json, "
                   "report.md, accuracy_vs_length, ppl_by_position, niah_heatmap (.svg, .png)");
-  cmd->add_flag("--json", a->json, "Print report.json's object on stdout");
+  cmd->add_flag("--json", a->json,
+                "Print report.json's object (with --compare: compare.json's) on stdout");
   cmd->add_flag("--quiet", a->quiet, "No progress on stderr");
   cmd->add_option("--compare", a->compare,
                   "Instead of evaluating: put two or more report folders (or report.json files) "
@@ -314,7 +315,8 @@ void register_eval(CLI::App& app) {
                   "its standard error across samples (paired when the runs share seed, templates "
                   "and depths, else Welch); with --out, writes compare.json, compare.md and "
                   "compare_accuracy_vs_length (.svg, .png)")
-      ->expected(2, 1000);
+      ->type_name("RUN")
+      ->expected(2, CLI::detail::expected_max_vector_size);
   cmd->add_flag("--print-templates", a->print_templates,
                 "Print the built-in prompt templates (JSON) and exit");
   cmd->callback([a] { run(*a); });
