@@ -5,6 +5,8 @@
 //   PrefillPpl/T    eval::Prefill with every token targeted (the ppl task's work)
 //   PrefillGen/T    eval::Prefill keeping the KV cache and the last logits (a needle prompt)
 //   Decode/T        16 greedy tokens decoded with the KV cache after a T-token prefill
+//   PrefillBatched/T   eight prompts of T / 8 tokens as one varlen prefill (eval's batches)
+//   PrefillOneByOne/T  the same eight prompts prefilled one at a time
 // Counter tokens_per_s: T (or 16 decoded tokens) per second.
 //   anchorctx_microbench --benchmark_filter='TrainForward|Prefill|Decode'
 #include <benchmark/benchmark.h>
@@ -109,6 +111,51 @@ void PrefillGen(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(state.range(0)), benchmark::Counter::kIsRate);
 }
 
+// Eight prompts of T / 8 tokens each (for PrefillBatched, PrefillOneByOne).
+std::vector<std::vector<std::int32_t>> eight_prompts(std::int64_t T) {
+  std::vector<std::vector<std::int32_t>> p;
+  const std::vector<std::int32_t> all = tokens(T);
+  for (std::int64_t i = 0; i < 8; ++i)
+    p.emplace_back(all.begin() + i * (T / 8), all.begin() + (i + 1) * (T / 8));
+  return p;
+}
+
+// The eight prompts as one varlen prefill (eval's batches), keeping caches and last logits.
+void PrefillBatched(benchmark::State& state) {
+  Setup& s = setup();
+  const auto prompts = eight_prompts(state.range(0));
+  std::vector<std::int64_t> lengths;
+  std::vector<std::int32_t> ids, positions;
+  for (const auto& p : prompts) {
+    lengths.push_back(static_cast<std::int64_t>(p.size()));
+    ids.insert(ids.end(), p.begin(), p.end());
+    for (std::size_t i = 0; i < p.size(); ++i)
+      positions.push_back(static_cast<std::int32_t>(i));
+  }
+  const attention::BlockPlan plan = eval::causal_plan(lengths);
+  eval::Prefill prefill(s.weights);
+  for (auto _ : state)
+    benchmark::DoNotOptimize(prefill.run({ids, positions, &plan, {}, true, true}));
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(ids.size()), benchmark::Counter::kIsRate);
+}
+
+// The same eight prompts prefilled one at a time.
+void PrefillOneByOne(benchmark::State& state) {
+  Setup& s = setup();
+  const auto prompts = eight_prompts(state.range(0));
+  const std::int64_t n = static_cast<std::int64_t>(prompts[0].size());
+  std::vector<std::int32_t> positions(static_cast<std::size_t>(n));
+  std::iota(positions.begin(), positions.end(), 0);
+  const attention::BlockPlan plan = eval::causal_plan(n);
+  eval::Prefill prefill(s.weights);
+  for (auto _ : state)
+    for (const auto& p : prompts)
+      benchmark::DoNotOptimize(prefill.run({p, positions, &plan, {}, true, true}));
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(n * 8), benchmark::Counter::kIsRate);
+}
+
 void Decode(benchmark::State& state) {
   Setup& s = setup();
   eval::Engine engine(s.weights);
@@ -126,7 +173,14 @@ void Decode(benchmark::State& state) {
 
 BENCHMARK(TrainForward)->Arg(4096)->Arg(16384)->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK(PrefillPpl)->Arg(4096)->Arg(16384)->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK(PrefillGen)->Arg(4096)->Arg(16384)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK(PrefillGen)
+    ->Arg(4096)
+    ->Arg(16384)
+    ->Arg(32768)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+BENCHMARK(PrefillBatched)->Arg(4096)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK(PrefillOneByOne)->Arg(4096)->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK(Decode)->Arg(4096)->Arg(16384)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace

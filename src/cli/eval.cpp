@@ -24,8 +24,10 @@
 #include "anchorctx/data/document_reader.h"
 #include "anchorctx/data/packer.h"
 #include "anchorctx/data/tokenizer.h"
+#include "anchorctx/eval/compare.h"
 #include "anchorctx/eval/evaluation.h"
 #include "anchorctx/eval/ruler.h"
+#include "anchorctx/eval/synthetic_tasks.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/rope/positions.h"
 #include "cli/commands.h"
@@ -42,10 +44,43 @@ struct Args {
                          lengths = "1024,2048", data, haystack, tokenizer, precision = "fp32",
                          templates, template_set = "ruler", mask = "causal", positions = "global",
                          out;
-  std::int64_t samples = 4;
+  std::int64_t samples = 4, batch_tokens = 16384;
   std::uint64_t seed = 0;
   bool allow_long = false, json = false, quiet = false, print_templates = false;
+  std::vector<std::string> compare;
 };
+
+// `--compare RUN_A RUN_B ...`: the reports side by side, written to --out and printed.
+void run_compare(const Args& a) {
+  if (!a.model_dir.empty())
+    throw CLI::ValidationError("--compare", "compares report folders; it takes no --model");
+  std::vector<nlohmann::json> reports;
+  for (const std::string& run : a.compare)
+    reports.push_back(eval::load_report(run));
+  const eval::Comparison c = eval::compare_reports(reports, a.compare);
+  if (!a.out.empty()) eval::write_comparison(c, a.out);
+  if (a.json) {
+    std::printf("%s\n", eval::to_json(c).dump().c_str());
+    return;
+  }
+  for (const eval::CompareRow& row : c.rows) {
+    std::printf("%-16s %7lld", row.task.c_str(), static_cast<long long>(row.length));
+    for (std::size_t r = 0; r < row.runs.size(); ++r) {
+      const eval::RunScore& s = row.runs[r];
+      if (!s.present) {
+        std::printf("  %8s", "-");
+        continue;
+      }
+      std::printf("  %8.*f", row.task == "ppl" ? 4 : 1, s.mean);
+      if (r > 0)
+        std::printf(" (%+.*f +- %.*f %s)", row.task == "ppl" ? 4 : 1, s.diff,
+                    row.task == "ppl" ? 4 : 1, s.se, s.paired ? "paired" : "welch");
+    }
+    std::printf("\n");
+  }
+  for (const std::string& n : c.notes)
+    std::fprintf(stderr, "compare: %s\n", n.c_str());
+}
 
 std::string tokenizer_spec(const Args& a) {
   if (!a.tokenizer.empty()) return a.tokenizer;
@@ -99,6 +134,10 @@ void run(const Args& a) {
     std::printf("%s", eval::default_templates_json().c_str());
     return;
   }
+  if (!a.compare.empty()) {
+    run_compare(a);
+    return;
+  }
   if (a.model_dir.empty()) throw CLI::ValidationError("--model", "required");
   // ---- every check before any work ----
   eval::EvalOptions options;
@@ -116,6 +155,7 @@ void run(const Args& a) {
       parse_int_list("--lengths", a.lengths, "not a length of at least 16 tokens", 16);
   options.samples = a.samples;
   options.seed = a.seed;
+  options.batch_tokens = a.batch_tokens;
   const model::LlamaConfig config = model::load_config(a.model_dir);
   for (const std::int64_t l : options.lengths)
     if (l > config.max_position_embeddings && !a.allow_long)
@@ -154,10 +194,12 @@ void run(const Args& a) {
     // Build one prompt per task at the shortest and longest length: a template, haystack or
     // length that cannot work fails here, before the weights are read.
     const eval::NiahGenerator probe(*tok, options.haystack_text, options.templates);
+    const eval::SyntheticGenerator synthetic(*tok, options.haystack_text, options.templates);
+    const std::int64_t min_len = *std::min_element(options.lengths.begin(), options.lengths.end());
     for (const std::string& t : options.tasks)
-      if (t != "ppl") {
-        probe.make(*eval::find_niah_task(t), options.lengths.front(), 0.5, a.seed);
-        probe.make(*eval::find_niah_task(t), max_len, 0.5, a.seed);
+      for (const std::int64_t l : {min_len, max_len}) {
+        if (const eval::NiahTask* task = eval::find_niah_task(t)) probe.make(*task, l, 0.5, a.seed);
+        if (eval::is_synthetic_task(t)) synthetic.make(t, l, a.seed);
       }
   }
 
@@ -213,26 +255,34 @@ void register_eval(CLI::App& app) {
       "eval",
       "Evaluate a model folder on long-context tasks: `ppl` (loss and perplexity by token "
       "position bucket 0-128, 128-256, 256-512, ... and by context length, the same text cut at "
-      "every length) and RULER-style needle tasks (niah_single_1/2/3, niah_multikey_1/2/3, "
-      "niah_multivalue, niah_multiquery) generated from --seed at each length in the model's "
-      "tokens, the needle at evenly spaced depths, scored as RULER does (fraction of expected "
-      "strings in the greedy answer). Prompts are prefilled at once through the attention "
+      "every length) and RULER's synthetic tasks: needles (niah_single_1/2/3, niah_multikey_1/2/3, "
+      "niah_multivalue, niah_multiquery; the needle at evenly spaced depths), variable tracking "
+      "(vt), common- and frequent-words extraction (cwe, fwe), generated from --seed at each "
+      "length in the model's tokens, scored as RULER does (fraction of expected strings in the "
+      "greedy answer). Prompts are prefilled at once through the attention "
       "kernels, answers decoded with a KV cache. See docs/EVAL.md.");
   cmd->add_option("--model", a->model_dir, "The model folder (config.json, weights)");
   cmd->add_option("--tasks", a->tasks, "Comma-separated tasks")->capture_default_str();
   cmd->add_option("--lengths", a->lengths, "Comma-separated context lengths in tokens")
       ->capture_default_str();
   cmd->add_option("--samples", a->samples,
-                  "Prompts per (needle task, length), at depths i/(n-1); held-out windows for ppl")
+                  "Prompts per (task, length), needles at depths i/(n-1); held-out windows for ppl")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
-  cmd->add_option("--seed", a->seed, "Seed of the needle prompts")->capture_default_str();
+  cmd->add_option("--batch-tokens", a->batch_tokens,
+                  "Prefill the prompts of a (task, length) together as varlen batches of at most "
+                  "this many tokens (a longer prompt alone; 0: one at a time); the answers are "
+                  "the same either way")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 30));
+  cmd->add_option("--seed", a->seed, "Seed of the task prompts (sample i uses seed + i)")
+      ->capture_default_str();
   cmd->add_option("--data", a->data,
                   "ppl text: a packed dataset folder (scored with its anchor mode), or a text/"
                   "JSONL file or folder (default: the built-in corpus, seed 987654321)");
   cmd->add_option("--haystack", a->haystack,
-                  "A text file the prose haystacks are cut from (default: the built-in corpus's "
-                  "prose)");
+                  "A text file the prose haystacks are cut from, and cwe's words (default: the "
+                  "built-in corpus's prose)");
   cmd->add_option("--tokenizer", a->tokenizer,
                   "'byte' or a tokenizer file (default: the model folder's, else byte)");
   cmd->add_option("--precision", a->precision,
@@ -242,8 +292,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--templates", a->templates,
                   "A JSON file of prompt templates (see --print-templates for the format)");
   cmd->add_option("--template-set", a->template_set,
-                  "The template set: ruler (RULER's wording) or kv (the built-in corpus's "
-                  "`key 4821 is apple.` lines, for demo-trained models)")
+                  "The template set: ruler (RULER's wording, every task) or kv (the built-in "
+                  "corpus's `key 4821 is apple.` lines, for demo-trained models; niah tasks only)")
       ->capture_default_str();
   cmd->add_option("--mask", a->mask, "ppl attention mask")
       ->type_name(enum_placeholder<attention::MaskKind>())
@@ -256,8 +306,17 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--out", a->out,
                   "Report folder (created if missing; files replaced atomically): report.json, "
                   "report.md, accuracy_vs_length, ppl_by_position, niah_heatmap (.svg, .png)");
-  cmd->add_flag("--json", a->json, "Print report.json's object on stdout");
+  cmd->add_flag("--json", a->json,
+                "Print report.json's object (with --compare: compare.json's) on stdout");
   cmd->add_flag("--quiet", a->quiet, "No progress on stderr");
+  cmd->add_option("--compare", a->compare,
+                  "Instead of evaluating: put two or more report folders (or report.json files) "
+                  "side by side: each (task, length) score, the difference to the first run and "
+                  "its standard error across samples (paired when the runs share seed, templates "
+                  "and depths, else Welch); with --out, writes compare.json, compare.md and "
+                  "compare_accuracy_vs_length (.svg, .png)")
+      ->type_name("RUN")
+      ->expected(2, CLI::detail::expected_max_vector_size);
   cmd->add_flag("--print-templates", a->print_templates,
                 "Print the built-in prompt templates (JSON) and exit");
   cmd->callback([a] { run(*a); });

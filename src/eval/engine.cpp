@@ -17,6 +17,20 @@ attention::BlockPlan causal_plan(std::int64_t tokens) {
       attention::MaskKind::causal);
 }
 
+attention::BlockPlan causal_plan(const std::vector<std::int64_t>& tokens) {
+  std::vector<std::vector<std::int32_t>> docs;
+  std::int64_t total = 0;
+  for (const std::int64_t t : tokens) {
+    require(t > 0, "causal_plan: an empty sequence");
+    total += t;
+    docs.push_back({static_cast<std::int32_t>(t)});
+  }
+  require(!docs.empty() && total < (std::int64_t{1} << 31), "causal_plan: {} sequences, {} tokens",
+          docs.size(), total);
+  return attention::BlockPlan::build(attention::AttentionLayout::from_document_lengths(docs, 0),
+                                     attention::MaskKind::causal);
+}
+
 Engine::Engine(model::LlamaModel model, PrefillOptions options)
     : decoder_(std::move(model)), prefill_(decoder_.model(), options) {}
 
@@ -57,6 +71,50 @@ std::vector<std::int32_t> Engine::greedy(std::span<const std::int32_t> prompt, s
   stats_.prefill_tokens += T;
   decoder_.adopt_cache(std::move(r.keys), std::move(r.values), T);
   return decode(r.last_logits, max_new, stop_ids);
+}
+
+std::vector<std::vector<std::int32_t>> Engine::greedy_batch(
+    const std::vector<std::span<const std::int32_t>>& prompts, std::int64_t max_new,
+    std::span<const std::int32_t> stop_ids) {
+  if (prompts.empty()) return {};
+  std::vector<std::int64_t> lengths;
+  std::vector<std::int32_t> ids, positions;
+  for (const auto& p : prompts) {
+    require(!p.empty(), "greedy_batch: an empty prompt");
+    lengths.push_back(static_cast<std::int64_t>(p.size()));
+    ids.insert(ids.end(), p.begin(), p.end());
+    for (std::size_t i = 0; i < p.size(); ++i)
+      positions.push_back(static_cast<std::int32_t>(i));
+  }
+  const attention::BlockPlan plan = causal_plan(lengths);
+  PrefillRequest request;
+  request.input_ids = ids;
+  request.position_ids = positions;
+  request.plan = &plan;
+  request.keep_cache = true;
+  request.last_logits = true;
+  const core::Stopwatch watch;
+  PrefillResult r = prefill_.run(request);
+  stats_.prefill_s += watch.elapsed_s();
+  stats_.prefill_tokens += static_cast<std::int64_t>(ids.size());
+
+  const std::int64_t kvd = config().kv_dim(), V = config().vocab_size;
+  std::vector<std::vector<std::int32_t>> out;
+  std::int64_t begin = 0;
+  for (std::size_t b = 0; b < prompts.size(); ++b) {
+    const std::int64_t T = lengths[b];
+    std::vector<std::vector<float>> keys(r.keys.size()), values(r.values.size());
+    for (std::size_t l = 0; l < r.keys.size(); ++l) {
+      keys[l].assign(r.keys[l].begin() + begin * kvd, r.keys[l].begin() + (begin + T) * kvd);
+      values[l].assign(r.values[l].begin() + begin * kvd, r.values[l].begin() + (begin + T) * kvd);
+    }
+    begin += T;
+    decoder_.adopt_cache(std::move(keys), std::move(values), T);
+    const std::span<const float> logits(r.last_logits.data() + static_cast<std::int64_t>(b) * V,
+                                        static_cast<std::size_t>(V));
+    out.push_back(decode(logits, max_new, stop_ids));
+  }
+  return out;
 }
 
 std::vector<std::int32_t> Engine::greedy_stepwise(std::span<const std::int32_t> prompt,

@@ -6,6 +6,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/eval/ruler.h"
+#include "anchorctx/eval/synthetic_tasks.h"
 
 namespace anchorctx::eval {
 
@@ -13,6 +14,8 @@ std::vector<std::string> task_names() {
   std::vector<std::string> out = {"ppl"};
   for (const NiahTask& t : niah_tasks())
     out.push_back(t.name);
+  for (const std::string& t : synthetic_task_names())
+    out.push_back(t);
   return out;
 }
 
@@ -55,6 +58,7 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
   if (const auto eos = tokenizer.eos_id()) stop_ids.push_back(*eos);
 
   std::optional<NiahGenerator> generator;
+  std::optional<SyntheticGenerator> synthetic_generator;
   double ppl_s = 0.0;
   std::int64_t ppl_tokens = 0;
   for (const std::string& name : options.tasks) {
@@ -73,29 +77,53 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
       continue;
     }
     const NiahTask* task = find_niah_task(name);
-    if (!task) fail("eval: unknown task '{}'", name);
-    if (!generator) generator.emplace(tokenizer, options.haystack_text, options.templates);
+    const bool synthetic = is_synthetic_task(name);
+    if (!task && !synthetic) fail("eval: unknown task '{}'", name);
+    if (task && !generator) generator.emplace(tokenizer, options.haystack_text, options.templates);
+    if (synthetic && !synthetic_generator)
+      synthetic_generator.emplace(tokenizer, options.haystack_text, options.templates);
     for (const std::int64_t length : options.lengths) {
       NiahCell cell;
       cell.task = name;
       cell.length = length;
+      // The cell's prompts, then prefilled in varlen batches of at most batch_tokens tokens.
+      std::vector<TaskSample> samples;
       for (std::int64_t i = 0; i < options.samples; ++i) {
-        tick(name + " @ " + std::to_string(length));
         const double depth = options.samples == 1 ? 0.5
                                                   : static_cast<double>(i) /
                                                         static_cast<double>(options.samples - 1);
-        const TaskSample s =
-            generator->make(*task, length, depth, options.seed + static_cast<std::uint64_t>(i));
-        const std::vector<std::int32_t> answer =
-            engine.greedy(s.prompt_ids, s.tokens_to_generate, stop_ids);
-        NiahRecord r;
-        r.depth = depth;
-        r.prompt_tokens = static_cast<std::int64_t>(s.prompt_ids.size());
-        r.answers = s.answers;
-        r.output = tokenizer.decode(answer);
-        r.score = string_match_all(r.output, r.answers);
-        cell.samples.push_back(std::move(r));
-        ++done;
+        const std::uint64_t seed = options.seed + static_cast<std::uint64_t>(i);
+        samples.push_back(task ? generator->make(*task, length, depth, seed)
+                               : synthetic_generator->make(name, length, seed));
+      }
+      for (std::size_t first = 0; first < samples.size();) {
+        tick(name + " @ " + std::to_string(length));
+        std::size_t end = first + 1;
+        std::int64_t tokens = static_cast<std::int64_t>(samples[first].prompt_ids.size());
+        while (end < samples.size() && options.batch_tokens > 0 &&
+               tokens + static_cast<std::int64_t>(samples[end].prompt_ids.size()) <=
+                   options.batch_tokens) {
+          tokens += static_cast<std::int64_t>(samples[end].prompt_ids.size());
+          ++end;
+        }
+        std::vector<std::span<const std::int32_t>> prompts;
+        for (std::size_t i = first; i < end; ++i)
+          prompts.emplace_back(samples[i].prompt_ids);
+        // Every sample of a cell has the same tokens to generate.
+        const std::vector<std::vector<std::int32_t>> answers =
+            engine.greedy_batch(prompts, samples[first].tokens_to_generate, stop_ids);
+        for (std::size_t i = first; i < end; ++i) {
+          const TaskSample& s = samples[i];
+          NiahRecord r;
+          r.depth = s.depth;  // NaN for vt, cwe, fwe
+          r.prompt_tokens = static_cast<std::int64_t>(s.prompt_ids.size());
+          r.answers = s.answers;
+          r.output = tokenizer.decode(answers[i - first]);
+          r.score = string_match_all(r.output, r.answers);
+          cell.samples.push_back(std::move(r));
+          ++done;
+        }
+        first = end;
       }
       report.niah.push_back(std::move(cell));
     }
@@ -136,7 +164,7 @@ nlohmann::json to_json(const EvalReport& r) {
     nlohmann::json cell = {{"task", c.task}, {"length", c.length}, {"score", finite(c.mean())}};
     nlohmann::json samples = nlohmann::json::array();
     for (const NiahRecord& s : c.samples)
-      samples.push_back({{"depth", s.depth},
+      samples.push_back({{"depth", finite(s.depth)},
                          {"score", s.score},
                          {"prompt_tokens", s.prompt_tokens},
                          {"answers", s.answers},

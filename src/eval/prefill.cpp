@@ -78,7 +78,8 @@ Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
         "prefill: head_dim {} is not supported by the attention kernels (a multiple of 8, at "
         "most 256)",
         d);
-  require(options_.loss_chunk > 0, "prefill: loss_chunk must be positive");
+  require(options_.loss_chunk > 0 && options_.row_chunk > 0,
+          "prefill: loss_chunk and row_chunk must be positive");
   if (options_.precision == model::Precision::bf16) {
     rounded_ = model_.weights;
     round_all(rounded_);
@@ -145,6 +146,24 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
                                       static_cast<int>(c.resolved_head_dim())};
   const attention::KernelOptions kopt{0.0f, options_.threads};
 
+  // The projections run as GEMMs over row chunks cut at every sequence start (at most row_chunk
+  // rows each): a BLAS's result for a row can depend on the GEMM's row count (small-matrix
+  // kernels, blocking), so cutting at sequence starts makes each prompt's numbers independent of
+  // what it is batched with (test BatchedPrefill.KeysValuesAndLogitsEqualOneAtATime).
+  std::vector<std::pair<std::int64_t, std::int64_t>> chunks;
+  for (int b = 0; b < layout.num_sequences(); ++b)
+    for (std::int64_t r = layout.seq_begin(b); r < layout.seq_begin(b) + layout.seq_len(b);
+         r += options_.row_chunk)
+      chunks.emplace_back(r, std::min<std::int64_t>(r + options_.row_chunk,
+                                                    layout.seq_begin(b) + layout.seq_len(b)));
+  const auto linear = [&](const float* in_rows, const std::vector<float>& weight,
+                          const std::vector<float>& bias, std::int64_t in, std::int64_t out,
+                          float* out_rows) {
+    for (const auto& [r0, r1] : chunks)
+      model::linear_forward(in_rows + r0 * in, weight.data(), ptr(bias), r1 - r0, in, out, round,
+                            out_rows + r0 * out);
+  };
+
   model::embedding_forward(req.input_ids, w.embed_tokens.data(), V, H, x.data());
   for (std::size_t l = 0; l < L; ++l) {
     const model::LlamaLayerWeights& lw = w.layers[l];
@@ -155,26 +174,24 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
     // x_mid = x + o_proj(attention(rope(q), rope(k), v)) on rmsnorm(x)
     model::rmsnorm_forward(x.data(), lw.input_norm.data(), T, H, eps, round, xn.data(),
                            rstd.data());
-    model::linear_forward(xn.data(), lw.q_proj.data(), ptr(lw.q_bias), T, H, qd, round, q.data());
-    model::linear_forward(xn.data(), lw.k_proj.data(), ptr(lw.k_bias), T, H, kvd, round, k.data());
-    model::linear_forward(xn.data(), lw.v_proj.data(), ptr(lw.v_bias), T, H, kvd, round, v.data());
+    linear(xn.data(), lw.q_proj, lw.q_bias, H, qd, q.data());
+    linear(xn.data(), lw.k_proj, lw.k_bias, H, kvd, k.data());
+    linear(xn.data(), lw.v_proj, lw.v_bias, H, kvd, v.data());
     rotation.forward(q.data(), Hq);
     rotation.forward(k.data(), c.num_key_value_heads);
     attention::forward(*req.plan, dims,
                        {core::DType::f32, q.data(), k.data(), v.data(), o.data(), lse.data()},
                        kopt);
     if (round) model::round_to_bf16(o);
-    model::linear_forward(o.data(), lw.o_proj.data(), ptr(lw.o_bias), T, qd, H, round, xn.data());
+    linear(o.data(), lw.o_proj, lw.o_bias, qd, H, xn.data());
     model::add_forward(x.data(), xn.data(), T * H, round, x_mid.data());
     // x = x_mid + down(silu(gate(h)) * up(h)), h = rmsnorm(x_mid)
     model::rmsnorm_forward(x_mid.data(), lw.post_attention_norm.data(), T, H, eps, round, xn.data(),
                            rstd.data());
-    model::linear_forward(xn.data(), lw.gate_proj.data(), ptr(lw.gate_bias), T, H, I, round,
-                          gate.data());
-    model::linear_forward(xn.data(), lw.up_proj.data(), ptr(lw.up_bias), T, H, I, round, up.data());
+    linear(xn.data(), lw.gate_proj, lw.gate_bias, H, I, gate.data());
+    linear(xn.data(), lw.up_proj, lw.up_bias, H, I, up.data());
     model::swiglu_forward(gate.data(), up.data(), T * I, round, gate.data());
-    model::linear_forward(gate.data(), lw.down_proj.data(), ptr(lw.down_bias), T, I, H, round,
-                          x.data());
+    linear(gate.data(), lw.down_proj, lw.down_bias, I, H, x.data());
     model::add_forward(x_mid.data(), x.data(), T * H, round, x.data());
   }
   model::rmsnorm_forward(x.data(), w.final_norm.data(), T, H, eps, round, xn.data(), rstd.data());
@@ -205,15 +222,15 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
     }
   }
   if (req.last_logits) {
+    // One row at a time, for the same reason as the row chunks above.
     const int B = layout.num_sequences();
     result.last_logits.assign(sz(static_cast<std::int64_t>(B) * V), 0.0f);
-    std::vector<float> xc(sz(static_cast<std::int64_t>(B) * H));
     for (int b = 0; b < B; ++b) {
       require(layout.seq_len(b) > 0, "prefill: sequence {} is empty", b);
       const std::int64_t t = layout.seq_begin(b) + layout.seq_len(b) - 1;
-      std::memcpy(xc.data() + sz(b * H), xn.data() + sz(t * H), sizeof(float) * sz(H));
+      chunk_losses(xn.data() + sz(t * H), 1, head, H, V, round, nullptr,
+                   result.last_logits.data() + sz(b * V), nullptr);
     }
-    chunk_losses(xc.data(), B, head, H, V, round, nullptr, result.last_logits.data(), nullptr);
   }
   return result;
 }

@@ -12,6 +12,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/line_chart.h"
 #include "anchorctx/eval/evaluation.h"
+#include "anchorctx/eval/ruler.h"
 #include "eval/heatmap.h"
 
 namespace anchorctx::eval {
@@ -37,7 +38,7 @@ std::string markdown(const EvalReport& r) {
       r.stats.prefill_s > 0 ? r.stats.prefill_tokens / r.stats.prefill_s : 0.0,
       r.stats.decode_tokens, r.stats.decode_s > 0 ? r.stats.decode_tokens / r.stats.decode_s : 0.0);
   if (!r.niah.empty()) {
-    md += "## Needle tasks (string_match_all, 0-100)\n\n| task |";
+    md += "## RULER tasks (string_match_all, 0-100)\n\n| task |";
     for (const std::int64_t l : r.lengths)
       md += fmt::format(" {} |", l);
     md += " avg |\n| --- |";
@@ -70,7 +71,9 @@ std::string markdown(const EvalReport& r) {
       md += " **" + cell(avg) + "** |";
     }
     md += " **" + cell(all / static_cast<double>(r.lengths.size())) + "** |\n\n";
-    md += "Plots: `accuracy_vs_length.svg`, `niah_heatmap.svg` (mean over the needle tasks).\n\n";
+    md +=
+        "Plots: `accuracy_vs_length.svg`, `niah_heatmap.svg` (mean over the niah tasks, when "
+        "run).\n\n";
   }
   if (!r.ppl.empty()) {
     md += fmt::format("## Perplexity ({})\n\n| length | tokens | loss | ppl |", r.ppl_source);
@@ -112,7 +115,7 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
 
   if (!r.niah.empty()) {
     core::LineChart acc;
-    acc.title = "Needle tasks: accuracy against context length";
+    acc.title = "RULER tasks: accuracy against context length";
     acc.x_label = "context length (tokens)";
     acc.y_label = "string_match_all (0-100)";
     acc.x_scale = core::AxisScale::categorical;
@@ -131,11 +134,13 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
       acc.series.push_back(series[t]);
     write_chart(acc, dir, "accuracy_vs_length");
 
-    // Heatmap: rows depths, columns lengths, mean over tasks and samples at that depth.
+    // Heatmap: rows depths, columns lengths, mean over the needle tasks (vt, cwe and fwe have no
+    // depth) and samples at that depth.
     std::set<double> depths;
     for (const NiahCell& c : r.niah)
-      for (const NiahRecord& s : c.samples)
-        depths.insert(s.depth);
+      if (find_niah_task(c.task))
+        for (const NiahRecord& s : c.samples)
+          depths.insert(s.depth);
     Heatmap map;
     map.title = "Needle accuracy by depth and length (mean over tasks)";
     for (const std::int64_t l : r.lengths)
@@ -147,7 +152,7 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
         double sum = 0.0;
         int n = 0;
         for (const NiahCell& c : r.niah)
-          if (c.length == l)
+          if (c.length == l && find_niah_task(c.task))
             for (const NiahRecord& s : c.samples)
               if (s.depth == d) {
                 sum += s.score;
@@ -157,9 +162,11 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
       }
       map.values.push_back(row);
     }
-    const RenderedHeatmap h = render_heatmap(map);
-    core::write_file_atomic(dir / "niah_heatmap.svg", h.svg);
-    core::write_file_atomic(dir / "niah_heatmap.png", h.png);
+    if (!depths.empty()) {
+      const RenderedHeatmap h = render_heatmap(map);
+      core::write_file_atomic(dir / "niah_heatmap.svg", h.svg);
+      core::write_file_atomic(dir / "niah_heatmap.png", h.png);
+    }
   }
   if (!r.ppl.empty()) {
     core::LineChart chart;

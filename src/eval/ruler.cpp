@@ -15,6 +15,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/random.h"
 #include "anchorctx/data/builtin_corpus.h"
+#include "eval/task_random.h"
 
 namespace anchorctx::eval {
 namespace {
@@ -38,22 +39,7 @@ constexpr std::array<std::string_view, 48> kNouns = {
     "jungle", "kitten", "lantern", "meadow",  "nickel",  "orchard", "pillow",    "quiver",
     "rocket", "spider", "teapot",  "unicorn", "valley",  "walnut",  "xylophone", "zebra"};
 
-std::uint64_t mix(std::uint64_t seed, const std::string& task, std::int64_t length, double depth) {
-  std::uint64_t h = seed ^ 0x243F6A8885A308D3ull;
-  for (const char c : task)
-    h = (h ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
-  h ^= static_cast<std::uint64_t>(length) * 0x9E3779B97F4A7C15ull;
-  h ^= static_cast<std::uint64_t>(std::llround(depth * 1e6)) << 20;
-  core::splitmix64(h);
-  return h;
-}
-
-struct Rng {
-  std::uint64_t state;
-  std::uint64_t next() { return core::splitmix64(state); }
-  std::uint64_t below(std::uint64_t n) { return core::bits_below(next(), n); }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-};
+using Rng = TaskRng;
 
 std::string uuid(Rng& rng) {
   const std::uint64_t a = rng.next(), b = rng.next();
@@ -144,7 +130,7 @@ NiahGenerator::NiahGenerator(const data::Tokenizer& tokenizer, std::string hayst
 TaskSample NiahGenerator::make(const NiahTask& task, std::int64_t length, double depth,
                                std::uint64_t seed) const {
   require(depth >= 0.0 && depth <= 1.0, "niah: depth {} is outside [0, 1]", depth);
-  Rng rng{mix(seed, task.name, length, depth)};
+  Rng rng{mix_seed(seed, task.name, length, depth)};
   const bool kv_keys = templates_.keys == "numbers4";
   const bool corpus_values = templates_.values == "corpus_words";
   const Type key_type = kv_keys ? Type::numbers : task.key_type;

@@ -40,3 +40,30 @@ expect_failure("no template set 'nope'" eval --model "${model}" --template-set n
                --tasks niah_single_1)
 expect_failure("more than the model's vocab_size" eval --model "${model}" --tokenizer
                "${FIXTURES}/hf_bpe_gpt2ish.json" --tasks ppl)
+
+# vt, cwe and fwe (RULER's wording): one sample each; no needle task, so no heatmap.
+run_ok(out2 eval --model "${model}" --tasks vt,cwe,fwe --lengths 2500 --samples 1 --json --quiet
+       --out "${WORK}/report2")
+string(JSON n LENGTH "${out2}" niah)
+expect_equal("vt, cwe, fwe cells" "${n}" "3")
+string(JSON task GET "${out2}" niah 2 task)
+expect_equal("third cell" "${task}" "fwe")
+if(EXISTS "${WORK}/report2/niah_heatmap.svg")
+  message(FATAL_ERROR "a heatmap was drawn for tasks without depths")
+endif()
+expect_failure("has no 'vt' template" eval --model "${model}" --template-set kv --tasks vt
+               --lengths 2500)
+
+# --compare: a report against itself (paired, zero differences), and the refusals.
+run_ok(cmp eval --compare "${WORK}/report" "${WORK}/report/report.json" --json --out "${WORK}/cmp")
+string(JSON n LENGTH "${cmp}" rows)
+expect_equal("compare rows (2 tasks x 2 lengths + 2 ppl lengths)" "${n}" "6")
+string(JSON paired GET "${cmp}" rows 0 runs 1 paired)
+expect_equal("paired" "${paired}" "ON")
+foreach(f compare.json compare.md compare_accuracy_vs_length.svg compare_accuracy_vs_length.png)
+  if(NOT EXISTS "${WORK}/cmp/${f}")
+    message(FATAL_ERROR "the compare folder lacks ${f}")
+  endif()
+endforeach()
+expect_failure("share no" eval --compare "${WORK}/report" "${WORK}/report2")
+expect_failure("cannot read" eval --compare "${WORK}/report" "${WORK}/missing")

@@ -15,6 +15,8 @@ namespace anchorctx::eval {
 
 // The plan of one sequence of `tokens` tokens, one document, causal mask.
 attention::BlockPlan causal_plan(std::int64_t tokens);
+// The plan of several such sequences packed one after the other (varlen).
+attention::BlockPlan causal_plan(const std::vector<std::int64_t>& tokens);
 
 // Work done and time spent by an Engine, for throughput in the report.
 struct EngineStats {
@@ -36,6 +38,13 @@ class Engine {
   // tokens decoded with the KV cache, stopping after (and without) a stop id.
   std::vector<std::int32_t> greedy(std::span<const std::int32_t> prompt, std::int64_t max_new,
                                    std::span<const std::int32_t> stop_ids);
+  // Greedy continuations of several prompts (each non-empty): one prefill over all of them
+  // packed as varlen sequences (one causal sequence each: the kernels' tiles never cross
+  // sequences), then each answer decoded from its slice of the KV cache. The same tokens as
+  // greedy() on each prompt alone (test Engine.BatchedPrefillMatchesOneAtATime).
+  std::vector<std::vector<std::int32_t>> greedy_batch(
+      const std::vector<std::span<const std::int32_t>>& prompts, std::int64_t max_new,
+      std::span<const std::int32_t> stop_ids);
   // The same, every prompt token fed through the decoder one at a time (the reference the
   // fast path is tested against).
   std::vector<std::int32_t> greedy_stepwise(std::span<const std::int32_t> prompt,

@@ -37,6 +37,10 @@ struct EvalOptions {
   std::vector<PplSample> ppl_samples;  // held-out windows of at least max(lengths) + 1 tokens
   PplOptions ppl;                      // lengths filled in by run_evaluation
   std::string ppl_source;              // for the report
+  // The prompts of one (task, length) are prefilled together as varlen batches of at most this
+  // many tokens (a prompt longer than that alone); 0: one prompt at a time. The answers are the
+  // same either way (Engine::greedy_batch).
+  std::int64_t batch_tokens = 16384;
 };
 
 struct NiahRecord {

@@ -25,6 +25,11 @@ struct PrefillOptions {
   model::Precision precision = model::Precision::fp32;
   std::int64_t loss_chunk = 1024;  // tokens per LM-head chunk (the [T, V] logits never exist)
   int threads = 0;                 // attention kernel threads (0: OpenMP's default)
+  // Rows per projection GEMM, chunks cut at every sequence start, so that a prompt's results do
+  // not depend on the others in its batch. Large: each chunk is a GEMM with its threads' barrier,
+  // which a loaded machine punishes (512 measured 0.90 of the training forward at 4K, docs/
+  // PERFORMANCE.md).
+  std::int64_t row_chunk = 4096;
 };
 
 struct PrefillRequest {

@@ -14,6 +14,10 @@
 //   keys           "words" (adjective-noun pairs, RULER), "numbers4" (4-digit, the corpus's keys)
 //   values         "default" (each task's RULER type) or "corpus_words" (the corpus's value words)
 //   tokens_to_generate  per task family niah; the prompt is sized to leave room for them
+//   vt, cwe, fwe   optional objects, the templates of those tasks (a set without one cannot run
+//                  that task): "task" (needs {context}; vt also {query}), "answer_prefix" (may
+//                  use {query} and, for vt, {num_v}: the number of variables asked),
+//                  "tokens_to_generate"; vt also takes "noise" (the text one noise unit is)
 #pragma once
 
 #include <cstdint>
@@ -23,10 +27,19 @@
 
 namespace anchorctx::eval {
 
+// The template of one of the non-needle tasks (vt, cwe, fwe).
+struct TaskTemplate {
+  std::string task, answer_prefix, noise;
+  std::int64_t tokens_to_generate = 128;
+};
+
 struct TemplateSet {
   std::string task, needle, answer_prefix, noise;
   std::string keys = "words", values = "default";
   std::int64_t tokens_to_generate = 128;
+  std::map<std::string, TaskTemplate> tasks;  // "vt", "cwe", "fwe" where the set has them
+  // Throws anchorctx::Error naming the task when the set has no template for it.
+  const TaskTemplate& task_template(const std::string& name) const;
 };
 
 struct Templates {

@@ -1,0 +1,141 @@
+// `eval --compare`: differences and their standard errors against hand-computed values (paired
+// when the runs share seed, templates and depths; Welch otherwise), ppl rows over windows, cells
+// missing from a run, and the refusals (missing, broken or foreign report files; nothing shared).
+#include "anchorctx/eval/compare.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "anchorctx/core/error.h"
+#include "support/temp_dir.h"
+
+namespace anchorctx::eval {
+namespace {
+
+using nlohmann::json;
+
+json cell(const std::string& task, std::int64_t length, const std::vector<double>& scores) {
+  json samples = json::array();
+  for (std::size_t i = 0; i < scores.size(); ++i)
+    samples.push_back(
+        {{"depth", task == "vt" ? json(nullptr) : json(0.25 * double(i))}, {"score", scores[i]}});
+  return {{"task", task}, {"length", length}, {"samples", samples}};
+}
+
+json report(std::uint64_t seed, json niah, json ppl = json::array()) {
+  return {{"seed", seed}, {"samples", 4}, {"template_set", "ruler"}, {"lengths", {512, 1024}},
+          {"niah", niah}, {"ppl", ppl},   {"ppl_source", "corpus"},  {"precision", "fp32"}};
+}
+
+const RunScore& find(const Comparison& c, const std::string& task, std::int64_t length,
+                     std::size_t run) {
+  for (const CompareRow& r : c.rows)
+    if (r.task == task && r.length == length) return r.runs.at(run);
+  throw std::runtime_error("no row " + task);
+}
+
+TEST(Compare, PairedStandardErrorWhenTheSamplesAreTheSame) {
+  const json a =
+      report(7, {cell("vt", 512, {1, 0, 1, 1}), cell("niah_single_1", 512, {1, 1, 0, 0})});
+  const json b =
+      report(7, {cell("vt", 512, {1, 1, 1, 0}), cell("niah_single_1", 512, {1, 1, 1, 1})});
+  const Comparison c = compare_reports({a, b}, {"runA", "runB"});
+  const RunScore& vt = find(c, "vt", 512, 1);
+  EXPECT_TRUE(vt.paired);
+  EXPECT_DOUBLE_EQ(vt.mean, 75.0);
+  EXPECT_DOUBLE_EQ(vt.diff, 0.0);
+  // Differences 0, +100, 0, -100: sd sqrt(20000 / 3), se sd / 2.
+  EXPECT_NEAR(vt.se, std::sqrt(20000.0 / 3.0) / 2.0, 1e-9);
+  const RunScore& n1 = find(c, "niah_single_1", 512, 1);
+  EXPECT_DOUBLE_EQ(n1.diff, 50.0);
+  EXPECT_NEAR(n1.se, std::sqrt(10000.0 / 3.0) / 2.0, 1e-9);  // differences 0, 0, 100, 100
+  EXPECT_TRUE(std::isnan(find(c, "vt", 512, 0).se));
+  ASSERT_EQ(c.lengths, (std::vector<std::int64_t>{512}));
+  EXPECT_DOUBLE_EQ(c.average[0][0], 62.5);
+  EXPECT_DOUBLE_EQ(c.average[1][0], 87.5);
+  EXPECT_TRUE(c.notes.empty());
+}
+
+TEST(Compare, WelchWhenTheSeedsDiffer) {
+  const json a = report(7, {cell("vt", 512, {1, 0, 1, 1})});
+  const json b = report(8, {cell("vt", 512, {1, 1, 1, 0})});
+  const Comparison c = compare_reports({a, b}, {"a", "b"});
+  const RunScore& vt = find(c, "vt", 512, 1);
+  EXPECT_FALSE(vt.paired);
+  EXPECT_NEAR(vt.se, std::sqrt(2500.0 / 4 + 2500.0 / 4), 1e-9);
+  ASSERT_FALSE(c.notes.empty());
+  EXPECT_NE(c.notes[0].find("'seed'"), std::string::npos) << c.notes[0];
+}
+
+TEST(Compare, PplRowsAndMissingCells) {
+  const json ppl_a = json::array({{{"length", 512}, {"sample_loss", {1.0, 2.0}}}});
+  const json ppl_b = json::array({{{"length", 512}, {"sample_loss", {1.5, 2.1}}}});
+  const json a = report(1, {cell("cwe", 512, {0.5}), cell("fwe", 1024, {1.0})}, ppl_a);
+  const json b = report(1, {cell("cwe", 512, {0.7})}, ppl_b);
+  const json c3 = report(1, {cell("cwe", 512, {0.1})}, ppl_a);
+  const Comparison c = compare_reports({a, b, c3}, {"a", "b", "c"});
+  const RunScore& ppl = find(c, "ppl", 512, 1);
+  EXPECT_TRUE(ppl.paired);
+  EXPECT_NEAR(ppl.diff, 0.3, 1e-12);
+  EXPECT_NEAR(ppl.se, 0.2, 1e-12);  // differences 0.5 and 0.1
+  EXPECT_DOUBLE_EQ(find(c, "ppl", 512, 2).diff, 0.0);
+  const RunScore& cwe = find(c, "cwe", 512, 1);
+  EXPECT_NEAR(cwe.diff, 20.0, 1e-9);
+  EXPECT_TRUE(std::isnan(cwe.se));  // one sample
+  EXPECT_FALSE(find(c, "fwe", 1024, 1).present);
+  EXPECT_TRUE(std::isnan(c.average[0][1]));  // fwe at 1024 is not in every run
+  EXPECT_EQ(c.rows.back().task, "ppl");
+  ASSERT_EQ(c.notes.size(), 1u);
+  EXPECT_NE(c.notes[0].find("fwe at 1024"), std::string::npos);
+
+  const test::TempDir dir;
+  write_comparison(c, dir.path() / "out");
+  for (const char* f : {"compare.json", "compare.md", "compare_accuracy_vs_length.svg",
+                        "compare_accuracy_vs_length.png"})
+    EXPECT_TRUE(std::filesystem::exists(dir.path() / "out" / f)) << f;
+  std::ifstream in(dir.path() / "out" / "compare.md");
+  std::stringstream md;
+  md << in.rdbuf();
+  EXPECT_NE(md.str().find("| ppl | 512 | 1.5000 | 1.8000 | +0.3000 ± 0.2000 p |"),
+            std::string::npos)
+      << md.str();
+  EXPECT_NE(md.str().find("+20.0 (1 sample)"), std::string::npos) << md.str();
+}
+
+TEST(Compare, Refusals) {
+  const json a = report(1, {cell("vt", 512, {1})});
+  EXPECT_THROW(compare_reports({a}, {"a"}), Error);
+  const json b = report(1, {cell("cwe", 512, {1})});
+  try {
+    compare_reports({a, b}, {"a", "b"});
+    FAIL() << "compared reports that share nothing";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("share no"), std::string::npos) << e.what();
+  }
+  const test::TempDir dir;
+  try {
+    load_report(dir.path() / "absent");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("absent"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir.path() / "broken.json") << "{\"niah\": [";
+  EXPECT_THROW(load_report(dir.path() / "broken.json"), Error);
+  std::ofstream(dir.path() / "other.json") << "{\"loss\": 1.0}";
+  try {
+    load_report(dir.path() / "other.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not an `anchorctx eval` report"), std::string::npos)
+        << e.what();
+  }
+  std::filesystem::create_directories(dir.path() / "run");
+  std::ofstream(dir.path() / "run" / "report.json") << a.dump();
+  EXPECT_EQ(load_report(dir.path() / "run")["seed"], 1);
+}
+
+}  // namespace
+}  // namespace anchorctx::eval
