@@ -25,6 +25,8 @@
 namespace anchorctx::data {
 
 inline constexpr std::size_t kPackBlockBytes = std::size_t{4} << 20;
+// A text file (one document) is read in parts of this size (ReaderOptions::text_part_bytes).
+inline constexpr std::size_t kPackTextPartBytes = std::size_t{1} << 20;
 
 struct PackConfig {
   std::vector<std::string> inputs;
@@ -38,12 +40,13 @@ struct PackConfig {
   std::optional<bool> continue_remainder;  // default: continue text, drop pre-tokenized
   bool interleave_chunks = false;
   std::uint64_t seed = 0;
-  bool shuffle = true;      // seeded shuffle of the windows' reading order
-  std::uint32_t batch = 1;  // windows per batch, recorded for the trainer
-  std::string tag_field;    // domain tags: the source field whose value picks the tag
-  std::string tags_file;    // JSON object {value: tag text}; default tag: "<value>\n"
-  int threads = 0;          // 0: all cores
-  bool quiet = false;       // no progress bar
+  bool shuffle = true;          // seeded shuffle of the windows' reading order
+  std::uint32_t batch = 1;      // windows per batch, recorded for the trainer
+  std::string tag_field;        // domain tags: the source field whose value picks the tag
+  std::string tags_file;        // JSON object {value: tag text}; default tag: "<value>\n"
+  int threads = 0;              // 0: all cores
+  bool quiet = false;           // no progress bar
+  std::size_t piece_bytes = 0;  // a long document's pieces (0: StreamCutter's 1 MiB; tests)
 };
 
 // Runs the pipeline and returns the summary (also the `--json` output of `anchorctx pack`).

@@ -27,19 +27,23 @@
 
 namespace anchorctx::data {
 
-// Receives each piece's ids, in order; the span is valid during the call only.
-using IdSink = std::function<void(std::span<const std::int32_t> ids)>;
+// Receives each piece of text and whether it starts the text (encode it with encode) or
+// continues it from a safe cut (encode_continued); the view is valid during the call only.
+using TextPieceSink = std::function<void(std::string_view piece, bool starts_text)>;
 
-class StreamEncoder {
+// The cutting half of StreamEncoder, without the encoding: pieces of at most about
+// piece_bytes, cut at the tokenizer's safe cuts, handed on in order. `anchorctx pack` cuts in
+// its reading thread and encodes the pieces on its worker threads.
+class StreamCutter {
  public:
   static constexpr std::size_t kDefaultPieceBytes = std::size_t{1} << 20;
 
-  StreamEncoder(const Tokenizer& tokenizer, IdSink sink,
-                std::size_t piece_bytes = kDefaultPieceBytes);
+  StreamCutter(const Tokenizer& tokenizer, TextPieceSink sink,
+               std::size_t piece_bytes = kDefaultPieceBytes);
 
   // Appends text (any split, also inside a UTF-8 character) and emits the complete pieces.
   void feed(std::string_view text);
-  // Emits the rest. The encoder can then take a new text (feed starts it afresh).
+  // Emits the rest (nothing for an empty text). The cutter can then take a new text.
   void finish();
 
   // The largest number of bytes buffered so far (for tests of the memory bound).
@@ -49,12 +53,34 @@ class StreamEncoder {
   void emit(std::string_view piece);
 
   const Tokenizer& tokenizer_;
-  IdSink sink_;
+  TextPieceSink sink_;
   std::size_t piece_bytes_;
   std::string buffer_;
   std::size_t searched_ = 0;  // no safe cut before this offset of buffer_ (already searched)
   bool first_ = true;         // the next piece starts the text
   std::size_t peak_buffered_ = 0;
+};
+
+// Receives each piece's ids, in order; the span is valid during the call only.
+using IdSink = std::function<void(std::span<const std::int32_t> ids)>;
+
+class StreamEncoder {
+ public:
+  static constexpr std::size_t kDefaultPieceBytes = StreamCutter::kDefaultPieceBytes;
+
+  StreamEncoder(const Tokenizer& tokenizer, IdSink sink,
+                std::size_t piece_bytes = kDefaultPieceBytes);
+
+  // Appends text (any split, also inside a UTF-8 character) and emits the complete pieces.
+  void feed(std::string_view text) { cutter_.feed(text); }
+  // Emits the rest. The encoder can then take a new text (feed starts it afresh).
+  void finish() { cutter_.finish(); }
+
+  // The largest number of bytes buffered so far (for tests of the memory bound).
+  std::size_t peak_buffered() const { return cutter_.peak_buffered(); }
+
+ private:
+  StreamCutter cutter_;
 };
 
 // The ids of `text` encoded piece by piece (the same ids as tokenizer.encode(text)); memory
