@@ -198,5 +198,10 @@ TEST(PackStream, TextFilesInPartsPackLikeTheWholeDocumentsSentencePiece) {
                                1000);
 }
 
+TEST(PackStream, TextFilesInPartsPackLikeTheWholeDocumentsHfBpe) {
+  expect_parts_pack_like_whole(
+      std::string(ANCHORCTX_TESTS_DIR) + "/data/fixtures/hf_bpe_qwen2.json", 1000);
+}
+
 }  // namespace
 }  // namespace anchorctx::data

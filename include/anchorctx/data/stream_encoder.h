@@ -12,7 +12,15 @@
 // ASCII bytes that no vocabulary piece holds side by side (no merge can cross them); SentencePiece,
 // a single space between two printable ASCII characters when the model adds a dummy prefix and
 // no piece holds a printable ASCII character followed by its whitespace symbol (the next piece
-// drops that space and the dummy prefix puts it back); HuggingFace BPE, none yet (whole texts).
+// drops that space and the dummy prefix puts it back); HuggingFace BPE, before a space that
+// follows a printable ASCII character, when the pre-tokenizer is proved to split there
+// (ByteLevel or Split with the GPT-2, LLaMA-3 or Qwen2 regex, Metaspace with split), the
+// normalizer is none or NFC, and no added token holds a space (none at all otherwise: a
+// Prepend/Replace normalizer, Metaspace without split, other regexes: whole texts).
+//
+// A text with no safe cut for a long stretch (CJK without spaces, a run of digits, one word
+// of a megabyte) is buffered until its next cut or its end: the ids stay exact, and memory
+// grows with the longest such stretch (and its tokenizer working memory), not with the text.
 #pragma once
 
 #include <cstddef>
