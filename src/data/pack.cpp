@@ -68,8 +68,9 @@ struct Block {
 class BlockPipeline {
  public:
   BlockPipeline(DocumentReader& reader, const Tokenizer& tokenizer, int threads,
-                std::size_t piece_bytes)
+                std::size_t piece_bytes, std::size_t whole_limit)
       : reader_(reader),
+        whole_limit_(whole_limit),
         tokenizer_(tokenizer),
         capacity_(static_cast<std::size_t>(threads) + 2),
         cutter_(
@@ -148,7 +149,10 @@ class BlockPipeline {
             more = false;
             break;
           }
-          if (!doc.continues_previous && !doc.more_parts) {
+          // A whole document longer than a part (a long JSONL line) is cut too: its ids then
+          // flow on in pieces instead of being held whole.
+          if (!doc.continues_previous && !doc.more_parts &&
+              (doc.pretokenized || doc.text.size() <= whole_limit_)) {
             bytes += doc.text.size() + 4 * doc.ids.size();
             block->docs.push_back(std::move(doc));
             continue;
@@ -248,6 +252,7 @@ class BlockPipeline {
   }
 
   DocumentReader& reader_;
+  const std::size_t whole_limit_;  // longer texts are cut in the reading thread
   const Tokenizer& tokenizer_;
   const std::size_t capacity_;
   // The reading thread's cutter of documents given in parts, and where its pieces go.
@@ -313,7 +318,8 @@ nlohmann::json pack_dataset(const PackConfig& config) {
   std::map<std::string, std::uint64_t> bad_ids;  // pre-tokenized ids outside the vocabulary
   std::uint64_t documents_read = 0, untagged = 0, tag_tokens = 0, text_bytes = 0;
 
-  BlockPipeline pipeline(reader, *tokenizer, threads, config.piece_bytes);
+  BlockPipeline pipeline(reader, *tokenizer, threads, config.piece_bytes,
+                         reader_options.text_part_bytes);
   // A document's domain tag ids (encoded once per value), or nullptr when it has no source.
   const auto tag_of = [&](const Document& doc) -> const std::vector<std::int32_t>* {
     if (doc.source.empty()) {

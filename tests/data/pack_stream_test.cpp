@@ -185,6 +185,11 @@ void expect_parts_pack_like_whole(const std::string& tokenizer, std::size_t piec
       EXPECT_EQ(summary["documents_read"], docs.size());
       EXPECT_EQ(pack_stats(dir.file("parts")), pack_stats(dir.file("whole")));
       EXPECT_TRUE(dataset_files(dir.file("parts")) == dataset_files(dir.file("whole")));
+      // JSONL lines longer than a part are cut into pieces in the reading thread too.
+      c.inputs = {jsonl_path};
+      c.out = dir.file("lines");
+      pack_dataset(c);
+      EXPECT_TRUE(dataset_files(dir.file("lines")) == dataset_files(dir.file("whole")));
     }
   }
 }
