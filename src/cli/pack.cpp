@@ -76,7 +76,8 @@ void register_pack(CLI::App& app) {
       "a 1 MiB piece, 4 MiB of write buffer per output file, and 8 bytes per window: a text file "
       "is read in 1 MiB parts and its ids flow into the windows as they come (measured peak: "
       "144 MB for one 200 MB document, 138 MB for a 200 MB JSONL; byte tokenizer, 2 threads). "
-      "Held whole: a JSONL line (its text; its ids still flow), a pre-tokenized row, the 4096 "
+      "Held whole: a line of JSONL or of --one-per-line text (its text; its ids still flow), a "
+      "pre-tokenized row, the 4096 "
       "documents of an interleave group (--interleave-chunks), and for a tokenizer.json a "
       "stretch of text without a safe cut (no space after an ASCII character).");
   cmd->add_option("--input", c.inputs, "Input files or folders (folders walked, sorted)")

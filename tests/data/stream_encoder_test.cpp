@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "anchorctx/data/builtin_corpus.h"
+#include "anchorctx/data/tokenizer_files.h"
 #include "support/shared_data.h"
 #include "support/temp_dir.h"
 
@@ -261,6 +262,20 @@ TEST(StreamEncoder, HfBpeCutsOnlyAfterAPrintableAsciiCharacterNotEndingAStrippin
   EXPECT_EQ(gpt2ish->stream_cut("x] y", 0), 0u);            // nor after any ']' then
   EXPECT_EQ(gpt2ish->stream_cut(" ab", 0), 0u);             // a cut needs text before it
   EXPECT_EQ(hf_fixture("hf_bpe_spm.json")->stream_cut("ab cd", 0), 0u);
+}
+
+TEST(StreamEncoder, TheByteTokenizersTokenizerJsonCutsAnywhere) {
+  // The byte tokenizer written as a model folder's tokenizer.json: each byte its own token.
+  test::TempDir dir;
+  for (const TokenizerFile& f : byte_tokenizer_hf_files())
+    dir.write(f.name, f.content);
+  const auto tok = load_tokenizer(dir.path().string());
+  ASSERT_EQ(tok->kind(), "hf_bpe");
+  EXPECT_EQ(tok->stream_cut("abc", 0), 2u);
+  for (std::uint64_t seed = 1; seed <= 3; ++seed)
+    expect_same_ids(*tok, adversarial_text(seed, 20000), {5, 1000}, true);
+  // A GPT-2-like model with merges behind the same pre-tokenizer does not.
+  EXPECT_EQ(hf_fixture("hf_bpe_gpt2ish.json")->stream_cut("abc", 0), 0u);
 }
 
 TEST(StreamEncoder, HfBpeTextWithoutACutIsHeldWhole) {

@@ -16,7 +16,8 @@
 // follows a printable ASCII character, when the pre-tokenizer is proved to split there
 // (ByteLevel or Split with the GPT-2, LLaMA-3 or Qwen2 regex, Metaspace with split), the
 // normalizer is none or NFC, and no added token holds a space (none at all otherwise: a
-// Prepend/Replace normalizer, Metaspace without split, other regexes: whole texts).
+// Prepend/Replace normalizer, Metaspace without split, other regexes: whole texts), and
+// anywhere for a byte-wise model (the byte tokenizer's own tokenizer.json).
 //
 // A text with no safe cut for a long stretch (CJK without spaces, a run of digits, one word
 // of a megabyte) is buffered until its next cut or its end: the ids stay exact, and memory

@@ -168,6 +168,7 @@ class ByteLevelStep final : public PreTokenizerStep {
   // With its regex (GPT-2's, Isolated) it splits there. The prefix space is added only to a
   // text that does not start with one: the text after the cut starts with the space.
   SpaceCut space_cut() const override { return regex_ ? SpaceCut::splits : SpaceCut::unknown; }
+  bool adds_prefix_space() const { return add_prefix_space_; }
 
  private:
   bool add_prefix_space_;
@@ -273,6 +274,12 @@ PreTokenizer PreTokenizer::from_json(const json& spec) {
   PreTokenizer p;
   if (!spec.is_null()) add_steps(spec, p.steps_, p.byte_level_);
   return p;
+}
+
+bool PreTokenizer::plain_byte_level() const {
+  if (steps_.size() != 1) return false;
+  const auto* step = dynamic_cast<const ByteLevelStep*>(steps_[0].get());
+  return step != nullptr && !step->adds_prefix_space();
 }
 
 bool PreTokenizer::splits_before_spaces() const {

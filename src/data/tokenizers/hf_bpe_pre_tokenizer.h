@@ -49,6 +49,10 @@ class PreTokenizer {
   // splits) comes before any step other than Digits. What follows it sees the same pieces.
   bool splits_before_spaces() const;
 
+  // Whether it is one ByteLevel step without a prefix space: every text is then given to the
+  // model as it is (one word with use_regex false, its regex's words otherwise).
+  bool plain_byte_level() const;
+
   // Whether the sequence ends with ByteLevel: the model then takes raw bytes.
   bool byte_level() const { return byte_level_; }
 

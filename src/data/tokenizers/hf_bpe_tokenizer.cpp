@@ -111,9 +111,12 @@ class HfBpeTokenizer final : public Tokenizer {
   // those of the text before the cut and those of the text after it, and the model encodes
   // words one by one. The text after the cut starts with the space, so no prefix space or
   // metaspace is added to it: encode_continued is encode.
+  // A byte-wise model (each byte its own token: the byte tokenizer's tokenizer.json) behind a
+  // plain ByteLevel, with no normalizer and no added tokens, cuts anywhere.
   std::size_t stream_cut(std::string_view text, std::size_t from) const override {
-    if (!space_cuts_) return 0;
     const std::size_t lowest = std::max<std::size_t>(from, 1);
+    if (any_byte_cuts_) return text.size() > lowest ? text.size() - 1 : 0;
+    if (!space_cuts_) return 0;
     for (std::size_t k = text.size(); k-- > lowest;) {
       if (text[k] == ' ' && cut_after_[static_cast<unsigned char>(text[k - 1])]) return k;
     }
@@ -157,6 +160,9 @@ class HfBpeTokenizer final : public Tokenizer {
                         const std::vector<AddedToken>& raw_tokens,
                         const std::vector<std::string>& norm_patterns,
                         const std::vector<AddedToken>& norm_tokens) {
+    any_byte_cuts_ = model_.bytewise() && normalizer_.empty() &&
+                     pre_tokenizer_.plain_byte_level() && raw_patterns.empty() &&
+                     norm_patterns.empty();
     space_cuts_ = normalizer_.only_nfc() && pre_tokenizer_.splits_before_spaces();
     for (int c = 0x21; c < 0x7F; ++c)
       cut_after_[c] = true;
@@ -187,6 +193,7 @@ class HfBpeTokenizer final : public Tokenizer {
   std::int32_t vocab_size_ = 0;
   std::string hash_;
   bool space_cuts_ = false;
+  bool any_byte_cuts_ = false;
   std::array<bool, 256> cut_after_{};  // c after which a space may be cut before
 };
 
