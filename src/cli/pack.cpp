@@ -70,11 +70,16 @@ void register_pack(CLI::App& app) {
       "Inputs: JSONL ({\"text\": ...} per line), pre-tokenized JSONL ({\"input_ids\": [...], "
       "\"source\": [{\"end\": n}, ...]}), or plain text (*.txt: one document per file, or per line "
       "with --one-per-line); any of them gzip- or zstd-compressed.\n"
-      "Memory is bounded whatever the input size: (threads + 2) blocks of 4 MiB of text and "
-      "their token ids (about 80 MiB with 2 threads and the byte tokenizer), plus the largest "
-      "document's text and its ids (measured: 1.3 GB for one 200 MB document with the byte "
-      "tokenizer; the tokenizer itself works on 1 MiB pieces), 4096 documents when "
-      "interleaving, and 8 bytes per window.");
+      "Memory is bounded by a constant whatever the input size, one huge document included "
+      "(docs/RELIABILITY.md): (threads + 2) blocks of 4 MiB of text and their token ids (about "
+      "80 MiB with 2 threads and the byte tokenizer), each worker's tokenizer working memory on "
+      "a 1 MiB piece, 4 MiB of write buffer per output file, and 8 bytes per window: a text file "
+      "is read in 1 MiB parts and its ids flow into the windows as they come (measured peak: "
+      "144 MB for one 200 MB document, 138 MB for a 200 MB JSONL; byte tokenizer, 2 threads). "
+      "Held whole: a line of JSONL or of --one-per-line text (its text; its ids still flow), a "
+      "pre-tokenized row, the 4096 "
+      "documents of an interleave group (--interleave-chunks), and for a tokenizer.json a "
+      "stretch of text without a safe cut (no space after an ASCII character).");
   cmd->add_option("--input", c.inputs, "Input files or folders (folders walked, sorted)")
       ->required()
       ->expected(1, -1);

@@ -67,8 +67,16 @@ struct Block {
 
 class BlockPipeline {
  public:
-  BlockPipeline(DocumentReader& reader, const Tokenizer& tokenizer, int threads)
-      : reader_(reader), tokenizer_(tokenizer), capacity_(static_cast<std::size_t>(threads) + 2) {
+  BlockPipeline(DocumentReader& reader, const Tokenizer& tokenizer, int threads,
+                std::size_t piece_bytes, std::size_t whole_limit)
+      : reader_(reader),
+        whole_limit_(whole_limit),
+        tokenizer_(tokenizer),
+        capacity_(static_cast<std::size_t>(threads) + 2),
+        cutter_(
+            tokenizer,
+            [this](std::string_view piece, bool starts_text) { push_piece(piece, starts_text); },
+            piece_bytes > 0 ? piece_bytes : StreamCutter::kDefaultPieceBytes) {
     threads_.emplace_back([this] { read_loop(); });
     for (int t = 0; t < threads; ++t)
       threads_.emplace_back([this] { tokenize_loop(); });
@@ -141,8 +149,17 @@ class BlockPipeline {
             more = false;
             break;
           }
-          bytes += doc.text.size() + 4 * doc.ids.size();
-          block->docs.push_back(std::move(doc));
+          // A whole document longer than a part (a long JSONL line) is cut too: its ids then
+          // flow on in pieces instead of being held whole.
+          if (!doc.continues_previous && !doc.more_parts &&
+              (doc.pretokenized || doc.text.size() <= whole_limit_)) {
+            bytes += doc.text.size() + 4 * doc.ids.size();
+            block->docs.push_back(std::move(doc));
+            continue;
+          }
+          // A document in parts: cut into pieces at the tokenizer's safe cuts here, so the
+          // workers can encode them independently (each piece is then one item of the block).
+          cut_document_part(doc, *block, bytes);
         }
         block->bytes_read = reader_.bytes_read();
         std::lock_guard lock(mutex_);
@@ -159,6 +176,38 @@ class BlockPipeline {
     } catch (...) {
       fail_with(std::current_exception());
     }
+  }
+
+  // Feeds one part of a document given in parts to the cutter, whose pieces become items of
+  // `block`: continues_previous and more_parts then describe pieces, and a piece that does not
+  // start the text is encoded with encode_continued.
+  void cut_document_part(const Document& part, Block& block, std::size_t& bytes) {
+    cut_.block = &block;
+    cut_.bytes = &bytes;
+    cut_.part = &part;
+    cut_.last_given = false;
+    cutter_.feed(part.text);
+    if (!part.more_parts) {
+      cut_.finishing = true;
+      cutter_.finish();
+      cut_.finishing = false;
+      // The cutter gives nothing for an empty rest: close the document with an empty piece.
+      if (!cut_.last_given) push_piece("", false);
+    }
+    cut_.block = nullptr;
+  }
+
+  void push_piece(std::string_view piece, bool starts_text) {
+    Document item;
+    item.text.assign(piece);
+    item.source = cut_.part->source;
+    item.file_index = cut_.part->file_index;
+    item.line = cut_.part->line;
+    item.continues_previous = !starts_text;
+    item.more_parts = !cut_.finishing;
+    cut_.last_given = cut_.finishing;
+    *cut_.bytes += piece.size();
+    cut_.block->docs.push_back(std::move(item));
   }
 
   void tokenize_loop() {
@@ -181,6 +230,11 @@ class BlockPipeline {
           block->text_bytes[i] = doc.text.size();
           if (doc.pretokenized) {
             block->encoded[i].tokens = std::move(doc.ids);
+          } else if (doc.continues_previous || doc.more_parts) {
+            // A piece cut at a safe cut by the reading thread.
+            block->encoded[i].tokens = doc.continues_previous
+                                           ? tokenizer_.encode_continued(doc.text)
+                                           : tokenizer_.encode(doc.text);
           } else {
             // In pieces: a long document costs its ids, not the tokenizer's working memory of
             // its whole text (tens of bytes per byte for llama2.c and SentencePiece).
@@ -198,8 +252,17 @@ class BlockPipeline {
   }
 
   DocumentReader& reader_;
+  const std::size_t whole_limit_;  // longer texts are cut in the reading thread
   const Tokenizer& tokenizer_;
   const std::size_t capacity_;
+  // The reading thread's cutter of documents given in parts, and where its pieces go.
+  StreamCutter cutter_;
+  struct {
+    Block* block = nullptr;
+    std::size_t* bytes = nullptr;
+    const Document* part = nullptr;
+    bool finishing = false, last_given = false;
+  } cut_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<std::unique_ptr<Block>> to_tokenize_;
@@ -237,6 +300,8 @@ nlohmann::json pack_dataset(const PackConfig& config) {
 
   ReaderOptions reader_options = config.reader;
   if (!config.tag_field.empty()) reader_options.source_field = config.tag_field;
+  // A text file's one document arrives in parts, so its size never sets the memory.
+  if (reader_options.text_part_bytes == 0) reader_options.text_part_bytes = kPackTextPartBytes;
   DocumentReader reader(config.inputs, reader_options);
   const auto tag_texts = load_tags(config.tags_file);
   std::map<std::string, std::vector<std::int32_t>> tag_ids;  // encoded once per value
@@ -253,13 +318,30 @@ nlohmann::json pack_dataset(const PackConfig& config) {
   std::map<std::string, std::uint64_t> bad_ids;  // pre-tokenized ids outside the vocabulary
   std::uint64_t documents_read = 0, untagged = 0, tag_tokens = 0, text_bytes = 0;
 
-  BlockPipeline pipeline(reader, *tokenizer, threads);
+  BlockPipeline pipeline(reader, *tokenizer, threads, config.piece_bytes,
+                         reader_options.text_part_bytes);
+  // A document's domain tag ids (encoded once per value), or nullptr when it has no source.
+  const auto tag_of = [&](const Document& doc) -> const std::vector<std::int32_t>* {
+    if (doc.source.empty()) {
+      ++untagged;
+      return nullptr;
+    }
+    auto it = tag_ids.find(doc.source);
+    if (it == tag_ids.end()) {
+      const auto t = tag_texts.find(doc.source);
+      const std::string text = t != tag_texts.end() ? t->second : doc.source + "\n";
+      it = tag_ids.emplace(doc.source, tokenizer->encode(text)).first;
+    }
+    tag_tokens += it->second.size();
+    return &it->second;
+  };
+  TokenizedDoc assembling;  // interleaving: a document given in pieces, put back together
   while (Block* block = pipeline.next()) {
-    documents_read += block->docs.size();
     for (std::size_t i = 0; i < block->docs.size(); ++i) {
       const Document& doc = block->docs[i];
       TokenizedDoc& td = block->encoded[i];
       text_bytes += block->text_bytes[i];
+      if (!doc.continues_previous) ++documents_read;
       if (!packer) {
         pretokenized_input = doc.pretokenized;
         PackOptions options;
@@ -285,19 +367,34 @@ nlohmann::json pack_dataset(const PackConfig& config) {
         }
         if (!ok) continue;
       }
-      if (!config.tag_field.empty()) {
-        if (doc.source.empty()) {
-          ++untagged;
-        } else {
-          auto it = tag_ids.find(doc.source);
-          if (it == tag_ids.end()) {
-            const auto t = tag_texts.find(doc.source);
-            const std::string text = t != tag_texts.end() ? t->second : doc.source + "\n";
-            it = tag_ids.emplace(doc.source, tokenizer->encode(text)).first;
+      if (doc.continues_previous || doc.more_parts) {
+        // A piece of a document given in parts: it flows on into the windows (interleaving
+        // shuffles whole documents, so it holds the document until its last piece).
+        const std::vector<std::int32_t>* tag = nullptr;
+        if (!doc.continues_previous && !config.tag_field.empty()) tag = tag_of(doc);
+        const auto masked = static_cast<std::int32_t>(tag != nullptr ? tag->size() : 0);
+        if (config.interleave_chunks) {
+          if (!doc.continues_previous) {
+            assembling = TokenizedDoc{};
+            assembling.masked_prefix = masked;
+            if (tag != nullptr) assembling.tokens = *tag;
           }
-          td.masked_prefix = static_cast<std::int32_t>(it->second.size());
-          tag_tokens += it->second.size();
-          td.tokens.insert(td.tokens.begin(), it->second.begin(), it->second.end());
+          assembling.tokens.insert(assembling.tokens.end(), td.tokens.begin(), td.tokens.end());
+          if (!doc.more_parts) packer->add(std::move(assembling));
+        } else {
+          if (!doc.continues_previous) {
+            packer->begin_document(masked);
+            if (tag != nullptr) packer->add_tokens(*tag);
+          }
+          packer->add_tokens(td.tokens);
+          if (!doc.more_parts) packer->end_document();
+        }
+        continue;
+      }
+      if (!config.tag_field.empty()) {
+        if (const std::vector<std::int32_t>* tag = tag_of(doc)) {
+          td.masked_prefix = static_cast<std::int32_t>(tag->size());
+          td.tokens.insert(td.tokens.begin(), tag->begin(), tag->end());
         }
       }
       packer->add(std::move(td));

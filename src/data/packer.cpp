@@ -54,6 +54,13 @@ void Packer::emit() {
 
 void Packer::add(TokenizedDoc doc) {
   require(!finished_, "packer: add after finish");
+  require(!open_.active, "packer: add while a document is open");
+  if (!options_.interleave_chunks) {
+    begin_document(doc.masked_prefix);
+    add_tokens(doc.tokens);
+    end_document();
+    return;
+  }
   ++stats_.documents_in;
   const std::size_t n = doc.tokens.size();
   stats_.tokens_in += n;
@@ -64,12 +71,90 @@ void Packer::add(TokenizedDoc doc) {
     return;
   }
   ++stats_.documents_packed;
-  if (!options_.interleave_chunks) {
-    place(doc.tokens, doc.masked_prefix);
-    return;
-  }
   group_.push_back(std::move(doc));
   if (group_.size() >= static_cast<std::size_t>(options_.interleave_group)) flush_group();
+}
+
+void Packer::begin_document(std::int32_t masked_prefix) {
+  require(!finished_, "packer: add after finish");
+  require(!options_.interleave_chunks, "packer: interleaving takes whole documents (add)");
+  require(!open_.active, "packer: begin_document while a document is open");
+  ++stats_.documents_in;
+  open_.active = true;
+  open_.decided = open_.dropping = open_.segment_open = false;
+  open_.masked_prefix = std::max<std::int32_t>(masked_prefix, 0);
+  open_.placed = 0;
+  open_.pending.clear();
+}
+
+void Packer::add_tokens(std::span<const std::int32_t> tokens) {
+  require(open_.active, "packer: add_tokens without begin_document");
+  const std::size_t n = tokens.size();
+  const std::size_t held = held_back();
+  stats_.tokens_in += n;
+  if (open_.dropping) {
+    stats_.tokens_dropped_remainder += n;
+    open_.placed += n;
+    return;
+  }
+  std::vector<std::int32_t>& pending = open_.pending;
+  if (!open_.decided) {
+    // Long enough to pack once it holds the masked prefix and min_doc_tokens more; waiting
+    // for the prefix plus the held-back tokens also makes the first placement hold the whole
+    // prefix, so it gives one loss span per window as a whole placement does.
+    const std::size_t needed = static_cast<std::size_t>(open_.masked_prefix) + held;
+    if (pending.size() + n < needed) {
+      pending.insert(pending.end(), tokens.begin(), tokens.end());
+      return;
+    }
+    open_.decided = true;
+    ++stats_.documents_packed;
+    if (!pending.empty()) {
+      pending.insert(pending.end(), tokens.begin(), tokens.end());
+      const std::size_t k = pending.size() - held;
+      place_part(std::span<const std::int32_t>(pending).first(k), false);
+      pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(k));
+      return;
+    }
+    place_part(tokens.first(n - held), false);
+    pending.assign(tokens.end() - static_cast<std::ptrdiff_t>(held), tokens.end());
+    return;
+  }
+  // Decided: pending holds the last `held` tokens (or fewer after tiny parts).
+  if (n < held) {
+    pending.insert(pending.end(), tokens.begin(), tokens.end());
+    if (pending.size() > held) {
+      const std::size_t k = pending.size() - held;
+      place_part(std::span<const std::int32_t>(pending).first(k), false);
+      pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+    return;
+  }
+  place_part(pending, false);
+  place_part(tokens.first(n - held), false);
+  pending.assign(tokens.end() - static_cast<std::ptrdiff_t>(held), tokens.end());
+}
+
+void Packer::end_document() {
+  require(open_.active, "packer: end_document without begin_document");
+  std::vector<std::int32_t>& pending = open_.pending;
+  if (!open_.decided) {
+    const std::size_t n = pending.size();
+    const std::size_t content = n - std::min<std::size_t>(n, open_.masked_prefix);
+    if (content < static_cast<std::size_t>(options_.min_doc_tokens)) {
+      ++stats_.documents_skipped_short;
+      stats_.tokens_skipped_short += n;
+      pending.clear();
+      open_.active = false;
+      return;
+    }
+    ++stats_.documents_packed;
+    open_.decided = true;
+  }
+  place_part(pending, true);
+  pending.clear();
+  if (pending.capacity() > (std::size_t{1} << 16)) pending.shrink_to_fit();
+  open_.active = false;
 }
 
 void Packer::flush_group() {
@@ -118,46 +203,68 @@ void Packer::flush_group() {
 }
 
 void Packer::place(std::span<const std::int32_t> tokens, std::int32_t masked_prefix) {
-  const std::size_t w = window_len();
-  std::size_t pos = 0;
+  open_.dropping = open_.segment_open = false;
+  open_.masked_prefix = masked_prefix;
+  open_.placed = 0;
+  place_part(tokens, true);
+}
+
+void Packer::place_part(std::span<const std::int32_t> tokens, bool last) {
   const std::size_t n = tokens.size();
-  while (pos < n) {
-    std::size_t space = w - tokens_.size();
-    starts_.push_back(static_cast<std::int32_t>(tokens_.size()));
-    if (options_.anchor_mode == AnchorMode::per_doc) {
-      tokens_.push_back(options_.anchor_id);
-      ++stats_.anchor_tokens;
-      if (--space == 0) {
-        // Only the anchor fitted: the segment is the anchor alone, the document moves on.
-        has_content_ = true;
-        emit();
-        continue;
+  if (open_.dropping) {
+    stats_.tokens_dropped_remainder += n;
+    open_.placed += n;
+    return;
+  }
+  const std::size_t w = window_len();
+  const auto masked = static_cast<std::size_t>(open_.masked_prefix);
+  std::size_t i = 0;
+  while (i < n) {
+    if (!open_.segment_open) {
+      starts_.push_back(static_cast<std::int32_t>(tokens_.size()));
+      if (options_.anchor_mode == AnchorMode::per_doc) {
+        tokens_.push_back(options_.anchor_id);
+        ++stats_.anchor_tokens;
+        if (tokens_.size() == w) {
+          // Only the anchor fitted: the segment is the anchor alone, the document moves on.
+          has_content_ = true;
+          emit();
+          continue;
+        }
       }
+      ++stats_.segments;
+      has_content_ = true;
+      open_.segment_open = true;
     }
-    ++stats_.segments;
-    has_content_ = true;
-    const std::size_t take = std::min(space, n - pos);
+    const std::size_t take = std::min(w - tokens_.size(), n - i);
     const std::int32_t at = static_cast<std::int32_t>(tokens_.size());
-    tokens_.insert(tokens_.end(), tokens.begin() + static_cast<std::ptrdiff_t>(pos),
-                   tokens.begin() + static_cast<std::ptrdiff_t>(pos + take));
-    const std::size_t mask_end =
-        std::min<std::size_t>(static_cast<std::size_t>(masked_prefix), pos + take);
-    if (mask_end > pos) spans_.emplace_back(at, at + static_cast<std::int32_t>(mask_end - pos));
-    pos += take;
-    if (tokens_.size() == w) emit();
-    if (pos < n) {
-      const std::size_t rest = n - pos;
-      if (!options_.continue_remainder ||
-          rest < static_cast<std::size_t>(options_.min_doc_tokens)) {
-        stats_.tokens_dropped_remainder += rest;
-        return;
-      }
+    tokens_.insert(tokens_.end(), tokens.begin() + static_cast<std::ptrdiff_t>(i),
+                   tokens.begin() + static_cast<std::ptrdiff_t>(i + take));
+    const std::size_t mask_end = std::min(masked, open_.placed + take);
+    if (mask_end > open_.placed)
+      spans_.emplace_back(at, at + static_cast<std::int32_t>(mask_end - open_.placed));
+    i += take;
+    open_.placed += take;
+    if (tokens_.size() < w) continue;
+    emit();
+    open_.segment_open = false;
+    if (i == n && last) return;  // the document ends with the window
+    // The rest opens the next window, unless remainders are dropped or it is too short (only
+    // known for the last part; otherwise at least min_doc_tokens more follow).
+    const std::size_t rest = n - i;
+    if (!options_.continue_remainder ||
+        (last && rest < static_cast<std::size_t>(options_.min_doc_tokens))) {
+      open_.dropping = true;
+      stats_.tokens_dropped_remainder += rest;
+      open_.placed += rest;
+      return;
     }
   }
 }
 
 void Packer::finish() {
   if (finished_) return;
+  require(!open_.active, "packer: finish while a document is open");
   if (!group_.empty()) flush_group();
   finished_ = true;
   if (has_content_) {

@@ -11,19 +11,18 @@ namespace anchorctx::data {
 // proves); a search that found none is resumed this far before where it stopped.
 constexpr std::size_t kCutLookBack = 8;
 
-StreamEncoder::StreamEncoder(const Tokenizer& tokenizer, IdSink sink, std::size_t piece_bytes)
+StreamCutter::StreamCutter(const Tokenizer& tokenizer, TextPieceSink sink, std::size_t piece_bytes)
     : tokenizer_(tokenizer), sink_(std::move(sink)), piece_bytes_(piece_bytes) {
   require(piece_bytes_ > 0, "StreamEncoder: piece_bytes must be positive");
 }
 
-void StreamEncoder::emit(std::string_view piece) {
-  const std::vector<std::int32_t> ids =
-      first_ ? tokenizer_.encode(piece) : tokenizer_.encode_continued(piece);
+void StreamCutter::emit(std::string_view piece) {
+  const bool first = first_;
   first_ = false;
-  if (!ids.empty()) sink_(ids);
+  sink_(piece, first);
 }
 
-void StreamEncoder::feed(std::string_view text) {
+void StreamCutter::feed(std::string_view text) {
   while (!text.empty()) {
     // Take at most a piece's worth at a time, so the buffer stays near piece_bytes even when
     // the caller feeds a whole file at once.
@@ -43,13 +42,23 @@ void StreamEncoder::feed(std::string_view text) {
   }
 }
 
-void StreamEncoder::finish() {
+void StreamCutter::finish() {
   if (!buffer_.empty()) emit(buffer_);
   buffer_.clear();
   buffer_.shrink_to_fit();
   searched_ = 0;
   first_ = true;
 }
+
+StreamEncoder::StreamEncoder(const Tokenizer& tokenizer, IdSink sink, std::size_t piece_bytes)
+    : cutter_(
+          tokenizer,
+          [&tokenizer, sink = std::move(sink)](std::string_view piece, bool starts_text) {
+            const std::vector<std::int32_t> ids =
+                starts_text ? tokenizer.encode(piece) : tokenizer.encode_continued(piece);
+            if (!ids.empty()) sink(ids);
+          },
+          piece_bytes) {}
 
 std::vector<std::int32_t> encode_in_pieces(const Tokenizer& tokenizer, std::string_view text,
                                            std::size_t piece_bytes) {

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "anchorctx/data/builtin_corpus.h"
+#include "anchorctx/data/tokenizer_files.h"
 #include "support/shared_data.h"
 #include "support/temp_dir.h"
 
@@ -180,14 +181,115 @@ TEST(StreamEncoder, SentencePieceCutsAtSingleSpacesAndKeepsTheIds) {
   EXPECT_EQ(tok->stream_cut("ab ", 0), 0u);  // what follows the space is not known yet
 }
 
-TEST(StreamEncoder, HfBpeEncodesWholeTextsWithTheSameIds) {
-  // No safe cuts are claimed for tokenizer.json yet: the encoder buffers the whole text, and
-  // the ids are still the whole text's.
-  for (const char* name : {"hf_bpe_gpt2ish.json", "hf_bpe_llama3.json", "hf_bpe_spm.json"}) {
-    const auto tok = load_tokenizer(
-        (std::filesystem::path(ANCHORCTX_TESTS_DIR) / "data" / "fixtures" / name).string());
-    expect_same_ids(*tok, generated_text(10), {16, 4096}, false);
+std::unique_ptr<Tokenizer> hf_fixture(const char* name) {
+  return load_tokenizer(
+      (std::filesystem::path(ANCHORCTX_TESTS_DIR) / "data" / "fixtures" / name).string());
+}
+
+// Random text built to be hard on the cuts: long runs of spaces, newlines, digits, letters
+// without any whitespace, punctuation, contractions, CJK, combining accents (NFC), the
+// metaspace character itself, an emoji, \r\n, tabs, added tokens' contents ([MARK] strips the
+// spaces around it, "hello" is a single_word token), and now and then a byte that is not UTF-8.
+std::string adversarial_text(std::uint64_t seed, std::size_t bytes) {
+  static const char* const kBits[] = {" ",
+                                      "  ",
+                                      "        ",
+                                      "\n",
+                                      "\n\n\n",
+                                      "\r\n",
+                                      "\t",
+                                      "0",
+                                      "1234567",
+                                      "abc",
+                                      "Word",
+                                      "x",
+                                      "'s",
+                                      "'LL",
+                                      "!",
+                                      "?!.",
+                                      "--",
+                                      ",",
+                                      "\xe6\x97\xa5\xe6\x9c\xac",
+                                      "e\xcc\x81",
+                                      "\xe2\x96\x81",
+                                      "\xf0\x9f\x98\x80",
+                                      "[MARK]",
+                                      "hello",
+                                      "<tool>",
+                                      "<|endoftext|>",
+                                      "\xff",
+                                      "\xc3",
+                                      "\xc3\xa9",
+                                      " a"};
+  std::mt19937_64 rng(seed);
+  std::string s;
+  while (s.size() < bytes) {
+    const char* bit = kBits[rng() % std::size(kBits)];
+    const std::size_t repeat = rng() % 8 == 0 ? 1 + rng() % 200 : 1;  // long runs now and then
+    for (std::size_t i = 0; i < repeat; ++i)
+      s += bit;
   }
+  return s;
+}
+
+TEST(StreamEncoder, HfBpeCutsBeforeSpacesAndKeepsTheIds) {
+  // GPT-2-like (ByteLevel with its regex), LLaMA-3 and Qwen2 (Split by their regexes, NFC for
+  // Qwen2) cut; the SentencePiece-style ones (a Prepend normalizer; Metaspace without split)
+  // have no proved cut and encode whole texts, with the same ids.
+  for (const auto& [name, cuts] :
+       std::vector<std::pair<const char*, bool>>{{"hf_bpe_gpt2ish.json", true},
+                                                 {"hf_bpe_llama3.json", true},
+                                                 {"hf_bpe_qwen2.json", true},
+                                                 {"hf_bpe_spm.json", false},
+                                                 {"hf_bpe_spm_metaspace.json", false}}) {
+    SCOPED_TRACE(name);
+    const auto tok = hf_fixture(name);
+    expect_same_ids(*tok, generated_text(10), {16, 4096}, cuts);
+    for (std::uint64_t seed = 1; seed <= 6; ++seed)
+      expect_same_ids(*tok, adversarial_text(seed, 20000), {5, 64, 1000}, false);
+  }
+}
+
+TEST(StreamEncoder, HfBpeCutsOnlyAfterAPrintableAsciiCharacterNotEndingAStrippingToken) {
+  const auto gpt2ish = hf_fixture("hf_bpe_gpt2ish.json");
+  EXPECT_EQ(gpt2ish->stream_cut("ab cd", 0), 2u);
+  EXPECT_EQ(gpt2ish->stream_cut("ab cd ef", 0), 5u);  // the last one
+  EXPECT_EQ(gpt2ish->stream_cut("ab cd ef", 3), 5u);
+  EXPECT_EQ(gpt2ish->stream_cut("ab cd ef", 6), 0u);        // none at or after `from`
+  EXPECT_EQ(gpt2ish->stream_cut("a  b", 0), 1u);            // not inside a run of spaces
+  EXPECT_EQ(gpt2ish->stream_cut("a\n \xc3\xa9 c", 0), 0u);  // not after \n or a non-ASCII byte
+  EXPECT_EQ(gpt2ish->stream_cut("[MARK] x", 0), 0u);        // [MARK] swallows the spaces after it
+  EXPECT_EQ(gpt2ish->stream_cut("x] y", 0), 0u);            // nor after any ']' then
+  EXPECT_EQ(gpt2ish->stream_cut(" ab", 0), 0u);             // a cut needs text before it
+  EXPECT_EQ(hf_fixture("hf_bpe_spm.json")->stream_cut("ab cd", 0), 0u);
+}
+
+TEST(StreamEncoder, TheByteTokenizersTokenizerJsonCutsAnywhere) {
+  // The byte tokenizer written as a model folder's tokenizer.json: each byte its own token.
+  test::TempDir dir;
+  for (const TokenizerFile& f : byte_tokenizer_hf_files())
+    dir.write(f.name, f.content);
+  const auto tok = load_tokenizer(dir.path().string());
+  ASSERT_EQ(tok->kind(), "hf_bpe");
+  EXPECT_EQ(tok->stream_cut("abc", 0), 2u);
+  for (std::uint64_t seed = 1; seed <= 3; ++seed)
+    expect_same_ids(*tok, adversarial_text(seed, 20000), {5, 1000}, true);
+  // A GPT-2-like model with merges behind the same pre-tokenizer does not.
+  EXPECT_EQ(hf_fixture("hf_bpe_gpt2ish.json")->stream_cut("abc", 0), 0u);
+}
+
+TEST(StreamEncoder, HfBpeTextWithoutACutIsHeldWhole) {
+  // Documented fallback: a stretch without a safe cut (CJK text without spaces, digits) is
+  // buffered until the next cut or the end, so the ids stay exact and memory grows with the
+  // stretch.
+  const auto tok = hf_fixture("hf_bpe_qwen2.json");
+  std::string text = "start here ";
+  for (int i = 0; i < 20000; ++i)
+    text += i % 3 == 0 ? "\xe6\x97\xa5" : "7";
+  text += " then words again and again";
+  const Result r = stream(*tok, text, 1000, 3);
+  EXPECT_EQ(r.ids, tok->encode(text));
+  EXPECT_GE(r.peak, 20000u);
 }
 
 TEST(StreamEncoder, RealCorpusWithRealTokenizers) {
@@ -204,7 +306,10 @@ TEST(StreamEncoder, RealCorpusWithRealTokenizers) {
     expect_same_ids(*tok, head, {7, 4096}, true);
     expect_same_ids(*tok, text, {65536}, true);
   }
-  expect_same_ids(*load_tokenizer(gpt2), text.substr(0, 300000), {65536}, false);
+  const auto gpt2_tok = load_tokenizer(gpt2);
+  expect_same_ids(*gpt2_tok, text.substr(0, 300000), {64, 65536}, true);
+  for (std::uint64_t seed = 1; seed <= 3; ++seed)
+    expect_same_ids(*gpt2_tok, adversarial_text(seed, 50000), {7, 1000}, false);
 }
 
 }  // namespace

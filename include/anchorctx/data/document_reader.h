@@ -46,15 +46,25 @@ struct ReaderOptions {
   std::string source_field;   // empty: not kept
   bool one_per_line = false;  // text format: one document per line instead of per file
   bool skip_bad = false;
+  // Text format, one document per file: 0 gives each file whole; N > 0 gives a file in parts
+  // of N bytes (the last shorter), so a file of any size costs N bytes: parts may split a
+  // UTF-8 character (their concatenation is the text), and each part's Document says whether
+  // it continues the previous one and whether more follow. The UTF-8 check runs as the parts
+  // are read; a bad byte found after the first part was delivered is an error (the document is
+  // half given), so with skip_bad a file longer than one part is first read once to check it
+  // (twice the reading, only then).
+  std::size_t text_part_bytes = 0;
 };
 
 struct Document {
   std::string text;               // jsonl and text formats
   std::vector<std::int32_t> ids;  // pretokenized format
   bool pretokenized = false;
-  std::string source;            // value of the source field, if asked for and present
-  std::uint32_t file_index = 0;  // into DocumentReader::sources()
-  std::int64_t line = 0;         // 1-based line where the document is (0: whole file)
+  std::string source;               // value of the source field, if asked for and present
+  std::uint32_t file_index = 0;     // into DocumentReader::sources()
+  std::int64_t line = 0;            // 1-based line where the document is (0: whole file)
+  bool continues_previous = false;  // a later part of the previous document (text_part_bytes)
+  bool more_parts = false;          // more parts of this document follow
 };
 
 // One input file as read: its compressed size on disk and the XXH3-128 of those bytes

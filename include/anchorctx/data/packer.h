@@ -19,6 +19,14 @@
 // kept out of the loss, recorded per window as loss-mask spans [begin, end) of window offsets
 // whose tokens are never targets.
 //
+// Streaming: a document may also be given in parts (begin_document, add_tokens as often as
+// needed, end_document), so one longer than memory allows flows through in windows; the
+// windows are exactly those add() gives for the whole document. The packer then holds at most
+// max(masked_prefix + min_doc_tokens, part) tokens of it: what decides whether the document is
+// too short, and the last min_doc_tokens tokens, which decide whether a remainder after a
+// full window is long enough to continue. add() is begin + one part + end. Interleaving needs
+// whole documents (a group is shuffled before any is placed): parts are not accepted then.
+//
 // Interleaved chunks (reference rules): documents of 64..2048 tokens are cut into 2 or 3 parts
 // at points in 20%..80% of their length; the parts of a group of `interleave_group` documents
 // are shuffled with the order inside each document kept. Each part is its own segment in the
@@ -26,6 +34,7 @@
 // windows, whatever the thread count.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -91,6 +100,11 @@ class Packer {
   Packer(PackOptions options, Sink sink);
 
   void add(TokenizedDoc doc);
+  // The same document in parts (not with interleave_chunks): the `masked_prefix` leading
+  // tokens of the document are kept out of the loss.
+  void begin_document(std::int32_t masked_prefix);
+  void add_tokens(std::span<const std::int32_t> tokens);
+  void end_document();
   // Packs what interleaving still holds and drops the partial window (counted).
   void finish();
   const PackStats& stats() const { return stats_; }
@@ -99,6 +113,12 @@ class Packer {
  private:
   void flush_group();
   void place(std::span<const std::int32_t> tokens, std::int32_t masked_prefix);
+  // Places the next tokens of the open document. `last`: they end it; otherwise at least
+  // min_doc_tokens (and one) more follow.
+  void place_part(std::span<const std::int32_t> tokens, bool last);
+  std::size_t held_back() const {
+    return static_cast<std::size_t>(std::max<std::int32_t>(options_.min_doc_tokens, 1));
+  }
   void start_window();
   void emit();
   std::size_t window_len() const { return static_cast<std::size_t>(options_.seq_len) + 1; }
@@ -113,6 +133,16 @@ class Packer {
   std::vector<std::pair<std::int32_t, std::int32_t>> spans_;
   bool has_content_ = false;
   bool finished_ = false;
+  // The document being placed in parts.
+  struct Open {
+    bool active = false;
+    bool decided = false;       // known long enough to pack (documents_packed counted)
+    bool dropping = false;      // its remainder is being dropped
+    bool segment_open = false;  // its segment in the current window takes more tokens
+    std::int32_t masked_prefix = 0;
+    std::size_t placed = 0;             // its tokens placed (or dropped) so far
+    std::vector<std::int32_t> pending;  // its tokens not placed yet
+  } open_;
 };
 
 // The reading order of `count` windows: identity, or a seeded Fisher-Yates shuffle.

@@ -102,7 +102,7 @@ bool DocumentReader::next(Document& doc) {
     if (!current_ && !open_next_file()) return false;
     if (current_->reader->next(doc)) {
       doc.file_index = static_cast<std::uint32_t>(next_file_ - 1);
-      ++sources_[next_file_ - 1].documents;
+      if (!doc.continues_previous) ++sources_[next_file_ - 1].documents;
       return true;
     }
     SourceInfo& info = sources_[next_file_ - 1];

@@ -104,6 +104,7 @@ class JsonlReader final : public FileReaderBase {
       return false;
     }
     doc.text.assign(sv);
+    doc.continues_previous = doc.more_parts = false;
     doc.ids.clear();
     doc.pretokenized = false;
     doc.source = std::move(source);

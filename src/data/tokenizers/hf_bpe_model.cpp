@@ -61,6 +61,9 @@ struct Candidate {
 
 BpeModel::BpeModel(BpeModelConfig config) : config_(std::move(config)) {
   instance_id_ = next_instance_id.fetch_add(1);
+  bytewise_ = config_.byte_level && config_.merges.empty() && !config_.ignore_merges &&
+              !config_.fuse_unk && config_.continuing_subword_prefix.empty() &&
+              config_.end_of_word_suffix.empty();
   std::int32_t max_id = -1;
   for (const auto& [token, id] : config_.vocab) {
     if (id < 0) fail("vocabulary token '{}' has a negative id {}", token, id);

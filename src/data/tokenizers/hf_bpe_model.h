@@ -45,6 +45,11 @@ class BpeModel {
   // kept in a per-thread cache: words repeat, and the model is immutable.
   void encode_word(std::string_view word, std::vector<std::int32_t>& out) const;
 
+  // Whether every byte of a word becomes its own token, whatever its neighbours: a byte-level
+  // model without merges, ignore_merges, fuse_unk or sub-word affixes (the byte tokenizer
+  // written as a tokenizer.json, tokenizer_files.h).
+  bool bytewise() const { return bytewise_; }
+
   std::optional<std::int32_t> token_to_id(std::string_view token) const;
   // The token text of `id` (as in the vocabulary), or nullptr for an id without one.
   const std::string* id_to_token(std::int32_t id) const;
@@ -80,6 +85,7 @@ class BpeModel {
   std::vector<std::string> id_to_token_;
   std::vector<bool> has_token_;
   std::unordered_map<std::uint64_t, Merge, PairHash> merges_;
+  bool bytewise_ = false;
   std::int32_t byte_ids_[256];      // byte-level: the id of each byte's stand-in, or -1
   std::int32_t fallback_ids_[256];  // byte_fallback: the id of <0xNN>, or -1
   std::uint64_t instance_id_;       // keys the per-thread cache

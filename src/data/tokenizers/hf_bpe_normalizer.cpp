@@ -72,9 +72,12 @@ class ReplaceRegexStep final : public NormalizerStep {
   std::string to_;
 };
 
-// Unicode NFC through ICU. Text that is not valid UTF-8 is left as it is (ICU would turn the
-// bad bytes into U+FFFD, and the byte-fallback / byte-level steps after this one can represent
-// them exactly); already-NFC text, nearly all text, costs one quick check.
+// Unicode NFC through ICU. In text that is not valid UTF-8 each valid stretch is normalized
+// on its own and the bad bytes are kept as they are (ICU would turn them into U+FFFD, and the
+// byte-fallback / byte-level steps after this one can represent them exactly); so the result
+// at any place depends only on the stretch around it, which long texts cut into pieces need
+// (`tokenizers` itself takes valid UTF-8 only). Already-NFC text, nearly all text, costs one
+// quick check.
 class NfcStep final : public NormalizerStep {
  public:
   NfcStep() {
@@ -84,7 +87,33 @@ class NfcStep final : public NormalizerStep {
             u_errorName(status));
   }
   void apply(std::string& text) const override {
-    if (!core::is_valid_utf8(text)) return;
+    if (core::is_valid_utf8(text)) {
+      normalize_valid(text);
+      return;
+    }
+    std::string out, run;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size();) {
+      const std::size_t len = core::utf8_sequence_length(text, i);
+      if (len > 0) {
+        run.append(text, i, len);
+        i += len;
+        continue;
+      }
+      normalize_valid(run);
+      out += run;
+      run.clear();
+      out.push_back(text[i++]);
+    }
+    normalize_valid(run);
+    out += run;
+    text = std::move(out);
+  }
+  bool is_nfc() const override { return true; }
+
+ private:
+  void normalize_valid(std::string& text) const {
+    if (text.empty()) return;
     const icu::UnicodeString u = icu::UnicodeString::fromUTF8(text);
     UErrorCode status = U_ZERO_ERROR;
     if (nfc_->quickCheck(u, status) == UNORM_YES && U_SUCCESS(status)) return;

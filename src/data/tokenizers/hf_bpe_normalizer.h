@@ -15,6 +15,9 @@ class NormalizerStep {
  public:
   virtual ~NormalizerStep() = default;
   virtual void apply(std::string& text) const = 0;
+  // Whether the step is NFC (which never changes text across a cut between two ASCII
+  // characters: an ASCII character is a starter that composes with nothing before it).
+  virtual bool is_nfc() const { return false; }
 };
 
 class Normalizer {
@@ -24,6 +27,11 @@ class Normalizer {
   static Normalizer from_json(const nlohmann::json& spec);
 
   bool empty() const { return steps_.empty(); }
+  bool only_nfc() const {
+    for (const auto& step : steps_)
+      if (!step->is_nfc()) return false;
+    return true;
+  }
   void apply(std::string& text) const {
     for (const auto& step : steps_)
       step->apply(text);

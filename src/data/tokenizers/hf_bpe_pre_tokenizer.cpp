@@ -17,6 +17,27 @@ using Span = std::pair<std::size_t, std::size_t>;
 constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
+// The split patterns of LLaMA-3 and of Qwen2 (which takes digits one at a time).
+constexpr const char* kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// Why these three patterns split before a space S at k that follows a printable ASCII
+// character c at k - 1, in any text, and give the same matches on either side as in the whole:
+//  - no alternative matches a string holding c followed by a space: letters (\p{L}+, with at
+//    most one leading character before them), digits (\p{N}...), other characters
+//    ([^\s\p{L}\p{N}]+, then only \r or \n) and the contractions never take a space after
+//    their first character, and the whitespace alternatives take no c. So the match holding c
+//    ends at k, and matching resumes at k;
+//  - none has a look-behind, an anchor or \b, so the matches from k on are those of the text
+//    that starts at k; the one look-ahead, (?!\S), sits after whitespace only, so no match
+//    ending at k (after c) looks past it: the matches before k are those of the text ending at k.
+// An invalid UTF-8 byte matches nothing, but c and S are ASCII.
+bool proved_to_split_before_spaces(const std::string& pattern) {
+  return pattern == kGpt2Pattern || pattern == kLlama3Pattern || pattern == kQwen2Pattern;
+}
+
 enum class Behavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
 
 Behavior parse_behavior(const std::string& name) {
@@ -106,16 +127,24 @@ void split_by(const Regex& regex, Behavior behavior, bool invert, std::string_vi
 
 class SplitStep final : public PreTokenizerStep {
  public:
-  SplitStep(const std::string& pattern, Behavior behavior, bool invert)
-      : regex_(pattern), behavior_(behavior), invert_(invert) {}
+  SplitStep(const std::string& pattern, Behavior behavior, bool invert,
+            SpaceCut cut = SpaceCut::unknown)
+      : regex_(pattern), behavior_(behavior), invert_(invert), cut_(cut) {
+    // Isolated keeps every match and every gap as its own piece: a match boundary at k is a
+    // piece boundary.
+    if (behavior == Behavior::kIsolated && !invert && proved_to_split_before_spaces(pattern))
+      cut_ = SpaceCut::splits;
+  }
   void run(std::string_view piece, bool at_start, const PieceSink& emit) const override {
     split_by(regex_, behavior_, invert_, piece, at_start, emit);
   }
+  SpaceCut space_cut() const override { return cut_; }
 
  private:
   Regex regex_;
   Behavior behavior_;
   bool invert_;
+  SpaceCut cut_;
 };
 
 class ByteLevelStep final : public PreTokenizerStep {
@@ -136,6 +165,10 @@ class ByteLevelStep final : public PreTokenizerStep {
     else
       emit(piece, at_start);
   }
+  // With its regex (GPT-2's, Isolated) it splits there. The prefix space is added only to a
+  // text that does not start with one: the text after the cut starts with the space.
+  SpaceCut space_cut() const override { return regex_ ? SpaceCut::splits : SpaceCut::unknown; }
+  bool adds_prefix_space() const { return add_prefix_space_; }
 
  private:
   bool add_prefix_space_;
@@ -173,6 +206,11 @@ class MetaspaceStep final : public PreTokenizerStep {
     }
     if (begin < text.size()) emit(std::string_view(text).substr(begin), at_start && begin == 0);
   }
+
+ private:
+  // With split, the space becomes the replacement and a piece starts there; the text after
+  // the cut then starts with the replacement, so nothing is prepended to it.
+  SpaceCut space_cut() const override { return split_ ? SpaceCut::splits : SpaceCut::unknown; }
 
  private:
   std::string replacement_;
@@ -219,7 +257,9 @@ void add_steps(const json& spec, std::vector<std::shared_ptr<const PreTokenizerS
                                                     prepend, spec.value("split", true)));
   } else if (type == "Digits") {
     const char* pattern = spec.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)";
-    steps.push_back(std::make_shared<SplitStep>(pattern, Behavior::kIsolated, false));
+    // Digit runs, without context: they never hold c's space, so they split the same way.
+    steps.push_back(
+        std::make_shared<SplitStep>(pattern, Behavior::kIsolated, false, SpaceCut::pure_split));
   } else {
     fail(
         "pre_tokenizer type '{}' is not supported (supported: Sequence, Split, ByteLevel, "
@@ -234,6 +274,20 @@ PreTokenizer PreTokenizer::from_json(const json& spec) {
   PreTokenizer p;
   if (!spec.is_null()) add_steps(spec, p.steps_, p.byte_level_);
   return p;
+}
+
+bool PreTokenizer::plain_byte_level() const {
+  if (steps_.size() != 1) return false;
+  const auto* step = dynamic_cast<const ByteLevelStep*>(steps_[0].get());
+  return step != nullptr && !step->adds_prefix_space();
+}
+
+bool PreTokenizer::splits_before_spaces() const {
+  for (const auto& step : steps_) {
+    if (step->space_cut() == SpaceCut::splits) return true;
+    if (step->space_cut() != SpaceCut::pure_split) return false;
+  }
+  return false;
 }
 
 void PreTokenizer::run(std::string_view text, bool at_start, const PieceSink& emit) const {

@@ -20,10 +20,19 @@ namespace anchorctx::data::hf_bpe {
 // prepend_scheme "first" needs it). The view is only valid during the call.
 using PieceSink = std::function<void(std::string_view piece, bool at_start)>;
 
+// What a step does at a space that follows a printable ASCII character (the cut
+// HfBpeTokenizer::stream_cut makes), for any text around it (proofs in the .cpp):
+enum class SpaceCut {
+  splits,      // it always splits there, and its pieces on each side are those of the whole
+  pure_split,  // it only splits elsewhere, by a pattern without context (Digits)
+  unknown,     // nothing is proved
+};
+
 class PreTokenizerStep {
  public:
   virtual ~PreTokenizerStep() = default;
   virtual void run(std::string_view piece, bool at_start, const PieceSink& emit) const = 0;
+  virtual SpaceCut space_cut() const = 0;
 };
 
 class PreTokenizer {
@@ -34,6 +43,15 @@ class PreTokenizer {
 
   // Splits `text` into pieces (empty pieces are dropped, as in `tokenizers`).
   void run(std::string_view text, bool at_start, const PieceSink& emit) const;
+
+  // Whether every text is split before each space that follows a printable ASCII character,
+  // with the pieces on either side those of the whole: a step that splits there (SpaceCut::
+  // splits) comes before any step other than Digits. What follows it sees the same pieces.
+  bool splits_before_spaces() const;
+
+  // Whether it is one ByteLevel step without a prefix space: every text is then given to the
+  // model as it is (one word with use_regex false, its regex's words otherwise).
+  bool plain_byte_level() const;
 
   // Whether the sequence ends with ByteLevel: the model then takes raw bytes.
   bool byte_level() const { return byte_level_; }

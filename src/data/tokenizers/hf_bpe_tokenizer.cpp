@@ -13,6 +13,7 @@
 //   pad: <pad>, <|pad|>, [PAD], <|padding|>, <|finetune_right_pad_id|>
 // So GPT-2 and Qwen2 have no bos and eos <|endoftext|>; LLaMA-3 has bos <|begin_of_text|> and
 // eos <|end_of_text|>; LLaMA-2 <s> and </s>.
+#include <array>
 #include <fstream>
 #include <sstream>
 
@@ -64,6 +65,7 @@ class HfBpeTokenizer final : public Tokenizer {
       }
       added_by_id_.emplace(t.id, std::move(t));
     }
+    find_stream_cuts(raw_patterns, raw_tokens, norm_patterns, norm_tokens);
     raw_matcher_ = AddedTokenMatcher(std::move(raw_patterns), std::move(raw_tokens));
     norm_matcher_ = AddedTokenMatcher(std::move(norm_patterns), std::move(norm_tokens));
     vocab_size_ = max_id + 1;
@@ -102,6 +104,25 @@ class HfBpeTokenizer final : public Tokenizer {
     return ids;
   }
 
+  // Safe cuts: before a space that follows a printable ASCII character c, when every stage
+  // keeps that place (find_stream_cuts): no added token can hold it or start there, the
+  // normalizer is none or NFC, and the pre-tokenizer always splits there (a ByteLevel or Split
+  // regex of GPT-2, LLaMA-3 or Qwen2, or Metaspace with split). Then the words of the text are
+  // those of the text before the cut and those of the text after it, and the model encodes
+  // words one by one. The text after the cut starts with the space, so no prefix space or
+  // metaspace is added to it: encode_continued is encode.
+  // A byte-wise model (each byte its own token: the byte tokenizer's tokenizer.json) behind a
+  // plain ByteLevel, with no normalizer and no added tokens, cuts anywhere.
+  std::size_t stream_cut(std::string_view text, std::size_t from) const override {
+    const std::size_t lowest = std::max<std::size_t>(from, 1);
+    if (any_byte_cuts_) return text.size() > lowest ? text.size() - 1 : 0;
+    if (!space_cuts_) return 0;
+    for (std::size_t k = text.size(); k-- > lowest;) {
+      if (text[k] == ' ' && cut_after_[static_cast<unsigned char>(text[k - 1])]) return k;
+    }
+    return 0;
+  }
+
   std::string decode(std::span<const std::int32_t> ids) const override {
     std::vector<std::string> tokens;
     tokens.reserve(ids.size());
@@ -134,6 +155,34 @@ class HfBpeTokenizer final : public Tokenizer {
       matcher.split(text, out);
   }
 
+  // Decides whether stream_cut may cut, and after which characters.
+  void find_stream_cuts(const std::vector<std::string>& raw_patterns,
+                        const std::vector<AddedToken>& raw_tokens,
+                        const std::vector<std::string>& norm_patterns,
+                        const std::vector<AddedToken>& norm_tokens) {
+    any_byte_cuts_ = model_.bytewise() && normalizer_.empty() &&
+                     pre_tokenizer_.plain_byte_level() && raw_patterns.empty() &&
+                     norm_patterns.empty();
+    space_cuts_ = normalizer_.only_nfc() && pre_tokenizer_.splits_before_spaces();
+    for (int c = 0x21; c < 0x7F; ++c)
+      cut_after_[c] = true;
+    const auto exclude = [&](const std::vector<std::string>& patterns,
+                             const std::vector<AddedToken>& tokens) {
+      for (std::size_t i = 0; i < patterns.size(); ++i) {
+        // A token holding a space could cover the cut or start at it (where single_word would
+        // see another neighbour); then no cuts at all (no known tokenizer has one).
+        if (patterns[i].find(' ') != std::string::npos) space_cuts_ = false;
+        // An rstrip token ending in c would swallow the space after it: no cut after c.
+        if (tokens[i].rstrip && !patterns[i].empty())
+          cut_after_[static_cast<unsigned char>(patterns[i].back())] = false;
+        // An lstrip token swallows only whitespace before it, never c: the text after the cut
+        // swallows the same.
+      }
+    };
+    exclude(raw_patterns, raw_tokens);
+    exclude(norm_patterns, norm_tokens);
+  }
+
   BpeModel model_;
   Normalizer normalizer_;
   PreTokenizer pre_tokenizer_;
@@ -143,6 +192,9 @@ class HfBpeTokenizer final : public Tokenizer {
   SpecialIds special_;
   std::int32_t vocab_size_ = 0;
   std::string hash_;
+  bool space_cuts_ = false;
+  bool any_byte_cuts_ = false;
+  std::array<bool, 256> cut_after_{};  // c after which a space may be cut before
 };
 
 std::string read_file(const std::string& path) {
