@@ -254,9 +254,10 @@ std::vector<StepBuffer> LlamaTrainModel::step_buffers(const LlamaConfig& config,
   for (const BufferSpec& spec : buffer_specs()) {
     if (spec.scope == Scope::recompute && !options.checkpointing) continue;
     if (spec.scope == Scope::bf16_weights && !round) continue;
-    const std::int64_t rows = spec.rows == Rows::tokens       ? T
-                              : spec.rows == Rows::loss_chunk ? std::min(lm_head_chunk_rows(options.loss_chunk), T)
-                                                              : 1;
+    const std::int64_t rows = spec.rows == Rows::tokens ? T
+                              : spec.rows == Rows::loss_chunk
+                                  ? std::min(lm_head_chunk_rows(options.loss_chunk), T)
+                                  : 1;
     const std::int64_t copies = spec.scope == Scope::stored_layer  ? (options.checkpointing ? 1 : L)
                                 : spec.scope == Scope::layer_input ? L + 1
                                                                    : 1;

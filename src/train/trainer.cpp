@@ -140,7 +140,7 @@ class StepProgress {
 
 struct Trainer::Impl {
   data::Dataset dataset;
-  dist::ParallelGroups groups;  // this rank's place in the run: its replica and shard
+  dist::ParallelGroups groups;  // this rank's place in the run: its replica and token shard
   DataShard shard;              // which windows this replica reads
   std::unique_ptr<DataParallelOptimizer> optimizer;
   TrainerState state;
@@ -150,7 +150,6 @@ struct Trainer::Impl {
   std::unique_ptr<TensorBoardSink> tensorboard;
   fs::path resumed_from;                 // the checkpoint a resume loaded
   std::optional<core::FolderLock> lock;  // the run folder's, held while the trainer lives
-  dist::ParallelGroups groups;           // this rank's sequence- and data-parallel groups
 
   explicit Impl(data::Dataset d) : dataset(std::move(d)) {}
 
