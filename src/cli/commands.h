@@ -51,4 +51,7 @@ void register_rope_drift(CLI::App& app);
 // `anchorctx eval`: perplexity by position and length, RULER-style needle tasks, a report.
 void register_eval(CLI::App& app);
 
+// `anchorctx study`: the paper's experiment at small scale (docs/STUDY.md).
+void register_study(CLI::App& app);
+
 }  // namespace anchorctx::cli

@@ -270,7 +270,13 @@ TEST(Config, Presets) {
   EXPECT_EQ(ref.intermediate_size, 1408);
   EXPECT_EQ(ref.vocab_size, 32000);
   EXPECT_EQ(ref.max_position_embeddings, 4096);
-  EXPECT_EQ(preset_names(), (std::vector<std::string>{"tiny", "reference"}));
+  const LlamaConfig small = preset("small");
+  EXPECT_EQ(small.head_dim, 64);
+  EXPECT_EQ(small.vocab_size, 259);
+  // 10-30M parameters, the size the study (docs/STUDY.md) asks for.
+  EXPECT_EQ(parameter_count(small),
+            2 * 259 * 384 + 6 * (2 * 384 * 384 + 2 * 384 * 128 + 3 * 384 * 1152 + 768) + 384);
+  EXPECT_EQ(preset_names(), (std::vector<std::string>{"tiny", "reference", "small"}));
   try {
     preset("huge");
     FAIL();
