@@ -97,7 +97,7 @@ train::TrainOptions base_train_options(const fs::path& data, const fs::path& run
   t.out = run;
   t.resume = true;  // a new run when the folder holds no checkpoint yet
   t.log_every = 1;
-  t.keep_last = 1;
+  t.keep_last = 2;  // the newest and one before: an interrupted run resumes from the newest
   t.tensorboard = false;
   t.quiet = true;  // the study prints its own progress line
   t.schedule.kind = train::ScheduleKind::cosine;
@@ -110,6 +110,9 @@ fs::path train_run(train::TrainOptions t, Eta& eta, double work, const std::stri
   auto comm = dist::make_single_process_communicator();
   train::Trainer trainer(t, *comm);
   const std::int64_t start = trainer.step();
+  if (!quiet && start > 0)
+    std::fprintf(stderr, "study: %s: resuming at step %lld of %lld\n", what.c_str(),
+                 static_cast<long long>(start), static_cast<long long>(t.steps));
   const double per_step = work / static_cast<double>(t.steps);
   eta.done += per_step * static_cast<double>(start);
   const train::TrainResult r = trainer.run([&](const train::StepRecord& s) {
