@@ -94,7 +94,7 @@ void register_study(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--report-only", a->report_only,
                 "Rewrite report.md, report.json and plots/ from the finished sub-runs; train "
-                "nothing");
+                "nothing (give the study's own settings: others are refused)");
   cmd->add_flag("--quiet", a->quiet, "No progress on stderr");
   using C = study::StudyConfig;
   Args& r = *a;

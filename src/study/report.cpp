@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/atomic_file.h"
+#include "anchorctx/core/error.h"
 #include "anchorctx/core/line_chart.h"
 #include "anchorctx/study/study.h"
 #include "anchorctx/study/verdict.h"
@@ -62,6 +63,14 @@ std::string utc_now() {
 }  // namespace
 
 void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOptions& options) {
+  // The report of a folder describes the settings it was run with, never others.
+  if (fs::exists(out / "study.json")) {
+    const nlohmann::json recorded = read_json(out / "study.json").at("config");
+    require(recorded == c.to_json(),
+            "study: {} was run with other settings than these (its study.json); give the same "
+            "settings to rewrite its report",
+            out.string());
+  }
   std::vector<RunData> runs;
   for (const RunId& id : stage1_runs(c)) {
     RunData r{id, false, false, {}, {}};

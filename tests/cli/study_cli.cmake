@@ -63,6 +63,7 @@ endif()
 # Other settings on the same folder: refused, naming the setting.
 expect_failure("stage1-steps \\(3 before, 5 now\\)" study --quick --stage1-steps 5
                --out "${dir}")
+expect_failure("run with other settings" study --quick --report-only --seeds 1,2 --out "${dir}")
 expect_failure("unknown variant 'sliding'" study --quick --variants full,sliding
                --out "${WORK}/other")
 expect_failure("--out" study --quick)
