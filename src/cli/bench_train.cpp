@@ -234,7 +234,8 @@ void register_bench_train(CLI::App& bench) {
       "train",
       "Time training steps (forward, backward, AdamW) of a model on one synthetic packed window; "
       "MFU against the sgemm rate measured in the same run");
-  cmd->add_option("--preset", a->preset, "Model preset (tiny, reference)")->capture_default_str();
+  cmd->add_option("--preset", a->preset, "Model preset (tiny, reference, small)")
+      ->capture_default_str();
   cmd->add_option("--config-json", a->config_json, "A HuggingFace config.json instead of a preset");
   cmd->add_option("--seq-len", a->seq_len, "Window length in tokens")->capture_default_str();
   add_enum_option(*cmd, "--mask", a->mask, "Attention mask");

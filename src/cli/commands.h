@@ -53,5 +53,7 @@ void register_eval(CLI::App& app);
 
 // `anchorctx plan`: the cost model of a distributed training step (FLOPs, memory, bytes, time).
 void register_plan(CLI::App& app);
+// `anchorctx study`: the paper's experiment at small scale (docs/STUDY.md).
+void register_study(CLI::App& app);
 
 }  // namespace anchorctx::cli

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   anchorctx::cli::register_rope_drift(app);
   anchorctx::cli::register_eval(app);
   anchorctx::cli::register_plan(app);
+  anchorctx::cli::register_study(app);
 
   try {
     app.parse(argc, argv);

@@ -113,7 +113,7 @@ void register_train(CLI::App& app) {
   cmd->add_option("--out", o.out,
                   "Run folder: checkpoints/, metrics.jsonl, TensorBoard events, report.md with "
                   "plots/ (required)");
-  cmd->add_option("--preset", o.preset, "Model preset: tiny or reference");
+  cmd->add_option("--preset", o.preset, "Model preset: tiny, reference or small");
   cmd->add_option("--model-config", o.config_json, "A HuggingFace config.json (random init)");
   cmd->add_option("--init-from", o.init_from, "A model folder to start from (its weights)");
   add_enum_option(*cmd, "--precision", o.run.precision,

@@ -443,6 +443,19 @@ LlamaConfig preset(std::string_view name) {
     c.max_position_embeddings = 4096;
     c.bos_token_id = 1;
     c.eos_token_ids = {2};
+  } else if (name == "small") {
+    // The study's model (docs/STUDY.md): 10.5M parameters, head_dim 64 as in LLaMA, sized so
+    // that the default study fits 90 minutes on two cores.
+    c.vocab_size = 259;
+    c.hidden_size = 384;
+    c.intermediate_size = 1152;
+    c.num_hidden_layers = 6;
+    c.num_attention_heads = 6;
+    c.num_key_value_heads = 2;
+    c.max_position_embeddings = 4096;
+    c.bos_token_id = 256;
+    c.eos_token_ids = {257};
+    c.pad_token_id = 258;
   } else if (name == "llama2-7b") {
     // meta-llama/Llama-2-7b-hf's config.json: the paper's main model (for `anchorctx plan`).
     c.vocab_size = 32000;
@@ -467,7 +480,7 @@ LlamaConfig preset(std::string_view name) {
     c.bos_token_id = 128000;
     c.eos_token_ids = {128001};
   } else {
-    fail("unknown model preset '{}' (known: tiny, reference, llama2-7b, llama3-8b)", name);
+    fail("unknown model preset '{}' (known: tiny, reference, small, llama2-7b, llama3-8b)", name);
   }
   c.head_dim = c.hidden_size / c.num_attention_heads;
   validate(c, fmt::format("preset {}", name));
@@ -475,7 +488,7 @@ LlamaConfig preset(std::string_view name) {
 }
 
 std::vector<std::string> preset_names() {
-  return {"tiny", "reference", "llama2-7b", "llama3-8b"};
+  return {"tiny", "reference", "small", "llama2-7b", "llama3-8b"};
 }
 
 std::int64_t parameter_count(const LlamaConfig& c) {

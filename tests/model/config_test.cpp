@@ -270,13 +270,19 @@ TEST(Config, Presets) {
   EXPECT_EQ(ref.intermediate_size, 1408);
   EXPECT_EQ(ref.vocab_size, 32000);
   EXPECT_EQ(ref.max_position_embeddings, 4096);
+  const LlamaConfig small = preset("small");
+  EXPECT_EQ(small.head_dim, 64);
+  EXPECT_EQ(small.vocab_size, 259);
+  // 10-30M parameters, the size the study (docs/STUDY.md) asks for.
+  EXPECT_EQ(parameter_count(small),
+            2 * 259 * 384 + 6 * (2 * 384 * 384 + 2 * 384 * 128 + 3 * 384 * 1152 + 768) + 384);
   // The paper's models, as their HF config.json files say: LLaMA-2-7B has 6 738 415 616
   // parameters (transformers' num_parameters()), LLaMA-3-8B 8 030 261 248.
   EXPECT_EQ(parameter_count(preset("llama2-7b")), 6738415616);
   EXPECT_EQ(parameter_count(preset("llama3-8b")), 8030261248);
   EXPECT_EQ(preset("llama3-8b").num_key_value_heads, 8);
   EXPECT_EQ(preset_names(),
-            (std::vector<std::string>{"tiny", "reference", "llama2-7b", "llama3-8b"}));
+            (std::vector<std::string>{"tiny", "reference", "small", "llama2-7b", "llama3-8b"}));
   try {
     preset("huge");
     FAIL();

@@ -113,8 +113,11 @@ void save_config(const LlamaConfig& config, const std::filesystem::path& path);
 // intermediate 352, vocab 259 and bos/eos/pad 256/257/258 for the byte tokenizer, theta 10000,
 // max positions 4096, untied LM head).
 // "reference": the benchmark model (hidden 512, 8 layers, 8 heads, 2 kv heads, intermediate 1408,
-// vocab 32000, max positions 4096). "llama2-7b" and "llama3-8b": the paper's models as their HF
-// config.json files give them (for `anchorctx plan`; too big to train here). Throws
+// vocab 32000, max positions 4096).
+// "small": the study's model (hidden 384, 6 layers, 6 heads of 64, 2 kv heads, intermediate 1152,
+// the byte tokenizer's vocab and ids as tiny, theta 10000, max positions 4096).
+// "llama2-7b" and "llama3-8b": the paper's models as their HF config.json files give them (for
+// `anchorctx plan`; too big to train here). Throws
 // anchorctx::Error listing the names for anything else.
 LlamaConfig preset(std::string_view name);
 std::vector<std::string> preset_names();

@@ -1,0 +1,77 @@
+#include "study/files.h"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "anchorctx/core/atomic_file.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/timing.h"
+
+namespace anchorctx::study {
+
+namespace fs = std::filesystem;
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("study: cannot read {}", path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail("study: {} is not valid JSON ({}); delete it to redo that part", path.string(), e.what());
+  }
+}
+
+void write_json(const fs::path& path, const nlohmann::json& value) {
+  core::write_file_atomic(path, value.dump(1) + "\n");
+}
+
+nlohmann::json train_summary(const fs::path& run_dir, const fs::path& checkpoint) {
+  const fs::path metrics = run_dir / "metrics.jsonl";
+  std::ifstream in(metrics);
+  if (!in) fail("study: cannot read {}", metrics.string());
+  nlohmann::json steps = nlohmann::json::array();
+  std::vector<double> step_s;
+  std::string line;
+  std::int64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      fail("study: {}:{}: not a JSON line", metrics.string(), number);
+    }
+    if (!j.contains("step") || !j.contains("loss") || j.at("loss").is_null()) continue;
+    const std::int64_t step = j.at("step").get<std::int64_t>();
+    const double ms = j.value("step_ms", 0.0);
+    steps.push_back({step, j.at("loss").get<double>()});
+    if (step > 1 && ms > 0) step_s.push_back(ms / 1000.0);
+  }
+  return {{"checkpoint", checkpoint.string()},
+          {"loss", steps},
+          {"step_s_median",
+           step_s.empty() ? nlohmann::json(nullptr) : nlohmann::json(core::median(step_s))}};
+}
+
+nlohmann::json eval_summary(const eval::EvalReport& report) {
+  nlohmann::json scores = nlohmann::json::object();
+  for (const eval::NiahCell& cell : report.niah)
+    scores[cell.task][std::to_string(cell.length)] = cell.mean();
+  nlohmann::json ppl = nlohmann::json::array();
+  for (const eval::PplResult& p : report.ppl) {
+    nlohmann::json buckets = nlohmann::json::array();
+    for (const eval::PplBucket& b : p.buckets)
+      buckets.push_back({b.begin, b.end, b.tally.mean()});
+    ppl.push_back({{"length", p.length}, {"loss", p.total.mean()}, {"buckets", buckets}});
+  }
+  return {{"scores", scores}, {"ppl", ppl}, {"seconds", report.seconds}};
+}
+
+}  // namespace anchorctx::study

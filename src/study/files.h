@@ -1,0 +1,27 @@
+// The study folder's small JSON files: done markers and the summaries they hold, which the
+// report is built from (so a report can be rebuilt from the folder alone).
+#pragma once
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/eval/evaluation.h"
+
+namespace anchorctx::study {
+
+// Throws anchorctx::Error naming the file when it cannot be read or parsed.
+nlohmann::json read_json(const std::filesystem::path& path);
+// Written under a temporary name and renamed.
+void write_json(const std::filesystem::path& path, const nlohmann::json& value);
+
+// train-done.json: the final checkpoint, the loss curve and the median step time (seconds,
+// steps after the first: the first pays for allocation) from the run's metrics.jsonl.
+nlohmann::json train_summary(const std::filesystem::path& run_dir,
+                             const std::filesystem::path& checkpoint);
+
+// eval-done.json: {"scores": {task: {length: 0-100}}, "ppl": [{"length", "loss", "buckets":
+// [[begin, end, mean loss], ...]}], "seconds"}.
+nlohmann::json eval_summary(const eval::EvalReport& report);
+
+}  // namespace anchorctx::study

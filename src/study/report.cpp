@@ -1,0 +1,308 @@
+// write_study_report (study.h): report.md, report.json and plots/ from the study folder's done
+// markers. Every number comes from a file a finished sub-run wrote; pending runs are listed.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "anchorctx/core/atomic_file.h"
+#include "anchorctx/core/error.h"
+#include "anchorctx/core/line_chart.h"
+#include "anchorctx/study/study.h"
+#include "anchorctx/study/verdict.h"
+#include "study/files.h"
+#include "study/summary.h"
+
+namespace anchorctx::study {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct RunData {
+  RunId id;
+  bool trained = false, evaluated = false;
+  nlohmann::json train, eval;
+};
+
+// Mean over tasks of the run's score at `length`; NaN when a task lacks it.
+double score_at(const nlohmann::json& eval, std::int64_t length) {
+  const std::string key = std::to_string(length);
+  double sum = 0.0;
+  int n = 0;
+  for (const auto& [task, by_length] : eval.at("scores").items()) {
+    if (!by_length.contains(key) || by_length.at(key).is_null()) return std::nan("");
+    sum += by_length.at(key).get<double>();
+    ++n;
+  }
+  return n > 0 ? sum / n : std::nan("");
+}
+
+void write_chart(const fs::path& dir, const std::string& name, const core::LineChart& chart) {
+  const core::RenderedChart r = core::render_chart(chart);
+  core::write_file_atomic(dir / (name + ".svg"), r.svg);
+  core::write_file_atomic(dir / (name + ".png"), r.png);
+}
+
+std::string utc_now() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", &tm);
+  return buf;
+}
+
+}  // namespace
+
+void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOptions& options) {
+  // The report of a folder describes the settings it was run with, never others.
+  if (fs::exists(out / "study.json")) {
+    const nlohmann::json recorded = read_json(out / "study.json").at("config");
+    require(recorded == c.to_json(),
+            "study: {} was run with other settings than these (its study.json); give the same "
+            "settings to rewrite its report",
+            out.string());
+  }
+  std::vector<RunData> runs;
+  for (const RunId& id : stage1_runs(c)) {
+    RunData r{id, false, false, {}, {}};
+    const fs::path dir = out / "stage1" / id.name();
+    if (fs::exists(dir / "train-done.json")) {
+      r.trained = true;
+      r.train = read_json(dir / "train-done.json");
+    }
+    if (fs::exists(dir / "eval-done.json")) {
+      r.evaluated = true;
+      r.eval = read_json(dir / "eval-done.json");
+    }
+    runs.push_back(std::move(r));
+  }
+  const std::int64_t window = c.stage1_seq_len;
+  std::vector<std::int64_t> in_window;
+  for (const std::int64_t l : c.eval_lengths)
+    if (l <= window) in_window.push_back(l);
+
+  // Per-seed values by variant: the primary score and the step time.
+  SeedValues primary, step_s;
+  std::map<std::string, std::map<std::int64_t, std::vector<double>>> by_length;
+  for (const RunData& r : runs) {
+    if (r.evaluated) {
+      double sum = 0.0;
+      for (const std::int64_t l : in_window)
+        sum += score_at(r.eval, l);
+      primary[r.id.variant].push_back(
+          in_window.empty() ? std::nan("") : sum / static_cast<double>(in_window.size()));
+      for (const std::int64_t l : c.eval_lengths)
+        by_length[r.id.variant][l].push_back(score_at(r.eval, l));
+    }
+    if (r.trained && !r.train.at("step_s_median").is_null())
+      step_s[r.id.variant].push_back(r.train.at("step_s_median").get<double>());
+  }
+
+  std::string md =
+      "# anchorctx study: context extension with full, intra-document and "
+      "AnchorAttention\n\n";
+  int done = 0;
+  std::string pending;
+  for (const RunData& r : runs) {
+    if (r.evaluated)
+      ++done;
+    else
+      pending += (pending.empty() ? "" : ", ") + r.id.name();
+  }
+  md += fmt::format(
+      "Written {} on a machine with {} hardware threads. Stage-1 runs finished and evaluated: "
+      "{} of {}.{}\n\n",
+      utc_now(), std::thread::hardware_concurrency(), done, runs.size(),
+      pending.empty() ? std::string() : " **Pending: " + pending + ".**");
+  if (!options.command_line.empty())
+    md += fmt::format("Regenerate every number: `{}`\n\n", options.command_line);
+  md += "Question, setup, the pre-registered verdict rule: docs/STUDY.md.\n\n";
+
+  // The paper's RULER layout: variants x lengths (longest first), mean [min, max] over seeds.
+  md += fmt::format(
+      "## Retrieval score (0-100, mean over tasks {}; mean [min, max] over seeds)\n\n"
+      "Training window {}; lengths above it are beyond the window. The verdicts use the mean "
+      "over lengths up to the window.\n\n| variant | seeds |",
+      nlohmann::json(c.eval_tasks).dump(), window);
+  std::vector<std::int64_t> desc(c.eval_lengths.rbegin(), c.eval_lengths.rend());
+  for (const std::int64_t l : desc)
+    md += fmt::format(" {} |", l);
+  md += " mean <= window |\n| --- | --- |";
+  for (std::size_t i = 0; i <= desc.size(); ++i)
+    md += " --- |";
+  md += "\n";
+  for (const std::string& v : c.variants) {
+    const Variant& var = *find_variant(v);
+    const auto it = primary.find(v);
+    md += fmt::format("| {} | {} |", var.label, it == primary.end() ? 0 : it->second.size());
+    for (const std::int64_t l : desc) {
+      const auto bl = by_length.find(v);
+      md += " " +
+            format_cell(summarize(bl == by_length.end() ? std::vector<double>{} : bl->second[l])) +
+            " |";
+    }
+    md += " " + format_cell(summarize(it == primary.end() ? std::vector<double>{} : it->second)) +
+          " |\n";
+  }
+  md += "\n![accuracy vs length](plots/accuracy_vs_length.svg)\n\n";
+
+  // Perplexity by position bucket at the longest length (loss per token, mean over seeds).
+  const std::int64_t longest = c.eval_lengths.back();
+  md += fmt::format(
+      "## Held-out loss by position at length {} (nats per token, mean over seeds)\n\n", longest);
+  std::vector<std::pair<std::int64_t, std::int64_t>> buckets;
+  std::map<std::string, std::map<std::int64_t, std::vector<double>>> bucket_loss;
+  for (const RunData& r : runs) {
+    if (!r.evaluated) continue;
+    for (const nlohmann::json& p : r.eval.at("ppl")) {
+      if (p.at("length").get<std::int64_t>() != longest) continue;
+      if (buckets.empty())
+        for (const nlohmann::json& b : p.at("buckets"))
+          buckets.emplace_back(b.at(0).get<std::int64_t>(), b.at(1).get<std::int64_t>());
+      for (const nlohmann::json& b : p.at("buckets"))
+        bucket_loss[r.id.variant][b.at(0).get<std::int64_t>()].push_back(
+            b.at(2).is_null() ? std::nan("") : b.at(2).get<double>());
+    }
+  }
+  if (buckets.empty()) {
+    md += "No run evaluated yet.\n\n";
+  } else {
+    md += "| variant |";
+    for (const auto& [b, e] : buckets)
+      md += fmt::format(" {}-{} |", b, e);
+    md += "\n| --- |";
+    for (std::size_t i = 0; i < buckets.size(); ++i)
+      md += " --- |";
+    md += "\n";
+    for (const std::string& v : c.variants) {
+      if (!bucket_loss.contains(v)) continue;
+      md += "| " + find_variant(v)->label + " |";
+      for (const auto& [b, e] : buckets)
+        md += fmt::format(" {:.3f} |", summarize(bucket_loss[v][b]).mean);
+      md += "\n";
+    }
+    md += "\n";
+  }
+
+  // Step time per variant.
+  md +=
+      "## Training step time at the long window (median seconds per step; mean [min, max] "
+      "over seeds)\n\n| variant | s/step | vs full |\n| --- | --- | --- |\n";
+  const double full_s = step_s.contains("full") ? summarize(step_s["full"]).mean : std::nan("");
+  for (const std::string& v : c.variants) {
+    if (!step_s.contains(v)) {
+      md += fmt::format("| {} | pending | |\n", find_variant(v)->label);
+      continue;
+    }
+    const Cell cell = summarize(step_s[v]);
+    md += fmt::format("| {} | {} | {} |\n", find_variant(v)->label, format_cell(cell, 2),
+                      std::isfinite(full_s) ? fmt::format("{:.2f}x", cell.mean / full_s) : "");
+  }
+  md +=
+      "\nMeasured while the study ran; on a shared machine the absolute times move with the "
+      "load, and ratios from one study are comparable only when the load was steady.\n\n";
+
+  // Verdicts by the pre-registered rule.
+  md += fmt::format(
+      "## Verdicts (rule: docs/STUDY.md; min effect {} score points)\n\n"
+      "| claim | statement | verdict | evidence |\n| --- | --- | --- | --- |\n",
+      c.min_effect);
+  nlohmann::json verdicts = nlohmann::json::array();
+  for (const Claim& claim : paper_claims()) {
+    const bool time = claim.metric == "step_s";
+    const Judgement j = judge(claim, time ? step_s : primary, time ? 0.0 : c.min_effect);
+    md += fmt::format("| {} | {} | {} | {} ({}) |\n", claim.id, claim.statement,
+                      to_string(j.verdict), j.reason, time ? "seconds per step" : "score points");
+    verdicts.push_back({{"claim", claim.id},
+                        {"statement", claim.statement},
+                        {"verdict", std::string(to_string(j.verdict))},
+                        {"effect", j.effect},
+                        {"spread", j.spread},
+                        {"threshold", j.threshold},
+                        {"reason", j.reason}});
+  }
+
+  // Loss curves.
+  md +=
+      "\n## Loss curves\n\n![stage 1 loss](plots/stage1_loss.svg)\n\n"
+      "![stage 0 loss](plots/stage0_loss.svg)\n\n";
+  md += "## Settings\n\n| setting | value |\n| --- | --- |\n";
+  const nlohmann::json settings = c.to_json();  // a named object: items() of a temporary dangles
+  for (auto it = settings.begin(); it != settings.end(); ++it)
+    md += fmt::format("| {} | `{}` |\n", it.key(), it.value().dump());
+
+  // Plots.
+  const fs::path plots = out / "plots";
+  fs::create_directories(plots);
+  core::LineChart acc;
+  acc.title = "Retrieval score vs context length (mean over seeds)";
+  acc.x_label = "context length (tokens)";
+  acc.y_label = "score (0-100)";
+  acc.x_scale = core::AxisScale::categorical;
+  core::LineChart s1;
+  s1.title = fmt::format("Stage 1 training loss (seed {})", c.seeds.front());
+  s1.x_label = "step";
+  s1.y_label = "loss";
+  int color = 0;
+  for (const std::string& v : c.variants) {
+    const Variant& var = *find_variant(v);
+    if (by_length.contains(v)) {
+      core::ChartSeries series{var.name, {}, {}, color, var.control};
+      for (const std::int64_t l : c.eval_lengths) {
+        series.x.push_back(static_cast<double>(l));
+        series.y.push_back(summarize(by_length[v][l]).mean);
+      }
+      acc.series.push_back(series);
+    }
+    for (const RunData& r : runs)
+      if (r.trained && r.id.variant == v && r.id.seed == c.seeds.front()) {
+        core::ChartSeries series{var.name, {}, {}, color, var.control};
+        for (const nlohmann::json& p : r.train.at("loss")) {
+          series.x.push_back(p.at(0).get<double>());
+          series.y.push_back(p.at(1).get<double>());
+        }
+        s1.series.push_back(series);
+      }
+    ++color;
+  }
+  write_chart(plots, "accuracy_vs_length", acc);
+  write_chart(plots, "stage1_loss", s1);
+  core::LineChart s0;
+  s0.title = "Stage 0 training loss";
+  s0.x_label = "step";
+  s0.y_label = "loss";
+  if (fs::exists(out / "stage0" / "run" / "metrics.jsonl")) {
+    const nlohmann::json t = train_summary(out / "stage0" / "run", "");
+    core::ChartSeries series{"stage 0", {}, {}, 0, false};
+    for (const nlohmann::json& p : t.at("loss")) {
+      series.x.push_back(p.at(0).get<double>());
+      series.y.push_back(p.at(1).get<double>());
+    }
+    s0.series.push_back(series);
+  }
+  write_chart(plots, "stage0_loss", s0);
+
+  nlohmann::json runs_json = nlohmann::json::object();
+  for (const RunData& r : runs)
+    runs_json[r.id.name()] = {{"train", r.trained ? r.train : nlohmann::json(nullptr)},
+                              {"eval", r.evaluated ? r.eval : nlohmann::json(nullptr)}};
+  core::write_file_atomic(out / "report.json", nlohmann::json{{"config", c.to_json()},
+                                                              {"runs", runs_json},
+                                                              {"verdicts", verdicts},
+                                                              {"finished", done},
+                                                              {"planned", runs.size()}}
+                                                       .dump(1) +
+                                                   "\n");
+  core::write_file_atomic(out / "report.md", md);
+}
+
+}  // namespace anchorctx::study

@@ -1,0 +1,82 @@
+# `anchorctx study --quick` end to end (the pipeline, not the science): every sub-run, the report
+# and plots; a rerun that finds everything done; a sub-run resumed from its checkpoint; another
+# setting on the same folder refused by name (run by CTest):
+#   cmake -DEXE=/path/to/anchorctx -DWORK=/tmp/dir -DCONFIGS=configs -P study_cli.cmake
+cmake_minimum_required(VERSION 3.25)
+include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
+require_variables(EXE WORK CONFIGS)
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+set(dir "${WORK}/study")
+
+run_ok(out study --quick --quiet --out "${dir}")
+foreach(f study.json report.md report.json plots/accuracy_vs_length.svg
+          plots/accuracy_vs_length.png plots/stage1_loss.svg plots/stage1_loss.png
+          plots/stage0_loss.svg plots/stage0_loss.png stage0/done.json stage0/long/config.json
+          stage1/anchor-s1/eval/report.json stage1/anchor_exact-s1/eval-done.json)
+  if(NOT EXISTS "${dir}/${f}")
+    message(FATAL_ERROR "the study folder lacks ${f}")
+  endif()
+endforeach()
+file(READ "${dir}/report.json" report)
+string(JSON finished GET "${report}" finished)
+expect_equal("finished stage-1 runs (4 variants + 3 controls, one seed)" "${finished}" "7")
+string(JSON n LENGTH "${report}" verdicts)
+expect_equal("verdicts" "${n}" "7")
+string(JSON verdict GET "${report}" verdicts 0 verdict)
+expect_equal("C1 with one seed (no spread to judge by)" "${verdict}" "inconclusive")
+# Stage 1 continues from stage 0 with the RoPE base raised.
+file(READ "${dir}/stage0/long/config.json" long_config)
+string(JSON theta GET "${long_config}" rope_theta)
+expect_equal("stage-1 rope_theta" "${theta}" "1000000.0")
+file(READ "${dir}/report.md" md)
+foreach(row "| AnchorAttention | 1 |" "| Intra-doc \\(reset ids\\) | 1 |" "## Verdicts"
+            "Regenerate every number: `anchorctx study --quick --out")
+  if(NOT md MATCHES "${row}")
+    message(FATAL_ERROR "report.md lacks '${row}':\n${md}")
+  endif()
+endforeach()
+
+# A rerun finds every done marker: nothing is trained again.
+execute_process(COMMAND ${EXE} study --quick --out "${dir}" RESULT_VARIABLE rc ERROR_VARIABLE err)
+expect_equal("rerun exit" "${rc}" "0")
+if(err MATCHES ": training")
+  message(FATAL_ERROR "a rerun of a finished study trained again:\n${err}")
+endif()
+
+# An interrupted run (its markers and last checkpoint gone, its checkpoint of step 2 kept)
+# resumes from there and trains the one step left.
+file(REMOVE "${dir}/stage1/anchor-s1/train-done.json" "${dir}/stage1/anchor-s1/eval-done.json")
+file(REMOVE_RECURSE "${dir}/stage1/anchor-s1/run/checkpoints/step-000003")
+if(NOT EXISTS "${dir}/stage1/anchor-s1/run/checkpoints/step-000002")
+  message(FATAL_ERROR "anchor-s1 kept no step-2 checkpoint")
+endif()
+execute_process(COMMAND ${EXE} study --quick --out "${dir}" RESULT_VARIABLE rc ERROR_VARIABLE err)
+expect_equal("resume exit" "${rc}" "0")
+if(NOT err MATCHES "anchor-s1: resuming at step 2 of 3" OR NOT err MATCHES "anchor-s1: step 3/3")
+  message(FATAL_ERROR "anchor-s1 did not resume from its step-2 checkpoint:\n${err}")
+endif()
+if(err MATCHES "full-s1: training")
+  message(FATAL_ERROR "the resume retrained a finished run:\n${err}")
+endif()
+
+# Other settings on the same folder: refused, naming the setting.
+expect_failure("stage1-steps \\(3 before, 5 now\\)" study --quick --stage1-steps 5
+               --out "${dir}")
+expect_failure("run with other settings" study --quick --report-only --seeds 1,2 --out "${dir}")
+expect_failure("unknown variant 'sliding'" study --quick --variants full,sliding
+               --out "${WORK}/other")
+expect_failure("--out" study --quick)
+
+# configs/study.toml is the built-in default, key for key (the report of an empty study records
+# the settings it was given).
+run_ok(out study --report-only --quiet --out "${WORK}/defaults")
+run_ok(out study --report-only --quiet --config "${CONFIGS}/study.toml" --out "${WORK}/file")
+file(READ "${WORK}/defaults/report.json" a)
+file(READ "${WORK}/file/report.json" b)
+string(JSON a GET "${a}" config)
+string(JSON b GET "${b}" config)
+string(JSON same EQUAL "${a}" "${b}")
+if(NOT same)
+  message(FATAL_ERROR "configs/study.toml differs from the defaults:\n${b}\nvs\n${a}")
+endif()
