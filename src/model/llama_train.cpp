@@ -10,6 +10,7 @@
 #include "anchorctx/attention/kernels.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 
 namespace anchorctx::model {
 
@@ -276,6 +277,7 @@ void LlamaTrainModel::prepare_buffers(std::int64_t T, bool backward) {
 // Attention: RoPE'd q, k and v through the block-sparse kernels in the precision's dtype.
 
 void LlamaTrainModel::attention_forward(LayerActs& a) {
+  const OpScope scope(Op::attention_forward);
   const attention::AttentionDims dims{static_cast<int>(config_.num_attention_heads),
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
@@ -292,6 +294,7 @@ void LlamaTrainModel::attention_forward(LayerActs& a) {
 
 void LlamaTrainModel::attention_backward(LayerActs& a, const float* d_o, float* dq, float* dk,
                                          float* dv) {
+  const OpScope scope(Op::attention_backward);
   const attention::AttentionDims dims{static_cast<int>(config_.num_attention_heads),
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
@@ -325,8 +328,11 @@ void LlamaTrainModel::layer_forward(int l, const float* x_in, float* x_out, Laye
                  compute_);
   linear_forward(a.xn1.data(), w(n.v_proj), w(n.v_bias), T, H, kv_dim_, round_, a.v.data(),
                  compute_);
-  rotation_.forward(a.q.data(), config_.num_attention_heads);
-  rotation_.forward(a.k.data(), config_.num_key_value_heads);
+  {
+    const OpScope scope(Op::rope);
+    rotation_.forward(a.q.data(), config_.num_attention_heads);
+    rotation_.forward(a.k.data(), config_.num_key_value_heads);
+  }
   if (hook_ && *hook_) (*hook_)(l, a.q, a.k);
   attention_forward(a);
   linear_forward(a.o.data(), w(n.o_proj), w(n.o_bias), T, q_dim_, H, round_, x_out, compute_);
@@ -374,8 +380,11 @@ void LlamaTrainModel::layer_backward(int l, const float* x_in, LayerActs& a, flo
                   g(n.o_bias), compute_);
   round(d_o_);
   attention_backward(a, d_o_.data(), dq_.data(), dk_.data(), dv_.data());
-  rotation_.backward(dq_.data(), config_.num_attention_heads);
-  rotation_.backward(dk_.data(), config_.num_key_value_heads);
+  {
+    const OpScope scope(Op::rope);
+    rotation_.backward(dq_.data(), config_.num_attention_heads);
+    rotation_.backward(dk_.data(), config_.num_key_value_heads);
+  }
   linear_backward(a.xn1.data(), w(n.q_proj), dq_.data(), T, H, q_dim_, false, dxn_.data(),
                   g(n.q_proj), g(n.q_bias), compute_);
   linear_backward(a.xn1.data(), w(n.k_proj), dk_.data(), T, H, kv_dim_, true, dxn_.data(),
@@ -422,6 +431,7 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
   batch_ = &batch;
   prepare_buffers(T, backward);
   if (round_) {
+    const OpScope scope(Op::weights_bf16);
     std::copy(params_.begin(), params_.end(), bf16_params_.begin());
     round_to_bf16(bf16_params_);
   }

@@ -16,6 +16,7 @@
 #include "anchorctx/core/timing.h"
 #include "anchorctx/model/bf16_compute.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 #include "model/layers/gemm.h"
 
 #ifdef ANCHORCTX_HAVE_DNNL
@@ -177,9 +178,13 @@ void bf16_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int6
   const bool ta_ = ta != CblasNoTrans, tb_ = tb != CblasNoTrans;
   // The stored A is [k, m] when transposed, else [m, k]; B is [n, k] or [k, n].
   const std::int64_t a_cols = ta_ ? m : k, b_cols = tb_ ? k : n;
+  const OpScope scope(Op::gemm);
   thread_local std::vector<std::uint16_t> a16, b16;
-  to_bf16_packed(a, ta_ ? k : m, a_cols, lda, a16);
-  to_bf16_packed(b, tb_ ? n : k, b_cols, ldb, b16);
+  {
+    const OpScope convert(Op::gemm_bf16_convert);
+    to_bf16_packed(a, ta_ ? k : m, a_cols, lda, a16);
+    to_bf16_packed(b, tb_ ? n : k, b_cols, ldb, b16);
+  }
   const bool accumulate = beta != 0.0f;
 
   if (!thread_invariant_gemms()) {

@@ -10,6 +10,7 @@
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 #include "model/layers/gemm.h"
 
 namespace anchorctx::model {
@@ -19,6 +20,7 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
                               std::int64_t vocab, std::int64_t chunk, bool round_bf16,
                               double grad_scale, float* dx, float* dweight, float* logits_out,
                               Bf16Compute compute) {
+  const OpScope scope(Op::lm_head_loss);
   const std::int64_t tokens = static_cast<std::int64_t>(targets.size());
   for (std::int64_t t = 0; t < tokens; ++t)
     if (targets[t] < -1 || targets[t] >= vocab)

@@ -7,6 +7,7 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 #include "model/layers/gemm.h"
 
 namespace anchorctx::model {
@@ -37,6 +38,7 @@ void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, 
                         std::int64_t k, const float* a, std::int64_t lda, const float* b,
                         std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
   if (m <= 0 || n <= 0) return;
+  const OpScope scope(Op::gemm);
   if (!thread_invariant_gemms()) {
     cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n),
                 static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
@@ -79,6 +81,7 @@ void linear_forward(const float* x, const float* weight, const float* bias, std:
                     std::int64_t in, std::int64_t out, bool round_bf16, float* y,
                     Bf16Compute compute) {
   if (tokens == 0) return;
+  const OpScope scope(Op::linear_other);
   if (bias) {
 #pragma omp parallel for schedule(static) if (tokens > 64)
     for (std::int64_t t = 0; t < tokens; ++t)
@@ -94,6 +97,7 @@ void linear_backward(const float* x, const float* weight, const float* dy, std::
                      std::int64_t in, std::int64_t out, bool accumulate_dx, float* dx,
                      float* dweight, float* dbias, Bf16Compute compute) {
   if (tokens == 0) return;
+  const OpScope scope(Op::linear_other);
   // dx [T, in] = dy [T, out] * W [out, in]
   if (dx)
     detail::layer_gemm(compute, CblasNoTrans, CblasNoTrans, tokens, in, out, dy, out, weight, in,
