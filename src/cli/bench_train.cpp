@@ -24,6 +24,7 @@
 #include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/dist/world.h"
 #include "anchorctx/model/llama_train.h"
+#include "anchorctx/model/op_profile.h"
 #include "anchorctx/rope/positions.h"
 #include "anchorctx/train/data_parallel_optimizer.h"
 #include "anchorctx/train/optimizer.h"
@@ -47,8 +48,16 @@ struct BenchTrainArgs {
   int steps = 3, warmup = 1, threads = 0;
   int sp = 1;  // sequence-parallel degree (one process: 1)
   std::uint64_t seed = 0;
-  bool json = false;
+  bool json = false, profile = false;
 };
+
+// CPU time of the whole process (all threads) so far.
+double process_cpu_ms() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return (static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e3 +
+          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-3);
+}
 
 double peak_rss_mb() {
   rusage usage{};
@@ -140,30 +149,40 @@ void run_bench_train(const BenchTrainArgs& a) {
                  std::string(attention::to_string(a.mask)).c_str(),
                  std::string(model::to_string(a.precision)).c_str(),
                  run.checkpointing ? "on" : "off");
-  std::vector<double> times, comm_times, wait_times;
-  double loss = 0.0;
+  std::vector<double> times, cpu_times, comm_times, wait_times;
+  double loss = 0.0, optimizer_ms = 0.0, optimizer_cpu_ms = 0.0;
   for (int s = 0; s < a.warmup + a.steps; ++s) {
+    if (a.profile && s == a.warmup) model::set_op_profile(true);
     const core::Stopwatch watch;
+    const double cpu0 = process_cpu_ms();
     model.zero_grads();
     const model::LossSum l = model.forward_backward(batch, 1.0 / a.seq_len);
     const core::Stopwatch wait_watch;
     world->barrier();
     const double wait_ms = wait_watch.elapsed_ms();
+    // The optimizer's time (profile) covers the gradient sum over ranks, clipping and AdamW.
+    const core::Stopwatch optimizer_watch;
+    const double optimizer_cpu0 = process_cpu_ms();
     const core::Stopwatch comm_watch;
     optimizer.reduce_and_clip(model.grads(), 1.0);
     const double comm_ms = comm_watch.elapsed_ms();
     optimizer.step(model.params(), model.grads(), 1e-4);
     const double ms = watch.elapsed_ms();
+    const double cpu_ms = process_cpu_ms() - cpu0;
     loss = l.loss / static_cast<double>(l.tokens);
     if (s >= a.warmup) {
       times.push_back(ms);
+      cpu_times.push_back(cpu_ms);
       comm_times.push_back(comm_ms);
       wait_times.push_back(wait_ms);
+      optimizer_ms += optimizer_watch.elapsed_ms();
+      optimizer_cpu_ms += process_cpu_ms() - optimizer_cpu0;
     }
     if (!a.json && report)
-      std::fprintf(stderr, "  step %d: %.1f ms, loss %.4f%s\n", s, ms, loss,
+      std::fprintf(stderr, "  step %d: %.1f ms (CPU %.1f ms), loss %.4f%s\n", s, ms, cpu_ms, loss,
                    s < a.warmup ? " (warm-up)" : "");
   }
+  model::set_op_profile(false);
   const double step_ms = core::median(times);
   const double comm_ms = core::median(comm_times), wait_ms = core::median(wait_times);
   // What the all-reduce moves per rank: its block of every rank's gradients out and in, then
@@ -171,6 +190,29 @@ void run_bench_train(const BenchTrainArgs& a) {
   const int ranks = world->world_size();
   const double reduce_bytes =
       2.0 * (ranks - 1) / ranks * 4.0 * static_cast<double>(model.layout().total());
+  // Per kind of operation, in milliseconds per timed step (means): wall time and the main
+  // thread's CPU time (model/op_profile.h); the optimizer (clipping and AdamW; process CPU time)
+  // and what no scope covered.
+  nlohmann::json profile;
+  if (a.profile) {
+    const model::OpTimes op = model::op_profile();
+    double wall_total = 0.0, cpu_total = 0.0, wall_covered = 0.0;
+    for (const double t : times)
+      wall_total += t;
+    for (const double t : cpu_times)
+      cpu_total += t;
+    for (const auto& entry : model::kOpNames) {
+      const auto i = static_cast<std::size_t>(entry.value);
+      profile["wall"][std::string(entry.name)] = op.wall_ms[i] / a.steps;
+      profile["cpu"][std::string(entry.name)] = op.cpu_ms[i] / a.steps;
+      wall_covered += op.wall_ms[i];
+    }
+    profile["wall"]["optimizer"] = optimizer_ms / a.steps;
+    profile["cpu"]["optimizer"] = optimizer_cpu_ms / a.steps;
+    profile["wall"]["unattributed"] = (wall_total - wall_covered - optimizer_ms) / a.steps;
+    profile["step_wall_ms_mean"] = wall_total / a.steps;
+    profile["step_cpu_ms_mean"] = cpu_total / a.steps;
+  }
   const double sgemm = core::measure_sgemm_gflops(2048, threads, 3);
   // The bf16 yardstick: 2048^3 through oneDNN (0 where the native path is unavailable).
   const double bf16_gemm = model::measure_bf16_gemm_gflops(2048, threads, 3);
@@ -191,6 +233,7 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"steps", a.steps},
                       {"step_ms", step_ms},
                       {"step_ms_all", times},
+                      {"step_cpu_ms", core::median(cpu_times)},
                       {"tokens_per_s", a.seq_len / (step_ms * 1e-3)},
                       {"model_flops_per_step", flops},
                       {"model_gflops", achieved},
@@ -206,6 +249,7 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"activation_bytes_estimate", model.activation_bytes(a.seq_len)},
                       {"peak_rss_mb", peak_rss_mb()},
                       {"blas", core::blas_name()}};
+  if (a.profile) j["profile_ms_per_step"] = profile;
   if (!report) return;
   if (a.json) {
     std::printf("%s\n", j.dump().c_str());
@@ -223,6 +267,15 @@ void run_bench_train(const BenchTrainArgs& a) {
     if (bf16_gemm > 0)
       std::printf("bf16 GEMM yardstick (oneDNN, 2048^3): %.1f GFLOP/s; model = %.1f%% of it\n",
                   bf16_gemm, 100 * achieved / bf16_gemm);
+    if (a.profile) {
+      std::printf("time per step by operation (ms, mean of the timed steps; CPU: main thread):\n");
+      std::printf("  %-20s %9s %9s\n", "", "wall", "CPU");
+      for (const auto& [name, ms] : profile["wall"].items())
+        std::printf("  %-20s %9.1f %9s\n", name.c_str(), ms.get<double>(),
+                    profile["cpu"].contains(name)
+                        ? fmt::format("{:.1f}", profile["cpu"][name].get<double>()).c_str()
+                        : "");
+    }
   }
 }
 
@@ -258,8 +311,12 @@ void register_bench_train(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Seed of weights, documents and tokens")
       ->capture_default_str();
-  cmd->add_flag("--json", a->json,
-                "One JSON object: step_ms, tokens_per_s, mfu, sgemm_gflops, peak_rss_mb, ...");
+  cmd->add_flag("--profile", a->profile,
+                "Also time each kind of operation (GEMMs, their bf16 conversion, attention, "
+                "RMSNorm, ...) over the timed steps: profile_ms_per_step in the JSON");
+  cmd->add_flag(
+      "--json", a->json,
+      "One JSON object: step_ms, step_cpu_ms, tokens_per_s, mfu, sgemm_gflops, peak_rss_mb, ...");
   cmd->callback([a] { run_bench_train(*a); });
 }
 

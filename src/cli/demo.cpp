@@ -26,6 +26,7 @@
 #include "anchorctx/model/llama_inference.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/train/trainer.h"
+#include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 
 namespace anchorctx::cli {
@@ -43,6 +44,7 @@ struct DemoArgs {
   std::int64_t batch_windows = 2;
   int timing_steps = 3;
   std::uint64_t seed = 1234;
+  std::string bf16_compute;  // empty: model::default_bf16_compute()
   bool json = false, quiet = false;
 };
 
@@ -101,6 +103,9 @@ double time_steps(model::LlamaTrainModel& model, const data::Dataset& dataset,
 void run_demo(const DemoArgs& a) {
   const core::Stopwatch total;
   const fs::path out = a.out;
+  // Before any work, so that an unavailable --bf16-compute native fails at once.
+  const model::Bf16Compute compute =
+      resolve_bf16_compute(a.bf16_compute, model::Precision::bf16, a.quiet);
   const core::FolderLock lock = prepare_out(out);
 
   // 1. The built-in corpus, as JSONL.
@@ -142,6 +147,7 @@ void run_demo(const DemoArgs& a) {
   t.preset = "tiny";
   t.run.precision = model::Precision::bf16;
   t.run.rope_mode = rope::RopeMode::hf_bf16;
+  t.run.bf16_compute = compute;  // recorded with the run's options (trainer_state.json)
   t.batch.mask = attention::MaskKind::anchor;
   t.batch.positions = rope::PositionPolicy::anchor;
   t.windows_per_micro_batch = a.batch_windows;
@@ -155,8 +161,9 @@ void run_demo(const DemoArgs& a) {
   t.seed = a.seed;
   t.quiet = a.quiet;
   say(a, fmt::format("demo: training the tiny model ({} steps of {} x {} tokens, AnchorAttention, "
-                     "bf16) -> {}",
-                     t.steps, t.windows_per_micro_batch, a.seq_len, t.out.string()));
+                     "bf16, {} GEMMs) -> {}",
+                     t.steps, t.windows_per_micro_batch, a.seq_len, model::to_string(compute),
+                     t.out.string()));
   auto comm = dist::make_single_process_communicator();
   train::Trainer trainer(t, *comm);
   const train::TrainResult result = trainer.run();
@@ -205,7 +212,7 @@ void run_demo(const DemoArgs& a) {
       "# anchorctx demo\n\n"
       "- corpus: {} built-in documents, packed into {} windows of {} tokens (byte tokenizer, "
       "shared anchor)\n"
-      "- model: tiny preset ({} parameters), AnchorAttention, bf16 (emulated, fp32 master "
+      "- model: tiny preset ({} parameters), AnchorAttention, bf16 ({} GEMMs, fp32 master "
       "weights)\n"
       "- training: {} steps of {} windows, loss {:.4f} -> {:.4f}, {:.0f} tokens/s\n"
       "- step time (forward + backward, same windows): anchor {:.0f} ms, full attention {:.0f} "
@@ -215,9 +222,9 @@ void run_demo(const DemoArgs& a) {
       "## Loss\n\n![loss](run/plots/loss.svg)\n\n"
       "Learning rate, gradient norm and throughput: run/plots/ (SVG and PNG).\n\n"
       "| step | loss |\n| --- | --- |\n",
-      docs.size(), packed.value("windows", 0), a.seq_len, m.layout().count(), result.final_step,
-      a.batch_windows, loss_first, loss_last, result.tokens_per_s, anchor_ms, full_ms,
-      anchor_ms / full_ms, model_dir.string());
+      docs.size(), packed.value("windows", 0), a.seq_len, m.layout().count(),
+      model::to_string(compute), result.final_step, a.batch_windows, loss_first, loss_last,
+      result.tokens_per_s, anchor_ms, full_ms, anchor_ms / full_ms, model_dir.string());
   for (const train::StepRecord& r : result.steps)
     if (r.step == 1 || r.step % std::max<std::int64_t>(1, a.steps / 10) == 0)
       report += fmt::format("| {} | {:.4f} |\n", r.step, r.loss);
@@ -240,6 +247,7 @@ void run_demo(const DemoArgs& a) {
                               {"windows", packed.value("windows", 0)},
                               {"seq_len", a.seq_len},
                               {"parameters", m.layout().count()},
+                              {"bf16_compute", std::string(model::to_string(compute))},
                               {"sample", sample},
                               {"elapsed_s", total.elapsed_s()}};
     std::printf("%s\n", j.dump().c_str());
@@ -263,6 +271,7 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--batch-windows", a->batch_windows, "Windows per step")->capture_default_str();
   cmd->add_option("--seed", a->seed, "Seed of the corpus, packing and initialisation")
       ->capture_default_str();
+  cmd->add_option("--bf16-compute", a->bf16_compute, kBf16ComputeHelp);
   cmd->add_flag("--quiet", a->quiet, "No progress on stderr");
   cmd->add_flag("--json", a->json,
                 "End with one JSON object: loss_first, loss_last, steps, tokens_per_s, "

@@ -10,6 +10,8 @@
 #include "anchorctx/attention/kernels.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
+#include "model/layers/gemm.h"
 
 namespace anchorctx::model {
 
@@ -42,15 +44,20 @@ namespace {
 
 // Which buffers a spec stands for, and when they exist.
 enum class Scope {
-  stored_layer,   // LayerActs: one per layer, or one shared by all with checkpointing
-  layer_input,    // inputs_: the embedding output and each layer's output, L + 1
-  forward,        // a model member every call needs
-  backward,       // a model member only a backward needs
-  recompute,      // a model member only a backward with checkpointing needs
-  bf16_weights,   // a model member only bf16 precision needs
-  rope,           // allocated by rope::compute_frequencies / rope::RotationTable
-  loss,           // lm_head_cross_entropy's per-thread chunk scratch (layers/cross_entropy.cpp)
-  loss_backward,  // the same, only when it computes dx
+  stored_layer,     // LayerActs: one per layer, or one shared by all with checkpointing
+  layer_input,      // inputs_: the embedding output and each layer's output, L + 1
+  forward,          // a model member every call needs
+  backward,         // a model member only a backward needs
+  recompute,        // a model member only a backward with checkpointing needs
+  bf16_weights,     // a model member only bf16 precision needs
+  native_weights,   // a model member (bf16 bits) only native bf16 GEMMs need
+  native_forward,   // the same, for every call
+  native_backward,  // the same, only for a backward
+  rope,             // allocated by rope::compute_frequencies / rope::RotationTable
+  loss,             // lm_head_cross_entropy's per-thread chunk scratch (layers/cross_entropy.cpp)
+  loss_backward,    // the same, only when it computes dx
+  loss_native,      // lm_head_cross_entropy's bf16 chunk scratch, native bf16 GEMMs only
+  loss_native_backward,  // the same, only when it computes dx
 };
 // What one row of a buffer counts.
 enum class Rows { tokens, loss_chunk, one };
@@ -64,7 +71,8 @@ enum class Width {
   q_heads,
   half_head_dim,
   vocab,
-  params
+  params,
+  gemm_input,  // max(H, qd, I): the widest activation a GEMM reads
 };
 
 }  // namespace
@@ -74,8 +82,10 @@ struct LlamaTrainModel::BufferSpec {
   Scope scope;
   Rows rows;
   Width width;
-  std::vector<float> LayerActs::*layer = nullptr;         // Scope::stored_layer
-  std::vector<float> LlamaTrainModel::*member = nullptr;  // the model's own scopes
+  std::vector<float> LayerActs::*layer = nullptr;               // Scope::stored_layer
+  std::vector<float> LlamaTrainModel::*member = nullptr;        // the model's own scopes
+  std::vector<std::uint16_t> LlamaTrainModel::*bits = nullptr;  // its bf16 buffers (2 bytes)
+  int element_bytes = 4;
 };
 
 // The list (llm.c's activation sizes): prepare_buffers allocates from it, step_buffers sums it.
@@ -112,12 +122,22 @@ std::span<const LlamaTrainModel::BufferSpec> LlamaTrainModel::buffer_specs() {
       {"recompute_out", "[T, H]", recompute, Rows::tokens, Width::hidden, nullptr,
        &M::recompute_out_},
       {"bf16_params", "[P]", bf16_weights, Rows::one, Width::params, nullptr, &M::bf16_params_},
+      {"bf16_bits.weights", "[P]", native_weights, Rows::one, Width::params, nullptr, nullptr,
+       &M::weight_bits_, 2},
+      {"bf16_bits.x", "[T, max(H, qd, I)]", native_forward, Rows::tokens, Width::gemm_input,
+       nullptr, nullptr, &M::x_bits_, 2},
+      {"bf16_bits.dy", "[T, max(H, qd, I)]", native_backward, Rows::tokens, Width::gemm_input,
+       nullptr, nullptr, &M::dy_bits_, 2},
       {"rope.inv_freq", "[D/2]", rope, Rows::one, Width::half_head_dim},
       {"rope.cos", "[T, D/2]", rope, Rows::tokens, Width::half_head_dim},
       {"rope.sin", "[T, D/2]", rope, Rows::tokens, Width::half_head_dim},
       {"loss.x", "[c, H]", loss, Rows::loss_chunk, Width::hidden},
       {"loss.logits", "[c, V]", loss, Rows::loss_chunk, Width::vocab},
       {"loss.dx", "[c, H]", loss_backward, Rows::loss_chunk, Width::hidden},
+      {"loss.x_bf16", "[c, H]", loss_native, Rows::loss_chunk, Width::hidden, nullptr, nullptr,
+       nullptr, 2},
+      {"loss.dlogits_bf16", "[c, V]", loss_native_backward, Rows::loss_chunk, Width::vocab, nullptr,
+       nullptr, nullptr, 2},
   };
   return specs;
 }
@@ -144,6 +164,8 @@ std::int64_t LlamaTrainModel::width_of(const BufferSpec& spec, const LlamaConfig
       return config.vocab_size;
     case Width::params:
       return params;
+    case Width::gemm_input:
+      return std::max({config.hidden_size, config.q_dim(), config.intermediate_size});
   }
   return 0;
 }
@@ -241,6 +263,18 @@ const float* LlamaTrainModel::weight(const ParameterInfo& info) const {
   return (round_ ? bf16_params_.data() : params_.data()) + info.offset;
 }
 
+const std::uint16_t* LlamaTrainModel::weight_bits(const ParameterInfo* info) const {
+  return compute_ == Bf16Compute::native && info ? weight_bits_.data() + info->offset : nullptr;
+}
+
+const std::uint16_t* LlamaTrainModel::to_bits(const float* src, std::int64_t width,
+                                              std::vector<std::uint16_t>& bits) {
+  if (compute_ != Bf16Compute::native) return nullptr;
+  const OpScope scope(Op::gemm_bf16_convert);
+  detail::float_to_bf16(src, tokens_ * width, bits.data());
+  return bits.data();
+}
+
 std::vector<StepBuffer> LlamaTrainModel::step_buffers(std::int64_t T) const {
   return step_buffers(config_, options_, T);
 }
@@ -254,6 +288,11 @@ std::vector<StepBuffer> LlamaTrainModel::step_buffers(const LlamaConfig& config,
   for (const BufferSpec& spec : buffer_specs()) {
     if (spec.scope == Scope::recompute && !options.checkpointing) continue;
     if (spec.scope == Scope::bf16_weights && !round) continue;
+    const bool native_only =
+        spec.scope == Scope::native_weights || spec.scope == Scope::native_forward ||
+        spec.scope == Scope::native_backward || spec.scope == Scope::loss_native ||
+        spec.scope == Scope::loss_native_backward;
+    if (native_only && !(round && options.bf16_compute == Bf16Compute::native)) continue;
     const std::int64_t rows = spec.rows == Rows::tokens ? T
                               : spec.rows == Rows::loss_chunk
                                   ? std::min(lm_head_chunk_rows(options.loss_chunk), T)
@@ -262,8 +301,11 @@ std::vector<StepBuffer> LlamaTrainModel::step_buffers(const LlamaConfig& config,
                                 : spec.scope == Scope::layer_input ? L + 1
                                                                    : 1;
     const bool backward = spec.scope == Scope::backward || spec.scope == Scope::recompute ||
-                          spec.scope == Scope::loss_backward;
-    out.push_back({spec.name, spec.shape, copies, rows * width_of(spec, config, params), backward});
+                          spec.scope == Scope::loss_backward ||
+                          spec.scope == Scope::native_backward ||
+                          spec.scope == Scope::loss_native_backward;
+    out.push_back({spec.name, spec.shape, copies, rows * width_of(spec, config, params), backward,
+                   spec.element_bytes});
   }
   return out;
 }
@@ -322,9 +364,18 @@ void LlamaTrainModel::prepare_buffers(std::int64_t T, bool backward) {
       case Scope::bf16_weights:
         if (round_) (this->*spec.member).resize(n);
         break;
+      case Scope::native_weights:
+      case Scope::native_forward:
+        if (compute_ == Bf16Compute::native) (this->*spec.bits).resize(n);
+        break;
+      case Scope::native_backward:
+        if (backward && compute_ == Bf16Compute::native) (this->*spec.bits).resize(n);
+        break;
       case Scope::rope:
       case Scope::loss:
       case Scope::loss_backward:
+      case Scope::loss_native:
+      case Scope::loss_native_backward:
         break;  // allocated by the rope part and the LM-head layer
     }
   }
@@ -335,6 +386,7 @@ void LlamaTrainModel::prepare_buffers(std::int64_t T, bool backward) {
 // Attention: RoPE'd q, k and v through the block-sparse kernels in the precision's dtype.
 
 void LlamaTrainModel::attention_forward(LayerActs& a) {
+  const OpScope scope(Op::attention_forward);
   const attention::KernelOptions kopt{0.0f, options_.threads};
   if (sp_group_) {
     // Ulysses: this rank's heads for the whole window, the kernel, the output back to tokens.
@@ -368,6 +420,7 @@ void LlamaTrainModel::attention_forward(LayerActs& a) {
 
 void LlamaTrainModel::attention_backward(LayerActs& a, const float* d_o, float* dq, float* dk,
                                          float* dv) {
+  const OpScope scope(Op::attention_backward);
   const attention::AttentionDims dims{static_cast<int>(config_.num_attention_heads),
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
@@ -409,31 +462,41 @@ void LlamaTrainModel::layer_forward(int l, const float* x_in, float* x_out, Laye
   const LayerTensors<const ParameterInfo*>& n = tensors_.layers[static_cast<std::size_t>(l)];
   const std::int64_t T = tokens_, H = config_.hidden_size, I = config_.intermediate_size;
   const auto w = [&](const ParameterInfo* p) { return p ? weight(*p) : nullptr; };
+  const auto wb = [&](const ParameterInfo* p) { return weight_bits(p); };
   const double eps = config_.rms_norm_eps;
 
   // Attention block: x_mid = x_in + o_proj(attention(rope(q), rope(k), v)) on rmsnorm(x_in).
+  // (Native: each GEMM input converted to bf16 once, x_bits_, for the GEMMs that read it.)
   rmsnorm_forward(x_in, w(n.input_norm), T, H, eps, round_, a.xn1.data(), a.rstd1.data());
-  linear_forward(a.xn1.data(), w(n.q_proj), w(n.q_bias), T, H, q_dim_, round_, a.q.data(),
-                 compute_);
+  const std::uint16_t* xn1_bits = to_bits(a.xn1.data(), H, x_bits_);
+  linear_forward(a.xn1.data(), w(n.q_proj), w(n.q_bias), T, H, q_dim_, round_, a.q.data(), compute_,
+                 {xn1_bits, wb(n.q_proj)});
   linear_forward(a.xn1.data(), w(n.k_proj), w(n.k_bias), T, H, kv_dim_, round_, a.k.data(),
-                 compute_);
+                 compute_, {xn1_bits, wb(n.k_proj)});
   linear_forward(a.xn1.data(), w(n.v_proj), w(n.v_bias), T, H, kv_dim_, round_, a.v.data(),
-                 compute_);
-  rotation_.forward(a.q.data(), config_.num_attention_heads);
-  rotation_.forward(a.k.data(), config_.num_key_value_heads);
+                 compute_, {xn1_bits, wb(n.v_proj)});
+  {
+    const OpScope scope(Op::rope);
+    rotation_.forward(a.q.data(), config_.num_attention_heads);
+    rotation_.forward(a.k.data(), config_.num_key_value_heads);
+  }
   if (hook_ && *hook_) (*hook_)(l, a.q, a.k);
   attention_forward(a);
-  linear_forward(a.o.data(), w(n.o_proj), w(n.o_bias), T, q_dim_, H, round_, x_out, compute_);
+  linear_forward(a.o.data(), w(n.o_proj), w(n.o_bias), T, q_dim_, H, round_, x_out, compute_,
+                 {to_bits(a.o.data(), q_dim_, x_bits_), wb(n.o_proj)});
   add_forward(x_in, x_out, T * H, round_, a.x_mid.data());
 
   // MLP block: x_out = x_mid + down(silu(gate(xn2)) * up(xn2)), xn2 = rmsnorm(x_mid).
   rmsnorm_forward(a.x_mid.data(), w(n.post_attention_norm), T, H, eps, round_, a.xn2.data(),
                   a.rstd2.data());
+  const std::uint16_t* xn2_bits = to_bits(a.xn2.data(), H, x_bits_);
   linear_forward(a.xn2.data(), w(n.gate_proj), w(n.gate_bias), T, H, I, round_, a.gate.data(),
-                 compute_);
-  linear_forward(a.xn2.data(), w(n.up_proj), w(n.up_bias), T, H, I, round_, a.up.data(), compute_);
+                 compute_, {xn2_bits, wb(n.gate_proj)});
+  linear_forward(a.xn2.data(), w(n.up_proj), w(n.up_bias), T, H, I, round_, a.up.data(), compute_,
+                 {xn2_bits, wb(n.up_proj)});
   swiglu_forward(a.gate.data(), a.up.data(), T * I, round_, a.h.data());
-  linear_forward(a.h.data(), w(n.down_proj), w(n.down_bias), T, I, H, round_, x_out, compute_);
+  linear_forward(a.h.data(), w(n.down_proj), w(n.down_bias), T, I, H, round_, x_out, compute_,
+                 {to_bits(a.h.data(), I, x_bits_), wb(n.down_proj)});
   add_forward(a.x_mid.data(), x_out, T * H, round_, x_out);
 }
 
@@ -443,21 +506,28 @@ void LlamaTrainModel::layer_backward(int l, const float* x_in, LayerActs& a, flo
   const std::int64_t T = tokens_, H = config_.hidden_size, I = config_.intermediate_size;
   const auto w = [&](const ParameterInfo* p) { return p ? weight(*p) : nullptr; };
   const auto g = [&](const ParameterInfo* p) { return p ? grad(*p) : nullptr; };
+  const auto wb = [&](const ParameterInfo* p) { return weight_bits(p); };
   const auto round = [&](std::vector<float>& v) {
     if (round_) round_to_bf16(v);
   };
+  // Native: a GEMM operand read twice or more (dy by dx and dW, xn1 and xn2 by several dW) is
+  // converted to bf16 once: inputs into x_bits_, output gradients into dy_bits_.
 
   // MLP block (the residual passes dx through unchanged).
   linear_backward(a.h.data(), w(n.down_proj), dx, T, I, H, false, dh_.data(), g(n.down_proj),
-                  g(n.down_bias), compute_);
+                  g(n.down_bias), compute_,
+                  {to_bits(a.h.data(), I, x_bits_), wb(n.down_proj), to_bits(dx, H, dy_bits_)});
   round(dh_);
   swiglu_backward(a.gate.data(), a.up.data(), dh_.data(), T * I, dgate_.data(), dup_.data());
   round(dgate_);
   round(dup_);
+  const std::uint16_t* xn2_bits = to_bits(a.xn2.data(), H, x_bits_);
   linear_backward(a.xn2.data(), w(n.gate_proj), dgate_.data(), T, H, I, false, dxn_.data(),
-                  g(n.gate_proj), g(n.gate_bias), compute_);
+                  g(n.gate_proj), g(n.gate_bias), compute_,
+                  {xn2_bits, wb(n.gate_proj), to_bits(dgate_.data(), I, dy_bits_)});
   linear_backward(a.xn2.data(), w(n.up_proj), dup_.data(), T, H, I, true, dxn_.data(), g(n.up_proj),
-                  g(n.up_bias), compute_);
+                  g(n.up_bias), compute_,
+                  {xn2_bits, wb(n.up_proj), to_bits(dup_.data(), I, dy_bits_)});
   round(dxn_);
   rmsnorm_backward(a.x_mid.data(), w(n.post_attention_norm), a.rstd2.data(), dxn_.data(), T, H,
                    true, dx, g(n.post_attention_norm));
@@ -465,17 +535,25 @@ void LlamaTrainModel::layer_backward(int l, const float* x_in, LayerActs& a, flo
 
   // Attention block.
   linear_backward(a.o.data(), w(n.o_proj), dx, T, q_dim_, H, false, d_o_.data(), g(n.o_proj),
-                  g(n.o_bias), compute_);
+                  g(n.o_bias), compute_,
+                  {to_bits(a.o.data(), q_dim_, x_bits_), wb(n.o_proj), to_bits(dx, H, dy_bits_)});
   round(d_o_);
   attention_backward(a, d_o_.data(), dq_.data(), dk_.data(), dv_.data());
-  rotation_.backward(dq_.data(), config_.num_attention_heads);
-  rotation_.backward(dk_.data(), config_.num_key_value_heads);
+  {
+    const OpScope scope(Op::rope);
+    rotation_.backward(dq_.data(), config_.num_attention_heads);
+    rotation_.backward(dk_.data(), config_.num_key_value_heads);
+  }
+  const std::uint16_t* xn1_bits = to_bits(a.xn1.data(), H, x_bits_);
   linear_backward(a.xn1.data(), w(n.q_proj), dq_.data(), T, H, q_dim_, false, dxn_.data(),
-                  g(n.q_proj), g(n.q_bias), compute_);
+                  g(n.q_proj), g(n.q_bias), compute_,
+                  {xn1_bits, wb(n.q_proj), to_bits(dq_.data(), q_dim_, dy_bits_)});
   linear_backward(a.xn1.data(), w(n.k_proj), dk_.data(), T, H, kv_dim_, true, dxn_.data(),
-                  g(n.k_proj), g(n.k_bias), compute_);
+                  g(n.k_proj), g(n.k_bias), compute_,
+                  {xn1_bits, wb(n.k_proj), to_bits(dk_.data(), kv_dim_, dy_bits_)});
   linear_backward(a.xn1.data(), w(n.v_proj), dv_.data(), T, H, kv_dim_, true, dxn_.data(),
-                  g(n.v_proj), g(n.v_bias), compute_);
+                  g(n.v_proj), g(n.v_bias), compute_,
+                  {xn1_bits, wb(n.v_proj), to_bits(dv_.data(), kv_dim_, dy_bits_)});
   round(dxn_);
   rmsnorm_backward(x_in, w(n.input_norm), a.rstd1.data(), dxn_.data(), T, H, true, dx,
                    g(n.input_norm));
@@ -525,8 +603,14 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
   prepare_buffers(T, backward);
   if (sp_group_) prepare_exchange(window, backward);
   if (round_) {
+    const OpScope scope(Op::weights_bf16);
     std::copy(params_.begin(), params_.end(), bf16_params_.begin());
     round_to_bf16(bf16_params_);
+    // Once per forward, not per GEMM: a weight is read by two GEMMs a step (three with
+    // checkpointing), the LM head's by three per loss chunk.
+    if (compute_ == Bf16Compute::native)
+      detail::float_to_bf16(params_.data(), static_cast<std::int64_t>(params_.size()),
+                            weight_bits_.data());
   }
 
   // RoPE tables for this batch's positions (dynamic scaling looks at the longest position: the
@@ -552,12 +636,13 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
   if (!backward)
     return lm_head_cross_entropy(final_out_.data(), weight(*lm_head_), shard(batch.targets), H, V,
                                  options_.loss_chunk, round_, 0.0, nullptr, nullptr,
-                                 logits.empty() ? nullptr : logits.data(), compute_);
+                                 logits.empty() ? nullptr : logits.data(), compute_,
+                                 weight_bits(lm_head_));
 
   // LM head + loss, then the final norm: dx_ = d(hidden after the last layer).
   const LossSum loss = lm_head_cross_entropy(
       final_out_.data(), weight(*lm_head_), shard(batch.targets), H, V, options_.loss_chunk, round_,
-      loss_scale, dxn_.data(), grad(*lm_head_), nullptr, compute_);
+      loss_scale, dxn_.data(), grad(*lm_head_), nullptr, compute_, weight_bits(lm_head_));
   if (round_) round_to_bf16(dxn_);
   rmsnorm_backward(inputs_[L].data(), weight(*tensors_.final_norm), final_rstd_.data(), dxn_.data(),
                    T, H, false, dx_.data(), grad(*tensors_.final_norm));

@@ -22,8 +22,20 @@ foreach(f model/config.json model/model.safetensors report.md data/meta.json)
     message(FATAL_ERROR "demo left no ${f}")
   endif()
 endforeach()
+# The bf16 GEMM mode (native where the CPU has AVX512_BF16) is reported and recorded with the
+# run's options; --bf16-compute emulated is honoured.
+string(JSON compute GET "${demo}" bf16_compute)
+file(READ "${WORK}/demo/run/checkpoints/step-000012/trainer_state.json" state)
+string(JSON recorded GET "${state}" options bf16-compute)
+expect_equal("demo bf16-compute recorded" "${recorded}" "${compute}")
 # Rerunning replaces the demo's own folder; a foreign folder is refused.
-run_ok(again demo --out "${WORK}/demo" --steps 2 --documents 100 --seq-len 128 --quiet)
+run_ok(again demo --out "${WORK}/demo" --steps 2 --documents 100 --seq-len 128 --quiet --json
+       --bf16-compute emulated)
+string(JSON compute GET "${again}" bf16_compute)
+expect_equal("demo --bf16-compute emulated" "${compute}" "emulated")
+file(READ "${WORK}/demo/run/checkpoints/step-000002/trainer_state.json" state)
+string(JSON recorded GET "${state}" options bf16-compute)
+expect_equal("demo emulated recorded" "${recorded}" "emulated")
 file(MAKE_DIRECTORY "${WORK}/foreign")
 expect_failure("not made by anchorctx demo" demo --out "${WORK}/foreign" --quiet)
 
@@ -64,3 +76,11 @@ expect_failure("does not run with rope mode" train --data "${WORK}/demo/data" --
 # bench train, small.
 run_ok(bench bench train --preset tiny --seq-len 256 --steps 1 --warmup 0 --json)
 require_keys("${bench}" step_ms tokens_per_s mfu sgemm_gflops peak_rss_mb)
+# --profile: time per kind of operation (wall and CPU), the GEMMs among them.
+run_ok(bench bench train --preset tiny --seq-len 256 --steps 1 --warmup 0 --profile --json)
+require_keys("${bench}" step_ms step_cpu_ms profile_ms_per_step)
+string(JSON gemm_ms GET "${bench}" profile_ms_per_step wall gemm)
+string(JSON gemm_cpu_ms GET "${bench}" profile_ms_per_step cpu gemm)
+if(NOT gemm_ms GREATER 0 OR NOT gemm_cpu_ms GREATER 0)
+  message(FATAL_ERROR "bench train --profile: no GEMM time (${gemm_ms} ms, CPU ${gemm_cpu_ms} ms)")
+endif()

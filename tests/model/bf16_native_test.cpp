@@ -16,6 +16,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -36,6 +37,7 @@
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/model/parameters.h"
 #include "anchorctx/train/optimizer.h"
+#include "model/layers/gemm.h"
 
 namespace anchorctx::model {
 namespace {
@@ -296,6 +298,95 @@ TEST_F(NativeBf16, LmHeadCrossEntropyMatchesEmulated) {
   EXPECT_LT(dlogit_rel, 0.3);
   EXPECT_TRUE(within(dx_n, dx_e, dx_scale, dlogit_rel));
   EXPECT_TRUE(within(dw_n, dw_e, dw_scale, dlogit_rel));
+}
+
+TEST(Bf16Convert, VectorPathGivesTheScalarRoundingsBitsOnEveryKindOfValue) {
+  // Ties (even and odd), values just off a tie, denormals, infinities, NaNs with payloads and
+  // both signs, the largest float (rounds to infinity), random bit patterns; lengths that leave
+  // every tail size; the AVX-512 path and the portable one (ANCHORCTX_ISA).
+  std::vector<float> values;
+  for (const std::uint32_t bits :
+       {0x3F808000u, 0x3F818000u, 0x3F808001u, 0x3F807FFFu, 0x00000001u, 0x00008000u, 0x007FFFFFu,
+        0x80018000u, 0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x7F800001u, 0xFFFFFFFFu, 0x7FA00000u,
+        0x7F7FFFFFu, 0xFF7FFFFFu, 0x00000000u, 0x80000000u})
+    values.push_back(std::bit_cast<float>(bits));
+  std::mt19937 rng(11);
+  for (int i = 0; i < 5000; ++i)
+    values.push_back(std::bit_cast<float>(static_cast<std::uint32_t>(rng())));
+  const char* previous = std::getenv("ANCHORCTX_ISA");
+  const std::string saved = previous ? previous : "";
+  for (const char* isa : {"avx512", "portable"}) {
+    setenv("ANCHORCTX_ISA", isa, 1);
+    for (const std::int64_t n :
+         {std::int64_t{0}, std::int64_t{1}, std::int64_t{15}, std::int64_t{16}, std::int64_t{17},
+          std::int64_t{31}, static_cast<std::int64_t>(values.size())}) {
+      std::vector<std::uint16_t> got(sz(n) + 1, 0xABCD);
+      detail::float_to_bf16(values.data(), n, got.data());
+      for (std::int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(got[sz(i)], core::float_to_bf16_bits(values[sz(i)]))
+            << isa << " n " << n << " value bits 0x" << std::hex
+            << std::bit_cast<std::uint32_t>(values[sz(i)]);
+      EXPECT_EQ(got[sz(n)], 0xABCD) << "wrote past the end, " << isa << " n " << n;
+    }
+    // Rows with a leading dimension: the gaps are neither read into the output nor written.
+    const std::int64_t rows = 37, cols = 45, ld = 50;
+    std::vector<std::uint16_t> packed(sz(rows * cols));
+    detail::float_to_bf16_rows(values.data(), rows, cols, ld, packed.data(), cols);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c)
+        ASSERT_EQ(packed[sz(r * cols + c)], core::float_to_bf16_bits(values[sz(r * ld + c)]));
+  }
+  if (previous)
+    setenv("ANCHORCTX_ISA", saved.c_str(), 1);
+  else
+    unsetenv("ANCHORCTX_ISA");
+}
+
+TEST_F(NativeBf16, OperandsGivenAsBitsGiveTheSameResultsAsConvertingPerGemm) {
+  // The model converts a weight or an activation once and hands the bits to every GEMM that
+  // reads it (Bf16Bits); that must change nothing but the work.
+  const std::int64_t tokens = 130, in = 72, out = 40;
+  const auto x = randn(tokens * in), w = randn(out * in), dy = randn(tokens * out);
+  std::vector<std::uint16_t> x16(sz(tokens * in)), w16(sz(out * in)), dy16(sz(tokens * out));
+  detail::float_to_bf16(x.data(), tokens * in, x16.data());
+  detail::float_to_bf16(w.data(), out * in, w16.data());
+  detail::float_to_bf16(dy.data(), tokens * out, dy16.data());
+  const auto run = [&](const Bf16Bits& bits) {
+    std::vector<float> y = poisoned(tokens * out), dx = poisoned(tokens * in);
+    std::vector<float> dw(sz(out * in), 0.25f);
+    linear_forward(x.data(), w.data(), nullptr, tokens, in, out, true, y.data(),
+                   Bf16Compute::native, bits);
+    linear_backward(x.data(), w.data(), dy.data(), tokens, in, out, false, dx.data(), dw.data(),
+                    nullptr, Bf16Compute::native, bits);
+    y.insert(y.end(), dx.begin(), dx.end());
+    y.insert(y.end(), dw.begin(), dw.end());
+    return y;
+  };
+  const auto converted = run({}), given = run({x16.data(), w16.data(), dy16.data()});
+  ASSERT_EQ(converted.size(), given.size());
+  EXPECT_EQ(0, std::memcmp(converted.data(), given.data(), given.size() * sizeof(float)));
+  for (const float v : given)
+    ASSERT_TRUE(std::isfinite(v));
+  // The LM head with its weight's bits against converting per call.
+  const std::int64_t vocab = 97;
+  const auto wl = randn(vocab * in);
+  std::vector<std::uint16_t> wl16(sz(vocab * in));
+  detail::float_to_bf16(wl.data(), vocab * in, wl16.data());
+  std::vector<std::int32_t> targets(sz(tokens));
+  for (std::int64_t t = 0; t < tokens; ++t)
+    targets[sz(t)] = t % 5 == 0 ? -1 : static_cast<std::int32_t>((t * 7) % vocab);
+  const auto head = [&](const std::uint16_t* bits) {
+    std::vector<float> dx = poisoned(tokens * in), dw(sz(vocab * in), 0.0f);
+    const LossSum l =
+        lm_head_cross_entropy(x.data(), wl.data(), targets, in, vocab, 48, true, 0.01, dx.data(),
+                              dw.data(), nullptr, Bf16Compute::native, bits);
+    dx.insert(dx.end(), dw.begin(), dw.end());
+    dx.push_back(static_cast<float>(l.loss));
+    return dx;
+  };
+  const auto head_converted = head(nullptr), head_given = head(wl16.data());
+  EXPECT_EQ(
+      0, std::memcmp(head_converted.data(), head_given.data(), head_given.size() * sizeof(float)));
 }
 
 TEST_F(NativeBf16, ThreadInvariantGemmsGiveTheSameBitsAtOneAndTwoThreads) {

@@ -6,6 +6,12 @@ Implementations measured (forward, then backward through autograd with a fixed r
                    intra_doc / anchor masks it computes the causal mask, not the requested one: a cost
                    baseline ("causal time of the same shape"), not an equivalent.
   sdpa_dense_mask  the same with an explicit dense boolean mask [L, L] encoding the requested mask.
+  sdpa_per_doc     what a PyTorch user writes for the intra_doc / anchor masks without a custom
+                   kernel (AnchorContext's "flash" formulation, as its varlen call does on a GPU):
+                   a loop over documents, each one F.scaled_dot_product_attention(is_causal=True)
+                   on the document's rows, under the anchor mask with the anchor tokens prepended
+                   (their rows recomputed per document and dropped, as each document's own bos
+                   row is); the outputs concatenated. The honest peer of the anchor kernels.
   flex_attention   torch.nn.attention.flex_attention under torch.compile with a BlockMask from
                    create_block_mask; the batch in one call. Compile time is reported separately.
 
@@ -41,7 +47,7 @@ import tempfile
 import time
 import traceback
 
-IMPLS = ("sdpa_causal", "sdpa_dense_mask", "flex_attention")
+IMPLS = ("sdpa_causal", "sdpa_dense_mask", "sdpa_per_doc", "flex_attention")
 
 
 def parse_args(argv=None):
@@ -415,6 +421,66 @@ def main(argv=None):
         res.update(info)
         return res
 
+    def per_doc_call(q, k, v, docs):
+        """[1, H, L, D] attention of the requested mask as a loop of causal SDPA calls."""
+        if args.mask == "causal":
+            return sdpa_call(q, k, v, None, True, 0)
+        L = sum(docs)
+        a = min(A, L) if args.mask == "anchor" else 0
+        outs, start = [], 0
+        for n in docs:
+            s, e = start, start + n
+            start = e
+            if s < a or a == 0:  # the anchor's own document, or no anchor: the document alone
+                outs.append(sdpa_call(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], None, True, 0))
+                continue
+            qd = torch.cat([q[:, :, :a], q[:, :, s:e]], dim=2)
+            kd = torch.cat([k[:, :, :a], k[:, :, s:e]], dim=2)
+            vd = torch.cat([v[:, :, :a], v[:, :, s:e]], dim=2)
+            outs.append(sdpa_call(qd, kd, vd, None, True, 0)[:, :, a:])
+        return torch.cat(outs, dim=2)
+
+    def run_sdpa_per_doc():
+        backend, backend_name = pick_backend(False)
+        info = {"sdpa_backend": backend_name,
+                "gqa": ("enable_gqa=True" if group > 1 else "none (heads == kv_heads)"),
+                "computes_mask": args.mask,
+                "calls": ("one per document, is_causal=True" +
+                          (f", the {A} anchor token(s) prepended" if args.mask == "anchor" else ""))}
+        fwd, bwd, cpu = [], [], []
+        err = None
+        with sdpa_kernel([backend]):
+            for it in range(args.warmup + args.repeat):
+                tf = tb = 0.0
+                c0, w0 = time.process_time(), time.perf_counter()
+                for b, (q0, k0, v0, dout) in enumerate(inputs):
+                    q = q0.detach().requires_grad_()
+                    k = k0.detach().requires_grad_()
+                    v = v0.detach().requires_grad_()
+                    t0 = time.perf_counter()
+                    out = per_doc_call(q, k, v, seqs[b])
+                    t1 = time.perf_counter()
+                    out.backward(dout)
+                    t2 = time.perf_counter()
+                    tf += t1 - t0
+                    tb += t2 - t1
+                    if b == 0 and it == 0:
+                        err = max_err(out.detach())
+                    del out, q, k, v
+                if it >= args.warmup:
+                    fwd.append(tf)
+                    bwd.append(tb)
+                    cpu.append((time.process_time() - c0) / (time.perf_counter() - w0) / threads)
+        f_ms, b_ms = median_ms(fwd), median_ms(bwd)
+        res = {"fwd_ms": f_ms, "bwd_ms": b_ms,
+               "fwd_gflops": fwd_flops / (f_ms * 1e-3) / 1e9,
+               "bwd_gflops": bwd_flops / (b_ms * 1e-3) / 1e9,
+               "fwd_ms_all": [t * 1e3 for t in fwd], "bwd_ms_all": [t * 1e3 for t in bwd],
+               "cpu_utilization": statistics.median(cpu),
+               "max_abs_err_vs_fp64_reference": err}
+        res.update(info)
+        return res
+
     def run_flex():
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -493,13 +559,16 @@ def main(argv=None):
         return res
 
     t_start = time.perf_counter()
-    order = [i for i in ("sdpa_dense_mask", "sdpa_causal", "flex_attention") if i in args.impls]
+    order = [i for i in ("sdpa_dense_mask", "sdpa_causal", "sdpa_per_doc", "flex_attention")
+             if i in args.impls]
     for name in order:
         try:
             if name == "sdpa_causal":
                 results[name] = run_sdpa(name, use_mask=False)
             elif name == "sdpa_dense_mask":
                 results[name] = run_sdpa(name, use_mask=True)
+            elif name == "sdpa_per_doc":
+                results[name] = run_sdpa_per_doc()
             else:
                 results[name] = run_flex()
         except Exception as e:  # noqa: BLE001 - record, keep going

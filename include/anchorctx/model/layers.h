@@ -59,17 +59,28 @@ void rmsnorm_backward(const float* x, const float* weight, const float* rstd, co
                       std::int64_t tokens, std::int64_t hidden, bool accumulate_dx, float* dx,
                       float* dweight);
 
+// Native bf16 only: GEMM operands the caller already holds as bf16 bits (the same values, the
+// same dense layout as the float32 arrays passed beside them), so that an operand several GEMMs
+// read -- a weight, a normed input feeding q, k and v -- is converted once, not per GEMM. Null:
+// converted by the GEMM. The emulated path ignores them.
+struct Bf16Bits {
+  const std::uint16_t* x = nullptr;       // the layer input [T, in]
+  const std::uint16_t* weight = nullptr;  // [out, in]
+  const std::uint16_t* dy = nullptr;      // linear_backward: the output gradient [T, out]
+};
+
 // y [T, out] = x [T, in] W^T + bias (bias may be null); bf16: y rounded.
 // `compute` native: the GEMMs of this layer (and of linear_backward, lm_head_cross_entropy) run
 // on bf16 operands through oneDNN (bf16_compute.h); for bf16 precision only.
 void linear_forward(const float* x, const float* weight, const float* bias, std::int64_t tokens,
                     std::int64_t in, std::int64_t out, bool round_bf16, float* y,
-                    Bf16Compute compute = Bf16Compute::emulated);
+                    Bf16Compute compute = Bf16Compute::emulated, const Bf16Bits& bits = {});
 // dx [T, in] = dy W (or += when accumulate_dx); dW [out, in] += dy^T x; dbias += sum_t dy.
 // dx null: not needed.
 void linear_backward(const float* x, const float* weight, const float* dy, std::int64_t tokens,
                      std::int64_t in, std::int64_t out, bool accumulate_dx, float* dx,
-                     float* dweight, float* dbias, Bf16Compute compute = Bf16Compute::emulated);
+                     float* dweight, float* dbias, Bf16Compute compute = Bf16Compute::emulated,
+                     const Bf16Bits& bits = {});
 
 // h = silu(gate) * up, elementwise over n; bf16: silu rounded, then the product rounded
 // (act_fn(gate_proj(x)) * up_proj(x) in a bf16 model).
@@ -89,6 +100,9 @@ void add_forward(const float* a, const float* b, std::int64_t n, bool round_bf16
 //   dx_c     = dlogits W;  dW += dlogits^T x_c
 // targets [T] (-1: no loss at t), x [T, H], W [V, H]. `dx` null: forward only (no gradients).
 // `logits_out` non-null: the full [T, V] logits are copied there (tests, evaluation).
+// Native: each chunk's x and dlogits are converted to bf16 once for the GEMMs that read them
+// (dlogits written as bf16 bits by the softmax loop itself); `weight_bits`, W's bf16 bits,
+// spares converting W for each chunk's three GEMMs.
 // Returns the summed loss (float64) and the number of targeted tokens. Throws anchorctx::Error
 // naming the position of a target outside [-1, V).
 // With thread-invariant GEMMs, chunks are whole kGemmRowBlock multiples (rounded down, at
@@ -103,6 +117,7 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
                               std::int64_t vocab, std::int64_t chunk, bool round_bf16,
                               double grad_scale, float* dx, float* dweight,
                               float* logits_out = nullptr,
-                              Bf16Compute compute = Bf16Compute::emulated);
+                              Bf16Compute compute = Bf16Compute::emulated,
+                              const std::uint16_t* weight_bits = nullptr);
 
 }  // namespace anchorctx::model

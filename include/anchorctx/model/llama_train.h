@@ -78,9 +78,10 @@ struct StepBuffer {
   std::string_view name;      // the buffer in llama_train.cpp (layer.q: LayerActs::q)
   std::string_view shape;     // of one copy, in docs/TRAINING.md's letters ("[T, qd]")
   std::int64_t copies = 1;    // L (each stored layer), L + 1 (the layer inputs) or 1
-  std::int64_t elements = 0;  // float32 elements of one copy
+  std::int64_t elements = 0;  // elements of one copy
   bool backward = false;      // allocated only when a backward runs
-  std::int64_t bytes() const { return 4 * copies * elements; }
+  int element_bytes = 4;      // float32, or 2 for the native path's bf16 bits
+  std::int64_t bytes() const { return element_bytes * copies * elements; }
 };
 
 class LlamaTrainModel {
@@ -159,6 +160,11 @@ class LlamaTrainModel {
   void attention_forward(LayerActs& acts);
   void attention_backward(LayerActs& acts, const float* d_o, float* dq, float* dk, float* dv);
   const float* weight(const ParameterInfo& info) const;
+  // Native: the bf16 bits of a weight (null for an absent one) / of a [T, width] activation,
+  // converted into `bits`; null when the GEMMs are emulated.
+  const std::uint16_t* weight_bits(const ParameterInfo* info) const;
+  const std::uint16_t* to_bits(const float* src, std::int64_t width,
+                               std::vector<std::uint16_t>& bits);
   float* grad(const ParameterInfo& info) { return grads_.data() + info.offset; }
 
   // Sequence parallel (set_sequence_parallel): the group, and its exchange for the current
@@ -172,6 +178,10 @@ class LlamaTrainModel {
   ParameterLayout layout_;
   std::vector<float> params_, grads_;
   std::vector<float> bf16_params_;  // the bf16 copy of params_ the bf16 forward reads
+  // Native bf16 GEMMs: the weights as bf16 bits (made with bf16_params_, once per forward), and
+  // an activation (x_bits_) and an output gradient (dy_bits_) converted once for the GEMMs
+  // that read them.
+  std::vector<std::uint16_t> weight_bits_, x_bits_, dy_bits_;
   bool round_ = false;
   Bf16Compute compute_ = Bf16Compute::emulated;  // of the layer GEMMs (emulated in fp32)
   std::int64_t head_dim_ = 0, q_dim_ = 0, kv_dim_ = 0;

@@ -16,6 +16,7 @@
 #include "anchorctx/core/timing.h"
 #include "anchorctx/model/bf16_compute.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 #include "model/layers/gemm.h"
 
 #ifdef ANCHORCTX_HAVE_DNNL
@@ -70,18 +71,6 @@ namespace {
 dnnl::engine& cpu_engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
-}
-
-// A stored matrix of `rows` x `cols` floats (leading dimension ld) as bf16 bits, packed
-// (leading dimension cols). Round to nearest even: exact for bf16-valued inputs.
-void to_bf16_packed(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld,
-                    std::vector<std::uint16_t>& dst) {
-  dst.resize(static_cast<std::size_t>(rows * cols));
-  std::uint16_t* out = dst.data();
-#pragma omp parallel for schedule(static) if (rows * cols > 65536)
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < cols; ++c)
-      out[r * cols + c] = core::float_to_bf16_bits(src[r * ld + c]);
 }
 
 // One matmul C [m, n] = A [m, k] B [k, n] (+ C), on packed bf16 A and B stored transposed or
@@ -161,8 +150,9 @@ void execute(const Matmul& mm, const std::uint16_t* a, const std::uint16_t* b, f
 namespace detail {
 
 void bf16_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int64_t n,
-               std::int64_t k, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-               float beta, float* c, std::int64_t ldc) {
+               std::int64_t k, const float* a, std::int64_t lda, const std::uint16_t* a16,
+               const float* b, std::int64_t ldb, const std::uint16_t* b16, float beta, float* c,
+               std::int64_t ldc) {
   std::string why;
   if (!native_bf16_available(&why)) fail("--bf16-compute native is unavailable: {}", why);
   require(beta == 0.0f || beta == 1.0f, "bf16_gemm: beta {} is neither 0 nor 1", beta);
@@ -174,17 +164,27 @@ void bf16_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int6
     return;
   }
 #ifdef ANCHORCTX_HAVE_DNNL
+  const OpScope scope(Op::gemm);
   const bool ta_ = ta != CblasNoTrans, tb_ = tb != CblasNoTrans;
-  // The stored A is [k, m] when transposed, else [m, k]; B is [n, k] or [k, n].
+  // The stored A is [k, m] when transposed, else [m, k]; B is [n, k] or [k, n]. An operand
+  // without the caller's bits is converted into a packed copy (leading dimension = its columns).
+  thread_local std::vector<std::uint16_t> a_packed, b_packed;
+  const auto bits = [](const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                       std::vector<std::uint16_t>& packed) {
+    const OpScope convert(Op::gemm_bf16_convert);
+    packed.resize(static_cast<std::size_t>(rows * cols));
+    float_to_bf16_rows(src, rows, cols, ld, packed.data(), cols);
+    return packed.data();
+  };
   const std::int64_t a_cols = ta_ ? m : k, b_cols = tb_ ? k : n;
-  thread_local std::vector<std::uint16_t> a16, b16;
-  to_bf16_packed(a, ta_ ? k : m, a_cols, lda, a16);
-  to_bf16_packed(b, tb_ ? n : k, b_cols, ldb, b16);
+  const std::uint16_t* const a_p = a16 ? a16 : bits(a, ta_ ? k : m, a_cols, lda, a_packed);
+  const std::uint16_t* const b_p = b16 ? b16 : bits(b, tb_ ? n : k, b_cols, ldb, b_packed);
+  const std::int64_t lda16 = a16 ? lda : a_cols, ldb16 = b16 ? ldb : b_cols;
   const bool accumulate = beta != 0.0f;
 
   if (!thread_invariant_gemms()) {
-    execute(cached({m, n, k, ta_, tb_, a_cols, b_cols, ldc, accumulate, omp_get_max_threads()}),
-            a16.data(), b16.data(), c);
+    execute(cached({m, n, k, ta_, tb_, lda16, ldb16, ldc, accumulate, omp_get_max_threads()}), a_p,
+            b_p, c);
     return;
   }
   // Thread-invariant: as sgemm_fixed_blocks, C splits into shape-determined blocks of rows (or
@@ -195,13 +195,11 @@ void bf16_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int6
   const std::int64_t block = std::max<std::int64_t>(128, ((dim + 255) / 256 + 15) / 16 * 16);
   const std::int64_t blocks = (dim + block - 1) / block;
   const auto shape = [&](std::int64_t len) {
-    return split_rows ? Shape{len, n, k, ta_, tb_, a_cols, b_cols, ldc, accumulate, 1}
-                      : Shape{m, len, k, ta_, tb_, a_cols, b_cols, ldc, accumulate, 1};
+    return split_rows ? Shape{len, n, k, ta_, tb_, lda16, ldb16, ldc, accumulate, 1}
+                      : Shape{m, len, k, ta_, tb_, lda16, ldb16, ldc, accumulate, 1};
   };
   const Matmul& full = cached(shape(block));
   const Matmul& last = cached(shape(dim - (blocks - 1) * block));
-  const std::uint16_t* const a_p = a16.data();
-  const std::uint16_t* const b_p = b16.data();
   const bool parallel =
       static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) > 65536.0;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
@@ -209,12 +207,12 @@ void bf16_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int6
     const std::int64_t p0 = i * block;
     const Matmul& mm = i + 1 == blocks ? last : full;
     if (split_rows)
-      execute(mm, ta_ ? a_p + p0 : a_p + p0 * a_cols, b_p, c + p0 * ldc);
+      execute(mm, ta_ ? a_p + p0 : a_p + p0 * lda16, b_p, c + p0 * ldc);
     else
-      execute(mm, a_p, tb_ ? b_p + p0 * b_cols : b_p + p0, c + p0);
+      execute(mm, a_p, tb_ ? b_p + p0 * ldb16 : b_p + p0, c + p0);
   }
 #else
-  (void)ta, (void)tb, (void)a, (void)lda, (void)b, (void)ldb;
+  (void)ta, (void)tb, (void)a, (void)lda, (void)a16, (void)b, (void)ldb, (void)b16;
 #endif
 }
 

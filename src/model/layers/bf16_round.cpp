@@ -6,10 +6,12 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 
 namespace anchorctx::model {
 
 void round_to_bf16(std::span<float> x) {
+  const OpScope scope(Op::elementwise);
   const std::int64_t n = static_cast<std::int64_t>(x.size());
   float* p = x.data();
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -18,6 +20,7 @@ void round_to_bf16(std::span<float> x) {
 }
 
 void to_bf16_bits(std::span<const float> src, std::span<std::uint16_t> dst) {
+  const OpScope scope(Op::elementwise);
   const std::int64_t n = static_cast<std::int64_t>(src.size());
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (std::int64_t i = 0; i < n; ++i)
@@ -25,6 +28,7 @@ void to_bf16_bits(std::span<const float> src, std::span<std::uint16_t> dst) {
 }
 
 void from_bf16_bits(std::span<const std::uint16_t> src, std::span<float> dst) {
+  const OpScope scope(Op::elementwise);
   const std::int64_t n = static_cast<std::int64_t>(src.size());
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (std::int64_t i = 0; i < n; ++i)
@@ -32,6 +36,7 @@ void from_bf16_bits(std::span<const std::uint16_t> src, std::span<float> dst) {
 }
 
 void add_forward(const float* a, const float* b, std::int64_t n, bool round_bf16, float* out) {
+  const OpScope scope(Op::elementwise);
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (std::int64_t i = 0; i < n; ++i) {
     const float s = a[i] + b[i];

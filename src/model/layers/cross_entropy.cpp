@@ -10,6 +10,7 @@
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 #include "model/layers/gemm.h"
 
 namespace anchorctx::model {
@@ -23,7 +24,8 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
                               std::span<const std::int32_t> targets, std::int64_t hidden,
                               std::int64_t vocab, std::int64_t chunk, bool round_bf16,
                               double grad_scale, float* dx, float* dweight, float* logits_out,
-                              Bf16Compute compute) {
+                              Bf16Compute compute, const std::uint16_t* weight_bits) {
+  const OpScope scope(Op::lm_head_loss);
   const std::int64_t tokens = static_cast<std::int64_t>(targets.size());
   for (std::int64_t t = 0; t < tokens; ++t)
     if (targets[t] < -1 || targets[t] >= vocab)
@@ -48,12 +50,19 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
   // Scratch kept between calls (a [chunk, V] block is 131 MB at 1024 x 32000: allocating it per
   // call cost page faults on every step).
   thread_local std::vector<float> xc, logits, dxc;
+  // Native: the chunk's x and dlogits as bf16 bits, each converted once for the two GEMMs that
+  // read it (dlogits written as bits by the row loop, never as float32).
+  thread_local std::vector<std::uint16_t> xc16, dlogits16;
+  const bool native = compute == Bf16Compute::native;
   xc.resize(static_cast<std::size_t>(c_max * hidden));
   logits.resize(static_cast<std::size_t>(c_max * vocab));
   if (dx) dxc.resize(static_cast<std::size_t>(c_max * hidden));
+  if (native) xc16.resize(static_cast<std::size_t>(c_max * hidden));
+  if (native && dx) dlogits16.resize(static_cast<std::size_t>(c_max * vocab));
   // Plain pointers for the parallel loop: inside it, the name of a thread_local would be each
   // worker thread's own (empty) buffer.
   float* const logits_p = logits.data();
+  std::uint16_t* const dlogits16_p = native && dx ? dlogits16.data() : nullptr;
   std::vector<double> row_loss(static_cast<std::size_t>(c_max));
   LossSum result;
 
@@ -61,9 +70,11 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
     const std::int64_t c = std::min(c_max, n_rows - r0);
     for (std::int64_t i = 0; i < c; ++i)
       std::memcpy(xc.data() + i * hidden, x + rows[r0 + i] * hidden, sizeof(float) * hidden);
+    const std::uint16_t* const xc_bits = native ? xc16.data() : nullptr;
+    if (native) detail::float_to_bf16(xc.data(), c * hidden, xc16.data());
     // logits [c, V] = xc [c, H] W^T
     detail::layer_gemm(compute, CblasNoTrans, CblasTrans, c, vocab, hidden, xc.data(), hidden,
-                       weight, hidden, 0.0f, logits.data(), vocab);
+                       weight, hidden, 0.0f, logits.data(), vocab, xc_bits, weight_bits);
 #pragma omp parallel for schedule(static)
     for (std::int64_t i = 0; i < c; ++i) {
       float* l = logits_p + i * vocab;
@@ -75,7 +86,10 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
       const std::int32_t target = targets[t];
       row_loss[i] = 0.0;
       if (target < 0) {
-        if (dx) std::fill(l, l + vocab, 0.0f);
+        if (dlogits16_p)
+          std::fill(dlogits16_p + i * vocab, dlogits16_p + (i + 1) * vocab, std::uint16_t{0});
+        else if (dx)
+          std::fill(l, l + vocab, 0.0f);
         continue;
       }
       float m = l[0];
@@ -102,7 +116,9 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
       for (std::int64_t v = 0; v < vocab; ++v)
         l[v] *= inv;
       l[target] -= scale;
-      if (round_bf16)
+      if (dlogits16_p)
+        detail::float_to_bf16_rows(l, 1, vocab, vocab, dlogits16_p + i * vocab, vocab);
+      else if (round_bf16)
         for (std::int64_t v = 0; v < vocab; ++v)
           l[v] = core::round_to_bf16(l[v]);
     }
@@ -113,9 +129,9 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
     if (!dx) continue;
     // dxc [c, H] = dlogits [c, V] W [V, H];  dW [V, H] += dlogits^T xc
     detail::layer_gemm(compute, CblasNoTrans, CblasNoTrans, c, hidden, vocab, logits.data(), vocab,
-                       weight, hidden, 0.0f, dxc.data(), hidden);
+                       weight, hidden, 0.0f, dxc.data(), hidden, dlogits16_p, weight_bits);
     detail::layer_gemm(compute, CblasTrans, CblasNoTrans, vocab, hidden, c, logits.data(), vocab,
-                       xc.data(), hidden, 1.0f, dweight, hidden);
+                       xc.data(), hidden, 1.0f, dweight, hidden, dlogits16_p, xc_bits);
     for (std::int64_t i = 0; i < c; ++i)
       std::memcpy(dx + rows[r0 + i] * hidden, dxc.data() + i * hidden, sizeof(float) * hidden);
   }

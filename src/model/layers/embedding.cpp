@@ -4,11 +4,13 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 
 namespace anchorctx::model {
 
 void embedding_forward(std::span<const std::int32_t> ids, const float* table, std::int64_t vocab,
                        std::int64_t hidden, float* out) {
+  const OpScope scope(Op::embedding);
   const std::int64_t tokens = static_cast<std::int64_t>(ids.size());
   for (std::int64_t t = 0; t < tokens; ++t)
     if (ids[t] < 0 || ids[t] >= vocab)
@@ -23,6 +25,7 @@ void embedding_forward(std::span<const std::int32_t> ids, const float* table, st
 // tokens: each element is summed by one thread in token order (no atomics, deterministic).
 void embedding_backward(std::span<const std::int32_t> ids, const float* dout, std::int64_t hidden,
                         float* dtable) {
+  const OpScope scope(Op::embedding);
   const std::int64_t tokens = static_cast<std::int64_t>(ids.size());
   constexpr std::int64_t kCols = 64;
   const std::int64_t col_blocks = (hidden + kCols - 1) / kCols;

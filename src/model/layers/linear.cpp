@@ -7,6 +7,7 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 #include "model/layers/gemm.h"
 
 namespace anchorctx::model {
@@ -40,6 +41,7 @@ void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, 
                         std::int64_t k, const float* a, std::int64_t lda, const float* b,
                         std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
   if (m <= 0 || n <= 0) return;
+  const OpScope scope(Op::gemm);
   if (!thread_invariant_gemms()) {
     cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n),
                 static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
@@ -79,8 +81,9 @@ void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, 
 
 void linear_forward(const float* x, const float* weight, const float* bias, std::int64_t tokens,
                     std::int64_t in, std::int64_t out, bool round_bf16, float* y,
-                    Bf16Compute compute) {
+                    Bf16Compute compute, const Bf16Bits& bits) {
   if (tokens == 0) return;
+  const OpScope scope(Op::linear_other);
   if (bias) {
 #pragma omp parallel for schedule(static) if (tokens > 64)
     for (std::int64_t t = 0; t < tokens; ++t)
@@ -88,21 +91,22 @@ void linear_forward(const float* x, const float* weight, const float* bias, std:
   }
   // y [T, out] = x [T, in] * W^T  (+ y when a bias was laid down first)
   detail::layer_gemm(compute, CblasNoTrans, CblasTrans, tokens, out, in, x, in, weight, in,
-                     bias ? 1.0f : 0.0f, y, out);
+                     bias ? 1.0f : 0.0f, y, out, bits.x, bits.weight);
   if (round_bf16) round_to_bf16({y, static_cast<std::size_t>(tokens * out)});
 }
 
 void linear_backward(const float* x, const float* weight, const float* dy, std::int64_t tokens,
                      std::int64_t in, std::int64_t out, bool accumulate_dx, float* dx,
-                     float* dweight, float* dbias, Bf16Compute compute) {
+                     float* dweight, float* dbias, Bf16Compute compute, const Bf16Bits& bits) {
   if (tokens == 0) return;
+  const OpScope scope(Op::linear_other);
   // dx [T, in] = dy [T, out] * W [out, in]
   if (dx)
     detail::layer_gemm(compute, CblasNoTrans, CblasNoTrans, tokens, in, out, dy, out, weight, in,
-                       accumulate_dx ? 1.0f : 0.0f, dx, in);
+                       accumulate_dx ? 1.0f : 0.0f, dx, in, bits.dy, bits.weight);
   // dW [out, in] += dy^T [out, T] * x [T, in]
   detail::layer_gemm(compute, CblasTrans, CblasNoTrans, out, in, tokens, dy, out, x, in, 1.0f,
-                     dweight, in);
+                     dweight, in, bits.dy, bits.x);
   if (dbias) {
     const std::int64_t blocks = (tokens + kReduceBlock - 1) / kReduceBlock;
     std::vector<float> partial(static_cast<std::size_t>(blocks * out), 0.0f);

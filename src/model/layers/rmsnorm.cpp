@@ -4,6 +4,7 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 
 namespace anchorctx::model {
 
@@ -12,6 +13,7 @@ namespace anchorctx::model {
 // product with the (bf16) weight.
 void rmsnorm_forward(const float* x, const float* weight, std::int64_t tokens, std::int64_t hidden,
                      double eps, bool round_bf16, float* out, float* rstd) {
+  const OpScope scope(Op::rmsnorm);
 #pragma omp parallel for schedule(static) if (tokens > 64)
   for (std::int64_t t = 0; t < tokens; ++t) {
     const float* xr = x + t * hidden;
@@ -36,6 +38,7 @@ void rmsnorm_forward(const float* x, const float* weight, std::int64_t tokens, s
 void rmsnorm_backward(const float* x, const float* weight, const float* rstd, const float* dout,
                       std::int64_t tokens, std::int64_t hidden, bool accumulate_dx, float* dx,
                       float* dweight) {
+  const OpScope scope(Op::rmsnorm);
   const std::int64_t blocks = (tokens + kReduceBlock - 1) / kReduceBlock;
   std::vector<float> partial(static_cast<std::size_t>(blocks * hidden), 0.0f);
 #pragma omp parallel for schedule(static)

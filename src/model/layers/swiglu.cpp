@@ -3,6 +3,7 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/model/layers.h"
+#include "anchorctx/model/op_profile.h"
 
 namespace anchorctx::model {
 
@@ -13,6 +14,7 @@ inline float sigmoid(float v) {
 }  // namespace
 
 void swiglu_forward(const float* gate, const float* up, std::int64_t n, bool round_bf16, float* h) {
+  const OpScope scope(Op::swiglu);
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (std::int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
@@ -26,6 +28,7 @@ void swiglu_forward(const float* gate, const float* up, std::int64_t n, bool rou
 // d silu(g)/dg = sigmoid(g) * (1 + g * (1 - sigmoid(g))).
 void swiglu_backward(const float* gate, const float* up, const float* dh, std::int64_t n,
                      float* dgate, float* dup) {
+  const OpScope scope(Op::swiglu);
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (std::int64_t i = 0; i < n; ++i) {
     const float g = gate[i], sg = sigmoid(g);
