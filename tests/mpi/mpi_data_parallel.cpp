@@ -8,6 +8,10 @@
 //     - --shard-optimizer (ZeRO-1): losses and weights bit-identical to the unsharded run;
 //     - sharded, stopped after the checkpoint of step 10, resumed to 20: bit-identical to the
 //       straight run.
+//   mpirun -np N mpi_data_parallel DIR compare-sp
+//     - --sp 2 (N / 2 replicas of 2 ranks) against one process with --grad-accum N / 2: the
+//       step-1 loss equal to double rounding, 20 steps' losses within 1e-5 relative; repeated,
+//       bit-identical.
 //   mpirun -np N mpi_data_parallel DIR throw|kill R STEP
 //     a run saving every 5 steps whose rank R throws (or is killed) after step STEP: every rank
 //     stops (tests/mpi/mpi_failure.cmake checks that, and that the last checkpoint is intact).
@@ -167,6 +171,44 @@ void compare(const fs::path& dir, dist::Communicator& world) {
   if (root) std::printf("N=%d: repeated, ZeRO-1 and resumed runs bit-identical\n", n);
 }
 
+// Ulysses under MPI: groups of 2 consecutive ranks share each window (windows of 320 tokens: token
+// shards of 256 and 64, cut at the 128-row GEMM blocks), the groups are data-parallel replicas;
+// against one process accumulating one micro-batch per replica. Thread-invariant GEMMs on both
+// sides (the trainer turns them on for --sp > 1; here for the reference too, process-wide), so
+// the forward is bit-identical and the step-1 loss equal to double rounding.
+void compare_sequence_parallel(const fs::path& dir, dist::Communicator& world) {
+  constexpr int kSp = 2;
+  const int n = world.world_size();
+  check(n % kSp == 0, "compare-sp needs a multiple of 2 ranks");
+  model::set_thread_invariant_gemms(true);
+  const bool root = world.rank() == 0;
+  const auto sp_options = [&](const std::string& run, std::int64_t grad_accum) {
+    train::TrainOptions o = options(dir, run, 20, grad_accum);
+    o.data = dir / "sp" / "data";
+    return o;
+  };
+  train::TrainOptions sp_run = sp_options("sp20", 1);
+  sp_run.sp = kSp;
+  const Outcome a = train_run(sp_run, world);
+  sp_run.out = dir / "sp20b";
+  const Outcome a2 = train_run(sp_run, world);
+  check(a.losses == a2.losses && bit_equal(a.params, a2.params),
+        "a repeated sequence-parallel run gives the same losses and weights bit for bit");
+  if (!root) return;
+  auto single = dist::make_single_process_communicator();
+  const Outcome b = train_run(sp_options("sp_one20", n / kSp), *single);
+  double worst = 0;
+  for (std::size_t s = 0; s < b.losses.size(); ++s)
+    worst = std::max(worst, std::fabs(a.losses[s] - b.losses[s]) / std::fabs(b.losses[s]));
+  std::printf(
+      "N=%d, sp 2: step-1 loss %.17g vs %.17g; 20 steps, losses max relative difference %.3g "
+      "(bound 1e-5)\n",
+      n, a.losses[0], b.losses[0], worst);
+  check(std::fabs(a.losses[0] - b.losses[0]) <= 1e-12 * std::fabs(b.losses[0]),
+        "sequence parallel: the step-1 loss equals one process's to double rounding");
+  check(worst <= 1e-5, fmt::format("sequence parallel, 20 steps: relative difference {}", worst));
+}
+
 void fail_during_run(const fs::path& dir, dist::Communicator& world, const std::string& how,
                      int victim, std::int64_t at_step) {
   train::TrainOptions o = options(dir, "failing", 40, 1);
@@ -185,7 +227,8 @@ void fail_during_run(const fs::path& dir, dist::Communicator& world, const std::
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: mpi_data_parallel DIR compare | DIR throw|kill RANK STEP\n");
+    std::fprintf(stderr,
+                 "usage: mpi_data_parallel DIR compare|compare-sp | DIR throw|kill RANK STEP\n");
     return 2;
   }
   const fs::path dir = argv[1];
@@ -196,11 +239,17 @@ int main(int argc, char** argv) {
       fs::remove_all(dir);
       fs::create_directories(dir);
       test::pack_small_corpus(dir);
+      if (mode == "compare-sp") {
+        fs::create_directories(dir / "sp");
+        test::pack_small_corpus(dir / "sp", "byte", 320);
+      }
       model::save_config(test::tiny_config(), dir / "config.json");
     }
     world->barrier();
     if (mode == "compare")
       compare(dir, *world);
+    else if (mode == "compare-sp")
+      compare_sequence_parallel(dir, *world);
     else
       fail_during_run(dir, *world, mode, std::atoi(argv[3]), std::atoll(argv[4]));
   } catch (const std::exception& e) {

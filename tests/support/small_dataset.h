@@ -1,5 +1,5 @@
-// A few built-in documents packed into windows of 64 tokens: the small dataset the trainer's
-// end-to-end tests (run report, run tokenizer) train on.
+// A few built-in documents packed into windows of 64 tokens (or `seq_len`): the small dataset the
+// trainer's end-to-end tests (run report, run tokenizer, multi-process runs) train on.
 #pragma once
 
 #include <filesystem>
@@ -16,7 +16,8 @@ namespace anchorctx::test {
 // Writes dir/corpus.jsonl (20 short documents) and packs it into dir/data with `tokenizer`;
 // returns dir/data.
 inline std::filesystem::path pack_small_corpus(const std::filesystem::path& dir,
-                                               const std::string& tokenizer = "byte") {
+                                               const std::string& tokenizer = "byte",
+                                               int seq_len = 64) {
   data::BuiltinCorpusOptions corpus;
   corpus.documents = 20;
   corpus.median_chars = 120;
@@ -30,7 +31,7 @@ inline std::filesystem::path pack_small_corpus(const std::filesystem::path& dir,
   pack.inputs = {(dir / "corpus.jsonl").string()};
   pack.out = (dir / "data").string();
   pack.tokenizer = tokenizer;
-  pack.seq_len = 64;
+  pack.seq_len = seq_len;
   pack.quiet = true;
   pack.threads = 1;
   data::pack_dataset(pack);
