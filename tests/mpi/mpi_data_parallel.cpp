@@ -115,14 +115,17 @@ void compare(const fs::path& dir, dist::Communicator& world) {
     one1.clip_grad_norm = 0;
     const Outcome b = train_run(one1, *single);
     // Bounds: a float32 sum of N terms rounds each partial sum (relative 2^-24 each), in another
-    // order than the accumulation of one process; 1e-5 of the largest gradient as the floor.
-    const double grad_rel = max_relative(a.grads, b.grads, 1e-5 * max_abs(b.grads));
+    // order than the accumulation of one process. That rounding is relative to the terms, which
+    // can be far larger than an element whose terms cancel, so the floor is 1e-4 of the largest
+    // gradient, and the bound 5e-5 (seen at N = 4: 5.5e-6 in Release, 1.3e-5 with the sanitizer
+    // build's code generation; a rank's gradients missing would be off by 1 / N).
+    const double grad_rel = max_relative(a.grads, b.grads, 1e-4 * max_abs(b.grads));
     const double param_rel = max_relative(a.params, b.params, 1e-6);
     std::printf(
-        "N=%d: gradients max relative difference %.3g (bound 1e-5), parameters after "
+        "N=%d: gradients max relative difference %.3g (bound 5e-5), parameters after "
         "step 1 %.3g (bound 1e-6), loss %.17g vs %.17g\n",
         n, grad_rel, param_rel, a.losses[0], b.losses[0]);
-    check(grad_rel <= 1e-5, fmt::format("gradients: relative difference {} > 1e-5", grad_rel));
+    check(grad_rel <= 5e-5, fmt::format("gradients: relative difference {} > 5e-5", grad_rel));
     check(param_rel <= 1e-6, fmt::format("parameters after step 1: {} > 1e-6", param_rel));
     check(std::fabs(a.losses[0] - b.losses[0]) <= 1e-12 * std::fabs(b.losses[0]),
           "step-1 loss: the global count normalises it (double rounding)");
