@@ -592,8 +592,11 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
   // T: the tokens this rank computes, [t0, t0 + T) of the window (all of it without sequence
   // parallelism).
   const std::int64_t window = static_cast<std::int64_t>(batch.input_ids.size());
-  const auto [t0, t1] = token_shard(window);
-  const std::int64_t T = t1 - t0;
+  // Plain variables, not a structured binding: the lambda below captures t0 (clang 14, which
+  // builds the fuzz targets, cannot capture bindings).
+  const std::pair<std::int64_t, std::int64_t> range = token_shard(window);
+  const std::int64_t t0 = range.first;
+  const std::int64_t T = range.second - range.first;
   const std::int64_t H = config_.hidden_size, V = config_.vocab_size;
   const std::int64_t L = config_.num_hidden_layers;
   const auto shard = [&](std::span<const std::int32_t> v) {
