@@ -8,20 +8,27 @@
 #include "anchorctx/attention/kernels.h"
 
 namespace anchorctx::cli {
+namespace {
+
+// `--bf16-compute VALUE` checked against what this CPU offers (`why`: the reason it lacks native).
+model::Bf16Compute parse_requested(const std::string& requested, bool available,
+                                   const std::string& why) {
+  const auto parsed = model::parse_bf16_compute(requested);
+  if (!parsed) throw CLI::ValidationError("--bf16-compute", "expected native or emulated");
+  if (*parsed == model::Bf16Compute::native && !available)
+    throw CLI::ValidationError("--bf16-compute",
+                               fmt::format("native is unavailable here: {}", why));
+  return *parsed;
+}
+
+}  // namespace
 
 model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Precision precision,
                                         bool quiet) {
   std::string why;
   const bool available = model::native_bf16_available(&why);
   model::Bf16Compute compute = model::default_bf16_compute();
-  if (!requested.empty()) {
-    const auto parsed = model::parse_bf16_compute(requested);
-    if (!parsed) throw CLI::ValidationError("--bf16-compute", "expected native or emulated");
-    if (*parsed == model::Bf16Compute::native && !available)
-      throw CLI::ValidationError("--bf16-compute",
-                                 fmt::format("native is unavailable here: {}", why));
-    compute = *parsed;
-  }
+  if (!requested.empty()) compute = parse_requested(requested, available, why);
   if (!quiet && precision == model::Precision::bf16)
     std::fprintf(stderr, "anchorctx: bf16 GEMMs %s%s\n",
                  std::string(model::to_string(compute)).c_str(),
@@ -36,14 +43,7 @@ model::Bf16Compute resolve_attention_bf16_compute(const std::string& requested, 
   const bool available = attention::native_bf16_available(&why);
   model::Bf16Compute compute =
       available ? model::Bf16Compute::native : model::Bf16Compute::emulated;
-  if (!requested.empty()) {
-    const auto parsed = model::parse_bf16_compute(requested);
-    if (!parsed) throw CLI::ValidationError("--bf16-compute", "expected native or emulated");
-    if (*parsed == model::Bf16Compute::native && !available)
-      throw CLI::ValidationError("--bf16-compute",
-                                 fmt::format("native is unavailable here: {}", why));
-    compute = *parsed;
-  }
+  if (!requested.empty()) compute = parse_requested(requested, available, why);
   if (bf16_tensors) {
     std::fprintf(stderr, "anchorctx: bf16 attention products %s%s\n",
                  std::string(model::to_string(compute)).c_str(),

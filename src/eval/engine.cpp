@@ -52,15 +52,12 @@ std::vector<std::int32_t> Engine::decode(std::span<const float> logits, std::int
   return out;
 }
 
-std::vector<std::int32_t> Engine::greedy(std::span<const std::int32_t> prompt, std::int64_t max_new,
-                                         std::span<const std::int32_t> stop_ids) {
-  require(!prompt.empty(), "greedy: empty prompt");
-  const std::int64_t T = static_cast<std::int64_t>(prompt.size());
-  const attention::BlockPlan plan = causal_plan(T);
-  std::vector<std::int32_t> positions(prompt.size());
-  std::iota(positions.begin(), positions.end(), 0);
+// One prefill keeping what decoding needs (the KV cache, the last logits), timed into the stats.
+PrefillResult Engine::prefill_for_decode(std::span<const std::int32_t> ids,
+                                         std::span<const std::int32_t> positions,
+                                         const attention::BlockPlan& plan) {
   PrefillRequest request;
-  request.input_ids = prompt;
+  request.input_ids = ids;
   request.position_ids = positions;
   request.plan = &plan;
   request.keep_cache = true;
@@ -68,7 +65,18 @@ std::vector<std::int32_t> Engine::greedy(std::span<const std::int32_t> prompt, s
   const core::Stopwatch watch;
   PrefillResult r = prefill_.run(request);
   stats_.prefill_s += watch.elapsed_s();
-  stats_.prefill_tokens += T;
+  stats_.prefill_tokens += static_cast<std::int64_t>(ids.size());
+  return r;
+}
+
+std::vector<std::int32_t> Engine::greedy(std::span<const std::int32_t> prompt, std::int64_t max_new,
+                                         std::span<const std::int32_t> stop_ids) {
+  require(!prompt.empty(), "greedy: empty prompt");
+  const std::int64_t T = static_cast<std::int64_t>(prompt.size());
+  const attention::BlockPlan plan = causal_plan(T);
+  std::vector<std::int32_t> positions(prompt.size());
+  std::iota(positions.begin(), positions.end(), 0);
+  PrefillResult r = prefill_for_decode(prompt, positions, plan);
   decoder_.adopt_cache(std::move(r.keys), std::move(r.values), T);
   return decode(r.last_logits, max_new, stop_ids);
 }
@@ -87,16 +95,7 @@ std::vector<std::vector<std::int32_t>> Engine::greedy_batch(
       positions.push_back(static_cast<std::int32_t>(i));
   }
   const attention::BlockPlan plan = causal_plan(lengths);
-  PrefillRequest request;
-  request.input_ids = ids;
-  request.position_ids = positions;
-  request.plan = &plan;
-  request.keep_cache = true;
-  request.last_logits = true;
-  const core::Stopwatch watch;
-  PrefillResult r = prefill_.run(request);
-  stats_.prefill_s += watch.elapsed_s();
-  stats_.prefill_tokens += static_cast<std::int64_t>(ids.size());
+  PrefillResult r = prefill_for_decode(ids, positions, plan);
 
   const std::int64_t kvd = config().kv_dim(), V = config().vocab_size;
   std::vector<std::vector<std::int32_t>> out;

@@ -52,6 +52,9 @@ class Engine {
                                             std::span<const std::int32_t> stop_ids);
 
  private:
+  PrefillResult prefill_for_decode(std::span<const std::int32_t> ids,
+                                   std::span<const std::int32_t> positions,
+                                   const attention::BlockPlan& plan);
   std::vector<std::int32_t> decode(std::span<const float> logits, std::int64_t max_new,
                                    std::span<const std::int32_t> stop_ids);
 
