@@ -278,7 +278,7 @@ void reference_error_scales(const AttentionLayout& layout, const Mask& mask,
         double score_abs_max = 0.0;
         for (std::int32_t j = 0; j < len; ++j) {
           if (p[row + j] == 0.0) continue;
-          score_abs[j] = scale * dot(q_i, &k_abs[s.kv_at(begin + j, hk)], s.d);
+          score_abs[j] = std::fabs(scale) * dot(q_i, &k_abs[s.kv_at(begin + j, hk)], s.d);
           score_abs_max = std::max(score_abs_max, score_abs[j]);
         }
         lse_scale[h * s.tokens + seq.q_begin + i] = 1.0 + score_abs_max;
@@ -300,8 +300,8 @@ void reference_error_scales(const AttentionLayout& layout, const Mask& mask,
               p[row + j] * (dp_abs + d_abs) + weight[row + j] / p[row + j] * std::fabs(ds[row + j]);
         }
       }
-      accumulate_gradients(s, seq, h, ds_abs, weight, q_abs, k_abs, dout_abs, scale, dq_scale,
-                           dk_scale, dv_scale);
+      accumulate_gradients(s, seq, h, ds_abs, weight, q_abs, k_abs, dout_abs, std::fabs(scale),
+                           dq_scale, dk_scale, dv_scale);
     }
   }
 }

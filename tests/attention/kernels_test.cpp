@@ -403,6 +403,21 @@ TEST_F(Kernels, ScaleOptionIsHonoured) {
   }
 }
 
+TEST_F(Kernels, NegativeScaleMasksTheSameKeys) {
+  // A negative softmax scale is legal (finite, non-zero): a masked key must still get zero
+  // probability, in the forward and in the backward's recomputed P, for both dtypes.
+  for (MaskKind mask : kMasks) {
+    for (DType dtype : {DType::f32, DType::bf16}) {
+      const AttentionDims dims{2, 1, 64};
+      SCOPED_TRACE(describe(mask, dims, dtype));
+      const RandomLayout r = random_layout(rng);
+      SCOPED_TRACE(r.describe());
+      check_against_reference(r.layout, mask, dims, dtype, rng, BlockPlan::kDefaultTileSize,
+                              -0.37f);
+    }
+  }
+}
+
 TEST_F(Kernels, OtherHeadDims) {
   // Any multiple of 8 up to 256 must be correct, not only the fast ones.
   for (int head_dim : {8, 16, 96, 256}) {

@@ -238,12 +238,13 @@ RowSpan window_span(const KeySpans& keys, std::int32_t c0, int n) {
           std::clamp<std::int32_t>(keys.lo - c0, 0, hi), hi};
 }
 
-// Sets the scores a row does not see to -inf (columns [0, width)).
-void mask_row(float* s, int width, RowSpan span) {
+// Sets the entries of the keys a row does not see to `value` (columns [0, width)): -inf for
+// scores, 0 for probabilities.
+void mask_row(float* s, int width, RowSpan span, float value = kNegInf) {
   for (int c = span.anchor_hi; c < span.lo; ++c)
-    s[c] = kNegInf;
+    s[c] = value;
   for (int c = std::max(span.hi, span.anchor_hi); c < width; ++c)
-    s[c] = kNegInf;
+    s[c] = value;
 }
 
 // The columns [lo, hi) of a key tile that some row of a query tile sees, lo rounded down to the
@@ -526,11 +527,13 @@ void pair_probabilities(const BlockPlan& plan, const BackwardTensors& t, const B
   const V vs = S::set1(scale * kLog2e);
   for (int r = 0; r < m; ++r) {
     float* p = w.p + r * nw;
-    if (partial || n != nw)
-      mask_row(p, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
     const V vl = S::set1(w.lse2[r]);
     for (int c = 0; c < nw; c += W)
       S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
+    // Masked after exp2, to 0: a -inf score times a negative scale would be +inf.
+    if (partial || n != nw)
+      mask_row(p, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n},
+               0.0f);
   }
   Gemm::run(m, nw, Dp, in.dout.at(h, qt.begin), Dp, 1, in.vt.at(kv_head, kv_tile) + pw.win.lo,
             in.vt.ld, w.ds, nw, false);

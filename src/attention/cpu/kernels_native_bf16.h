@@ -382,11 +382,13 @@ void native_probabilities(const BlockPlan& plan, const BackwardTensors& t,
   const V vs = S::set1(scale * kLog2e);
   for (int r = 0; r < m; ++r) {
     float* p = w.p + r * nw;
-    if (partial || n != nw)
-      mask_row(p, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
     const V vl = S::set1(w.lse2[r]);
     for (int c = 0; c < nw; c += W)
       S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
+    // As in pair_probabilities: masked after exp2, to 0, whatever the sign of the scale.
+    if (partial || n != nw)
+      mask_row(p, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n},
+               0.0f);
   }
   Bf16Gemm::run(m, nw, Dp / 2, in.dout + (h * tq + qt.begin) * Dp, Dp,
                 words(in.vt + tile_at) + pw.win.lo, tsp, w.ds, nw, false);
