@@ -1,7 +1,7 @@
 // `anchorctx demo`: the embedded default job. With no input it generates the built-in corpus,
 // packs it with the byte tokenizer, trains the `tiny` model with AnchorAttention in bf16 for
-// about two minutes on two cores, times a few steps of full attention on the same model for
-// comparison, and leaves a model folder and a short report.
+// about two minutes on two AVX-512 cores (seven on AVX2-only ones), times a few steps of full
+// attention on the same model for comparison, and leaves a model folder and a short report.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -261,8 +261,8 @@ void register_demo(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "demo",
       "The embedded default: pack a built-in corpus, train a tiny model with AnchorAttention in "
-      "bf16 (about two minutes on two cores), compare a few full-attention steps, and leave a "
-      "model folder and report.md in --out");
+      "bf16 (about two minutes on two AVX-512 cores, seven on AVX2-only ones), compare a few "
+      "full-attention steps, and leave a model folder and report.md in --out");
   cmd->add_option("--out", a->out, "Output folder (a previous demo's folder is replaced)")
       ->capture_default_str();
   cmd->add_option("--steps", a->steps, "Training steps")->capture_default_str();

@@ -268,8 +268,11 @@ TaskSample SyntheticGenerator::common_words(std::int64_t length, std::uint64_t s
   };
   const std::int64_t least = kCommon + 1;
   if (!build(least))
-    fail("cwe does not fit {} tokens even with {} words ({} prompt tokens + {} to generate)",
-         length, least, s.prompt_ids.size(), s.tokens_to_generate);
+    fail("cwe does not fit {} tokens even with {} words ({} prompt tokens + {} to generate){}",
+         length, least, s.prompt_ids.size(), s.tokens_to_generate,
+         long_prompt ? "; from 4096 tokens on, RULER repeats each common word 30 times and its "
+                       "example lists 40 words (about 6K tokens with a byte tokenizer)"
+                     : "");
   build(largest_fitting(least, length, build));
   return s;
 }

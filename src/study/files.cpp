@@ -1,6 +1,7 @@
 #include "study/files.h"
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/timing.h"
+#include "anchorctx/rope/positions.h"
 
 namespace anchorctx::study {
 
@@ -72,6 +74,30 @@ nlohmann::json eval_summary(const eval::EvalReport& report) {
     ppl.push_back({{"length", p.length}, {"loss", p.total.mean()}, {"buckets", buckets}});
   }
   return {{"scores", scores}, {"ppl", ppl}, {"seconds", report.seconds}};
+}
+
+nlohmann::json drift_summary(const analysis::RopeDriftReport& report) {
+  require(!report.results.empty(), "study: the RoPE drift measured nothing");
+  // Mean over the delta1 values of each mode (the results are per mode, policy, delta1).
+  std::map<std::string, std::pair<double, double>> sums;
+  std::map<std::string, int> counts;
+  for (const analysis::DriftResult& r : report.results) {
+    require(r.policy == rope::PositionPolicy::global,
+            "study: the RoPE drift is summarised for the global policy only");
+    sums[r.mode].first += r.D;
+    sums[r.mode].second += r.D_excl_first;
+    ++counts[r.mode];
+  }
+  nlohmann::json d = nlohmann::json::object(), d_excl = nlohmann::json::object(),
+                 share = nlohmann::json::object();
+  for (const auto& [mode, sum] : sums) {
+    d[mode] = sum.first / counts[mode];
+    d_excl[mode] = sum.second / counts[mode];
+  }
+  for (const analysis::FirstTokenShare& f : report.first_token_share)
+    share[f.mode] = f.share;
+  return {{"seq_len", report.seq_len}, {"policy", "global"},         {"D", d},
+          {"D_excl_first", d_excl},    {"first_token_share", share}, {"seconds", report.seconds}};
 }
 
 }  // namespace anchorctx::study

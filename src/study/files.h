@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "anchorctx/analysis/rope_drift.h"
 #include "anchorctx/eval/evaluation.h"
 
 namespace anchorctx::study {
@@ -23,5 +24,9 @@ nlohmann::json train_summary(const std::filesystem::path& run_dir,
 // eval-done.json: {"scores": {task: {length: 0-100}}, "ppl": [{"length", "loss", "buckets":
 // [[begin, end, mean loss], ...]}], "seconds"}.
 nlohmann::json eval_summary(const eval::EvalReport& report);
+
+// drift-done.json: {"seq_len", "policy": "global", "D": {mode: mean D over delta1},
+// "D_excl_first": {mode: ...}, "first_token_share": {mode: ...}, "seconds"}.
+nlohmann::json drift_summary(const analysis::RopeDriftReport& report);
 
 }  // namespace anchorctx::study

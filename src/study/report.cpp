@@ -28,8 +28,8 @@ namespace {
 
 struct RunData {
   RunId id;
-  bool trained = false, evaluated = false;
-  nlohmann::json train, eval;
+  bool trained = false, evaluated = false, drifted = false;
+  nlohmann::json train, eval, drift;
 };
 
 // Mean over tasks of the run's score at `length`; NaN when a task lacks it.
@@ -73,7 +73,7 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   }
   std::vector<RunData> runs;
   for (const RunId& id : stage1_runs(c)) {
-    RunData r{id, false, false, {}, {}};
+    RunData r{id, false, false, false, {}, {}, {}};
     const fs::path dir = out / "stage1" / id.name();
     if (fs::exists(dir / "train-done.json")) {
       r.trained = true;
@@ -82,6 +82,10 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
     if (fs::exists(dir / "eval-done.json")) {
       r.evaluated = true;
       r.eval = read_json(dir / "eval-done.json");
+    }
+    if (fs::exists(dir / "drift-done.json")) {
+      r.drifted = true;
+      r.drift = read_json(dir / "drift-done.json");
     }
     runs.push_back(std::move(r));
   }
@@ -211,6 +215,44 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       "\nMeasured while the study ran; on a shared machine the absolute times move with the "
       "load, and ratios from one study are comparable only when the load was steady.\n\n";
 
+  // The bf16 RoPE drift of the final models: does training with anchor positions change it?
+  // Columns: D in hf_bf16, D in hf_bf16 without the first token, the first token's share of
+  // D in hf_bf16, D in fp32 (the float32 floor).
+  std::map<std::string, std::vector<std::vector<double>>> drift;  // variant -> column -> seeds
+  const auto value = [](const nlohmann::json& j, const char* key, const char* mode) {
+    return j.at(key).contains(mode) ? j.at(key).at(mode).get<double>() : std::nan("");
+  };
+  for (const RunData& r : runs) {
+    if (!r.drifted) continue;
+    std::vector<std::vector<double>>& columns = drift[r.id.variant];
+    columns.resize(4);
+    columns[0].push_back(value(r.drift, "D", "hf_bf16"));
+    columns[1].push_back(value(r.drift, "D_excl_first", "hf_bf16"));
+    columns[2].push_back(value(r.drift, "first_token_share", "hf_bf16"));
+    columns[3].push_back(value(r.drift, "D", "fp32"));
+  }
+  md += fmt::format(
+      "## bf16 RoPE drift of the final models (`anchorctx rope-drift`; mean [min, max] over "
+      "seeds)\n\n"
+      "D: how much the attention moves when every position id is shifted by delta1 against a "
+      "shift of 16 (0 in exact arithmetic), the mean over the paper's 19 delta1 values, on one "
+      "held-out sequence of {} tokens; per-run reports in stage1/<run>/drift/.\n\n"
+      "| variant | D, hf_bf16 RoPE | D without the first token | first token's share | D, fp32 "
+      "(floor) |\n| --- | --- | --- | --- | --- |\n",
+      c.stage1_seq_len);
+  for (const std::string& v : c.variants) {
+    const Variant& var = *find_variant(v);
+    if (!drift.contains(v)) {
+      md += fmt::format("| {} | pending | | | |\n", var.label);
+      continue;
+    }
+    const std::vector<std::vector<double>>& columns = drift[v];
+    md += fmt::format("| {} | {} | {} | {} | {} |\n", var.label,
+                      format_cell(summarize(columns[0]), 5), format_cell(summarize(columns[1]), 5),
+                      format_cell(summarize(columns[2]), 3), format_cell(summarize(columns[3]), 5));
+  }
+  md += "\n";
+
   // Verdicts by the pre-registered rule.
   md += fmt::format(
       "## Verdicts (rule: docs/STUDY.md; min effect {} score points)\n\n"
@@ -294,7 +336,8 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   nlohmann::json runs_json = nlohmann::json::object();
   for (const RunData& r : runs)
     runs_json[r.id.name()] = {{"train", r.trained ? r.train : nlohmann::json(nullptr)},
-                              {"eval", r.evaluated ? r.eval : nlohmann::json(nullptr)}};
+                              {"eval", r.evaluated ? r.eval : nlohmann::json(nullptr)},
+                              {"drift", r.drifted ? r.drift : nlohmann::json(nullptr)}};
   core::write_file_atomic(out / "report.json", nlohmann::json{{"config", c.to_json()},
                                                               {"runs", runs_json},
                                                               {"verdicts", verdicts},

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "anchorctx/analysis/rope_drift.h"
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
@@ -25,6 +26,9 @@
 #include "anchorctx/eval/ruler.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_weights.h"
+#include "anchorctx/model/parameters.h"
+#include "anchorctx/model/safetensors.h"
+#include "anchorctx/rope/positions.h"
 #include "anchorctx/study/study.h"
 #include "anchorctx/train/trainer.h"
 #include "study/files.h"
@@ -141,28 +145,59 @@ fs::path make_long_init(const StudyConfig& c, const fs::path& checkpoint, const 
   return dir;
 }
 
-// Held-out ppl windows: the built-in corpus under another seed, with stage 1's long documents.
-std::vector<eval::PplSample> held_out_ppl(const StudyConfig& c, const data::Tokenizer& tok) {
+// Held-out documents (token ids, no bos): the built-in corpus under another seed, with stage
+// 1's long documents; the held-out loss and the RoPE drift read them.
+std::vector<std::vector<std::int32_t>> held_out_documents(const StudyConfig& c,
+                                                          const data::Tokenizer& tok) {
   data::BuiltinCorpusOptions corpus;
   corpus.seed = c.corpus_seed + 987654321;
   corpus.retrieval_fraction = c.retrieval_fraction;
   corpus.median_chars = c.stage1_median_chars;
   corpus.max_chars = c.stage1_max_chars;
-  const std::int64_t length = c.eval_lengths.back();
+  const std::int64_t length = std::max<std::int64_t>(c.eval_lengths.back(), c.stage1_seq_len);
   corpus.documents =
       std::max<std::int64_t>(20, c.eval_ppl_samples * (length + 64) * 2 /
                                          std::max<std::int64_t>(1, c.stage1_median_chars) +
                                      20);
   std::vector<std::vector<std::int32_t>> docs;
-  for (const std::string& text : data::builtin_corpus(corpus)) {
+  for (const std::string& text : data::builtin_corpus(corpus))
+    docs.push_back(tok.encode(text));
+  return docs;
+}
+
+// Held-out ppl windows: every document after a bos, as training sees it.
+std::vector<eval::PplSample> held_out_ppl(const StudyConfig& c, const data::Tokenizer& tok,
+                                          const std::vector<std::vector<std::int32_t>>& held_out) {
+  std::vector<std::vector<std::int32_t>> docs;
+  for (const std::vector<std::int32_t>& ids : held_out) {
     std::vector<std::int32_t> d{*tok.bos_id()};
-    const std::vector<std::int32_t> ids = tok.encode(text);
     d.insert(d.end(), ids.begin(), ids.end());
     docs.push_back(std::move(d));
   }
+  const std::int64_t length = c.eval_lengths.back();
   std::vector<eval::PplSample> s = eval::samples_from_documents(docs, length, c.eval_ppl_samples);
   require(!s.empty(), "study: the held-out corpus holds fewer than {} tokens", length + 1);
   return s;
+}
+
+// The bf16 RoPE drift of one final model (docs/STUDY.md, "The bf16 RoPE drift"): rope-drift's
+// measurement with every position shifted (the global policy, where exact arithmetic gives D =
+// 0), in the bf16 variants' RoPE (hf_bf16) and in fp32 (the float32 floor), the paper's delta1
+// values, on one held-out sequence of the stage-1 window. Writes the drift/ report folder and
+// returns drift-done.json's summary.
+nlohmann::json measure_drift(const StudyConfig& c, const fs::path& model_dir, const fs::path& dir,
+                             const std::vector<std::vector<std::int32_t>>& sequences) {
+  const model::LlamaConfig config = model::load_config(model_dir);
+  const model::ParameterLayout layout = model::ParameterLayout::for_config(config);
+  std::vector<float> params(layout.total());
+  model::load_parameters(model::SafetensorsReader::open(model_dir), layout, params);
+  analysis::RopeDriftOptions o;
+  o.seq_len = c.stage1_seq_len;
+  o.modes = {"hf_bf16", "fp32"};
+  o.policies = {rope::PositionPolicy::global};
+  const analysis::RopeDriftReport r = analysis::measure_rope_drift(config, params, sequences, o);
+  analysis::write_report(r, model_dir.string(), (dir / "drift").string());
+  return drift_summary(r);
 }
 
 // Evaluates one final model and writes its eval report folder and summary.
@@ -299,7 +334,10 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
   write_study_report(c, out, options);
 
   const std::unique_ptr<data::Tokenizer> tok = data::make_byte_tokenizer();
-  const std::vector<eval::PplSample> ppl = held_out_ppl(c, *tok);
+  const std::vector<std::vector<std::int32_t>> held_out = held_out_documents(c, *tok);
+  const std::vector<eval::PplSample> ppl = held_out_ppl(c, *tok, held_out);
+  const std::vector<std::vector<std::int32_t>> drift_sequences = analysis::make_sequences(
+      held_out, 1, c.stage1_seq_len, tok->bos_id().value_or(-1), tok->eos_id().value_or(-1));
   const std::string haystack = eval::builtin_prose();
 
   for (std::size_t i = 0; i < runs.size(); ++i) {
@@ -325,6 +363,9 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
       t.seed = r.seed;
       say(fmt::format("{}: training ({})", what, v.label));
       const fs::path ck = train_run(t, eta, s1_work, what, quiet);
+      // A retrained model invalidates whatever was measured on an earlier one.
+      fs::remove(dir / "eval-done.json");
+      fs::remove(dir / "drift-done.json");
       write_json(dir / "train-done.json", train_summary(dir / "run", ck));
     }
     if (!fs::exists(dir / "eval-done.json")) {
@@ -332,6 +373,11 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
       say(fmt::format("{}: evaluating", what));
       write_json(dir / "eval-done.json",
                  evaluate(c, ck, dir, *tok, ppl, haystack, eta, what, quiet));
+    }
+    if (!fs::exists(dir / "drift-done.json")) {
+      const fs::path ck = read_json(dir / "train-done.json").at("checkpoint").get<std::string>();
+      say(fmt::format("{}: bf16 RoPE drift", what));
+      write_json(dir / "drift-done.json", measure_drift(c, ck, dir, drift_sequences));
     }
     write_study_report(c, out, options);
   }

@@ -13,7 +13,8 @@ run_ok(out study --quick --quiet --out "${dir}")
 foreach(f study.json report.md report.json plots/accuracy_vs_length.svg
           plots/accuracy_vs_length.png plots/stage1_loss.svg plots/stage1_loss.png
           plots/stage0_loss.svg plots/stage0_loss.png stage0/done.json stage0/long/config.json
-          stage1/anchor-s1/eval/report.json stage1/anchor_exact-s1/eval-done.json)
+          stage1/anchor-s1/eval/report.json stage1/anchor_exact-s1/eval-done.json
+          stage1/anchor-s1/drift-done.json stage1/anchor-s1/drift/report.md)
   if(NOT EXISTS "${dir}/${f}")
     message(FATAL_ERROR "the study folder lacks ${f}")
   endif()
@@ -25,12 +26,18 @@ string(JSON n LENGTH "${report}" verdicts)
 expect_equal("verdicts" "${n}" "7")
 string(JSON verdict GET "${report}" verdicts 0 verdict)
 expect_equal("C1 with one seed (no spread to judge by)" "${verdict}" "inconclusive")
+# Every run's drift is in report.json: D per RoPE mode (global shift), averaged over delta1.
+foreach(mode hf_bf16 fp32)
+  string(JSON type TYPE "${report}" runs anchor-s1 drift D ${mode})
+  expect_equal("anchor-s1's drift D (${mode}) in report.json" "${type}" "NUMBER")
+endforeach()
 # Stage 1 continues from stage 0 with the RoPE base raised.
 file(READ "${dir}/stage0/long/config.json" long_config)
 string(JSON theta GET "${long_config}" rope_theta)
 expect_equal("stage-1 rope_theta" "${theta}" "1000000.0")
 file(READ "${dir}/report.md" md)
 foreach(row "| AnchorAttention | 1 |" "| Intra-doc \\(reset ids\\) | 1 |" "## Verdicts"
+            "## bf16 RoPE drift of the final models"
             "Regenerate every number: `anchorctx study --quick --out")
   if(NOT md MATCHES "${row}")
     message(FATAL_ERROR "report.md lacks '${row}':\n${md}")
@@ -55,6 +62,10 @@ execute_process(COMMAND ${EXE} study --quick --out "${dir}" RESULT_VARIABLE rc E
 expect_equal("resume exit" "${rc}" "0")
 if(NOT err MATCHES "anchor-s1: resuming at step 2 of 3" OR NOT err MATCHES "anchor-s1: step 3/3")
   message(FATAL_ERROR "anchor-s1 did not resume from its step-2 checkpoint:\n${err}")
+endif()
+# Its model changed, so its stale drift marker is measured again (the file was kept above).
+if(NOT err MATCHES "anchor-s1: bf16 RoPE drift")
+  message(FATAL_ERROR "the resumed run's RoPE drift was not measured again:\n${err}")
 endif()
 if(err MATCHES "full-s1: training")
   message(FATAL_ERROR "the resume retrained a finished run:\n${err}")
