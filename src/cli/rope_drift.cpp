@@ -24,7 +24,6 @@
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/parameters.h"
-#include "anchorctx/model/safetensors.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 #include "cli/list_option.h"
@@ -143,7 +142,7 @@ void run(Args args) {
   if (args.random_init) {
     model::init_parameters(layout, config, *args.random_init, params);
   } else {
-    model::load_parameters(model::SafetensorsReader::open(args.model_dir), layout, params);
+    params = model::load_parameters(args.model_dir, layout);
   }
   const auto sequences = load_sequences(args, config);
   const analysis::RopeDriftReport report =

@@ -174,4 +174,11 @@ void load_parameters(const SafetensorsReader& reader, const ParameterLayout& lay
   require_no_unused_tensors(reader, used);
 }
 
+std::vector<float> load_parameters(const std::filesystem::path& model_dir,
+                                   const ParameterLayout& layout) {
+  std::vector<float> params(layout.total());
+  load_parameters(SafetensorsReader::open(model_dir), layout, params);
+  return params;
+}
+
 }  // namespace anchorctx::model

@@ -26,10 +26,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A stage-1 run's done markers, each null while that step is pending.
 struct RunData {
   RunId id;
-  bool trained = false, evaluated = false, drifted = false;
   nlohmann::json train, eval, drift;
+  bool trained() const { return !train.is_null(); }
+  bool evaluated() const { return !eval.is_null(); }
+  bool drifted() const { return !drift.is_null(); }
 };
 
 // Mean over tasks of the run's score at `length`; NaN when a task lacks it.
@@ -73,21 +76,12 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   }
   std::vector<RunData> runs;
   for (const RunId& id : stage1_runs(c)) {
-    RunData r{id, false, false, false, {}, {}, {}};
     const fs::path dir = out / "stage1" / id.name();
-    if (fs::exists(dir / "train-done.json")) {
-      r.trained = true;
-      r.train = read_json(dir / "train-done.json");
-    }
-    if (fs::exists(dir / "eval-done.json")) {
-      r.evaluated = true;
-      r.eval = read_json(dir / "eval-done.json");
-    }
-    if (fs::exists(dir / "drift-done.json")) {
-      r.drifted = true;
-      r.drift = read_json(dir / "drift-done.json");
-    }
-    runs.push_back(std::move(r));
+    const auto marker = [&](const char* name) {
+      return fs::exists(dir / name) ? read_json(dir / name) : nlohmann::json(nullptr);
+    };
+    runs.push_back(
+        {id, marker("train-done.json"), marker("eval-done.json"), marker("drift-done.json")});
   }
   const std::int64_t window = c.stage1_seq_len;
   std::vector<std::int64_t> in_window;
@@ -98,7 +92,7 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   SeedValues primary, step_s;
   std::map<std::string, std::map<std::int64_t, std::vector<double>>> by_length;
   for (const RunData& r : runs) {
-    if (r.evaluated) {
+    if (r.evaluated()) {
       double sum = 0.0;
       for (const std::int64_t l : in_window)
         sum += score_at(r.eval, l);
@@ -107,7 +101,7 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       for (const std::int64_t l : c.eval_lengths)
         by_length[r.id.variant][l].push_back(score_at(r.eval, l));
     }
-    if (r.trained && !r.train.at("step_s_median").is_null())
+    if (r.trained() && !r.train.at("step_s_median").is_null())
       step_s[r.id.variant].push_back(r.train.at("step_s_median").get<double>());
   }
 
@@ -117,7 +111,7 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   int done = 0;
   std::string pending;
   for (const RunData& r : runs) {
-    if (r.evaluated)
+    if (r.evaluated())
       ++done;
     else
       pending += (pending.empty() ? "" : ", ") + r.id.name();
@@ -166,7 +160,7 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   std::vector<std::pair<std::int64_t, std::int64_t>> buckets;
   std::map<std::string, std::map<std::int64_t, std::vector<double>>> bucket_loss;
   for (const RunData& r : runs) {
-    if (!r.evaluated) continue;
+    if (!r.evaluated()) continue;
     for (const nlohmann::json& p : r.eval.at("ppl")) {
       if (p.at("length").get<std::int64_t>() != longest) continue;
       if (buckets.empty())
@@ -216,40 +210,55 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       "load, and ratios from one study are comparable only when the load was steady.\n\n";
 
   // The bf16 RoPE drift of the final models: does training with anchor positions change it?
-  // Columns: D in hf_bf16, D in hf_bf16 without the first token, the first token's share of
-  // D in hf_bf16, D in fp32 (the float32 floor).
-  std::map<std::string, std::vector<std::vector<double>>> drift;  // variant -> column -> seeds
-  const auto value = [](const nlohmann::json& j, const char* key, const char* mode) {
-    return j.at(key).contains(mode) ? j.at(key).at(mode).get<double>() : std::nan("");
+  // One column per (drift-done.json key, RoPE mode): per variant, the values of its seeds.
+  struct DriftColumn {
+    const char* label;
+    const char* key;
+    const char* mode;
+    int decimals;
   };
+  constexpr DriftColumn kDriftColumns[] = {
+      {"D, hf_bf16 RoPE", "D", "hf_bf16", 5},
+      {"D without the first token", "D_excl_first", "hf_bf16", 5},
+      {"first token's share", "first_token_share", "hf_bf16", 3},
+      {"D, fp32 (floor)", "D", "fp32", 5}};
+  std::map<std::string, std::vector<std::vector<double>>> drift;  // variant -> column -> seeds
   for (const RunData& r : runs) {
-    if (!r.drifted) continue;
+    if (!r.drifted()) continue;
     std::vector<std::vector<double>>& columns = drift[r.id.variant];
-    columns.resize(4);
-    columns[0].push_back(value(r.drift, "D", "hf_bf16"));
-    columns[1].push_back(value(r.drift, "D_excl_first", "hf_bf16"));
-    columns[2].push_back(value(r.drift, "first_token_share", "hf_bf16"));
-    columns[3].push_back(value(r.drift, "D", "fp32"));
+    columns.resize(std::size(kDriftColumns));
+    for (std::size_t k = 0; k < std::size(kDriftColumns); ++k) {
+      const nlohmann::json& by_mode = r.drift.at(kDriftColumns[k].key);
+      const char* mode = kDriftColumns[k].mode;
+      columns[k].push_back(by_mode.contains(mode) ? by_mode.at(mode).get<double>() : std::nan(""));
+    }
   }
   md += fmt::format(
       "## bf16 RoPE drift of the final models (`anchorctx rope-drift`; mean [min, max] over "
       "seeds)\n\n"
       "D: how much the attention moves when every position id is shifted by delta1 against a "
       "shift of 16 (0 in exact arithmetic), the mean over the paper's 19 delta1 values, on one "
-      "held-out sequence of {} tokens; per-run reports in stage1/<run>/drift/.\n\n"
-      "| variant | D, hf_bf16 RoPE | D without the first token | first token's share | D, fp32 "
-      "(floor) |\n| --- | --- | --- | --- | --- |\n",
+      "held-out sequence of {} tokens; per-run reports in stage1/<run>/drift/.\n\n| variant |",
       c.stage1_seq_len);
+  for (const DriftColumn& column : kDriftColumns)
+    md += fmt::format(" {} |", column.label);
+  md += "\n| --- |";
+  for (std::size_t k = 0; k < std::size(kDriftColumns); ++k)
+    md += " --- |";
+  md += "\n";
   for (const std::string& v : c.variants) {
     const Variant& var = *find_variant(v);
     if (!drift.contains(v)) {
-      md += fmt::format("| {} | pending | | | |\n", var.label);
+      md += "| " + var.label + " | pending |";
+      for (std::size_t k = 1; k < std::size(kDriftColumns); ++k)
+        md += " |";
+      md += "\n";
       continue;
     }
-    const std::vector<std::vector<double>>& columns = drift[v];
-    md += fmt::format("| {} | {} | {} | {} | {} |\n", var.label,
-                      format_cell(summarize(columns[0]), 5), format_cell(summarize(columns[1]), 5),
-                      format_cell(summarize(columns[2]), 3), format_cell(summarize(columns[3]), 5));
+    md += "| " + var.label + " |";
+    for (std::size_t k = 0; k < std::size(kDriftColumns); ++k)
+      md += " " + format_cell(summarize(drift[v][k]), kDriftColumns[k].decimals) + " |";
+    md += "\n";
   }
   md += "\n";
 
@@ -306,7 +315,7 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       acc.series.push_back(series);
     }
     for (const RunData& r : runs)
-      if (r.trained && r.id.variant == v && r.id.seed == c.seeds.front()) {
+      if (r.trained() && r.id.variant == v && r.id.seed == c.seeds.front()) {
         core::ChartSeries series{var.name, {}, {}, color, var.control};
         for (const nlohmann::json& p : r.train.at("loss")) {
           series.x.push_back(p.at(0).get<double>());
@@ -335,9 +344,7 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
 
   nlohmann::json runs_json = nlohmann::json::object();
   for (const RunData& r : runs)
-    runs_json[r.id.name()] = {{"train", r.trained ? r.train : nlohmann::json(nullptr)},
-                              {"eval", r.evaluated ? r.eval : nlohmann::json(nullptr)},
-                              {"drift", r.drifted ? r.drift : nlohmann::json(nullptr)}};
+    runs_json[r.id.name()] = {{"train", r.train}, {"eval", r.eval}, {"drift", r.drift}};
   core::write_file_atomic(out / "report.json", nlohmann::json{{"config", c.to_json()},
                                                               {"runs", runs_json},
                                                               {"verdicts", verdicts},

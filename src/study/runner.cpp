@@ -27,7 +27,6 @@
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/parameters.h"
-#include "anchorctx/model/safetensors.h"
 #include "anchorctx/rope/positions.h"
 #include "anchorctx/study/study.h"
 #include "anchorctx/train/trainer.h"
@@ -188,9 +187,8 @@ std::vector<eval::PplSample> held_out_ppl(const StudyConfig& c, const data::Toke
 nlohmann::json measure_drift(const StudyConfig& c, const fs::path& model_dir, const fs::path& dir,
                              const std::vector<std::vector<std::int32_t>>& sequences) {
   const model::LlamaConfig config = model::load_config(model_dir);
-  const model::ParameterLayout layout = model::ParameterLayout::for_config(config);
-  std::vector<float> params(layout.total());
-  model::load_parameters(model::SafetensorsReader::open(model_dir), layout, params);
+  const std::vector<float> params =
+      model::load_parameters(model_dir, model::ParameterLayout::for_config(config));
   analysis::RopeDriftOptions o;
   o.seq_len = c.stage1_seq_len;
   o.modes = {"hf_bf16", "fp32"};
@@ -362,20 +360,19 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
       t.save_every = c.save_every;
       t.seed = r.seed;
       say(fmt::format("{}: training ({})", what, v.label));
-      const fs::path ck = train_run(t, eta, s1_work, what, quiet);
+      const fs::path trained = train_run(t, eta, s1_work, what, quiet);
       // A retrained model invalidates whatever was measured on an earlier one.
       fs::remove(dir / "eval-done.json");
       fs::remove(dir / "drift-done.json");
-      write_json(dir / "train-done.json", train_summary(dir / "run", ck));
+      write_json(dir / "train-done.json", train_summary(dir / "run", trained));
     }
+    const fs::path ck = read_json(dir / "train-done.json").at("checkpoint").get<std::string>();
     if (!fs::exists(dir / "eval-done.json")) {
-      const fs::path ck = read_json(dir / "train-done.json").at("checkpoint").get<std::string>();
       say(fmt::format("{}: evaluating", what));
       write_json(dir / "eval-done.json",
                  evaluate(c, ck, dir, *tok, ppl, haystack, eta, what, quiet));
     }
     if (!fs::exists(dir / "drift-done.json")) {
-      const fs::path ck = read_json(dir / "train-done.json").at("checkpoint").get<std::string>();
       say(fmt::format("{}: bf16 RoPE drift", what));
       write_json(dir / "drift-done.json", measure_drift(c, ck, dir, drift_sequences));
     }

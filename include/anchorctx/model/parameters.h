@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
@@ -64,5 +65,8 @@ void init_parameters(const ParameterLayout& layout, const LlamaConfig& config, s
 // tensors the layout does not call for when the file holds any (a config with fewer layers).
 void load_parameters(const SafetensorsReader& reader, const ParameterLayout& layout,
                      std::span<float> params);
+// The same from the model folder's weights, into a new buffer of layout.total() floats.
+std::vector<float> load_parameters(const std::filesystem::path& model_dir,
+                                   const ParameterLayout& layout);
 
 }  // namespace anchorctx::model
