@@ -3,6 +3,14 @@
 #include "anchorctx/attention/kernels.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/parallel.h"
@@ -56,9 +64,38 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
+// AMX-BF16 on this CPU, and Linux's permission to use its tile data granted to this process
+// (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: without it the first tile
+// instruction faults). Asked once.
+bool cpu_has_usable_amx_bf16() {
+  static const bool usable = [] {
+#if defined(__x86_64__) && defined(__linux__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+    constexpr unsigned kAmxBf16 = 1u << 22, kAmxTile = 1u << 24;  // CPUID.(7,0):EDX
+    if ((d & kAmxBf16) == 0 || (d & kAmxTile) == 0) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return usable;
+}
+
+// The native kernels' products on AMX: where native runs, the CPU has usable AMX-BF16 and
+// ANCHORCTX_AMX (read on every call) is not "off".
+bool amx_selected() {
+  if (!native_bf16_available() || !cpu_has_usable_amx_bf16()) return false;
+  const char* env = std::getenv("ANCHORCTX_AMX");
+  return env == nullptr || std::string_view(env) != "off";
+}
+
 CpuKernels cpu_kernels(core::DType dtype, const KernelOptions& options) {
-  if (dtype == core::DType::bf16 && options.native_bf16 && native_bf16_available())
+  if (dtype == core::DType::bf16 && options.native_bf16 && native_bf16_available()) {
+    if (amx_selected()) return {cpu::amx_bf16::forward, cpu::amx_bf16::backward};
     return {cpu::avx512_bf16::forward, cpu::avx512_bf16::backward};
+  }
   switch (cpu::select_isa()) {
     case cpu::Isa::avx512:
       return {cpu::avx512::forward, cpu::avx512::backward};
@@ -132,7 +169,7 @@ bool native_bf16_available(std::string* why_not) {
 
 std::string kernel_isa(core::DType dtype, const KernelOptions& options) {
   if (dtype == core::DType::bf16 && options.native_bf16 && native_bf16_available())
-    return "avx512_bf16";
+    return amx_selected() ? "amx_bf16" : "avx512_bf16";
   return kernel_isa();
 }
 

@@ -9,9 +9,10 @@
 namespace anchorctx::cli {
 
 inline constexpr const char* kBf16ComputeHelp =
-    "bf16 precision: how the GEMMs of the projections, MLP and LM head run: native (bf16 "
-    "operands through oneDNN on AVX512_BF16, float32 accumulation) or emulated (float32 sgemm "
-    "on bf16 values, the reference). Default: native where oneDNN is built in and the CPU has "
+    "bf16 precision: how the GEMMs of the projections, MLP and LM head and the attention "
+    "kernels run: native (bf16 operands on AVX512_BF16 with float32 accumulation: oneDNN for "
+    "the GEMMs, the native bf16 attention kernels) or emulated (float32 products on bf16 "
+    "values, the reference). Default: native where oneDNN is built in and the CPU has "
     "AVX512_BF16, else emulated. No effect with --precision fp32";
 
 // The value of --bf16-compute ("" for the default). Prints the choice to stderr unless quiet

@@ -72,7 +72,8 @@ enum class Width {
   half_head_dim,
   vocab,
   params,
-  gemm_input,  // max(H, qd, I): the widest activation a GEMM reads
+  gemm_input,    // max(H, qd, I): the widest activation a GEMM reads
+  attention_io,  // 2 qd + 2 kvd: q, k, v and o (or d_o, dq, dk and dv) side by side
 };
 
 }  // namespace
@@ -128,6 +129,10 @@ std::span<const LlamaTrainModel::BufferSpec> LlamaTrainModel::buffer_specs() {
        nullptr, nullptr, &M::x_bits_, 2},
       {"bf16_bits.dy", "[T, max(H, qd, I)]", native_backward, Rows::tokens, Width::gemm_input,
        nullptr, nullptr, &M::dy_bits_, 2},
+      {"bf16_bits.attention", "[T, 2 qd + 2 kvd]", native_forward, Rows::tokens,
+       Width::attention_io, nullptr, nullptr, &M::attn_bits_, 2},
+      {"bf16_bits.attention_grad", "[T, 2 qd + 2 kvd]", native_backward, Rows::tokens,
+       Width::attention_io, nullptr, nullptr, &M::attn_grad_bits_, 2},
       {"rope.inv_freq", "[D/2]", rope, Rows::one, Width::half_head_dim},
       {"rope.cos", "[T, D/2]", rope, Rows::tokens, Width::half_head_dim},
       {"rope.sin", "[T, D/2]", rope, Rows::tokens, Width::half_head_dim},
@@ -166,6 +171,8 @@ std::int64_t LlamaTrainModel::width_of(const BufferSpec& spec, const LlamaConfig
       return params;
     case Width::gemm_input:
       return std::max({config.hidden_size, config.q_dim(), config.intermediate_size});
+    case Width::attention_io:
+      return 2 * config.q_dim() + 2 * config.kv_dim();
   }
   return 0;
 }
@@ -408,10 +415,28 @@ void LlamaTrainModel::attention_forward(LayerActs& a) {
   const attention::AttentionDims dims{static_cast<int>(config_.num_attention_heads),
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
-  // The float32 kernel in every mode. In bf16 the inputs hold bf16 values (hf_bf16) or float32
-  // rotated q/k with bf16 v (exact); the kernel's bf16 path would widen the same values to
-  // float32 and round the output once, which is what rounding `o` here does, without the
-  // conversions (5% of a step).
+  if (compute_ == Bf16Compute::native) {
+    // Native bf16: the kernels' products on bf16 operands (vdpbf16ps) with float32 sums, P
+    // rounded to bf16 before PV. q, k and v hold bf16 values in hf_bf16 (converting them is
+    // exact); exact RoPE's float32 q and k are rounded to bf16 here, once, as a bf16 training
+    // framework casts them for its attention kernel.
+    const std::int64_t T = tokens_;
+    std::uint16_t* q16 = attn_bits_.data();
+    std::uint16_t* k16 = q16 + T * q_dim_;
+    std::uint16_t* v16 = k16 + T * kv_dim_;
+    std::uint16_t* o16 = v16 + T * kv_dim_;
+    detail::float_to_bf16(a.q.data(), T * q_dim_, q16);
+    detail::float_to_bf16(a.k.data(), T * kv_dim_, k16);
+    detail::float_to_bf16(a.v.data(), T * kv_dim_, v16);
+    attention::forward(*batch_->plan, dims, {core::DType::bf16, q16, k16, v16, o16, a.lse.data()},
+                       {0.0f, options_.threads, true});
+    detail::bf16_to_float(o16, T * q_dim_, a.o.data());
+    return;
+  }
+  // Emulated (and fp32): the float32 kernel. In bf16 the inputs hold bf16 values (hf_bf16) or
+  // float32 rotated q/k with bf16 v (exact); the kernel's emulated bf16 path would widen the
+  // same values to float32 and round the output once, which is what rounding `o` here does,
+  // without the conversions (5% of a step).
   attention::forward(
       *batch_->plan, dims,
       {core::DType::f32, a.q.data(), a.k.data(), a.v.data(), a.o.data(), a.lse.data()}, kopt);
@@ -441,6 +466,31 @@ void LlamaTrainModel::attention_backward(LayerActs& a, const float* d_o, float* 
     exchange_->to_tokens(dqh_.data(), hq, s.q_heads, false, dq);
     exchange_->to_tokens(dkh_.data(), hkv, s.kv_heads, true, dk);
     exchange_->to_tokens(dvh_.data(), hkv, s.kv_heads, true, dv);
+  } else if (compute_ == Bf16Compute::native) {
+    // The forward's bf16 operands again (a.o holds the forward's bf16 output, so converting
+    // it back is exact); d_o is rounded to bf16 here, dS inside the kernel.
+    const std::int64_t T = tokens_;
+    std::uint16_t* q16 = attn_bits_.data();
+    std::uint16_t* k16 = q16 + T * q_dim_;
+    std::uint16_t* v16 = k16 + T * kv_dim_;
+    std::uint16_t* o16 = v16 + T * kv_dim_;
+    std::uint16_t* do16 = attn_grad_bits_.data();
+    std::uint16_t* dq16 = do16 + T * q_dim_;
+    std::uint16_t* dk16 = dq16 + T * q_dim_;
+    std::uint16_t* dv16 = dk16 + T * kv_dim_;
+    detail::float_to_bf16(a.q.data(), T * q_dim_, q16);
+    detail::float_to_bf16(a.k.data(), T * kv_dim_, k16);
+    detail::float_to_bf16(a.v.data(), T * kv_dim_, v16);
+    detail::float_to_bf16(a.o.data(), T * q_dim_, o16);
+    detail::float_to_bf16(d_o, T * q_dim_, do16);
+    attention::backward(
+        *batch_->plan, dims,
+        {core::DType::bf16, q16, k16, v16, o16, do16, a.lse.data(), dq16, dk16, dv16},
+        {0.0f, options_.threads, true});
+    detail::bf16_to_float(dq16, T * q_dim_, dq);
+    detail::bf16_to_float(dk16, T * kv_dim_, dk);
+    detail::bf16_to_float(dv16, T * kv_dim_, dv);
+    return;  // bf16 values already
   } else {
     attention::backward(*batch_->plan, dims,
                         {core::DType::f32, a.q.data(), a.k.data(), a.v.data(), a.o.data(), d_o,

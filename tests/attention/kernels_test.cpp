@@ -53,25 +53,32 @@ constexpr std::uint16_t kBf16Nan = 0x7FC0;
 constexpr double kTolF32 = 2e-6;
 const double kTolBf16 = std::ldexp(1.0, -7);
 
-// Sets ANCHORCTX_ISA for its lifetime and restores what was there before.
-class IsaOverride {
+// Sets an environment variable for its lifetime and restores what was there before.
+class EnvOverride {
  public:
-  explicit IsaOverride(const std::string& isa) {
-    if (const char* old = std::getenv("ANCHORCTX_ISA")) saved_ = old;
-    ::setenv("ANCHORCTX_ISA", isa.c_str(), 1);
+  EnvOverride(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) saved_ = old;
+    ::setenv(name, value.c_str(), 1);
   }
-  ~IsaOverride() {
+  ~EnvOverride() {
     if (saved_) {
-      ::setenv("ANCHORCTX_ISA", saved_->c_str(), 1);
+      ::setenv(name_, saved_->c_str(), 1);
     } else {
-      ::unsetenv("ANCHORCTX_ISA");
+      ::unsetenv(name_);
     }
   }
-  IsaOverride(const IsaOverride&) = delete;
-  IsaOverride& operator=(const IsaOverride&) = delete;
+  EnvOverride(const EnvOverride&) = delete;
+  EnvOverride& operator=(const EnvOverride&) = delete;
 
  private:
+  const char* name_;
   std::optional<std::string> saved_;
+};
+
+// ANCHORCTX_ISA for its lifetime.
+class IsaOverride : public EnvOverride {
+ public:
+  explicit IsaOverride(const std::string& isa) : EnvOverride("ANCHORCTX_ISA", isa) {}
 };
 
 // The instruction sets the kernels actually run here (the variable can only lower the ISA, so
@@ -91,6 +98,18 @@ struct KernelPath {
   std::string isa;
   bool native_bf16 = false;
   std::string name;
+  bool amx = true;  // false: ANCHORCTX_AMX=off (the native products on vdpbf16ps, not AMX)
+};
+
+// A path's environment for its lifetime: ANCHORCTX_ISA and ANCHORCTX_AMX.
+class PathOverride {
+ public:
+  explicit PathOverride(const KernelPath& path)
+      : isa_(path.isa), amx_("ANCHORCTX_AMX", path.amx ? "on" : "off") {}
+
+ private:
+  IsaOverride isa_;
+  EnvOverride amx_;
 };
 
 // The paths to test for a dtype. float32: every runnable ISA. bf16: the native path where the
@@ -107,7 +126,15 @@ std::vector<KernelPath> runnable_paths(DType dtype) {
     std::string why;
     if (isa == "avx512") {
       if (native_bf16_available(&why)) {
-        paths.push_back({isa, true, "avx512_bf16"});
+        // Native on AMX tiles where this CPU has them, and on vdpbf16ps (AMX off) always.
+        if (kernel_isa(DType::bf16, {0.0f, 0, true}) == "amx_bf16") {
+          paths.push_back({isa, true, "amx_bf16"});
+        } else {
+          static bool told_amx = false;
+          if (!told_amx) std::cout << "[ SKIPPED  ] AMX bf16 kernels not tested: no usable AMX\n";
+          told_amx = true;
+        }
+        paths.push_back({isa, true, "avx512_bf16", false});
       } else {
         static bool told = false;
         if (!told) std::cout << "[ SKIPPED  ] native bf16 kernels not tested: " << why << "\n";
@@ -289,7 +316,7 @@ void check_against_reference(const AttentionLayout& layout, const Mask& mask,
   const Reference ref = run_reference(layout, mask, dims, in, scale);
   const BlockPlan plan = BlockPlan::build(layout, mask, tile_size);
   for (const KernelPath& path : runnable_paths(dtype)) {
-    IsaOverride guard(path.isa);
+    PathOverride guard(path);
     SCOPED_TRACE("kernels " + path.name);
     const KernelOptions options = with_path({scale, threads}, path);
     ASSERT_EQ(kernel_isa(dtype, options), path.name);
@@ -455,7 +482,14 @@ TEST_F(Kernels, NativeBf16IsChosenOnlyWhereAvailable) {
   native.native_bf16 = true;
   std::string why;
   const bool available = native_bf16_available(&why);
-  EXPECT_EQ(kernel_isa(DType::bf16, native), available ? "avx512_bf16" : kernel_isa());
+  if (available) {
+    const std::string chosen = kernel_isa(DType::bf16, native);
+    EXPECT_TRUE(chosen == "amx_bf16" || chosen == "avx512_bf16") << chosen;
+    EnvOverride no_amx("ANCHORCTX_AMX", "off");
+    EXPECT_EQ(kernel_isa(DType::bf16, native), "avx512_bf16");
+  } else {
+    EXPECT_EQ(kernel_isa(DType::bf16, native), kernel_isa());
+  }
   EXPECT_EQ(kernel_isa(DType::bf16, {}), kernel_isa());
   EXPECT_EQ(kernel_isa(DType::f32, native), kernel_isa());
   if (!available) {
@@ -478,7 +512,9 @@ TEST_F(Kernels, NativeBf16MatchesEmulatedWithinBf16Scales) {
   if (!native_bf16_available(&why)) GTEST_SKIP() << "native bf16 kernels unavailable: " << why;
   KernelOptions native;
   native.native_bf16 = true;
-  for (int trial = 0; trial < 6; ++trial) {
+  for (int trial = 0; trial < 12; ++trial) {
+    // Odd trials with the products on vdpbf16ps, even ones on AMX where this CPU has it.
+    const EnvOverride amx("ANCHORCTX_AMX", trial % 2 == 1 ? "off" : "on");
     const AttentionDims dims = trial % 3 == 0   ? AttentionDims{4, 2, 128}
                                : trial % 3 == 1 ? AttentionDims{2, 2, 40}
                                                 : AttentionDims{4, 1, 64};
@@ -486,8 +522,8 @@ TEST_F(Kernels, NativeBf16MatchesEmulatedWithinBf16Scales) {
     LayoutOptions options;
     options.min_sequences = 1;
     options.max_sequences = 3;
-    options.max_seq_len = trial < 2 ? 400 : 160;
-    options.fewer_queries = trial % 2 == 1;
+    options.max_seq_len = trial < 4 ? 400 : 160;
+    options.fewer_queries = trial / 2 % 2 == 1;
     const RandomLayout r = random_layout(rng, options);
     SCOPED_TRACE(testing::Message() << "trial " << trial << " " << describe(mask, dims, DType::bf16)
                                     << " " << r.describe());
@@ -548,7 +584,7 @@ TEST_F(Kernels, DeterministicAcrossThreadsAndRuns) {
           random_inputs(rng, r.layout.total_q_tokens(), dims, dtype, r.total_tokens());
       const BlockPlan plan = BlockPlan::build(r.layout, mask);
       for (const KernelPath& path : runnable_paths(dtype)) {
-        IsaOverride guard(path.isa);
+        PathOverride guard(path);
         SCOPED_TRACE("kernels " + path.name);
         const KernelRun one = run_kernels(plan, dims, dtype, in, with_path({0.0f, 1}, path));
         const KernelRun two = run_kernels(plan, dims, dtype, in, with_path({0.0f, 2}, path));
@@ -582,7 +618,7 @@ TEST_F(Kernels, BackwardSchedulesAgreeToTheBit) {
       const Reference ref = run_reference(r.layout, mask, dims, in, 0.0);
       const BlockPlan plan = BlockPlan::build(r.layout, mask, 32);
       for (const KernelPath& path : runnable_paths(dtype)) {
-        IsaOverride guard(path.isa);
+        PathOverride guard(path);
         SCOPED_TRACE("kernels " + path.name);
         const KernelRun fused = run_kernels(plan, dims, dtype, in, with_path({0.0f, 1}, path));
         const KernelRun two_pass = run_kernels(plan, dims, dtype, in, with_path({0.0f, 2}, path));
@@ -826,7 +862,7 @@ TEST_F(Kernels, StridedTensorsGiveTheDenseBits) {
   const AttentionDims dims{4, 2, 40};
   for (const DType dtype : {DType::f32, DType::bf16}) {
     for (const KernelPath& path : runnable_paths(dtype)) {
-      IsaOverride guard(path.isa);
+      PathOverride guard(path);
       SCOPED_TRACE("kernels " + path.name);
       for (MaskKind mask : kMasks) {
         SCOPED_TRACE(to_string(mask));
@@ -979,7 +1015,7 @@ TEST_F(Kernels, NonFiniteInputsReachExactlyTheOutputsTheMaskAllows) {
     const KernelOptions thread_options{0.0f, trial % 4 < 2 ? 1 : 8};
 
     for (const KernelPath& path : runnable_paths(dtype)) {
-      IsaOverride guard(path.isa);
+      PathOverride guard(path);
       SCOPED_TRACE("kernels " + path.name);
       const KernelOptions kernel_options = with_path(thread_options, path);
       const KernelRun base = run_kernels(plan, dims, dtype, clean, with_path({}, path));

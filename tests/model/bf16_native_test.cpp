@@ -422,7 +422,11 @@ TEST_F(NativeBf16, ThreadInvariantGemmsGiveTheSameBitsAtOneAndTwoThreads) {
 }
 
 // A short training run of the tiny preset on a learnable sequence at `threads` threads.
-std::vector<double> train_losses(Bf16Compute compute, int steps, int threads) {
+// perturb: a seed for moving every weight by one float32 ulp up or down at random before every
+// step (0: none), a perturbation that changes which way some bf16 roundings go at every step, as
+// native's other sum order does.
+std::vector<double> train_losses(Bf16Compute compute, int steps, int threads,
+                                 unsigned perturb = 0) {
   const int previous = omp_get_max_threads();
   omp_set_num_threads(threads);
   const LlamaConfig config = preset("tiny");
@@ -432,6 +436,14 @@ std::vector<double> train_losses(Bf16Compute compute, int steps, int threads) {
   run.bf16_compute = compute;
   LlamaTrainModel model(config, run);
   init_parameters(model.layout(), config, 7, model.params());
+  std::mt19937 flip(perturb);
+  const auto nudge = [&] {
+    if (perturb == 0) return;
+    for (float& p : model.params())
+      p = std::nextafter(p, flip() % 2 ? std::numeric_limits<float>::infinity()
+                                       : -std::numeric_limits<float>::infinity());
+  };
+  nudge();
   train::AdamW optimizer(model.layout(), {});
   const std::int32_t T = 256;
   std::vector<std::int32_t> ids(sz(T)), targets(sz(T)), positions(sz(T));
@@ -454,36 +466,41 @@ std::vector<double> train_losses(Bf16Compute compute, int steps, int threads) {
     const LossSum l = model.forward_backward(batch, 1.0 / (T - 1));
     losses.push_back(l.loss / static_cast<double>(l.tokens));
     optimizer.step(model.params(), model.grads(), 1e-3);
+    nudge();
   }
   omp_set_num_threads(previous);
   return losses;
 }
 
 TEST_F(NativeBf16, ThirtyTrainingStepsFollowTheEmulatedLossesWithinNoise) {
-  // The noise: two emulated runs that differ only in OpenBLAS's sum order (1 and 2 threads,
-  // plain GEMMs), i.e. the same kind of perturbation native makes.
+  // The noise: an emulated run whose weights move by one float32 ulp before every step, i.e. a
+  // perturbation of the kind native makes (some bf16 roundings go the other way, every step). Two
+  // emulated runs that differ only in OpenBLAS's thread count are no measure: on some CPUs they
+  // agree to the bit.
   const int steps = 30;
   const auto emulated = train_losses(Bf16Compute::emulated, steps, 2);
-  const auto emulated_1 = train_losses(Bf16Compute::emulated, steps, 1);
+  const auto perturbed = train_losses(Bf16Compute::emulated, steps, 2, 5);
   const auto native = train_losses(Bf16Compute::native, steps, 2);
-  double noise = 0.0, gap = 0.0;
+  // Mean |difference| over the steps: a loss spike (this run has one at step 7) amplifies any
+  // perturbation at that step alone, so the largest single difference measures chaos, not bias.
+  double noise = 0.0, gap = 0.0, mean_loss = 0.0;
   for (int s = 0; s < steps; ++s) {
     const std::size_t i = sz(s);
-    std::printf("step %2d: emulated %.5f, emulated (1 thread) %.5f, native %.5f\n", s, emulated[i],
-                emulated_1[i], native[i]);
-    noise = std::max(noise, std::abs(emulated_1[i] - emulated[i]));
-    gap = std::max(gap, std::abs(native[i] - emulated[i]));
+    std::printf("step %2d: emulated %.5f, emulated (perturbed) %.5f, native %.5f\n", s, emulated[i],
+                perturbed[i], native[i]);
+    noise += std::abs(perturbed[i] - emulated[i]) / steps;
+    gap += std::abs(native[i] - emulated[i]) / steps;
+    mean_loss += emulated[i] / steps;
   }
-  std::printf("largest |difference|: emulated 1 vs 2 threads %.5f, native vs emulated %.5f\n",
-              noise, gap);
+  std::printf("mean |difference| from the emulated run: perturbed %.5f, native %.5f\n", noise, gap);
   // The first step sees the same weights: only the sum order differs.
   EXPECT_NEAR(native[0], emulated[0], 1e-3 * emulated[0]);
   EXPECT_LT(emulated.back(), 0.8 * emulated.front());  // the run learns something
-  // Within noise: native no further from the emulated run than 3x the emulated runs' spread,
-  // plus 0.5% of the loss (the spread can be near zero when OpenBLAS happens to agree).
-  for (int s = 0; s < steps; ++s)
-    EXPECT_LE(std::abs(native[sz(s)] - emulated[sz(s)]), 3.0 * noise + 5e-3 * emulated[sz(s)])
-        << "step " << s;
+  // Within noise: native no further from the emulated run, on average, than 3x the perturbed
+  // run is, plus 0.5% of the loss (native also rounds P and dS to bf16 in the attention, a small
+  // systematic difference); and the same final loss within 1%.
+  EXPECT_LE(gap, 3.0 * noise + 5e-3 * mean_loss);
+  EXPECT_NEAR(native.back(), emulated.back(), 1e-2 * emulated.back());
 }
 
 }  // namespace

@@ -106,8 +106,10 @@ std::string kernel_isa();
 // ANCHORCTX_ISA leaves avx512 selected. When not, why_not (if not null) says why.
 bool native_bf16_available(std::string* why_not = nullptr);
 
-// The kernels a call with this dtype and these options runs: "avx512_bf16" when bf16 products
-// run natively, else kernel_isa().
+// The kernels a call with this dtype and these options runs: "amx_bf16" when bf16 products
+// run natively on AMX tiles (the CPU has AMX-BF16, Linux grants its use, and the environment
+// variable ANCHORCTX_AMX is not "off"), "avx512_bf16" when they run natively on `vdpbf16ps`,
+// else kernel_isa().
 std::string kernel_isa(core::DType dtype, const KernelOptions& options);
 
 }  // namespace anchorctx::attention

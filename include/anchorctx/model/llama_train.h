@@ -180,8 +180,9 @@ class LlamaTrainModel {
   std::vector<float> bf16_params_;  // the bf16 copy of params_ the bf16 forward reads
   // Native bf16 GEMMs: the weights as bf16 bits (made with bf16_params_, once per forward), and
   // an activation (x_bits_) and an output gradient (dy_bits_) converted once for the GEMMs
-  // that read them.
-  std::vector<std::uint16_t> weight_bits_, x_bits_, dy_bits_;
+  // that read them; the native attention kernels' bf16 inputs and outputs, q | k | v | o
+  // (attn_bits_) and d_o | dq | dk | dv (attn_grad_bits_), each [T, width] in turn.
+  std::vector<std::uint16_t> weight_bits_, x_bits_, dy_bits_, attn_bits_, attn_grad_bits_;
   bool round_ = false;
   Bf16Compute compute_ = Bf16Compute::emulated;  // of the layer GEMMs (emulated in fp32)
   std::int64_t head_dim_ = 0, q_dim_ = 0, kv_dim_ = 0;

@@ -20,6 +20,8 @@ ANCHORCTX_DECLARE_CPU_KERNELS(avx512)
 // AVX-512 with AVX512_BF16: bf16 tensors multiplied natively (kernels_native_bf16.h), float32
 // ones as avx512.
 ANCHORCTX_DECLARE_CPU_KERNELS(avx512_bf16)
+// The same with AMX-BF16: the native kernels' products on AMX tiles (amx_tile_gemm.h).
+ANCHORCTX_DECLARE_CPU_KERNELS(amx_bf16)
 ANCHORCTX_DECLARE_CPU_KERNELS(avx2)
 ANCHORCTX_DECLARE_CPU_KERNELS(portable)
 #undef ANCHORCTX_DECLARE_CPU_KERNELS

@@ -18,15 +18,21 @@
 // operands are P and dS packed in pairs of rows, which is two instructions per 16 words
 // (pack_pairs); the plain layout would need P^T and dS^T transposed element by element.
 //
-// Included by kernels_impl.h inside its anonymous namespace, only in the TU compiled with
-// -mavx512bf16 (kernels_avx512_bf16.cpp, W = 16).
+// Included by kernels_impl.h inside its anonymous namespace, only in the TUs compiled with
+// -mavx512bf16 (kernels_avx512_bf16.cpp, W = 16; kernels_amx_bf16.cpp, the same with the
+// products on AMX tiles where they fill them, amx_tile_gemm.h).
 #pragma once
 
 #include "attention/cpu/bf16_tile_gemm.h"
 
 static_assert(W == 16, "the native bf16 kernels are written for 16-float vectors");
 
+#if defined(ANCHORCTX_AMX)
+#include "attention/cpu/amx_tile_gemm.h"
+using Bf16Gemm = AmxBf16Gemm;  // kernels_amx_bf16.cpp: tiles on AMX, the rest as below
+#else
 using Bf16Gemm = Bf16TileGemm<6, 4>;
+#endif
 
 // bf16 bits of D values into d[0, Dp) (zeros past D). A row holding a non-finite value is
 // stored as zeros and reported (true), convert_row's rule.
