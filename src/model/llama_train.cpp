@@ -392,6 +392,27 @@ void LlamaTrainModel::prepare_buffers(std::int64_t T, bool backward) {
 // ---------------------------------------------------------------------------------------------
 // Attention: RoPE'd q, k and v through the block-sparse kernels in the precision's dtype.
 
+// Native bf16 attention's inputs as bf16 bits: q, k and v (and, for a backward, the forward's
+// output and d_o) converted into attn_bits_ ([T, qd] | [T, kvd] | [T, kvd] | [T, qd]) and the
+// first [T, qd] of attn_grad_bits_ past the gradients' [T, qd + 2 kvd].
+LlamaTrainModel::AttentionBits LlamaTrainModel::attention_bits(const LayerActs& a,
+                                                               const float* d_o) {
+  AttentionBits b;
+  b.q = attn_bits_.data();
+  b.k = b.q + a.q.size();
+  b.v = b.k + a.k.size();
+  b.o = b.v + a.v.size();
+  detail::float_to_bf16(a.q.data(), static_cast<std::int64_t>(a.q.size()), b.q);
+  detail::float_to_bf16(a.k.data(), static_cast<std::int64_t>(a.k.size()), b.k);
+  detail::float_to_bf16(a.v.data(), static_cast<std::int64_t>(a.v.size()), b.v);
+  if (d_o != nullptr) {
+    detail::float_to_bf16(a.o.data(), static_cast<std::int64_t>(a.o.size()), b.o);
+    b.d_o = attn_grad_bits_.data() + a.q.size() + 2 * a.k.size();
+    detail::float_to_bf16(d_o, static_cast<std::int64_t>(a.o.size()), b.d_o);
+  }
+  return b;
+}
+
 void LlamaTrainModel::attention_forward(LayerActs& a) {
   const OpScope scope(Op::attention_forward);
   const attention::KernelOptions kopt{0.0f, options_.threads};
@@ -416,21 +437,15 @@ void LlamaTrainModel::attention_forward(LayerActs& a) {
                                       static_cast<int>(config_.num_key_value_heads),
                                       static_cast<int>(head_dim_)};
   if (compute_ == Bf16Compute::native) {
-    // Native bf16: the kernels' products on bf16 operands (vdpbf16ps) with float32 sums, P
-    // rounded to bf16 before PV. q, k and v hold bf16 values in hf_bf16 (converting them is
-    // exact); exact RoPE's float32 q and k are rounded to bf16 here, once, as a bf16 training
-    // framework casts them for its attention kernel.
-    const std::int64_t T = tokens_;
-    std::uint16_t* q16 = attn_bits_.data();
-    std::uint16_t* k16 = q16 + T * q_dim_;
-    std::uint16_t* v16 = k16 + T * kv_dim_;
-    std::uint16_t* o16 = v16 + T * kv_dim_;
-    detail::float_to_bf16(a.q.data(), T * q_dim_, q16);
-    detail::float_to_bf16(a.k.data(), T * kv_dim_, k16);
-    detail::float_to_bf16(a.v.data(), T * kv_dim_, v16);
-    attention::forward(*batch_->plan, dims, {core::DType::bf16, q16, k16, v16, o16, a.lse.data()},
+    // Native bf16: the kernels' products on bf16 operands (AMX or vdpbf16ps) with float32
+    // sums, P rounded to bf16 before PV. q, k and v hold bf16 values in hf_bf16 (converting
+    // them is exact); exact RoPE's float32 q and k are rounded to bf16 here, once, as a bf16
+    // training framework casts them for its attention kernel.
+    const AttentionBits in = attention_bits(a, nullptr);
+    attention::forward(*batch_->plan, dims,
+                       {core::DType::bf16, in.q, in.k, in.v, in.o, a.lse.data()},
                        {0.0f, options_.threads, true});
-    detail::bf16_to_float(o16, T * q_dim_, a.o.data());
+    from_bf16_bits({in.o, a.o.size()}, a.o);
     return;
   }
   // Emulated (and fp32): the float32 kernel. In bf16 the inputs hold bf16 values (hf_bf16) or
@@ -469,27 +484,17 @@ void LlamaTrainModel::attention_backward(LayerActs& a, const float* d_o, float* 
   } else if (compute_ == Bf16Compute::native) {
     // The forward's bf16 operands again (a.o holds the forward's bf16 output, so converting
     // it back is exact); d_o is rounded to bf16 here, dS inside the kernel.
-    const std::int64_t T = tokens_;
-    std::uint16_t* q16 = attn_bits_.data();
-    std::uint16_t* k16 = q16 + T * q_dim_;
-    std::uint16_t* v16 = k16 + T * kv_dim_;
-    std::uint16_t* o16 = v16 + T * kv_dim_;
-    std::uint16_t* do16 = attn_grad_bits_.data();
-    std::uint16_t* dq16 = do16 + T * q_dim_;
-    std::uint16_t* dk16 = dq16 + T * q_dim_;
-    std::uint16_t* dv16 = dk16 + T * kv_dim_;
-    detail::float_to_bf16(a.q.data(), T * q_dim_, q16);
-    detail::float_to_bf16(a.k.data(), T * kv_dim_, k16);
-    detail::float_to_bf16(a.v.data(), T * kv_dim_, v16);
-    detail::float_to_bf16(a.o.data(), T * q_dim_, o16);
-    detail::float_to_bf16(d_o, T * q_dim_, do16);
+    const AttentionBits in = attention_bits(a, d_o);
+    std::uint16_t* dq16 = attn_grad_bits_.data();
+    std::uint16_t* dk16 = dq16 + a.q.size();
+    std::uint16_t* dv16 = dk16 + a.k.size();
     attention::backward(
         *batch_->plan, dims,
-        {core::DType::bf16, q16, k16, v16, o16, do16, a.lse.data(), dq16, dk16, dv16},
+        {core::DType::bf16, in.q, in.k, in.v, in.o, in.d_o, a.lse.data(), dq16, dk16, dv16},
         {0.0f, options_.threads, true});
-    detail::bf16_to_float(dq16, T * q_dim_, dq);
-    detail::bf16_to_float(dk16, T * kv_dim_, dk);
-    detail::bf16_to_float(dv16, T * kv_dim_, dv);
+    from_bf16_bits({dq16, a.q.size()}, {dq, a.q.size()});
+    from_bf16_bits({dk16, a.k.size()}, {dk, a.k.size()});
+    from_bf16_bits({dv16, a.v.size()}, {dv, a.v.size()});
     return;  // bf16 values already
   } else {
     attention::backward(*batch_->plan, dims,

@@ -157,6 +157,10 @@ class LlamaTrainModel {
   void prepare_buffers(std::int64_t tokens, bool backward);
   void layer_forward(int l, const float* x_in, float* x_out, LayerActs& acts);
   void layer_backward(int l, const float* x_in, LayerActs& acts, float* dx);
+  struct AttentionBits {
+    std::uint16_t *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr, *d_o = nullptr;
+  };
+  AttentionBits attention_bits(const LayerActs& acts, const float* d_o);
   void attention_forward(LayerActs& acts);
   void attention_backward(LayerActs& acts, const float* d_o, float* dq, float* dk, float* dv);
   const float* weight(const ParameterInfo& info) const;
@@ -181,7 +185,7 @@ class LlamaTrainModel {
   // Native bf16 GEMMs: the weights as bf16 bits (made with bf16_params_, once per forward), and
   // an activation (x_bits_) and an output gradient (dy_bits_) converted once for the GEMMs
   // that read them; the native attention kernels' bf16 inputs and outputs, q | k | v | o
-  // (attn_bits_) and d_o | dq | dk | dv (attn_grad_bits_), each [T, width] in turn.
+  // (attn_bits_) and dq | dk | dv | d_o (attn_grad_bits_), each [T, width] in turn.
   std::vector<std::uint16_t> weight_bits_, x_bits_, dy_bits_, attn_bits_, attn_grad_bits_;
   bool round_ = false;
   Bf16Compute compute_ = Bf16Compute::emulated;  // of the layer GEMMs (emulated in fp32)

@@ -4,7 +4,6 @@
 // payloads, so its bits would differ from the emulated path's rounding on those inputs.
 #include <immintrin.h>
 
-#include <bit>
 #include <cstdint>
 
 #include "anchorctx/core/bf16.h"
@@ -67,13 +66,6 @@ void float_to_bf16(const float* src, std::int64_t n, std::uint16_t* dst) {
   const std::int64_t full = n / kBlock;
   float_to_bf16_rows(src, full, kBlock, kBlock, dst, kBlock);
   float_to_bf16_rows(src + full * kBlock, 1, n - full * kBlock, 0, dst + full * kBlock, 0);
-}
-
-void bf16_to_float(const std::uint16_t* src, std::int64_t n, float* dst) {
-  // A shift per element: the compiler vectorises it; threads only pay off on long vectors.
-#pragma omp parallel for schedule(static) if (n > 262144)
-  for (std::int64_t i = 0; i < n; ++i)
-    dst[i] = std::bit_cast<float>(static_cast<std::uint32_t>(src[i]) << 16);
 }
 
 }  // namespace anchorctx::model::detail

@@ -22,8 +22,6 @@ void sgemm_fixed_blocks(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, 
 void float_to_bf16_rows(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld,
                         std::uint16_t* dst, std::int64_t ld_dst);
 void float_to_bf16(const float* src, std::int64_t n, std::uint16_t* dst);
-// dst[i] = the float32 value of the bf16 bits src[i] (exact), n of them.
-void bf16_to_float(const std::uint16_t* src, std::int64_t n, float* dst);
 
 // Native bf16 (bf16_gemm.cpp): A and B as bf16 multiplied through oneDNN with float32
 // accumulation into float32 C; beta is 0 or 1. Each operand comes as float32 values (rounded to
