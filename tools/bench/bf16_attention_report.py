@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Medians and ratios of a tools/bench/bf16_attention.sh run, as Markdown.
 
-Per shape (mask, T) and kind (fp32, emulated, native): the median over rounds of each call's
+Per shape (mask, T) and kind (fp32, emulated, vdpbf16 = native without AMX, native): the median over rounds of each call's
 median time, and the ratios that the targets of docs/PERFORMANCE.md name: native over fp32
 speed, and native GFLOP/s against the same call's bf16 GEMM yardstick (and fp32 against its
 sgemm). Usage: bf16_attention_report.py OUT_DIR
@@ -11,6 +11,8 @@ import pathlib
 import statistics
 import sys
 from collections import defaultdict
+
+KINDS = ("fp32", "emulated", "vdpbf16", "native")
 
 
 def main() -> None:
@@ -30,7 +32,7 @@ def main() -> None:
         base = runs.get((mask, t, "fp32"), [])
         base_fwd = med([r["fwd_ms"] for r in base]) if base else None
         base_bwd = med([r["bwd_ms"] for r in base]) if base else None
-        for kind in ("fp32", "emulated", "native"):
+        for kind in KINDS:
             rs = runs.get((mask, t, kind))
             if not rs:
                 continue
@@ -44,8 +46,8 @@ def main() -> None:
                   f"{base_fwd / fwd:.2f}x | {base_bwd / bwd:.2f}x |")
     print()
     print("Yardsticks (median over the calls of each shape): "
-          + "; ".join(f"{m} {t}: sgemm {med([r['sgemm_gflops'] for k in ('fp32','emulated','native') for r in runs.get((m, t, k), [])]):.0f}, "
-                      f"bf16 GEMM {med([r['bf16_gemm_gflops'] for k in ('fp32','emulated','native') for r in runs.get((m, t, k), [])]):.0f} GFLOP/s"
+          + "; ".join(f"{m} {t}: sgemm {med([r['sgemm_gflops'] for k in KINDS for r in runs.get((m, t, k), [])]):.0f}, "
+                      f"bf16 GEMM {med([r['bf16_gemm_gflops'] for k in KINDS for r in runs.get((m, t, k), [])]):.0f} GFLOP/s"
                       for m, t in shapes))
 
 

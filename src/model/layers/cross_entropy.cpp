@@ -12,6 +12,7 @@
 #include "anchorctx/model/layers.h"
 #include "anchorctx/model/op_profile.h"
 #include "model/layers/gemm.h"
+#include "model/layers/vector_math.h"
 
 namespace anchorctx::model {
 
@@ -78,9 +79,7 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
 #pragma omp parallel for schedule(static)
     for (std::int64_t i = 0; i < c; ++i) {
       float* l = logits_p + i * vocab;
-      if (round_bf16)
-        for (std::int64_t v = 0; v < vocab; ++v)
-          l[v] = core::round_to_bf16(l[v]);
+      if (round_bf16) detail::round_bf16_range(l, vocab);
       const std::int64_t t = rows[r0 + i];
       if (logits_out) std::memcpy(logits_out + t * vocab, l, sizeof(float) * vocab);
       const std::int32_t target = targets[t];
@@ -92,22 +91,11 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
           std::fill(l, l + vocab, 0.0f);
         continue;
       }
-      float m = l[0];
-      for (std::int64_t v = 1; v < vocab; ++v)
-        m = std::max(m, l[v]);
+      const float m = detail::max_of(l, vocab);
       const float target_logit = l[target];
       // One exp per logit, kept for the gradient: e = exp(l - m) (float32, as torch's float32
       // softmax; the sum in float64, so the loss keeps its digits over 32K terms).
-      double sum = 0.0;
-      if (dx) {
-        for (std::int64_t v = 0; v < vocab; ++v) {
-          l[v] = std::exp(l[v] - m);
-          sum += l[v];
-        }
-      } else {
-        for (std::int64_t v = 0; v < vocab; ++v)
-          sum += std::exp(l[v] - m);
-      }
+      const double sum = detail::exp_shifted_sum(l, vocab, m, dx ? l : nullptr);
       row_loss[i] = static_cast<double>(m) + std::log(sum) - static_cast<double>(target_logit);
       if (!dx) continue;
       // dlogits = (softmax - onehot) * scale, in place.
@@ -119,8 +107,7 @@ LossSum lm_head_cross_entropy(const float* x, const float* weight,
       if (dlogits16_p)
         detail::float_to_bf16_rows(l, 1, vocab, vocab, dlogits16_p + i * vocab, vocab);
       else if (round_bf16)
-        for (std::int64_t v = 0; v < vocab; ++v)
-          l[v] = core::round_to_bf16(l[v]);
+        detail::round_bf16_range(l, vocab);
     }
     for (std::int64_t i = 0; i < c; ++i) {
       result.loss += row_loss[i];

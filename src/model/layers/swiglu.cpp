@@ -1,40 +1,36 @@
-// SwiGLU: silu(gate) * up, the Llama MLP's nonlinearity.
-#include <cmath>
+// SwiGLU: silu(gate) * up, the Llama MLP's nonlinearity. The element loops are in
+// vector_math.cpp (AVX-512 where selected); here they are cut into blocks for the threads.
+#include <algorithm>
 
-#include "anchorctx/core/bf16.h"
 #include "anchorctx/model/layers.h"
 #include "anchorctx/model/op_profile.h"
+#include "model/layers/vector_math.h"
 
 namespace anchorctx::model {
 
 namespace {
-inline float sigmoid(float v) {
-  return 1.0f / (1.0f + std::exp(-v));
-}
+constexpr std::int64_t kBlock = 4096;  // elements per call of a range function
 }  // namespace
 
 void swiglu_forward(const float* gate, const float* up, std::int64_t n, bool round_bf16, float* h) {
   const OpScope scope(Op::swiglu);
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    float s = g * sigmoid(g);
-    if (round_bf16) s = core::round_to_bf16(s);
-    const float v = s * up[i];
-    h[i] = round_bf16 ? core::round_to_bf16(v) : v;
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t i = b * kBlock;
+    detail::swiglu_forward_range(gate + i, up + i, std::min(kBlock, n - i), round_bf16, h + i);
   }
 }
 
-// d silu(g)/dg = sigmoid(g) * (1 + g * (1 - sigmoid(g))).
 void swiglu_backward(const float* gate, const float* up, const float* dh, std::int64_t n,
                      float* dgate, float* dup) {
   const OpScope scope(Op::swiglu);
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const float g = gate[i], sg = sigmoid(g);
-    const float silu = g * sg;
-    dup[i] = dh[i] * silu;
-    dgate[i] = dh[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t i = b * kBlock;
+    detail::swiglu_backward_range(gate + i, up + i, dh + i, std::min(kBlock, n - i), dgate + i,
+                                  dup + i);
   }
 }
 
