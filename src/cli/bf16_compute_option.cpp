@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
 
 #include "anchorctx/attention/kernels.h"
 
@@ -21,6 +22,13 @@ model::Bf16Compute parse_requested(const std::string& requested, bool available,
   return *parsed;
 }
 
+// What the native bf16 attention kernels run on here: "amx_bf16" or "avx512_bf16".
+std::string native_attention_kernels() {
+  attention::KernelOptions native;
+  native.native_bf16 = true;
+  return attention::kernel_isa(core::DType::bf16, native);
+}
+
 }  // namespace
 
 model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Precision precision,
@@ -30,10 +38,12 @@ model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Pre
   model::Bf16Compute compute = model::default_bf16_compute();
   if (!requested.empty()) compute = parse_requested(requested, available, why);
   if (!quiet && precision == model::Precision::bf16)
-    std::fprintf(stderr, "anchorctx: bf16 GEMMs %s%s\n",
+    std::fprintf(stderr, "anchorctx: bf16 GEMMs and attention %s%s\n",
                  std::string(model::to_string(compute)).c_str(),
                  compute == model::Bf16Compute::native
-                     ? " (oneDNN, AVX512_BF16)"
+                     ? fmt::format(" (GEMMs through oneDNN, attention on the {} kernels)",
+                                   native_attention_kernels())
+                           .c_str()
                      : (available ? "" : fmt::format(" (native unavailable: {})", why).c_str()));
   return compute;
 }
@@ -48,7 +58,7 @@ model::Bf16Compute resolve_attention_bf16_compute(const std::string& requested, 
     std::fprintf(stderr, "anchorctx: bf16 attention products %s%s\n",
                  std::string(model::to_string(compute)).c_str(),
                  compute == model::Bf16Compute::native
-                     ? " (vdpbf16ps, AVX512_BF16)"
+                     ? fmt::format(" ({} kernels)", native_attention_kernels()).c_str()
                      : (available ? "" : fmt::format(" (native unavailable: {})", why).c_str()));
   }
   return compute;
