@@ -79,26 +79,38 @@ if(NOT fraction EQUAL 1)
 endif()
 expect_key("${j}" threads 1)
 # bf16 tensors: the default is native where the CPU has AVX512_BF16 (reported as the
-# avx512_bf16 kernels), and emulated is always there.
+# avx512_bf16 kernels, or amx_bf16 where the CPU has AMX-BF16), and emulated is always there.
+set(native_isas "^(avx512_bf16|amx_bf16)$")
 string(JSON compute GET "${j}" bf16_compute)
 string(JSON isa GET "${j}" isa)
 if(compute STREQUAL "native")
-  if(NOT isa STREQUAL "avx512_bf16")
+  if(NOT isa MATCHES "${native_isas}")
     message(FATAL_ERROR "bf16_compute native but isa '${isa}'")
   endif()
-elseif(NOT compute STREQUAL "emulated" OR isa STREQUAL "avx512_bf16")
+elseif(NOT compute STREQUAL "emulated" OR isa MATCHES "${native_isas}")
   message(FATAL_ERROR "bf16_compute '${compute}', isa '${isa}'")
 endif()
 set(default_compute "${compute}")
 run_json(j ${SMALL} --dtype bf16 --bf16-compute emulated)
 expect_key("${j}" bf16_compute emulated)
 string(JSON isa GET "${j}" isa)
-if(isa STREQUAL "avx512_bf16")
+if(isa MATCHES "${native_isas}")
   message(FATAL_ERROR "--bf16-compute emulated ran the native kernels")
 endif()
 if(default_compute STREQUAL "native")
   run_json(j ${SMALL} --dtype bf16 --bf16-compute native)
-  expect_key("${j}" isa avx512_bf16)
+  string(JSON isa GET "${j}" isa)
+  if(NOT isa MATCHES "${native_isas}")
+    message(FATAL_ERROR "--bf16-compute native ran '${isa}'")
+  endif()
+  # ANCHORCTX_AMX=off keeps the native products on vdpbf16ps.
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env ANCHORCTX_AMX=off ${EXE} bench attention
+                          ${SMALL} --dtype bf16 --bf16-compute native
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  string(JSON isa GET "${out}" isa)
+  if(NOT rc EQUAL 0 OR NOT isa STREQUAL "avx512_bf16")
+    message(FATAL_ERROR "ANCHORCTX_AMX=off: exit ${rc}, isa '${isa}'\n${err}")
+  endif()
 endif()
 # Lowered below avx512, native is refused by name, and the default falls back to emulated.
 execute_process(COMMAND ${CMAKE_COMMAND} -E env ANCHORCTX_ISA=avx2 ${EXE} bench attention
