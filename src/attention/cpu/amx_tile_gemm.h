@@ -31,8 +31,8 @@ struct AmxBf16Gemm {
   };
 
   // The tile configuration is loaded on every call: other AMX users on the same thread
-  // (oneDNN's GEMMs between two attention calls) load their own, and a load costs less than
-  // one tile product's worth of the smallest call that gets here.
+  // (oneDNN's GEMMs between two attention calls) load their own. The load did not show in a
+  // perf profile of the kernels (causal T = 4096, D = 128), next to the tile loads and products.
   static void configure() {
     static const TileConfig config{};
     _tile_loadconfig(&config);
