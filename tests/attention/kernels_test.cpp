@@ -10,7 +10,6 @@
 #include <cstring>
 #include <iostream>
 #include <limits>
-#include <optional>
 #include <random>
 #include <string>
 #include <tuple>
@@ -22,6 +21,7 @@
 #include "anchorctx/attention/reference.h"
 #include "anchorctx/core/error.h"
 #include "attention/test_support.h"
+#include "support/env_override.h"
 
 namespace anchorctx::core {
 // Readable parameter values in gtest's messages (found by argument-dependent lookup).
@@ -53,27 +53,7 @@ constexpr std::uint16_t kBf16Nan = 0x7FC0;
 constexpr double kTolF32 = 2e-6;
 const double kTolBf16 = std::ldexp(1.0, -7);
 
-// Sets an environment variable for its lifetime and restores what was there before.
-class EnvOverride {
- public:
-  EnvOverride(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) saved_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~EnvOverride() {
-    if (saved_) {
-      ::setenv(name_, saved_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  EnvOverride(const EnvOverride&) = delete;
-  EnvOverride& operator=(const EnvOverride&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> saved_;
-};
+using test::EnvOverride;
 
 // ANCHORCTX_ISA for its lifetime.
 class IsaOverride : public EnvOverride {

@@ -26,6 +26,7 @@
 #include "anchorctx/model/layers.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/model/parameters.h"
+#include "support/tiny_config.h"
 
 namespace anchorctx::model {
 namespace {
@@ -45,16 +46,13 @@ double relative_error(const float* a, const float* b, std::int64_t n) {
   return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-// A small GQA model (4 query heads on 2 kv heads, head_dim 32) so that the kernels' tiles are
-// crossed by the documents below.
+// The tests' tiny GQA model (2 layers, 4 query heads on 2 kv heads) widened to head_dim 32, so
+// that the products fill whole bf16 pairs and AMX tiles.
 LlamaConfig small_config() {
-  LlamaConfig c = preset("tiny");
+  LlamaConfig c = test::tiny_config();
   c.hidden_size = 128;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
   c.head_dim = 32;
   c.intermediate_size = 256;
-  c.num_hidden_layers = 2;
   return c;
 }
 

@@ -18,6 +18,7 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/isa.h"
+#include "support/env_override.h"
 
 namespace anchorctx::model::detail {
 namespace {
@@ -28,11 +29,10 @@ void for_each_path(Body body) {
   std::vector<std::string> paths{"avx2"};
   if (core::best_cpu_isa() >= core::Isa::avx512) paths.emplace_back("avx512");
   for (const std::string& isa : paths) {
-    ::setenv("ANCHORCTX_ISA", isa.c_str(), 1);
+    const test::EnvOverride guard("ANCHORCTX_ISA", isa);
     SCOPED_TRACE("ANCHORCTX_ISA=" + isa);
     body();
   }
-  ::unsetenv("ANCHORCTX_ISA");
 }
 
 // Distance in float32 ulps between got and the float64 value want (rounded to float32).
