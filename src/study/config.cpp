@@ -173,6 +173,10 @@ std::string RunId::name() const {
   return fmt::format("{}-s{}", variant, seed);
 }
 
+std::int64_t stage0_check_length(const StudyConfig& config) {
+  return std::max<std::int64_t>(config.stage0_seq_len, config.eval_lengths.front());
+}
+
 std::vector<RunId> stage1_runs(const StudyConfig& c) {
   std::vector<RunId> runs;
   for (std::size_t s = 0; s < c.seeds.size(); ++s)

@@ -153,6 +153,32 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   }
   md += "\n![accuracy vs length](plots/accuracy_vs_length.svg)\n\n";
 
+  // Stage 0's own retrieval: the skill stage 1 extends. At the floor, no stage-1 contrast of
+  // retrieval can show, whatever the variants do.
+  const std::int64_t check = stage0_check_length(c);
+  md += "## Stage 0's retrieval at its own window\n\n";
+  const nlohmann::json stage0_eval = fs::exists(out / "stage0" / "eval-done.json")
+                                         ? read_json(out / "stage0" / "eval-done.json")
+                                         : nlohmann::json(nullptr);
+  if (!stage0_eval.is_null()) {
+    md += fmt::format(
+        "The stage-0 model (window {}, RoPE base {}, before stage 1) on the same tasks at {} "
+        "tokens, {} prompts per task:",
+        c.stage0_seq_len, c.stage0_rope_theta, check, 4 * c.eval_samples);
+    for (const auto& [task, by_length] : stage0_eval.at("scores").items()) {
+      const std::string key = std::to_string(check);
+      const bool scored = by_length.contains(key) && !by_length.at(key).is_null();
+      md += fmt::format(" {} {},", task,
+                        scored ? fmt::format("{:.1f}", by_length.at(key).get<double>()) : "n/a");
+    }
+    md += fmt::format(
+        " mean **{:.1f}**. Stage 1 extends this skill to the longer window; where it is near 0 "
+        "the retrieval contrasts below compare models that never learned the lookup.\n\n",
+        score_at(stage0_eval, check));
+  } else {
+    md += "Pending.\n\n";
+  }
+
   // Perplexity by position bucket at the longest length (loss per token, mean over seeds).
   const std::int64_t longest = c.eval_lengths.back();
   md += fmt::format(
@@ -346,6 +372,7 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   for (const RunData& r : runs)
     runs_json[r.id.name()] = {{"train", r.train}, {"eval", r.eval}, {"drift", r.drift}};
   core::write_file_atomic(out / "report.json", nlohmann::json{{"config", c.to_json()},
+                                                              {"stage0", stage0_eval},
                                                               {"runs", runs_json},
                                                               {"verdicts", verdicts},
                                                               {"finished", done},

@@ -233,6 +233,27 @@ nlohmann::json evaluate(const StudyConfig& c, const fs::path& model_dir, const f
   return eval_summary(report);
 }
 
+// Stage 0's own retrieval, at its own window and RoPE base: stage 1 can only extend a lookup
+// that stage 0 learned, so the report shows it beside the stage-1 scores (docs/STUDY.md).
+// More prompts than a stage-1 cell (4x), since this is one model at one length.
+nlohmann::json check_stage0(const StudyConfig& c, const fs::path& checkpoint, const fs::path& dir,
+                            const data::Tokenizer& tok, const std::string& haystack) {
+  eval::EvalOptions o;
+  o.tasks = c.eval_tasks;
+  o.lengths = {stage0_check_length(c)};
+  o.samples = 4 * c.eval_samples;
+  o.seed = c.eval_seed;
+  o.templates = eval::default_templates().at(c.eval_template_set);
+  o.template_set_name = c.eval_template_set;
+  o.haystack_text = haystack;
+  eval::Engine engine(model::load_llama_model(checkpoint), {c.eval_precision, 1024, 0});
+  eval::EvalReport report = eval::run_evaluation(engine, tok, o);
+  report.model = checkpoint.string();
+  report.precision = std::string(model::to_string(c.eval_precision));
+  eval::write_report(report, dir / "eval");
+  return eval_summary(report);
+}
+
 // "stage1_steps" -> "stage1-steps": the option (and TOML key) a user would change.
 std::string option_name(std::string key) {
   std::replace(key.begin(), key.end(), '_', '-');
@@ -329,14 +350,19 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
     write_json(stage0 / "done.json", {{"checkpoint", checkpoint0.string()}});
   }
   const fs::path init1 = make_long_init(c, checkpoint0, stage0 / "long");
-  write_study_report(c, out, options);
 
   const std::unique_ptr<data::Tokenizer> tok = data::make_byte_tokenizer();
+  const std::string haystack = eval::builtin_prose();
+  if (!fs::exists(stage0 / "eval-done.json")) {
+    say(fmt::format("stage 0: retrieval at {} tokens", stage0_check_length(c)));
+    write_json(stage0 / "eval-done.json", check_stage0(c, checkpoint0, stage0, *tok, haystack));
+  }
+  write_study_report(c, out, options);
+
   const std::vector<std::vector<std::int32_t>> held_out = held_out_documents(c, *tok);
   const std::vector<eval::PplSample> ppl = held_out_ppl(c, *tok, held_out);
   const std::vector<std::vector<std::int32_t>> drift_sequences = analysis::make_sequences(
       held_out, 1, c.stage1_seq_len, tok->bos_id().value_or(-1), tok->eos_id().value_or(-1));
-  const std::string haystack = eval::builtin_prose();
 
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const RunId& r = runs[i];

@@ -13,6 +13,7 @@ run_ok(out study --quick --quiet --out "${dir}")
 foreach(f study.json report.md report.json plots/accuracy_vs_length.svg
           plots/accuracy_vs_length.png plots/stage1_loss.svg plots/stage1_loss.png
           plots/stage0_loss.svg plots/stage0_loss.png stage0/done.json stage0/long/config.json
+          stage0/eval-done.json stage0/eval/report.json
           stage1/anchor-s1/eval/report.json stage1/anchor_exact-s1/eval-done.json
           stage1/anchor-s1/drift-done.json stage1/anchor-s1/drift/report.md)
   if(NOT EXISTS "${dir}/${f}")
@@ -31,13 +32,16 @@ foreach(mode hf_bf16 fp32)
   string(JSON type TYPE "${report}" runs anchor-s1 drift D ${mode})
   expect_equal("anchor-s1's drift D (${mode}) in report.json" "${type}" "NUMBER")
 endforeach()
+# Stage 0's own retrieval at its window (the skill stage 1 extends) is in report.json.
+string(JSON type TYPE "${report}" stage0 scores niah_single_2 128)
+expect_equal("stage 0's niah_single_2 score at its window (128) in report.json" "${type}" "NUMBER")
 # Stage 1 continues from stage 0 with the RoPE base raised.
 file(READ "${dir}/stage0/long/config.json" long_config)
 string(JSON theta GET "${long_config}" rope_theta)
 expect_equal("stage-1 rope_theta" "${theta}" "1000000.0")
 file(READ "${dir}/report.md" md)
 foreach(row "| AnchorAttention | 1 |" "| Intra-doc \\(reset ids\\) | 1 |" "## Verdicts"
-            "## bf16 RoPE drift of the final models"
+            "## bf16 RoPE drift of the final models" "## Stage 0's retrieval at its own window"
             "Regenerate every number: `anchorctx study --quick --out")
   if(NOT md MATCHES "${row}")
     message(FATAL_ERROR "report.md lacks '${row}':\n${md}")

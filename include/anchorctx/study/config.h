@@ -87,6 +87,10 @@ StudyConfig scaled(StudyConfig base, double factor);
 // increasing, seq lens not positive, stage-1 window not longer than stage 0's, no seed.
 void validate(const StudyConfig& config);
 
+// The length at which the study checks stage 0's own retrieval (the skill stage 1 extends):
+// stage 0's window, or the shortest evaluated length where a prompt cannot fit that window.
+std::int64_t stage0_check_length(const StudyConfig& config);
+
 // The stage-1 runs in the order the study runs them: seed by seed (so an interrupted study has
 // every variant of its first seeds), the controls with the first seed only.
 struct RunId {
