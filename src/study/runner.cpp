@@ -198,23 +198,41 @@ nlohmann::json measure_drift(const StudyConfig& c, const fs::path& model_dir, co
   return drift_summary(r);
 }
 
-// Evaluates one final model and writes its eval report folder and summary.
-nlohmann::json evaluate(const StudyConfig& c, const fs::path& model_dir, const fs::path& dir,
-                        const data::Tokenizer& tok, const std::vector<eval::PplSample>& ppl,
-                        const std::string& haystack, Eta& eta, const std::string& what,
-                        bool quiet) {
+// The needle-task settings every evaluation of the study shares: tasks, lengths, prompts per
+// cell, seed, wording and haystack.
+eval::EvalOptions needle_options(const StudyConfig& c, const std::string& haystack) {
   eval::EvalOptions o;
   o.tasks = c.eval_tasks;
-  o.tasks.push_back("ppl");
   o.lengths = c.eval_lengths;
   o.samples = c.eval_samples;
   o.seed = c.eval_seed;
   o.templates = eval::default_templates().at(c.eval_template_set);
   o.template_set_name = c.eval_template_set;
   o.haystack_text = haystack;
+  return o;
+}
+
+// Evaluates a model folder in the study's precision, writes dir/eval and returns its summary.
+nlohmann::json evaluate_into(const StudyConfig& c, const fs::path& model_dir, const fs::path& dir,
+                             const data::Tokenizer& tok, const eval::EvalOptions& o,
+                             const eval::EvalProgress& progress = {}) {
+  eval::Engine engine(model::load_llama_model(model_dir), {c.eval_precision, 1024, 0});
+  eval::EvalReport report = eval::run_evaluation(engine, tok, o, progress);
+  report.model = model_dir.string();
+  report.precision = std::string(model::to_string(c.eval_precision));
+  eval::write_report(report, dir / "eval");
+  return eval_summary(report);
+}
+
+// Evaluates one final model: the needle tasks and the held-out loss by position.
+nlohmann::json evaluate(const StudyConfig& c, const fs::path& model_dir, const fs::path& dir,
+                        const data::Tokenizer& tok, const std::vector<eval::PplSample>& ppl,
+                        const std::string& haystack, Eta& eta, const std::string& what,
+                        bool quiet) {
+  eval::EvalOptions o = needle_options(c, haystack);
+  o.tasks.push_back("ppl");
   o.ppl_samples = ppl;
   o.ppl_source = "built-in corpus, held-out seed";
-  eval::Engine engine(model::load_llama_model(model_dir), {c.eval_precision, 1024, 0});
   const double work = eval_work(c);
   eval::EvalProgress progress;
   if (!quiet)
@@ -224,13 +242,10 @@ nlohmann::json evaluate(const StudyConfig& c, const fs::path& model_dir, const f
                    static_cast<long long>(done), static_cast<long long>(total), next.c_str(),
                    eta.line(extra).c_str());
     };
-  eval::EvalReport report = eval::run_evaluation(engine, tok, o, progress);
-  report.model = model_dir.string();
-  report.precision = std::string(model::to_string(c.eval_precision));
-  eval::write_report(report, dir / "eval");
+  const nlohmann::json summary = evaluate_into(c, model_dir, dir, tok, o, progress);
   eta.done += work;
   eta.measured_work += work;
-  return eval_summary(report);
+  return summary;
 }
 
 // Stage 0's own retrieval, at its own window and RoPE base: stage 1 can only extend a lookup
@@ -238,20 +253,10 @@ nlohmann::json evaluate(const StudyConfig& c, const fs::path& model_dir, const f
 // More prompts than a stage-1 cell (4x), since this is one model at one length.
 nlohmann::json check_stage0(const StudyConfig& c, const fs::path& checkpoint, const fs::path& dir,
                             const data::Tokenizer& tok, const std::string& haystack) {
-  eval::EvalOptions o;
-  o.tasks = c.eval_tasks;
+  eval::EvalOptions o = needle_options(c, haystack);
   o.lengths = {stage0_check_length(c)};
   o.samples = 4 * c.eval_samples;
-  o.seed = c.eval_seed;
-  o.templates = eval::default_templates().at(c.eval_template_set);
-  o.template_set_name = c.eval_template_set;
-  o.haystack_text = haystack;
-  eval::Engine engine(model::load_llama_model(checkpoint), {c.eval_precision, 1024, 0});
-  eval::EvalReport report = eval::run_evaluation(engine, tok, o);
-  report.model = checkpoint.string();
-  report.precision = std::string(model::to_string(c.eval_precision));
-  eval::write_report(report, dir / "eval");
-  return eval_summary(report);
+  return evaluate_into(c, checkpoint, dir, tok, o);
 }
 
 // "stage1_steps" -> "stage1-steps": the option (and TOML key) a user would change.
