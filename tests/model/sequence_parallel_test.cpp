@@ -193,21 +193,36 @@ TEST_P(SequenceParallelExactness, LogitsBitIdenticalLossAndGradientsWithinRoundi
     EXPECT_LE(rel, c.precision == Precision::bf16 ? kGradBoundBf16 : kGradBound) << info.name;
   }
   // One AdamW step (lr 1e-3): at step 1 the update is lr * g / (|g| + eps), about lr * sign(g)
-  // whatever |g|, so a wrong gradient moves a parameter by up to 2 lr; gradients within rounding
-  // move it by far less except where |g| is near eps (1e-8), where rounding shifts g / (|g| +
-  // eps). 2e-2 lr leaves 5x over the largest seen (4e-6).
-  double param_diff = 0.0;
-  for (std::size_t i = 0; i < one.params.size(); ++i)
-    param_diff = std::max(param_diff, std::abs(static_cast<double>(one.params[i]) - sp.params[i]));
+  // whatever |g|, so a wrong gradient moves a parameter by up to 2 lr. Gradients within
+  // rounding move it by far less, except where |g| is near eps (1e-8) or near the rounding
+  // itself: there a rounding of g shifts g / (|g| + eps) by up to 2 (a flipped sign), and
+  // how far depends on which roundings the compiled kernels make (inlining the softmax's
+  // reductions, 2026-12-03, moved the largest such difference from 4e-6 to 2.7e-5). So the step is
+  // judged where the gradient is clear of both, |g| >= 1e-5 (1000 eps) and >= 100x the gradient
+  // bound of its tensor: there the update is sign(g) to within 1e-3 lr, and 2e-2 lr catches a step
+  // applied twice, skipped or with another sign. Elsewhere only the 2 lr of any single step.
+  double param_diff = 0.0, param_diff_clear = 0.0;
+  const double grad_bound = c.precision == Precision::bf16 ? kGradBoundBf16 : kGradBound;
+  for (const ParameterInfo& info : layout.params()) {
+    const std::span<const float> g(one.grads.data() + info.offset, info.size);
+    const double clear = std::max(1e-5, 100.0 * grad_bound * max_abs(g));
+    for (std::size_t i = 0; i < info.size; ++i) {
+      const std::size_t k = info.offset + i;
+      const double d = std::abs(static_cast<double>(one.params[k]) - sp.params[k]);
+      param_diff = std::max(param_diff, d);
+      if (std::abs(g[i]) >= clear) param_diff_clear = std::max(param_diff_clear, d);
+    }
+  }
   // bf16: a flipped bf16 rounding of a near-zero gradient flips its update's sign, so the
   // step is checked in fp32 only.
   if (c.precision == Precision::fp32) {
-    EXPECT_LE(param_diff, 2e-2 * 1e-3);
+    EXPECT_LE(param_diff_clear, 2e-2 * 1e-3);
+    EXPECT_LE(param_diff, 2.0 * 1e-3 * (1.0 + 1e-6));
   }
   std::printf(
       "[ sp %d, %s ] largest gradient difference %.3g (relative to the tensor's largest), "
-      "parameters after one step %.3g\n",
-      c.sp, c.name.c_str(), worst, param_diff);
+      "parameters after one step %.3g (%.3g where the gradient is clear of eps and rounding)\n",
+      c.sp, c.name.c_str(), worst, param_diff, param_diff_clear);
 }
 
 INSTANTIATE_TEST_SUITE_P(
