@@ -165,8 +165,8 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
         "The stage-0 model (window {}, RoPE base {}, before stage 1) on the same tasks at {} "
         "tokens, {} prompts per task:",
         c.stage0_seq_len, c.stage0_rope_theta, check, 4 * c.eval_samples);
+    const std::string key = std::to_string(check);
     for (const auto& [task, by_length] : stage0_eval.at("scores").items()) {
-      const std::string key = std::to_string(check);
       const bool scored = by_length.contains(key) && !by_length.at(key).is_null();
       md += fmt::format(" {} {},", task,
                         scored ? fmt::format("{:.1f}", by_length.at(key).get<double>()) : "n/a");

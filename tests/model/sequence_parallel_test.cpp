@@ -179,39 +179,35 @@ TEST_P(SequenceParallelExactness, LogitsBitIdenticalLossAndGradientsWithinRoundi
   EXPECT_LE(std::abs(sp.loss - one.loss), 1e-12 * std::abs(one.loss))
       << sp.loss << " vs " << one.loss;
 
-  double worst = 0.0;
-  const ParameterLayout layout = ParameterLayout::for_config(config);
-  for (const ParameterInfo& info : layout.params()) {
-    const std::span<const float> a(one.grads.data() + info.offset, info.size);
-    const std::span<const float> b(sp.grads.data() + info.offset, info.size);
-    const double scale = max_abs(a);
-    double diff = 0.0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-      diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    const double rel = scale > 0 ? diff / scale : diff;
-    worst = std::max(worst, rel);
-    EXPECT_LE(rel, c.precision == Precision::bf16 ? kGradBoundBf16 : kGradBound) << info.name;
-  }
   // One AdamW step (lr 1e-3): at step 1 the update is lr * g / (|g| + eps), about lr * sign(g)
   // whatever |g|, so a wrong gradient moves a parameter by up to 2 lr. Gradients within
   // rounding move it by far less, except where |g| is near eps (1e-8) or near the rounding
   // itself: there a rounding of g shifts g / (|g| + eps) by up to 2 (a flipped sign), and
   // how far depends on which roundings the compiled kernels make (inlining the softmax's
-  // reductions, 2026-12-03, moved the largest such difference from 4e-6 to 2.7e-5). So the step is
-  // judged where the gradient is clear of both, |g| >= 1e-5 (1000 eps) and >= 100x the gradient
-  // bound of its tensor: there the update is sign(g) to within 1e-3 lr, and 2e-2 lr catches a step
-  // applied twice, skipped or with another sign. Elsewhere only the 2 lr of any single step.
-  double param_diff = 0.0, param_diff_clear = 0.0;
+  // reductions, 2026-12-03, moved the largest such difference from 4e-6 to 2.7e-5). So the step
+  // is judged where the gradient is clear of both, |g| >= 1e-5 (1000 eps) and >= 100x the
+  // gradient bound of its tensor: there the update is sign(g) to within 1e-3 lr, and 2e-2 lr
+  // catches a step applied twice, skipped or with another sign. Elsewhere only the 2 lr of any
+  // single step.
   const double grad_bound = c.precision == Precision::bf16 ? kGradBoundBf16 : kGradBound;
+  double worst = 0.0, param_diff = 0.0, param_diff_clear = 0.0;
+  const ParameterLayout layout = ParameterLayout::for_config(config);
   for (const ParameterInfo& info : layout.params()) {
-    const std::span<const float> g(one.grads.data() + info.offset, info.size);
-    const double clear = std::max(1e-5, 100.0 * grad_bound * max_abs(g));
-    for (std::size_t i = 0; i < info.size; ++i) {
+    const std::span<const float> a(one.grads.data() + info.offset, info.size);
+    const std::span<const float> b(sp.grads.data() + info.offset, info.size);
+    const double scale = max_abs(a);
+    const double clear = std::max(1e-5, 100.0 * grad_bound * scale);
+    double diff = 0.0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
       const std::size_t k = info.offset + i;
-      const double d = std::abs(static_cast<double>(one.params[k]) - sp.params[k]);
-      param_diff = std::max(param_diff, d);
-      if (std::abs(g[i]) >= clear) param_diff_clear = std::max(param_diff_clear, d);
+      const double step_diff = std::abs(static_cast<double>(one.params[k]) - sp.params[k]);
+      param_diff = std::max(param_diff, step_diff);
+      if (std::abs(a[i]) >= clear) param_diff_clear = std::max(param_diff_clear, step_diff);
     }
+    const double rel = scale > 0 ? diff / scale : diff;
+    worst = std::max(worst, rel);
+    EXPECT_LE(rel, grad_bound) << info.name;
   }
   // bf16: a flipped bf16 rounding of a near-zero gradient flips its update's sign, so the
   // step is checked in fp32 only.
