@@ -69,7 +69,7 @@ inline float exp_nonpositive(float x) {
   return x <= -87.0f ? 0.0f : p * scale;
 }
 
-// Keys per score block; the transposed keys' row stride is T rounded up to it (zero padded), so
+// Keys per score block; the transposed keys' length is T rounded up to it (zero padded), so
 // every vector loop below runs over whole blocks with no scalar tail.
 constexpr std::int64_t kBlock = 64;
 // Lane-wise partial sums and maxima: each lane is its own sequential reduction, so the loops
@@ -83,70 +83,113 @@ std::int64_t padded(std::int64_t n) {
   return (n + kBlock - 1) / kBlock * kBlock;
 }
 
-// Two causal rows of one head (rows a and b, n_a and n_b keys): scores s_j = q . k_j (q
-// pre-scaled) from keys stored transposed [D][stride], then each row's softmax into p (for j
-// below its n rounded up to kBlock; keys past n get exactly 0). Two rows at once give the
-// vector units two independent chains of accumulators; each row's arithmetic is the same as
-// alone, so a row's bits do not depend on its partner (a row may be paired with itself). All
-// float32; lane-wise maxima and sums in an order fixed by the code. Cloned per instruction set
-// (dispatch at load time).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_rows2(
-    const float* __restrict qa, const float* __restrict qb, const float* __restrict kt,
-    std::int64_t D, std::int64_t stride, std::int64_t na, std::int64_t nb, float* __restrict pa,
-    float* __restrict pb) {
-  const std::int64_t n = std::max(na, nb);
-  const std::int64_t blocks_end = padded(n);
-  // Scores a block of keys at a time with the block's accumulators in registers; keys past a
-  // row's causal limit get -1e30 (exp_nonpositive flushes them to exactly 0).
-  float mxa[kLanes], mxb[kLanes];
-  for (int l = 0; l < kLanes; ++l)
-    mxa[l] = mxb[l] = -1e30f;
-  for (std::int64_t j0 = 0; j0 < blocks_end; j0 += kBlock) {
-    float acc_a[kBlock] = {}, acc_b[kBlock] = {};
-    for (std::int64_t d = 0; d < D; ++d) {
-      const float x = qa[d], y = qb[d];
-      const float* k = kt + d * stride + j0;
-      for (int jj = 0; jj < kBlock; ++jj) {
-        acc_a[jj] += x * k[jj];
-        acc_b[jj] += y * k[jj];
+// Rows scored together against each block of keys: a block (D x kBlock floats, contiguous in
+// the transposed layout below) stays in L1 while every row of a group is scored against it,
+// so a head's keys come from L2 or L3 once per group rather than once per row; in registers,
+// each key vector loaded feeds kRowTile rows' FMAs, kRowTile x KeyTile accumulators: 16 of
+// AVX-512's 32 registers at 64 keys (at 32, 8 accumulators only just cover the FMA latency:
+// measured 15% slower), all 16 of AVX2's at 32.
+constexpr int kRowTile = 4;
+
+// Scores s_j = q_r . k_j of `rows` causal rows of one head (a multiple of kRowTile; q
+// pre-scaled; row r has n[r] keys, n ascending within each tile of kRowTile) from keys stored
+// in transposed blocks [T/kBlock][D][kBlock], into s[r][j] for j below the tile's largest n
+// rounded up to kBlock; keys past a row's n get -1e30 (exp_nonpositive flushes them to exactly
+// 0). With a [D][T] layout instead, the D rows of one block sit T floats apart and, for T a
+// multiple of 1024, fall in the same few L1 sets. Each score is one float32 chain over d in
+// order, so a row's bits do not depend on the rows beside it (a row may be repeated). Also the
+// rows' lane-wise maxima into lane_max [rows][kLanes] (saving softmax_row a pass over the row;
+// max is exact, so the order does not matter). Compiled per instruction set below.
+template <int KeyTile>
+[[gnu::always_inline]] inline void score_rows_tiled(const float* const* __restrict q,
+                                                    const float* __restrict kt, std::int64_t D,
+                                                    const std::int64_t* __restrict n,
+                                                    float* const* __restrict s,
+                                                    float* __restrict lane_max, std::int64_t rows) {
+  static_assert(kBlock % KeyTile == 0 && KeyTile % kLanes == 0);
+  // kLanes floats as one GCC vector (one zmm on AVX-512, two ymm on AVX2) for the masking and
+  // the maxima, which loops over float arrays left scalar. (The products stay loops over float
+  // arrays: as arrays of these vectors, the accumulators went to the stack every step.)
+  typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+  constexpr int kVecs = KeyTile / kLanes;
+  const std::int64_t blocks_end = padded(*std::max_element(n, n + rows));
+  for (std::int64_t j0 = 0; j0 < blocks_end; j0 += kBlock)
+    for (std::int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+      if (j0 >= padded(n[r0 + kRowTile - 1])) continue;
+      for (int t = 0; t < kBlock; t += KeyTile) {
+        float acc[kRowTile][KeyTile] = {};
+        for (std::int64_t d = 0; d < D; ++d) {
+          const float* k = kt + j0 * D + d * kBlock + t;
+#pragma GCC unroll 4
+          for (int r = 0; r < kRowTile; ++r) {
+            const float x = q[r0 + r][d];
+            for (int jj = 0; jj < KeyTile; ++jj)
+              acc[r][jj] += x * k[jj];
+          }
+        }
+        for (int r = 0; r < kRowTile; ++r) {
+          float* out = s[r0 + r] + j0 + t;
+          float* mx = lane_max + (r0 + r) * kLanes;
+          Lanes m = Lanes{} - 1e30f;
+          if (j0 + t > 0) std::memcpy(&m, mx, sizeof m);
+          for (int v = 0; v < kVecs; ++v) {
+            Lanes a;
+            std::memcpy(&a, acc[r] + v * kLanes, sizeof a);
+            const std::int64_t limit = n[r0 + r] - j0 - t - v * kLanes;
+            if (limit < kLanes)  // the row's last keys: the rest masked
+              for (int l = 0; l < kLanes; ++l)
+                a[l] = l < limit ? a[l] : -1e30f;
+            std::memcpy(out + v * kLanes, &a, sizeof a);
+            m = m < a ? a : m;  // std::max's choice lane by lane
+          }
+          std::memcpy(mx, &m, sizeof m);
+        }
       }
     }
-    const std::int64_t limit_a = na - j0, limit_b = nb - j0;
-    for (int b = 0; b < kBlock; b += kLanes)
-      for (int l = 0; l < kLanes; ++l) {
-        const float va = b + l < limit_a ? acc_a[b + l] : -1e30f;
-        const float vb = b + l < limit_b ? acc_b[b + l] : -1e30f;
-        pa[j0 + b + l] = va;
-        pb[j0 + b + l] = vb;
-        mxa[l] = std::max(mxa[l], va);
-        mxb[l] = std::max(mxb[l], vb);
-      }
-  }
-  float ma = mxa[0], mb = mxb[0];
-  for (int l = 1; l < kLanes; ++l) {
-    ma = std::max(ma, mxa[l]);
-    mb = std::max(mb, mxb[l]);
-  }
-  float za[kLanes] = {}, zb[kLanes] = {};
-  for (std::int64_t j = 0; j < blocks_end; j += kLanes)
+}
+
+// score_rows_tiled per instruction set: 64-key tiles where AVX-512's registers hold them.
+__attribute__((target("avx512f"))) void score_rows_avx512(
+    const float* const* __restrict q, const float* __restrict kt, std::int64_t D,
+    const std::int64_t* __restrict n, float* const* __restrict s, float* __restrict lane_max,
+    std::int64_t rows) {
+  score_rows_tiled<64>(q, kt, D, n, s, lane_max, rows);
+}
+__attribute__((target_clones("avx2", "default"))) void score_rows_narrow(
+    const float* const* __restrict q, const float* __restrict kt, std::int64_t D,
+    const std::int64_t* __restrict n, float* const* __restrict s, float* __restrict lane_max,
+    std::int64_t rows) {
+  score_rows_tiled<32>(q, kt, D, n, s, lane_max, rows);
+}
+void score_rows(const float* const* q, const float* kt, std::int64_t D, const std::int64_t* n,
+                float* const* s, float* lane_max, std::int64_t rows) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  (avx512 ? score_rows_avx512 : score_rows_narrow)(q, kt, D, n, s, lane_max, rows);
+}
+
+// One row's softmax in place over its n keys' scores and their lane-wise maxima mx (from
+// score_rows; the entries up to n rounded up to kBlock are read and written, those past n end
+// exactly 0). float32, with lane-wise sums in an order fixed by the code, the lanes' sums added
+// in double.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_row(
+    float* __restrict p, const float* __restrict mx, std::int64_t n) {
+  const std::int64_t end = padded(n);
+  float m = mx[0];
+  for (int l = 1; l < kLanes; ++l)
+    m = std::max(m, mx[l]);
+  float z[kLanes] = {};
+  for (std::int64_t j = 0; j < end; j += kLanes)
     for (int l = 0; l < kLanes; ++l) {
-      const float ea = exp_nonpositive(pa[j + l] - ma);
-      const float eb = exp_nonpositive(pb[j + l] - mb);
-      pa[j + l] = ea;
-      pb[j + l] = eb;
-      za[l] += ea;
-      zb[l] += eb;
+      const float e = exp_nonpositive(p[j + l] - m);
+      p[j + l] = e;
+      z[l] += e;
     }
-  double sa = 0.0, sb = 0.0;
-  for (int l = 0; l < kLanes; ++l) {
-    sa += za[l];
-    sb += zb[l];
-  }
-  const float ra = static_cast<float>(1.0 / sa), rb = static_cast<float>(1.0 / sb);
-  for (std::int64_t j = 0; j < blocks_end; ++j) {
-    pa[j] *= ra;
-    pb[j] *= rb;
-  }
+  double sum = 0.0;
+  for (int l = 0; l < kLanes; ++l)
+    sum += z[l];
+  const float r = static_cast<float>(1.0 / sum);
+  for (std::int64_t j = 0; j < end; ++j)
+    p[j] *= r;
 }
 
 // col[j] += w * |p[j] - ref[j]| for j < nb. Kept apart from the normalisation above: p * r -
@@ -159,7 +202,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void add_difference
     col[j] += w * std::abs(p[j] - ref[j]);
 }
 
-// Keys of one capture transposed per (layer, kv head) to [L][Hkv][D][stride], zero padded.
+// Keys of one capture transposed per (layer, kv head) to [L][Hkv][T/kBlock][D][kBlock] (T
+// rounded up to kBlock), zero padded.
 std::vector<float> transpose_keys(const Capture& c, const Shape& s) {
   const std::int64_t stride = padded(s.T);
   std::vector<float> out(static_cast<std::size_t>(s.L * s.kvd() * stride), 0.0f);
@@ -170,7 +214,7 @@ std::vector<float> transpose_keys(const Capture& c, const Shape& s) {
     const float* src = c.k[l].data() + g * s.D;
     for (std::int64_t j = 0; j < s.T; ++j)
       for (std::int64_t d = 0; d < s.D; ++d)
-        dst[d * stride + j] = src[j * s.kvd() + d];
+        dst[(j / kBlock) * s.D * kBlock + d * kBlock + j % kBlock] = src[j * s.kvd() + d];
   }
   return out;
 }
@@ -182,9 +226,9 @@ struct Comparison {
 };
 
 // Rows per block: the reference rows of a block are computed once and compared with every run
-// of the group, whose keys stay in cache across the block's rows. Divides kFlush.
-constexpr std::int64_t kRows = 8;
-static_assert(kFlush % kRows == 0);
+// of the group; each run's keys are read once per block (score_rows). Divides kFlush.
+constexpr std::int64_t kRows = 32;
+static_assert(kFlush % kRows == 0 && kRows % kRowTile == 0);
 
 // Pre-softmax logits against the first key: sum_{l,h} |s_i0(a) - s_i0(b)| per row i, in double,
 // rows in order and layers and heads in order.
@@ -229,6 +273,12 @@ std::vector<Comparison> compare_group(const Capture& base, const std::vector<flo
   bounds[chunks] = s.T;
   const std::int64_t items = heads * chunks;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)));
+  // Rows scored per pass over a run's keys: a pass reads 4 D bytes per key from L2 or memory
+  // and leaves its rows' scores (4 bytes per key and row) to be read back for the softmax,
+  // from L2 once the group's rows outgrow L1. About D / 2 rows balance the two (whole tiles,
+  // at most a block): 32 at head_dim 64, one tile at stories260K's 8.
+  const std::int64_t score_group =
+      std::clamp<std::int64_t>(s.D / 2 / kRowTile * kRowTile, kRowTile, kRows);
 
   std::vector<double> item_sink(static_cast<std::size_t>(items), 0.0);
   // [item][run]: per-key sums (double) of the item's rows.
@@ -236,19 +286,41 @@ std::vector<Comparison> compare_group(const Capture& base, const std::vector<flo
 #pragma omp parallel
   {
     std::vector<float> ref(static_cast<std::size_t>(kRows * stride));
-    std::vector<float> pa(stride), pb(stride), scratch(stride);
+    std::vector<float> rows_p(static_cast<std::size_t>(kRows * stride));  // a run's rows
+    std::vector<float> spare(stride);  // the discarded scores of a tile's repeated rows
     std::vector<float> colf(G * static_cast<std::size_t>(stride), 0.0f);
-    std::vector<float> qa(static_cast<std::size_t>(s.D)), qb(qa.size());
+    std::vector<float> qs(static_cast<std::size_t>(kRows * s.D));
+    std::vector<const float*> q(kRows);
+    std::vector<float*> out(kRows);
+    std::vector<std::int64_t> n(kRows);
+    std::vector<float> lane_max(static_cast<std::size_t>(kRows * kLanes));
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t it = 0; it < items; ++it) {
       const std::int64_t lh = it / chunks, c = it % chunks;
       const std::int64_t l = lh / s.Hq, h = lh % s.Hq;
       const std::int64_t kv_offset = (l * s.Hkv + h / (s.Hq / s.Hkv)) * s.D * stride;
-      auto scaled_query = [&](const Capture& run, std::int64_t i, std::vector<float>& out) {
-        const float* q = run.q[l].data() + i * s.qd() + h * s.D;
-        for (std::int64_t d = 0; d < s.D; ++d)
-          out[d] = q[d] * scale;
-        return out.data();
+      // Softmax of rows i0 .. i0 + rows - 1 of one run into row_out(r); the last row is
+      // repeated up to a whole tile, its scores discarded.
+      auto softmax_rows = [&](const Capture& run, const float* kt, std::int64_t i0,
+                              std::int64_t rows, auto row_out) {
+        const std::int64_t tiled = (rows + kRowTile - 1) / kRowTile * kRowTile;
+        for (std::int64_t t = 0; t < tiled; ++t) {
+          const std::int64_t r = std::min(t, rows - 1);
+          const float* src = run.q[l].data() + (i0 + r) * s.qd() + h * s.D;
+          float* dst = qs.data() + t * s.D;
+          for (std::int64_t d = 0; d < s.D; ++d)
+            dst[d] = src[d] * scale;
+          q[t] = dst;
+          n[t] = i0 + r + 1;
+          out[t] = t < rows ? row_out(t) : spare.data();
+        }
+        for (std::int64_t g0 = 0; g0 < tiled; g0 += score_group) {
+          const std::int64_t g1 = std::min(tiled, g0 + score_group);
+          score_rows(q.data() + g0, kt, s.D, n.data() + g0, out.data() + g0,
+                     lane_max.data() + g0 * kLanes, g1 - g0);
+          for (std::int64_t t = g0; t < std::min(g1, rows); ++t)
+            softmax_row(out[t], lane_max.data() + t * kLanes, n[t]);
+        }
       };
       const std::size_t row_end = static_cast<std::size_t>(bounds[c + 1]);
       for (std::size_t g = 0; g < G; ++g)
@@ -267,30 +339,18 @@ std::vector<Comparison> compare_group(const Capture& base, const std::vector<flo
       };
       for (std::int64_t i0 = bounds[c]; i0 < bounds[c + 1]; i0 += kRows) {
         const std::int64_t rows = std::min(kRows, bounds[c + 1] - i0);
-        // Rows in pairs (the last one of an odd count paired with itself into scratch).
-        for (std::int64_t r = 0; r < rows; r += 2) {
-          const std::int64_t r2 = std::min(r + 1, rows - 1);
-          float* ref_a = ref.data() + r * stride;
-          float* ref_b = r2 != r ? ref.data() + r2 * stride : scratch.data();
-          softmax_rows2(scaled_query(base, i0 + r, qa), scaled_query(base, i0 + r2, qb),
-                        kt_base.data() + kv_offset, s.D, stride, i0 + r + 1, i0 + r2 + 1, ref_a,
-                        ref_b);
-          item_sink[it] += ref_a[0];  // the reference run's attention on the first key
-          if (r2 != r) item_sink[it] += ref_b[0];
-        }
+        auto ref_row = [&](std::int64_t r) { return ref.data() + r * stride; };
+        softmax_rows(base, kt_base.data() + kv_offset, i0, rows, ref_row);
+        for (std::int64_t r = 0; r < rows; ++r)
+          item_sink[it] += ref_row(r)[0];  // the reference run's attention on the first key
         for (std::size_t g = 0; g < G; ++g) {
-          const float* kt = kt_runs[g].data() + kv_offset;
+          auto run_row = [&](std::int64_t r) { return rows_p.data() + r * stride; };
+          softmax_rows(runs[g], kt_runs[g].data() + kv_offset, i0, rows, run_row);
           float* col = colf.data() + g * stride;
-          for (std::int64_t r = 0; r < rows; r += 2) {
-            const std::int64_t r2 = std::min(r + 1, rows - 1);
-            const std::int64_t na = i0 + r + 1, nb = i0 + r2 + 1;
-            softmax_rows2(scaled_query(runs[g], i0 + r, qa), scaled_query(runs[g], i0 + r2, qb), kt,
-                          s.D, stride, na, nb, pa.data(), pb.data());
-            add_difference(pa.data(), ref.data() + r * stride, padded(na),
-                           static_cast<float>(1.0 / static_cast<double>(na)), col);
-            if (r2 != r)
-              add_difference(pb.data(), ref.data() + r2 * stride, padded(nb),
-                             static_cast<float>(1.0 / static_cast<double>(nb)), col);
+          for (std::int64_t r = 0; r < rows; ++r) {
+            const std::int64_t n_r = i0 + r + 1;
+            add_difference(run_row(r), ref_row(r), padded(n_r),
+                           static_cast<float>(1.0 / static_cast<double>(n_r)), col);
           }
         }
         if ((i0 + rows - bounds[c]) % kFlush == 0) flush();
@@ -441,10 +501,11 @@ RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<c
           cap.q.resize(static_cast<std::size_t>(shape.L));
           cap.k.resize(static_cast<std::size_t>(shape.L));
           const model::TrainBatch batch{ids, targets, pos, &plan};
-          net.forward(batch, [&](int layer, std::span<const float> q, std::span<const float> k) {
-            cap.q[layer].assign(q.begin(), q.end());
-            cap.k[layer].assign(k.begin(), k.end());
-          });
+          net.attention_inputs(batch,
+                               [&](int layer, std::span<const float> q, std::span<const float> k) {
+                                 cap.q[layer].assign(q.begin(), q.end());
+                                 cap.k[layer].assign(k.begin(), k.end());
+                               });
           if (options.perturb)
             for (std::int64_t l = 0; l < shape.L; ++l)
               options.perturb(static_cast<int>(l), pos, cap.q[l], cap.k[l]);

@@ -536,6 +536,7 @@ void LlamaTrainModel::layer_forward(int l, const float* x_in, float* x_out, Laye
     rotation_.forward(a.k.data(), config_.num_key_value_heads);
   }
   if (hook_ && *hook_) (*hook_)(l, a.q, a.k);
+  if (inputs_only_ && l == config_.num_hidden_layers - 1) return;
   attention_forward(a);
   linear_forward(a.o.data(), w(n.o_proj), w(n.o_bias), T, q_dim_, H, round_, x_out, compute_,
                  {to_bits(a.o.data(), q_dim_, x_bits_), wb(n.o_proj)});
@@ -631,14 +632,17 @@ LossSum LlamaTrainModel::forward(const TrainBatch& batch, std::span<float> logit
   return run(batch, false, 0.0, logits);
 }
 
-LossSum LlamaTrainModel::forward(const TrainBatch& batch, const AttentionInputsHook& hook,
-                                 std::span<float> logits) {
+void LlamaTrainModel::attention_inputs(const TrainBatch& batch, const AttentionInputsHook& hook) {
   hook_ = &hook;
+  inputs_only_ = true;
   struct Reset {
-    const AttentionInputsHook*& hook;
-    ~Reset() { hook = nullptr; }
-  } reset{hook_};
-  return forward(batch, logits);
+    LlamaTrainModel& m;
+    ~Reset() {
+      m.hook_ = nullptr;
+      m.inputs_only_ = false;
+    }
+  } reset{*this};
+  run(batch, false, 0.0, {});
 }
 
 LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss_scale,
@@ -689,6 +693,7 @@ LossSum LlamaTrainModel::run(const TrainBatch& batch, bool backward, double loss
     LayerActs& a = acts_[options_.checkpointing ? 0 : static_cast<std::size_t>(l)];
     layer_forward(static_cast<int>(l), inputs_[l].data(), inputs_[l + 1].data(), a);
   }
+  if (inputs_only_) return {};
   rmsnorm_forward(inputs_[L].data(), weight(*tensors_.final_norm), T, H, config_.rms_norm_eps,
                   round_, final_out_.data(), final_rstd_.data());
   if (!backward)

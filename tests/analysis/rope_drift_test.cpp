@@ -138,7 +138,7 @@ TEST(RopeDrift, DetectsAPlantedPositionDependentError) {
 // float64 from the very q and k the tool compared (seen through the perturb hook, after a
 // planted position-dependent error so that D is far above float32 rounding).
 TEST(RopeDrift, MatchesAFloat64ReferenceOnTheCapturedQueriesAndKeys) {
-  const std::int64_t T = 131;  // not a multiple of the 64-key block; odd rows for the pairing
+  const std::int64_t T = 131;  // not a multiple of the 64-key block nor of the 4-row tile
   Tiny m(T, 1);
   auto o = options(T, {3});
   o.delta2 = 70;
@@ -240,7 +240,7 @@ TEST(RopeDrift, FirstKeyAttentionIsHarmonicOverTForUniformRows) {
 }
 
 TEST(RopeDrift, SameBitsForAnyThreadCountAndGrouping) {
-  // 99 rows: odd, so the last row of a chunk is paired with itself.
+  // 99 rows: not whole 4-row tiles, so a chunk's last row is repeated to fill one.
   Tiny m(99, 1);
   auto o = options(99, {0, 50, 7});
   o.modes = {"hf_bf16"};

@@ -120,14 +120,16 @@ class LlamaTrainModel {
   // Forward only; `logits` [T, V] filled when non-empty.
   LossSum forward(const TrainBatch& batch, std::span<float> logits = {});
 
-  // Sees each layer's attention inputs during a forward: q [T, Hq*D] and k [T, Hkv*D] after
-  // RoPE (as they enter the attention kernel: bf16 values in hf_bf16 mode, float32 in exact and
-  // fp32), valid during the call; with sequence parallelism, this rank's token shard. For
-  // diagnostics (analysis/rope-drift).
+  // Sees each layer's attention inputs: q [T, Hq*D] and k [T, Hkv*D] after RoPE (as they
+  // enter the attention kernel: bf16 values in hf_bf16 mode, float32 in exact and fp32), valid
+  // during the call; with sequence parallelism, this rank's token shard. For diagnostics
+  // (analysis/rope-drift).
   using AttentionInputsHook =
       std::function<void(int layer, std::span<const float> q, std::span<const float> k)>;
-  LossSum forward(const TrainBatch& batch, const AttentionInputsHook& hook,
-                  std::span<float> logits = {});
+  // The forward as far as the attention inputs go: every layer's q and k to `hook`, in layer
+  // order, and nothing after the last layer's (its attention and MLP, the final norm and the
+  // LM head are skipped). Collective with sequence parallelism, as forward.
+  void attention_inputs(const TrainBatch& batch, const AttentionInputsHook& hook);
 
   // Every buffer a batch of `tokens` tokens allocates beyond the weights and gradients, as
   // llm.c lists its activation sizes: the model's buffers are allocated from this list, the
@@ -197,6 +199,7 @@ class LlamaTrainModel {
   // Per-batch state.
   const TrainBatch* batch_ = nullptr;
   const AttentionInputsHook* hook_ = nullptr;
+  bool inputs_only_ = false;  // attention_inputs(): stop after the last layer's q and k
   rope::RopeFrequencies frequencies_;
   rope::RotationTable rotation_;
   std::int64_t tokens_ = 0;
