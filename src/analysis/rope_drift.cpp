@@ -226,7 +226,8 @@ struct Comparison {
 };
 
 // Rows per block: the reference rows of a block are computed once and compared with every run
-// of the group; each run's keys are read once per block (score_rows). Divides kFlush.
+// of the group; each run's keys are read once per score group of the block's rows (about D / 2
+// rows, compare_group). Divides kFlush.
 constexpr std::int64_t kRows = 32;
 static_assert(kFlush % kRows == 0 && kRows % kRowTile == 0);
 
