@@ -16,8 +16,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "anchorctx/attention/block_plan.h"
+#include "anchorctx/attention/layout.h"
+#include "anchorctx/attention/mask.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/config.h"
+#include "anchorctx/model/llama_train.h"
 #include "anchorctx/model/parameters.h"
 #include "anchorctx/model/safetensors.h"
 #include "support/tiny_config.h"
@@ -68,6 +72,48 @@ const analysis::DriftResult& find(const analysis::RopeDriftReport& r, const std:
   for (const auto& x : r.results)
     if (x.mode == mode && x.policy == policy && x.delta1 == d1) return x;
   throw std::runtime_error("result not found");
+}
+
+// The forward rope-drift runs: every layer's q and k once, in order, of the documented sizes;
+// then the model is a plain model again (the hook and the early stop do not outlive the call:
+// the same loss bits before and after, and no hook call from a plain forward).
+TEST(RopeDrift, AttentionInputsSeesEveryLayerOnceAndLeavesTheModelAsItWas) {
+  const std::int64_t T = 70;
+  Tiny m(T, 1);
+  model::RunOptions run;
+  run.precision = model::Precision::bf16;
+  run.rope_mode = rope::RopeMode::hf_bf16;
+  model::LlamaTrainModel net(m.config, run);
+  std::copy(m.params.begin(), m.params.end(), net.params().begin());
+  const std::vector<std::int32_t> cu{0, static_cast<std::int32_t>(T)}, cu_docs{0, 1}, starts{0},
+      anchors{0};
+  const attention::BlockPlan plan = attention::BlockPlan::build(
+      attention::AttentionLayout::from_arrays(cu, cu_docs, starts, anchors),
+      attention::MaskKind::causal);
+  const std::vector<std::int32_t>& ids = m.sequences[0];
+  std::vector<std::int32_t> targets(ids.begin() + 1, ids.end()), positions(T);
+  targets.push_back(-1);
+  for (std::int64_t i = 0; i < T; ++i)
+    positions[i] = static_cast<std::int32_t>(i);
+  const model::TrainBatch batch{ids, targets, positions, &plan};
+
+  const model::LossSum before = net.forward(batch);
+  const std::int64_t D = m.config.hidden_size / m.config.num_attention_heads;
+  std::vector<int> layers;
+  net.attention_inputs(batch, [&](int layer, std::span<const float> q, std::span<const float> k) {
+    layers.push_back(layer);
+    EXPECT_EQ(q.size(), static_cast<std::size_t>(T * m.config.num_attention_heads * D));
+    EXPECT_EQ(k.size(), static_cast<std::size_t>(T * m.config.num_key_value_heads * D));
+  });
+  std::vector<int> expected(static_cast<std::size_t>(m.config.num_hidden_layers));
+  for (std::size_t l = 0; l < expected.size(); ++l)
+    expected[l] = static_cast<int>(l);
+  EXPECT_EQ(layers, expected);
+  const model::LossSum after = net.forward(batch);
+  EXPECT_EQ(after.tokens, T - 1);
+  EXPECT_EQ(after.tokens, before.tokens);
+  EXPECT_EQ(after.loss, before.loss);
+  EXPECT_TRUE(std::isfinite(after.loss) && after.loss > 0.0);
 }
 
 TEST(RopeDrift, ZeroWhenTheShiftsAreEqual) {
