@@ -300,10 +300,10 @@ std::vector<Comparison> compare_group(const Capture& base, const std::vector<flo
       const std::int64_t lh = it / chunks, c = it % chunks;
       const std::int64_t l = lh / s.Hq, h = lh % s.Hq;
       const std::int64_t kv_offset = (l * s.Hkv + h / (s.Hq / s.Hkv)) * s.D * stride;
-      // Softmax of rows i0 .. i0 + rows - 1 of one run into row_out(r); the last row is
+      // Softmax of rows i0 .. i0 + rows - 1 of one run into dst + r * stride; the last row is
       // repeated up to a whole tile, its scores discarded.
       auto softmax_rows = [&](const Capture& run, const float* kt, std::int64_t i0,
-                              std::int64_t rows, auto row_out) {
+                              std::int64_t rows, float* dst_rows) {
         const std::int64_t tiled = (rows + kRowTile - 1) / kRowTile * kRowTile;
         for (std::int64_t t = 0; t < tiled; ++t) {
           const std::int64_t r = std::min(t, rows - 1);
@@ -313,7 +313,7 @@ std::vector<Comparison> compare_group(const Capture& base, const std::vector<flo
             dst[d] = src[d] * scale;
           q[t] = dst;
           n[t] = i0 + r + 1;
-          out[t] = t < rows ? row_out(t) : spare.data();
+          out[t] = t < rows ? dst_rows + t * stride : spare.data();
         }
         for (std::int64_t g0 = 0; g0 < tiled; g0 += score_group) {
           const std::int64_t g1 = std::min(tiled, g0 + score_group);
@@ -340,17 +340,15 @@ std::vector<Comparison> compare_group(const Capture& base, const std::vector<flo
       };
       for (std::int64_t i0 = bounds[c]; i0 < bounds[c + 1]; i0 += kRows) {
         const std::int64_t rows = std::min(kRows, bounds[c + 1] - i0);
-        auto ref_row = [&](std::int64_t r) { return ref.data() + r * stride; };
-        softmax_rows(base, kt_base.data() + kv_offset, i0, rows, ref_row);
+        softmax_rows(base, kt_base.data() + kv_offset, i0, rows, ref.data());
         for (std::int64_t r = 0; r < rows; ++r)
-          item_sink[it] += ref_row(r)[0];  // the reference run's attention on the first key
+          item_sink[it] += ref[r * stride];  // the reference run's attention on the first key
         for (std::size_t g = 0; g < G; ++g) {
-          auto run_row = [&](std::int64_t r) { return rows_p.data() + r * stride; };
-          softmax_rows(runs[g], kt_runs[g].data() + kv_offset, i0, rows, run_row);
+          softmax_rows(runs[g], kt_runs[g].data() + kv_offset, i0, rows, rows_p.data());
           float* col = colf.data() + g * stride;
           for (std::int64_t r = 0; r < rows; ++r) {
             const std::int64_t n_r = i0 + r + 1;
-            add_difference(run_row(r), ref_row(r), padded(n_r),
+            add_difference(rows_p.data() + r * stride, ref.data() + r * stride, padded(n_r),
                            static_cast<float>(1.0 / static_cast<double>(n_r)), col);
           }
         }

@@ -17,9 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/attention/block_plan.h"
-#include "anchorctx/attention/layout.h"
-#include "anchorctx/attention/mask.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/eval/engine.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/model/parameters.h"
@@ -85,11 +84,7 @@ TEST(RopeDrift, AttentionInputsSeesEveryLayerOnceAndLeavesTheModelAsItWas) {
   run.rope_mode = rope::RopeMode::hf_bf16;
   model::LlamaTrainModel net(m.config, run);
   std::copy(m.params.begin(), m.params.end(), net.params().begin());
-  const std::vector<std::int32_t> cu{0, static_cast<std::int32_t>(T)}, cu_docs{0, 1}, starts{0},
-      anchors{0};
-  const attention::BlockPlan plan = attention::BlockPlan::build(
-      attention::AttentionLayout::from_arrays(cu, cu_docs, starts, anchors),
-      attention::MaskKind::causal);
+  const attention::BlockPlan plan = eval::causal_plan(T);
   const std::vector<std::int32_t>& ids = m.sequences[0];
   std::vector<std::int32_t> targets(ids.begin() + 1, ids.end()), positions(T);
   targets.push_back(-1);
