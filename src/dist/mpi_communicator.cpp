@@ -227,12 +227,14 @@ class MpiCommunicator final : public Communicator {
       }
       sbuf.resize(static_cast<std::size_t>(stotal));
       rbuf.resize(static_cast<std::size_t>(rtotal));
+      // A peer with nothing left this round is skipped: its span may be empty with a null
+      // data(), and null + begin is undefined even when nothing is copied.
       for (std::size_t p = 0; p < n; ++p)
-        std::copy_n(out[p].data() + begin, scount[p], sbuf.data() + sdispl[p]);
+        if (scount[p] > 0) std::copy_n(out[p].data() + begin, scount[p], sbuf.data() + sdispl[p]);
       MPI_Alltoallv(sbuf.data(), scount.data(), sdispl.data(), mpi_type<T>(), rbuf.data(),
                     rcount.data(), rdispl.data(), mpi_type<T>(), comm_);
       for (std::size_t p = 0; p < n; ++p)
-        std::copy_n(rbuf.data() + rdispl[p], rcount[p], in[p].data() + begin);
+        if (rcount[p] > 0) std::copy_n(rbuf.data() + rdispl[p], rcount[p], in[p].data() + begin);
     }
   }
   template <class T>

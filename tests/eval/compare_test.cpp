@@ -8,6 +8,8 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "anchorctx/core/error.h"
 #include "support/temp_dir.h"
@@ -25,7 +27,8 @@ json cell(const std::string& task, std::int64_t length, const std::vector<double
   return {{"task", task}, {"length", length}, {"samples", samples}};
 }
 
-json report(std::uint64_t seed, json niah, json ppl = json::array()) {
+// The cells as a vector: a braced list of one json is an array under g++ but a copy under clang.
+json report(std::uint64_t seed, const std::vector<json>& niah, json ppl = json::array()) {
   return {{"seed", seed}, {"samples", 4}, {"template_set", "ruler"}, {"lengths", {512, 1024}},
           {"niah", niah}, {"ppl", ppl},   {"ppl_source", "corpus"},  {"precision", "fp32"}};
 }

@@ -25,7 +25,6 @@
 #include <limits>
 #include <random>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "anchorctx/attention/block_plan.h"
@@ -53,6 +52,12 @@ std::size_t sz(std::int64_t n) {
 std::vector<float> poisoned(std::int64_t n) {
   return std::vector<float>(sz(n), std::numeric_limits<float>::quiet_NaN());
 }
+
+// A linear layer's sizes. Named members, not a structured binding: clang 14 (the sanitizer
+// build) cannot capture a binding in a lambda.
+struct LinearShape {
+  std::int64_t tokens, in, out;
+};
 
 class NativeBf16 : public testing::Test {
  protected:
@@ -142,10 +147,8 @@ TEST(Bf16Compute, IsaOverrideTurnsNativeOffAndTheModelRefusesIt) {
 
 TEST_F(NativeBf16, LinearForwardMatchesEmulatedWithinFloat32SumOrder) {
   // Awkward sizes (no multiples of 16), with and without bias, unrounded and rounded.
-  for (const auto& [tokens, in, out] :
-       {std::tuple<std::int64_t, std::int64_t, std::int64_t>{300, 200, 67},
-        {1, 13, 5},
-        {129, 384, 130}}) {
+  for (const LinearShape& shape : {LinearShape{300, 200, 67}, {1, 13, 5}, {129, 384, 130}}) {
+    const std::int64_t tokens = shape.tokens, in = shape.in, out = shape.out;
     const auto x = randn(tokens * in), w = randn(out * in), bias = randn(out);
     auto scale = abs_scales(
         tokens, out, in, [&](auto i, auto p) { return x[sz(i * in + p)]; },
@@ -399,8 +402,8 @@ TEST_F(NativeBf16, ThreadInvariantGemmsGiveTheSameBitsAtOneAndTwoThreads) {
     }
   } restore;
   // Rows split (tokens >= out) and columns split (out > tokens), each in several blocks.
-  for (const auto& [tokens, in, out] :
-       {std::tuple<std::int64_t, std::int64_t, std::int64_t>{700, 96, 130}, {90, 72, 600}}) {
+  for (const LinearShape& shape : {LinearShape{700, 96, 130}, {90, 72, 600}}) {
+    const std::int64_t tokens = shape.tokens, in = shape.in, out = shape.out;
     const auto x = randn(tokens * in), w = randn(out * in), dy = randn(tokens * out);
     const auto run = [&](int threads) {
       omp_set_num_threads(threads);
