@@ -94,19 +94,26 @@ def probe(args):
               f"{result[False]:.2f} without")
 
 
-def torch_train(args):
+def new_model(config_path):
+    """A transformers Llama from a config.json, seeded, one thread, with the AdamW of the study."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    model = LlamaForCausalLM(LlamaConfig(**json.load(open(args.config))))
+    model = LlamaForCausalLM(LlamaConfig(**json.load(open(config_path))))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95), eps=1e-8,
+                            weight_decay=0.1)
+    return model, opt
+
+
+def torch_train(args):
+    import torch
+    model, opt = new_model(args.config)
     stream = []
     for line in open(args.data):
         stream += list(json.loads(line)["text"].encode())
     windows = [[BOS] + stream[i:i + 512] for i in range(0, len(stream) - 512, 512)]
     random.Random(0).shuffle(windows)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95), eps=1e-8,
-                            weight_decay=0.1)
     for step in range(args.steps):
         lr = (2e-3 * (step + 1) / 20 if step < 20 else
               2e-4 + 0.9e-3 * (1 + math.cos(math.pi * (step - 20) / 580)))
@@ -125,11 +132,7 @@ def torch_train(args):
 
 def torch_rows(args):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = LlamaForCausalLM(LlamaConfig(**json.load(open(args.config))))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    model, opt = new_model(args.config)
     half, batch = 32, 64
     for step in range(args.steps):
         if args.fixed_offset:
@@ -162,7 +165,7 @@ def main():
     p.set_defaults(run=corpus)
     p = sub.add_parser("probe")
     p.add_argument("model")
-    p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--trials", type=int, default=200)  # as in docs/STUDY.md
     p.set_defaults(run=probe)
     p = sub.add_parser("torch-train")
     p.add_argument("data")
