@@ -95,3 +95,15 @@ string(JSON same EQUAL "${a}" "${b}")
 if(NOT same)
   message(FATAL_ERROR "configs/study.toml differs from the defaults:\n${b}\nvs\n${a}")
 endif()
+
+# Every other registered study in configs/ parses and is recorded as written (a typo in a key
+# would be refused here, not an hour into the run).
+file(GLOB registered "${CONFIGS}/study-*.toml")
+foreach(config ${registered})
+  get_filename_component(name "${config}" NAME_WE)
+  run_ok(out study --report-only --quiet --config "${config}" --out "${WORK}/${name}")
+  file(READ "${WORK}/${name}/report.json" r)
+  string(JSON steps GET "${r}" config stage0_steps)
+  file(STRINGS "${config}" line REGEX "^stage0-steps = ")
+  expect_equal("${name}'s stage0-steps as recorded" "stage0-steps = ${steps}" "${line}")
+endforeach()
