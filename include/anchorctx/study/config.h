@@ -45,7 +45,7 @@ struct StudyConfig {
   double retrieval_fraction = 0.5;          // key-value documents: the skill retrieval tasks test
   std::int64_t stage0_documents = 120000;   // about 62,000 windows of 512 (48,000 used)
   std::int64_t stage0_median_chars = 200;   // about 4 keys per retrieval document
-  std::int64_t stage1_documents = 400;      // about 400 windows of 4096
+  std::int64_t stage1_documents = 400;      // about 370 windows of 4096
   std::int64_t stage1_median_chars = 3000;  // long documents upsampled (the paper's 128K mix)
   std::int64_t stage1_max_chars = 24000;
   // Stage 0: plain causal pretraining at the short window, bf16.

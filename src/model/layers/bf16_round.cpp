@@ -8,6 +8,7 @@
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/model/layers.h"
 #include "anchorctx/model/op_profile.h"
+#include "model/layers/gemm.h"
 #include "model/layers/vector_math.h"
 
 namespace anchorctx::model {
@@ -28,10 +29,8 @@ void round_to_bf16(std::span<float> x) {
 
 void to_bf16_bits(std::span<const float> src, std::span<std::uint16_t> dst) {
   const OpScope scope(Op::elementwise);
-  const std::int64_t n = static_cast<std::int64_t>(src.size());
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (std::int64_t i = 0; i < n; ++i)
-    dst[i] = core::float_to_bf16_bits(src[i]);
+  // The native GEMMs' converter: the same bits, sixteen at a time on AVX-512.
+  detail::float_to_bf16(src.data(), static_cast<std::int64_t>(src.size()), dst.data());
 }
 
 void from_bf16_bits(std::span<const std::uint16_t> src, std::span<float> dst) {
