@@ -38,8 +38,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Work in units of "token passes" so one ETA covers training and evaluation: a training token
-// costs a forward and a backward (3), an evaluated token a forward (1).
+// Work in model FLOPs so one ETA covers stages whose cost per token differs: at stage 1's long
+// window attention outweighs the matrix products of a small model, which a count of tokens
+// misses (it put the default study's stage-1 time at a third of what it took).
 struct Eta {
   double total = 0.0, done = 0.0;  // work of the whole study / finished before or during this run
   double measured_work = 0.0;      // work finished by this process (timed)
@@ -55,17 +56,28 @@ struct Eta {
   }
 };
 
-double train_work(std::int64_t steps, std::int64_t windows, std::int32_t seq_len) {
-  return 3.0 * static_cast<double>(steps * windows) * seq_len;
+// Forward FLOPs per token at a context of `context` tokens: 2 per weight of the matrix products
+// (every parameter but the embedding table) and QK^T and PV over the causal half of the context.
+double forward_flops_per_token(const model::LlamaConfig& m, std::int64_t context) {
+  const double matrices =
+      static_cast<double>(model::parameter_count(m) - m.vocab_size * m.hidden_size);
+  const double attention = 2.0 * static_cast<double>(m.num_hidden_layers * m.q_dim() * context);
+  return 2.0 * matrices + attention;
 }
 
-double eval_work(const StudyConfig& c) {
-  double tokens = 0.0;
+// A training step costs about three forwards (the backward two).
+double train_work(const model::LlamaConfig& m, std::int64_t steps, std::int64_t windows,
+                  std::int32_t seq_len) {
+  return 3.0 * static_cast<double>(steps * windows * seq_len) * forward_flops_per_token(m, seq_len);
+}
+
+double eval_work(const StudyConfig& c, const model::LlamaConfig& m) {
+  const auto prompts = static_cast<double>(
+      static_cast<std::int64_t>(c.eval_tasks.size()) * c.eval_samples + c.eval_ppl_samples);
+  double work = 0.0;
   for (const std::int64_t l : c.eval_lengths)
-    tokens += static_cast<double>(l);
-  return tokens *
-         static_cast<double>(static_cast<std::int64_t>(c.eval_tasks.size()) * c.eval_samples +
-                             c.eval_ppl_samples);
+    work += prompts * static_cast<double>(l) * forward_flops_per_token(m, l);
+  return work;
 }
 
 // The corpus as JSONL, and its packed dataset (skipped when already complete: pack writes
@@ -224,16 +236,16 @@ nlohmann::json evaluate_into(const StudyConfig& c, const fs::path& model_dir, co
   return eval_summary(report);
 }
 
-// Evaluates one final model: the needle tasks and the held-out loss by position.
+// Evaluates one final model: the needle tasks and the held-out loss by position. `work` is its
+// share of the ETA's total (eval_work).
 nlohmann::json evaluate(const StudyConfig& c, const fs::path& model_dir, const fs::path& dir,
                         const data::Tokenizer& tok, const std::vector<eval::PplSample>& ppl,
-                        const std::string& haystack, Eta& eta, const std::string& what,
+                        const std::string& haystack, Eta& eta, double work, const std::string& what,
                         bool quiet) {
   eval::EvalOptions o = needle_options(c, haystack);
   o.tasks.push_back("ppl");
   o.ppl_samples = ppl;
   o.ppl_source = "built-in corpus, held-out seed";
-  const double work = eval_work(c);
   eval::EvalProgress progress;
   if (!quiet)
     progress = [&](std::int64_t done, std::int64_t total, const std::string& next) {
@@ -299,13 +311,17 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
 
   const std::vector<RunId> runs = stage1_runs(c);
   Eta eta;
-  const double s0_work = train_work(c.stage0_steps, c.stage0_batch_windows, c.stage0_seq_len);
-  const double s1_work = train_work(c.stage1_steps, c.stage1_batch_windows, c.stage1_seq_len);
-  eta.total = s0_work + static_cast<double>(runs.size()) * (s1_work + eval_work(c));
+  const model::LlamaConfig shape = model::preset(c.preset);
+  const double s0_work =
+      train_work(shape, c.stage0_steps, c.stage0_batch_windows, c.stage0_seq_len);
+  const double s1_work =
+      train_work(shape, c.stage1_steps, c.stage1_batch_windows, c.stage1_seq_len);
+  const double e_work = eval_work(c, shape);
+  eta.total = s0_work + static_cast<double>(runs.size()) * (s1_work + e_work);
   if (fs::exists(out / "stage0" / "done.json")) eta.done += s0_work;
   for (const RunId& r : runs) {
     if (fs::exists(out / "stage1" / r.name() / "train-done.json")) eta.done += s1_work;
-    if (fs::exists(out / "stage1" / r.name() / "eval-done.json")) eta.done += eval_work(c);
+    if (fs::exists(out / "stage1" / r.name() / "eval-done.json")) eta.done += e_work;
   }
   say(fmt::format("{} stage-1 runs ({} variants, seeds {}), {:.0f}% done before this call",
                   runs.size(), c.variants.size(), nlohmann::json(c.seeds).dump(),
@@ -401,7 +417,7 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
     if (!fs::exists(dir / "eval-done.json")) {
       say(fmt::format("{}: evaluating", what));
       write_json(dir / "eval-done.json",
-                 evaluate(c, ck, dir, *tok, ppl, haystack, eta, what, quiet));
+                 evaluate(c, ck, dir, *tok, ppl, haystack, eta, e_work, what, quiet));
     }
     if (!fs::exists(dir / "drift-done.json")) {
       say(fmt::format("{}: bf16 RoPE drift", what));
