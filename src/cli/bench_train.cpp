@@ -23,6 +23,7 @@
 #include "anchorctx/data/packer.h"
 #include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/dist/world.h"
+#include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/model/op_profile.h"
 #include "anchorctx/rope/positions.h"
@@ -70,15 +71,10 @@ double peak_rss_mb() {
 // attention products over the visible (query, key) pairs: 2 GEMMs forward, 5 backward, each
 // 2 x pairs x D per query head. Recomputation (checkpointing) is not counted, as MFU demands.
 double model_flops(const model::LlamaConfig& c, std::int64_t tokens, std::int64_t visible_pairs) {
-  const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
-  const double per_layer =
-      H * static_cast<double>(c.q_dim()) * 2 + H * static_cast<double>(c.kv_dim()) * 2 + 3 * H * I;
-  const double matrices =
-      per_layer * static_cast<double>(c.num_hidden_layers) + H * static_cast<double>(c.vocab_size);
   const double attention =
       7.0 * 2.0 * static_cast<double>(visible_pairs) * static_cast<double>(c.resolved_head_dim()) *
       static_cast<double>(c.num_attention_heads) * static_cast<double>(c.num_hidden_layers);
-  return 6.0 * matrices * static_cast<double>(tokens) + attention;
+  return 6.0 * model::matrix_parameter_count(c) * static_cast<double>(tokens) + attention;
 }
 
 void run_bench_train(const BenchTrainArgs& a) {

@@ -507,4 +507,13 @@ std::int64_t parameter_count(const LlamaConfig& c) {
   return total;
 }
 
+double matrix_parameter_count(const LlamaConfig& c) {
+  const double h = static_cast<double>(c.hidden_size);
+  const double per_layer = h * static_cast<double>(c.q_dim()) * 2 +
+                           h * static_cast<double>(c.kv_dim()) * 2 +
+                           3 * h * static_cast<double>(c.intermediate_size);
+  return per_layer * static_cast<double>(c.num_hidden_layers) +
+         h * static_cast<double>(c.vocab_size);
+}
+
 }  // namespace anchorctx::model

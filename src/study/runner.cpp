@@ -57,12 +57,10 @@ struct Eta {
 };
 
 // Forward FLOPs per token at a context of `context` tokens: 2 per weight of the matrix products
-// (every parameter but the embedding table) and QK^T and PV over the causal half of the context.
+// and QK^T and PV over the causal half of the context.
 double forward_flops_per_token(const model::LlamaConfig& m, std::int64_t context) {
-  const double matrices =
-      static_cast<double>(model::parameter_count(m) - m.vocab_size * m.hidden_size);
   const double attention = 2.0 * static_cast<double>(m.num_hidden_layers * m.q_dim() * context);
-  return 2.0 * matrices + attention;
+  return 2.0 * model::matrix_parameter_count(m) + attention;
 }
 
 // A training step costs about three forwards (the backward two).

@@ -23,17 +23,6 @@ double element_bytes(model::Precision precision) {
   return precision == model::Precision::bf16 ? 2.0 : 4.0;
 }
 
-// Weights of the matrix products one token passes through: q, k, v, o, gate, up, down per
-// layer and the LM head (the embedding is a lookup, not a product; biases are negligible).
-double matrix_parameters(const model::LlamaConfig& c) {
-  const double h = static_cast<double>(c.hidden_size);
-  const double per_layer = h * static_cast<double>(c.q_dim()) * 2 +
-                           h * static_cast<double>(c.kv_dim()) * 2 +
-                           3 * h * static_cast<double>(c.intermediate_size);
-  return per_layer * static_cast<double>(c.num_hidden_layers) +
-         h * static_cast<double>(c.vocab_size);
-}
-
 // Seconds to send `bytes` from one rank to the others of a group of `ranks` consecutive ranks
 // that each hold an equal part: the part for peers in the rank's node crosses the intra-node
 // links, the part for other nodes the inter-node ones, both at once.
@@ -130,7 +119,7 @@ PlanEstimate estimate_plan(const PlanSetup& s, const AttentionWork& work,
   // whole window; 2 products forward (S = QK^T, O = PV), 5 backward (S again, dV, dP, dK, dQ),
   // 2 x pairs x D each. Checkpointing recomputes each layer's forward (not the LM head).
   const double heads_here = static_cast<double>(hq) / S;
-  const double mat = matrix_parameters(c);
+  const double mat = model::matrix_parameter_count(c);
   const double lm_head = static_cast<double>(c.hidden_size) * static_cast<double>(c.vocab_size);
   e.flops.matmul = 6.0 * mat * tokens * windows;
   e.flops.attention = 14.0 * work.visible_pairs * D * heads_here * L * windows;

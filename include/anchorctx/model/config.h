@@ -126,4 +126,9 @@ std::vector<std::string> preset_names();
 // once when tied), as transformers' model.num_parameters() reports.
 std::int64_t parameter_count(const LlamaConfig& config);
 
+// Weights of the matrix products one token passes through: q, k, v, o, gate, up, down per layer
+// and the LM head (the embedding is a lookup, not a product; norms and biases are negligible).
+// Model FLOPs are 2 per such weight and token forward, 6 with the backward.
+double matrix_parameter_count(const LlamaConfig& config);
+
 }  // namespace anchorctx::model
