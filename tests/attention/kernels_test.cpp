@@ -441,7 +441,8 @@ TEST_F(Kernels, OtherHeadDims) {
 }
 
 TEST_F(Kernels, LongerWindow) {
-  // One larger case: many tiles per sequence, so full tiles, long kv lists and the transposed
+  // One larger case: many tiles per sequence, so full tiles, long kv lists, the forward's
+  // steps over runs of full key tiles (kernels_impl.h, next_forward_step) and the transposed
   // lists of the backward all get exercised.
   LayoutOptions options;
   options.min_sequences = 2;
@@ -450,8 +451,10 @@ TEST_F(Kernels, LongerWindow) {
   const RandomLayout r = random_layout(rng, options);
   SCOPED_TRACE(r.describe());
   for (MaskKind mask : {MaskKind::causal, MaskKind::anchor}) {
-    SCOPED_TRACE(to_string(mask));
-    check_against_reference(r.layout, mask, {4, 2, 64}, DType::f32, rng);
+    for (DType dtype : {DType::f32, DType::bf16}) {
+      SCOPED_TRACE(describe(mask, {4, 2, 64}, dtype));
+      check_against_reference(r.layout, mask, {4, 2, 64}, dtype, rng);
+    }
   }
 }
 

@@ -269,12 +269,59 @@ ColumnWindow column_window(const AttentionLayout& layout, const KeySpans& first,
 
 // --- forward ----------------------------------------------------------------------------------
 
+// The forward takes up to this many key columns per softmax step: a run of consecutive full
+// key tiles of one sequence is one step, whose P V product sums over all of them at once (their
+// V rows lie back to back in the staged layouts). Per step, every row of O is rescaled by its
+// new max and loaded and stored as the P V product's accumulator: with the plan's 64-key tiles
+// alone that was 2 float32 operations per score for D = 128, and P V's K was 64 keys. 256 keys
+// keep the scores of a 64-row tile in L2.
+constexpr int kForwardStepColumns = 256;
+
+int forward_step_columns(int tsp) {
+  return std::max(tsp, kForwardStepColumns / tsp * tsp);
+}
+
+// One softmax step of the forward: `count` key tiles from the plan's list, their columns side
+// by side. Either one tile (a partial tile with its column window, or a short one) or a run of
+// full tiles of `tsp` keys each.
+struct ForwardStep {
+  int first_ref, count;
+  bool partial;
+  ColumnWindow win;  // of the first tile; the whole tile for a run
+  int n, nw;         // visible columns of the step, and rounded up to the vector width
+};
+
+// The steps of a query tile, in the plan's order (the summation order, the same for any
+// thread count).
+ForwardStep next_forward_step(const BlockPlan& plan, std::span<const TileRef> refs, int i,
+                              const KeySpans& first, const KeySpans& last, int tsp) {
+  const TileRef& ref = refs[i];
+  const Tile& kt = plan.kv_tile(ref.tile);
+  if (ref.kind == TileKind::partial || kt.size() != tsp) {
+    const bool partial = ref.kind == TileKind::partial;
+    const ColumnWindow win =
+        partial ? column_window(plan.layout(), first, last, kt) : ColumnWindow{0, kt.size()};
+    const int n = win.hi - win.lo;
+    return {i, 1, partial, win, n, round_up(n, W)};
+  }
+  const int max_count = forward_step_columns(tsp) / tsp;
+  int count = 1;
+  while (count < max_count && i + count < static_cast<int>(refs.size())) {
+    const TileRef& next = refs[i + count];
+    if (next.kind != TileKind::full || next.tile != ref.tile + count ||
+        plan.kv_tile(next.tile).size() != tsp)
+      break;
+    ++count;
+  }
+  return {i, count, false, ColumnWindow{0, tsp}, count * tsp, count * tsp};
+}
+
 // Per-thread tiles of the forward pass: the query tile (pre-scaled) and the output
 // accumulator of each query head of the group, their running max and sum, and the scores.
 struct ForwardTiles {
   ForwardTiles(int group, int ts, int tsp, int Dp)
       : ws({std::size_t(group) * ts * Dp, std::size_t(group) * ts * Dp, std::size_t(group) * ts,
-            std::size_t(group) * ts, std::size_t(ts) * tsp}),
+            std::size_t(group) * ts, std::size_t(ts) * forward_step_columns(tsp)}),
         q(ws[0]),
         o(ws[1]),
         row_max(ws[2]),
@@ -316,26 +363,31 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
     std::fill_n(w.row_sum + g * ts, m, 0.0f);
   }
 
-  for (const TileRef& ref : plan.kv_tiles_of(q_tile)) {
-    const Tile& kt = plan.kv_tile(ref.tile);
-    const bool partial = ref.kind == TileKind::partial;
-    const ColumnWindow win =
-        partial ? column_window(layout, first, last, kt) : ColumnWindow{0, kt.size()};
-    const int n = win.hi - win.lo, nw = round_up(n, W);
-    const bool needs_mask = partial || n != nw;
-    const std::int32_t c0 = kt.begin - layout.seq_begin(kt.seq) + win.lo;  // window column 0
+  const int tsp = round_up(ts, W);
+  const std::span<const TileRef> refs = plan.kv_tiles_of(q_tile);
+  for (int i = 0; i < static_cast<int>(refs.size());) {
+    const ForwardStep step = next_forward_step(plan, refs, i, first, last, tsp);
+    i += step.count;
+    const int j = refs[step.first_ref].tile;
+    const Tile& kt = plan.kv_tile(j);
+    const int n = step.n, nw = step.nw;
+    const bool needs_mask = step.partial || n != nw;
+    const std::int32_t c0 = kt.begin - layout.seq_begin(kt.seq) + step.win.lo;  // column 0
 
     for (int g = 0; g < group; ++g) {
       float* o = w.o + g * ts * Dp;
       float* row_max = w.row_max + g * ts;
       float* row_sum = w.row_sum + g * ts;
-      // S = (scale * log2e * Q) K^T  [m, nw]
-      Gemm::run(m, nw, Dp, w.q + g * ts * Dp, Dp, 1, in.kt.at(kv_head, ref.tile) + win.lo, in.kt.ld,
-                w.s, nw, false);
+      // S = (scale * log2e * Q) K^T  [m, nw], one key tile's columns at a time.
+      for (int b = 0; b < step.count; ++b) {
+        Gemm::run(m, step.count == 1 ? nw : tsp, Dp, w.q + g * ts * Dp, Dp, 1,
+                  in.kt.at(kv_head, j + b) + step.win.lo, in.kt.ld, w.s + b * tsp, nw, false);
+      }
       for (int r = 0; r < m; ++r) {
         float* s = w.s + r * nw;
         if (needs_mask) {
-          mask_row(s, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
+          mask_row(s, nw,
+                   step.partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
         }
         // Online softmax: the new running max rescales the old sum and output row.
         V vmax = S::set1(kNegInf);
@@ -364,8 +416,8 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
         }
       }
       // O += P V  [m, Dp]
-      Gemm::run(m, Dp, n, w.s, nw, 1, in.v.at(kv_head, kt.begin + win.lo), in.v.row_stride, o, Dp,
-                true);
+      Gemm::run(m, Dp, n, w.s, nw, 1, in.v.at(kv_head, kt.begin + step.win.lo), in.v.row_stride, o,
+                Dp, true);
     }
   }
 

@@ -151,13 +151,13 @@ void round_rows(const float* x, int m, int nw, std::uint16_t* rows) {
 struct NativeForwardTiles {
   NativeForwardTiles(int group, int ts, int tsp, int Dp)
       : ws({std::size_t(group) * ts * Dp, std::size_t(group) * ts, std::size_t(group) * ts,
-            std::size_t(ts) * tsp}),
+            std::size_t(ts) * forward_step_columns(tsp)}),
         o(ws[0]),
         row_max(ws[1]),
         row_sum(ws[2]),
         s(ws[3]),
         q(std::make_unique<std::uint16_t[]>(std::size_t(group) * ts * Dp)),
-        p(std::make_unique<std::uint16_t[]>(std::size_t(ts) * tsp)) {}
+        p(std::make_unique<std::uint16_t[]>(std::size_t(ts) * forward_step_columns(tsp))) {}
   Workspace ws;
   float *o, *row_max, *row_sum, *s;
   std::unique_ptr<std::uint16_t[]> q, p;  // Q tile rows [group][ts][Dp]; P as bf16 [ts][nw]
@@ -171,8 +171,9 @@ struct NativeForwardInputs {
   std::uint8_t* q_bad;                 // [Hq][Tq], written by the items
 };
 
-// forward_item of kernels_impl.h on bf16 products. Q is not pre-scaled (that would round it a
-// second time): the scores are scaled by scale * log2(e) after the product.
+// forward_item of kernels_impl.h on bf16 products, a step of several key tiles at a time. Q is
+// not pre-scaled (that would round it a second time): the scores are scaled by
+// scale * log2(e) after the product, inside the softmax's passes.
 void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
                          const ForwardStrides& st, const NativeForwardInputs& in, float scale,
                          int q_tile, int kv_head, NativeForwardTiles& w) {
@@ -200,37 +201,47 @@ void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const
     std::fill_n(w.row_sum + g * ts, m, 0.0f);
   }
 
-  for (const TileRef& ref : plan.kv_tiles_of(q_tile)) {
-    const Tile& kt = plan.kv_tile(ref.tile);
-    const bool partial = ref.kind == TileKind::partial;
-    const ColumnWindow win =
-        partial ? column_window(layout, first, last, kt) : ColumnWindow{0, kt.size()};
-    const int n = win.hi - win.lo, nw = round_up(n, W);
-    const bool needs_mask = partial || n != nw;
-    const std::int32_t c0 = kt.begin - layout.seq_begin(kt.seq) + win.lo;  // window column 0
-    const std::ptrdiff_t tile_at = (static_cast<std::ptrdiff_t>(kv_head) * tiles + ref.tile);
-    const std::uint32_t* k_words = words(in.kt + tile_at * in.tile_elems) + win.lo;
-    const std::uint32_t* v_words = words(in.v + tile_at * in.tile_elems) + win.lo / 2 * Dp;
+  const std::span<const TileRef> refs = plan.kv_tiles_of(q_tile);
+  for (int i = 0; i < static_cast<int>(refs.size());) {
+    const ForwardStep step = next_forward_step(plan, refs, i, first, last, tsp);
+    i += step.count;
+    const Tile& kt = plan.kv_tile(refs[step.first_ref].tile);
+    const int n = step.n, nw = step.nw;
+    const bool needs_mask = step.partial || n != nw;
+    const std::int32_t c0 = kt.begin - layout.seq_begin(kt.seq) + step.win.lo;  // column 0
+    const std::ptrdiff_t tile_at =
+        (static_cast<std::ptrdiff_t>(kv_head) * tiles + refs[step.first_ref].tile);
+    const std::uint16_t* k_tile = in.kt + tile_at * in.tile_elems;
+    const std::uint32_t* v_words = words(in.v + tile_at * in.tile_elems) + step.win.lo / 2 * Dp;
 
     for (int g = 0; g < group; ++g) {
       float* o = w.o + g * ts * Dp;
       float* row_max = w.row_max + g * ts;
       float* row_sum = w.row_sum + g * ts;
-      // S = Q K^T  [m, nw] (unscaled)
-      Bf16Gemm::run(m, nw, Dp / 2, w.q.get() + g * ts * Dp, Dp, k_words, tsp, w.s, nw, false);
+      // S = Q K^T  [m, nw] (unscaled), one key tile's columns at a time.
+      for (int b = 0; b < step.count; ++b) {
+        const int cols = step.count == 1 ? nw : tsp;
+        Bf16Gemm::run(m, cols, Dp / 2, w.q.get() + g * ts * Dp, Dp,
+                      words(k_tile + b * in.tile_elems) + step.win.lo, tsp, w.s + b * tsp, nw,
+                      false);
+      }
+      const V vc = S::set1(c);
       for (int r = 0; r < m; ++r) {
         float* s = w.s + r * nw;
         std::uint16_t* p = w.p.get() + r * nw;
-        // Scaled before masking, so a masked score is -inf whatever the sign of the scale.
-        const V vc = S::set1(c);
-        for (int col = 0; col < nw; col += W)
-          S::store(s + col, S::load(s + col) * vc);
+        // Scaled before masking, so a masked score is -inf whatever the sign of the scale;
+        // unmasked steps scale inside the two passes below instead of in a pass of their own.
+        V vs = vc;
         if (needs_mask) {
-          mask_row(s, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
+          for (int col = 0; col < nw; col += W)
+            S::store(s + col, S::load(s + col) * vc);
+          mask_row(s, nw,
+                   step.partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
+          vs = S::set1(1.0f);
         }
         V vmax = S::set1(kNegInf);
         for (int col = 0; col < nw; col += W)
-          vmax = S::max(vmax, S::load(s + col));
+          vmax = S::max(vmax, S::load(s + col) * vs);
         const float old_max = row_max[r];
         const float new_max = std::max(old_max, S::reduce_max(vmax));
         if (new_max == kNegInf) {  // nothing visible in this row so far: P = 0
@@ -240,7 +251,7 @@ void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const
         const V vm = S::set1(new_max);
         V vsum{};
         for (int col = 0; col < nw; col += W) {
-          const V e = S::exp2(S::load(s + col) - vm);
+          const V e = S::exp2(S::load(s + col) * vs - vm);
           vsum += e;
           // P rounded to bf16 for the product; the row sum stays float32 (FlashAttention-2).
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + col),
