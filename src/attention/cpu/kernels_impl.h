@@ -57,6 +57,24 @@ int round_up(int x, int multiple) {
   return (x + multiple - 1) / multiple * multiple;
 }
 
+// Arrays on 64-byte boundaries, so that no vector or tile load of a staged operand splits a
+// cache line: new[] of a large block returns glibc's mmap'd chunk 16 bytes past a page, which
+// made every 64-byte load of the staged tiles touch two lines.
+struct FreeAligned {
+  void operator()(void* p) const { std::free(p); }
+};
+template <typename T>
+using AlignedArray = std::unique_ptr<T[], FreeAligned>;
+// Uninitialised unless `zeroed` (the staging writes every element; per-thread tiles may not).
+template <typename T>
+AlignedArray<T> make_aligned_array(std::size_t n, bool zeroed = false) {
+  const std::size_t bytes = (std::max<std::size_t>(n, 1) * sizeof(T) + 63) / 64 * 64;
+  AlignedArray<T> array(static_cast<T*>(std::aligned_alloc(64, bytes)));
+  if (array == nullptr) throw std::bad_alloc();
+  if (zeroed) std::memset(array.get(), 0, bytes);
+  return array;
+}
+
 // Float buffers carved out of one 64-byte aligned allocation per thread.
 class Workspace {
  public:
@@ -159,9 +177,9 @@ struct Rows {
 // Non-finite rows are staged as zeros and flagged in bad [H][tokens] (convert_row).
 template <typename T>
 Rows stage_rows(View<const T> src, std::int64_t tokens, int H, int D, int Dp,
-                std::unique_ptr<float[]>& storage, std::uint8_t* bad) {
+                AlignedArray<float>& storage, std::uint8_t* bad) {
 #pragma omp single
-  storage = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(H) * tokens * Dp);
+  storage = make_aligned_array<float>(static_cast<std::size_t>(H) * tokens * Dp);
 #pragma omp for schedule(static)
   for (std::int64_t t = 0; t < tokens; ++t) {
     for (int h = 0; h < H; ++h)
@@ -185,13 +203,12 @@ struct Columns {
 // same tensor, or, where only the columns are staged, in bad [H][tokens] when not null.
 template <typename T>
 Columns stage_columns(View<const T> src, const BlockPlan& plan, int H, int D, int Dp,
-                      std::unique_ptr<float[]>& storage, std::uint8_t* bad) {
+                      AlignedArray<float>& storage, std::uint8_t* bad) {
   const int tiles = plan.num_kv_tiles(), tsp = round_up(plan.tile_size(), W);
   const std::int64_t tokens = plan.layout().total_tokens();
   const std::ptrdiff_t tile_stride = static_cast<std::ptrdiff_t>(Dp) * tsp;
 #pragma omp single
-  storage =
-      std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(H) * tiles * tile_stride);
+  storage = make_aligned_array<float>(static_cast<std::size_t>(H) * tiles * tile_stride);
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
     for (int j = 0; j < tiles; ++j) {
@@ -445,7 +462,7 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
   const int group = dims.heads_q / dims.heads_kv;
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const std::int64_t items = static_cast<std::int64_t>(plan.num_q_tiles()) * dims.heads_kv;
-  std::unique_ptr<float[]> kt_storage, v_storage;
+  AlignedArray<float> kt_storage, v_storage;
   std::vector<KeySpans> spans;
   std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
       v_bad(dims.heads_kv * tk);
@@ -469,12 +486,23 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
 
 // --- backward ---------------------------------------------------------------------------------
 
-// delta = rowsum(dO * O) [Hq, Tq], and a zeroed float32 dQ accumulator [Tq, Hq, Dp], each row
+// The float32 dQ accumulator, head-major [Hq][Tq][Dp]: the rows one product adds to lie Dp
+// floats apart. Token-major ([Tq][Hq][Dp]) put them Hq * Dp floats apart -- 4 KiB for 8 heads of
+// 128 -- so a query tile's rows all fell into one L1 cache set (stage_rows' problem).
+struct DqAccumulator {
+  float* base;
+  std::int64_t tq;
+  int Dp;
+  float* rows(int h, std::int64_t t) const { return base + (h * tq + t) * Dp; }
+};
+
+// delta = rowsum(dO * O) [Hq, Tq], and a zeroed float32 dQ accumulator, each row
 // by one thread (call inside a parallel region). A row whose out or dout is not finite gets
 // delta 0 (no NaN in the products) and its flag in out_bad; dout_bad is read, set by staging.
 template <typename T>
 void delta_rows(View<const T> out, View<const T> dout, std::int64_t tq, int Hq, int D, int Dp,
-                float* delta, float* dq_acc, std::uint8_t* out_bad, const std::uint8_t* dout_bad) {
+                float* delta, const DqAccumulator& dq_acc, std::uint8_t* out_bad,
+                const std::uint8_t* dout_bad) {
 #pragma omp for schedule(static)
   for (std::int64_t row = 0; row < tq; ++row) {
     for (int h = 0; h < Hq; ++h) {
@@ -490,20 +518,19 @@ void delta_rows(View<const T> out, View<const T> dout, std::int64_t tq, int Hq, 
       }
       out_bad[h * tq + row] = special != 0;
       delta[h * tq + row] = special != 0 || dout_bad[h * tq + row] ? 0.0f : sum;
+      std::fill_n(dq_acc.rows(h, row), Dp, 0.0f);
     }
-    std::fill_n(dq_acc + row * Hq * Dp, Hq * Dp, 0.0f);
   }
 }
 
-// dq = scale * the float32 accumulator [Tq, Hq, Dp], in the tensor's type (inside a parallel
-// region).
+// dq = scale * the float32 accumulator, in the tensor's type (inside a parallel region).
 template <typename T>
-void write_dq(View<T> dq, const float* dq_acc, std::int64_t tq, int Hq, int D, int Dp,
-              float scale) {
+void write_dq(View<T> dq, const DqAccumulator& dq_acc, int Hq, int D, float scale) {
+  const std::int64_t tq = dq_acc.tq;
 #pragma omp for schedule(static)
   for (std::int64_t row = 0; row < tq; ++row) {
     for (int h = 0; h < Hq; ++h) {
-      const float* acc = dq_acc + (row * Hq + h) * Dp;
+      const float* acc = dq_acc.rows(h, row);
       T* dst = dq.row(row, h);
       for (int c = 0; c < D; ++c)
         from_f32(acc[c] * scale, dst + c);
@@ -528,10 +555,10 @@ struct BackwardTiles {
 
 // The inputs of the backward pass, staged once per call.
 struct BackwardInputs {
-  Rows q, dout, k;                     // [Hq][Tq][Dp], [Hq][Tq][Dp], [Hkv][Tk][Dp]
-  Columns kt, vt;                      // K^T, V^T [Hkv][kv tiles][Dp][tsp]
-  const float* delta;                  // rowsum(dO * O) [Hq, Tq]
-  float* dq_acc;                       // float32 dQ accumulator [Tq, Hq, Dp]
+  Rows q, dout, k;     // [Hq][Tq][Dp], [Hq][Tq][Dp], [Hkv][Tk][Dp]
+  Columns kt, vt;      // K^T, V^T [Hkv][kv tiles][Dp][tsp]
+  const float* delta;  // rowsum(dO * O) [Hq, Tq]
+  DqAccumulator dq_acc;
   const std::vector<KeySpans>& spans;  // [Tq]
 };
 
@@ -600,10 +627,10 @@ void pair_probabilities(const BlockPlan& plan, const BackwardTensors& t, const B
 
 // dQ += dS K for the pair in w.ds, into the float32 accumulator rows of head h.
 void accumulate_dq(const BackwardInputs& in, const PairWindow& pw, int h, int kv_head,
-                   std::ptrdiff_t acc_stride, const BackwardTiles& w) {
+                   const BackwardTiles& w) {
   const int Dp = static_cast<int>(in.k.row_stride);
   Gemm::run(pw.m, Dp, pw.n, w.ds, pw.nw, 1, in.k.at(kv_head, pw.kv_tile.begin + pw.win.lo), Dp,
-            in.dq_acc + pw.q_tile.begin * acc_stride + h * Dp, acc_stride, true);
+            in.dq_acc.rows(h, pw.q_tile.begin), Dp, true);
 }
 
 // Key tile j of one kv head: dK and dV of its rows over every query tile that sees it (query
@@ -614,7 +641,6 @@ void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const Ba
                       int kv_head, bool with_dq, BackwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int group = dims.heads_q / dims.heads_kv;
-  const std::ptrdiff_t acc_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * Dp;
   const Tile& kt = plan.kv_tile(j);
   std::fill_n(w.dk, kt.size() * Dp, 0.0f);
   std::fill_n(w.dv, kt.size() * Dp, 0.0f);
@@ -629,7 +655,7 @@ void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const Ba
                 w.dv + pw.win.lo * Dp, Dp, true);
       Gemm::run(pw.n, Dp, pw.m, w.ds, 1, pw.nw, in.q.at(h, pw.q_tile.begin), Dp,
                 w.dk + pw.win.lo * Dp, Dp, true);
-      if (with_dq) accumulate_dq(in, pw, h, kv_head, acc_stride, w);
+      if (with_dq) accumulate_dq(in, pw, h, kv_head, w);
     }
   }
 
@@ -649,14 +675,12 @@ void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const Ba
 void backward_q_tile(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
                      const BackwardInputs& in, float scale, int i, int kv_head, BackwardTiles& w) {
   const int group = dims.heads_q / dims.heads_kv;
-  const std::ptrdiff_t acc_stride =
-      static_cast<std::ptrdiff_t>(dims.heads_q) * round_up(dims.head_dim, W);
   for (const TileRef& ref : plan.kv_tiles_of(i)) {
     const PairWindow pw = pair_window(plan, in, i, ref.tile, ref.kind);
     for (int g = 0; g < group; ++g) {
       const int h = kv_head * group + g;
       pair_probabilities(plan, t, in, scale, pw, ref.tile, ref.kind, h, kv_head, w);
-      accumulate_dq(in, pw, h, kv_head, acc_stride, w);
+      accumulate_dq(in, pw, h, kv_head, w);
     }
   }
 }
@@ -669,9 +693,8 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const int Hq = dims.heads_q, Hkv = dims.heads_kv;
   const auto delta = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(Hq) * tq);
-  const auto dq_acc =
-      std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(tq) * Hq * Dp);
-  std::unique_ptr<float[]> q_storage, dout_storage, k_storage, kt_storage, vt_storage;
+  const auto dq_acc = make_aligned_array<float>(static_cast<std::size_t>(tq) * Hq * Dp);
+  AlignedArray<float> q_storage, dout_storage, k_storage, kt_storage, vt_storage;
   std::vector<KeySpans> spans;
   std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
       v_bad(Hkv * tk);
@@ -693,10 +716,9 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
         stage_columns(k, plan, Hkv, D, Dp, kt_storage, nullptr),
         stage_columns(view<T>(t.v, st.v), plan, Hkv, D, Dp, vt_storage, v_bad.data()),
         delta.get(),
-        dq_acc.get(),
+        {dq_acc.get(), tq, Dp},
         spans};
-    delta_rows(out, dout, tq, Hq, D, Dp, delta.get(), dq_acc.get(), out_bad.data(),
-               dout_bad.data());
+    delta_rows(out, dout, tq, Hq, D, Dp, delta.get(), in.dq_acc, out_bad.data(), dout_bad.data());
 
     BackwardTiles tiles(ts, tsp, Dp);
     if (fused) {
@@ -725,7 +747,7 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
       }
     }
 
-    write_dq(view<T>(t.dq, st.dq), dq_acc.get(), tq, Hq, D, Dp, scale);
+    write_dq(view<T>(t.dq, st.dq), in.dq_acc, Hq, D, scale);
   }
   poison_backward(plan, dims, t, st, q_bad.data(), dout_bad.data(), out_bad.data(), k_bad.data(),
                   v_bad.data());

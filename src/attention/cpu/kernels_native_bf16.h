@@ -51,11 +51,10 @@ bool copy_row_bf16(const std::uint16_t* s, int D, int Dp, std::uint16_t* d) {
 // A bf16 [T, H, D] tensor as rows [H][T][Dp] (call inside a parallel region); non-finite rows
 // are zeros, flagged in bad [H][tokens].
 const std::uint16_t* stage_rows_bf16(View<const std::uint16_t> src, std::int64_t tokens, int H,
-                                     int D, int Dp, std::unique_ptr<std::uint16_t[]>& storage,
+                                     int D, int Dp, AlignedArray<std::uint16_t>& storage,
                                      std::uint8_t* bad) {
 #pragma omp single
-  storage =
-      std::make_unique_for_overwrite<std::uint16_t[]>(static_cast<std::size_t>(H) * tokens * Dp);
+  storage = make_aligned_array<std::uint16_t>(static_cast<std::size_t>(H) * tokens * Dp);
 #pragma omp for schedule(static)
   for (std::int64_t t = 0; t < tokens; ++t) {
     for (int h = 0; h < H; ++h)
@@ -73,16 +72,14 @@ enum class TileLayout { transposed_columns, paired_rows, transposed_rows };
 // bad [H][tokens] when bad is not null.
 const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const BlockPlan& plan,
                                       bool q_tiles, int H, int D, int Dp, TileLayout layout,
-                                      std::unique_ptr<std::uint16_t[]>& storage,
-                                      std::uint8_t* bad) {
+                                      AlignedArray<std::uint16_t>& storage, std::uint8_t* bad) {
   const int tiles = q_tiles ? plan.num_q_tiles() : plan.num_kv_tiles();
   const int tsp = round_up(plan.tile_size(), W);
   const std::int64_t tokens =
       q_tiles ? plan.layout().total_q_tokens() : plan.layout().total_tokens();
   const std::ptrdiff_t tile_elems = static_cast<std::ptrdiff_t>(Dp) * tsp;
 #pragma omp single
-  storage = std::make_unique_for_overwrite<std::uint16_t[]>(static_cast<std::size_t>(H) * tiles *
-                                                            tile_elems);
+  storage = make_aligned_array<std::uint16_t>(static_cast<std::size_t>(H) * tiles * tile_elems);
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
     for (int j = 0; j < tiles; ++j) {
@@ -156,11 +153,11 @@ struct NativeForwardTiles {
         row_max(ws[1]),
         row_sum(ws[2]),
         s(ws[3]),
-        q(std::make_unique<std::uint16_t[]>(std::size_t(group) * ts * Dp)),
-        p(std::make_unique<std::uint16_t[]>(std::size_t(ts) * forward_step_columns(tsp))) {}
+        q(make_aligned_array<std::uint16_t>(std::size_t(group) * ts * Dp, true)),
+        p(make_aligned_array<std::uint16_t>(std::size_t(ts) * forward_step_columns(tsp), true)) {}
   Workspace ws;
   float *o, *row_max, *row_sum, *s;
-  std::unique_ptr<std::uint16_t[]> q, p;  // Q tile rows [group][ts][Dp]; P as bf16 [ts][nw]
+  AlignedArray<std::uint16_t> q, p;  // Q tile rows [group][ts][Dp]; P as bf16 [ts][nw]
 };
 
 struct NativeForwardInputs {
@@ -294,7 +291,7 @@ void native_forward(const BlockPlan& plan, const AttentionDims& dims, const Forw
   const int group = dims.heads_q / dims.heads_kv;
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const std::int64_t items = static_cast<std::int64_t>(plan.num_q_tiles()) * dims.heads_kv;
-  std::unique_ptr<std::uint16_t[]> kt_storage, v_storage;
+  AlignedArray<std::uint16_t> kt_storage, v_storage;
   std::vector<KeySpans> spans;
   std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
       v_bad(dims.heads_kv * tk);
@@ -330,14 +327,14 @@ struct NativeBackwardTiles {
         ds(ws[3]),
         lse2(ws[4]),
         delta(ws[5]),
-        p_pairs(std::make_unique<std::uint32_t[]>(std::size_t(ts + 1) / 2 * tsp)),
-        ds_pairs(std::make_unique<std::uint32_t[]>(std::size_t(ts + 1) / 2 * tsp)),
-        ds_rows(std::make_unique<std::uint16_t[]>(std::size_t(ts) * tsp)) {}
+        p_pairs(make_aligned_array<std::uint32_t>(std::size_t(ts + 1) / 2 * tsp, true)),
+        ds_pairs(make_aligned_array<std::uint32_t>(std::size_t(ts + 1) / 2 * tsp, true)),
+        ds_rows(make_aligned_array<std::uint16_t>(std::size_t(ts) * tsp, true)) {}
   Workspace ws;
   float *dkt, *dvt;  // dK^T, dV^T of the key tile [Dp][tsp]
   float *p, *ds, *lse2, *delta;
-  std::unique_ptr<std::uint32_t[]> p_pairs, ds_pairs;  // [ceil(m/2)][nw] words
-  std::unique_ptr<std::uint16_t[]> ds_rows;            // [m][nw] bf16
+  AlignedArray<std::uint32_t> p_pairs, ds_pairs;  // [ceil(m/2)][nw] words
+  AlignedArray<std::uint16_t> ds_rows;            // [m][nw] bf16
 };
 
 struct NativeBackwardInputs {
@@ -348,7 +345,7 @@ struct NativeBackwardInputs {
   int Dp, tsp;                      // head dim and tile size, padded to the vector width
   std::ptrdiff_t tile_elems;        // Dp * tsp
   const float* delta;               // rowsum(dO * O) [Hq, Tq]
-  float* dq_acc;                    // float32 dQ accumulator [Tq, Hq, Dp]
+  DqAccumulator dq_acc;
   const std::vector<KeySpans>& spans;
 };
 
@@ -426,13 +423,13 @@ void native_probabilities(const BlockPlan& plan, const BackwardTensors& t,
 // dQ += dS K for the pair in w.ds_rows, into the float32 accumulator rows of head h.
 void native_accumulate_dq(const BlockPlan& plan, const NativeBackwardInputs& in,
                           const NativePair& pw, int h, int kv_head, int Dp,
-                          std::ptrdiff_t acc_stride, const NativeBackwardTiles& w) {
+                          const NativeBackwardTiles& w) {
   const std::ptrdiff_t tile_at =
       (static_cast<std::ptrdiff_t>(kv_head) * plan.num_kv_tiles() + pw.kv_tile) * in.tile_elems;
   // dS's columns past n are 0, so the pairs may run to n rounded up.
   Bf16Gemm::run(pw.m, Dp, (pw.n + 1) / 2, w.ds_rows.get(), pw.nw,
                 words(in.k + tile_at) + pw.win.lo / 2 * Dp, Dp,
-                in.dq_acc + plan.q_tile(pw.q_tile).begin * acc_stride + h * Dp, acc_stride, true);
+                in.dq_acc.rows(h, plan.q_tile(pw.q_tile).begin), Dp, true);
 }
 
 // backward_kv_tile of kernels_impl.h: dK and dV of key tile j (transposed while they sum),
@@ -444,7 +441,6 @@ void native_backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims,
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int tsp = round_up(plan.tile_size(), W);
   const int group = dims.heads_q / dims.heads_kv;
-  const std::ptrdiff_t acc_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * Dp;
   const Tile& kt = plan.kv_tile(j);
   std::fill_n(w.dkt, Dp * tsp, 0.0f);
   std::fill_n(w.dvt, Dp * tsp, 0.0f);
@@ -461,7 +457,7 @@ void native_backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims,
                     w.dvt + pw.win.lo, tsp, true);
       Bf16Gemm::run(D, pw.nw, (pw.m + 1) / 2, in.qt + q_tile_at, tsp, w.ds_pairs.get(), pw.nw,
                     w.dkt + pw.win.lo, tsp, true);
-      if (with_dq) native_accumulate_dq(plan, in, pw, h, kv_head, Dp, acc_stride, w);
+      if (with_dq) native_accumulate_dq(plan, in, pw, h, kv_head, Dp, w);
     }
   }
 
@@ -483,13 +479,12 @@ void native_backward_q_tile(const BlockPlan& plan, const AttentionDims& dims,
                             int i, int kv_head, NativeBackwardTiles& w) {
   const int group = dims.heads_q / dims.heads_kv;
   const int Dp = round_up(dims.head_dim, W);
-  const std::ptrdiff_t acc_stride = static_cast<std::ptrdiff_t>(dims.heads_q) * Dp;
   for (const TileRef& ref : plan.kv_tiles_of(i)) {
     const NativePair pw = native_pair(plan, in, i, ref.tile, ref.kind);
     for (int g = 0; g < group; ++g) {
       const int h = kv_head * group + g;
       native_probabilities(plan, t, in, scale, pw, h, kv_head, false, true, w);
-      native_accumulate_dq(plan, in, pw, h, kv_head, Dp, acc_stride, w);
+      native_accumulate_dq(plan, in, pw, h, kv_head, Dp, w);
     }
   }
 }
@@ -502,9 +497,8 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const int Hq = dims.heads_q, Hkv = dims.heads_kv;
   const auto delta = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(Hq) * tq);
-  const auto dq_acc =
-      std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(tq) * Hq * Dp);
-  std::unique_ptr<U16[]> q_storage, dout_storage, qt_storage, doutt_storage, kt_storage, vt_storage,
+  const auto dq_acc = make_aligned_array<float>(static_cast<std::size_t>(tq) * Hq * Dp);
+  AlignedArray<U16> q_storage, dout_storage, qt_storage, doutt_storage, kt_storage, vt_storage,
       k_storage;
   std::vector<KeySpans> spans;
   std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
@@ -535,10 +529,9 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
         tsp,
         static_cast<std::ptrdiff_t>(Dp) * tsp,
         delta.get(),
-        dq_acc.get(),
+        {dq_acc.get(), tq, Dp},
         spans};
-    delta_rows(out, dout, tq, Hq, D, Dp, delta.get(), dq_acc.get(), out_bad.data(),
-               dout_bad.data());
+    delta_rows(out, dout, tq, Hq, D, Dp, delta.get(), in.dq_acc, out_bad.data(), dout_bad.data());
 
     NativeBackwardTiles tiles(ts, tsp, Dp);
     if (fused) {
@@ -562,7 +555,7 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
                                static_cast<int>(item % Hkv), tiles);
       }
     }
-    write_dq(view<U16>(t.dq, st.dq), dq_acc.get(), tq, Hq, D, Dp, scale);
+    write_dq(view<U16>(t.dq, st.dq), in.dq_acc, Hq, D, scale);
   }
   poison_backward(plan, dims, t, st, q_bad.data(), dout_bad.data(), out_bad.data(), k_bad.data(),
                   v_bad.data());
