@@ -75,6 +75,48 @@ AlignedArray<T> make_aligned_array(std::size_t n, bool zeroed = false) {
   return array;
 }
 
+// The large arrays of a kernel call (staged inputs, the dQ accumulator: O(T x H x D) each), kept
+// by the calling thread for its next call. Fresh arrays cost a page fault and the kernel's zeroing
+// per 4 KiB on every call: 90,000 faults per forward + backward at T = 16384, H = 8, D = 128, and
+// clear_page alone 5% of that call's samples (perf). A thread keeps the largest arrays it used
+// (a training step's peak memory is unchanged: it held them during the call anyway).
+class CallScratch {
+ public:
+  static constexpr int kSlots = 10;
+  // Slot `slot` as at least n T's, 64-byte aligned, contents undefined. From one thread at a
+  // time; the pointer stays valid until the slot is reserved larger.
+  template <typename T>
+  T* reserve(int slot, std::size_t n) {
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes > sizes_[slot]) {
+      arrays_[slot].reset();
+      arrays_[slot] = make_aligned_array<std::byte>(bytes);
+      sizes_[slot] = bytes;
+    }
+    return data<T>(slot);
+  }
+  template <typename T>
+  T* data(int slot) const {
+    return reinterpret_cast<T*>(arrays_[slot].get());
+  }
+
+ private:
+  AlignedArray<std::byte> arrays_[kSlots];
+  std::size_t sizes_[kSlots] = {};
+};
+
+CallScratch& call_scratch() {
+  thread_local CallScratch scratch;
+  return scratch;
+}
+
+// One slot of the calling thread's scratch, reserved inside a parallel region by one thread
+// (`omp single`: its barrier publishes the array to the others).
+struct ScratchSlot {
+  CallScratch* scratch;
+  int slot;
+};
+
 // Float buffers carved out of one 64-byte aligned allocation per thread.
 class Workspace {
  public:
@@ -176,17 +218,17 @@ struct Rows {
 // slower). Call from inside a parallel region (the loop is shared among its threads).
 // Non-finite rows are staged as zeros and flagged in bad [H][tokens] (convert_row).
 template <typename T>
-Rows stage_rows(View<const T> src, std::int64_t tokens, int H, int D, int Dp,
-                AlignedArray<float>& storage, std::uint8_t* bad) {
+Rows stage_rows(View<const T> src, std::int64_t tokens, int H, int D, int Dp, ScratchSlot storage,
+                std::uint8_t* bad) {
 #pragma omp single
-  storage = make_aligned_array<float>(static_cast<std::size_t>(H) * tokens * Dp);
+  storage.scratch->reserve<float>(storage.slot, static_cast<std::size_t>(H) * tokens * Dp);
+  float* const data = storage.scratch->data<float>(storage.slot);
 #pragma omp for schedule(static)
   for (std::int64_t t = 0; t < tokens; ++t) {
     for (int h = 0; h < H; ++h)
-      bad[h * tokens + t] =
-          convert_row(src.row(t, h), D, Dp, 1.0f, storage.get() + (h * tokens + t) * Dp);
+      bad[h * tokens + t] = convert_row(src.row(t, h), D, Dp, 1.0f, data + (h * tokens + t) * Dp);
   }
-  return {storage.get(), tokens * Dp, Dp};
+  return {data, tokens * Dp, Dp};
 }
 
 // The transpose of a [T, H, D] tensor, tile by tile, as float32 [H][tiles][Dp][tsp]: each
@@ -203,17 +245,18 @@ struct Columns {
 // same tensor, or, where only the columns are staged, in bad [H][tokens] when not null.
 template <typename T>
 Columns stage_columns(View<const T> src, const BlockPlan& plan, int H, int D, int Dp,
-                      AlignedArray<float>& storage, std::uint8_t* bad) {
+                      ScratchSlot storage, std::uint8_t* bad) {
   const int tiles = plan.num_kv_tiles(), tsp = round_up(plan.tile_size(), W);
   const std::int64_t tokens = plan.layout().total_tokens();
   const std::ptrdiff_t tile_stride = static_cast<std::ptrdiff_t>(Dp) * tsp;
 #pragma omp single
-  storage = make_aligned_array<float>(static_cast<std::size_t>(H) * tiles * tile_stride);
+  storage.scratch->reserve<float>(storage.slot, static_cast<std::size_t>(H) * tiles * tile_stride);
+  float* const data = storage.scratch->data<float>(storage.slot);
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
     for (int j = 0; j < tiles; ++j) {
       const Tile& tile = plan.kv_tile(j);
-      float* dst = storage.get() + (static_cast<std::ptrdiff_t>(h) * tiles + j) * tile_stride;
+      float* dst = data + (static_cast<std::ptrdiff_t>(h) * tiles + j) * tile_stride;
       std::fill_n(dst, tile_stride, 0.0f);
       float row[256];
       for (int c = 0; c < tile.size(); ++c) {
@@ -224,7 +267,7 @@ Columns stage_columns(View<const T> src, const BlockPlan& plan, int H, int D, in
       }
     }
   }
-  return {storage.get(), tiles * tile_stride, tile_stride, tsp};
+  return {data, tiles * tile_stride, tile_stride, tsp};
 }
 
 // --- masking ---------------------------------------------------------------------------------
@@ -462,7 +505,7 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
   const int group = dims.heads_q / dims.heads_kv;
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const std::int64_t items = static_cast<std::int64_t>(plan.num_q_tiles()) * dims.heads_kv;
-  AlignedArray<float> kt_storage, v_storage;
+  CallScratch& scratch = call_scratch();
   std::vector<KeySpans> spans;
   std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
       v_bad(dims.heads_kv * tk);
@@ -470,9 +513,9 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
   {
     row_spans(plan, spans);
     const ForwardInputs in{
-        stage_columns(view<T>(t.k, st.k), plan, dims.heads_kv, D, Dp, kt_storage, k_bad.data()),
-        stage_rows(view<T>(t.v, st.v), tk, dims.heads_kv, D, Dp, v_storage, v_bad.data()), spans,
-        q_bad.data()};
+        stage_columns(view<T>(t.k, st.k), plan, dims.heads_kv, D, Dp, {&scratch, 0}, k_bad.data()),
+        stage_rows(view<T>(t.v, st.v), tk, dims.heads_kv, D, Dp, {&scratch, 1}, v_bad.data()),
+        spans, q_bad.data()};
     ForwardTiles tiles(group, ts, tsp, Dp);
     // Later tiles of a causal sequence see the most keys: start with them for balance.
 #pragma omp for schedule(dynamic, 1)
@@ -692,9 +735,9 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
   const int ts = plan.tile_size(), tsp = round_up(ts, W);
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const int Hq = dims.heads_q, Hkv = dims.heads_kv;
-  const auto delta = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(Hq) * tq);
-  const auto dq_acc = make_aligned_array<float>(static_cast<std::size_t>(tq) * Hq * Dp);
-  AlignedArray<float> q_storage, dout_storage, k_storage, kt_storage, vt_storage;
+  CallScratch& scratch = call_scratch();
+  float* const delta = scratch.reserve<float>(0, static_cast<std::size_t>(Hq) * tq);
+  float* const dq_acc = scratch.reserve<float>(1, static_cast<std::size_t>(tq) * Hq * Dp);
   std::vector<KeySpans> spans;
   std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
       v_bad(Hkv * tk);
@@ -710,15 +753,15 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
     row_spans(plan, spans);
     const View<const T> k = view<T>(t.k, st.k);
     const BackwardInputs in{
-        stage_rows(view<T>(t.q, st.q), tq, Hq, D, Dp, q_storage, q_bad.data()),
-        stage_rows(dout, tq, Hq, D, Dp, dout_storage, dout_bad.data()),
-        stage_rows(k, tk, Hkv, D, Dp, k_storage, k_bad.data()),
-        stage_columns(k, plan, Hkv, D, Dp, kt_storage, nullptr),
-        stage_columns(view<T>(t.v, st.v), plan, Hkv, D, Dp, vt_storage, v_bad.data()),
-        delta.get(),
-        {dq_acc.get(), tq, Dp},
+        stage_rows(view<T>(t.q, st.q), tq, Hq, D, Dp, {&scratch, 2}, q_bad.data()),
+        stage_rows(dout, tq, Hq, D, Dp, {&scratch, 3}, dout_bad.data()),
+        stage_rows(k, tk, Hkv, D, Dp, {&scratch, 4}, k_bad.data()),
+        stage_columns(k, plan, Hkv, D, Dp, {&scratch, 5}, nullptr),
+        stage_columns(view<T>(t.v, st.v), plan, Hkv, D, Dp, {&scratch, 6}, v_bad.data()),
+        delta,
+        {dq_acc, tq, Dp},
         spans};
-    delta_rows(out, dout, tq, Hq, D, Dp, delta.get(), in.dq_acc, out_bad.data(), dout_bad.data());
+    delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
     BackwardTiles tiles(ts, tsp, Dp);
     if (fused) {

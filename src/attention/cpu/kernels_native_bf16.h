@@ -51,17 +51,16 @@ bool copy_row_bf16(const std::uint16_t* s, int D, int Dp, std::uint16_t* d) {
 // A bf16 [T, H, D] tensor as rows [H][T][Dp] (call inside a parallel region); non-finite rows
 // are zeros, flagged in bad [H][tokens].
 const std::uint16_t* stage_rows_bf16(View<const std::uint16_t> src, std::int64_t tokens, int H,
-                                     int D, int Dp, AlignedArray<std::uint16_t>& storage,
-                                     std::uint8_t* bad) {
+                                     int D, int Dp, ScratchSlot storage, std::uint8_t* bad) {
 #pragma omp single
-  storage = make_aligned_array<std::uint16_t>(static_cast<std::size_t>(H) * tokens * Dp);
+  storage.scratch->reserve<std::uint16_t>(storage.slot, static_cast<std::size_t>(H) * tokens * Dp);
+  std::uint16_t* const data = storage.scratch->data<std::uint16_t>(storage.slot);
 #pragma omp for schedule(static)
   for (std::int64_t t = 0; t < tokens; ++t) {
     for (int h = 0; h < H; ++h)
-      bad[h * tokens + t] =
-          copy_row_bf16(src.row(t, h), D, Dp, storage.get() + (h * tokens + t) * Dp);
+      bad[h * tokens + t] = copy_row_bf16(src.row(t, h), D, Dp, data + (h * tokens + t) * Dp);
   }
-  return storage.get();
+  return data;
 }
 
 enum class TileLayout { transposed_columns, paired_rows, transposed_rows };
@@ -72,20 +71,21 @@ enum class TileLayout { transposed_columns, paired_rows, transposed_rows };
 // bad [H][tokens] when bad is not null.
 const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const BlockPlan& plan,
                                       bool q_tiles, int H, int D, int Dp, TileLayout layout,
-                                      AlignedArray<std::uint16_t>& storage, std::uint8_t* bad) {
+                                      ScratchSlot storage, std::uint8_t* bad) {
   const int tiles = q_tiles ? plan.num_q_tiles() : plan.num_kv_tiles();
   const int tsp = round_up(plan.tile_size(), W);
   const std::int64_t tokens =
       q_tiles ? plan.layout().total_q_tokens() : plan.layout().total_tokens();
   const std::ptrdiff_t tile_elems = static_cast<std::ptrdiff_t>(Dp) * tsp;
 #pragma omp single
-  storage = make_aligned_array<std::uint16_t>(static_cast<std::size_t>(H) * tiles * tile_elems);
+  storage.scratch->reserve<std::uint16_t>(storage.slot,
+                                          static_cast<std::size_t>(H) * tiles * tile_elems);
+  std::uint16_t* const data = storage.scratch->data<std::uint16_t>(storage.slot);
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
     for (int j = 0; j < tiles; ++j) {
       const Tile& tile = q_tiles ? plan.q_tile(j) : plan.kv_tile(j);
-      std::uint16_t* dst =
-          storage.get() + (static_cast<std::ptrdiff_t>(h) * tiles + j) * tile_elems;
+      std::uint16_t* dst = data + (static_cast<std::ptrdiff_t>(h) * tiles + j) * tile_elems;
       std::fill_n(dst, tile_elems, std::uint16_t{0});
       std::uint16_t row[256];
       for (int r = 0; r < tile.size(); ++r) {
@@ -108,7 +108,7 @@ const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const Block
       }
     }
   }
-  return storage.get();
+  return data;
 }
 
 // The 32-bit words of a tile staged as bf16 pairs.
@@ -291,7 +291,7 @@ void native_forward(const BlockPlan& plan, const AttentionDims& dims, const Forw
   const int group = dims.heads_q / dims.heads_kv;
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const std::int64_t items = static_cast<std::int64_t>(plan.num_q_tiles()) * dims.heads_kv;
-  AlignedArray<std::uint16_t> kt_storage, v_storage;
+  CallScratch& scratch = call_scratch();
   std::vector<KeySpans> spans;
   std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
       v_bad(dims.heads_kv * tk);
@@ -300,9 +300,9 @@ void native_forward(const BlockPlan& plan, const AttentionDims& dims, const Forw
     row_spans(plan, spans);
     const NativeForwardInputs in{
         stage_tiles_bf16(view<std::uint16_t>(t.k, st.k), plan, false, dims.heads_kv, D, Dp,
-                         TileLayout::transposed_columns, kt_storage, k_bad.data()),
+                         TileLayout::transposed_columns, {&scratch, 0}, k_bad.data()),
         stage_tiles_bf16(view<std::uint16_t>(t.v, st.v), plan, false, dims.heads_kv, D, Dp,
-                         TileLayout::paired_rows, v_storage, v_bad.data()),
+                         TileLayout::paired_rows, {&scratch, 1}, v_bad.data()),
         static_cast<std::ptrdiff_t>(Dp) * tsp, spans, q_bad.data()};
     NativeForwardTiles tiles(group, ts, tsp, Dp);
     // Later tiles of a causal sequence see the most keys: start with them for balance.
@@ -496,10 +496,9 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
   const int ts = plan.tile_size(), tsp = round_up(ts, W);
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const int Hq = dims.heads_q, Hkv = dims.heads_kv;
-  const auto delta = std::make_unique_for_overwrite<float[]>(static_cast<std::size_t>(Hq) * tq);
-  const auto dq_acc = make_aligned_array<float>(static_cast<std::size_t>(tq) * Hq * Dp);
-  AlignedArray<U16> q_storage, dout_storage, qt_storage, doutt_storage, kt_storage, vt_storage,
-      k_storage;
+  CallScratch& scratch = call_scratch();
+  float* const delta = scratch.reserve<float>(0, static_cast<std::size_t>(Hq) * tq);
+  float* const dq_acc = scratch.reserve<float>(1, static_cast<std::size_t>(tq) * Hq * Dp);
   std::vector<KeySpans> spans;
   std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
       v_bad(Hkv * tk);
@@ -514,24 +513,25 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
   {
     row_spans(plan, spans);
     const NativeBackwardInputs in{
-        stage_rows_bf16(q, tq, Hq, D, Dp, q_storage, q_bad.data()),
-        stage_rows_bf16(dout, tq, Hq, D, Dp, dout_storage, dout_bad.data()),
-        stage_tiles_bf16(q, plan, true, Hq, D, Dp, TileLayout::transposed_rows, qt_storage,
+        stage_rows_bf16(q, tq, Hq, D, Dp, {&scratch, 2}, q_bad.data()),
+        stage_rows_bf16(dout, tq, Hq, D, Dp, {&scratch, 3}, dout_bad.data()),
+        stage_tiles_bf16(q, plan, true, Hq, D, Dp, TileLayout::transposed_rows, {&scratch, 4},
                          nullptr),
-        stage_tiles_bf16(dout, plan, true, Hq, D, Dp, TileLayout::transposed_rows, doutt_storage,
+        stage_tiles_bf16(dout, plan, true, Hq, D, Dp, TileLayout::transposed_rows, {&scratch, 5},
                          nullptr),
-        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, kt_storage,
+        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, {&scratch, 6},
                          k_bad.data()),
-        stage_tiles_bf16(v, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, vt_storage,
+        stage_tiles_bf16(v, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, {&scratch, 7},
                          v_bad.data()),
-        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::paired_rows, k_storage, nullptr),
+        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::paired_rows, {&scratch, 8},
+                         nullptr),
         Dp,
         tsp,
         static_cast<std::ptrdiff_t>(Dp) * tsp,
-        delta.get(),
-        {dq_acc.get(), tq, Dp},
+        delta,
+        {dq_acc, tq, Dp},
         spans};
-    delta_rows(out, dout, tq, Hq, D, Dp, delta.get(), in.dq_acc, out_bad.data(), dout_bad.data());
+    delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
     NativeBackwardTiles tiles(ts, tsp, Dp);
     if (fused) {
