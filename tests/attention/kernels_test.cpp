@@ -387,14 +387,16 @@ TEST_F(Kernels, OddTileSizesMatchTheReference) {
   // The plan accepts any positive tile size; the kernels must not assume the default.
   for (int tile : {1, 24, 128}) {
     for (MaskKind mask : kMasks) {
-      const AttentionDims dims{2, 1, 40};
-      SCOPED_TRACE(testing::Message() << describe(mask, dims, DType::f32) << " tile " << tile);
-      LayoutOptions options;
-      options.tile = tile;
-      options.max_seq_len = tile == 1 ? 40 : 200;
-      const RandomLayout r = random_layout(rng, options);
-      SCOPED_TRACE(r.describe());
-      check_against_reference(r.layout, mask, dims, DType::f32, rng, tile);
+      for (DType dtype : {DType::f32, DType::bf16}) {
+        const AttentionDims dims{2, 1, 40};
+        SCOPED_TRACE(testing::Message() << describe(mask, dims, dtype) << " tile " << tile);
+        LayoutOptions options;
+        options.tile = tile;
+        options.max_seq_len = tile == 1 ? 40 : 300;
+        const RandomLayout r = random_layout(rng, options);
+        SCOPED_TRACE(r.describe());
+        check_against_reference(r.layout, mask, dims, dtype, rng, tile);
+      }
     }
   }
 }
