@@ -11,7 +11,8 @@ namespace anchorctx::cli {
 inline constexpr const char* kBf16ComputeHelp =
     "bf16 precision: how the GEMMs of the projections, MLP and LM head and the attention "
     "kernels run: native (bf16 operands on AVX512_BF16 with float32 accumulation: oneDNN for "
-    "the GEMMs, the native bf16 attention kernels) or emulated (float32 products on bf16 "
+    "the GEMMs, the native bf16 attention kernels, both on AMX where the CPU has it) or "
+    "emulated (float32 products on bf16 "
     "values, the reference). Default: native where oneDNN is built in and the CPU has "
     "AVX512_BF16, else emulated. No effect with --precision fp32";
 
@@ -22,8 +23,9 @@ model::Bf16Compute resolve_bf16_compute(const std::string& requested, model::Pre
                                         bool quiet);
 
 inline constexpr const char* kAttentionBf16ComputeHelp =
-    "--dtype bf16: how the attention kernels multiply: native (bf16 operands on AVX512_BF16 "
-    "`vdpbf16ps`, float32 accumulation, P and dS rounded to bf16 as FlashAttention-2 does) or "
+    "--dtype bf16: how the attention kernels multiply: native (bf16 operands with float32 "
+    "accumulation, P and dS rounded to bf16 as FlashAttention-2 does; on AMX tiles where the CPU "
+    "has AMX-BF16 unless ANCHORCTX_AMX=off, else AVX512_BF16 `vdpbf16ps`) or "
     "emulated (float32 products on the bf16 values, the reference). Default: native where the "
     "CPU has AVX512_BF16 (and ANCHORCTX_ISA does not lower the kernels below avx512), else "
     "emulated. No effect with --dtype fp32";
