@@ -83,8 +83,9 @@ AlignedArray<T> make_aligned_array(std::size_t n, bool zeroed = false) {
 class CallScratch {
  public:
   static constexpr int kSlots = 10;
-  // Slot `slot` as at least n T's, 64-byte aligned, contents undefined. From one thread at a
-  // time; the pointer stays valid until the slot is reserved larger.
+  // Slot `slot` as at least n T's, 64-byte aligned, contents undefined; valid until the slot
+  // is reserved larger. The kernels reserve every slot before their parallel region, so a
+  // failed allocation is an exception for the caller, not a throw inside OpenMP.
   template <typename T>
   T* reserve(int slot, std::size_t n) {
     const std::size_t bytes = n * sizeof(T);
@@ -109,13 +110,6 @@ CallScratch& call_scratch() {
   thread_local CallScratch scratch;
   return scratch;
 }
-
-// One slot of the calling thread's scratch, reserved inside a parallel region by one thread
-// (`omp single`: its barrier publishes the array to the others).
-struct ScratchSlot {
-  CallScratch* scratch;
-  int slot;
-};
 
 // Float buffers carved out of one 64-byte aligned allocation per thread.
 class Workspace {
@@ -215,14 +209,16 @@ struct Rows {
 // The input converted once into [H][T][Dp]. Even a float32 input is copied: read in place,
 // the rows of one head lie H * D floats apart -- 4 KiB for 8 heads of 128 -- so a tile's rows
 // all fall into the same L1 cache set and evict each other (measured: the backward ran 1.7x
-// slower). Call from inside a parallel region (the loop is shared among its threads).
+// slower). Call from inside a parallel region (the loop is shared among its threads); `data`
+// holds rows_size(H, tokens, Dp) floats.
 // Non-finite rows are staged as zeros and flagged in bad [H][tokens] (convert_row).
+inline std::size_t rows_size(int H, std::int64_t tokens, int Dp) {
+  return static_cast<std::size_t>(H) * tokens * Dp;
+}
+
 template <typename T>
-Rows stage_rows(View<const T> src, std::int64_t tokens, int H, int D, int Dp, ScratchSlot storage,
+Rows stage_rows(View<const T> src, std::int64_t tokens, int H, int D, int Dp, float* data,
                 std::uint8_t* bad) {
-#pragma omp single
-  storage.scratch->reserve<float>(storage.slot, static_cast<std::size_t>(H) * tokens * Dp);
-  float* const data = storage.scratch->data<float>(storage.slot);
 #pragma omp for schedule(static)
   for (std::int64_t t = 0; t < tokens; ++t) {
     for (int h = 0; h < H; ++h)
@@ -241,17 +237,21 @@ struct Columns {
   const float* at(int h, int tile) const { return base + h * head_stride + tile * tile_stride; }
 };
 
+// The elements of H heads of tiles: `tiles` of them (the plan's key tiles, or query tiles), each
+// [Dp x tsp].
+inline std::size_t tiles_size(int H, int tiles, int Dp, int tsp) {
+  return static_cast<std::size_t>(H) * tiles * Dp * tsp;
+}
+
 // Non-finite rows become zero columns (convert_row); they are flagged by stage_rows of the
-// same tensor, or, where only the columns are staged, in bad [H][tokens] when not null.
+// same tensor, or, where only the columns are staged, in bad [H][tokens] when not null. `data`
+// holds tiles_size(H, key tiles, Dp, tsp) floats.
 template <typename T>
-Columns stage_columns(View<const T> src, const BlockPlan& plan, int H, int D, int Dp,
-                      ScratchSlot storage, std::uint8_t* bad) {
+Columns stage_columns(View<const T> src, const BlockPlan& plan, int H, int D, int Dp, float* data,
+                      std::uint8_t* bad) {
   const int tiles = plan.num_kv_tiles(), tsp = round_up(plan.tile_size(), W);
   const std::int64_t tokens = plan.layout().total_tokens();
   const std::ptrdiff_t tile_stride = static_cast<std::ptrdiff_t>(Dp) * tsp;
-#pragma omp single
-  storage.scratch->reserve<float>(storage.slot, static_cast<std::size_t>(H) * tiles * tile_stride);
-  float* const data = storage.scratch->data<float>(storage.slot);
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
     for (int j = 0; j < tiles; ++j) {
@@ -272,12 +272,11 @@ Columns stage_columns(View<const T> src, const BlockPlan& plan, int H, int D, in
 
 // --- masking ---------------------------------------------------------------------------------
 
-// visible_keys (mask.h) of every query row of the batch, [Tq]: computed once per call, read by
-// every head and key tile. Call from inside a parallel region.
+// visible_keys (mask.h) of every query row of the batch into spans [Tq] (sized by the caller,
+// before the region): computed once per call, read by every head and key tile. Call from
+// inside a parallel region.
 void row_spans(const BlockPlan& plan, std::vector<KeySpans>& spans) {
   const AttentionLayout& layout = plan.layout();
-#pragma omp single
-  spans.resize(static_cast<std::size_t>(layout.total_q_tokens()));
 #pragma omp for schedule(static)
   for (int i = 0; i < plan.num_q_tiles(); ++i) {
     const Tile& qt = plan.q_tile(i);
@@ -506,16 +505,19 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const std::int64_t items = static_cast<std::int64_t>(plan.num_q_tiles()) * dims.heads_kv;
   CallScratch& scratch = call_scratch();
-  std::vector<KeySpans> spans;
+  float* const kt_data =
+      scratch.reserve<float>(0, tiles_size(dims.heads_kv, plan.num_kv_tiles(), Dp, tsp));
+  float* const v_data = scratch.reserve<float>(1, rows_size(dims.heads_kv, tk, Dp));
+  std::vector<KeySpans> spans(static_cast<std::size_t>(tq));
   std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
       v_bad(dims.heads_kv * tk);
 #pragma omp parallel num_threads(threads)
   {
     row_spans(plan, spans);
     const ForwardInputs in{
-        stage_columns(view<T>(t.k, st.k), plan, dims.heads_kv, D, Dp, {&scratch, 0}, k_bad.data()),
-        stage_rows(view<T>(t.v, st.v), tk, dims.heads_kv, D, Dp, {&scratch, 1}, v_bad.data()),
-        spans, q_bad.data()};
+        stage_columns(view<T>(t.k, st.k), plan, dims.heads_kv, D, Dp, kt_data, k_bad.data()),
+        stage_rows(view<T>(t.v, st.v), tk, dims.heads_kv, D, Dp, v_data, v_bad.data()), spans,
+        q_bad.data()};
     ForwardTiles tiles(group, ts, tsp, Dp);
     // Later tiles of a causal sequence see the most keys: start with them for balance.
 #pragma omp for schedule(dynamic, 1)
@@ -737,8 +739,13 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
   const int Hq = dims.heads_q, Hkv = dims.heads_kv;
   CallScratch& scratch = call_scratch();
   float* const delta = scratch.reserve<float>(0, static_cast<std::size_t>(Hq) * tq);
-  float* const dq_acc = scratch.reserve<float>(1, static_cast<std::size_t>(tq) * Hq * Dp);
-  std::vector<KeySpans> spans;
+  float* const dq_acc = scratch.reserve<float>(1, rows_size(Hq, tq, Dp));
+  float* const q_data = scratch.reserve<float>(2, rows_size(Hq, tq, Dp));
+  float* const dout_data = scratch.reserve<float>(3, rows_size(Hq, tq, Dp));
+  float* const k_data = scratch.reserve<float>(4, rows_size(Hkv, tk, Dp));
+  float* const kt_data = scratch.reserve<float>(5, tiles_size(Hkv, plan.num_kv_tiles(), Dp, tsp));
+  float* const vt_data = scratch.reserve<float>(6, tiles_size(Hkv, plan.num_kv_tiles(), Dp, tsp));
+  std::vector<KeySpans> spans(static_cast<std::size_t>(tq));
   std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
       v_bad(Hkv * tk);
   const View<const T> out = view<T>(t.out, st.out), dout = view<T>(t.dout, st.dout);
@@ -753,11 +760,11 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
     row_spans(plan, spans);
     const View<const T> k = view<T>(t.k, st.k);
     const BackwardInputs in{
-        stage_rows(view<T>(t.q, st.q), tq, Hq, D, Dp, {&scratch, 2}, q_bad.data()),
-        stage_rows(dout, tq, Hq, D, Dp, {&scratch, 3}, dout_bad.data()),
-        stage_rows(k, tk, Hkv, D, Dp, {&scratch, 4}, k_bad.data()),
-        stage_columns(k, plan, Hkv, D, Dp, {&scratch, 5}, nullptr),
-        stage_columns(view<T>(t.v, st.v), plan, Hkv, D, Dp, {&scratch, 6}, v_bad.data()),
+        stage_rows(view<T>(t.q, st.q), tq, Hq, D, Dp, q_data, q_bad.data()),
+        stage_rows(dout, tq, Hq, D, Dp, dout_data, dout_bad.data()),
+        stage_rows(k, tk, Hkv, D, Dp, k_data, k_bad.data()),
+        stage_columns(k, plan, Hkv, D, Dp, kt_data, nullptr),
+        stage_columns(view<T>(t.v, st.v), plan, Hkv, D, Dp, vt_data, v_bad.data()),
         delta,
         {dq_acc, tq, Dp},
         spans};

@@ -48,13 +48,10 @@ bool copy_row_bf16(const std::uint16_t* s, int D, int Dp, std::uint16_t* d) {
   return true;
 }
 
-// A bf16 [T, H, D] tensor as rows [H][T][Dp] (call inside a parallel region); non-finite rows
-// are zeros, flagged in bad [H][tokens].
+// A bf16 [T, H, D] tensor as rows [H][T][Dp] into data (rows_size(H, tokens, Dp) elements;
+// call inside a parallel region); non-finite rows are zeros, flagged in bad [H][tokens].
 const std::uint16_t* stage_rows_bf16(View<const std::uint16_t> src, std::int64_t tokens, int H,
-                                     int D, int Dp, ScratchSlot storage, std::uint8_t* bad) {
-#pragma omp single
-  storage.scratch->reserve<std::uint16_t>(storage.slot, static_cast<std::size_t>(H) * tokens * Dp);
-  std::uint16_t* const data = storage.scratch->data<std::uint16_t>(storage.slot);
+                                     int D, int Dp, std::uint16_t* data, std::uint8_t* bad) {
 #pragma omp for schedule(static)
   for (std::int64_t t = 0; t < tokens; ++t) {
     for (int h = 0; h < H; ++h)
@@ -67,20 +64,16 @@ enum class TileLayout { transposed_columns, paired_rows, transposed_rows };
 
 // Tiles of a bf16 [T, H, D] tensor, each a [Dp x tsp] block of bf16 in one of the layouts
 // above, zeros wherever the tile has no row (call inside a parallel region). `q_tiles` picks
-// the plan's query tiles, else its key tiles. Non-finite rows are zeros, flagged in
-// bad [H][tokens] when bad is not null.
+// the plan's query tiles, else its key tiles; data holds tiles_size(H, those tiles, Dp, tsp)
+// elements. Non-finite rows are zeros, flagged in bad [H][tokens] when bad is not null.
 const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const BlockPlan& plan,
                                       bool q_tiles, int H, int D, int Dp, TileLayout layout,
-                                      ScratchSlot storage, std::uint8_t* bad) {
+                                      std::uint16_t* data, std::uint8_t* bad) {
   const int tiles = q_tiles ? plan.num_q_tiles() : plan.num_kv_tiles();
   const int tsp = round_up(plan.tile_size(), W);
   const std::int64_t tokens =
       q_tiles ? plan.layout().total_q_tokens() : plan.layout().total_tokens();
   const std::ptrdiff_t tile_elems = static_cast<std::ptrdiff_t>(Dp) * tsp;
-#pragma omp single
-  storage.scratch->reserve<std::uint16_t>(storage.slot,
-                                          static_cast<std::size_t>(H) * tiles * tile_elems);
-  std::uint16_t* const data = storage.scratch->data<std::uint16_t>(storage.slot);
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
     for (int j = 0; j < tiles; ++j) {
@@ -292,7 +285,10 @@ void native_forward(const BlockPlan& plan, const AttentionDims& dims, const Forw
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const std::int64_t items = static_cast<std::int64_t>(plan.num_q_tiles()) * dims.heads_kv;
   CallScratch& scratch = call_scratch();
-  std::vector<KeySpans> spans;
+  const std::size_t kv_tiles_size = tiles_size(dims.heads_kv, plan.num_kv_tiles(), Dp, tsp);
+  std::uint16_t* const kt_data = scratch.reserve<std::uint16_t>(0, kv_tiles_size);
+  std::uint16_t* const v_data = scratch.reserve<std::uint16_t>(1, kv_tiles_size);
+  std::vector<KeySpans> spans(static_cast<std::size_t>(tq));
   std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
       v_bad(dims.heads_kv * tk);
 #pragma omp parallel num_threads(threads)
@@ -300,9 +296,9 @@ void native_forward(const BlockPlan& plan, const AttentionDims& dims, const Forw
     row_spans(plan, spans);
     const NativeForwardInputs in{
         stage_tiles_bf16(view<std::uint16_t>(t.k, st.k), plan, false, dims.heads_kv, D, Dp,
-                         TileLayout::transposed_columns, {&scratch, 0}, k_bad.data()),
+                         TileLayout::transposed_columns, kt_data, k_bad.data()),
         stage_tiles_bf16(view<std::uint16_t>(t.v, st.v), plan, false, dims.heads_kv, D, Dp,
-                         TileLayout::paired_rows, {&scratch, 1}, v_bad.data()),
+                         TileLayout::paired_rows, v_data, v_bad.data()),
         static_cast<std::ptrdiff_t>(Dp) * tsp, spans, q_bad.data()};
     NativeForwardTiles tiles(group, ts, tsp, Dp);
     // Later tiles of a causal sequence see the most keys: start with them for balance.
@@ -497,9 +493,18 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
   const std::int64_t tq = plan.layout().total_q_tokens(), tk = plan.layout().total_tokens();
   const int Hq = dims.heads_q, Hkv = dims.heads_kv;
   CallScratch& scratch = call_scratch();
+  const std::size_t kv_tiles_size = tiles_size(Hkv, plan.num_kv_tiles(), Dp, tsp);
+  const std::size_t q_tiles_size = tiles_size(Hq, plan.num_q_tiles(), Dp, tsp);
   float* const delta = scratch.reserve<float>(0, static_cast<std::size_t>(Hq) * tq);
-  float* const dq_acc = scratch.reserve<float>(1, static_cast<std::size_t>(tq) * Hq * Dp);
-  std::vector<KeySpans> spans;
+  float* const dq_acc = scratch.reserve<float>(1, rows_size(Hq, tq, Dp));
+  U16* const q_data = scratch.reserve<U16>(2, rows_size(Hq, tq, Dp));
+  U16* const dout_data = scratch.reserve<U16>(3, rows_size(Hq, tq, Dp));
+  U16* const qt_data = scratch.reserve<U16>(4, q_tiles_size);
+  U16* const doutt_data = scratch.reserve<U16>(5, q_tiles_size);
+  U16* const kt_data = scratch.reserve<U16>(6, kv_tiles_size);
+  U16* const vt_data = scratch.reserve<U16>(7, kv_tiles_size);
+  U16* const k_data = scratch.reserve<U16>(8, kv_tiles_size);
+  std::vector<KeySpans> spans(static_cast<std::size_t>(tq));
   std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
       v_bad(Hkv * tk);
   const View<const U16> q = view<U16>(t.q, st.q), k = view<U16>(t.k, st.k),
@@ -513,18 +518,16 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
   {
     row_spans(plan, spans);
     const NativeBackwardInputs in{
-        stage_rows_bf16(q, tq, Hq, D, Dp, {&scratch, 2}, q_bad.data()),
-        stage_rows_bf16(dout, tq, Hq, D, Dp, {&scratch, 3}, dout_bad.data()),
-        stage_tiles_bf16(q, plan, true, Hq, D, Dp, TileLayout::transposed_rows, {&scratch, 4},
+        stage_rows_bf16(q, tq, Hq, D, Dp, q_data, q_bad.data()),
+        stage_rows_bf16(dout, tq, Hq, D, Dp, dout_data, dout_bad.data()),
+        stage_tiles_bf16(q, plan, true, Hq, D, Dp, TileLayout::transposed_rows, qt_data, nullptr),
+        stage_tiles_bf16(dout, plan, true, Hq, D, Dp, TileLayout::transposed_rows, doutt_data,
                          nullptr),
-        stage_tiles_bf16(dout, plan, true, Hq, D, Dp, TileLayout::transposed_rows, {&scratch, 5},
-                         nullptr),
-        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, {&scratch, 6},
+        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, kt_data,
                          k_bad.data()),
-        stage_tiles_bf16(v, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, {&scratch, 7},
+        stage_tiles_bf16(v, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, vt_data,
                          v_bad.data()),
-        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::paired_rows, {&scratch, 8},
-                         nullptr),
+        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::paired_rows, k_data, nullptr),
         Dp,
         tsp,
         static_cast<std::ptrdiff_t>(Dp) * tsp,
