@@ -77,7 +77,9 @@ struct Simd {
   // 2^x for x <= 128, with inputs below -126 (and -inf) flushed to exactly 0 so masked scores
   // contribute nothing. Split x = n + f with n integer and |f| <= 1/2; 2^f from the Cephes
   // exp2f polynomial (relative error below 2e-7), 2^n built in the exponent bits.
-  static V exp2(V x) {
+  // Always inlined: the backward's probability loop called it out of line (its constants
+  // reloaded and its argument passed through memory on every vector; perf showed the call).
+  [[gnu::always_inline]] static V exp2(V x) {
     const V lo = set1(-126.0f), hi = set1(127.0f);
 #if defined(__AVX512F__) && ANCHORCTX_VEC_WIDTH == 16
     // The same clamp and rounding in 3 instructions instead of 6: GCC kept the selects below as
