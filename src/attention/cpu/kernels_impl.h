@@ -375,6 +375,23 @@ ForwardStep next_forward_step(const BlockPlan& plan, std::span<const TileRef> re
   return {i, count, false, ColumnWindow{0, tsp}, count * tsp, count * tsp};
 }
 
+// The largest of x[c] * scale over c in [0, n) (n a multiple of W), for the online softmax's
+// row max. Four running maxima: with one, each vmaxps waited for the last (its latency per
+// vector, in a pass with nothing else to do). max is exact, so the bits are those of one chain.
+float scaled_row_max(const float* x, int n, V scale) {
+  V m0 = S::set1(kNegInf), m1 = m0, m2 = m0, m3 = m0;
+  int c = 0;
+  for (; c + 4 * W <= n; c += 4 * W) {
+    m0 = S::max(m0, S::load(x + c) * scale);
+    m1 = S::max(m1, S::load(x + c + W) * scale);
+    m2 = S::max(m2, S::load(x + c + 2 * W) * scale);
+    m3 = S::max(m3, S::load(x + c + 3 * W) * scale);
+  }
+  for (; c < n; c += W)
+    m0 = S::max(m0, S::load(x + c) * scale);
+  return S::reduce_max(S::max(S::max(m0, m1), S::max(m2, m3)));
+}
+
 // Per-thread tiles of the forward pass: the query tile (pre-scaled) and the output
 // accumulator of each query head of the group, their running max and sum, and the scores.
 struct ForwardTiles {
@@ -449,11 +466,8 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
                    step.partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
         }
         // Online softmax: the new running max rescales the old sum and output row.
-        V vmax = S::set1(kNegInf);
-        for (int c = 0; c < nw; c += W)
-          vmax = S::max(vmax, S::load(s + c));
         const float old_max = row_max[r];
-        const float new_max = std::max(old_max, S::reduce_max(vmax));
+        const float new_max = std::max(old_max, scaled_row_max(s, nw, S::set1(1.0f)));
         if (new_max == kNegInf) {  // nothing visible in this row so far: P = 0
           std::fill_n(s, nw, 0.0f);
           continue;

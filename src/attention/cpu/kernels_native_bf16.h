@@ -229,11 +229,8 @@ void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const
                    step.partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
           vs = S::set1(1.0f);
         }
-        V vmax = S::set1(kNegInf);
-        for (int col = 0; col < nw; col += W)
-          vmax = S::max(vmax, S::load(s + col) * vs);
         const float old_max = row_max[r];
-        const float new_max = std::max(old_max, S::reduce_max(vmax));
+        const float new_max = std::max(old_max, scaled_row_max(s, nw, vs));
         if (new_max == kNegInf) {  // nothing visible in this row so far: P = 0
           std::fill_n(p, nw, std::uint16_t{0});
           continue;
