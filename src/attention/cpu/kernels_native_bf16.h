@@ -237,10 +237,20 @@ void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const
         }
         const V vm = S::set1(new_max);
         V vsum{};
-        for (int col = 0; col < nw; col += W) {
+        // P rounded to bf16 for the product; the row sum stays float32 (FlashAttention-2). Two
+        // vectors per conversion and store (vcvtne2ps2bf16): one per vector was a fifth of the
+        // forward's own time at D = 64 (perf annotate). The sum's order is unchanged.
+        int col = 0;
+        for (; col + 2 * W <= nw; col += 2 * W) {
+          const V e0 = S::exp2(S::load(s + col) * vs - vm);
+          const V e1 = S::exp2(S::load(s + col + W) * vs - vm);
+          vsum += e0;
+          vsum += e1;
+          _mm512_storeu_si512(p + col, (__m512i)_mm512_cvtne2ps_pbh((__m512)e1, (__m512)e0));
+        }
+        if (col < nw) {
           const V e = S::exp2(S::load(s + col) * vs - vm);
           vsum += e;
-          // P rounded to bf16 for the product; the row sum stays float32 (FlashAttention-2).
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + col),
                               (__m256i)_mm512_cvtneps_pbh((__m512)e));
         }
