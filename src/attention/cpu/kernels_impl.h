@@ -4,9 +4,10 @@
 // anchorctx::attention::cpu::ANCHORCTX_ISA, so the copies never share a symbol.
 //
 // The algorithm is FlashAttention-2 on CPU tiles, driven by the BlockPlan:
-// - forward (algorithm 1): one work item per (query tile, kv head); for each key tile the plan
-//   lists, S = Q K^T, mask (partial tiles only), online softmax, O += P V; the row log-sum-exp
-//   is saved for the backward.
+// - forward (algorithm 1): one work item per (query tile, kv head); for each step of the key
+//   tiles the plan lists (a partial tile, or a run of full ones: next_forward_step), S = Q K^T,
+//   mask (partial tiles only), online softmax, O += P V; the row log-sum-exp is saved for the
+//   backward.
 // - backward (algorithm 2): one work item per (sequence, kv head); for each key tile of the
 //   sequence and each query tile that sees it: recompute P from the saved lse, then dV, dP,
 //   dS, dK, and dQ. The item owns every dQ row of its heads in its sequence, so dQ is summed
