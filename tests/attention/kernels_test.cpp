@@ -460,6 +460,23 @@ TEST_F(Kernels, LongerWindow) {
   }
 }
 
+// The kernels keep their staged inputs and dQ accumulator for the calling thread's next call
+// (CallScratch): a smaller call after a larger one runs on arrays that still hold the larger
+// call's values past its own, and must write everything it reads (padding columns of D = 40,
+// tile edges, the accumulator). Larger, smaller, larger again, each against the reference.
+TEST_F(Kernels, ScratchArraysReusedAcrossCallsOfDifferentSizes) {
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (const int max_len : {500, 70, 500}) {
+      LayoutOptions options;
+      options.min_sequences = 2;
+      options.max_seq_len = max_len;
+      const RandomLayout r = random_layout(rng, options);
+      SCOPED_TRACE(testing::Message() << core::to_string(dtype) << " " << r.describe());
+      check_against_reference(r.layout, MaskKind::anchor, {4, 2, 40}, dtype, rng);
+    }
+  }
+}
+
 // The native bf16 path runs exactly where it should: bf16 tensors with native asked for, on a
 // CPU with AVX512_BF16 and ANCHORCTX_ISA not below avx512; everything else keeps its path.
 TEST_F(Kernels, NativeBf16IsChosenOnlyWhereAvailable) {
