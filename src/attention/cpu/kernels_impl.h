@@ -83,6 +83,7 @@ AlignedArray<T> make_aligned_array(std::size_t n, bool zeroed = false) {
 // (a training step's peak memory is unchanged: it held them during the call anyway).
 class CallScratch {
  public:
+  // Each call numbers its own arrays from 0 (a forward's slot 0 is a backward's slot 0 too).
   static constexpr int kSlots = 10;
   // Slot `slot` as at least n T's, 64-byte aligned, contents undefined; valid until the slot
   // is reserved larger. The kernels reserve every slot before their parallel region, so a
@@ -91,14 +92,10 @@ class CallScratch {
   T* reserve(int slot, std::size_t n) {
     const std::size_t bytes = n * sizeof(T);
     if (bytes > sizes_[slot]) {
-      arrays_[slot].reset();
+      arrays_[slot].reset();  // first: the old and the new array never live at once
       arrays_[slot] = make_aligned_array<std::byte>(bytes);
       sizes_[slot] = bytes;
     }
-    return data<T>(slot);
-  }
-  template <typename T>
-  T* data(int slot) const {
     return reinterpret_cast<T*>(arrays_[slot].get());
   }
 
@@ -119,8 +116,7 @@ class Workspace {
     std::size_t total = 0;
     for (std::size_t n : sizes)
       total += (n + 15) / 16 * 16;
-    data_.reset(static_cast<float*>(std::aligned_alloc(64, std::max<std::size_t>(total, 16) * 4)));
-    std::fill_n(data_.get(), total, 0.0f);
+    data_ = make_aligned_array<float>(total, true);
     std::size_t offset = 0;
     for (std::size_t n : sizes) {
       parts_.push_back(data_.get() + offset);
@@ -130,10 +126,7 @@ class Workspace {
   float* operator[](std::size_t i) const { return parts_[i]; }
 
  private:
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  std::unique_ptr<float, Free> data_;
+  AlignedArray<float> data_;
   std::vector<float*> parts_;
 };
 
@@ -199,6 +192,11 @@ void load_rows(View<const T> src, std::int64_t t0, int h, int rows, int D, int D
 
 // --- staging: inputs as float32 tiles the products can read in place ------------------------
 
+// The elements of H heads of rows [tokens][Dp].
+inline std::size_t rows_size(int H, std::int64_t tokens, int Dp) {
+  return static_cast<std::size_t>(H) * tokens * Dp;
+}
+
 // A [T, H, D] tensor seen head by head as float32 rows: row t of head h starts at
 // base + h * head_stride + t * row_stride, and holds `Dp` floats (D values, then zeros).
 struct Rows {
@@ -213,10 +211,6 @@ struct Rows {
 // slower). Call from inside a parallel region (the loop is shared among its threads); `data`
 // holds rows_size(H, tokens, Dp) floats.
 // Non-finite rows are staged as zeros and flagged in bad [H][tokens] (convert_row).
-inline std::size_t rows_size(int H, std::int64_t tokens, int Dp) {
-  return static_cast<std::size_t>(H) * tokens * Dp;
-}
-
 template <typename T>
 Rows stage_rows(View<const T> src, std::int64_t tokens, int H, int D, int Dp, float* data,
                 std::uint8_t* bad) {
