@@ -60,6 +60,7 @@ struct Args {
   std::string bf16_compute;  // empty: native where attention::native_bf16_available()
   int threads = 0;           // 0: all cores
   int repeat = 5;
+  double warmup_ms = core::kWarmUpMs;
   int tile = attn::BlockPlan::kDefaultTileSize;
   bool no_backward = false;
   std::string save_docs;
@@ -200,7 +201,7 @@ void run(const Args& a) {
   const attn::ForwardTensors fwd{dtype, q.data(), k.data(), v.data(), out.data(), lse.data()};
 
   note(fmt::format("forward: warm-up + {} runs", a.repeat));
-  attn::forward(plan, dims, fwd, options);
+  core::warm_up(a.warmup_ms, [&] { attn::forward(plan, dims, fwd, options); });
   const std::vector<double> fwd_runs =
       core::time_runs_ms(a.repeat, [&] { attn::forward(plan, dims, fwd, options); });
 
@@ -213,15 +214,16 @@ void run(const Args& a) {
     const attn::BackwardTensors bwd{dtype,       q.data(),   k.data(),  v.data(),  out.data(),
                                     dout.data(), lse.data(), dq.data(), dk.data(), dv.data()};
     note(fmt::format("backward: warm-up + {} runs", a.repeat));
-    attn::backward(plan, dims, bwd, options);
+    core::warm_up(a.warmup_ms, [&] { attn::backward(plan, dims, bwd, options); });
     bwd_runs = core::time_runs_ms(a.repeat, [&] { attn::backward(plan, dims, bwd, options); });
   }
 
   // Last, so that OpenBLAS's spinning worker threads never compete with the kernels' timing.
   note(fmt::format("sgemm yardstick: {}^3, {} threads", kSgemmSize, threads));
-  const double sgemm = core::measure_sgemm_gflops(kSgemmSize, threads, kSgemmRepeat);
+  const double sgemm = core::measure_sgemm_gflops(kSgemmSize, threads, kSgemmRepeat, a.warmup_ms);
   // The bf16 yardstick through oneDNN (0 where the native bf16 path is unavailable).
-  const double bf16_gemm = model::measure_bf16_gemm_gflops(kSgemmSize, threads, kSgemmRepeat);
+  const double bf16_gemm =
+      model::measure_bf16_gemm_gflops(kSgemmSize, threads, kSgemmRepeat, a.warmup_ms);
 
   const double fwd_ms = core::median(fwd_runs);
   const double fwd_gflops = fwd_flops / (fwd_ms * 1e-3) * 1e-9;
@@ -338,6 +340,7 @@ void run(const Args& a) {
   j["seed"] = a.seed;
   j["dtype"] = a.dtype;
   j["repeat"] = a.repeat;
+  j["warmup_ms"] = a.warmup_ms;
   j["tile"] = a.tile;
   j["backward"] = !a.no_backward;
   j["save_docs"] = a.save_docs.empty() ? nlohmann::json(nullptr) : nlohmann::json(a.save_docs);
@@ -389,6 +392,12 @@ void register_bench_attention(CLI::App& bench) {
   cmd->add_option("--repeat", args->repeat, "Timed runs of each pass (the median is reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup-ms", args->warmup_ms,
+                  "Untimed runs before each timed pass (and yardstick) for at least this long, and "
+                  "at least one: the first 100-150 ms of two-thread work after the single-threaded "
+                  "setup ran up to 1.5x slower on a 2-vCPU VM")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--tile", args->tile, "Tile size of the block plan")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

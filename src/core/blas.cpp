@@ -21,7 +21,7 @@ char* openblas_get_config(void);
 
 namespace anchorctx::core {
 
-double measure_sgemm_gflops(int n, int threads, int repeat) {
+double measure_sgemm_gflops(int n, int threads, int repeat, double warm_up_ms) {
   require(n >= 1, "sgemm probe: size {} must be at least 1", n);
   require(repeat >= 1, "sgemm probe: repeat {} must be at least 1", repeat);
   const std::size_t elems = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
@@ -39,7 +39,7 @@ double measure_sgemm_gflops(int n, int threads, int repeat) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
                 0.0f, c.data(), n);
   };
-  run();  // warm-up: thread pool start, page faults, caches
+  warm_up(warm_up_ms, run);  // thread pool start, page faults, caches, clocks
   const std::vector<double> ms = time_runs_ms(repeat, run);
   openblas_set_num_threads(previous);
 

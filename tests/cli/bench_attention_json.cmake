@@ -9,7 +9,7 @@ endif()
 
 set(REQUIRED_KEYS fwd_ms bwd_ms fwd_gflops bwd_gflops visible_fraction visible_pairs
     causal_pairs sgemm_gflops isa threads plan seq_len batch heads kv_heads head_dim mask docs
-    anchor_len seed dtype repeat tile)
+    anchor_len seed dtype repeat warmup_ms tile)
 set(SMALL --seq-len 512 --heads 2 --head-dim 64 --repeat 1 --json)
 
 include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
@@ -17,7 +17,8 @@ include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
 # Runs the bench with ARGN, requires success, and leaves the parsed JSON text in `out_var`.
 function(run_json out_var)
   string(JOIN " " args ${ARGN})
-  execute_process(COMMAND ${EXE} bench attention ${ARGN}
+  # No time-based warm-up (one untimed run still happens): these are checks, not timings.
+  execute_process(COMMAND ${EXE} bench attention --warmup-ms 0 ${ARGN}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "bench attention ${args}: exit ${rc}\nstderr:\n${err}")
@@ -105,7 +106,7 @@ if(default_compute STREQUAL "native")
   endif()
   # ANCHORCTX_AMX=off keeps the native products on vdpbf16ps.
   execute_process(COMMAND ${CMAKE_COMMAND} -E env ANCHORCTX_AMX=off ${EXE} bench attention
-                          ${SMALL} --dtype bf16 --bf16-compute native
+                          ${SMALL} --warmup-ms 0 --dtype bf16 --bf16-compute native
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   string(JSON isa GET "${out}" isa)
   if(NOT rc EQUAL 0 OR NOT isa STREQUAL "avx512_bf16")
@@ -114,13 +115,14 @@ if(default_compute STREQUAL "native")
 endif()
 # Lowered below avx512, native is refused by name, and the default falls back to emulated.
 execute_process(COMMAND ${CMAKE_COMMAND} -E env ANCHORCTX_ISA=avx2 ${EXE} bench attention
-                        --seq-len 64 --repeat 1 --dtype bf16 --bf16-compute native --json
+                        --seq-len 64 --repeat 1 --warmup-ms 0 --dtype bf16 --bf16-compute native
+                        --json
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(rc EQUAL 0 OR NOT err MATCHES "--bf16-compute.*native is unavailable")
   message(FATAL_ERROR "native below avx512: exit ${rc}, stderr:\n${err}")
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -E env ANCHORCTX_ISA=avx2 ${EXE} bench attention
-                        --seq-len 64 --repeat 1 --dtype bf16 --json
+                        --seq-len 64 --repeat 1 --warmup-ms 0 --dtype bf16 --json
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 string(JSON compute GET "${out}" bf16_compute)
 if(NOT rc EQUAL 0 OR NOT compute STREQUAL "emulated")
@@ -170,6 +172,7 @@ expect_bench_failure("anchorctx: error: .*lognormal" --docs lognormal:1024 --jso
 expect_bench_failure("anchorctx: error: .*--kv-heads" --heads 3 --kv-heads 2 --json)
 expect_bench_failure("anchorctx: error: .*--dtype" --dtype fp16)
 expect_bench_failure("anchorctx: error: .*--bf16-compute" --dtype bf16 --bf16-compute fast)
+expect_bench_failure("anchorctx: error: .*--warmup-ms" --warmup-ms -1 --json)
 expect_bench_failure("anchorctx: error" --no-such-option)
 set(bad_file "${CMAKE_CURRENT_BINARY_DIR}/bench_attention_bad_docs.txt")
 file(WRITE "${bad_file}" "100\n200\n2x0\n")

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "anchorctx/core/enum_names.h"
+#include "anchorctx/core/timing.h"
 
 namespace anchorctx::model {
 
@@ -36,7 +37,9 @@ bool native_bf16_available(std::string* why_not = nullptr);
 Bf16Compute default_bf16_compute();
 
 // The bf16 GEMM yardstick: GFLOP/s of an n^3 bf16 x bf16 -> float32 matmul through oneDNN on
-// `threads` threads (best of `repeat` after a warm-up); 0 when the native path is unavailable.
-double measure_bf16_gemm_gflops(int n, int threads, int repeat);
+// `threads` threads (the median of `repeat` runs after `warm_up_ms` of untimed ones, at least
+// one: core::warm_up); 0 when the native path is unavailable.
+double measure_bf16_gemm_gflops(int n, int threads, int repeat,
+                                double warm_up_ms = core::kWarmUpMs);
 
 }  // namespace anchorctx::model

@@ -218,7 +218,7 @@ void bf16_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int6
 
 }  // namespace detail
 
-double measure_bf16_gemm_gflops(int n, int threads, int repeat) {
+double measure_bf16_gemm_gflops(int n, int threads, int repeat, double warm_up_ms) {
   require(n >= 1, "bf16 GEMM probe: size {} must be at least 1", n);
   require(repeat >= 1, "bf16 GEMM probe: repeat {} must be at least 1", repeat);
   if (!native_bf16_available()) return 0.0;
@@ -239,12 +239,12 @@ double measure_bf16_gemm_gflops(int n, int threads, int repeat) {
   const Matmul mm =
       create({n64, n64, n64, false, false, n64, n64, n64, false, omp_get_max_threads()});
   const auto run = [&] { execute(mm, a.data(), b.data(), c.data()); };
-  run();  // warm-up
+  core::warm_up(warm_up_ms, run);
   const std::vector<double> ms = core::time_runs_ms(repeat, run);
   omp_set_num_threads(previous);
   return 2.0 * static_cast<double>(n) * n * n / (core::median(ms) * 1e-3) * 1e-9;
 #else
-  (void)threads;
+  (void)threads, (void)warm_up_ms;
   return 0.0;
 #endif
 }
