@@ -370,21 +370,27 @@ ForwardStep next_forward_step(const BlockPlan& plan, std::span<const TileRef> re
   return {i, count, false, ColumnWindow{0, tsp}, count * tsp, count * tsp};
 }
 
-// The largest of x[c] * scale over c in [0, n) (n a multiple of W), for the online softmax's
-// row max. Four running maxima: with one, each vmaxps waited for the last (its latency per
-// vector, in a pass with nothing else to do). max is exact, so the bits are those of one chain.
-float scaled_row_max(const float* x, int n, V scale) {
-  V m0 = S::set1(kNegInf), m1 = m0, m2 = m0, m3 = m0;
+// The largest of x[c] * scale over c in [0, n) (n a multiple of W, scale != 0), for the online
+// softmax's row max, without a multiply per element: rounding is monotonic, so it is the
+// largest x times a positive scale, the smallest times a negative one, the same bits. Four
+// running extremes: with one, each vmaxps waited for the last (its latency per vector, in a
+// pass with nothing else to do). max and min are exact, so the bits are those of one chain.
+float scaled_row_max(const float* x, int n, float scale) {
+  const bool largest = scale > 0.0f;
+  const auto pick = [largest](V a, V b) { return largest ? S::max(a, b) : S::min(a, b); };
+  V m0 = S::set1(largest ? kNegInf : std::numeric_limits<float>::infinity()), m1 = m0, m2 = m0,
+    m3 = m0;
   int c = 0;
   for (; c + 4 * W <= n; c += 4 * W) {
-    m0 = S::max(m0, S::load(x + c) * scale);
-    m1 = S::max(m1, S::load(x + c + W) * scale);
-    m2 = S::max(m2, S::load(x + c + 2 * W) * scale);
-    m3 = S::max(m3, S::load(x + c + 3 * W) * scale);
+    m0 = pick(m0, S::load(x + c));
+    m1 = pick(m1, S::load(x + c + W));
+    m2 = pick(m2, S::load(x + c + 2 * W));
+    m3 = pick(m3, S::load(x + c + 3 * W));
   }
   for (; c < n; c += W)
-    m0 = S::max(m0, S::load(x + c) * scale);
-  return S::reduce_max(S::max(S::max(m0, m1), S::max(m2, m3)));
+    m0 = pick(m0, S::load(x + c));
+  const V m = pick(pick(m0, m1), pick(m2, m3));
+  return (largest ? S::reduce_max(m) : S::reduce_min(m)) * scale;
 }
 
 // Per-thread tiles of the forward pass: the query tile (pre-scaled) and the output
@@ -462,7 +468,7 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
         }
         // Online softmax: the new running max rescales the old sum and output row.
         const float old_max = row_max[r];
-        const float new_max = std::max(old_max, scaled_row_max(s, nw, S::set1(1.0f)));
+        const float new_max = std::max(old_max, scaled_row_max(s, nw, 1.0f));
         if (new_max == kNegInf) {  // nothing visible in this row so far: P = 0
           std::fill_n(s, nw, 0.0f);
           continue;
@@ -470,7 +476,7 @@ void forward_item(const BlockPlan& plan, const AttentionDims& dims, const Forwar
         const V vm = S::set1(new_max);
         V vsum{};
         for (int c = 0; c < nw; c += W) {
-          const V p = S::exp2(S::load(s + c) - vm);
+          const V p = S::exp2_nonpositive(S::load(s + c) - vm);
           S::store(s + c, p);
           vsum += p;
         }

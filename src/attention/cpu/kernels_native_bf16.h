@@ -221,16 +221,17 @@ void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const
         std::uint16_t* p = w.p.get() + r * nw;
         // Scaled before masking, so a masked score is -inf whatever the sign of the scale;
         // unmasked steps scale inside the two passes below instead of in a pass of their own.
-        V vs = vc;
+        float row_scale = c;
         if (needs_mask) {
           for (int col = 0; col < nw; col += W)
             S::store(s + col, S::load(s + col) * vc);
           mask_row(s, nw,
                    step.partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n});
-          vs = S::set1(1.0f);
+          row_scale = 1.0f;
         }
+        const V vs = S::set1(row_scale);
         const float old_max = row_max[r];
-        const float new_max = std::max(old_max, scaled_row_max(s, nw, vs));
+        const float new_max = std::max(old_max, scaled_row_max(s, nw, row_scale));
         if (new_max == kNegInf) {  // nothing visible in this row so far: P = 0
           std::fill_n(p, nw, std::uint16_t{0});
           continue;
@@ -242,14 +243,14 @@ void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const
         // forward's own time at D = 64 (perf annotate). The sum's order is unchanged.
         int col = 0;
         for (; col + 2 * W <= nw; col += 2 * W) {
-          const V e0 = S::exp2(S::load(s + col) * vs - vm);
-          const V e1 = S::exp2(S::load(s + col + W) * vs - vm);
+          const V e0 = S::exp2_nonpositive(S::load(s + col) * vs - vm);
+          const V e1 = S::exp2_nonpositive(S::load(s + col + W) * vs - vm);
           vsum += e0;
           vsum += e1;
           _mm512_storeu_si512(p + col, (__m512i)_mm512_cvtne2ps_pbh((__m512)e1, (__m512)e0));
         }
         if (col < nw) {
-          const V e = S::exp2(S::load(s + col) * vs - vm);
+          const V e = S::exp2_nonpositive(S::load(s + col) * vs - vm);
           vsum += e;
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + col),
                               (__m256i)_mm512_cvtneps_pbh((__m512)e));

@@ -44,14 +44,27 @@ struct Simd {
   static V max(V a, V b) {
     return a > b ? a : b;
   }
+  static V min(V a, V b) {
+    return a < b ? a : b;
+  }
 
   // The horizontal reductions run once per row of every tile (4 vectors of 64 columns), where
   // element loops over a vector went through the stack: 20% of the native forward's own time
   // (perf). Halving the vector with shuffles stays in registers, and the sum keeps its pairs
   // (element i + element i + half, down to one), so its bits are those of the element loop.
   typedef float V4 __attribute__((vector_size(4 * sizeof(float))));
-  static float reduce(V v, bool max_op) {
-    const auto op = [max_op](auto x, auto y) { return max_op ? (x > y ? x : y) : x + y; };
+  enum class Reduce { sum, max, min };
+  template <Reduce R>
+  static float reduce(V v) {
+    const auto op = [](auto x, auto y) {
+      if constexpr (R == Reduce::max) {
+        return x > y ? x : y;
+      } else if constexpr (R == Reduce::min) {
+        return x < y ? x : y;
+      } else {
+        return x + y;
+      }
+    };
 #if ANCHORCTX_VEC_WIDTH == 16
     typedef float V8 __attribute__((vector_size(8 * sizeof(float))));
     const V8 v8 = op(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7),
@@ -68,10 +81,13 @@ struct Simd {
     return op(v2[0], v2[1]);
   }
   static float reduce_max(V v) {
-    return reduce(v, true);
+    return reduce<Reduce::max>(v);
+  }
+  static float reduce_min(V v) {
+    return reduce<Reduce::min>(v);
   }
   static float reduce_sum(V v) {
-    return reduce(v, false);
+    return reduce<Reduce::sum>(v);
   }
 
   // 2^x for x <= 128, with inputs below -126 (and -inf) flushed to exactly 0 so masked scores
@@ -80,7 +96,20 @@ struct Simd {
   // Always inlined: the backward's probability loop called it out of line (its constants
   // reloaded and its argument passed through memory on every vector; perf showed the call).
   [[gnu::always_inline]] static V exp2(V x) {
-    const V lo = set1(-126.0f), hi = set1(127.0f);
+    return exp2_impl<true>(x);
+  }
+
+  // exp2 for x <= 0 up to a rounding error (a softmax's scores minus their running maximum),
+  // its bits without its two clamps on AVX-512: there a lane below -126 is zeroed by the final
+  // mask whatever n and f came to, and none is above 127. Elsewhere exp2 itself (the integer
+  // exponent build needs n in range). Two of the forward softmax's ~16 operations per vector.
+  [[gnu::always_inline]] static V exp2_nonpositive(V x) {
+    return exp2_impl<false>(x);
+  }
+
+  template <bool Clamp>
+  [[gnu::always_inline]] static V exp2_impl(V x) {
+    const V lo = set1(-126.0f);
 #if defined(__AVX512F__) && ANCHORCTX_VEC_WIDTH == 16
     // The same clamp and rounding in 3 instructions instead of 6: GCC kept the selects below as
     // compare + blend pairs (perf annotate of the native forward), and vrndscaleps rounds to
@@ -88,11 +117,16 @@ struct Simd {
     // (The masked forms with every lane set: the plain ones start from _mm512_undefined_ps,
     // which GCC 12 reports as maybe-uninitialized.)
     const __mmask16 all = 0xFFFF;
-    const V clamped_lo = _mm512_mask_max_ps(lo, all, lo, x);  // max(lo, x) is x < lo ? lo : x
-    const V xc = _mm512_mask_min_ps(hi, all, hi, clamped_lo);
+    V xc = x;
+    if constexpr (Clamp) {
+      const V hi = set1(127.0f);
+      const V clamped_lo = _mm512_mask_max_ps(lo, all, lo, x);  // max(lo, x): x < lo ? lo : x
+      xc = _mm512_mask_min_ps(hi, all, hi, clamped_lo);
+    }
     const V n =
         _mm512_mask_roundscale_ps(xc, all, xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #else
+    const V hi = set1(127.0f);
     V xc = x < lo ? lo : x;
     xc = xc > hi ? hi : xc;
     const V magic = set1(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
