@@ -26,6 +26,7 @@
 #include "anchorctx/attention/mask.h"
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/blas.h"
+#include "anchorctx/core/cpu_info.h"
 #include "anchorctx/core/dtype.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/parallel.h"
@@ -34,6 +35,7 @@
 #include "anchorctx/model/bf16_compute.h"
 #include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
+#include "cli/cpu_json.h"
 #include "cli/enum_option.h"
 
 namespace anchorctx::cli {
@@ -234,6 +236,7 @@ void run(const Args& a) {
   std::string table;
   table += fmt::format("anchorctx bench attention ({} kernels, {} threads, anchorctx {})\n", isa,
                        threads, kVersion);
+  table += fmt::format("  cpu       {}\n", core::describe(core::cpu_info()));
   table += fmt::format(
       "  shape     batch {} x seq_len {} = {} tokens; heads {} (kv {}), "
       "head_dim {}, {}\n",
@@ -312,6 +315,7 @@ void run(const Args& a) {
   j["bwd_pct_bf16_gemm"] =
       number_or_null(bf16_gemm > 0.0 ? 100.0 * bwd_gflops / bf16_gemm : std::nan(""));
   j["blas"] = core::blas_name();
+  j["cpu"] = cpu_json(core::cpu_info());
   j["openblas_coretype"] = coretype.empty() ? nlohmann::json(nullptr) : nlohmann::json(coretype);
   j["isa"] = isa;
   // How bf16 tensors were multiplied (null for fp32, where it means nothing).

@@ -16,6 +16,7 @@
 
 #include "anchorctx/attention/block_plan.h"
 #include "anchorctx/core/blas.h"
+#include "anchorctx/core/cpu_info.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/parallel.h"
 #include "anchorctx/core/timing.h"
@@ -31,6 +32,7 @@
 #include "anchorctx/train/optimizer.h"
 #include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
+#include "cli/cpu_json.h"
 #include "cli/enum_option.h"
 
 namespace anchorctx::cli {
@@ -244,12 +246,14 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"gradient_bytes_sent_per_rank", reduce_bytes},
                       {"activation_bytes_estimate", model.activation_bytes(a.seq_len)},
                       {"peak_rss_mb", peak_rss_mb()},
-                      {"blas", core::blas_name()}};
+                      {"blas", core::blas_name()},
+                      {"cpu", cpu_json(core::cpu_info())}};
   if (a.profile) j["profile_ms_per_step"] = profile;
   if (!report) return;
   if (a.json) {
     std::printf("%s\n", j.dump().c_str());
   } else {
+    std::printf("cpu: %s\n", core::describe(core::cpu_info()).c_str());
     std::printf(
         "step %.1f ms (median of %d), %.0f tokens/s, %.1f model GFLOP/s = %.1f%% of "
         "sgemm %.1f GFLOP/s, peak RSS %.0f MB\n",

@@ -9,7 +9,7 @@ endif()
 
 set(REQUIRED_KEYS fwd_ms bwd_ms fwd_gflops bwd_gflops visible_fraction visible_pairs
     causal_pairs sgemm_gflops isa threads plan seq_len batch heads kv_heads head_dim mask docs
-    anchor_len seed dtype repeat warmup_ms tile)
+    anchor_len seed dtype repeat warmup_ms tile cpu)
 set(SMALL --seq-len 512 --heads 2 --head-dim 64 --repeat 1 --json)
 
 include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)

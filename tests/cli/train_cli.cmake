@@ -75,7 +75,7 @@ expect_failure("does not run with rope mode" train --data "${WORK}/demo/data" --
 
 # bench train, small.
 run_ok(bench bench train --preset tiny --seq-len 256 --steps 1 --warmup 0 --json)
-require_keys("${bench}" step_ms tokens_per_s mfu sgemm_gflops peak_rss_mb)
+require_keys("${bench}" step_ms tokens_per_s mfu sgemm_gflops peak_rss_mb cpu)
 # --profile: time per kind of operation (wall and CPU), the GEMMs among them.
 run_ok(bench bench train --preset tiny --seq-len 256 --steps 1 --warmup 0 --profile --json)
 require_keys("${bench}" step_ms step_cpu_ms profile_ms_per_step)

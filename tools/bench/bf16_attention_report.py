@@ -49,6 +49,11 @@ def main() -> None:
           + "; ".join(f"{m} {t}: sgemm {med([r['sgemm_gflops'] for k in KINDS for r in runs.get((m, t, k), [])]):.0f}, "
                       f"bf16 GEMM {med([r['bf16_gemm_gflops'] for k in KINDS for r in runs.get((m, t, k), [])]):.0f} GFLOP/s"
                       for m, t in shapes))
+    # The CPU each call ran on (bench attention's `cpu` object; older JSON has none).
+    cpus = {(c["brand"], c["vendor"], c["family"], c["model"], c["stepping"])
+            for rs in runs.values() for r in rs if (c := r.get("cpu"))}
+    for brand, vendor, family, model, stepping in sorted(cpus):
+        print(f"CPU: {brand} ({vendor}, family {family}, model {model}, stepping {stepping})")
 
 
 if __name__ == "__main__":

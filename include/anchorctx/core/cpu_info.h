@@ -1,0 +1,27 @@
+// What CPU a measurement ran on, from CPUID: kernels behave differently on AMD Zen 4, Zen 5 and
+// Intel parts with the same instruction sets, so every benchmark result carries it (`bench
+// attention`, `bench train`: the `cpu` object of their JSON and a line of their table).
+#pragma once
+
+#include <string>
+
+namespace anchorctx::core {
+
+struct CpuInfo {
+  std::string vendor;  // "AuthenticAMD", "GenuineIntel", ...; empty off x86
+  std::string brand;   // the brand string, e.g. "AMD EPYC 9R14 96-Core Processor"
+  int family = 0;      // display family (base + extended), e.g. 25 (0x19) for Zen 3/4
+  int model = 0;       // display model (extended model bits included), e.g. 17
+  int stepping = 0;
+  bool avx512_bf16 = false;
+  bool amx_bf16 = false;  // the CPU reports it (whether Linux grants its use is the kernels' check)
+};
+
+// This machine's CPU, read once.
+const CpuInfo& cpu_info();
+
+// One line for a benchmark's table: "AMD EPYC ... (AuthenticAMD family 25 model 17 stepping 1;
+// AVX512_BF16, no AMX)".
+std::string describe(const CpuInfo& cpu);
+
+}  // namespace anchorctx::core
