@@ -47,6 +47,8 @@ import tempfile
 import time
 import traceback
 
+from cpu_info import cpu_info  # this folder's module (a script's folder is on sys.path)
+
 IMPLS = ("sdpa_causal", "sdpa_dense_mask", "sdpa_per_doc", "flex_attention")
 
 
@@ -585,7 +587,7 @@ def main(argv=None):
         "numpy_version": np.__version__,
         "python": platform.python_version(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_info(),
         "threads": threads,
         "args": {"seq_len": seq_len if seq_len is not None else seq_lens, "batch": batch,
                  "heads": H, "kv_heads": KV, "head_dim": D, "mask": args.mask,

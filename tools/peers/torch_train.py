@@ -49,6 +49,8 @@ import statistics
 import sys
 import time
 
+from cpu_info import cpu_info  # this folder's module (a script's folder is on sys.path)
+
 PRESETS = {
     "tiny": dict(vocab_size=259, hidden_size=128, intermediate_size=352, num_hidden_layers=4,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
@@ -233,6 +235,7 @@ def main(argv=None):
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_info(),
         "args": vars(args),
     }
     print(json.dumps(out))
