@@ -35,12 +35,13 @@ inline double median(std::vector<double> values) {
   return 0.5 * (lower + upper);
 }
 
+// The default warm-up of the benchmarks (warm_up below).
+inline constexpr double kWarmUpMs = 300.0;
+
 // Runs `fn` until at least `min_ms` have passed, and at least once: the untimed warm-up of a
 // benchmark. One run was not enough for short kernels: on a 2-vCPU Zen 4 VM the first 100-150
 // ms of two-thread work after single-threaded setup ran up to 1.5x slower (the attention
 // forward at 4K: 33-40 ms per run, then 24-26 ms), so a median of 5 runs caught the slow ones.
-inline constexpr double kWarmUpMs = 300.0;
-
 template <typename Fn>
 void warm_up(double min_ms, Fn&& fn) {
   const Stopwatch watch;

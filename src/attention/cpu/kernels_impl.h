@@ -370,15 +370,13 @@ ForwardStep next_forward_step(const BlockPlan& plan, std::span<const TileRef> re
   return {i, count, false, ColumnWindow{0, tsp}, count * tsp, count * tsp};
 }
 
-// The largest of x[c] * scale over c in [0, n) (n a multiple of W, scale != 0), for the online
-// softmax's row max, without a multiply per element: rounding is monotonic, so it is the
-// largest x times a positive scale, the smallest times a negative one, the same bits. Four
-// running extremes: with one, each vmaxps waited for the last (its latency per vector, in a
-// pass with nothing else to do). max and min are exact, so the bits are those of one chain.
-float scaled_row_max(const float* x, int n, float scale) {
-  const bool largest = scale > 0.0f;
-  const auto pick = [largest](V a, V b) { return largest ? S::max(a, b) : S::min(a, b); };
-  V m0 = S::set1(largest ? kNegInf : std::numeric_limits<float>::infinity()), m1 = m0, m2 = m0,
+// The largest (or smallest) of x[c] over c in [0, n), n a multiple of W. Four running
+// extremes: with one, each vmaxps waited for the last (its latency per vector, in a pass with
+// nothing else to do). max and min are exact, so the bits are those of one chain.
+template <bool Largest>
+float row_extreme(const float* x, int n) {
+  const auto pick = [](V a, V b) { return Largest ? S::max(a, b) : S::min(a, b); };
+  V m0 = S::set1(Largest ? kNegInf : std::numeric_limits<float>::infinity()), m1 = m0, m2 = m0,
     m3 = m0;
   int c = 0;
   for (; c + 4 * W <= n; c += 4 * W) {
@@ -390,7 +388,14 @@ float scaled_row_max(const float* x, int n, float scale) {
   for (; c < n; c += W)
     m0 = pick(m0, S::load(x + c));
   const V m = pick(pick(m0, m1), pick(m2, m3));
-  return (largest ? S::reduce_max(m) : S::reduce_min(m)) * scale;
+  return Largest ? S::reduce_max(m) : S::reduce_min(m);
+}
+
+// The largest of x[c] * scale over c in [0, n) (scale != 0), for the online softmax's row max,
+// without a multiply per element: rounding is monotonic, so it is the largest x times a
+// positive scale and the smallest times a negative one, the same bits.
+float scaled_row_max(const float* x, int n, float scale) {
+  return scale > 0.0f ? row_extreme<true>(x, n) * scale : row_extreme<false>(x, n) * scale;
 }
 
 // Per-thread tiles of the forward pass: the query tile (pre-scaled) and the output
