@@ -18,6 +18,7 @@
 #include "anchorctx/train/batch.h"
 #include "anchorctx/train/cost_model.h"
 #include "anchorctx/train/hardware.h"
+#include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 
@@ -32,6 +33,7 @@ struct PlanArgs {
   int gpus = 1, sp = 1, grad_accum = 1, windows = 8, threads = 0;
   bool shard_optimizer = false, json = false;
   attention::MaskKind mask = attention::MaskKind::anchor;
+  std::string bf16_compute;  // "": train's default
   model::Precision precision = model::Precision::bf16;
   std::optional<model::Precision> comm_precision;  // default: the training precision
   std::int64_t loss_chunk = 1024;
@@ -223,7 +225,9 @@ void run_plan(const PlanArgs& a) {
     throw CLI::ValidationError("--checkpointing", "expected auto, on or off");
   s.checkpointing = a.checkpointing == "on";
   train::check_setup(s);  // before the hardware measurement and the plans
-  train::HardwareProfile hw = train::hardware_profile(a.hardware, a.threads);
+  const model::Bf16Compute bf16_compute =
+      resolve_bf16_compute(a.bf16_compute, s.precision, /*quiet=*/true);
+  train::HardwareProfile hw = train::hardware_profile(a.hardware, a.threads, bf16_compute);
   for (auto [value, option, field] :
        {std::tuple{a.gemm_efficiency, "--gemm-efficiency", &hw.gemm_efficiency},
         std::tuple{a.attention_efficiency, "--attention-efficiency", &hw.attention_efficiency}}) {
@@ -289,6 +293,7 @@ void run_plan(const PlanArgs& a) {
         {"windows_sampled", works[0].windows},
         {"precision", model::to_string(s.precision)},
         {"comm_precision", model::to_string(s.comm_precision)},
+        {"bf16_compute", std::string(model::to_string(bf16_compute))},
         {"shard_optimizer", s.shard_optimizer},
         {"checkpointing", s.checkpointing}}},
       {"hardware",
@@ -356,6 +361,11 @@ void register_plan(CLI::App& app) {
   cmd->add_option("--threads", a->threads, "cpu-local: threads of the measurement (0: all)")
       ->capture_default_str();
   add_enum_option(*cmd, "--precision", a->precision, "Training precision (the GEMM peak)");
+  cmd->add_option("--bf16-compute", a->bf16_compute,
+                  "cpu-local with --precision bf16: the GEMMs as train will run them, native "
+                  "(the bf16 peak is oneDNN's bf16 GEMM measured now) or emulated (the sgemm "
+                  "rate). Default: train's default here (native where oneDNN is built in and the "
+                  "CPU has AVX512_BF16)");
   add_enum_option(*cmd, "--comm-precision", a->comm_precision,
                   "Element size on the wire (default: the training precision; this project's "
                   "MPI backend sends fp32)");

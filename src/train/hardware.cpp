@@ -16,6 +16,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/parallel.h"
 #include "anchorctx/core/timing.h"
+#include "anchorctx/model/bf16_compute.h"
 
 namespace anchorctx::train {
 
@@ -79,17 +80,23 @@ std::int64_t physical_memory_bytes() {
 }
 
 // This machine, measured now: one "device" = one process on `threads` threads. The layer GEMMs
-// are OpenBLAS sgemm (bf16 precision emulated on sgemm by default), so their peak is the sgemm
-// rate; the attention kernels run at 62-78% of it (docs/PERFORMANCE.md, bench attention), 0.65
-// taken. Processes on one machine exchange through shared memory: half the copy rate each way.
-HardwareProfile cpu_local(int threads) {
+// run on OpenBLAS sgemm in fp32, and in bf16 as `bf16_compute` says: native, oneDNN's bf16
+// matmul (the bf16 peak is then its 2048^3 yardstick, about 2x sgemm on AVX512_BF16), or
+// emulated, sgemm on bf16 values (the bf16 peak is the sgemm rate). The
+// attention kernels run at 62-78% of the matching yardstick (docs/PERFORMANCE.md, bench
+// attention), 0.65 taken. Processes on one machine exchange through shared memory: half the
+// copy rate each way.
+HardwareProfile cpu_local(int threads, model::Bf16Compute bf16_compute) {
   const int t = core::resolve_threads(threads);
   const double sgemm_tflops = core::measure_sgemm_gflops(2048, t, 3) / 1e3;
+  const bool native = bf16_compute == model::Bf16Compute::native;
+  const double bf16_tflops =
+      native ? model::measure_bf16_gemm_gflops(2048, t, 3) / 1e3 : sgemm_tflops;
   const double copy_gbs = measure_copy_gbs();
   HardwareProfile p{
       "cpu-local",
       fmt::format("this machine: one process on {} thread(s), processes on one node", t),
-      sgemm_tflops,
+      bf16_tflops,
       sgemm_tflops,
       1.0,
       0.65,
@@ -99,10 +106,14 @@ HardwareProfile cpu_local(int threads) {
       copy_gbs / 2,
       copy_gbs / 2,
       64,
-      fmt::format("measured now: sgemm 2048^3 {:.1f} GFLOP/s, memcpy {:.1f} GB/s "
-                  "(read + write); attention efficiency 0.65 of sgemm from "
+      fmt::format("measured now: sgemm 2048^3 {:.1f} GFLOP/s, bf16 {}, memcpy {:.1f} GB/s "
+                  "(read + write); attention efficiency 0.65 of the GEMM rate from "
                   "docs/PERFORMANCE.md",
-                  sgemm_tflops * 1e3, copy_gbs)};
+                  sgemm_tflops * 1e3,
+                  native ? fmt::format("GEMM (oneDNN, --bf16-compute native) {:.1f} GFLOP/s",
+                                       bf16_tflops * 1e3)
+                         : std::string("emulated on sgemm"),
+                  copy_gbs)};
   return p;
 }
 
@@ -116,8 +127,9 @@ std::vector<std::string> hardware_profile_names() {
   return names;
 }
 
-HardwareProfile hardware_profile(std::string_view name, int threads) {
-  if (name == "cpu-local") return cpu_local(threads);
+HardwareProfile hardware_profile(std::string_view name, int threads,
+                                 model::Bf16Compute bf16_compute) {
+  if (name == "cpu-local") return cpu_local(threads, bf16_compute);
   for (HardwareProfile& p : builtin_profiles())
     if (p.name == name) return p;
   fail("unknown hardware profile '{}' (known: {})", name,

@@ -64,6 +64,29 @@ expect_equal("seq_len from the dataset" "${len}" 128)
 expect_failure("--seq-len 256 differs from the dataset's windows of 128"
                plan --preset tiny --dataset "${WORK}/ds" --seq-len 256)
 
+# cpu-local in bf16 times the GEMMs as train will run them: emulated on the sgemm rate, native
+# on oneDNN's bf16 GEMM measured now (where this machine has it).
+run_ok(j plan --preset tiny --seq-len 256 --windows 1 --hardware cpu-local --precision bf16
+       --bf16-compute emulated --json)
+string(JSON compute GET "${j}" setup bf16_compute)
+string(JSON source GET "${j}" hardware source)
+expect_equal("plan --bf16-compute emulated" "${compute}" emulated)
+if(NOT source MATCHES "bf16 emulated on sgemm")
+  message(FATAL_ERROR "cpu-local, emulated: the source does not say so: ${source}")
+endif()
+execute_process(COMMAND ${EXE} plan --preset tiny --seq-len 256 --windows 1 --hardware cpu-local
+                        --precision bf16 --bf16-compute native --json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE j ERROR_VARIABLE err)
+if(rc EQUAL 0)
+  string(JSON source GET "${j}" hardware source)
+  if(NOT source MATCHES "bf16 GEMM \\(oneDNN, --bf16-compute native\\) [0-9.]+ GFLOP/s")
+    message(FATAL_ERROR "cpu-local, native: no bf16 GEMM rate in the source: ${source}")
+  endif()
+elseif(NOT err MATCHES "--bf16-compute.*native is unavailable")
+  message(FATAL_ERROR "plan --bf16-compute native: exit ${rc} without saying why:\n${err}")
+endif()
+expect_failure("--bf16-compute" plan --preset tiny --seq-len 64 --bf16-compute fast)
+
 # Refusals, naming the numbers (tiny: 4 heads over 2 kv heads).
 expect_failure("--sp 8 exceeds the model's 4 attention heads"
                plan --preset tiny --seq-len 256 --gpus 8 --sp 8)

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "anchorctx/model/bf16_compute.h"
 #include "anchorctx/model/llama_train.h"
 
 namespace anchorctx::train {
@@ -37,8 +38,10 @@ struct HardwareProfile {
 std::vector<std::string> hardware_profile_names();
 
 // A profile by name. "cpu-local" measures this machine (an sgemm 2048^3 on `threads` threads,
-// 0: all; a 256 MiB memory copy) and takes about a second. Throws anchorctx::Error naming the
-// unknown name and listing the known ones.
-HardwareProfile hardware_profile(std::string_view name, int threads = 0);
+// 0: all; with bf16_compute native, oneDNN's bf16 GEMM 2048^3 as the bf16 peak, else sgemm;
+// a 256 MiB memory copy) and takes about a second. Throws anchorctx::Error naming the unknown
+// name and listing the known ones.
+HardwareProfile hardware_profile(std::string_view name, int threads = 0,
+                                 model::Bf16Compute bf16_compute = model::Bf16Compute::emulated);
 
 }  // namespace anchorctx::train
