@@ -82,10 +82,9 @@ std::int64_t physical_memory_bytes() {
 // This machine, measured now: one "device" = one process on `threads` threads. The layer GEMMs
 // run on OpenBLAS sgemm in fp32, and in bf16 as `bf16_compute` says: native, oneDNN's bf16
 // matmul (the bf16 peak is then its 2048^3 yardstick, about 2x sgemm on AVX512_BF16), or
-// emulated, sgemm on bf16 values (the bf16 peak is the sgemm rate). The
-// attention kernels run at 62-78% of the matching yardstick (docs/PERFORMANCE.md, bench
-// attention), 0.65 taken. Processes on one machine exchange through shared memory: half the
-// copy rate each way.
+// emulated, sgemm on bf16 values (the bf16 peak is the sgemm rate). The attention kernels run
+// at 62-78% of the matching yardstick (docs/PERFORMANCE.md, bench attention), 0.65 taken.
+// Processes on one machine exchange through shared memory: half the copy rate each way.
 HardwareProfile cpu_local(int threads, model::Bf16Compute bf16_compute) {
   const int t = core::resolve_threads(threads);
   const double sgemm_tflops = core::measure_sgemm_gflops(2048, t, 3) / 1e3;
