@@ -7,11 +7,11 @@
 #include <string_view>
 
 #if defined(__x86_64__) && defined(__linux__)
-#include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
 
+#include "anchorctx/core/cpu_info.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/parallel.h"
 #include "attention/cpu/cpu_kernels.h"
@@ -55,25 +55,13 @@ struct CpuKernels {
                    const BackwardStrides&, float, int);
 };
 
-bool cpu_has_avx512_bf16() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
-
 // AMX-BF16 on this CPU, and Linux's permission to use its tile data granted to this process
 // (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: without it the first tile
 // instruction faults). Asked once.
 bool cpu_has_usable_amx_bf16() {
   static const bool usable = [] {
 #if defined(__x86_64__) && defined(__linux__)
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
-    constexpr unsigned kAmxBf16 = 1u << 22, kAmxTile = 1u << 24;  // CPUID.(7,0):EDX
-    if ((d & kAmxBf16) == 0 || (d & kAmxTile) == 0) return false;
+    if (!core::cpu_info().amx_bf16) return false;
     constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
 #else
@@ -162,7 +150,7 @@ bool native_bf16_available(std::string* why_not) {
     if (why_not != nullptr) *why_not = why;
     return false;
   };
-  if (!cpu_has_avx512_bf16()) return no("the CPU lacks AVX512_BF16");
+  if (!core::cpu_info().avx512_bf16) return no("the CPU lacks AVX512_BF16");
   if (cpu::select_isa() != cpu::Isa::avx512) return no("ANCHORCTX_ISA selects below avx512");
   return true;
 }

@@ -43,10 +43,12 @@ CpuInfo read_cpu_info() {
                      ? base_model | static_cast<int>(((a >> 16) & 0xF) << 4)
                      : base_model;
   }
-  if (max_leaf >= 7 && __get_cpuid_count(7, 1, &a, &b, &c, &d) != 0)
-    info.avx512_bf16 = (a & (1u << 5)) != 0;  // CPUID.(7,1):EAX[5]
+  // libgcc's check: the CPUID bit and the OS saving the AVX-512 state (XCR0).
+  __builtin_cpu_init();
+  info.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+  constexpr unsigned kAmxBf16 = 1u << 22, kAmxTile = 1u << 24;  // CPUID.(7,0):EDX
   if (max_leaf >= 7 && __get_cpuid_count(7, 0, &a, &b, &c, &d) != 0)
-    info.amx_bf16 = (d & (1u << 22)) != 0;  // CPUID.(7,0):EDX[22]
+    info.amx_bf16 = (d & kAmxBf16) != 0 && (d & kAmxTile) != 0;
 
   if (__get_cpuid(0x80000000, &a, &b, &c, &d) != 0 && a >= 0x80000004) {
     char brand[49] = {};

@@ -49,7 +49,8 @@ TEST(CpuInfo, AgreesWithTheKernelsView) {
   if (fields.contains("flags")) {
     const std::string flags = " " + fields.at("flags") + " ";
     EXPECT_EQ(cpu.avx512_bf16, flags.find(" avx512_bf16 ") != std::string::npos);
-    EXPECT_EQ(cpu.amx_bf16, flags.find(" amx_bf16 ") != std::string::npos);
+    EXPECT_EQ(cpu.amx_bf16, flags.find(" amx_bf16 ") != std::string::npos &&
+                                flags.find(" amx_tile ") != std::string::npos);
   }
 }
 

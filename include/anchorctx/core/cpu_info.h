@@ -1,6 +1,7 @@
-// What CPU a measurement ran on, from CPUID: kernels behave differently on AMD Zen 4, Zen 5 and
-// Intel parts with the same instruction sets, so every benchmark result carries it (`bench
-// attention`, `bench train`: the `cpu` object of their JSON and a line of their table).
+// What CPU this is, from CPUID: kernels behave differently on AMD Zen 4, Zen 5 and Intel parts
+// with the same instruction sets, so every benchmark result carries it (`bench attention`,
+// `bench train`: the `cpu` object of their JSON and a line of their table); and the one place
+// the bf16 features are read (the native attention kernels and the bf16 GEMMs ask here).
 #pragma once
 
 #include <string>
@@ -13,8 +14,9 @@ struct CpuInfo {
   int family = 0;      // display family (base + extended), e.g. 25 (0x19) for Zen 3/4
   int model = 0;       // display model (extended model bits included), e.g. 17
   int stepping = 0;
-  bool avx512_bf16 = false;
-  bool amx_bf16 = false;  // the CPU reports it (whether Linux grants its use is the kernels' check)
+  bool avx512_bf16 = false;  // the CPU has it and the OS saves its registers
+  bool amx_bf16 = false;     // AMX-BF16 and AMX-TILE reported (whether Linux grants the tile
+                             // state to this process is the attention kernels' check)
 };
 
 // This machine's CPU, read once.

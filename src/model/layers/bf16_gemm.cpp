@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "anchorctx/core/bf16.h"
+#include "anchorctx/core/cpu_info.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/isa.h"
 #include "anchorctx/core/parallel.h"
@@ -31,19 +32,6 @@
 
 namespace anchorctx::model {
 
-#ifdef ANCHORCTX_HAVE_DNNL
-namespace {
-bool cpu_has_avx512_bf16() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
-}  // namespace
-#endif
-
 bool native_bf16_available(std::string* why_not) {
   const auto no = [&](const char* reason) {
     if (why_not) *why_not = reason;
@@ -56,7 +44,7 @@ bool native_bf16_available(std::string* why_not) {
     return no(core::best_cpu_isa() < core::Isa::avx512
                   ? "the CPU lacks AVX-512"
                   : "ANCHORCTX_ISA lowers the instruction set below avx512");
-  if (!cpu_has_avx512_bf16()) return no("the CPU lacks AVX512_BF16");
+  if (!core::cpu_info().avx512_bf16) return no("the CPU lacks AVX512_BF16");
   return true;
 #endif
 }
