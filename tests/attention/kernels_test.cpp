@@ -600,20 +600,21 @@ TEST_F(Kernels, DeterministicAcrossThreadsAndRuns) {
   }
 }
 
-// With fewer (sequence, kv head) pairs than threads the backward switches from the fused
-// schedule to the two-pass one (dK/dV per key tile, then dQ per query tile). Both add every
-// contribution in the same order: the bits must not change with the thread count.
+// The backward runs one item per (sequence, kv head) where those items fill the threads, else
+// key tiles in turn (dq_turns.h): 1 to 6 such items on 1, 2 and 4 threads take both schedules.
+// Both add every contribution in the same order: the bits must not change with the thread count.
 TEST_F(Kernels, BackwardSchedulesAgreeToTheBit) {
   LayoutOptions options;
   options.min_sequences = 1;
-  options.max_sequences = 1;
+  options.max_sequences = 3;
   options.max_seq_len = 300;
   options.fewer_queries = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
   const RandomLayout r = random_layout(rng, options);
   SCOPED_TRACE(r.describe());
   for (MaskKind mask : kMasks) {
     for (DType dtype : {DType::f32, DType::bf16}) {
-      const AttentionDims dims{2, 1, 64};  // one sequence x one kv head: one fused item
+      const int kv_heads = std::uniform_int_distribution<int>(1, 2)(rng);
+      const AttentionDims dims{2 * kv_heads, kv_heads, 64};
       SCOPED_TRACE(describe(mask, dims, dtype));
       const Inputs in =
           random_inputs(rng, r.layout.total_q_tokens(), dims, dtype, r.total_tokens());
@@ -622,12 +623,12 @@ TEST_F(Kernels, BackwardSchedulesAgreeToTheBit) {
       for (const KernelPath& path : runnable_paths(dtype)) {
         PathOverride guard(path);
         SCOPED_TRACE("kernels " + path.name);
-        const KernelRun fused = run_kernels(plan, dims, dtype, in, with_path({0.0f, 1}, path));
-        const KernelRun two_pass = run_kernels(plan, dims, dtype, in, with_path({0.0f, 2}, path));
+        const KernelRun one = run_kernels(plan, dims, dtype, in, with_path({0.0f, 1}, path));
+        const KernelRun two = run_kernels(plan, dims, dtype, in, with_path({0.0f, 2}, path));
         const KernelRun four = run_kernels(plan, dims, dtype, in, with_path({0.0f, 4}, path));
-        EXPECT_TRUE(fused.same_bits(two_pass)) << "threads=1 (fused) and threads=2 differ";
-        EXPECT_TRUE(fused.same_bits(four)) << "threads=1 (fused) and threads=4 differ";
-        expect_close(two_pass.to_results(), ref, dtype);
+        EXPECT_TRUE(one.same_bits(two)) << "threads=1 (fused) and threads=2 differ";
+        EXPECT_TRUE(one.same_bits(four)) << "threads=1 (fused) and threads=4 differ";
+        expect_close(two.to_results(), ref, dtype);
       }
     }
   }
@@ -1012,8 +1013,8 @@ TEST_F(Kernels, NonFiniteInputsReachExactlyTheOutputsTheMaskAllows) {
       if (p.input == Input::dout) poisoned.dout[(p.token * hq + p.head) * d + p.dim] = p.value;
     }
     const Reach reach = expected_reach(r, mask, dims, poisons);
-    // One thread runs the fused backward; 8 threads, more than sequences x kv heads (<= 6), the
-    // two-pass one.
+    // One thread runs the fused backward; 8 threads, more than sequences x kv heads (<= 6), key
+    // tiles in turn.
     const KernelOptions thread_options{0.0f, trial % 4 < 2 ? 1 : 8};
 
     for (const KernelPath& path : runnable_paths(dtype)) {

@@ -8,10 +8,11 @@
 //   tiles the plan lists (a partial tile, or a run of full ones: next_forward_step), S = Q K^T,
 //   mask (partial tiles only), online softmax, O += P V; the row log-sum-exp is saved for the
 //   backward.
-// - backward (algorithm 2): one work item per (sequence, kv head); for each key tile of the
-//   sequence and each query tile that sees it: recompute P from the saved lse, then dV, dP,
-//   dS, dK, and dQ. The item owns every dQ row of its heads in its sequence, so dQ is summed
-//   without atomics, in plan order: bit-identical for any thread count.
+// - backward (algorithm 2): for each key tile of one kv head and each query tile that sees it:
+//   recompute P from the saved lse, then dV, dP, dS, dK, and dQ. Work items are whole
+//   sequences or single key tiles (schedule_backward); dQ rows take their contributions in
+//   ascending key-tile order whichever thread computes them (dq_turns.h): bit-identical for
+//   any thread count.
 // Scores are kept in base 2: Q is pre-scaled by scale * log2(e), so softmax uses exp2.
 // Which keys a query row sees comes from visible_keys (mask.h), computed once per call for
 // every query row (row_spans); non-finite input rows enter the products as zeros and are
@@ -37,6 +38,7 @@
 #include "anchorctx/attention/kernels.h"
 #include "anchorctx/core/bf16.h"
 #include "attention/cpu/cpu_kernels.h"
+#include "attention/cpu/dq_turns.h"
 #include "attention/cpu/nan_rules.h"
 
 namespace anchorctx::attention::cpu::ANCHORCTX_ISA {
@@ -629,7 +631,7 @@ struct BackwardInputs {
 
 // One (query tile, key tile) pair for one query head h, over the key tile's column window:
 // P = exp2(scale * log2e * Q K^T - lse * log2e) into w.p and dS = P * (dO V^T - delta) into
-// w.ds, both [m, nw]. Both backward schedules call exactly this, so they agree to the bit.
+// w.ds, both [m, nw].
 struct PairWindow {
   const Tile& q_tile;
   const Tile& kv_tile;
@@ -699,11 +701,11 @@ void accumulate_dq(const BackwardInputs& in, const PairWindow& pw, int h, int kv
 }
 
 // Key tile j of one kv head: dK and dV of its rows over every query tile that sees it (query
-// tiles, then heads, ascending), and -- in the fused schedule -- the dQ contributions too.
+// tiles, then heads, ascending), and its dQ contributions, each in its turn.
 template <typename T>
 void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
                       const BackwardStrides& st, const BackwardInputs& in, float scale, int j,
-                      int kv_head, bool with_dq, BackwardTiles& w) {
+                      int kv_head, DqTurns& turns, BackwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int group = dims.heads_q / dims.heads_kv;
   const Tile& kt = plan.kv_tile(j);
@@ -720,7 +722,7 @@ void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const Ba
                 w.dv + pw.win.lo * Dp, Dp, true);
       Gemm::run(pw.n, Dp, pw.m, w.ds, 1, pw.nw, in.q.at(h, pw.q_tile.begin), Dp,
                 w.dk + pw.win.lo * Dp, Dp, true);
-      if (with_dq) accumulate_dq(in, pw, h, kv_head, w);
+      turns.in_turn(ref.tile, h, j, [&] { accumulate_dq(in, pw, h, kv_head, w); });
     }
   }
 
@@ -735,18 +737,34 @@ void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const Ba
   }
 }
 
-// Query tile i of one kv head's group: its dQ over every key tile it sees, in ascending order --
-// the order in which the fused schedule adds the same contributions.
-void backward_q_tile(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
-                     const BackwardInputs& in, float scale, int i, int kv_head, BackwardTiles& w) {
-  const int group = dims.heads_q / dims.heads_kv;
-  for (const TileRef& ref : plan.kv_tiles_of(i)) {
-    const PairWindow pw = pair_window(plan, in, i, ref.tile, ref.kind);
-    for (int g = 0; g < group; ++g) {
-      const int h = kv_head * group + g;
-      pair_probabilities(plan, t, in, scale, pw, ref.tile, ref.kind, h, kv_head, w);
-      accumulate_dq(in, pw, h, kv_head, w);
+// The backward's two schedules of key-tile work, kv_tile(j, kv_head); both add every
+// contribution in the same order (dq_turns.h), so the choice -- which depends on the thread
+// count -- never changes a bit. Call inside the parallel region.
+// - fused: one item per (sequence, kv head), its key tiles ascending. No thread ever waits and
+//   each keeps its own dQ rows; taken when these items fill the threads' rounds to 85%.
+// - key tiles in turn: one item per (kv head, key tile), head by head, ascending: the threads
+//   on a head share its inputs in cache and wait their turns to add to dQ. It keeps every
+//   thread busy however few (sequence, kv head) items there are, at the price of those waits
+//   and of dQ rows moving between cores.
+template <typename KvTile>
+void schedule_backward(const BlockPlan& plan, int heads_kv, int threads, DqTurns& turns,
+                       KvTile&& kv_tile) {
+  const std::int64_t sequence_items =
+      static_cast<std::int64_t>(plan.layout().num_sequences()) * heads_kv;
+  const std::int64_t rounds = (sequence_items + threads - 1) / threads;
+  if (sequence_items * 100 >= rounds * threads * 85) {
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t item = 0; item < sequence_items; ++item) {
+      const int seq = static_cast<int>(item / heads_kv);
+      for (int j = plan.first_kv_tile(seq); j < plan.first_kv_tile(seq + 1); ++j)
+        kv_tile(j, static_cast<int>(item % heads_kv));
     }
+  } else {
+    const int kv_tiles = plan.num_kv_tiles();
+    const std::int64_t items = static_cast<std::int64_t>(kv_tiles) * heads_kv;
+    for (std::int64_t item = turns.next_item(); item < items; item = turns.next_item())
+      kv_tile(static_cast<int>(item % kv_tiles), static_cast<int>(item / kv_tiles));
+#pragma omp barrier
   }
 }
 
@@ -769,11 +787,7 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
   std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
       v_bad(Hkv * tk);
   const View<const T> out = view<T>(t.out, st.out), dout = view<T>(t.dout, st.dout);
-  const std::int64_t sequence_items =
-      static_cast<std::int64_t>(plan.layout().num_sequences()) * Hkv;
-  // Both schedules add every contribution in the same order, so the choice -- which depends
-  // on the thread count -- never changes a bit of the result.
-  const bool fused = sequence_items >= threads;
+  DqTurns turns(plan, Hq);
 
 #pragma omp parallel num_threads(threads)
   {
@@ -791,32 +805,9 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
     delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
     BackwardTiles tiles(ts, tsp, Dp);
-    if (fused) {
-      // One item per (sequence, kv head): it owns the dQ rows of its heads in its sequence.
-#pragma omp for schedule(dynamic, 1)
-      for (std::int64_t item = 0; item < sequence_items; ++item) {
-        const int seq = static_cast<int>(item / Hkv), kv_head = static_cast<int>(item % Hkv);
-        for (int j = plan.first_kv_tile(seq); j < plan.first_kv_tile(seq + 1); ++j)
-          backward_kv_tile<T>(plan, dims, t, st, in, scale, j, kv_head, true, tiles);
-      }
-    } else {
-      // Too few sequences x kv heads for the threads: dK, dV per key tile, then dQ per query
-      // tile, recomputing P and dS (7 products a pair instead of 5, on every thread). Early
-      // key tiles and late query tiles see the most work (causal): they go first.
-      const std::int64_t kv_items = static_cast<std::int64_t>(plan.num_kv_tiles()) * Hkv;
-#pragma omp for schedule(dynamic, 1)
-      for (std::int64_t item = 0; item < kv_items; ++item) {
-        backward_kv_tile<T>(plan, dims, t, st, in, scale, static_cast<int>(item / Hkv),
-                            static_cast<int>(item % Hkv), false, tiles);
-      }
-      const std::int64_t q_items = static_cast<std::int64_t>(plan.num_q_tiles()) * Hkv;
-#pragma omp for schedule(dynamic, 1)
-      for (std::int64_t item = q_items - 1; item >= 0; --item) {
-        backward_q_tile(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
-                        static_cast<int>(item % Hkv), tiles);
-      }
-    }
-
+    schedule_backward(plan, Hkv, threads, turns, [&](int j, int kv_head) {
+      backward_kv_tile<T>(plan, dims, t, st, in, scale, j, kv_head, turns, tiles);
+    });
     write_dq(view<T>(t.dq, st.dq), in.dq_acc, Hq, D, scale);
   }
   poison_backward(plan, dims, t, st, q_bad.data(), dout_bad.data(), out_bad.data(), k_bad.data(),

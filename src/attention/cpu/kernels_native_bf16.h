@@ -374,11 +374,10 @@ NativePair native_pair(const BlockPlan& plan, const NativeBackwardInputs& in, in
 
 // pair_probabilities of kernels_impl.h on bf16 products: P into w.p and dS = P (dP - delta)
 // into w.ds, both float32 [m, nw]; then what the caller's products take, rounded to bf16: P
-// and dS as pairs of rows (for dV^T and dK^T) when `for_kv`, dS as rows (for dQ) when
-// `for_dq`. Both backward schedules call exactly this, so they agree to the bit.
+// and dS as pairs of rows (for dV^T and dK^T), dS as rows (for dQ).
 void native_probabilities(const BlockPlan& plan, const BackwardTensors& t,
                           const NativeBackwardInputs& in, float scale, const NativePair& pw, int h,
-                          int kv_head, bool for_kv, bool for_dq, NativeBackwardTiles& w) {
+                          int kv_head, NativeBackwardTiles& w) {
   const AttentionLayout& layout = plan.layout();
   const std::int64_t tq = layout.total_q_tokens();
   const Tile& qt = plan.q_tile(pw.q_tile);
@@ -417,11 +416,9 @@ void native_probabilities(const BlockPlan& plan, const BackwardTensors& t,
     for (int c = 0; c < nw; c += W)
       S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
   }
-  if (for_kv) {
-    pack_pairs(w.p, m, nw, w.p_pairs.get());
-    pack_pairs(w.ds, m, nw, w.ds_pairs.get());
-  }
-  if (for_dq) round_rows(w.ds, m, nw, w.ds_rows.get());
+  pack_pairs(w.p, m, nw, w.p_pairs.get());
+  pack_pairs(w.ds, m, nw, w.ds_pairs.get());
+  round_rows(w.ds, m, nw, w.ds_rows.get());
 }
 
 // dQ += dS K for the pair in w.ds_rows, into the float32 accumulator rows of head h.
@@ -437,11 +434,11 @@ void native_accumulate_dq(const BlockPlan& plan, const NativeBackwardInputs& in,
 }
 
 // backward_kv_tile of kernels_impl.h: dK and dV of key tile j (transposed while they sum),
-// and in the fused schedule the dQ contributions, in the same order.
+// and its dQ contributions, each in its turn.
 void native_backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims,
                              const BackwardTensors& t, const BackwardStrides& st,
                              const NativeBackwardInputs& in, float scale, int j, int kv_head,
-                             bool with_dq, NativeBackwardTiles& w) {
+                             DqTurns& turns, NativeBackwardTiles& w) {
   const int D = dims.head_dim, Dp = round_up(D, W);
   const int tsp = round_up(plan.tile_size(), W);
   const int group = dims.heads_q / dims.heads_kv;
@@ -453,7 +450,7 @@ void native_backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims,
     const NativePair pw = native_pair(plan, in, ref.tile, j, ref.kind);
     for (int g = 0; g < group; ++g) {
       const int h = kv_head * group + g;
-      native_probabilities(plan, t, in, scale, pw, h, kv_head, true, with_dq, w);
+      native_probabilities(plan, t, in, scale, pw, h, kv_head, w);
       const std::ptrdiff_t q_tile_at =
           (static_cast<std::ptrdiff_t>(h) * plan.num_q_tiles() + ref.tile) * in.tile_elems;
       // dV^T += dO^T P  [D, nw];  dK^T += Q^T dS  [D, nw]  (columns of the window)
@@ -461,7 +458,7 @@ void native_backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims,
                     w.dvt + pw.win.lo, tsp, true);
       Bf16Gemm::run(D, pw.nw, (pw.m + 1) / 2, in.qt + q_tile_at, tsp, w.ds_pairs.get(), pw.nw,
                     w.dkt + pw.win.lo, tsp, true);
-      if (with_dq) native_accumulate_dq(plan, in, pw, h, kv_head, Dp, w);
+      turns.in_turn(ref.tile, h, j, [&] { native_accumulate_dq(plan, in, pw, h, kv_head, Dp, w); });
     }
   }
 
@@ -473,22 +470,6 @@ void native_backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims,
     for (int c = 0; c < D; ++c) {
       from_f32(w.dkt[c * tsp + r] * scale, dk_row + c);
       from_f32(w.dvt[c * tsp + r], dv_row + c);
-    }
-  }
-}
-
-// backward_q_tile of kernels_impl.h: dQ of query tile i over its key tiles, ascending.
-void native_backward_q_tile(const BlockPlan& plan, const AttentionDims& dims,
-                            const BackwardTensors& t, const NativeBackwardInputs& in, float scale,
-                            int i, int kv_head, NativeBackwardTiles& w) {
-  const int group = dims.heads_q / dims.heads_kv;
-  const int Dp = round_up(dims.head_dim, W);
-  for (const TileRef& ref : plan.kv_tiles_of(i)) {
-    const NativePair pw = native_pair(plan, in, i, ref.tile, ref.kind);
-    for (int g = 0; g < group; ++g) {
-      const int h = kv_head * group + g;
-      native_probabilities(plan, t, in, scale, pw, h, kv_head, false, true, w);
-      native_accumulate_dq(plan, in, pw, h, kv_head, Dp, w);
     }
   }
 }
@@ -518,9 +499,7 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
   const View<const U16> q = view<U16>(t.q, st.q), k = view<U16>(t.k, st.k),
                         v = view<U16>(t.v, st.v), out = view<U16>(t.out, st.out),
                         dout = view<U16>(t.dout, st.dout);
-  const std::int64_t sequence_items =
-      static_cast<std::int64_t>(plan.layout().num_sequences()) * Hkv;
-  const bool fused = sequence_items >= threads;  // as in backward_typed: never changes a bit
+  DqTurns turns(plan, Hq);
 
 #pragma omp parallel num_threads(threads)
   {
@@ -545,27 +524,9 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
     delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
     NativeBackwardTiles tiles(ts, tsp, Dp);
-    if (fused) {
-#pragma omp for schedule(dynamic, 1)
-      for (std::int64_t item = 0; item < sequence_items; ++item) {
-        const int seq = static_cast<int>(item / Hkv), kv_head = static_cast<int>(item % Hkv);
-        for (int j = plan.first_kv_tile(seq); j < plan.first_kv_tile(seq + 1); ++j)
-          native_backward_kv_tile(plan, dims, t, st, in, scale, j, kv_head, true, tiles);
-      }
-    } else {
-      const std::int64_t kv_items = static_cast<std::int64_t>(plan.num_kv_tiles()) * Hkv;
-#pragma omp for schedule(dynamic, 1)
-      for (std::int64_t item = 0; item < kv_items; ++item) {
-        native_backward_kv_tile(plan, dims, t, st, in, scale, static_cast<int>(item / Hkv),
-                                static_cast<int>(item % Hkv), false, tiles);
-      }
-      const std::int64_t q_items = static_cast<std::int64_t>(plan.num_q_tiles()) * Hkv;
-#pragma omp for schedule(dynamic, 1)
-      for (std::int64_t item = q_items - 1; item >= 0; --item) {
-        native_backward_q_tile(plan, dims, t, in, scale, static_cast<int>(item / Hkv),
-                               static_cast<int>(item % Hkv), tiles);
-      }
-    }
+    schedule_backward(plan, Hkv, threads, turns, [&](int j, int kv_head) {
+      native_backward_kv_tile(plan, dims, t, st, in, scale, j, kv_head, turns, tiles);
+    });
     write_dq(view<U16>(t.dq, st.dq), in.dq_acc, Hq, D, scale);
   }
   poison_backward(plan, dims, t, st, q_bad.data(), dout_bad.data(), out_bad.data(), k_bad.data(),
