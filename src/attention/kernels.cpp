@@ -2,7 +2,9 @@
 // instruction set (a CUDA backend will be chosen here by where the tensors live).
 #include "anchorctx/attention/kernels.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
@@ -139,6 +141,21 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
   cpu_kernels(t.dtype, options)
       .backward(plan, dims, t, s, resolve_scale(dims, options),
                 core::resolve_threads(options.threads));
+}
+
+BackwardSchedule backward_schedule(const BlockPlan& plan, const AttentionDims& dims, int threads) {
+  const std::int64_t items =
+      static_cast<std::int64_t>(plan.layout().num_sequences()) * std::max(dims.heads_kv, 1);
+  const std::int64_t workers = core::resolve_threads(threads);
+  const std::int64_t rounds = (items + workers - 1) / workers;
+  // Key tiles in turn keep every thread busy but wait for their turns and move dQ rows between
+  // cores: 10% slower than fused where both fill 2 threads (docs/PERFORMANCE.md).
+  return items * 100 >= rounds * workers * 85 ? BackwardSchedule::fused
+                                              : BackwardSchedule::key_tiles_in_turn;
+}
+
+const char* to_string(BackwardSchedule schedule) {
+  return schedule == BackwardSchedule::fused ? "fused" : "key_tiles_in_turn";
 }
 
 std::string kernel_isa() {

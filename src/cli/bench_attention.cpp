@@ -232,6 +232,7 @@ void run(const Args& a) {
   const double bwd_ms = a.no_backward ? std::nan("") : core::median(bwd_runs);
   const double bwd_gflops = a.no_backward ? std::nan("") : bwd_flops / (bwd_ms * 1e-3) * 1e-9;
   const std::string isa = attn::kernel_isa(dtype, options);
+  const attn::BackwardSchedule backward_schedule = attn::backward_schedule(plan, dims, threads);
 
   std::string table;
   table += fmt::format("anchorctx bench attention ({} kernels, {} threads, anchorctx {})\n", isa,
@@ -254,8 +255,9 @@ void run(const Args& a) {
   table += fmt::format("  {:<10} {:>12.2f} {:>10.1f} {:>8.1f}%\n", "forward", fwd_ms, fwd_gflops,
                        100.0 * fwd_gflops / sgemm);
   if (!a.no_backward) {
-    table += fmt::format("  {:<10} {:>12.2f} {:>10.1f} {:>8.1f}%\n", "backward", bwd_ms, bwd_gflops,
-                         100.0 * bwd_gflops / sgemm);
+    table +=
+        fmt::format("  {:<10} {:>12.2f} {:>10.1f} {:>8.1f}%   (schedule {})\n", "backward", bwd_ms,
+                    bwd_gflops, 100.0 * bwd_gflops / sgemm, attn::to_string(backward_schedule));
   }
   table += fmt::format("  {:<10} {:>12} {:>10.1f} {:>8}   ({}^3 float32, {} runs)\n", "sgemm", "",
                        sgemm, "100.0%", kSgemmSize, kSgemmRepeat);
@@ -323,6 +325,8 @@ void run(const Args& a) {
                           ? nlohmann::json(std::string(model::to_string(bf16_compute)))
                           : nlohmann::json(nullptr);
   j["threads"] = threads;
+  j["backward_schedule"] =
+      a.no_backward ? nlohmann::json(nullptr) : nlohmann::json(attn::to_string(backward_schedule));
   j["tokens"] = tokens;
   j["num_documents"] = num_docs;
   j["plan"] = {{"tile_size", plan.tile_size()},

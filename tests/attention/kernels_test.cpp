@@ -600,6 +600,30 @@ TEST_F(Kernels, DeterministicAcrossThreadsAndRuns) {
   }
 }
 
+// backward_schedule: fused where (sequence, kv head) items fill the threads' rounds to 85%,
+// else key tiles in turn.
+TEST(BackwardSchedule, FusedWhereItsItemsFillTheThreads) {
+  const auto schedule = [](int sequences, int heads_kv, int threads) {
+    const std::vector<std::vector<std::int32_t>> docs(static_cast<std::size_t>(sequences),
+                                                      std::vector<std::int32_t>{100});
+    const BlockPlan plan =
+        BlockPlan::build(AttentionLayout::from_document_lengths(docs, 0), Mask{});
+    return backward_schedule(plan, AttentionDims{2 * heads_kv, heads_kv, 64}, threads);
+  };
+  constexpr BackwardSchedule fused = BackwardSchedule::fused;
+  constexpr BackwardSchedule in_turn = BackwardSchedule::key_tiles_in_turn;
+  EXPECT_EQ(schedule(1, 1, 1), fused);
+  EXPECT_EQ(schedule(1, 2, 2), fused);
+  EXPECT_EQ(schedule(1, 1, 2), in_turn);   // one item, two threads
+  EXPECT_EQ(schedule(3, 1, 2), in_turn);   // a second round for one item: 75%
+  EXPECT_EQ(schedule(1, 7, 8), fused);     // 7 of 8 threads: 87.5%
+  EXPECT_EQ(schedule(1, 8, 64), in_turn);  // Llama 3 8B's kv heads on 64 cores
+  EXPECT_EQ(schedule(2, 8, 16), fused);
+  EXPECT_EQ(schedule(9, 2, 8), in_turn);  // 18 items in 3 rounds of 8: 75%
+  EXPECT_STREQ(to_string(fused), "fused");
+  EXPECT_STREQ(to_string(in_turn), "key_tiles_in_turn");
+}
+
 // The backward runs one item per (sequence, kv head) where those items fill the threads, else
 // key tiles in turn (dq_turns.h): 1 to 6 such items on 1, 2 and 4 threads take both schedules.
 // Both add every contribution in the same order: the bits must not change with the thread count.

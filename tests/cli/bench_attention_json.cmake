@@ -9,7 +9,7 @@ endif()
 
 set(REQUIRED_KEYS fwd_ms bwd_ms fwd_gflops bwd_gflops visible_fraction visible_pairs
     causal_pairs sgemm_gflops isa threads plan seq_len batch heads kv_heads head_dim mask docs
-    anchor_len seed dtype repeat warmup_ms tile cpu)
+    anchor_len seed dtype repeat warmup_ms tile cpu backward_schedule)
 set(SMALL --seq-len 512 --heads 2 --head-dim 64 --repeat 1 --json)
 
 include(${CMAKE_CURRENT_LIST_DIR}/cli_checks.cmake)
@@ -71,6 +71,7 @@ if(NOT tiles GREATER 0)
 endif()
 
 run_json(j ${SMALL} --dtype bf16 --mask causal --threads 1)
+expect_key("${j}" backward_schedule fused)
 expect_key("${j}" dtype bf16)
 expect_key("${j}" mask causal)
 expect_key("${j}" anchor_len 0)
@@ -160,6 +161,10 @@ if(NOT saved MATCHES "64\n\n64")
 endif()
 run_json(j ${SMALL} --heads 4 --kv-heads 2 --batch 2 --mask intra_doc --docs "file:${docs_file}")
 expect_key("${j}" visible_pairs ${pairs})
+
+# One sequence and one kv head on 3 threads: key tiles in turn (attention::backward_schedule).
+run_json(j ${SMALL} --kv-heads 1 --threads 3)
+expect_key("${j}" backward_schedule key_tiles_in_turn)
 
 # The bench on a tiny shape with ARGN must fail with a message matching `regex`.
 function(expect_bench_failure regex)

@@ -98,6 +98,14 @@ void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTens
 void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& tensors,
               const KernelOptions& options = {}, const BackwardStrides& strides = {});
 
+// How backward() shares its work among threads (0: all cores): `fused`, one work item per
+// (sequence, kv head), where those items fill the threads' rounds to 85%; else
+// `key_tiles_in_turn`, one item per key tile of a kv head, the dQ rows shared by several items
+// taking their contributions in turn. The same bits either way; benchmarks report which ran.
+enum class BackwardSchedule { fused, key_tiles_in_turn };
+BackwardSchedule backward_schedule(const BlockPlan& plan, const AttentionDims& dims, int threads);
+const char* to_string(BackwardSchedule schedule);
+
 // The instruction set the kernels run with on this machine: "avx512", "avx2" or "portable".
 // The environment variable ANCHORCTX_ISA (same names) lowers it, for tests and comparisons.
 std::string kernel_isa();

@@ -737,24 +737,23 @@ void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const Ba
   }
 }
 
-// The backward's two schedules of key-tile work, kv_tile(j, kv_head); both add every
-// contribution in the same order (dq_turns.h), so the choice -- which depends on the thread
-// count -- never changes a bit. Call inside the parallel region.
+// The two schedules of the backward's key-tile work, kv_tile(j, kv_head), as
+// backward_schedule (kernels.h) picks them; both add every contribution in the same order
+// (dq_turns.h), so the choice -- which depends on the thread count -- never changes a bit.
+// Call inside the parallel region.
 // - fused: one item per (sequence, kv head), its key tiles ascending. No thread ever waits and
-//   each keeps its own dQ rows; taken when these items fill the threads' rounds to 85%.
+//   each keeps its own dQ rows.
 // - key tiles in turn: one item per (kv head, key tile), head by head, ascending: the threads
 //   on a head share its inputs in cache and wait their turns to add to dQ. It keeps every
-//   thread busy however few (sequence, kv head) items there are, at the price of those waits
-//   and of dQ rows moving between cores.
+//   thread busy however few (sequence, kv head) items there are.
 template <typename KvTile>
-void schedule_backward(const BlockPlan& plan, int heads_kv, int threads, DqTurns& turns,
-                       KvTile&& kv_tile) {
-  const std::int64_t sequence_items =
-      static_cast<std::int64_t>(plan.layout().num_sequences()) * heads_kv;
-  const std::int64_t rounds = (sequence_items + threads - 1) / threads;
-  if (sequence_items * 100 >= rounds * threads * 85) {
+void schedule_backward(const BlockPlan& plan, const AttentionDims& dims, int threads,
+                       DqTurns& turns, KvTile&& kv_tile) {
+  const int heads_kv = dims.heads_kv;
+  if (backward_schedule(plan, dims, threads) == BackwardSchedule::fused) {
+    const std::int64_t items = static_cast<std::int64_t>(plan.layout().num_sequences()) * heads_kv;
 #pragma omp for schedule(dynamic, 1)
-    for (std::int64_t item = 0; item < sequence_items; ++item) {
+    for (std::int64_t item = 0; item < items; ++item) {
       const int seq = static_cast<int>(item / heads_kv);
       for (int j = plan.first_kv_tile(seq); j < plan.first_kv_tile(seq + 1); ++j)
         kv_tile(j, static_cast<int>(item % heads_kv));
@@ -805,7 +804,7 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
     delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
     BackwardTiles tiles(ts, tsp, Dp);
-    schedule_backward(plan, Hkv, threads, turns, [&](int j, int kv_head) {
+    schedule_backward(plan, dims, threads, turns, [&](int j, int kv_head) {
       backward_kv_tile<T>(plan, dims, t, st, in, scale, j, kv_head, turns, tiles);
     });
     write_dq(view<T>(t.dq, st.dq), in.dq_acc, Hq, D, scale);

@@ -524,7 +524,7 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
     delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
     NativeBackwardTiles tiles(ts, tsp, Dp);
-    schedule_backward(plan, Hkv, threads, turns, [&](int j, int kv_head) {
+    schedule_backward(plan, dims, threads, turns, [&](int j, int kv_head) {
       native_backward_kv_tile(plan, dims, t, st, in, scale, j, kv_head, turns, tiles);
     });
     write_dq(view<U16>(t.dq, st.dq), in.dq_acc, Hq, D, scale);
