@@ -738,19 +738,17 @@ void backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims, const Ba
 }
 
 // The two schedules of the backward's key-tile work, kv_tile(j, kv_head), as
-// backward_schedule (kernels.h) picks them; both add every contribution in the same order
-// (dq_turns.h), so the choice -- which depends on the thread count -- never changes a bit.
-// Call inside the parallel region.
+// backward_schedule (kernels.h) picks them from the thread count; both add every contribution in
+// the same order (dq_turns.h), so the choice never changes a bit. Call inside the parallel region.
 // - fused: one item per (sequence, kv head), its key tiles ascending. No thread ever waits and
 //   each keeps its own dQ rows.
 // - key tiles in turn: one item per (kv head, key tile), head by head, ascending: the threads
 //   on a head share its inputs in cache and wait their turns to add to dQ. It keeps every
 //   thread busy however few (sequence, kv head) items there are.
 template <typename KvTile>
-void schedule_backward(const BlockPlan& plan, const AttentionDims& dims, int threads,
+void schedule_backward(const BlockPlan& plan, int heads_kv, BackwardSchedule schedule,
                        DqTurns& turns, KvTile&& kv_tile) {
-  const int heads_kv = dims.heads_kv;
-  if (backward_schedule(plan, dims, threads) == BackwardSchedule::fused) {
+  if (schedule == BackwardSchedule::fused) {
     const std::int64_t items = static_cast<std::int64_t>(plan.layout().num_sequences()) * heads_kv;
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t item = 0; item < items; ++item) {
@@ -786,6 +784,7 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
   std::vector<std::uint8_t> q_bad(Hq * tq), dout_bad(Hq * tq), out_bad(Hq * tq), k_bad(Hkv * tk),
       v_bad(Hkv * tk);
   const View<const T> out = view<T>(t.out, st.out), dout = view<T>(t.dout, st.dout);
+  const BackwardSchedule schedule = backward_schedule(plan, dims, threads);
   DqTurns turns(plan, Hq);
 
 #pragma omp parallel num_threads(threads)
@@ -804,7 +803,7 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
     delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
     BackwardTiles tiles(ts, tsp, Dp);
-    schedule_backward(plan, dims, threads, turns, [&](int j, int kv_head) {
+    schedule_backward(plan, Hkv, schedule, turns, [&](int j, int kv_head) {
       backward_kv_tile<T>(plan, dims, t, st, in, scale, j, kv_head, turns, tiles);
     });
     write_dq(view<T>(t.dq, st.dq), in.dq_acc, Hq, D, scale);

@@ -499,6 +499,7 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
   const View<const U16> q = view<U16>(t.q, st.q), k = view<U16>(t.k, st.k),
                         v = view<U16>(t.v, st.v), out = view<U16>(t.out, st.out),
                         dout = view<U16>(t.dout, st.dout);
+  const BackwardSchedule schedule = backward_schedule(plan, dims, threads);
   DqTurns turns(plan, Hq);
 
 #pragma omp parallel num_threads(threads)
@@ -524,7 +525,7 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
     delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
     NativeBackwardTiles tiles(ts, tsp, Dp);
-    schedule_backward(plan, dims, threads, turns, [&](int j, int kv_head) {
+    schedule_backward(plan, Hkv, schedule, turns, [&](int j, int kv_head) {
       native_backward_kv_tile(plan, dims, t, st, in, scale, j, kv_head, turns, tiles);
     });
     write_dq(view<U16>(t.dq, st.dq), in.dq_acc, Hq, D, scale);
