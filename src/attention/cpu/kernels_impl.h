@@ -651,45 +651,59 @@ PairWindow pair_window(const BlockPlan& plan, const BackwardInputs& in, int q_ti
   return {qt, kt, win, qt.size(), n, round_up(n, W)};
 }
 
+// The saved statistics of a pair's m query rows, from row `row0` of head-major [Hq, Tq] arrays:
+// lse in base 2 and delta. A row that sees nothing has lse = -inf, and a NaN or +inf lse marks
+// a bad row (its gradients become NaN in poison_backward): +inf here makes their P exactly 0.
+void pair_row_stats(const float* lse, const float* delta, std::int64_t row0, int m, float* lse2,
+                    float* delta_rows) {
+  for (int r = 0; r < m; ++r) {
+    const float x = lse[row0 + r];
+    lse2[r] = std::isfinite(x) ? x * kLog2e : std::numeric_limits<float>::infinity();
+    delta_rows[r] = delta[row0 + r];
+  }
+}
+
+// P = exp2(scale * log2e * S - lse2) in place over [m, nw] scores, then 0 outside each row's
+// visible columns: the row's spans (rows[r], partial tiles, window starting at column c0) or
+// the first n columns.
+void scores_to_probabilities(float* p, int m, int n, int nw, const float* lse2, float scale,
+                             bool partial, const KeySpans* rows, std::int32_t c0) {
+  const V vs = S::set1(scale * kLog2e);
+  for (int r = 0; r < m; ++r) {
+    float* row = p + r * nw;
+    const V vl = S::set1(lse2[r]);
+    for (int c = 0; c < nw; c += W)
+      S::store(row + c, S::exp2(S::load(row + c) * vs - vl));
+    // Masked after exp2, to 0: a -inf score times a negative scale would be +inf.
+    if (partial || n != nw)
+      mask_row(row, nw, partial ? window_span(rows[r], c0, n) : RowSpan{0, 0, n}, 0.0f);
+  }
+}
+
+// dS = P * (dP - delta) in place over [m, nw] (ds holds dP = dO V^T).
+void dp_to_ds(const float* p, float* ds, int m, int nw, const float* delta_rows) {
+  for (int r = 0; r < m; ++r) {
+    const V vd = S::set1(delta_rows[r]);
+    for (int c = 0; c < nw; c += W)
+      S::store(ds + r * nw + c, S::load(p + r * nw + c) * (S::load(ds + r * nw + c) - vd));
+  }
+}
+
 void pair_probabilities(const BlockPlan& plan, const BackwardTensors& t, const BackwardInputs& in,
                         float scale, const PairWindow& pw, int kv_tile, TileKind kind, int h,
                         int kv_head, BackwardTiles& w) {
   const AttentionLayout& layout = plan.layout();
-  const std::int64_t tq = layout.total_q_tokens();
   const Tile& qt = pw.q_tile;
-  const int m = pw.m, n = pw.n, nw = pw.nw, Dp = static_cast<int>(in.q.row_stride);
-  const std::int32_t c0 = pw.kv_tile.begin - layout.seq_begin(pw.kv_tile.seq) + pw.win.lo;
-  const bool partial = kind == TileKind::partial;
-  for (int r = 0; r < m; ++r) {
-    const float lse = t.lse[h * tq + qt.begin + r];
-    // A row that sees nothing has lse = -inf, and a NaN or +inf lse marks a bad row (its
-    // gradients become NaN in poison_backward): +inf here makes their P exactly 0.
-    w.lse2[r] = std::isfinite(lse) ? lse * kLog2e : std::numeric_limits<float>::infinity();
-    w.delta[r] = in.delta[h * tq + qt.begin + r];
-  }
-  const float* q_rows = in.q.at(h, qt.begin);
-  Gemm::run(m, nw, Dp, q_rows, Dp, 1, in.kt.at(kv_head, kv_tile) + pw.win.lo, in.kt.ld, w.p, nw,
-            false);
-  const V vs = S::set1(scale * kLog2e);
-  for (int r = 0; r < m; ++r) {
-    float* p = w.p + r * nw;
-    const V vl = S::set1(w.lse2[r]);
-    for (int c = 0; c < nw; c += W)
-      S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
-    // Masked after exp2, to 0: a -inf score times a negative scale would be +inf.
-    if (partial || n != nw)
-      mask_row(p, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n},
-               0.0f);
-  }
+  const int m = pw.m, nw = pw.nw, Dp = static_cast<int>(in.q.row_stride);
+  pair_row_stats(t.lse, in.delta, h * layout.total_q_tokens() + qt.begin, m, w.lse2, w.delta);
+  Gemm::run(m, nw, Dp, in.q.at(h, qt.begin), Dp, 1, in.kt.at(kv_head, kv_tile) + pw.win.lo,
+            in.kt.ld, w.p, nw, false);
+  scores_to_probabilities(w.p, m, pw.n, nw, w.lse2, scale, kind == TileKind::partial,
+                          in.spans.data() + qt.begin,
+                          pw.kv_tile.begin - layout.seq_begin(pw.kv_tile.seq) + pw.win.lo);
   Gemm::run(m, nw, Dp, in.dout.at(h, qt.begin), Dp, 1, in.vt.at(kv_head, kv_tile) + pw.win.lo,
             in.vt.ld, w.ds, nw, false);
-  for (int r = 0; r < m; ++r) {
-    const V vd = S::set1(w.delta[r]);
-    float* ds = w.ds + r * nw;
-    const float* p = w.p + r * nw;
-    for (int c = 0; c < nw; c += W)
-      S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
-  }
+  dp_to_ds(w.p, w.ds, m, nw, w.delta);
 }
 
 // dQ += dS K for the pair in w.ds, into the float32 accumulator rows of head h.

@@ -379,43 +379,22 @@ void native_probabilities(const BlockPlan& plan, const BackwardTensors& t,
                           const NativeBackwardInputs& in, float scale, const NativePair& pw, int h,
                           int kv_head, NativeBackwardTiles& w) {
   const AttentionLayout& layout = plan.layout();
-  const std::int64_t tq = layout.total_q_tokens();
   const Tile& qt = plan.q_tile(pw.q_tile);
   const Tile& kt = plan.kv_tile(pw.kv_tile);
-  const int m = pw.m, n = pw.n, nw = pw.nw;
+  const int m = pw.m, nw = pw.nw;
   const int Dp = in.Dp, tsp = in.tsp;
-  const std::int32_t c0 = kt.begin - layout.seq_begin(kt.seq) + pw.win.lo;
-  const bool partial = pw.kind == TileKind::partial;
-  for (int r = 0; r < m; ++r) {
-    const float lse = t.lse[h * tq + qt.begin + r];
-    // As in pair_probabilities: -inf (sees nothing) and bad lse values make P exactly 0.
-    w.lse2[r] = std::isfinite(lse) ? lse * kLog2e : std::numeric_limits<float>::infinity();
-    w.delta[r] = in.delta[h * tq + qt.begin + r];
-  }
+  const std::int64_t row0 = h * layout.total_q_tokens() + qt.begin;
+  pair_row_stats(t.lse, in.delta, row0, m, w.lse2, w.delta);
   const std::ptrdiff_t tile_at =
       (static_cast<std::ptrdiff_t>(kv_head) * plan.num_kv_tiles() + pw.kv_tile) * in.tile_elems;
-  Bf16Gemm::run(m, nw, Dp / 2, in.q + (h * tq + qt.begin) * Dp, Dp,
-                words(in.kt + tile_at) + pw.win.lo, tsp, w.p, nw, false);
-  const V vs = S::set1(scale * kLog2e);
-  for (int r = 0; r < m; ++r) {
-    float* p = w.p + r * nw;
-    const V vl = S::set1(w.lse2[r]);
-    for (int c = 0; c < nw; c += W)
-      S::store(p + c, S::exp2(S::load(p + c) * vs - vl));
-    // As in pair_probabilities: masked after exp2, to 0, whatever the sign of the scale.
-    if (partial || n != nw)
-      mask_row(p, nw, partial ? window_span(in.spans[qt.begin + r], c0, n) : RowSpan{0, 0, n},
-               0.0f);
-  }
-  Bf16Gemm::run(m, nw, Dp / 2, in.dout + (h * tq + qt.begin) * Dp, Dp,
-                words(in.vt + tile_at) + pw.win.lo, tsp, w.ds, nw, false);
-  for (int r = 0; r < m; ++r) {
-    const V vd = S::set1(w.delta[r]);
-    float* ds = w.ds + r * nw;
-    const float* p = w.p + r * nw;
-    for (int c = 0; c < nw; c += W)
-      S::store(ds + c, S::load(p + c) * (S::load(ds + c) - vd));
-  }
+  Bf16Gemm::run(m, nw, Dp / 2, in.q + row0 * Dp, Dp, words(in.kt + tile_at) + pw.win.lo, tsp, w.p,
+                nw, false);
+  scores_to_probabilities(w.p, m, pw.n, nw, w.lse2, scale, pw.kind == TileKind::partial,
+                          in.spans.data() + qt.begin,
+                          kt.begin - layout.seq_begin(kt.seq) + pw.win.lo);
+  Bf16Gemm::run(m, nw, Dp / 2, in.dout + row0 * Dp, Dp, words(in.vt + tile_at) + pw.win.lo, tsp,
+                w.ds, nw, false);
+  dp_to_ds(w.p, w.ds, m, nw, w.delta);
   pack_pairs(w.p, m, nw, w.p_pairs.get());
   pack_pairs(w.ds, m, nw, w.ds_pairs.get());
   round_rows(w.ds, m, nw, w.ds_rows.get());
