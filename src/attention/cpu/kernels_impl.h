@@ -655,11 +655,11 @@ PairWindow pair_window(const BlockPlan& plan, const BackwardInputs& in, int q_ti
 // lse in base 2 and delta. A row that sees nothing has lse = -inf, and a NaN or +inf lse marks
 // a bad row (its gradients become NaN in poison_backward): +inf here makes their P exactly 0.
 void pair_row_stats(const float* lse, const float* delta, std::int64_t row0, int m, float* lse2,
-                    float* delta_rows) {
+                    float* row_delta) {
   for (int r = 0; r < m; ++r) {
     const float x = lse[row0 + r];
     lse2[r] = std::isfinite(x) ? x * kLog2e : std::numeric_limits<float>::infinity();
-    delta_rows[r] = delta[row0 + r];
+    row_delta[r] = delta[row0 + r];
   }
 }
 
@@ -681,11 +681,13 @@ void scores_to_probabilities(float* p, int m, int n, int nw, const float* lse2, 
 }
 
 // dS = P * (dP - delta) in place over [m, nw] (ds holds dP = dO V^T).
-void dp_to_ds(const float* p, float* ds, int m, int nw, const float* delta_rows) {
+void dp_to_ds(const float* p, float* ds, int m, int nw, const float* row_delta) {
   for (int r = 0; r < m; ++r) {
-    const V vd = S::set1(delta_rows[r]);
+    const V vd = S::set1(row_delta[r]);
+    const float* p_row = p + r * nw;
+    float* ds_row = ds + r * nw;
     for (int c = 0; c < nw; c += W)
-      S::store(ds + r * nw + c, S::load(p + r * nw + c) * (S::load(ds + r * nw + c) - vd));
+      S::store(ds_row + c, S::load(p_row + c) * (S::load(ds_row + c) - vd));
   }
 }
 
