@@ -5,8 +5,8 @@
 // just before the products that take them (O += P V; dV += P^T dO, dK += dS^T Q, dQ += dS K).
 //
 // vdpbf16ps wants both operands in pairs along the summed dimension, so the inputs are staged
-// once per call in the layout each product reads in place (bf16 inputs are copied, not
-// converted; a non-finite row is staged as zeros and flagged, as in kernels_impl.h):
+// once per call in the layout each product reads in place (bf16_staging.h; bf16 inputs are
+// copied, not converted; a non-finite row is staged as zeros and flagged, as in kernels_impl.h):
 //   rows   [H][T][Dp] bf16      left operand of S = Q K^T and dP = dO V^T (pairs along D)
 //   tcols  [H][tiles][Dp][tsp]  K^T, V^T as right operands: word (d/2, c) of a tile holds
 //                               elements d, d+1 of its row c ("transposed columns")
@@ -23,6 +23,7 @@
 // products on AMX tiles where they fill them, amx_tile_gemm.h).
 #pragma once
 
+#include "attention/cpu/bf16_staging.h"
 #include "attention/cpu/bf16_tile_gemm.h"
 
 static_assert(W == 16, "the native bf16 kernels are written for 16-float vectors");
@@ -33,76 +34,6 @@ using Bf16Gemm = AmxBf16Gemm;  // kernels_amx_bf16.cpp: tiles on AMX, the rest a
 #else
 using Bf16Gemm = Bf16TileGemm<6, 4>;
 #endif
-
-// bf16 bits of D values into d[0, Dp) (zeros past D). A row holding a non-finite value is
-// stored as zeros and reported (true), convert_row's rule.
-bool copy_row_bf16(const std::uint16_t* s, int D, int Dp, std::uint16_t* d) {
-  std::uint32_t special = 0;
-  for (int c = 0; c < D; ++c) {
-    special |= static_cast<std::uint32_t>((s[c] & 0x7F80u) == 0x7F80u);
-    d[c] = s[c];
-  }
-  std::fill(d + D, d + Dp, std::uint16_t{0});
-  if (special == 0) return false;
-  std::fill_n(d, Dp, std::uint16_t{0});
-  return true;
-}
-
-// A bf16 [T, H, D] tensor as rows [H][T][Dp] into data (rows_size(H, tokens, Dp) elements;
-// call inside a parallel region); non-finite rows are zeros, flagged in bad [H][tokens].
-const std::uint16_t* stage_rows_bf16(View<const std::uint16_t> src, std::int64_t tokens, int H,
-                                     int D, int Dp, std::uint16_t* data, std::uint8_t* bad) {
-#pragma omp for schedule(static)
-  for (std::int64_t t = 0; t < tokens; ++t) {
-    for (int h = 0; h < H; ++h)
-      bad[h * tokens + t] = copy_row_bf16(src.row(t, h), D, Dp, data + (h * tokens + t) * Dp);
-  }
-  return data;
-}
-
-enum class TileLayout { transposed_columns, paired_rows, transposed_rows };
-
-// Tiles of a bf16 [T, H, D] tensor, each a [Dp x tsp] block of bf16 in one of the layouts
-// above, zeros wherever the tile has no row (call inside a parallel region). `q_tiles` picks
-// the plan's query tiles, else its key tiles; data holds tiles_size(H, those tiles, Dp, tsp)
-// elements. Non-finite rows are zeros, flagged in bad [H][tokens] when bad is not null.
-const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const BlockPlan& plan,
-                                      bool q_tiles, int H, int D, int Dp, TileLayout layout,
-                                      std::uint16_t* data, std::uint8_t* bad) {
-  const int tiles = q_tiles ? plan.num_q_tiles() : plan.num_kv_tiles();
-  const int tsp = round_up(plan.tile_size(), W);
-  const std::int64_t tokens =
-      q_tiles ? plan.layout().total_q_tokens() : plan.layout().total_tokens();
-  const std::ptrdiff_t tile_elems = static_cast<std::ptrdiff_t>(Dp) * tsp;
-#pragma omp for schedule(static) collapse(2)
-  for (int h = 0; h < H; ++h) {
-    for (int j = 0; j < tiles; ++j) {
-      const Tile& tile = q_tiles ? plan.q_tile(j) : plan.kv_tile(j);
-      std::uint16_t* dst = data + (static_cast<std::ptrdiff_t>(h) * tiles + j) * tile_elems;
-      std::fill_n(dst, tile_elems, std::uint16_t{0});
-      std::uint16_t row[256];
-      for (int r = 0; r < tile.size(); ++r) {
-        const bool special = copy_row_bf16(src.row(tile.begin + r, h), D, D, row);
-        if (bad != nullptr) bad[h * tokens + tile.begin + r] = special;
-        switch (layout) {
-          case TileLayout::transposed_columns:  // word (d/2, r), half d % 2
-            for (int d = 0; d < D; ++d)
-              dst[((d / 2) * tsp + r) * 2 + d % 2] = row[d];
-            break;
-          case TileLayout::paired_rows:  // word (r/2, d), half r % 2
-            for (int d = 0; d < D; ++d)
-              dst[((r / 2) * Dp + d) * 2 + r % 2] = row[d];
-            break;
-          case TileLayout::transposed_rows:  // element (d, r)
-            for (int d = 0; d < D; ++d)
-              dst[d * tsp + r] = row[d];
-            break;
-        }
-      }
-    }
-  }
-  return data;
-}
 
 // The 32-bit words of a tile staged as bf16 pairs.
 const std::uint32_t* words(const std::uint16_t* tile) {
