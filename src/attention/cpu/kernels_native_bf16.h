@@ -6,7 +6,7 @@
 //
 // vdpbf16ps wants both operands in pairs along the summed dimension, so the inputs are staged
 // once per call in the layout each product reads in place (bf16_staging.h; bf16 inputs are
-// copied, not converted; a non-finite row is staged as zeros and flagged, as in kernels_impl.h):
+// copied, not converted; a non-finite row is staged as zeros and flagged, as in kernels_staging.h):
 //   rows   [H][T][Dp] bf16      left operand of S = Q K^T and dP = dO V^T (pairs along D)
 //   tcols  [H][tiles][Dp][tsp]  K^T, V^T as right operands: word (d/2, c) of a tile holds
 //                               elements d, d+1 of its row c ("transposed columns")
@@ -92,7 +92,7 @@ struct NativeForwardInputs {
   std::uint8_t* q_bad;                 // [Hq][Tq], written by the items
 };
 
-// forward_item of kernels_impl.h on bf16 products, a step of several key tiles at a time. Q is
+// forward_item of kernels_forward.h on bf16 products, a step of several key tiles at a time. Q is
 // not pre-scaled (that would round it a second time): the scores are scaled by
 // scale * log2(e) after the product, inside the softmax's passes.
 void native_forward_item(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
@@ -303,7 +303,7 @@ NativePair native_pair(const BlockPlan& plan, const NativeBackwardInputs& in, in
   return {q_tile, kv_tile, kind, win, qt.size(), n, round_up(n, W)};
 }
 
-// pair_probabilities of kernels_impl.h on bf16 products: P into w.p and dS = P (dP - delta)
+// pair_probabilities of kernels_backward.h on bf16 products: P into w.p and dS = P (dP - delta)
 // into w.ds, both float32 [m, nw]; then what the caller's products take, rounded to bf16: P
 // and dS as pairs of rows (for dV^T and dK^T), dS as rows (for dQ).
 void native_probabilities(const BlockPlan& plan, const BackwardTensors& t,
@@ -343,7 +343,7 @@ void native_accumulate_dq(const BlockPlan& plan, const NativeBackwardInputs& in,
                 in.dq_acc.rows(h, plan.q_tile(pw.q_tile).begin), Dp, true);
 }
 
-// backward_kv_tile of kernels_impl.h: dK and dV of key tile j (transposed while they sum),
+// backward_kv_tile of kernels_backward.h: dK and dV of key tile j (transposed while they sum),
 // and its dQ contributions, each in its turn.
 void native_backward_kv_tile(const BlockPlan& plan, const AttentionDims& dims,
                              const BackwardTensors& t, const BackwardStrides& st,
