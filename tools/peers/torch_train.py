@@ -23,6 +23,10 @@ dtype (0 / finfo.min; transformers uses a 4-D mask as given). With --mask causal
 transformers builds the causal one (eager) or uses is_causal (sdpa). Position ids are global
 0..T-1 in both cases (the anchor at 0).
 
+--attn sdpa (the default, as in transformers) runs scaled_dot_product_attention: with the anchor
+mask as attn_mask (no masked block is skipped), without a mask is_causal; --attn eager forms the
+scores in full (2.1x slower at the reference preset's 4K window, docs/PERFORMANCE.md).
+
 --dtype fp32: float32 parameters and compute. --dtype bf16 with --bf16-mode pure (default): the
 model in torch.bfloat16 (parameters, activations and AdamW state in bf16; the rotary inv_freq
 buffer kept float32, as from_pretrained(dtype=bf16) leaves it); --bf16-mode autocast: float32
@@ -82,7 +86,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    p.add_argument("--attn", choices=("eager", "sdpa"), default="eager")
+    p.add_argument("--attn", choices=("eager", "sdpa"), default="sdpa",
+                   help="transformers' attn_implementation (default sdpa, transformers' own "
+                        "default and the faster: eager forms every T x T score matrix)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if a.preset is None and a.config_json is None:
