@@ -30,6 +30,7 @@
 #include "anchorctx/eval/synthetic_tasks.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/rope/positions.h"
+#include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 #include "cli/list_option.h"
@@ -43,7 +44,7 @@ struct Args {
   std::string model_dir, tasks = "ppl,niah_single_1,niah_single_2,niah_single_3",
                          lengths = "1024,2048", data, haystack, tokenizer, precision = "fp32",
                          templates, template_set = "ruler", mask = "causal", positions = "global",
-                         out;
+                         out, bf16_compute;  // bf16_compute empty: model::default_bf16_compute()
   std::int64_t samples = 4, batch_tokens = 16384;
   std::uint64_t seed = 0;
   bool allow_long = false, json = false, quiet = false, print_templates = false;
@@ -205,7 +206,8 @@ void run(const Args& a) {
 
   // ---- the run ----
   const core::Stopwatch load;
-  eval::Engine engine(model::load_llama_model(a.model_dir), {precision, 1024, 0});
+  const model::Bf16Compute compute = resolve_bf16_compute(a.bf16_compute, precision, a.quiet);
+  eval::Engine engine(model::load_llama_model(a.model_dir), {precision, 1024, 0, 4096, compute});
   const bool redraw = !a.quiet && isatty(STDERR_FILENO) != 0;
   if (!a.quiet)
     std::fprintf(stderr, "eval: loaded %s in %.1f s\n", a.model_dir.c_str(), load.elapsed_s());
@@ -231,6 +233,7 @@ void run(const Args& a) {
   if (redraw) std::fprintf(stderr, "\r\x1b[K");
   report.model = a.model_dir;
   report.precision = a.precision;
+  if (precision == model::Precision::bf16) report.bf16_compute = model::to_string(compute);
   if (!a.out.empty()) eval::write_report(report, a.out);
   if (a.json) {
     std::printf("%s\n", eval::to_json(report).dump().c_str());
@@ -289,6 +292,8 @@ void register_eval(CLI::App& app) {
                   "fp32, or bf16 (prefill and ppl as the bf16 training forward; decode steps in "
                   "float32 on the bf16-rounded weights)")
       ->capture_default_str();
+  cmd->add_option("--bf16-compute", a->bf16_compute,
+                  std::string(kBf16ComputeHelp) + " (decode steps stay float32)");
   cmd->add_option("--templates", a->templates,
                   "A JSON file of prompt templates (see --print-templates for the format)");
   cmd->add_option("--template-set", a->template_set,

@@ -25,7 +25,7 @@ struct Args {
   bool quick = false, quiet = false, report_only = false;
   double scale = 1.0;
   study::StudyConfig given;  // values of the settings options (used where given)
-  std::string variants, seeds, eval_tasks, eval_lengths, eval_precision;
+  std::string variants, seeds, eval_tasks, eval_lengths, eval_precision, bf16_compute;
   // Copies each given setting into a config.
   std::vector<std::function<void(study::StudyConfig&)>> apply;
   std::string command_line;
@@ -149,6 +149,14 @@ void register_study(CLI::App& app) {
                "Precision every model is evaluated in: fp32 or bf16 (default bf16)",
                [](C& c, const std::string& s) {
                  c.eval_precision = parse_enum_option<model::Precision>("--eval-precision", s);
+               });
+  list_setting(*cmd, r, "bf16-compute", &Args::bf16_compute,
+               "How bf16 runs in training (stage 0 and the bf16 variants) and evaluation: "
+               "emulated (float32 products on bf16 values, the reference; default, as every "
+               "study in docs/STUDY.md ran) or native (bf16 operands with float32 sums on "
+               "AVX512_BF16 or AMX: faster)",
+               [](C& c, const std::string& s) {
+                 c.bf16_compute = parse_enum_option<model::Bf16Compute>("--bf16-compute", s);
                });
   cmd->callback([a, cmd] {
     if (!a->config_file.empty()) apply_toml_options(*cmd, a->config_file);

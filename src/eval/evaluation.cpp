@@ -149,6 +149,8 @@ nlohmann::json to_json(const EvalReport& r) {
   nlohmann::json j;
   j["model"] = r.model;
   j["precision"] = r.precision;
+  j["bf16_compute"] =
+      r.bf16_compute.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.bf16_compute);
   j["template_set"] = r.template_set;
   j["tasks"] = r.tasks;
   j["lengths"] = r.lengths;

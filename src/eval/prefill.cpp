@@ -7,11 +7,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-
-#include <cblas.h>
+#include <string>
 
 #include "anchorctx/attention/kernels.h"
-#include "anchorctx/core/bf16.h"
+#include "anchorctx/core/dtype.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/layers.h"
 #include "anchorctx/rope/rope.h"
@@ -41,20 +40,15 @@ const float* ptr(const std::vector<float>& v) {
   return v.empty() ? nullptr : v.data();
 }
 
-// logits [rows, V] = x [rows, H] W^T, then per row: row_loss = logsumexp - logit[target]
-// (float32 exponentials, float64 sum, as the training cross-entropy).
+// logits [rows, V] = x [rows, H] W^T (rounded to bf16 when `round`), then per row: row_loss =
+// logsumexp - logit[target] (float32 exponentials, float64 sum, as the training cross-entropy).
 void chunk_losses(const float* x, std::int64_t rows, const float* w, std::int64_t hidden,
-                  std::int64_t vocab, bool round, const std::int32_t* targets, float* logits,
-                  double* loss) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-              static_cast<int>(vocab), static_cast<int>(hidden), 1.0f, x, static_cast<int>(hidden),
-              w, static_cast<int>(hidden), 0.0f, logits, static_cast<int>(vocab));
+                  std::int64_t vocab, bool round, model::Bf16Compute compute,
+                  const std::int32_t* targets, float* logits, double* loss) {
+  model::linear_forward(x, w, nullptr, rows, hidden, vocab, round, logits, compute);
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < rows; ++i) {
     float* l = logits + i * vocab;
-    if (round)
-      for (std::int64_t v = 0; v < vocab; ++v)
-        l[v] = core::round_to_bf16(l[v]);
     const std::int32_t target = targets ? targets[i] : -1;
     if (target < 0) {
       if (loss) loss[i] = std::numeric_limits<double>::quiet_NaN();
@@ -84,6 +78,14 @@ Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
     rounded_ = model_.weights;
     round_all(rounded_);
   }
+  std::string why;
+  if (native() && !model::native_bf16_available(&why))
+    fail("prefill: native bf16 compute is unavailable here: {}", why);
+}
+
+bool Prefill::native() const {
+  return options_.precision == model::Precision::bf16 &&
+         options_.bf16_compute == model::Bf16Compute::native;
 }
 
 const model::LlamaWeights& Prefill::weights() const {
@@ -144,7 +146,18 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
   }
   const attention::AttentionDims dims{static_cast<int>(Hq), static_cast<int>(c.num_key_value_heads),
                                       static_cast<int>(c.resolved_head_dim())};
-  const attention::KernelOptions kopt{0.0f, options_.threads};
+  const attention::KernelOptions kopt{0.0f, options_.threads, native()};
+  const model::Bf16Compute compute =
+      native() ? model::Bf16Compute::native : model::Bf16Compute::emulated;
+  // Native attention takes bf16 tensors: q, k and v hold bf16 values here (rounded by their
+  // projections, RoPE hf_bf16), so converting them is exact, as in the training forward.
+  std::vector<std::uint16_t> q16, k16, v16, o16;
+  if (native()) {
+    q16.resize(q.size());
+    o16.resize(q.size());
+    k16.resize(sz(T * kvd));
+    v16.resize(sz(T * kvd));
+  }
 
   // The projections run as GEMMs over row chunks cut at every sequence start (at most row_chunk
   // rows each): a BLAS's result for a row can depend on the GEMM's row count (small-matrix
@@ -161,7 +174,7 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
                           float* out_rows) {
     for (const auto& [r0, r1] : chunks)
       model::linear_forward(in_rows + r0 * in, weight.data(), ptr(bias), r1 - r0, in, out, round,
-                            out_rows + r0 * out);
+                            out_rows + r0 * out, compute);
   };
 
   model::embedding_forward(req.input_ids, w.embed_tokens.data(), V, H, x.data());
@@ -179,10 +192,20 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
     linear(xn.data(), lw.v_proj, lw.v_bias, H, kvd, v.data());
     rotation.forward(q.data(), Hq);
     rotation.forward(k.data(), c.num_key_value_heads);
-    attention::forward(*req.plan, dims,
-                       {core::DType::f32, q.data(), k.data(), v.data(), o.data(), lse.data()},
-                       kopt);
-    if (round) model::round_to_bf16(o);
+    if (native()) {
+      model::to_bf16_bits(q, q16);
+      model::to_bf16_bits(k, k16);
+      model::to_bf16_bits(v, v16);
+      attention::forward(
+          *req.plan, dims,
+          {core::DType::bf16, q16.data(), k16.data(), v16.data(), o16.data(), lse.data()}, kopt);
+      model::from_bf16_bits(o16, o);
+    } else {
+      attention::forward(*req.plan, dims,
+                         {core::DType::f32, q.data(), k.data(), v.data(), o.data(), lse.data()},
+                         kopt);
+      if (round) model::round_to_bf16(o);
+    }
     linear(o.data(), lw.o_proj, lw.o_bias, qd, H, xn.data());
     model::add_forward(x.data(), xn.data(), T * H, round, x_mid.data());
     // x = x_mid + down(silu(gate(h)) * up(h)), h = rmsnorm(x_mid)
@@ -215,7 +238,7 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
         std::memcpy(xc.data() + i * sz(H), xn.data() + sz(rows[r0 + i] * H), sizeof(float) * sz(H));
         tc[i] = req.targets[sz(rows[r0 + i])];
       }
-      chunk_losses(xc.data(), static_cast<std::int64_t>(n), head, H, V, round, tc.data(),
+      chunk_losses(xc.data(), static_cast<std::int64_t>(n), head, H, V, round, compute, tc.data(),
                    logits.data(), lc.data());
       for (std::size_t i = 0; i < n; ++i)
         result.token_loss[sz(rows[r0 + i])] = lc[i];
@@ -228,7 +251,7 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
     for (int b = 0; b < B; ++b) {
       require(layout.seq_len(b) > 0, "prefill: sequence {} is empty", b);
       const std::int64_t t = layout.seq_begin(b) + layout.seq_len(b) - 1;
-      chunk_losses(xn.data() + sz(t * H), 1, head, H, V, round, nullptr,
+      chunk_losses(xn.data() + sz(t * H), 1, head, H, V, round, compute, nullptr,
                    result.last_logits.data() + sz(b * V), nullptr);
     }
   }

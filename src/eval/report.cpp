@@ -32,9 +32,10 @@ void write_chart(const core::LineChart& chart, const std::filesystem::path& dir,
 std::string markdown(const EvalReport& r) {
   std::string md = fmt::format("# anchorctx eval: {}\n\n", r.model);
   md += fmt::format(
-      "precision {}, templates `{}`, {} samples per cell, seed {}; {:.1f} s; prefill {} tokens at "
-      "{:.0f} tokens/s, decode {} tokens at {:.1f} tokens/s.\n\n",
-      r.precision, r.template_set, r.samples, r.seed, r.seconds, r.stats.prefill_tokens,
+      "precision {}{}, templates `{}`, {} samples per cell, seed {}; {:.1f} s; prefill {} tokens "
+      "at {:.0f} tokens/s, decode {} tokens at {:.1f} tokens/s.\n\n",
+      r.precision, r.bf16_compute.empty() ? "" : fmt::format(" ({} compute)", r.bf16_compute),
+      r.template_set, r.samples, r.seed, r.seconds, r.stats.prefill_tokens,
       r.stats.prefill_s > 0 ? r.stats.prefill_tokens / r.stats.prefill_s : 0.0,
       r.stats.decode_tokens, r.stats.decode_s > 0 ? r.stats.decode_tokens / r.stats.decode_s : 0.0);
   if (!r.niah.empty()) {

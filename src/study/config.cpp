@@ -72,6 +72,7 @@ nlohmann::json StudyConfig::to_json() const {
           {"eval_ppl_samples", eval_ppl_samples},
           {"eval_template_set", eval_template_set},
           {"eval_precision", std::string(model::to_string(eval_precision))},
+          {"bf16_compute", std::string(model::to_string(bf16_compute))},
           {"eval_seed", eval_seed},
           {"min_effect", min_effect}};
 }
@@ -119,6 +120,9 @@ StudyConfig scaled(StudyConfig c, double factor) {
 
 void validate(const StudyConfig& c) {
   model::preset(c.preset);  // throws, listing the presets
+  std::string why;
+  require(c.bf16_compute == model::Bf16Compute::emulated || model::native_bf16_available(&why),
+          "study: bf16-compute native is unavailable here: {}", why);
   require(c.retrieval_fraction >= 0 && c.retrieval_fraction <= 1,
           "study: retrieval-fraction must lie in [0, 1], got {}", c.retrieval_fraction);
   require(c.stage0_documents >= 1 && c.stage1_documents >= 1,

@@ -4,6 +4,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -27,6 +28,13 @@ nlohmann::json read_json(const fs::path& path) {
   } catch (const nlohmann::json::exception& e) {
     fail("study: {} is not valid JSON ({}); delete it to redo that part", path.string(), e.what());
   }
+}
+
+nlohmann::json recorded_settings(const fs::path& study_json) {
+  nlohmann::json config = read_json(study_json).at("config");
+  for (const auto& [key, value] : {std::pair{"bf16_compute", "emulated"}})
+    if (!config.contains(key)) config[key] = value;
+  return config;
 }
 
 void write_json(const fs::path& path, const nlohmann::json& value) {

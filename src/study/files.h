@@ -16,6 +16,11 @@ nlohmann::json read_json(const std::filesystem::path& path);
 // Written under a temporary name and renamed.
 void write_json(const std::filesystem::path& path, const nlohmann::json& value);
 
+// The settings a study folder was started with (its study.json's "config"), settings added to
+// the study since then filled in with the value such folders ran (bf16_compute: emulated), so
+// an older folder still compares equal to the settings it ran.
+nlohmann::json recorded_settings(const std::filesystem::path& study_json);
+
 // train-done.json: the final checkpoint, the loss curve and the median step time (seconds,
 // steps after the first: the first pays for allocation) from the run's metrics.jsonl.
 nlohmann::json train_summary(const std::filesystem::path& run_dir,

@@ -68,7 +68,7 @@ std::string utc_now() {
 void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOptions& options) {
   // The report of a folder describes the settings it was run with, never others.
   if (fs::exists(out / "study.json")) {
-    const nlohmann::json recorded = read_json(out / "study.json").at("config");
+    const nlohmann::json recorded = recorded_settings(out / "study.json");
     require(recorded == c.to_json(),
             "study: {} was run with other settings than these (its study.json); give the same "
             "settings to rewrite its report",

@@ -226,10 +226,13 @@ eval::EvalOptions needle_options(const StudyConfig& c, const std::string& haysta
 nlohmann::json evaluate_into(const StudyConfig& c, const fs::path& model_dir, const fs::path& dir,
                              const data::Tokenizer& tok, const eval::EvalOptions& o,
                              const eval::EvalProgress& progress = {}) {
-  eval::Engine engine(model::load_llama_model(model_dir), {c.eval_precision, 1024, 0});
+  eval::Engine engine(model::load_llama_model(model_dir),
+                      {c.eval_precision, 1024, 0, 4096, c.bf16_compute});
   eval::EvalReport report = eval::run_evaluation(engine, tok, o, progress);
   report.model = model_dir.string();
   report.precision = std::string(model::to_string(c.eval_precision));
+  if (c.eval_precision == model::Precision::bf16)
+    report.bf16_compute = std::string(model::to_string(c.bf16_compute));
   eval::write_report(report, dir / "eval");
   return eval_summary(report);
 }
@@ -283,7 +286,7 @@ void check_settings(const StudyConfig& c, const fs::path& out) {
     core::write_file_atomic(path, nlohmann::json{{"config", now}}.dump(2) + "\n");
     return;
   }
-  const nlohmann::json before = read_json(path).at("config");
+  const nlohmann::json before = recorded_settings(path);
   std::string diff;
   for (const auto& [key, value] : now.items())
     if (!before.contains(key) || before.at(key) != value)
@@ -354,6 +357,7 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
     t.config_json = stage0 / "config.json";
     t.run.precision = model::Precision::bf16;
     t.run.rope_mode = rope::RopeMode::hf_bf16;
+    t.run.bf16_compute = c.bf16_compute;
     t.batch.mask = attention::MaskKind::causal;
     t.batch.positions = rope::PositionPolicy::global;
     t.windows_per_micro_batch = c.stage0_batch_windows;
@@ -395,6 +399,7 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
       t.init_from = init1;
       t.run.precision = v.precision;
       t.run.rope_mode = v.rope_mode;
+      t.run.bf16_compute = c.bf16_compute;  // no effect on the fp32 variants
       t.batch.mask = v.mask;
       t.batch.positions = v.positions;
       t.windows_per_micro_batch = c.stage1_batch_windows;

@@ -41,6 +41,16 @@ expect_failure("no template set 'nope'" eval --model "${model}" --template-set n
 expect_failure("more than the model's vocab_size" eval --model "${model}" --tokenizer
                "${FIXTURES}/hf_bpe_gpt2ish.json" --tasks ppl)
 
+# The report records how bf16 was computed (null in fp32); an unknown value is refused.
+string(JSON type TYPE "${out}" bf16_compute)
+expect_equal("fp32 run's bf16_compute" "${type}" "NULL")
+run_ok(out3 eval --model "${model}" --tasks ppl --lengths 512 --samples 1 --precision bf16
+       --bf16-compute emulated --json --quiet)
+string(JSON compute GET "${out3}" bf16_compute)
+expect_equal("bf16 emulated run's bf16_compute" "${compute}" "emulated")
+expect_failure("expected native or emulated" eval --model "${model}" --tasks ppl --precision bf16
+               --bf16-compute fast)
+
 # vt, cwe and fwe (RULER's wording): one sample each; no needle task, so no heatmap.
 run_ok(out2 eval --model "${model}" --tasks vt,cwe,fwe --lengths 2500 --samples 1 --json --quiet
        --out "${WORK}/report2")

@@ -75,6 +75,15 @@ if(err MATCHES "full-s1: training")
   message(FATAL_ERROR "the resume retrained a finished run:\n${err}")
 endif()
 
+# A folder started before the bf16-compute setting existed ran emulated: it continues and
+# rewrites its report as such, and another value is refused by name.
+file(READ "${dir}/study.json" recorded)
+string(JSON recorded REMOVE "${recorded}" config bf16_compute)
+file(WRITE "${dir}/study.json" "${recorded}")
+run_ok(out study --quick --quiet --out "${dir}")
+run_ok(out study --quick --quiet --report-only --out "${dir}")
+expect_failure("bf16-compute" study --quick --bf16-compute native --out "${dir}")
+
 # Other settings on the same folder: refused, naming the setting.
 expect_failure("stage1-steps \\(3 before, 5 now\\)" study --quick --stage1-steps 5
                --out "${dir}")

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "anchorctx/core/random.h"
@@ -54,11 +56,20 @@ PrefillResult prefill(Prefill& p, const std::vector<std::int64_t>& lengths,
 TEST(BatchedPrefill, KeysValuesAndLogitsEqualOneAtATime) {
   const model::LlamaModel m = eval_test::random_tiny_model(11);
   // Row chunks of 64: prompts of several chunks, cut mid-prompt; 512: whole prompts per GEMM.
-  for (const auto& [precision, row_chunk] :
-       std::vector<std::pair<model::Precision, std::int64_t>>{{model::Precision::fp32, 512},
-                                                              {model::Precision::fp32, 64},
-                                                              {model::Precision::bf16, 64}}) {
-    Prefill p(m, {precision, 1024, 0, row_chunk});
+  // Native bf16 too where the CPU has it: its GEMMs (oneDNN) and attention kernels must not
+  // make a prompt's numbers depend on its batch either.
+  const model::Bf16Compute native =
+      model::native_bf16_available() ? model::Bf16Compute::native : model::Bf16Compute::emulated;
+  for (const auto& [precision, row_chunk, compute] :
+       std::vector<std::tuple<model::Precision, std::int64_t, model::Bf16Compute>>{
+           {model::Precision::fp32, 512, model::Bf16Compute::emulated},
+           {model::Precision::fp32, 64, model::Bf16Compute::emulated},
+           {model::Precision::bf16, 64, model::Bf16Compute::emulated},
+           {model::Precision::bf16, 64, native},
+           {model::Precision::bf16, 512, native}}) {
+    SCOPED_TRACE(std::string(model::to_string(precision)) + " " +
+                 std::string(model::to_string(compute)) + " rows " + std::to_string(row_chunk));
+    Prefill p(m, {precision, 1024, 0, row_chunk, compute});
     const std::vector<std::int64_t> lengths = {1, 63, 64, 65, 200, 130, 7};
     std::vector<std::vector<std::int32_t>> prompts;
     std::vector<std::int32_t> all;

@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <numeric>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "anchorctx/core/error.h"
@@ -23,12 +26,26 @@ namespace {
 
 // Two windows of 150 and 97 tokens, documents inside, shared anchor, anchor mask: the per-token
 // losses of the prefill are the training forward's (from its logits, in float64).
+// bf16 runs both ways: emulated (the reference) and, where the CPU has it, native (the training
+// forward's native GEMMs and attention kernels; skipped, and said, where unavailable).
 TEST(Prefill, TokenLossesEqualTrainingForward) {
-  for (const model::Precision precision : {model::Precision::fp32, model::Precision::bf16}) {
+  std::string why;
+  const bool native = model::native_bf16_available(&why);
+  if (!native)
+    std::printf("[ note ] native bf16 unavailable here (%s): bf16 emulated only\n", why.c_str());
+  for (const auto& [precision, compute] :
+       std::vector<std::pair<model::Precision, model::Bf16Compute>>{
+           {model::Precision::fp32, model::Bf16Compute::emulated},
+           {model::Precision::bf16, model::Bf16Compute::emulated},
+           {model::Precision::bf16, model::Bf16Compute::native}}) {
+    if (compute == model::Bf16Compute::native && !native) continue;
+    SCOPED_TRACE(std::string(model::to_string(precision)) + " " +
+                 std::string(model::to_string(compute)));
     const model::LlamaConfig config = eval_test::tiny_config();
     model::RunOptions run;
     run.precision = precision;
     run.rope_mode = model::default_rope_mode(precision);
+    run.bf16_compute = compute;
     model::LlamaTrainModel train(config, run);
     model::init_parameters(train.layout(), config, 3, train.params());
     const model::LlamaModel weights =
@@ -49,7 +66,7 @@ TEST(Prefill, TokenLossesEqualTrainingForward) {
     std::vector<float> logits(static_cast<std::size_t>(T * config.vocab_size), std::nanf(""));
     const model::LossSum expected = train.forward(batch.view(), logits);
 
-    Prefill prefill(weights, {precision, 64, 0});
+    Prefill prefill(weights, {precision, 64, 0, 4096, compute});
     PrefillRequest request;
     request.input_ids = batch.input_ids;
     request.position_ids = batch.position_ids;

@@ -59,6 +59,7 @@ struct NiahCell {
 
 struct EvalReport {
   std::string model, precision, template_set;
+  std::string bf16_compute;  // bf16 precision: "native" or "emulated"; empty in fp32
   std::vector<std::string> tasks;
   std::vector<std::int64_t> lengths;
   std::int64_t samples = 0;

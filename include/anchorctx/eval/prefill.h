@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "anchorctx/attention/block_plan.h"
+#include "anchorctx/model/bf16_compute.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/model/llama_weights.h"
 
@@ -30,6 +31,11 @@ struct PrefillOptions {
   // which a loaded machine punishes (512 measured 0.90 of the training forward at 4K, docs/
   // PERFORMANCE.md).
   std::int64_t row_chunk = 4096;
+  // bf16 precision: the projections, MLP, LM head and attention as the training forward runs
+  // them (model::RunOptions::bf16_compute): native, bf16 operands with float32 sums (oneDNN, the
+  // native attention kernels), or emulated, float32 products on bf16 values (the reference).
+  // The constructor refuses native where it is unavailable. No effect in fp32.
+  model::Bf16Compute bf16_compute = model::Bf16Compute::emulated;
 };
 
 struct PrefillRequest {
@@ -60,6 +66,7 @@ class Prefill {
 
  private:
   const model::LlamaWeights& weights() const;
+  bool native() const;  // bf16 precision on native bf16 compute
 
   const model::LlamaModel& model_;
   PrefillOptions options_;

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/attention/mask.h"
+#include "anchorctx/model/bf16_compute.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/rope/positions.h"
 #include "anchorctx/rope/rope.h"
@@ -71,6 +72,11 @@ struct StudyConfig {
   std::int64_t eval_ppl_samples = 2;  // held-out windows for ppl by position
   std::string eval_template_set = "kv";
   model::Precision eval_precision = model::Precision::bf16;
+  // How bf16 runs, in training (stage 0, the bf16 variants) and in evaluation:
+  // model::RunOptions::bf16_compute. Emulated, the reference, is what every study in
+  // docs/STUDY.md ran; native (bf16 operands with float32 sums, as GPUs train) is faster on CPUs
+  // with AVX512_BF16.
+  model::Bf16Compute bf16_compute = model::Bf16Compute::emulated;
   std::uint64_t eval_seed = 0;
   // The verdict rule's minimum effect (score points, 0-100): a difference must exceed both the
   // seed spread and this (verdict.h).
