@@ -44,8 +44,9 @@ const float* ptr(const std::vector<float>& v) {
 // logsumexp - logit[target] (float32 exponentials, float64 sum, as the training cross-entropy).
 void chunk_losses(const float* x, std::int64_t rows, const float* w, std::int64_t hidden,
                   std::int64_t vocab, bool round, model::Bf16Compute compute,
-                  const std::int32_t* targets, float* logits, double* loss) {
-  model::linear_forward(x, w, nullptr, rows, hidden, vocab, round, logits, compute);
+                  const model::Bf16Bits& bits, const std::int32_t* targets, float* logits,
+                  double* loss) {
+  model::linear_forward(x, w, nullptr, rows, hidden, vocab, round, logits, compute, bits);
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < rows; ++i) {
     float* l = logits + i * vocab;
@@ -81,6 +82,23 @@ Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
   std::string why;
   if (native() && !model::native_bf16_available(&why))
     fail("prefill: native bf16 compute is unavailable here: {}", why);
+  if (native()) {
+    const auto keep = [&](const std::vector<float>& w) {
+      std::vector<std::uint16_t>& bits = weight_bits_[w.data()];
+      bits.resize(w.size());
+      model::to_bf16_bits(w, bits);
+    };
+    for (const model::LlamaLayerWeights& l : rounded_.layers)
+      for (const std::vector<float>* w :
+           {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
+        keep(*w);
+    keep(rounded_.output_matrix());
+  }
+}
+
+model::Bf16Bits Prefill::bits_of(const std::vector<float>& weight) const {
+  const auto it = weight_bits_.find(weight.data());
+  return {nullptr, it == weight_bits_.end() ? nullptr : it->second.data(), nullptr};
 }
 
 bool Prefill::native() const {
@@ -174,7 +192,7 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
                           float* out_rows) {
     for (const auto& [r0, r1] : chunks)
       model::linear_forward(in_rows + r0 * in, weight.data(), ptr(bias), r1 - r0, in, out, round,
-                            out_rows + r0 * out, compute);
+                            out_rows + r0 * out, compute, bits_of(weight));
   };
 
   model::embedding_forward(req.input_ids, w.embed_tokens.data(), V, H, x.data());
@@ -220,6 +238,7 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
   model::rmsnorm_forward(x.data(), w.final_norm.data(), T, H, eps, round, xn.data(), rstd.data());
 
   const float* head = w.output_matrix().data();
+  const model::Bf16Bits head_bits = bits_of(w.output_matrix());
   const std::int64_t chunk = std::min(options_.loss_chunk, std::max<std::int64_t>(T, 1));
   std::vector<float> logits;
   if (!req.targets.empty()) {
@@ -238,8 +257,8 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
         std::memcpy(xc.data() + i * sz(H), xn.data() + sz(rows[r0 + i] * H), sizeof(float) * sz(H));
         tc[i] = req.targets[sz(rows[r0 + i])];
       }
-      chunk_losses(xc.data(), static_cast<std::int64_t>(n), head, H, V, round, compute, tc.data(),
-                   logits.data(), lc.data());
+      chunk_losses(xc.data(), static_cast<std::int64_t>(n), head, H, V, round, compute, head_bits,
+                   tc.data(), logits.data(), lc.data());
       for (std::size_t i = 0; i < n; ++i)
         result.token_loss[sz(rows[r0 + i])] = lc[i];
     }
@@ -251,7 +270,7 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
     for (int b = 0; b < B; ++b) {
       require(layout.seq_len(b) > 0, "prefill: sequence {} is empty", b);
       const std::int64_t t = layout.seq_begin(b) + layout.seq_len(b) - 1;
-      chunk_losses(xn.data() + sz(t * H), 1, head, H, V, round, compute, nullptr,
+      chunk_losses(xn.data() + sz(t * H), 1, head, H, V, round, compute, head_bits, nullptr,
                    result.last_logits.data() + sz(b * V), nullptr);
     }
   }

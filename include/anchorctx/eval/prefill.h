@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "anchorctx/attention/block_plan.h"
@@ -58,6 +59,10 @@ class Prefill {
   // Copies nothing: `model` must outlive this object. In bf16 a rounded copy of the weights is
   // made once. Throws anchorctx::Error for a head_dim the kernels do not take.
   Prefill(const model::LlamaModel& model, PrefillOptions options = {});
+  // Not copyable: weight_bits_ is keyed by this object's own weight arrays (a move keeps them).
+  Prefill(const Prefill&) = delete;
+  Prefill& operator=(const Prefill&) = delete;
+  Prefill(Prefill&&) = default;
 
   // Throws anchorctx::Error on a malformed request (sizes, ids, a sliding-window model).
   PrefillResult run(const PrefillRequest& request);
@@ -67,10 +72,15 @@ class Prefill {
  private:
   const model::LlamaWeights& weights() const;
   bool native() const;  // bf16 precision on native bf16 compute
+  // The bf16 bits of a weight for the native GEMMs (null: none kept, emulated).
+  model::Bf16Bits bits_of(const std::vector<float>& weight) const;
 
   const model::LlamaModel& model_;
   PrefillOptions options_;
   model::LlamaWeights rounded_;  // bf16 only
+  // Native bf16: every GEMM weight as bf16 bits, converted once (not per GEMM and row chunk: a
+  // prompt's last-token logits alone would convert the whole LM head), by its float array.
+  std::unordered_map<const float*, std::vector<std::uint16_t>> weight_bits_;
 };
 
 }  // namespace anchorctx::eval
