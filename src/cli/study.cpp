@@ -2,10 +2,13 @@
 // command (include/anchorctx/study/, docs/STUDY.md). Settings: a profile (the default, or
 // --quick), then the --config TOML file and the command line (the command line wins), then
 // --scale.
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -28,6 +31,7 @@ struct Args {
   std::string variants, seeds, eval_tasks, eval_lengths, eval_precision, bf16_compute;
   // Copies each given setting into a config.
   std::vector<std::function<void(study::StudyConfig&)>> apply;
+  std::vector<const CLI::Option*> setting_options;  // for the command line the report prints
   std::string command_line;
 };
 
@@ -40,6 +44,7 @@ void setting(CLI::App& cmd, Args& a, const std::string& name, T study::StudyConf
   a.apply.push_back([opt, field, &a](study::StudyConfig& c) {
     if (opt->count() > 0) c.*field = a.given.*field;
   });
+  a.setting_options.push_back(opt);
 }
 
 void list_setting(CLI::App& cmd, Args& a, const std::string& name, std::string Args::*text,
@@ -49,6 +54,21 @@ void list_setting(CLI::App& cmd, Args& a, const std::string& name, std::string A
   a.apply.push_back([opt, text, set, &a](study::StudyConfig& c) {
     if (opt->count() > 0) set(c, a.*text);
   });
+  a.setting_options.push_back(opt);
+}
+
+// A value as one shell word: as it is when it has no character a shell treats specially, else
+// in single quotes.
+std::string shell_word(const std::string& value) {
+  const bool plain = !value.empty() && std::all_of(value.begin(), value.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) != 0 ||
+           std::string_view("_.,:/=+-").find(ch) != std::string_view::npos;
+  });
+  if (plain) return value;
+  std::string quoted = "'";
+  for (const char ch : value)
+    quoted += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return quoted + "'";
 }
 
 void run(Args& a) {
@@ -159,12 +179,18 @@ void register_study(CLI::App& app) {
                  c.bf16_compute = parse_enum_option<model::Bf16Compute>("--bf16-compute", s);
                });
   cmd->callback([a, cmd] {
+    // The settings given on the command line, for the command the report prints (a TOML file's
+    // settings are in the file it names); read before the file's are added to the options.
+    std::string given;
+    for (const CLI::Option* opt : a->setting_options)
+      if (opt->count() > 0)
+        given += fmt::format(" {} {}", opt->get_name(), shell_word(opt->as<std::string>()));
     if (!a->config_file.empty()) apply_toml_options(*cmd, a->config_file);
     a->command_line = "anchorctx study";
-    if (!a->config_file.empty()) a->command_line += " --config " + a->config_file;
+    if (!a->config_file.empty()) a->command_line += " --config " + shell_word(a->config_file);
     if (a->quick) a->command_line += " --quick";
     if (a->scale != 1.0) a->command_line += fmt::format(" --scale {}", a->scale);
-    a->command_line += " --out " + a->out;
+    a->command_line += given + " --out " + shell_word(a->out);
     run(*a);
   });
 }

@@ -105,6 +105,16 @@ if(NOT same)
   message(FATAL_ERROR "configs/study.toml differs from the defaults:\n${b}\nvs\n${a}")
 endif()
 
+# The report's command regenerates the study it describes: settings given on the command line
+# are part of it (a TOML file's are in the file it names).
+run_ok(out study --report-only --quiet --config "${CONFIGS}/study.toml" --stage1-steps 5
+       --eval-lengths 512,1024 --out "${WORK}/given")
+file(READ "${WORK}/given/report.md" md)
+string(FIND "${md}" "--config ${CONFIGS}/study.toml --stage1-steps 5 --eval-lengths 512,1024 --out ${WORK}/given`" at)
+if(at EQUAL -1)
+  message(FATAL_ERROR "the report's command lacks the command line's settings:\n${md}")
+endif()
+
 # Every other registered study in configs/ parses and is recorded as written (a typo in a key
 # would be refused here, not an hour into the run).
 file(GLOB registered "${CONFIGS}/study-*.toml")
