@@ -2,9 +2,9 @@
 // copied into the layouts the products read in place, once per call. Pure data movement, so
 // it is done with whole vectors: a row is copied by masked loads and stores that also find its
 // non-finite values, and a tile changes layout through 16 x 16 transposes of 32-bit words (a
-// bf16 pair) in registers. The element-by-element version this replaced was 5-7% of a native
-// attention call at the training model's shape (D = 64), where the products per staged element
-// are fewest.
+// bf16 pair) in registers. Element by element, the staging measured 5-7% of a native attention
+// call at the training model's shape (D = 64), where the products per staged element are fewest
+// (docs/PERFORMANCE.md, "Staging in whole vectors").
 //
 // Included by kernels_native_bf16.h inside its per-ISA namespace (an AVX-512 BW TU), after
 // <immintrin.h>, <algorithm> and <vector>: no includes of its own.
@@ -45,8 +45,8 @@ void transpose_words_16x16(const std::uint32_t* src, std::ptrdiff_t src_stride, 
   __m512i a[16], b[16];
   for (int r = 0; r < 16; ++r)
     a[r] = _mm512_loadu_si512(src + r * src_stride);
-  // Within each 128-bit lane L (columns 4L..4L+3): pairs of rows, then groups of four, so that
-  // b[4g + k] lane L holds rows 4g..4g+3 of column 4L + k.
+  // Within each 128-bit lane L (columns 4L..4L+3): pairs of rows into b, then groups of four
+  // back into a, so that a[4g + k] lane L holds rows 4g..4g+3 of column 4L + k.
   for (int r = 0; r < 16; r += 2) {
     b[r] = _mm512_unpacklo_epi32(a[r], a[r + 1]);
     b[r + 1] = _mm512_unpackhi_epi32(a[r], a[r + 1]);
