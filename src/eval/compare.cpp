@@ -220,7 +220,8 @@ Comparison compare_reports(const std::vector<json>& reports,
       if (reports[r].value(field, json()) != reports[0].value(field, json())) return true;
     return false;
   };
-  for (const char* field : {"seed", "samples", "template_set", "precision", "ppl_source"})
+  for (const char* field :
+       {"seed", "samples", "template_set", "precision", "bf16_compute", "ppl_source"})
     if (differs(field))
       out.notes.push_back(
           fmt::format("the runs differ in '{}': cells not paired by sample use "

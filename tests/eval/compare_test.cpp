@@ -73,6 +73,18 @@ TEST(Compare, WelchWhenTheSeedsDiffer) {
   EXPECT_NE(c.notes[0].find("'seed'"), std::string::npos) << c.notes[0];
 }
 
+TEST(Compare, NotesRunsComputedDifferently) {
+  // The same prompts scored by native and emulated bf16 products: paired, and said.
+  json a = report(7, {cell("vt", 512, {1, 0})});
+  json b = report(7, {cell("vt", 512, {1, 1})});
+  a["bf16_compute"] = "emulated";
+  b["bf16_compute"] = "native";
+  const Comparison c = compare_reports({a, b}, {"a", "b"});
+  EXPECT_TRUE(find(c, "vt", 512, 1).paired);
+  ASSERT_EQ(c.notes.size(), 1u);
+  EXPECT_NE(c.notes[0].find("'bf16_compute'"), std::string::npos) << c.notes[0];
+}
+
 TEST(Compare, PplRowsAndMissingCells) {
   const json ppl_a = json::array({{{"length", 512}, {"sample_loss", {1.0, 2.0}}}});
   const json ppl_b = json::array({{{"length", 512}, {"sample_loss", {1.5, 2.1}}}});
