@@ -154,14 +154,24 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
     result.keys.resize(L);
     result.values.resize(L);
   }
-  std::vector<float> x(sz(T * H)), xn(sz(T * H)), x_mid(sz(T * H)), rstd(sz(T));
-  std::vector<float> q(sz(T * qd)), o(sz(T * qd)), lse(sz(Hq * T));
-  std::vector<float> k_scratch, v_scratch;
-  std::vector<float> gate(sz(T * I)), up(sz(T * I));
-  if (!req.keep_cache) {
-    k_scratch.resize(sz(T * kvd));
-    v_scratch.resize(sz(T * kvd));
-  }
+  // Every buffer is written before it is read; sized exactly (whole-vector calls below).
+  const auto sized = [](auto& v, std::int64_t n) -> auto& {
+    v.resize(sz(n));
+    return v;
+  };
+  Buffers& buf = buffers_;
+  using Floats = std::vector<float>;
+  Floats& x = sized(buf.x, T * H);
+  Floats& xn = sized(buf.xn, T * H);
+  Floats& x_mid = sized(buf.x_mid, T * H);
+  Floats& rstd = sized(buf.rstd, T);
+  Floats& q = sized(buf.q, T * qd);
+  Floats& o = sized(buf.o, T * qd);
+  Floats& lse = sized(buf.lse, Hq * T);
+  Floats& gate = sized(buf.gate, T * I);
+  Floats& up = sized(buf.up, T * I);
+  Floats& k_scratch = sized(buf.k, req.keep_cache ? 0 : T * kvd);  // without a cache to keep
+  Floats& v_scratch = sized(buf.v, req.keep_cache ? 0 : T * kvd);
   const attention::AttentionDims dims{static_cast<int>(Hq), static_cast<int>(c.num_key_value_heads),
                                       static_cast<int>(c.resolved_head_dim())};
   const attention::KernelOptions kopt{0.0f, options_.threads, native()};
@@ -169,13 +179,11 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
       native() ? model::Bf16Compute::native : model::Bf16Compute::emulated;
   // Native attention takes bf16 tensors: q, k and v hold bf16 values here (rounded by their
   // projections, RoPE hf_bf16), so converting them is exact, as in the training forward.
-  std::vector<std::uint16_t> q16, k16, v16, o16;
-  if (native()) {
-    q16.resize(q.size());
-    o16.resize(q.size());
-    k16.resize(sz(T * kvd));
-    v16.resize(sz(T * kvd));
-  }
+  const std::int64_t native_rows = native() ? T : 0;
+  std::vector<std::uint16_t>& q16 = sized(buf.q16, native_rows * qd);
+  std::vector<std::uint16_t>& o16 = sized(buf.o16, native_rows * qd);
+  std::vector<std::uint16_t>& k16 = sized(buf.k16, native_rows * kvd);
+  std::vector<std::uint16_t>& v16 = sized(buf.v16, native_rows * kvd);
 
   // The projections run as GEMMs over row chunks cut at every sequence start (at most row_chunk
   // rows each): a BLAS's result for a row can depend on the GEMM's row count (small-matrix
@@ -240,7 +248,7 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
   const float* head = w.output_matrix().data();
   const model::Bf16Bits head_bits = bits_of(w.output_matrix());
   const std::int64_t chunk = std::min(options_.loss_chunk, std::max<std::int64_t>(T, 1));
-  std::vector<float> logits;
+  std::vector<float>& logits = buf.logits;
   if (!req.targets.empty()) {
     // Only the targeted rows go through the LM head, gathered `chunk` at a time.
     result.token_loss.assign(sz(T), std::numeric_limits<double>::quiet_NaN());
@@ -248,7 +256,7 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
     for (std::int64_t t = 0; t < T; ++t)
       if (req.targets[sz(t)] >= 0) rows.push_back(t);
     logits.resize(sz(chunk * V));
-    std::vector<float> xc(sz(chunk * H));
+    std::vector<float>& xc = sized(buf.rows_x, chunk * H);
     std::vector<std::int32_t> tc(sz(chunk));
     std::vector<double> lc(sz(chunk));
     for (std::size_t r0 = 0; r0 < rows.size(); r0 += sz(chunk)) {

@@ -81,6 +81,13 @@ class Prefill {
   // Native bf16: every GEMM weight as bf16 bits, converted once (not per GEMM and row chunk: a
   // prompt's last-token logits alone would convert the whole LM head), by its float array.
   std::unordered_map<const float*, std::vector<std::uint16_t>> weight_bits_;
+  // The activations of a run, kept for the next: fresh arrays cost a page fault and the kernel's
+  // zeroing per 4 KiB on every call (4-5% of an evaluation's samples, perf).
+  struct Buffers {
+    std::vector<float> x, xn, x_mid, rstd, q, o, lse, k, v, gate, up, logits, rows_x;
+    std::vector<std::uint16_t> q16, k16, v16, o16;
+  };
+  Buffers buffers_;
 };
 
 }  // namespace anchorctx::eval
