@@ -14,6 +14,9 @@ namespace {
 
 std::atomic<std::uint64_t> next_instance_id{1};
 
+// How far a vocabulary's largest id may pass twice its entry count (see the constructor).
+constexpr std::int64_t kMaxIdGap = 65536;
+
 // Per-thread word cache: raw word -> ids. One per thread and model, bounded; cleared when
 // full (simple, and English text settles on a working set far below the bound).
 struct WordCache {
@@ -69,6 +72,14 @@ BpeModel::BpeModel(BpeModelConfig config) : config_(std::move(config)) {
     if (id < 0) fail("vocabulary token '{}' has a negative id {}", token, id);
     max_id = std::max(max_id, id);
   }
+  // The id -> token table is dense: a vocabulary's ids are 0..n-1 in every tokenizer.json
+  // written, so a gap this large is a damaged file, not a tokenizer (and would size the table).
+  const std::int64_t entries = static_cast<std::int64_t>(config_.vocab.size());
+  if (max_id >= 2 * entries + kMaxIdGap)
+    fail(
+        "the vocabulary's {} tokens reach id {}: ids this sparse are not a tokenizer's "
+        "(at most 2 x entries + {} are accepted)",
+        entries, max_id, kMaxIdGap);
   id_to_token_.resize(static_cast<std::size_t>(max_id + 1));
   has_token_.assign(id_to_token_.size(), false);
   vocab_.reserve(config_.vocab.size());

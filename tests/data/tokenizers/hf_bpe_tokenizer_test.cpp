@@ -187,6 +187,30 @@ TEST(HfBpeTokenizer, IdentityAndErrors) {
     EXPECT_NE(std::string(e.what()).find("broken.json"), std::string::npos) << e.what();
   }
   spec["model"]["type"] = "BPE";
+  // Ids that are not integers in [0, 2^31), or so sparse that the id table would be huge (a
+  // fuzzed id of 2e9 once asked for 64 GB): refused, naming the token.
+  const auto refused = [&](const json& bad, const std::string& name, const std::string& says) {
+    try {
+      load_tokenizer(dir.write(name, bad.dump()));
+      ADD_FAILURE() << name << " loaded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  const std::string first = spec["model"]["vocab"].begin().key();
+  for (const auto& [name, id] : std::vector<std::pair<std::string, json>>{
+           {"float_id.json", 2e9}, {"negative_id.json", -3}, {"huge_id.json", 4294967296LL}}) {
+    json bad = spec;
+    bad["model"]["vocab"][first] = id;
+    refused(bad, name, "vocabulary token '" + first + "' has the id");
+  }
+  json sparse = spec;
+  sparse["model"]["vocab"][first] = 2000000000;
+  refused(sparse, "sparse_id.json", "reach id 2000000000");
+  json added = spec;
+  added["added_tokens"][0]["id"] = -1;
+  refused(added, "added_negative.json", "added token");
+
   spec["model"]["merges"].push_back(json::array({"nope-a", "nope-b"}));
   EXPECT_THROW(load_tokenizer(dir.write("bad_merge.json", spec.dump())), Error);
 }
