@@ -154,10 +154,6 @@ BackwardSchedule backward_schedule(const BlockPlan& plan, const AttentionDims& d
                                               : BackwardSchedule::key_tiles_in_turn;
 }
 
-const char* to_string(BackwardSchedule schedule) {
-  return schedule == BackwardSchedule::fused ? "fused" : "key_tiles_in_turn";
-}
-
 std::string kernel_isa() {
   return cpu::isa_name(cpu::select_isa());
 }

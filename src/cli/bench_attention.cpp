@@ -325,8 +325,9 @@ void run(const Args& a) {
                           ? nlohmann::json(std::string(model::to_string(bf16_compute)))
                           : nlohmann::json(nullptr);
   j["threads"] = threads;
-  j["backward_schedule"] =
-      a.no_backward ? nlohmann::json(nullptr) : nlohmann::json(attn::to_string(backward_schedule));
+  j["backward_schedule"] = a.no_backward
+                               ? nlohmann::json(nullptr)
+                               : nlohmann::json(std::string(attn::to_string(backward_schedule)));
   j["tokens"] = tokens;
   j["num_documents"] = num_docs;
   j["plan"] = {{"tile_size", plan.tile_size()},

@@ -621,8 +621,8 @@ TEST(BackwardSchedule, FusedWhereItsItemsFillTheThreads) {
   EXPECT_EQ(schedule(1, 8, 64), in_turn);  // Llama 3 8B's kv heads on 64 cores
   EXPECT_EQ(schedule(2, 8, 16), fused);
   EXPECT_EQ(schedule(9, 2, 8), in_turn);  // 18 items in 3 rounds of 8: 75%
-  EXPECT_STREQ(to_string(fused), "fused");
-  EXPECT_STREQ(to_string(in_turn), "key_tiles_in_turn");
+  EXPECT_EQ(to_string(fused), "fused");
+  EXPECT_EQ(to_string(in_turn), "key_tiles_in_turn");
 }
 
 // The backward runs one item per (sequence, kv head) where those items fill the threads, else

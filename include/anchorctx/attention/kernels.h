@@ -28,10 +28,13 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "anchorctx/attention/block_plan.h"
 #include "anchorctx/core/dtype.h"
+#include "anchorctx/core/enum_names.h"
 
 namespace anchorctx::attention {
 
@@ -103,8 +106,15 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
 // `key_tiles_in_turn`, one item per key tile of a kv head, the dQ rows shared by several items
 // taking their contributions in turn. The same bits either way; benchmarks report which ran.
 enum class BackwardSchedule { fused, key_tiles_in_turn };
+inline constexpr core::EnumName<BackwardSchedule> kBackwardScheduleNames[] = {
+    {BackwardSchedule::fused, "fused"}, {BackwardSchedule::key_tiles_in_turn, "key_tiles_in_turn"}};
+constexpr std::span<const core::EnumName<BackwardSchedule>> enum_names(BackwardSchedule) {
+  return kBackwardScheduleNames;
+}
+constexpr std::string_view to_string(BackwardSchedule schedule) {
+  return core::enum_name(schedule);
+}
 BackwardSchedule backward_schedule(const BlockPlan& plan, const AttentionDims& dims, int threads);
-const char* to_string(BackwardSchedule schedule);
 
 // The instruction set the kernels run with on this machine: "avx512", "avx2" or "portable".
 // The environment variable ANCHORCTX_ISA (same names) lowers it, for tests and comparisons.
