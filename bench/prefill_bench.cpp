@@ -5,12 +5,15 @@
 //   PrefillPpl/T    eval::Prefill with every token targeted (the ppl task's work)
 //   PrefillGen/T    eval::Prefill keeping the KV cache and the last logits (a needle prompt)
 //   Decode/T        16 greedy tokens decoded with the KV cache after a T-token prefill
+//   DecodeBatch/T/B B prompts of T tokens prefilled together, then 16 greedy tokens each decoded
+//                   together (eval's batches: one pass over the weights per step for all B)
 //   PrefillBatched/T   eight prompts of T / 8 tokens as one varlen prefill (eval's batches)
 //   PrefillOneByOne/T  the same eight prompts prefilled one at a time
-// Counter tokens_per_s: T (or 16 decoded tokens) per second.
+// Counter tokens_per_s: T (or the decoded tokens) per second.
 //   anchorctx_microbench --benchmark_filter='TrainForward|Prefill|Decode'
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <memory>
 #include <numeric>
 #include <vector>
@@ -171,6 +174,27 @@ void Decode(benchmark::State& state) {
   state.counters["tokens_per_s"] = static_cast<double>(decoded) / decode_s;
 }
 
+void DecodeBatch(benchmark::State& state) {
+  Setup& s = setup();
+  eval::Engine engine(s.weights);
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (std::int64_t b = 0; b < state.range(1); ++b) {
+    std::vector<std::int32_t> p = tokens(state.range(0));
+    std::rotate(p.begin() + 1, p.begin() + 1 + b, p.end());  // different prompts, same length
+    prompts.push_back(std::move(p));
+  }
+  const std::vector<std::span<const std::int32_t>> spans(prompts.begin(), prompts.end());
+  double decode_s = 0.0;
+  std::int64_t decoded = 0;
+  for (auto _ : state) {
+    const eval::EngineStats before = engine.stats();
+    benchmark::DoNotOptimize(engine.greedy_batch(spans, 16, {}));
+    decode_s += engine.stats().decode_s - before.decode_s;
+    decoded += engine.stats().decode_tokens - before.decode_tokens;
+  }
+  state.counters["tokens_per_s"] = static_cast<double>(decoded) / decode_s;
+}
+
 // 32K: the longest length; the training forward there keeps about 8 GB of activations.
 BENCHMARK(TrainForward)
     ->Arg(4096)
@@ -193,5 +217,11 @@ BENCHMARK(PrefillGen)
 BENCHMARK(PrefillBatched)->Arg(4096)->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK(PrefillOneByOne)->Arg(4096)->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK(Decode)->Arg(4096)->Arg(16384)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK(DecodeBatch)
+    ->Args({2048, 1})
+    ->Args({2048, 4})
+    ->Args({2048, 8})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
 
 }  // namespace

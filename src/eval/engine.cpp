@@ -34,19 +34,37 @@ attention::BlockPlan causal_plan(const std::vector<std::int64_t>& tokens) {
 Engine::Engine(model::LlamaModel model, PrefillOptions options)
     : decoder_(std::move(model)), prefill_(decoder_.model(), options) {}
 
-std::vector<std::int32_t> Engine::decode(std::span<const float> logits, std::int64_t max_new,
-                                         std::span<const std::int32_t> stop_ids) {
-  std::vector<std::int32_t> out;
+// Greedy answers of the decoder's sequences, all decoded together: each step feeds every
+// sequence still answering (one pass over the weights for all of them), a sequence leaves the
+// batch at its stop id or its max_new-th token. logits [sequences, V]: each one's first.
+std::vector<std::vector<std::int32_t>> Engine::decode(std::span<const float> logits,
+                                                      std::int64_t max_new,
+                                                      std::span<const std::int32_t> stop_ids) {
+  const std::int64_t V = config().vocab_size, n = decoder_.sequences();
+  std::vector<std::vector<std::int32_t>> out(static_cast<std::size_t>(n));
   const core::Stopwatch watch;
   std::vector<float> current(logits.begin(), logits.end());
-  while (static_cast<std::int64_t>(out.size()) < max_new) {
-    const std::int32_t next = model::argmax(current);
-    if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
-    out.push_back(next);
-    if (static_cast<std::int64_t>(out.size()) == max_new) break;
-    const std::span<const float> l = decoder_.step(next);
+  std::vector<model::DecodeFeed> feeds;
+  for (std::int64_t s = 0; s < n; ++s)
+    feeds.push_back({s, 0});
+  while (!feeds.empty()) {
+    std::vector<model::DecodeFeed> next_feeds;
+    for (std::size_t i = 0; i < feeds.size(); ++i) {
+      std::vector<std::int32_t>& answer = out[static_cast<std::size_t>(feeds[i].sequence)];
+      const std::int32_t next = model::argmax(
+          std::span<const float>(current).subspan(i * static_cast<std::size_t>(V), V));
+      if (static_cast<std::int64_t>(answer.size()) >= max_new ||
+          std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end())
+        continue;
+      answer.push_back(next);
+      if (static_cast<std::int64_t>(answer.size()) < max_new)
+        next_feeds.push_back({feeds[i].sequence, next});
+    }
+    feeds = std::move(next_feeds);
+    if (feeds.empty()) break;
+    const std::span<const float> l = decoder_.step(feeds);
     current.assign(l.begin(), l.end());
-    ++stats_.decode_tokens;
+    stats_.decode_tokens += static_cast<std::int64_t>(feeds.size());
   }
   stats_.decode_s += watch.elapsed_s();
   return out;
@@ -77,8 +95,10 @@ std::vector<std::int32_t> Engine::greedy(std::span<const std::int32_t> prompt, s
   std::vector<std::int32_t> positions(prompt.size());
   std::iota(positions.begin(), positions.end(), 0);
   PrefillResult r = prefill_for_decode(prompt, positions, plan);
-  decoder_.adopt_cache(std::move(r.keys), std::move(r.values), T);
-  return decode(r.last_logits, max_new, stop_ids);
+  std::vector<model::KvCache> cache(1);
+  cache[0] = {std::move(r.keys), std::move(r.values), T};
+  decoder_.adopt_caches(std::move(cache), max_new);
+  return std::move(decode(r.last_logits, max_new, stop_ids)[0]);
 }
 
 std::vector<std::vector<std::int32_t>> Engine::greedy_batch(
@@ -97,23 +117,31 @@ std::vector<std::vector<std::int32_t>> Engine::greedy_batch(
   const attention::BlockPlan plan = causal_plan(lengths);
   PrefillResult r = prefill_for_decode(ids, positions, plan);
 
-  const std::int64_t kvd = config().kv_dim(), V = config().vocab_size;
-  std::vector<std::vector<std::int32_t>> out;
-  std::int64_t begin = 0;
+  // Each prompt's slice of the packed keys and values becomes its own sequence's cache (each
+  // packed layer freed once sliced: the batch's cache is not held twice).
+  const std::int64_t kvd = config().kv_dim();
+  std::vector<model::KvCache> caches(prompts.size());
   for (std::size_t b = 0; b < prompts.size(); ++b) {
-    const std::int64_t T = lengths[b];
-    std::vector<std::vector<float>> keys(r.keys.size()), values(r.values.size());
-    for (std::size_t l = 0; l < r.keys.size(); ++l) {
-      keys[l].assign(r.keys[l].begin() + begin * kvd, r.keys[l].begin() + (begin + T) * kvd);
-      values[l].assign(r.values[l].begin() + begin * kvd, r.values[l].begin() + (begin + T) * kvd);
-    }
-    begin += T;
-    decoder_.adopt_cache(std::move(keys), std::move(values), T);
-    const std::span<const float> logits(r.last_logits.data() + static_cast<std::int64_t>(b) * V,
-                                        static_cast<std::size_t>(V));
-    out.push_back(decode(logits, max_new, stop_ids));
+    caches[b].tokens = lengths[b];
+    caches[b].keys.resize(r.keys.size());
+    caches[b].values.resize(r.values.size());
   }
-  return out;
+  for (std::size_t l = 0; l < r.keys.size(); ++l) {
+    std::int64_t begin = 0;
+    for (std::size_t b = 0; b < prompts.size(); ++b) {
+      const std::int64_t end = begin + lengths[b];
+      caches[b].keys[l].assign(r.keys[l].begin() + begin * kvd, r.keys[l].begin() + end * kvd);
+      caches[b].values[l].assign(r.values[l].begin() + begin * kvd,
+                                 r.values[l].begin() + end * kvd);
+      begin = end;
+    }
+    r.keys[l] = {};
+    r.values[l] = {};
+  }
+  decoder_.adopt_caches(std::move(caches), max_new);
+  std::vector<std::vector<std::int32_t>> answers = decode(r.last_logits, max_new, stop_ids);
+  decoder_.reset();  // the batch's caches are not held through the next prefill
+  return answers;
 }
 
 std::vector<std::int32_t> Engine::greedy_stepwise(std::span<const std::int32_t> prompt,
@@ -124,7 +152,7 @@ std::vector<std::int32_t> Engine::greedy_stepwise(std::span<const std::int32_t> 
   std::span<const float> logits;
   for (const std::int32_t t : prompt)
     logits = decoder_.step(t);
-  return decode(logits, max_new, stop_ids);
+  return std::move(decode(logits, max_new, stop_ids)[0]);
 }
 
 }  // namespace anchorctx::eval

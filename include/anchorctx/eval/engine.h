@@ -1,6 +1,7 @@
 // The inference engine evaluation runs on: a model, its batched prefill and its token-by-token
 // decoder sharing the weights. A prompt is prefilled at once (prefill.h), its keys and values
-// handed to model::LlamaInference as its KV cache, then the answer is decoded greedily.
+// handed to model::LlamaInference as its KV cache, then the answer is decoded greedily (the
+// prompts of a batch decoded together).
 #pragma once
 
 #include <cstdint>
@@ -40,7 +41,8 @@ class Engine {
                                    std::span<const std::int32_t> stop_ids);
   // Greedy continuations of several prompts (each non-empty): one prefill over all of them
   // packed as varlen sequences (one causal sequence each: the kernels' tiles never cross
-  // sequences), then each answer decoded from its slice of the KV cache. The same tokens as
+  // sequences), then the answers decoded together, each from its slice of the KV cache (a
+  // step reads the weights once for every prompt still answering). The same tokens as
   // greedy() on each prompt alone (test Engine.BatchedPrefillMatchesOneAtATime).
   std::vector<std::vector<std::int32_t>> greedy_batch(
       const std::vector<std::span<const std::int32_t>>& prompts, std::int64_t max_new,
@@ -55,8 +57,8 @@ class Engine {
   PrefillResult prefill_for_decode(std::span<const std::int32_t> ids,
                                    std::span<const std::int32_t> positions,
                                    const attention::BlockPlan& plan);
-  std::vector<std::int32_t> decode(std::span<const float> logits, std::int64_t max_new,
-                                   std::span<const std::int32_t> stop_ids);
+  std::vector<std::vector<std::int32_t>> decode(std::span<const float> logits, std::int64_t max_new,
+                                                std::span<const std::int32_t> stop_ids);
 
   model::LlamaInference decoder_;  // owns the model
   Prefill prefill_;                // reads the decoder's weights

@@ -1,5 +1,6 @@
 // Token-by-token inference of a Llama-family model in float32 with a KV cache: the forward pass
-// HuggingFace's LlamaForCausalLM computes, one new token at a time, for generation.
+// HuggingFace's LlamaForCausalLM computes, one new token at a time, for generation and for
+// evaluation's answers (several sequences at once).
 //
 // Not the training forward (that one runs packed windows through the attention kernels); this
 // is the plain loop llama2.c's run.c runs, with transformers' conventions: rotate-half RoPE in
@@ -16,11 +17,31 @@
 
 namespace anchorctx::model {
 
+// The keys (after RoPE) and values of a sequence's first `tokens` positions, per layer
+// [tokens, kv_dim] each: a KV cache computed elsewhere (eval's batched prefill).
+struct KvCache {
+  std::vector<std::vector<float>> keys, values;
+  std::int64_t tokens = 0;
+};
+
+// One token fed to one sequence in a batched step.
+struct DecodeFeed {
+  std::int64_t sequence = 0;
+  std::int32_t token = 0;
+};
+
+// Holds one or more sequences, each with its own KV cache and position, stepped one token at a
+// time alone or together: a batched step reads each weight once for all of its sequences
+// (decoding is bound by reading the weights), and a sequence's logits have the same bits
+// whichever sequences it is stepped beside (model/layers/decode_kernels.h).
 class LlamaInference {
  public:
-  // Takes the model; `reserve_tokens` pre-sizes the KV cache (it grows past it as needed).
-  // Throws anchorctx::Error for a RoPE configuration rope::compute_frequencies rejects.
+  // Takes the model and starts one empty sequence; `reserve_tokens` pre-sizes its KV cache (it
+  // grows past it as needed). Throws anchorctx::Error for a RoPE configuration
+  // rope::compute_frequencies rejects.
   explicit LlamaInference(LlamaModel model, std::int64_t reserve_tokens = 0);
+
+  // ---- one sequence (sequence 0) ----
 
   // Feeds `token` at the next position (position() before the call) and returns the logits of
   // the token after it [vocab], valid until the next call. Throws anchorctx::Error on a token
@@ -28,26 +49,49 @@ class LlamaInference {
   std::span<const float> step(std::int32_t token);
 
   // The number of tokens fed so far (the position of the next one).
-  std::int64_t position() const { return position_; }
-  // Forgets every token fed (the cache keeps its memory).
+  std::int64_t position() const { return position(0); }
+  // Back to one empty sequence (its cache keeps its memory).
   void reset();
+
+  // Back to one sequence, started from keys (after RoPE) and values of its first `tokens`
+  // positions computed elsewhere: per layer [tokens, kv_dim] each. Throws anchorctx::Error on a
+  // layer count or size that does not match.
+  void adopt_cache(std::vector<std::vector<float>> keys, std::vector<std::vector<float>> values,
+                   std::int64_t tokens);
+
+  // ---- several sequences ----
+
+  // Replaces every sequence by one per cache, started from it (checked as adopt_cache, all
+  // before any is taken), each with memory reserved for `room` more tokens (an answer's length:
+  // the cache then never grows by reallocation).
+  void adopt_caches(std::vector<KvCache> caches, std::int64_t room = 0);
+  std::int64_t sequences() const { return static_cast<std::int64_t>(sequences_.size()); }
+  std::int64_t position(std::int64_t sequence) const;
+
+  // Feeds each feed's token to its sequence at that sequence's next position, all in one pass
+  // over the weights, and returns the logits of the token after each [feeds.size(), vocab] in
+  // the order of `feeds`, valid until the next call. Throws anchorctx::Error on an empty list, a
+  // sequence out of range or fed twice, and what step(token) throws on.
+  std::span<const float> step(std::span<const DecodeFeed> feeds);
 
   const LlamaConfig& config() const { return model_.config; }
   const LlamaModel& model() const { return model_; }
 
-  // Starts the sequence from keys (after RoPE) and values of its first `tokens` positions
-  // computed elsewhere (eval's batched prefill): per layer [tokens, kv_dim] each. Replaces what
-  // was fed. Throws anchorctx::Error on a layer count or size that does not match.
-  void adopt_cache(std::vector<std::vector<float>> keys, std::vector<std::vector<float>> values,
-                   std::int64_t tokens);
-
  private:
+  struct Sequence {
+    // Per layer and KV head ([layer * n_kv + head]): keys and values of every position fed,
+    // [position, head_dim] (keys after RoPE).
+    std::vector<std::vector<float>> keys, values;
+    std::int64_t position = 0;
+    rope::RopeFrequencies frequencies;  // for the sequence's length (dynamic scaling)
+  };
+  void check_cache(KvCache& cache) const;
+  Sequence new_sequence(KvCache cache, std::int64_t room) const;
+  void attention(std::span<const DecodeFeed> feeds, std::size_t layer);
+
   LlamaModel model_;
-  rope::RopeFrequencies frequencies_;  // for the current sequence length (dynamic scaling)
-  std::int64_t position_ = 0;
-  // Per layer: keys and values of every position fed, [position, kv_dim] (keys after RoPE).
-  std::vector<std::vector<float>> key_cache_, value_cache_;
-  // Activations of the current token, reused across steps.
+  std::vector<Sequence> sequences_;
+  // Activations of the current step, [feeds, width] each, reused across steps.
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, scores_, gate_, up_, logits_;
 };
 
