@@ -17,24 +17,12 @@
 #include <string>
 #include <vector>
 
-#include "anchorctx/core/isa.h"
-#include "support/env_override.h"
+#include "support/model_isa_paths.h"
 
 namespace anchorctx::model::detail {
 namespace {
 
 constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
-
-template <class Body>
-void for_each_path(Body body) {
-  std::vector<std::string> paths{"avx2"};
-  if (core::best_cpu_isa() >= core::Isa::avx512) paths.emplace_back("avx512");
-  for (const std::string& isa : paths) {
-    const test::EnvOverride guard("ANCHORCTX_ISA", isa);
-    SCOPED_TRACE("ANCHORCTX_ISA=" + isa);
-    body();
-  }
-}
 
 std::vector<float> random_values(std::size_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -51,7 +39,7 @@ double tolerance(std::int64_t terms, double magnitude) {
 
 TEST(DecodeKernels, BatchedMatvecMatchesFloat64) {
   std::mt19937 rng(41);
-  for_each_path([&] {
+  test::for_each_model_isa_path([&] {
     for (const std::int64_t rows : {1, 3, 4, 5, 17, 38})
       for (const std::int64_t cols : {1, 15, 16, 17, 64, 100, 513})
         for (const std::int64_t batch : {1, 3, 4, 5, 9})
@@ -93,7 +81,7 @@ TEST(DecodeKernels, BatchedMatvecBitsDoNotDependOnBatchOrThreads) {
   const std::vector<float> x = random_values(static_cast<std::size_t>(batch * cols), rng);
   const std::vector<float> bias = random_values(static_cast<std::size_t>(rows), rng);
   const int threads = omp_get_max_threads();
-  for_each_path([&] {
+  test::for_each_model_isa_path([&] {
     std::vector<float> together(static_cast<std::size_t>(batch * rows), kPoison);
     batched_matvec(w.data(), cols, bias.data(), rows, cols, x.data(), cols, batch, together.data(),
                    rows);
@@ -126,7 +114,7 @@ TEST(DecodeKernels, BatchedMatvecBitsDoNotDependOnBatchOrThreads) {
 TEST(DecodeKernels, WeightedRowsSumMatchesFloat64) {
   std::mt19937 rng(47);
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for_each_path([&] {
+  test::for_each_model_isa_path([&] {
     for (const std::int64_t heads : {1, 2, 3, 4, 5, 8})
       for (const std::int64_t dim : {1, 15, 16, 17, 64, 65, 100, 130})
         for (const std::int64_t length : {1, 2, 37}) {
@@ -164,7 +152,7 @@ TEST(DecodeKernels, WeightedRowsSumBitsDoNotDependOnTheHeadsBeside) {
   const std::int64_t heads = 7, dim = 72, length = 129;
   const std::vector<float> p = random_values(static_cast<std::size_t>(heads * length), rng);
   const std::vector<float> v = random_values(static_cast<std::size_t>(length * dim), rng);
-  for_each_path([&] {
+  test::for_each_model_isa_path([&] {
     std::vector<float> together(static_cast<std::size_t>(heads * dim), kPoison);
     weighted_rows_sum(p.data(), length, heads, v.data(), dim, length, dim, together.data(), dim);
     for (std::int64_t h = 0; h < heads; ++h) {

@@ -18,22 +18,10 @@
 
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/isa.h"
-#include "support/env_override.h"
+#include "support/model_isa_paths.h"
 
 namespace anchorctx::model::detail {
 namespace {
-
-// Runs `body` once per path this CPU has, with ANCHORCTX_ISA set accordingly.
-template <class Body>
-void for_each_path(Body body) {
-  std::vector<std::string> paths{"avx2"};
-  if (core::best_cpu_isa() >= core::Isa::avx512) paths.emplace_back("avx512");
-  for (const std::string& isa : paths) {
-    const test::EnvOverride guard("ANCHORCTX_ISA", isa);
-    SCOPED_TRACE("ANCHORCTX_ISA=" + isa);
-    body();
-  }
-}
 
 // Distance in float32 ulps between got and the float64 value want (rounded to float32).
 double ulps(float got, double want) {
@@ -54,7 +42,7 @@ TEST(VectorMath, ExpIsWithinTwoUlpsEverywhereAndKeepsSpecialValues) {
     x.push_back(v);
   x.push_back(std::numeric_limits<float>::quiet_NaN());
   const std::int64_t n = static_cast<std::int64_t>(x.size());
-  for_each_path([&] {
+  test::for_each_model_isa_path([&] {
     std::vector<float> e(x.size(), -1.0f);
     exp_shifted_sum(x.data(), n, 0.0f, e.data());
     double worst = 0.0;
@@ -79,7 +67,7 @@ TEST(VectorMath, ExpIsWithinTwoUlpsEverywhereAndKeepsSpecialValues) {
 TEST(VectorMath, MaxAndShiftedSumsOnEveryTailLength) {
   std::mt19937 rng(3);
   std::normal_distribution<float> d(0.0f, 4.0f);
-  for_each_path([&] {
+  test::for_each_model_isa_path([&] {
     for (int n = 1; n <= 40; ++n) {
       std::vector<float> x(static_cast<std::size_t>(n));
       for (float& v : x)
@@ -112,7 +100,7 @@ TEST(VectorMath, SwigluRangesMatchFloat64) {
     u[i] = d(rng);
     dh[i] = d(rng);
   }
-  for_each_path([&] {
+  test::for_each_model_isa_path([&] {
     std::vector<float> h(n + 1, 7.0f), dg(n + 1, 7.0f), du(n + 1, 7.0f);
     swiglu_forward_range(g.data(), u.data(), n, false, h.data());
     swiglu_backward_range(g.data(), u.data(), dh.data(), n, dg.data(), du.data());
@@ -157,7 +145,7 @@ TEST(VectorMath, RoundingAndAddsGiveTheScalarBits) {
                             -0.0f};
   for (std::size_t i = 0; i < std::size(specials); ++i)
     a[i] = specials[i];
-  for_each_path([&] {
+  test::for_each_model_isa_path([&] {
     std::vector<float> r = a;
     round_bf16_range(r.data(), n);
     std::vector<float> s(n), sr(n);
