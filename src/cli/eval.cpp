@@ -273,9 +273,9 @@ void register_eval(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
   cmd->add_option("--batch-tokens", a->batch_tokens,
-                  "Prefill the prompts of a (task, length) together as varlen batches of at most "
-                  "this many tokens (a longer prompt alone; 0: one at a time); the answers are "
-                  "the same either way")
+                  "Run the prompts of a (task, length) together in batches of at most this many "
+                  "prompt tokens: one varlen prefill, then their answers decoded together (a "
+                  "longer prompt alone; 0: one at a time); the answers are the same either way")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 30));
   cmd->add_option("--seed", a->seed, "Seed of the task prompts (sample i uses seed + i)")

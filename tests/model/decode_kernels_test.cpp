@@ -2,8 +2,8 @@
 // inputs and awkward shapes (columns and dims around the 16-float vector, one row, one position,
 // strided rows), outputs poisoned so an unwritten element shows; and the property decoding is
 // built on: an element's bits do not depend on the batch it is computed in, its place in it, or
-// the thread count. Both paths: AVX-512 where this CPU has it, the plain loops
-// (ANCHORCTX_ISA=avx2).
+// the thread count. Every path this CPU has (AVX-512, AVX2, the plain loops), and AVX2's bits
+// equal to AVX-512's.
 #include "model/layers/decode_kernels.h"
 
 #include <gtest/gtest.h>
@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "anchorctx/core/isa.h"
+#include "support/env_override.h"
 #include "support/model_isa_paths.h"
 
 namespace anchorctx::model::detail {
@@ -163,6 +165,29 @@ TEST(DecodeKernels, WeightedRowsSumBitsDoNotDependOnTheHeadsBeside) {
           << "head " << h;
     }
   });
+}
+
+// AVX2 computes AVX-512's lanes as halves with the same fused operations: the same bits.
+TEST(DecodeKernels, Avx2GivesAvx512sBits) {
+  if (core::best_cpu_isa() < core::Isa::avx512) GTEST_SKIP() << "this CPU has no AVX-512";
+  std::mt19937 rng(59);
+  const std::int64_t rows = 37, cols = 203, batch = 5, heads = 5, dim = 83, length = 61;
+  const std::vector<float> w = random_values(static_cast<std::size_t>(rows * cols), rng);
+  const std::vector<float> x = random_values(static_cast<std::size_t>(batch * cols), rng);
+  const std::vector<float> bias = random_values(static_cast<std::size_t>(rows), rng);
+  const std::vector<float> p = random_values(static_cast<std::size_t>(heads * length), rng);
+  const std::vector<float> v = random_values(static_cast<std::size_t>(length * dim), rng);
+  std::vector<std::vector<float>> products, sums;
+  for (const char* isa : {"avx2", "avx512"}) {
+    const test::EnvOverride guard("ANCHORCTX_ISA", isa);
+    products.emplace_back(static_cast<std::size_t>(batch * rows), kPoison);
+    batched_matvec(w.data(), cols, bias.data(), rows, cols, x.data(), cols, batch,
+                   products.back().data(), rows);
+    sums.emplace_back(static_cast<std::size_t>(heads * dim), kPoison);
+    weighted_rows_sum(p.data(), length, heads, v.data(), dim, length, dim, sums.back().data(), dim);
+  }
+  EXPECT_EQ(std::memcmp(products[0].data(), products[1].data(), products[0].size() * 4), 0);
+  EXPECT_EQ(std::memcmp(sums[0].data(), sums[1].data(), sums[0].size() * 4), 0);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The layers' vector exp loops (src/model/layers/vector_math.h) against float64 math, on both
-// paths: AVX-512 where this CPU has it, and the scalar loops (ANCHORCTX_ISA=avx2).
+// paths: AVX-512 where this CPU has it, and the scalar loops (ANCHORCTX_ISA=portable or avx2).
 #include "model/layers/vector_math.h"
 
 #include <gtest/gtest.h>

@@ -6,9 +6,10 @@
 // Each output element is summed in one fixed order that depends on nothing but its own inputs:
 // not the batch it is computed in, its place in it, the rows around it or the thread count. A
 // sequence decoded alone or beside others therefore gets the same bits, which is what keeps an
-// evaluation's answers independent of how its prompts were batched (eval/engine.h). AVX-512
-// where selected (core/isa.h) with fused multiply-adds, plain loops otherwise (unfused, so the
-// two paths agree to rounding, not to the bit).
+// evaluation's answers independent of how its prompts were batched (eval/engine.h). AVX-512 or
+// AVX2 where selected (core/isa.h), with fused multiply-adds in the same lanes and order, hence
+// the same bits; plain loops otherwise (unfused: they agree with the others to rounding, not to
+// the bit).
 #pragma once
 
 #include <cstdint>
