@@ -47,7 +47,7 @@ std::vector<std::vector<std::int32_t>> Engine::decode(std::span<const float> log
   std::vector<model::DecodeFeed> feeds;
   for (std::int64_t s = 0; s < n; ++s)
     feeds.push_back({s, 0});
-  while (!feeds.empty()) {
+  for (;;) {
     std::vector<model::DecodeFeed> next_feeds;
     for (std::size_t i = 0; i < feeds.size(); ++i) {
       std::vector<std::int32_t>& answer = out[static_cast<std::size_t>(feeds[i].sequence)];
