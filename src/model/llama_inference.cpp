@@ -200,8 +200,9 @@ void LlamaInference::attention(std::span<const DecodeFeed> feeds, std::size_t la
     const float* q = q_.data() + i * q_dim + g * group * head_dim;
     // scores [group, length] = q_group [group, head_dim] @ K_g [length, head_dim]^T * scale
     const std::size_t head = layer * to_size(n_kv) + to_size(g);
+    // (One item alone, an MQA model stepping one sequence, spreads its keys over the threads.)
     detail::batched_matvec(s.keys[head].data(), head_dim, nullptr, length, head_dim, q, head_dim,
-                           group, scores, longest, false);
+                           group, scores, longest, items == 1);
     for (std::int64_t h = 0; h < group; ++h) {
       float* row = scores + h * longest;
       for (std::int64_t t = 0; t < length; ++t)

@@ -1,6 +1,6 @@
 // Several sequences stepped together by model::LlamaInference give, bit for bit, the logits each
 // gives stepped alone, whatever the sequences beside it, their order in the step, the sequences
-// that sit a step out, and the thread count: random models of several shapes (GQA and MHA, a
+// that sit a step out, and the thread count: random models of several shapes (GQA, MHA, MQA, a
 // head_dim that is no multiple of 16, q/k/v and MLP biases, tied embeddings, dynamic RoPE scaling
 // that grows a sequence's base past max_position_embeddings). Plus the step's refusals. That
 // single-sequence decoding computes transformers' logits is checked in checkpoint_test.cpp.
@@ -50,7 +50,8 @@ std::vector<LlamaConfig> configs() {
   qwen.num_key_value_heads = 2;
   qwen.head_dim = 8;
   out.push_back(qwen);
-  LlamaConfig dynamic = gqa;  // the base grows per sequence past 12 positions
+  LlamaConfig dynamic = gqa;  // MQA; the base grows per sequence past 12 positions
+  dynamic.num_key_value_heads = 1;
   dynamic.max_position_embeddings = 12;
   dynamic.rope_scaling.type = RopeScalingType::dynamic;
   dynamic.rope_scaling.factor = 2.0;
