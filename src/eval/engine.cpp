@@ -31,8 +31,20 @@ attention::BlockPlan causal_plan(const std::vector<std::int64_t>& tokens) {
                                      attention::MaskKind::causal);
 }
 
+namespace {
+
+// bf16 precision: the model's weights rounded once, for the decoder and the prefill alike (the
+// prefill then needs no rounded copy of its own).
+model::LlamaModel for_precision(model::LlamaModel model, model::Precision precision) {
+  if (precision == model::Precision::bf16) model::round_to_bf16(model.weights);
+  return model;
+}
+
+}  // namespace
+
 Engine::Engine(model::LlamaModel model, PrefillOptions options)
-    : decoder_(std::move(model)), prefill_(decoder_.model(), options) {}
+    : decoder_(for_precision(std::move(model), options.precision)),
+      prefill_(decoder_.model(), options) {}
 
 // Greedy answers of the decoder's sequences, all decoded together: each step feeds every
 // sequence still answering (one pass over the weights for all of them), a sequence leaves the

@@ -22,20 +22,6 @@ std::size_t sz(std::int64_t v) {
   return static_cast<std::size_t>(v);
 }
 
-void round_all(model::LlamaWeights& w) {
-  const auto r = [](std::vector<float>& v) { model::round_to_bf16(v); };
-  r(w.embed_tokens);
-  r(w.final_norm);
-  r(w.lm_head);
-  for (model::LlamaLayerWeights& l : w.layers) {
-    for (std::vector<float>* v :
-         {&l.input_norm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.q_bias, &l.k_bias,
-          &l.v_bias, &l.o_bias, &l.post_attention_norm, &l.gate_proj, &l.up_proj, &l.down_proj,
-          &l.gate_bias, &l.up_bias, &l.down_bias})
-      r(*v);
-  }
-}
-
 const float* ptr(const std::vector<float>& v) {
   return v.empty() ? nullptr : v.data();
 }
@@ -75,9 +61,11 @@ Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
         d);
   require(options_.loss_chunk > 0 && options_.row_chunk > 0,
           "prefill: loss_chunk and row_chunk must be positive");
-  if (options_.precision == model::Precision::bf16) {
+  // bf16: the weights rounded, in a copy unless they already are (Engine rounds its model).
+  if (options_.precision == model::Precision::bf16 && !model::holds_bf16_values(model_.weights)) {
     rounded_ = model_.weights;
-    round_all(rounded_);
+    model::round_to_bf16(rounded_);
+    use_rounded_ = true;
   }
   std::string why;
   if (native() && !model::native_bf16_available(&why))
@@ -88,11 +76,11 @@ Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
       bits.resize(w.size());
       model::to_bf16_bits(w, bits);
     };
-    for (const model::LlamaLayerWeights& l : rounded_.layers)
+    for (const model::LlamaLayerWeights& l : weights().layers)
       for (const std::vector<float>* w :
            {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
         keep(*w);
-    keep(rounded_.output_matrix());
+    keep(weights().output_matrix());
   }
 }
 
@@ -107,7 +95,7 @@ bool Prefill::native() const {
 }
 
 const model::LlamaWeights& Prefill::weights() const {
-  return options_.precision == model::Precision::bf16 ? rounded_ : model_.weights;
+  return use_rounded_ ? rounded_ : model_.weights;
 }
 
 PrefillResult Prefill::run(const PrefillRequest& req) {

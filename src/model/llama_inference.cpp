@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/model/layers.h"
 #include "anchorctx/model/llama_inference.h"
 #include "anchorctx/rope/rope.h"
 #include "model/layers/decode_kernels.h"
@@ -21,11 +22,16 @@ std::size_t to_size(std::int64_t v) {
   return static_cast<std::size_t>(v);
 }
 
-// out [batch, rows] = x [batch, cols] @ w [rows, cols]^T (+ bias [rows] when non-empty)
-void linear(float* out, const std::vector<float>& w, const std::vector<float>& bias, const float* x,
-            std::int64_t batch, std::int64_t rows, std::int64_t cols) {
-  detail::batched_matvec(w.data(), cols, bias.empty() ? nullptr : bias.data(), rows, cols, x, cols,
-                         batch, out, rows);
+// out [batch, rows] = x [batch, cols] @ w [rows, cols]^T (+ bias [rows] when non-empty), reading
+// w's bf16 bits when it has them (the same values: the same result from half the reads).
+void linear(float* out, const std::vector<float>& w, const std::vector<std::uint16_t>& w_bits,
+            const std::vector<float>& bias, const float* x, std::int64_t batch, std::int64_t rows,
+            std::int64_t cols) {
+  const float* b = bias.empty() ? nullptr : bias.data();
+  if (!w_bits.empty())
+    detail::batched_matvec(w_bits.data(), cols, b, rows, cols, x, cols, batch, out, rows);
+  else
+    detail::batched_matvec(w.data(), cols, b, rows, cols, x, cols, batch, out, rows);
 }
 
 // out [n] = x [n] / sqrt(mean(x^2) + eps) * weight [n]
@@ -73,6 +79,26 @@ void softmax(float* x, std::int64_t n) {
 LlamaInference::LlamaInference(LlamaModel model, std::int64_t reserve_tokens)
     : model_(std::move(model)) {
   reset();
+  // A model of bf16 values (a bf16 checkpoint widened on loading, eval in bf16 precision):
+  // decode reads its matrices as bits, half the bytes of the float32 arrays.
+  if (holds_bf16_values(model_.weights)) {
+    const auto bits_of = [](const std::vector<float>& w) {
+      std::vector<std::uint16_t> bits(w.size());
+      to_bf16_bits(w, bits);
+      return bits;
+    };
+    for (const LlamaLayerWeights& l : model_.weights.layers) {
+      LayerBits& b = layer_bits_.emplace_back();
+      b.q_proj = bits_of(l.q_proj);
+      b.k_proj = bits_of(l.k_proj);
+      b.v_proj = bits_of(l.v_proj);
+      b.o_proj = bits_of(l.o_proj);
+      b.gate_proj = bits_of(l.gate_proj);
+      b.up_proj = bits_of(l.up_proj);
+      b.down_proj = bits_of(l.down_proj);
+    }
+    output_bits_ = bits_of(model_.weights.output_matrix());
+  }
   const std::size_t reserve =
       to_size(std::max<std::int64_t>(reserve_tokens, 0) * config().resolved_head_dim());
   for (std::size_t l = 0; l < sequences_[0].keys.size(); ++l) {
@@ -273,11 +299,12 @@ std::span<const float> LlamaInference::step(std::span<const DecodeFeed> feeds) {
 
   for (std::size_t l = 0; l < w.layers.size(); ++l) {
     const LlamaLayerWeights& layer = w.layers[l];
+    const LayerBits& bits = layer_bits_.empty() ? kNoBits : layer_bits_[l];
     // Attention block: x += o_proj(attention(rope(q), rope(k), v)) on rmsnorm(x).
     rmsnorm_rows(xb_.data(), x_.data(), layer.input_norm, B, dim, c.rms_norm_eps);
-    linear(q_.data(), layer.q_proj, layer.q_bias, xb_.data(), B, q_dim, dim);
-    linear(k_.data(), layer.k_proj, layer.k_bias, xb_.data(), B, kv_dim, dim);
-    linear(v_.data(), layer.v_proj, layer.v_bias, xb_.data(), B, kv_dim, dim);
+    linear(q_.data(), layer.q_proj, bits.q_proj, layer.q_bias, xb_.data(), B, q_dim, dim);
+    linear(k_.data(), layer.k_proj, bits.k_proj, layer.k_bias, xb_.data(), B, kv_dim, dim);
+    linear(v_.data(), layer.v_proj, bits.v_proj, layer.v_bias, xb_.data(), B, kv_dim, dim);
     for (std::int64_t i = 0; i < B; ++i) {
       rotations[to_size(i)].forward(q_.data() + i * q_dim, c.num_attention_heads);
       rotations[to_size(i)].forward(k_.data() + i * kv_dim, c.num_key_value_heads);
@@ -291,21 +318,23 @@ std::span<const float> LlamaInference::step(std::span<const DecodeFeed> feeds) {
       }
     }
     attention(feeds, l);
-    linear(xb_.data(), layer.o_proj, layer.o_bias, att_out_.data(), B, dim, q_dim);
+    linear(xb_.data(), layer.o_proj, bits.o_proj, layer.o_bias, att_out_.data(), B, dim, q_dim);
     add_in_place(x_, xb_, B * dim);
 
     // MLP block: x += down(silu(gate(h)) * up(h)), h = rmsnorm(x).
     rmsnorm_rows(xb_.data(), x_.data(), layer.post_attention_norm, B, dim, c.rms_norm_eps);
-    linear(gate_.data(), layer.gate_proj, layer.gate_bias, xb_.data(), B, inter, dim);
-    linear(up_.data(), layer.up_proj, layer.up_bias, xb_.data(), B, inter, dim);
+    linear(gate_.data(), layer.gate_proj, bits.gate_proj, layer.gate_bias, xb_.data(), B, inter,
+           dim);
+    linear(up_.data(), layer.up_proj, bits.up_proj, layer.up_bias, xb_.data(), B, inter, dim);
     detail::swiglu_forward_range(gate_.data(), up_.data(), B * inter, false, gate_.data());
-    linear(xb_.data(), layer.down_proj, layer.down_bias, gate_.data(), B, dim, inter);
+    linear(xb_.data(), layer.down_proj, bits.down_proj, layer.down_bias, gate_.data(), B, dim,
+           inter);
     add_in_place(x_, xb_, B * dim);
   }
 
   // logits [B, vocab] = rmsnorm(x) @ lm_head [vocab, dim]^T
   rmsnorm_rows(xb_.data(), x_.data(), w.final_norm, B, dim, c.rms_norm_eps);
-  linear(logits_.data(), w.output_matrix(), {}, xb_.data(), B, c.vocab_size, dim);
+  linear(logits_.data(), w.output_matrix(), output_bits_, {}, xb_.data(), B, c.vocab_size, dim);
   for (const DecodeFeed& f : feeds)
     ++sequences_[to_size(f.sequence)].position;
   return logits_;

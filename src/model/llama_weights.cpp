@@ -1,11 +1,14 @@
 // Loading a Llama-family model's weights as float32 (see llama_weights.h).
+#include <bit>
 #include <cstdint>
+#include <span>
 #include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/model/layers.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/model/tensor_schema.h"
@@ -33,6 +36,21 @@ LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConf
   if (config.tie_word_embeddings) used.insert("lm_head.weight");
   require_no_unused_tensors(reader, used);
   return w;
+}
+
+void round_to_bf16(LlamaWeights& weights) {
+  for_each_tensor([](std::vector<float>& slot) { round_to_bf16(std::span<float>(slot)); }, weights);
+}
+
+bool holds_bf16_values(const LlamaWeights& weights) {
+  bool all = true;
+  for_each_tensor(
+      [&](const std::vector<float>& slot) {
+        for (const float v : slot)
+          all = all && (std::bit_cast<std::uint32_t>(v) & 0xFFFFu) == 0;
+      },
+      weights);
+  return all;
 }
 
 LlamaModel load_llama_model(const std::filesystem::path& dir) {

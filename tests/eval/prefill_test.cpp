@@ -110,6 +110,30 @@ TEST(Prefill, RefusesMalformedRequests) {
   EXPECT_THROW(prefill.run({out_of_vocab, pos, &plan, {}, false, false}), Error);
 }
 
+// bf16 precision rounds the engine's model once: the decoder steps on bf16 weights (docs/EVAL.md),
+// and the prefill computes what it computes from the unrounded weights (its own rounded copy).
+TEST(Prefill, Bf16PrecisionRoundsTheEnginesWeights) {
+  const model::LlamaModel m = eval_test::random_tiny_model(5);
+  ASSERT_FALSE(model::holds_bf16_values(m.weights));
+  model::LlamaWeights rounded = m.weights;
+  model::round_to_bf16(rounded);
+  ASSERT_TRUE(model::holds_bf16_values(rounded));
+  Engine fp32(m);
+  EXPECT_EQ(fp32.model().weights.layers[0].q_proj, m.weights.layers[0].q_proj);
+  Engine bf16(m, {model::Precision::bf16});
+  EXPECT_TRUE(model::holds_bf16_values(bf16.model().weights));
+  EXPECT_EQ(bf16.model().weights.layers[1].down_proj, rounded.layers[1].down_proj);
+  EXPECT_EQ(bf16.model().weights.embed_tokens, rounded.embed_tokens);
+
+  const std::vector<std::int32_t> ids = {1, 7, 9, 30, 12, 44, 3}, pos = {0, 1, 2, 3, 4, 5, 6};
+  const attention::BlockPlan plan = causal_plan(7);
+  const PrefillRequest request{ids, pos, &plan, {}, true, true};
+  Prefill own_copy(m, {model::Precision::bf16});
+  const PrefillResult a = own_copy.run(request), b = bf16.prefill().run(request);
+  EXPECT_EQ(a.last_logits, b.last_logits);
+  EXPECT_EQ(a.keys, b.keys);
+}
+
 // Prefill then KV-cache decode = token-by-token decode, on a model trained in the test; the
 // prompt spans several 64-token tiles and ends mid-tile.
 TEST(Prefill, DecodeAfterPrefillMatchesStepwise) {

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -73,6 +74,33 @@ TEST(DecodeKernels, BatchedMatvecMatchesFloat64) {
                     << r;
               }
           }
+  });
+}
+
+// A weight given as bf16 bits gives the bits of the float32 call on the same (bf16) values.
+TEST(DecodeKernels, Bf16WeightBitsGiveTheFloatResult) {
+  std::mt19937 rng(61);
+  test::for_each_model_isa_path([&] {
+    for (const std::int64_t cols : {1, 7, 8, 9, 15, 16, 17, 24, 100, 513})
+      for (const std::int64_t batch : {1, 3, 6}) {
+        const std::int64_t rows = 21, ldw = cols + 1;
+        std::vector<float> w = random_values(static_cast<std::size_t>(rows * ldw), rng);
+        std::vector<std::uint16_t> bits(w.size());
+        for (std::size_t i = 0; i < w.size(); ++i) {
+          bits[i] = static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(w[i]) >> 16);
+          w[i] = std::bit_cast<float>(static_cast<std::uint32_t>(bits[i]) << 16);
+        }
+        const std::vector<float> x = random_values(static_cast<std::size_t>(batch * cols), rng);
+        const std::vector<float> bias = random_values(static_cast<std::size_t>(rows), rng);
+        std::vector<float> from_float(static_cast<std::size_t>(batch * rows), kPoison);
+        std::vector<float> from_bits(from_float.size(), kPoison);
+        batched_matvec(w.data(), ldw, bias.data(), rows, cols, x.data(), cols, batch,
+                       from_float.data(), rows);
+        batched_matvec(bits.data(), ldw, bias.data(), rows, cols, x.data(), cols, batch,
+                       from_bits.data(), rows);
+        EXPECT_EQ(std::memcmp(from_float.data(), from_bits.data(), from_bits.size() * 4), 0)
+            << cols << " columns, batch " << batch;
+      }
   });
 }
 

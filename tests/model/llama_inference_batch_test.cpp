@@ -1,9 +1,10 @@
 // Several sequences stepped together by model::LlamaInference give, bit for bit, the logits each
 // gives stepped alone, whatever the sequences beside it, their order in the step, the sequences
 // that sit a step out, and the thread count: random models of several shapes (GQA, MHA, MQA, a
-// head_dim that is no multiple of 16, q/k/v and MLP biases, tied embeddings, dynamic RoPE scaling
-// that grows a sequence's base past max_position_embeddings). Plus the step's refusals. That
-// single-sequence decoding computes transformers' logits is checked in checkpoint_test.cpp.
+// head_dim that is no multiple of 16, q/k/v and MLP biases, tied embeddings, bf16 weights read
+// as bits, dynamic RoPE scaling that grows a sequence's base past max_position_embeddings). Plus
+// the step's refusals. That single-sequence decoding computes transformers' logits is checked in
+// checkpoint_test.cpp.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -50,6 +51,9 @@ std::vector<LlamaConfig> configs() {
   qwen.num_key_value_heads = 2;
   qwen.head_dim = 8;
   out.push_back(qwen);
+  LlamaConfig bf16 = gqa;  // its weights rounded to bf16 below: decode reads them as bits
+  bf16.hidden_size = 40;
+  out.push_back(bf16);
   LlamaConfig dynamic = gqa;  // MQA; the base grows per sequence past 12 positions
   dynamic.num_key_value_heads = 1;
   dynamic.max_position_embeddings = 12;
@@ -69,7 +73,8 @@ TEST(LlamaInferenceBatch, EachSequenceGetsTheLogitsItGetsAlone) {
                  std::to_string(config.num_attention_heads) + "/" +
                  std::to_string(config.num_key_value_heads) + " head_dim " +
                  std::to_string(config.resolved_head_dim()));
-    const LlamaModel m = random_model(config, 7);
+    LlamaModel m = random_model(config, 7);
+    if (config.hidden_size == 40) round_to_bf16(m.weights);
     const std::int64_t V = config.vocab_size;
     // Four token streams of different lengths; sequence s joins at step start[s].
     std::mt19937 rng(9);

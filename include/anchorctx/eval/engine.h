@@ -27,11 +27,15 @@ struct EngineStats {
 
 class Engine {
  public:
+  // Takes the model; in bf16 precision rounds its weights to bf16 first.
   Engine(model::LlamaModel model, PrefillOptions options = {});
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   const model::LlamaConfig& config() const { return decoder_.config(); }
+  // The model decoded and prefilled: in bf16 precision its weights rounded to bf16 (decoding
+  // then steps in float32 on those, as docs/EVAL.md says).
+  const model::LlamaModel& model() const { return decoder_.model(); }
   Prefill& prefill() { return prefill_; }
   const EngineStats& stats() const { return stats_; }
 

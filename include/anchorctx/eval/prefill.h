@@ -77,7 +77,8 @@ class Prefill {
 
   const model::LlamaModel& model_;
   PrefillOptions options_;
-  model::LlamaWeights rounded_;  // bf16 only
+  model::LlamaWeights rounded_;  // bf16, when the model's weights are not bf16 values already
+  bool use_rounded_ = false;
   // Native bf16: every GEMM weight as bf16 bits, converted once (not per GEMM and row chunk: a
   // prompt's last-token logits alone would convert the whole LM head), by its float array.
   std::unordered_map<const float*, std::vector<std::uint16_t>> weight_bits_;

@@ -33,7 +33,9 @@ struct DecodeFeed {
 // Holds one or more sequences, each with its own KV cache and position, stepped one token at a
 // time alone or together: a batched step reads each weight once for all of its sequences
 // (decoding is bound by reading the weights), and a sequence's logits have the same bits
-// whichever sequences it is stepped beside (model/layers/decode_kernels.h).
+// whichever sequences it is stepped beside (model/layers/decode_kernels.h). A model whose weights
+// all are bf16 values (a bf16 checkpoint, eval in bf16 precision) is read as bf16 bits: the same
+// results from half the memory reads, for half the matrices' memory on top.
 class LlamaInference {
  public:
   // Takes the model and starts one empty sequence; `reserve_tokens` pre-sizes its KV cache (it
@@ -90,6 +92,14 @@ class LlamaInference {
   void attention(std::span<const DecodeFeed> feeds, std::size_t layer);
 
   LlamaModel model_;
+  // When every weight is a bf16 value: the matrices decode reads as their bf16 bits (the same
+  // products from half the memory reads; model/layers/decode_kernels.h). Empty otherwise.
+  struct LayerBits {
+    std::vector<std::uint16_t> q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+  };
+  static inline const LayerBits kNoBits{};
+  std::vector<LayerBits> layer_bits_;
+  std::vector<std::uint16_t> output_bits_;
   std::vector<Sequence> sequences_;
   // Activations of the current step, [feeds, width] each, reused across steps.
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, scores_, gate_, up_, logits_;

@@ -28,6 +28,13 @@ struct LlamaWeights : ModelTensors<std::vector<float>> {
   }
 };
 
+// Every weight rounded to bf16 in place (core::round_to_bf16: to nearest even), the weights a
+// bf16 model computes with.
+void round_to_bf16(LlamaWeights& weights);
+// Whether every weight already is a bf16 value (its float32 bits end in 16 zeros), so that
+// round_to_bf16 would change nothing.
+bool holds_bf16_values(const LlamaWeights& weights);
+
 // Reads every tensor `config` calls for from `reader`, checking each shape. A tied config may
 // still carry lm_head.weight (transformers writes it sometimes); it is ignored. Throws
 // anchorctx::Error naming the source and the tensor when one is missing, misshapen or holds a

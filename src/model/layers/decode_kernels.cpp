@@ -7,6 +7,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 
 #include "anchorctx/core/isa.h"
 
@@ -32,18 +34,28 @@ float reduce_lanes(const float* a) {
   return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
-float dot_portable(const float* w, const float* x, std::int64_t cols) {
+// A weight as float32: bf16 bits widen exactly (the high half of a float32).
+inline float widen(float w) {
+  return w;
+}
+inline float widen(std::uint16_t w) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(w) << 16);
+}
+
+template <class W>
+float dot_portable(const W* w, const float* x, std::int64_t cols) {
   float acc[kLanes] = {};
   std::int64_t c = 0;
   for (; c + kLanes <= cols; c += kLanes)
     for (int j = 0; j < kLanes; ++j)
-      acc[j] += w[c + j] * x[c + j];
+      acc[j] += widen(w[c + j]) * x[c + j];
   for (int j = 0; c + j < cols; ++j)
-    acc[j] += w[c + j] * x[c + j];
+    acc[j] += widen(w[c + j]) * x[c + j];
   return reduce_lanes(acc);
 }
 
-void matvec_rows_portable(const float* w, std::int64_t ldw, const float* bias, std::int64_t r0,
+template <class W>
+void matvec_rows_portable(const W* w, std::int64_t ldw, const float* bias, std::int64_t r0,
                           std::int64_t r1, std::int64_t cols, const float* x, std::int64_t ldx,
                           std::int64_t batch, float* out, std::int64_t ldo) {
   for (std::int64_t r = r0; r < r1; ++r)
@@ -76,6 +88,26 @@ __mmask16 tail_mask(std::int64_t left) {
                         : static_cast<__mmask16>((1u << left) - 1u);
 }
 
+// Sixteen weights as float32 (bf16 bits widened exactly), all or the lanes of k (others 0).
+ANCHORCTX_AVX512 inline __m512 load16(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+// (The zero-masking forms with all lanes: the plain ones start from an undefined vector that
+// GCC 12 reports as uninitialized.)
+ANCHORCTX_AVX512 inline __m512 widen16(__m256i bits) {
+  const __m512i wide = _mm512_maskz_cvtepu16_epi32(0xFFFF, bits);
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, wide, 16));
+}
+ANCHORCTX_AVX512 inline __m512 load16(const std::uint16_t* p) {
+  return widen16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+ANCHORCTX_AVX512 inline __m512 load16(__mmask16 k, const float* p) {
+  return _mm512_maskz_loadu_ps(k, p);
+}
+ANCHORCTX_AVX512 inline __m512 load16(__mmask16 k, const std::uint16_t* p) {
+  return widen16(_mm256_maskz_loadu_epi16(k, p));
+}
+
 // reduce_lanes on a vector: the same pairs in the same order.
 ANCHORCTX_AVX512 inline float reduce_lanes_avx512(__m512 a) {
   // The zero-masking extracts: the plain ones start from an undefined vector that GCC 12
@@ -90,21 +122,21 @@ ANCHORCTX_AVX512 inline float reduce_lanes_avx512(__m512 a) {
 // dots[b] = w row . x row b for NB rows of x: the weight row streamed once, in order (one row
 // at a time reads memory fastest: the hardware prefetcher sees one stream; interleaving four rows
 // with software prefetches measured 20-40% slower), NB independent chains of fused multiply-adds.
-template <int NB>
-ANCHORCTX_AVX512 void dots_avx512(const float* w, std::int64_t cols, const float* x,
-                                  std::int64_t ldx, float* dots) {
+template <int NB, class W>
+ANCHORCTX_AVX512 void dots_avx512(const W* w, std::int64_t cols, const float* x, std::int64_t ldx,
+                                  float* dots) {
   __m512 acc[NB];
   for (int b = 0; b < NB; ++b)
     acc[b] = _mm512_setzero_ps();
   std::int64_t c = 0;
   for (; c + kLanes <= cols; c += kLanes) {
-    const __m512 wv = _mm512_loadu_ps(w + c);
+    const __m512 wv = load16(w + c);
     for (int b = 0; b < NB; ++b)
       acc[b] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + b * ldx + c), acc[b]);
   }
   if (c < cols) {  // lanes past the end keep their sums (merge masking), as the plain loop
     const __mmask16 k = tail_mask(cols - c);
-    const __m512 wv = _mm512_maskz_loadu_ps(k, w + c);
+    const __m512 wv = load16(k, w + c);
     for (int b = 0; b < NB; ++b)
       acc[b] = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(k, x + b * ldx + c), acc[b], k);
   }
@@ -112,20 +144,21 @@ ANCHORCTX_AVX512 void dots_avx512(const float* w, std::int64_t cols, const float
     dots[b] = reduce_lanes_avx512(acc[b]);
 }
 
-template <int NB>
-ANCHORCTX_AVX512 void matvec_tile_avx512(const float* w, std::int64_t ldw, const float* bias,
+template <int NB, class W>
+ANCHORCTX_AVX512 void matvec_tile_avx512(const W* w, std::int64_t ldw, const float* bias,
                                          std::int64_t r0, std::int64_t r1, std::int64_t cols,
                                          const float* x, std::int64_t ldx, float* out,
                                          std::int64_t ldo) {
   for (std::int64_t r = r0; r < r1; ++r) {
     float dots[NB];
-    dots_avx512<NB>(w + r * ldw, cols, x, ldx, dots);
+    dots_avx512<NB, W>(w + r * ldw, cols, x, ldx, dots);
     for (int b = 0; b < NB; ++b)
       out[b * ldo + r] = bias != nullptr ? dots[b] + bias[r] : dots[b];
   }
 }
 
-ANCHORCTX_AVX512 void matvec_rows_avx512(const float* w, std::int64_t ldw, const float* bias,
+template <class W>
+ANCHORCTX_AVX512 void matvec_rows_avx512(const W* w, std::int64_t ldw, const float* bias,
                                          std::int64_t r0, std::int64_t r1, std::int64_t cols,
                                          const float* x, std::int64_t ldx, std::int64_t batch,
                                          float* out, std::int64_t ldo) {
@@ -134,16 +167,16 @@ ANCHORCTX_AVX512 void matvec_rows_avx512(const float* w, std::int64_t ldw, const
     float* ob = out + b0 * ldo;
     switch (std::min<std::int64_t>(kBatchTile, batch - b0)) {
       case 1:
-        matvec_tile_avx512<1>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
+        matvec_tile_avx512<1, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
         break;
       case 2:
-        matvec_tile_avx512<2>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
+        matvec_tile_avx512<2, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
         break;
       case 3:
-        matvec_tile_avx512<3>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
+        matvec_tile_avx512<3, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
         break;
       default:
-        matvec_tile_avx512<4>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
+        matvec_tile_avx512<4, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
     }
   }
 }
@@ -234,6 +267,23 @@ ANCHORCTX_AVX2 inline __m256i half_mask(std::int64_t left) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
 }
 
+// Eight weights as float32 (bf16 bits widened exactly), all or those before `left` (others 0).
+ANCHORCTX_AVX2 inline __m256 load8(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+ANCHORCTX_AVX2 inline __m256 load8(const std::uint16_t* p) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+ANCHORCTX_AVX2 inline __m256 load8(const float* p, std::int64_t left) {
+  return _mm256_maskload_ps(p, half_mask(left));
+}
+ANCHORCTX_AVX2 inline __m256 load8(const std::uint16_t* p, std::int64_t left) {
+  std::uint16_t part[8] = {};  // AVX2 has no 16-bit masked load
+  std::copy_n(p, std::clamp<std::int64_t>(left, 0, 8), part);
+  return load8(part);
+}
+
 // reduce_lanes on lanes lo [0, 8) and hi [8, 16).
 ANCHORCTX_AVX2 inline float reduce_lanes_avx2(__m256 lo, __m256 hi) {
   const __m256 s8 = _mm256_add_ps(lo, hi);
@@ -243,15 +293,15 @@ ANCHORCTX_AVX2 inline float reduce_lanes_avx2(__m256 lo, __m256 hi) {
 }
 
 // dots_avx512 in halves: NB rows of x, each sum in two registers of eight lanes.
-template <int NB>
-ANCHORCTX_AVX2 void dots_avx2(const float* w, std::int64_t cols, const float* x, std::int64_t ldx,
+template <int NB, class W>
+ANCHORCTX_AVX2 void dots_avx2(const W* w, std::int64_t cols, const float* x, std::int64_t ldx,
                               float* dots) {
   __m256 lo[NB], hi[NB];
   for (int b = 0; b < NB; ++b)
     lo[b] = hi[b] = _mm256_setzero_ps();
   std::int64_t c = 0;
   for (; c + kLanes <= cols; c += kLanes) {
-    const __m256 wl = _mm256_loadu_ps(w + c), wh = _mm256_loadu_ps(w + c + 8);
+    const __m256 wl = load8(w + c), wh = load8(w + c + 8);
     for (int b = 0; b < NB; ++b) {
       lo[b] = _mm256_fmadd_ps(wl, _mm256_loadu_ps(x + b * ldx + c), lo[b]);
       hi[b] = _mm256_fmadd_ps(wh, _mm256_loadu_ps(x + b * ldx + c + 8), hi[b]);
@@ -259,7 +309,7 @@ ANCHORCTX_AVX2 void dots_avx2(const float* w, std::int64_t cols, const float* x,
   }
   if (c < cols) {  // lanes past the end keep their sums, as the other paths
     const __m256i ml = half_mask(cols - c), mh = half_mask(cols - c - 8);
-    const __m256 wl = _mm256_maskload_ps(w + c, ml), wh = _mm256_maskload_ps(w + c + 8, mh);
+    const __m256 wl = load8(w + c, cols - c), wh = load8(w + c + 8, cols - c - 8);
     for (int b = 0; b < NB; ++b) {
       const __m256 xl = _mm256_maskload_ps(x + b * ldx + c, ml);
       const __m256 xh = _mm256_maskload_ps(x + b * ldx + c + 8, mh);
@@ -271,20 +321,21 @@ ANCHORCTX_AVX2 void dots_avx2(const float* w, std::int64_t cols, const float* x,
     dots[b] = reduce_lanes_avx2(lo[b], hi[b]);
 }
 
-template <int NB>
-ANCHORCTX_AVX2 void matvec_tile_avx2(const float* w, std::int64_t ldw, const float* bias,
+template <int NB, class W>
+ANCHORCTX_AVX2 void matvec_tile_avx2(const W* w, std::int64_t ldw, const float* bias,
                                      std::int64_t r0, std::int64_t r1, std::int64_t cols,
                                      const float* x, std::int64_t ldx, float* out,
                                      std::int64_t ldo) {
   for (std::int64_t r = r0; r < r1; ++r) {
     float dots[NB];
-    dots_avx2<NB>(w + r * ldw, cols, x, ldx, dots);
+    dots_avx2<NB, W>(w + r * ldw, cols, x, ldx, dots);
     for (int b = 0; b < NB; ++b)
       out[b * ldo + r] = bias != nullptr ? dots[b] + bias[r] : dots[b];
   }
 }
 
-ANCHORCTX_AVX2 void matvec_rows_avx2(const float* w, std::int64_t ldw, const float* bias,
+template <class W>
+ANCHORCTX_AVX2 void matvec_rows_avx2(const W* w, std::int64_t ldw, const float* bias,
                                      std::int64_t r0, std::int64_t r1, std::int64_t cols,
                                      const float* x, std::int64_t ldx, std::int64_t batch,
                                      float* out, std::int64_t ldo) {
@@ -293,16 +344,16 @@ ANCHORCTX_AVX2 void matvec_rows_avx2(const float* w, std::int64_t ldw, const flo
     float* ob = out + b0 * ldo;
     switch (std::min<std::int64_t>(kBatchTile, batch - b0)) {
       case 1:
-        matvec_tile_avx2<1>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
+        matvec_tile_avx2<1, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
         break;
       case 2:
-        matvec_tile_avx2<2>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
+        matvec_tile_avx2<2, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
         break;
       case 3:
-        matvec_tile_avx2<3>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
+        matvec_tile_avx2<3, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
         break;
       default:
-        matvec_tile_avx2<4>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
+        matvec_tile_avx2<4, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
     }
   }
 }
@@ -358,11 +409,10 @@ ANCHORCTX_AVX2 void weighted_rows_sum_avx2(const float* p, std::int64_t ldp, std
 
 #undef ANCHORCTX_AVX2
 
-}  // namespace
-
-void batched_matvec(const float* w, std::int64_t ldw, const float* bias, std::int64_t rows,
-                    std::int64_t cols, const float* x, std::int64_t ldx, std::int64_t batch,
-                    float* out, std::int64_t ldo, bool parallel) {
+template <class W>
+void matvec(const W* w, std::int64_t ldw, const float* bias, std::int64_t rows, std::int64_t cols,
+            const float* x, std::int64_t ldx, std::int64_t batch, float* out, std::int64_t ldo,
+            bool parallel) {
   if (rows <= 0 || batch <= 0) return;
   const core::Isa path = isa();
   const auto run = [&](std::int64_t r0, std::int64_t r1) {
@@ -382,6 +432,20 @@ void batched_matvec(const float* w, std::int64_t ldw, const float* bias, std::in
 #pragma omp parallel for schedule(static) if (threads)
   for (std::int64_t i = 0; i < blocks; ++i)
     run(i * kRowBlock, std::min(rows, (i + 1) * kRowBlock));
+}
+
+}  // namespace
+
+void batched_matvec(const float* w, std::int64_t ldw, const float* bias, std::int64_t rows,
+                    std::int64_t cols, const float* x, std::int64_t ldx, std::int64_t batch,
+                    float* out, std::int64_t ldo, bool parallel) {
+  matvec(w, ldw, bias, rows, cols, x, ldx, batch, out, ldo, parallel);
+}
+
+void batched_matvec(const std::uint16_t* w, std::int64_t ldw, const float* bias, std::int64_t rows,
+                    std::int64_t cols, const float* x, std::int64_t ldx, std::int64_t batch,
+                    float* out, std::int64_t ldo, bool parallel) {
+  matvec(w, ldw, bias, rows, cols, x, ldx, batch, out, ldo, parallel);
 }
 
 void weighted_rows_sum(const float* p, std::int64_t ldp, std::int64_t heads, const float* v,

@@ -24,6 +24,11 @@ namespace anchorctx::model::detail {
 void batched_matvec(const float* w, std::int64_t ldw, const float* bias, std::int64_t rows,
                     std::int64_t cols, const float* x, std::int64_t ldx, std::int64_t batch,
                     float* out, std::int64_t ldo, bool parallel = true);
+// The same with a weight of bf16 values given as their bits: each widened to float32 exactly, so
+// the result has the bits of the float32 call on those values, from half the memory reads.
+void batched_matvec(const std::uint16_t* w, std::int64_t ldw, const float* bias, std::int64_t rows,
+                    std::int64_t cols, const float* x, std::int64_t ldx, std::int64_t batch,
+                    float* out, std::int64_t ldo, bool parallel = true);
 
 // out[h * ldo + d] = sum_t p[h * ldp + t] * v[t * ldv + d], for h < heads, d < dim: the
 // probability-weighted sum of `length` value rows shared by `heads` heads (GQA), summed over t
