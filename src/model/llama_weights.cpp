@@ -1,9 +1,9 @@
 // Loading a Llama-family model's weights as float32 (see llama_weights.h).
 #include <bit>
 #include <cstdint>
-#include <span>
 #include <filesystem>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
