@@ -23,6 +23,23 @@ core::Isa isa() {
   return core::selected_isa();
 }
 
+// f.template operator()<N>() for N = n clamped to [1, 4]: the vector loops take their tile sizes
+// (rows of x, heads, vectors of dims) as template arguments, which keeps their accumulators in
+// registers.
+template <class F>
+void with_tile(std::int64_t n, F&& f) {
+  switch (std::clamp<std::int64_t>(n, 1, 4)) {
+    case 1:
+      return f.template operator()<1>();
+    case 2:
+      return f.template operator()<2>();
+    case 3:
+      return f.template operator()<3>();
+    default:
+      return f.template operator()<4>();
+  }
+}
+
 // ---- plain loops: the same lanes and the same pairwise reduction, unfused ----
 
 float reduce_lanes(const float* a) {
@@ -157,30 +174,6 @@ ANCHORCTX_AVX512 void matvec_tile_avx512(const W* w, std::int64_t ldw, const flo
   }
 }
 
-template <class W>
-ANCHORCTX_AVX512 void matvec_rows_avx512(const W* w, std::int64_t ldw, const float* bias,
-                                         std::int64_t r0, std::int64_t r1, std::int64_t cols,
-                                         const float* x, std::int64_t ldx, std::int64_t batch,
-                                         float* out, std::int64_t ldo) {
-  for (std::int64_t b0 = 0; b0 < batch; b0 += kBatchTile) {
-    const float* xb = x + b0 * ldx;
-    float* ob = out + b0 * ldo;
-    switch (std::min<std::int64_t>(kBatchTile, batch - b0)) {
-      case 1:
-        matvec_tile_avx512<1, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
-        break;
-      case 2:
-        matvec_tile_avx512<2, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
-        break;
-      case 3:
-        matvec_tile_avx512<3, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
-        break;
-      default:
-        matvec_tile_avx512<4, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
-    }
-  }
-}
-
 // out[h, d0 + 16 ND) for NH heads: ND vectors of dims, each summed over t in order.
 template <int NH, int ND>
 ANCHORCTX_AVX512 void weighted_block_avx512(const float* p, std::int64_t ldp, const float* v,
@@ -208,48 +201,20 @@ ANCHORCTX_AVX512 void weighted_block_avx512(const float* p, std::int64_t ldp, co
       _mm512_mask_storeu_ps(out + h * ldo + j * kLanes, k[j], acc[h][j]);
 }
 
-template <int NH>
-ANCHORCTX_AVX512 void weighted_block_avx512(int nd, const float* p, std::int64_t ldp,
-                                            const float* v, std::int64_t ldv, std::int64_t length,
-                                            std::int64_t dims, float* out, std::int64_t ldo) {
-  switch (nd) {
-    case 1:
-      return weighted_block_avx512<NH, 1>(p, ldp, v, ldv, length, dims, out, ldo);
-    case 2:
-      return weighted_block_avx512<NH, 2>(p, ldp, v, ldv, length, dims, out, ldo);
-    case 3:
-      return weighted_block_avx512<NH, 3>(p, ldp, v, ldv, length, dims, out, ldo);
-    default:
-      return weighted_block_avx512<NH, 4>(p, ldp, v, ldv, length, dims, out, ldo);
-  }
-}
-
-ANCHORCTX_AVX512 void weighted_rows_sum_avx512(const float* p, std::int64_t ldp, std::int64_t heads,
-                                               const float* v, std::int64_t ldv,
-                                               std::int64_t length, std::int64_t dim, float* out,
-                                               std::int64_t ldo) {
+// Up to four heads per pass over the values (a GQA group of four reads them once), 64 dims.
+void weighted_rows_sum_avx512(const float* p, std::int64_t ldp, std::int64_t heads, const float* v,
+                              std::int64_t ldv, std::int64_t length, std::int64_t dim, float* out,
+                              std::int64_t ldo) {
   constexpr std::int64_t kDimBlock = 4 * kLanes;
   for (std::int64_t d0 = 0; d0 < dim; d0 += kDimBlock) {
     const std::int64_t dims = std::min(kDimBlock, dim - d0);
-    const int nd = static_cast<int>((dims + kLanes - 1) / kLanes);
-    // Up to four heads per pass over the values (a GQA group of four reads them once).
-    for (std::int64_t h = 0; h < heads; h += 4) {
-      const float* ph = p + h * ldp;
-      float* oh = out + h * ldo + d0;
-      switch (std::min<std::int64_t>(4, heads - h)) {
-        case 1:
-          weighted_block_avx512<1>(nd, ph, ldp, v + d0, ldv, length, dims, oh, ldo);
-          break;
-        case 2:
-          weighted_block_avx512<2>(nd, ph, ldp, v + d0, ldv, length, dims, oh, ldo);
-          break;
-        case 3:
-          weighted_block_avx512<3>(nd, ph, ldp, v + d0, ldv, length, dims, oh, ldo);
-          break;
-        default:
-          weighted_block_avx512<4>(nd, ph, ldp, v + d0, ldv, length, dims, oh, ldo);
-      }
-    }
+    for (std::int64_t h = 0; h < heads; h += 4)
+      with_tile(heads - h, [&]<int NH>() {
+        with_tile((dims + kLanes - 1) / kLanes, [&]<int ND>() {
+          weighted_block_avx512<NH, ND>(p + h * ldp, ldp, v + d0, ldv, length, dims,
+                                        out + h * ldo + d0, ldo);
+        });
+      });
   }
 }
 
@@ -334,30 +299,6 @@ ANCHORCTX_AVX2 void matvec_tile_avx2(const W* w, std::int64_t ldw, const float* 
   }
 }
 
-template <class W>
-ANCHORCTX_AVX2 void matvec_rows_avx2(const W* w, std::int64_t ldw, const float* bias,
-                                     std::int64_t r0, std::int64_t r1, std::int64_t cols,
-                                     const float* x, std::int64_t ldx, std::int64_t batch,
-                                     float* out, std::int64_t ldo) {
-  for (std::int64_t b0 = 0; b0 < batch; b0 += kBatchTile) {
-    const float* xb = x + b0 * ldx;
-    float* ob = out + b0 * ldo;
-    switch (std::min<std::int64_t>(kBatchTile, batch - b0)) {
-      case 1:
-        matvec_tile_avx2<1, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
-        break;
-      case 2:
-        matvec_tile_avx2<2, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
-        break;
-      case 3:
-        matvec_tile_avx2<3, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
-        break;
-      default:
-        matvec_tile_avx2<4, W>(w, ldw, bias, r0, r1, cols, xb, ldx, ob, ldo);
-    }
-  }
-}
-
 // weighted_block_avx512 in halves of eight: NH heads, two halves (16 dims) per pass.
 template <int NH>
 ANCHORCTX_AVX2 void weighted_block_avx2(const float* p, std::int64_t ldp, const float* v,
@@ -382,29 +323,15 @@ ANCHORCTX_AVX2 void weighted_block_avx2(const float* p, std::int64_t ldp, const 
   }
 }
 
-ANCHORCTX_AVX2 void weighted_rows_sum_avx2(const float* p, std::int64_t ldp, std::int64_t heads,
-                                           const float* v, std::int64_t ldv, std::int64_t length,
-                                           std::int64_t dim, float* out, std::int64_t ldo) {
-  for (std::int64_t d0 = 0; d0 < dim; d0 += kLanes) {
-    const std::int64_t dims = std::min<std::int64_t>(kLanes, dim - d0);
-    for (std::int64_t h = 0; h < heads; h += 4) {
-      const float* ph = p + h * ldp;
-      float* oh = out + h * ldo + d0;
-      switch (std::min<std::int64_t>(4, heads - h)) {
-        case 1:
-          weighted_block_avx2<1>(ph, ldp, v + d0, ldv, length, dims, oh, ldo);
-          break;
-        case 2:
-          weighted_block_avx2<2>(ph, ldp, v + d0, ldv, length, dims, oh, ldo);
-          break;
-        case 3:
-          weighted_block_avx2<3>(ph, ldp, v + d0, ldv, length, dims, oh, ldo);
-          break;
-        default:
-          weighted_block_avx2<4>(ph, ldp, v + d0, ldv, length, dims, oh, ldo);
-      }
-    }
-  }
+void weighted_rows_sum_avx2(const float* p, std::int64_t ldp, std::int64_t heads, const float* v,
+                            std::int64_t ldv, std::int64_t length, std::int64_t dim, float* out,
+                            std::int64_t ldo) {
+  for (std::int64_t d0 = 0; d0 < dim; d0 += kLanes)
+    for (std::int64_t h = 0; h < heads; h += 4)
+      with_tile(heads - h, [&]<int NH>() {
+        weighted_block_avx2<NH>(p + h * ldp, ldp, v + d0, ldv, length,
+                                std::min<std::int64_t>(kLanes, dim - d0), out + h * ldo + d0, ldo);
+      });
 }
 
 #undef ANCHORCTX_AVX2
@@ -415,15 +342,19 @@ void matvec(const W* w, std::int64_t ldw, const float* bias, std::int64_t rows, 
             bool parallel) {
   if (rows <= 0 || batch <= 0) return;
   const core::Isa path = isa();
+  // Rows [r0, r1) for every row of x, in tiles of up to kBatchTile rows of x.
   const auto run = [&](std::int64_t r0, std::int64_t r1) {
-    switch (path) {
-      case core::Isa::avx512:
-        return matvec_rows_avx512(w, ldw, bias, r0, r1, cols, x, ldx, batch, out, ldo);
-      case core::Isa::avx2:
-        return matvec_rows_avx2(w, ldw, bias, r0, r1, cols, x, ldx, batch, out, ldo);
-      case core::Isa::portable:
-        return matvec_rows_portable(w, ldw, bias, r0, r1, cols, x, ldx, batch, out, ldo);
-    }
+    if (path == core::Isa::portable)
+      return matvec_rows_portable(w, ldw, bias, r0, r1, cols, x, ldx, batch, out, ldo);
+    for (std::int64_t b0 = 0; b0 < batch; b0 += kBatchTile)
+      with_tile(batch - b0, [&]<int NB>() {
+        if (path == core::Isa::avx512)
+          matvec_tile_avx512<NB, W>(w, ldw, bias, r0, r1, cols, x + b0 * ldx, ldx, out + b0 * ldo,
+                                    ldo);
+        else
+          matvec_tile_avx2<NB, W>(w, ldw, bias, r0, r1, cols, x + b0 * ldx, ldx, out + b0 * ldo,
+                                  ldo);
+      });
   };
   // Which thread sums an element changes nothing in it: each is one call's fixed loop.
   const std::int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
