@@ -16,7 +16,7 @@ namespace anchorctx::model::detail {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int kBatchTile = 4;  // rows of x per pass over a weight row
+constexpr int kBatchTile = 4;           // rows of x per pass over a weight row
 constexpr std::int64_t kRowBlock = 16;  // weight rows per work item of the threads
 
 core::Isa isa() {
