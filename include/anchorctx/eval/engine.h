@@ -47,7 +47,8 @@ class Engine {
   // packed as varlen sequences (one causal sequence each: the kernels' tiles never cross
   // sequences), then the answers decoded together, each from its slice of the KV cache (a
   // step reads the weights once for every prompt still answering). The same tokens as
-  // greedy() on each prompt alone (test Engine.BatchedPrefillMatchesOneAtATime).
+  // greedy() on each prompt alone (tests BatchedPrefill.GreedyBatchEqualsGreedyOneAtATime,
+  // LlamaInferenceBatch.EachSequenceGetsTheLogitsItGetsAlone).
   std::vector<std::vector<std::int32_t>> greedy_batch(
       const std::vector<std::span<const std::int32_t>>& prompts, std::int64_t max_new,
       std::span<const std::int32_t> stop_ids);
