@@ -147,8 +147,10 @@ std::vector<std::vector<std::int32_t>> Engine::greedy_batch(
                                  r.values[l].begin() + end * kvd);
       begin = end;
     }
-    r.keys[l] = {};
-    r.values[l] = {};
+    // (Move-assigning an empty vector frees; `= {}` would assign an empty list and keep the
+    // capacity.)
+    r.keys[l] = std::vector<float>();
+    r.values[l] = std::vector<float>();
   }
   decoder_.adopt_caches(std::move(caches), max_new);
   std::vector<std::vector<std::int32_t>> answers = decode(r.last_logits, max_new, stop_ids);
