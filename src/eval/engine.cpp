@@ -43,8 +43,7 @@ model::LlamaModel for_precision(model::LlamaModel model, model::Precision precis
 }  // namespace
 
 Engine::Engine(model::LlamaModel model, PrefillOptions options)
-    : decoder_(for_precision(std::move(model), options.precision)),
-      prefill_(decoder_.model(), options) {}
+    : decoder_(for_precision(std::move(model), options.precision)), prefill_(decoder_, options) {}
 
 // Greedy answers of the decoder's sequences, all decoded together: each step feeds every
 // sequence still answering (one pass over the weights for all of them), a sequence leaves the

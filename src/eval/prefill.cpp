@@ -52,6 +52,13 @@ void chunk_losses(const float* x, std::int64_t rows, const float* w, std::int64_
 }  // namespace
 
 Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
+    : Prefill(model, options, nullptr) {}
+
+Prefill::Prefill(const model::LlamaInference& decoder, PrefillOptions options)
+    : Prefill(decoder.model(), options, &decoder) {}
+
+Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options,
+                 const model::LlamaInference* decoder)
     : model_(model), options_(options) {
   const std::int64_t d = model_.config.resolved_head_dim();
   if (d % 8 != 0 || d > 256)
@@ -72,9 +79,13 @@ Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
     fail("prefill: native bf16 compute is unavailable here: {}", why);
   if (native()) {
     const auto keep = [&](const std::vector<float>& w) {
-      std::vector<std::uint16_t>& bits = weight_bits_[w.data()];
-      bits.resize(w.size());
-      model::to_bf16_bits(w, bits);
+      const std::uint16_t* shared = decoder != nullptr ? decoder->bf16_bits(w) : nullptr;
+      if (shared == nullptr) {
+        std::vector<std::uint16_t>& bits = owned_bits_.emplace_back(w.size());
+        model::to_bf16_bits(w, bits);
+        shared = bits.data();
+      }
+      weight_bits_[w.data()] = shared;
     };
     for (const model::LlamaLayerWeights& l : weights().layers)
       for (const std::vector<float>* w :
@@ -86,7 +97,7 @@ Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options)
 
 model::Bf16Bits Prefill::bits_of(const std::vector<float>& weight) const {
   const auto it = weight_bits_.find(weight.data());
-  return {nullptr, it == weight_bits_.end() ? nullptr : it->second.data(), nullptr};
+  return {nullptr, it == weight_bits_.end() ? nullptr : it->second, nullptr};
 }
 
 bool Prefill::native() const {

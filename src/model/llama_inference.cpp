@@ -191,6 +191,24 @@ void LlamaInference::adopt_caches(std::vector<KvCache> caches, std::int64_t room
     sequences_.push_back(new_sequence(std::move(cache), std::max<std::int64_t>(room, 0)));
 }
 
+const std::uint16_t* LlamaInference::bf16_bits(const std::vector<float>& matrix) const {
+  if (layer_bits_.empty()) return nullptr;
+  if (&matrix == &model_.weights.output_matrix()) return output_bits_.data();
+  for (std::size_t l = 0; l < layer_bits_.size(); ++l) {
+    const LlamaLayerWeights& w = model_.weights.layers[l];
+    const LayerBits& b = layer_bits_[l];
+    for (const auto& [weights, bits] : {std::pair{&w.q_proj, &b.q_proj},
+                                        {&w.k_proj, &b.k_proj},
+                                        {&w.v_proj, &b.v_proj},
+                                        {&w.o_proj, &b.o_proj},
+                                        {&w.gate_proj, &b.gate_proj},
+                                        {&w.up_proj, &b.up_proj},
+                                        {&w.down_proj, &b.down_proj}})
+      if (&matrix == weights) return bits->data();
+  }
+  return nullptr;
+}
+
 std::int64_t LlamaInference::position(std::int64_t sequence) const {
   require(sequence >= 0 && sequence < sequences(), "inference: sequence {} of {}", sequence,
           sequences());

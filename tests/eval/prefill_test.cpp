@@ -132,6 +132,21 @@ TEST(Prefill, Bf16PrecisionRoundsTheEnginesWeights) {
   const PrefillResult a = own_copy.run(request), b = bf16.prefill().run(request);
   EXPECT_EQ(a.last_logits, b.last_logits);
   EXPECT_EQ(a.keys, b.keys);
+
+  // The decoder keeps bf16 bits of a model of bf16 values, which the engine's native prefill
+  // uses instead of its own copy: the same results as a prefill that converts its own.
+  const model::LlamaInference decoder(bf16.model());
+  EXPECT_NE(decoder.bf16_bits(decoder.model().weights.layers[1].up_proj), nullptr);
+  EXPECT_NE(decoder.bf16_bits(decoder.model().weights.output_matrix()), nullptr);
+  EXPECT_EQ(decoder.bf16_bits(rounded.layers[1].up_proj), nullptr);  // another array
+  EXPECT_EQ(model::LlamaInference(m).bf16_bits(m.weights.layers[0].q_proj), nullptr);
+  if (!model::native_bf16_available()) GTEST_SKIP() << "no native bf16 on this CPU";
+  const PrefillOptions native{model::Precision::bf16, 1024, 0, 4096, model::Bf16Compute::native};
+  Engine shared(m, native);
+  Prefill converts(bf16.model(), native);
+  const PrefillResult c = converts.run(request), d = shared.prefill().run(request);
+  EXPECT_EQ(c.last_logits, d.last_logits);
+  EXPECT_EQ(c.keys, d.keys);
 }
 
 // Prefill then KV-cache decode = token-by-token decode, on a model trained in the test; the

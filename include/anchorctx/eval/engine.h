@@ -66,7 +66,7 @@ class Engine {
                                                 std::span<const std::int32_t> stop_ids);
 
   model::LlamaInference decoder_;  // owns the model
-  Prefill prefill_;                // reads the decoder's weights
+  Prefill prefill_;                // reads the decoder's weights (and its bf16 bits)
   EngineStats stats_;
 };
 

@@ -16,6 +16,7 @@
 
 #include "anchorctx/attention/block_plan.h"
 #include "anchorctx/model/bf16_compute.h"
+#include "anchorctx/model/llama_inference.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/model/llama_weights.h"
 
@@ -57,8 +58,12 @@ struct PrefillResult {
 class Prefill {
  public:
   // Copies nothing: `model` must outlive this object. In bf16 a rounded copy of the weights is
-  // made once. Throws anchorctx::Error for a head_dim the kernels do not take.
+  // made once (unless they are bf16 values already). Throws anchorctx::Error for a head_dim the
+  // kernels do not take.
   Prefill(const model::LlamaModel& model, PrefillOptions options = {});
+  // The same over a decoder's model, using the bf16 bits the decoder keeps of its matrices for
+  // the native GEMMs instead of converting a copy of its own. `decoder` must outlive this object.
+  Prefill(const model::LlamaInference& decoder, PrefillOptions options);
   // Not copyable: weight_bits_ is keyed by this object's own weight arrays (a move keeps them).
   Prefill(const Prefill&) = delete;
   Prefill& operator=(const Prefill&) = delete;
@@ -70,6 +75,8 @@ class Prefill {
   const model::LlamaConfig& config() const { return model_.config; }
 
  private:
+  Prefill(const model::LlamaModel& model, PrefillOptions options,
+          const model::LlamaInference* decoder);
   const model::LlamaWeights& weights() const;
   bool native() const;  // bf16 precision on native bf16 compute
   // The bf16 bits of a weight for the native GEMMs (null: none kept, emulated).
@@ -80,8 +87,10 @@ class Prefill {
   model::LlamaWeights rounded_;  // bf16, when the model's weights are not bf16 values already
   bool use_rounded_ = false;
   // Native bf16: every GEMM weight as bf16 bits, converted once (not per GEMM and row chunk: a
-  // prompt's last-token logits alone would convert the whole LM head), by its float array.
-  std::unordered_map<const float*, std::vector<std::uint16_t>> weight_bits_;
+  // prompt's last-token logits alone would convert the whole LM head), by its float array; the
+  // decoder's bits where it keeps them, else converted here into owned_bits_.
+  std::unordered_map<const float*, const std::uint16_t*> weight_bits_;
+  std::vector<std::vector<std::uint16_t>> owned_bits_;
   // The activations of a run, kept for the next: fresh arrays cost a page fault and the kernel's
   // zeroing per 4 KiB on every call (4-5% of an evaluation's samples, perf).
   struct Buffers {

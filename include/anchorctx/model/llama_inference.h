@@ -78,6 +78,10 @@ class LlamaInference {
 
   const LlamaConfig& config() const { return model_.config; }
   const LlamaModel& model() const { return model_; }
+  // The bf16 bits this decoder keeps of `matrix`, one of model()'s projection or MLP matrices or
+  // its output matrix (compared by identity), or null when it keeps none (a model not of bf16
+  // values). Valid while this object lives; eval's prefill shares them instead of a second copy.
+  const std::uint16_t* bf16_bits(const std::vector<float>& matrix) const;
 
  private:
   struct Sequence {
