@@ -54,7 +54,8 @@ std::vector<std::vector<std::int32_t>> Engine::decode(std::span<const float> log
   const std::int64_t V = config().vocab_size, n = decoder_.sequences();
   std::vector<std::vector<std::int32_t>> out(static_cast<std::size_t>(n));
   const core::Stopwatch watch;
-  std::vector<float> current(logits.begin(), logits.end());
+  // Each step's logits are read whole before the next step overwrites them: no copy.
+  std::span<const float> current = logits;
   std::vector<model::DecodeFeed> feeds;
   for (std::int64_t s = 0; s < n; ++s)
     feeds.push_back({s, 0});
@@ -63,7 +64,7 @@ std::vector<std::vector<std::int32_t>> Engine::decode(std::span<const float> log
     for (std::size_t i = 0; i < feeds.size(); ++i) {
       std::vector<std::int32_t>& answer = out[static_cast<std::size_t>(feeds[i].sequence)];
       const std::int32_t next = model::argmax(
-          std::span<const float>(current).subspan(i * static_cast<std::size_t>(V), V));
+          current.subspan(i * static_cast<std::size_t>(V), static_cast<std::size_t>(V)));
       if (static_cast<std::int64_t>(answer.size()) >= max_new ||
           std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end())
         continue;
@@ -73,8 +74,7 @@ std::vector<std::vector<std::int32_t>> Engine::decode(std::span<const float> log
     }
     feeds = std::move(next_feeds);
     if (feeds.empty()) break;
-    const std::span<const float> l = decoder_.step(feeds);
-    current.assign(l.begin(), l.end());
+    current = decoder_.step(feeds);
     stats_.decode_tokens += static_cast<std::int64_t>(feeds.size());
   }
   stats_.decode_s += watch.elapsed_s();

@@ -68,8 +68,13 @@ Prefill::Prefill(const model::LlamaModel& model, PrefillOptions options,
         d);
   require(options_.loss_chunk > 0 && options_.row_chunk > 0,
           "prefill: loss_chunk and row_chunk must be positive");
-  // bf16: the weights rounded, in a copy unless they already are (Engine rounds its model).
-  if (options_.precision == model::Precision::bf16 && !model::holds_bf16_values(model_.weights)) {
+  // bf16: the weights rounded, in a copy unless they already are (Engine rounds its model; a
+  // decoder that keeps bf16 bits has checked that its model is of bf16 values).
+  const auto bf16_values = [&] {
+    return (decoder != nullptr && decoder->bf16_bits(model_.weights.output_matrix()) != nullptr) ||
+           model::holds_bf16_values(model_.weights);
+  };
+  if (options_.precision == model::Precision::bf16 && !bf16_values()) {
     rounded_ = model_.weights;
     model::round_to_bf16(rounded_);
     use_rounded_ = true;

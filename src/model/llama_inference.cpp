@@ -53,11 +53,6 @@ void rmsnorm_rows(float* out, const float* x, const std::vector<float>& weight, 
     rmsnorm(out + r * n, x + r * n, weight, n, eps);
 }
 
-void add_in_place(std::vector<float>& x, const std::vector<float>& y, std::int64_t n) {
-  for (std::size_t i = 0; i < to_size(n); ++i)
-    x[i] += y[i];
-}
-
 // The frequency table of transformers' rope utilities for `seq_len` tokens (only `dynamic`
 // scaling depends on it).
 rope::RopeFrequencies frequencies(const LlamaConfig& config, std::int64_t seq_len) {
@@ -87,16 +82,10 @@ LlamaInference::LlamaInference(LlamaModel model, std::int64_t reserve_tokens)
       to_bf16_bits(w, bits);
       return bits;
     };
-    for (const LlamaLayerWeights& l : model_.weights.layers) {
-      LayerBits& b = layer_bits_.emplace_back();
-      b.q_proj = bits_of(l.q_proj);
-      b.k_proj = bits_of(l.k_proj);
-      b.v_proj = bits_of(l.v_proj);
-      b.o_proj = bits_of(l.o_proj);
-      b.gate_proj = bits_of(l.gate_proj);
-      b.up_proj = bits_of(l.up_proj);
-      b.down_proj = bits_of(l.down_proj);
-    }
+    for (const LlamaLayerWeights& l : model_.weights.layers)
+      for_each_matrix(
+          l, layer_bits_.emplace_back(),
+          [&](const std::vector<float>& w, std::vector<std::uint16_t>& b) { b = bits_of(w); });
     output_bits_ = bits_of(model_.weights.output_matrix());
   }
   const std::size_t reserve =
@@ -116,11 +105,11 @@ void LlamaInference::check_cache(KvCache& cache) const {
     cache.values.resize(layers);
   }
   require(cache.tokens >= 0 && cache.keys.size() == layers && cache.values.size() == layers,
-          "adopt_cache: {} key and {} value layers for a {}-layer model", cache.keys.size(),
+          "adopt_caches: {} key and {} value layers for a {}-layer model", cache.keys.size(),
           cache.values.size(), layers);
   for (std::size_t l = 0; l < layers; ++l)
     require(cache.keys[l].size() == size && cache.values[l].size() == size,
-            "adopt_cache: layer {} holds {} keys and {} values, expected {} x {}", l,
+            "adopt_caches: layer {} holds {} keys and {} values, expected {} x {}", l,
             cache.keys[l].size(), cache.values[l].size(), cache.tokens, c.kv_dim());
 }
 
@@ -173,13 +162,6 @@ void LlamaInference::reset() {
   sequences_.push_back(new_sequence(std::move(empty), 0));
 }
 
-void LlamaInference::adopt_cache(std::vector<std::vector<float>> keys,
-                                 std::vector<std::vector<float>> values, std::int64_t tokens) {
-  std::vector<KvCache> caches(1);
-  caches[0] = {std::move(keys), std::move(values), tokens};
-  adopt_caches(std::move(caches));
-}
-
 void LlamaInference::adopt_caches(std::vector<KvCache> caches, std::int64_t room) {
   for (KvCache& cache : caches)
     check_cache(cache);
@@ -194,19 +176,13 @@ void LlamaInference::adopt_caches(std::vector<KvCache> caches, std::int64_t room
 const std::uint16_t* LlamaInference::bf16_bits(const std::vector<float>& matrix) const {
   if (layer_bits_.empty()) return nullptr;
   if (&matrix == &model_.weights.output_matrix()) return output_bits_.data();
-  for (std::size_t l = 0; l < layer_bits_.size(); ++l) {
-    const LlamaLayerWeights& w = model_.weights.layers[l];
-    const LayerBits& b = layer_bits_[l];
-    for (const auto& [weights, bits] : {std::pair{&w.q_proj, &b.q_proj},
-                                        {&w.k_proj, &b.k_proj},
-                                        {&w.v_proj, &b.v_proj},
-                                        {&w.o_proj, &b.o_proj},
-                                        {&w.gate_proj, &b.gate_proj},
-                                        {&w.up_proj, &b.up_proj},
-                                        {&w.down_proj, &b.down_proj}})
-      if (&matrix == weights) return bits->data();
-  }
-  return nullptr;
+  const std::uint16_t* found = nullptr;
+  for (std::size_t l = 0; l < layer_bits_.size() && found == nullptr; ++l)
+    for_each_matrix(model_.weights.layers[l], layer_bits_[l],
+                    [&](const std::vector<float>& w, const std::vector<std::uint16_t>& b) {
+                      if (&matrix == &w) found = b.data();
+                    });
+  return found;
 }
 
 std::int64_t LlamaInference::position(std::int64_t sequence) const {
@@ -337,7 +313,7 @@ std::span<const float> LlamaInference::step(std::span<const DecodeFeed> feeds) {
     }
     attention(feeds, l);
     linear(xb_.data(), layer.o_proj, bits.o_proj, layer.o_bias, att_out_.data(), B, dim, q_dim);
-    add_in_place(x_, xb_, B * dim);
+    detail::add_range(x_.data(), xb_.data(), B * dim, false, x_.data());
 
     // MLP block: x += down(silu(gate(h)) * up(h)), h = rmsnorm(x).
     rmsnorm_rows(xb_.data(), x_.data(), layer.post_attention_norm, B, dim, c.rms_norm_eps);
@@ -347,7 +323,7 @@ std::span<const float> LlamaInference::step(std::span<const DecodeFeed> feeds) {
     detail::swiglu_forward_range(gate_.data(), up_.data(), B * inter, false, gate_.data());
     linear(xb_.data(), layer.down_proj, bits.down_proj, layer.down_bias, gate_.data(), B, dim,
            inter);
-    add_in_place(x_, xb_, B * dim);
+    detail::add_range(x_.data(), xb_.data(), B * dim, false, x_.data());
   }
 
   // logits [B, vocab] = rmsnorm(x) @ lm_head [vocab, dim]^T

@@ -1,4 +1,5 @@
 // Loading a Llama-family model's weights as float32 (see llama_weights.h).
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <filesystem>
@@ -46,8 +47,9 @@ bool holds_bf16_values(const LlamaWeights& weights) {
   bool all = true;
   for_each_tensor(
       [&](const std::vector<float>& slot) {
-        for (const float v : slot)
-          all = all && (std::bit_cast<std::uint32_t>(v) & 0xFFFFu) == 0;
+        all = all && std::all_of(slot.begin(), slot.end(), [](float v) {
+                return (std::bit_cast<std::uint32_t>(v) & 0xFFFFu) == 0;
+              });
       },
       weights);
   return all;

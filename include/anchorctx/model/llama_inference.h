@@ -55,17 +55,11 @@ class LlamaInference {
   // Back to one empty sequence (its cache keeps its memory).
   void reset();
 
-  // Back to one sequence, started from keys (after RoPE) and values of its first `tokens`
-  // positions computed elsewhere: per layer [tokens, kv_dim] each. Throws anchorctx::Error on a
-  // layer count or size that does not match.
-  void adopt_cache(std::vector<std::vector<float>> keys, std::vector<std::vector<float>> values,
-                   std::int64_t tokens);
-
   // ---- several sequences ----
 
-  // Replaces every sequence by one per cache, started from it (checked as adopt_cache, all
-  // before any is taken), each with memory reserved for `room` more tokens (an answer's length:
-  // the cache then never grows by reallocation).
+  // Replaces every sequence by one per cache, started from it, each with memory reserved for
+  // `room` more tokens (an answer's length: the cache then never grows by reallocation). Throws
+  // anchorctx::Error, before taking any, on a cache whose layer count or sizes do not match.
   void adopt_caches(std::vector<KvCache> caches, std::int64_t room = 0);
   std::int64_t sequences() const { return static_cast<std::int64_t>(sequences_.size()); }
   std::int64_t position(std::int64_t sequence) const;
@@ -102,6 +96,18 @@ class LlamaInference {
     std::vector<std::uint16_t> q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
   };
   static inline const LayerBits kNoBits{};
+  // Calls fn(matrix, its bits) for each matrix of a layer that decode reads (Bits: LayerBits,
+  // const or not).
+  template <class Bits, class Fn>
+  static void for_each_matrix(const LlamaLayerWeights& w, Bits& b, Fn&& fn) {
+    fn(w.q_proj, b.q_proj);
+    fn(w.k_proj, b.k_proj);
+    fn(w.v_proj, b.v_proj);
+    fn(w.o_proj, b.o_proj);
+    fn(w.gate_proj, b.gate_proj);
+    fn(w.up_proj, b.up_proj);
+    fn(w.down_proj, b.down_proj);
+  }
   std::vector<LayerBits> layer_bits_;
   std::vector<std::uint16_t> output_bits_;
   std::vector<Sequence> sequences_;

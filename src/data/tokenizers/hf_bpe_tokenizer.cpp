@@ -19,7 +19,6 @@
 #include <sstream>
 #include <string_view>
 
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
@@ -212,14 +211,17 @@ std::string read_file(const std::string& path) {
 // A token id as tokenizer.json writes it: a JSON integer in [0, 2^31 - 1]. A float, a negative
 // or a larger number is refused by name, never converted (a double past int32 converted to it is
 // undefined behaviour; a fuzzed vocabulary id of 2e9 once sized a 64 GB table).
-std::int32_t token_id(const json& value, std::string_view what) {
+// `what` and `name` name the token in the error ("vocabulary token", its text): formatted only
+// then, not for each of a vocabulary's entries.
+std::int32_t token_id(const json& value, std::string_view what, std::string_view name) {
   if (value.is_number_unsigned() &&
       value.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT32_MAX))
     return static_cast<std::int32_t>(value.get<std::uint64_t>());
   if (value.is_number_integer() && value.get<std::int64_t>() >= 0 &&
       value.get<std::int64_t>() <= INT32_MAX)
     return static_cast<std::int32_t>(value.get<std::int64_t>());
-  fail("{} has the id {}: token ids are integers from 0 to 2147483647", what, value.dump());
+  fail("{} '{}' has the id {}: token ids are integers from 0 to 2147483647", what, name,
+       value.dump());
 }
 
 BpeModelConfig parse_model(const json& model) {
@@ -233,7 +235,7 @@ BpeModelConfig parse_model(const json& model) {
 
   BpeModelConfig config;
   for (const auto& [token, id] : model.at("vocab").items())
-    config.vocab.emplace_back(token, token_id(id, fmt::format("vocabulary token '{}'", token)));
+    config.vocab.emplace_back(token, token_id(id, "vocabulary token", token));
   for (const json& merge : model.at("merges")) {
     if (merge.is_string()) {
       // Legacy "a b": exactly one space, as `tokenizers` requires.
@@ -267,7 +269,7 @@ std::vector<AddedToken> parse_added_tokens(const json& spec) {
   for (const json& t : spec) {
     AddedToken token;
     token.content = t.at("content").get<std::string>();
-    token.id = token_id(t.at("id"), fmt::format("added token '{}'", token.content));
+    token.id = token_id(t.at("id"), "added token", token.content);
     token.special = t.value("special", false);
     token.single_word = t.value("single_word", false);
     token.lstrip = t.value("lstrip", false);
@@ -293,7 +295,7 @@ void special_from_template(const json& processor, SpecialIds& ids) {
     const std::string name = piece.at("SpecialToken").at("id");
     const json& tokens = processor.value("special_tokens", json::object());
     if (!tokens.contains(name) || tokens.at(name).at("ids").empty()) return std::nullopt;
-    return token_id(tokens.at(name).at("ids")[0], fmt::format("special token '{}'", name));
+    return token_id(tokens.at(name).at("ids")[0], "special token", name);
   };
   bool seen_sequence = false;
   for (const json& piece : processor.at("single")) {
