@@ -23,6 +23,7 @@
 #include "anchorctx/data/document_reader.h"
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/model/config.h"
+#include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/parameters.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
@@ -40,6 +41,7 @@ struct Args {
   std::optional<std::uint64_t> random_init;
   bool allow_long = false, quick = false, json = false, progress = false, quiet = false;
   bool verify_data = false;
+  bool sequences_given = false, seq_len_given = false;  // on the command line: --quick keeps them
 };
 
 bool has_tokenizer_file(const fs::path& dir) {
@@ -98,8 +100,8 @@ std::vector<std::vector<std::int32_t>> load_sequences(const Args& args,
 
 void run(Args args) {
   if (args.quick) {
-    args.seq_len = 256;
-    args.sequences = 1;
+    if (!args.seq_len_given) args.seq_len = 256;
+    if (!args.sequences_given) args.sequences = 1;
     if (args.deltas.empty()) args.deltas = "0,8,15,17,100";
   }
   analysis::RopeDriftOptions options;
@@ -136,7 +138,7 @@ void run(Args args) {
       std::fflush(stderr);
     };
 
-  const model::LlamaConfig config = model::load_config(args.model_dir);
+  const model::LlamaConfig config = model::load_model_config(args.model_dir);
   const model::ParameterLayout layout = model::ParameterLayout::for_config(config);
   std::vector<float> params(layout.total());
   if (args.random_init) {
@@ -198,12 +200,13 @@ void register_rope_drift(CLI::App& app) {
   cmd->add_flag("--verify-data", args->verify_data,
                 "Hash the --dataset's files against its meta.json first (opening checks only "
                 "its structure, and each window read its token ids)");
-  cmd->add_option("--sequences", args->sequences, "Number of sequences (D is their mean)")
-      ->capture_default_str()
-      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
-  cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (T)")
-      ->capture_default_str()
-      ->check(CLI::Range(std::int64_t{2}, std::int64_t{1} << 20));
+  auto* sequences =
+      cmd->add_option("--sequences", args->sequences, "Number of sequences (D is their mean)")
+          ->capture_default_str()
+          ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
+  auto* seq_len = cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence (T)")
+                      ->capture_default_str()
+                      ->check(CLI::Range(std::int64_t{2}, std::int64_t{1} << 20));
   cmd->add_option("--delta2", args->delta2, "The reference shift")->capture_default_str();
   cmd->add_option("--deltas", args->deltas,
                   "Comma-separated delta1 values (default: the paper's 0,2,...,14,15,17,18,20,"
@@ -226,8 +229,8 @@ void register_rope_drift(CLI::App& app) {
                   "atomically): report.json, report.md and the plots d_vs_delta, per_token and "
                   "d_logit, each as .svg and .png");
   cmd->add_flag("--quick", args->quick,
-                "A small run for CI: 1 sequence of 256 tokens, delta1 in 0,8,15,17,100 (unless "
-                "--deltas)");
+                "A small run for CI: 1 sequence of 256 tokens, delta1 in 0,8,15,17,100 (each "
+                "unless --sequences, --seq-len or --deltas says otherwise)");
   auto* progress = cmd->add_flag("--progress", args->progress,
                                  "Print a line per comparison on stderr (default: one redrawn "
                                  "line when stderr is a terminal)");
@@ -237,7 +240,11 @@ void register_rope_drift(CLI::App& app) {
                 "D_excl_first, first_token}], logit_growth [{mode, policy, delta1, delta2, T, "
                 "D_logit}], first_token_share [{mode, policy, share, rank, ...}], seq_len, "
                 "sequences, model, seconds");
-  cmd->callback([args] { run(*args); });
+  cmd->callback([args, sequences, seq_len] {
+    args->sequences_given = sequences->count() > 0;
+    args->seq_len_given = seq_len->count() > 0;
+    run(*args);
+  });
 }
 
 }  // namespace anchorctx::cli

@@ -5,6 +5,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/timing.h"
+#include "anchorctx/core/utf8.h"
 #include "anchorctx/eval/ruler.h"
 #include "anchorctx/eval/synthetic_tasks.h"
 
@@ -118,7 +119,9 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
           r.depth = s.depth;  // NaN for vt, cwe, fwe
           r.prompt_tokens = static_cast<std::int64_t>(s.prompt_ids.size());
           r.answers = s.answers;
-          r.output = tokenizer.decode(answers[i - first]);
+          // Valid text (invalid bytes as U+FFFD, as a tokenizer.json decoder gives them): an
+          // early model's answer may cut a character, and the report is JSON.
+          r.output = core::utf8_lossy(tokenizer.decode(answers[i - first]));
           r.score = string_match_all(r.output, r.answers);
           cell.samples.push_back(std::move(r));
           ++done;

@@ -129,13 +129,13 @@ PrefillResult Prefill::run(const PrefillRequest& req) {
   for (std::int64_t t = 0; t < static_cast<std::int64_t>(req.targets.size()); ++t)
     if (req.targets[sz(t)] < -1 || req.targets[sz(t)] >= c.vocab_size)
       fail("prefill: target[{}] = {} is outside [-1, {})", t, req.targets[sz(t)], c.vocab_size);
-  if (c.sliding_window)
+  if (const auto window = c.attention_window())
     for (int s = 0; s < layout.num_sequences(); ++s)
-      if (layout.seq_len(s) > *c.sliding_window)
+      if (layout.seq_len(s) > *window)
         fail(
             "prefill: sequence {} has {} tokens, beyond the model's sliding_window {} (not "
             "implemented)",
-            s, layout.seq_len(s), *c.sliding_window);
+            s, layout.seq_len(s), *window);
 
   const std::int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const std::int64_t qd = c.q_dim(), kvd = c.kv_dim(), Hq = c.num_attention_heads;

@@ -1,6 +1,7 @@
 // LlamaConfig <-> HuggingFace config.json, presets, parameter count.
 #include "anchorctx/model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -13,6 +14,10 @@
 
 namespace anchorctx::model {
 namespace {
+
+// transformers' names for a layer's attention in Qwen2's layer_types.
+constexpr const char* kFullAttention = "full_attention";
+constexpr const char* kSlidingAttention = "sliding_attention";
 
 using json = nlohmann::json;
 
@@ -65,6 +70,17 @@ class Reader {
     std::vector<std::int64_t> out;
     for (const json& e : v)
       out.push_back(to_integer(e, key));
+    return out;
+  }
+  std::vector<std::string> string_list(const char* key) const {
+    if (!has(key)) return {};
+    const json& v = object_.at(key);
+    if (!v.is_array()) bad(key, "a list of strings", v);
+    std::vector<std::string> out;
+    for (const json& e : v) {
+      if (!e.is_string()) bad(key, "a list of strings", v);
+      out.push_back(e.get<std::string>());
+    }
     return out;
   }
   [[noreturn]] void bad(const char* key, const char* expected, const json& got) const {
@@ -250,13 +266,25 @@ void validate(const LlamaConfig& c, std::string_view source) {
     fail("{}: rms_norm_eps must be positive, got {}", source, c.rms_norm_eps);
   if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta))
     fail("{}: rope_theta must be positive, got {}", source, c.rope_theta);
-  if (c.hidden_act != "silu")
-    fail("{}: hidden_act '{}' is not supported (only silu)", source, c.hidden_act);
+  // transformers maps "swish" to the same SiLU.
+  if (c.hidden_act != "silu" && c.hidden_act != "swish")
+    fail("{}: hidden_act '{}' is not supported (only silu, also spelt swish)", source,
+         c.hidden_act);
   if (c.torch_dtype != "float32" && c.torch_dtype != "bfloat16" && c.torch_dtype != "float16")
     fail("{}: torch_dtype '{}' is not supported (float32, bfloat16 or float16)", source,
          c.torch_dtype);
   if (c.sliding_window && *c.sliding_window <= 0)
     fail("{}: sliding_window must be positive, got {}", source, *c.sliding_window);
+  if (c.max_window_layers < 0)
+    fail("{}: max_window_layers must not be negative, got {}", source, c.max_window_layers);
+  if (!c.layer_types.empty()) {
+    if (std::ssize(c.layer_types) != c.num_hidden_layers)
+      fail("{}: layer_types lists {} layers, num_hidden_layers is {}", source, c.layer_types.size(),
+           c.num_hidden_layers);
+    for (const std::string& t : c.layer_types)
+      if (t != kFullAttention && t != kSlidingAttention)
+        fail("{}: layer_types: '{}' is not {} or {}", source, t, kFullAttention, kSlidingAttention);
+  }
   if (c.model_type != ModelType::llama && c.mlp_bias)
     fail("{}: mlp_bias is a llama option; {} has none", source, to_string(c.model_type));
   if (c.model_type == ModelType::mistral && c.attention_bias)
@@ -332,6 +360,8 @@ LlamaConfig parse_config(std::string_view json_text, std::string_view source) {
       c.sliding_window = std::nullopt;
       if (r.boolean("use_sliding_window", false))
         c.sliding_window = r.integer("sliding_window", 4096);
+      c.max_window_layers = r.integer("max_window_layers", c.max_window_layers);
+      c.layer_types = r.string_list("layer_types");
       break;
   }
 
@@ -349,6 +379,14 @@ LlamaConfig parse_config(std::string_view json_text, std::string_view source) {
     c.head_dim = c.hidden_size / c.num_attention_heads;
   validate(c, source);
   return c;
+}
+
+std::optional<std::int64_t> LlamaConfig::attention_window() const {
+  if (!sliding_window || model_type != ModelType::qwen2) return sliding_window;
+  const bool any_slides = layer_types.empty() ? max_window_layers < num_hidden_layers
+                                              : std::find(layer_types.begin(), layer_types.end(),
+                                                          kSlidingAttention) != layer_types.end();
+  return any_slides ? sliding_window : std::nullopt;
 }
 
 LlamaConfig load_config(const std::filesystem::path& path) {
@@ -404,7 +442,8 @@ std::string config_to_json(const LlamaConfig& c) {
     case ModelType::qwen2:
       j["use_sliding_window"] = c.sliding_window.has_value();
       j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
-      j["max_window_layers"] = c.num_hidden_layers;
+      j["max_window_layers"] = c.max_window_layers;
+      if (!c.layer_types.empty()) j["layer_types"] = c.layer_types;
       break;
   }
   return j.dump(2) + "\n";

@@ -88,7 +88,12 @@ GenerateResult generate(LlamaInference& model, std::span<const std::int32_t> pro
                         const GenerateOptions& options,
                         const std::function<void(std::int32_t)>& on_token) {
   require(!prompt.empty(), "generate: the prompt has no tokens (start it with bos)");
-  const std::int64_t context = model.config().max_position_embeddings;
+  // The positions the model computes exactly: up to max_position_embeddings, and within a
+  // sliding window, which inference does not implement.
+  const LlamaConfig& config = model.config();
+  const std::int64_t context =
+      std::min(config.max_position_embeddings,
+               config.attention_window().value_or(config.max_position_embeddings));
   require(static_cast<std::int64_t>(prompt.size()) <= context,
           "generate: the prompt has {} tokens, more than the model's context of {}", prompt.size(),
           context);

@@ -93,9 +93,9 @@ Llama2cHeader llama2c_header_for(const LlamaConfig& c, std::string_view source) 
     problems.push_back(fmt::format(
         "head_dim {} with hidden_size {} and {} heads (run.c derives head_dim = dim / n_heads)",
         c.resolved_head_dim(), c.hidden_size, c.num_attention_heads));
-  if (c.sliding_window)
+  if (const auto window = c.attention_window())
     problems.push_back(
-        fmt::format("sliding_window {} (run.c attends to the whole context)", *c.sliding_window));
+        fmt::format("sliding_window {} (run.c attends to the whole context)", *window));
   const auto fits = [&](std::string_view name, std::int64_t value) {
     if (value > INT32_MAX)
       problems.push_back(fmt::format("{} {} (beyond the int32 header)", name, value));
@@ -201,7 +201,7 @@ Llama2cHeader export_llama2c(const LlamaModel& model, const std::filesystem::pat
 Llama2cHeader export_llama2c(const std::filesystem::path& model_dir,
                              const std::filesystem::path& out, bool replace) {
   // The config alone first: a model llama2.c cannot hold is refused before its weights load.
-  llama2c_header_for(load_config(model_dir), model_dir.string());
+  llama2c_header_for(load_model_config(model_dir), model_dir.string());
   const std::filesystem::path inputs[] = {model_dir};
   check_out(out, replace, inputs);
   return export_llama2c(load_llama_model(model_dir), out, replace);

@@ -242,6 +242,7 @@ std::span<const float> LlamaInference::step(std::span<const DecodeFeed> feeds) {
   const std::int64_t B = static_cast<std::int64_t>(feeds.size());
   require(B > 0, "inference: a step with no tokens");
   std::vector<bool> fed(sequences_.size(), false);
+  const std::optional<std::int64_t> window = c.attention_window();
   for (const DecodeFeed& f : feeds) {
     require(f.sequence >= 0 && f.sequence < sequences(), "inference: sequence {} of {}", f.sequence,
             sequences());
@@ -250,10 +251,10 @@ std::span<const float> LlamaInference::step(std::span<const DecodeFeed> feeds) {
     require(f.token >= 0 && f.token < c.vocab_size,
             "generate: token id {} is outside the vocabulary [0, {})", f.token, c.vocab_size);
     const std::int64_t position = sequences_[to_size(f.sequence)].position;
-    require(!c.sliding_window || position < *c.sliding_window,
+    require(!window || position < *window,
             "generate: position {} reaches the model's sliding window ({}), which inference "
             "does not implement",
-            position, c.sliding_window.value_or(0));
+            position, window.value_or(0));
   }
 
   const std::int64_t dim = c.hidden_size, inter = c.intermediate_size;

@@ -334,14 +334,14 @@ void LlamaTrainModel::check_batch(const TrainBatch& b) const {
       static_cast<std::int64_t>(b.position_ids.size()) != T)
     fail("batch: input_ids, targets and position_ids differ in length ({}, {}, {})", T,
          b.targets.size(), b.position_ids.size());
-  if (config_.sliding_window) {
+  if (const auto window = config_.attention_window()) {
     const auto& layout = b.plan->layout();
     for (int s = 0; s < layout.num_sequences(); ++s)
-      if (layout.seq_len(s) > *config_.sliding_window)
+      if (layout.seq_len(s) > *window)
         fail(
             "batch: sequence {} has {} tokens, beyond the model's sliding_window {} (sliding "
             "windows are not implemented)",
-            s, layout.seq_len(s), *config_.sliding_window);
+            s, layout.seq_len(s), *window);
   }
 }
 

@@ -18,7 +18,7 @@
 namespace anchorctx::model {
 
 // Every tensor the config calls for, each checked finite; then the file may hold nothing else
-// (weight_checks.h). A tied model's stray lm_head.weight is tolerated, as transformers does.
+// (weight_checks.h). A tied model's copy of the embedding as lm_head.weight is tolerated.
 LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConfig& config) {
   const ModelTensors<TensorSpec> schema = tensor_schema(config);
   LlamaWeights w;
@@ -57,8 +57,9 @@ bool holds_bf16_values(const LlamaWeights& weights) {
 
 LlamaModel load_llama_model(const std::filesystem::path& dir) {
   LlamaModel model;
-  model.config = load_config(dir);
-  model.weights = load_llama_weights(SafetensorsReader::open(dir), model.config);
+  const SafetensorsReader reader = SafetensorsReader::open(dir);
+  model.config = reconcile_tied_head(load_config(dir), reader);
+  model.weights = load_llama_weights(reader, model.config);
   return model;
 }
 

@@ -196,7 +196,7 @@ std::vector<eval::PplSample> held_out_ppl(const StudyConfig& c, const data::Toke
 // returns drift-done.json's summary.
 nlohmann::json measure_drift(const StudyConfig& c, const fs::path& model_dir, const fs::path& dir,
                              const std::vector<std::vector<std::int32_t>>& sequences) {
-  const model::LlamaConfig config = model::load_config(model_dir);
+  const model::LlamaConfig config = model::load_model_config(model_dir);
   const std::vector<float> params =
       model::load_parameters(model_dir, model::ParameterLayout::for_config(config));
   analysis::RopeDriftOptions o;

@@ -10,6 +10,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
 #include "anchorctx/dist/parallel_layout.h"
+#include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
 #include "anchorctx/train/checkpoint.h"
 #include "anchorctx/train/data_parallel_optimizer.h"
@@ -93,7 +94,7 @@ void validate(const TrainOptions& o) {
 model::LlamaConfig resolve_model_config(const TrainOptions& o) {
   if (!o.preset.empty()) return model::preset(o.preset);
   if (!o.config_json.empty()) return model::load_config(o.config_json);
-  return model::load_config(o.init_from);
+  return model::load_model_config(o.init_from);
 }
 
 namespace {

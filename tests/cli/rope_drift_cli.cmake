@@ -38,6 +38,13 @@ foreach(f report.json report.md d_vs_delta.svg per_token.svg d_logit.svg d_vs_de
   endif()
 endforeach()
 
+# --quick keeps an explicit --seq-len and --sequences (it only fills in what is not given).
+run_ok(out rope-drift --model "${model}" --quick --seq-len 128 --sequences 2 --json)
+string(JSON got GET "${out}" seq_len)
+expect_equal("--quick with --seq-len 128" "${got}" "128")
+string(JSON got GET "${out}" sequences)
+expect_equal("--quick with --sequences 2" "${got}" "2")
+
 # The other inputs: a text file, a JSONL file and a packed dataset (seq_len and the number of
 # sequences come back as asked).
 string(REPEAT "The little cat sat on the warm mat and looked at the big red ball. " 12 story)

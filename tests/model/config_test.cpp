@@ -137,6 +137,65 @@ TEST(Config, RopeScalingTypes) {
   EXPECT_DOUBLE_EQ(v5.rope_theta, 123.0);
 }
 
+// transformers' Qwen2: with use_sliding_window, layers from max_window_layers on slide unless
+// layer_types names each layer's kind; a model whose layers all attend fully has no window to
+// refuse, and a saved config slides the same layers as the one read.
+TEST(Config, Qwen2SlidingLayersFollowTransformers) {
+  const auto qwen2 = [](const std::string& extra) {
+    return parse_config(R"({"model_type": "qwen2", "hidden_size": 64, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128,
+      "vocab_size": 300, "sliding_window": 8)" +
+                        extra + "}");
+  };
+  EXPECT_EQ(qwen2(R"(, "use_sliding_window": true)").attention_window(), std::nullopt)
+      << "max_window_layers 28 (the default) >= 2 layers: none slides";
+  EXPECT_EQ(qwen2(R"(, "use_sliding_window": true, "max_window_layers": 2)").attention_window(),
+            std::nullopt);
+  EXPECT_EQ(qwen2(R"(, "use_sliding_window": true, "max_window_layers": 1)").attention_window(), 8);
+  EXPECT_EQ(qwen2(R"(, "use_sliding_window": true, "max_window_layers": 0,
+                    "layer_types": ["full_attention", "full_attention"])")
+                .attention_window(),
+            std::nullopt);
+  EXPECT_EQ(qwen2(R"(, "use_sliding_window": true, "max_window_layers": 5,
+                    "layer_types": ["full_attention", "sliding_attention"])")
+                .attention_window(),
+            8);
+  EXPECT_EQ(qwen2(R"(, "use_sliding_window": false, "max_window_layers": 0)").attention_window(),
+            std::nullopt);
+  EXPECT_EQ(parse_config(R"({"model_type": "mistral", "sliding_window": 8})").attention_window(),
+            8);
+
+  const TempDir dir;
+  for (
+      const std::string extra :
+      {R"(, "use_sliding_window": true, "max_window_layers": 1)",
+       R"(, "use_sliding_window": true, "layer_types": ["sliding_attention", "full_attention"])"}) {
+    const LlamaConfig c = qwen2(extra);
+    save_config(c, dir.path() / "config.json");
+    const LlamaConfig back = load_config(dir.path());
+    EXPECT_EQ(back, c) << extra;
+    EXPECT_EQ(back.attention_window(), 8) << extra;
+  }
+
+  EXPECT_NE(parse_error(R"({"model_type": "qwen2", "num_hidden_layers": 2,
+                            "layer_types": ["full_attention"]})")
+                .find("layer_types lists 1 layers, num_hidden_layers is 2"),
+            std::string::npos);
+  EXPECT_NE(parse_error(R"({"model_type": "qwen2", "num_hidden_layers": 1,
+                            "layer_types": ["chunked_attention"]})")
+                .find("'chunked_attention'"),
+            std::string::npos);
+  EXPECT_NE(parse_error(R"({"model_type": "qwen2", "layer_types": "full_attention"})")
+                .find("'layer_types': expected a list of strings"),
+            std::string::npos);
+}
+
+// transformers maps hidden_act "swish" to the same SiLU as "silu".
+TEST(Config, AcceptsSwishAsSilu) {
+  EXPECT_EQ(parse_error(R"({"model_type": "llama", "hidden_act": "swish"})"), "");
+  EXPECT_EQ(parse_config(R"({"model_type": "llama", "hidden_act": "swish"})").hidden_act, "swish");
+}
+
 TEST(Config, ErrorsNameTheSourceAndKey) {
   EXPECT_NE(parse_error("{").find("cfg.json: not valid JSON"), std::string::npos);
   EXPECT_NE(parse_error("[1]").find("expected a JSON object"), std::string::npos);

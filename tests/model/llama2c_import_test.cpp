@@ -392,6 +392,17 @@ TEST(Generation, StopsAtEosMaxTokensAndContext) {
 
   EXPECT_THROW(generate(inference, {}, options), Error);
   EXPECT_THROW(inference.step(32), Error);
+
+  // A sliding window of 10 (inference has none): positions 0..9 attend to every key, so bos and
+  // 9 new tokens are fed and a 10th is chosen, the same as without the window.
+  LlamaModel windowed = load_llama_model(out);
+  windowed.config.model_type = ModelType::mistral;
+  windowed.config.sliding_window = 10;
+  LlamaInference windowed_inference(std::move(windowed));
+  const GenerateResult within = generate(windowed_inference, bos, options);
+  EXPECT_EQ(within.stop, StopReason::context);
+  EXPECT_EQ(within.tokens,
+            std::vector<std::int32_t>(full.tokens.begin(), full.tokens.begin() + 10));
 }
 
 // ---- the real model ----

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "anchorctx/core/bf16.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_weights.h"
@@ -355,7 +356,8 @@ TEST(ParameterLayout, LoadParametersErrorsNameFileAndTensor) {
     EXPECT_NEAR(out[q.offset + i], params[q.offset + i], 0.01 * 0.02 + 1e-6);
   }
 
-  // A tied config ignores a stray lm_head.weight.
+  // A tied layout ignores a stray lm_head.weight (reconcile_tied_head decides, from the
+  // values, whether a model folder's config is tied; see the next test).
   LlamaConfig tied = c;
   tied.tie_word_embeddings = true;
   const ParameterLayout tl = ParameterLayout::for_config(tied);
@@ -363,6 +365,61 @@ TEST(ParameterLayout, LoadParametersErrorsNameFileAndTensor) {
   const std::string full = write("full.safetensors", "", "", TensorDtype::f32);
   load_parameters(SafetensorsReader::open(full), tl, tout);
   EXPECT_EQ(tout[tl.at("model.norm.weight").offset], 1.0f);
+}
+
+// transformers' rule for a tied config whose file also holds lm_head.weight: a copy of the
+// embedding (in any dtype) keeps the model tied; a different head unties it and is used.
+TEST(ParameterLayout, TiedConfigWithADifferentHeadLoadsUntiedAsTransformers) {
+  const TempDir dir;
+  LlamaConfig untied = preset("tiny");
+  untied.num_hidden_layers = 1;
+  LlamaConfig tied = untied;
+  tied.tie_word_embeddings = true;
+  const ParameterLayout layout = ParameterLayout::for_config(untied);
+  std::vector<float> params(layout.total());
+  init_parameters(layout, untied, 9, params);
+  const ParameterInfo& embed = layout.at("model.embed_tokens.weight");
+  const ParameterInfo& head = layout.at("lm_head.weight");
+  // An embedding of bf16 values, so that a bf16 copy of it holds the same values.
+  const std::span<float> embed_values = std::span(params).subspan(embed.offset, embed.size);
+  for (float& v : embed_values)
+    v = core::round_to_bf16(v);
+  // A tied config.json over every tensor, lm_head.weight being `head_values` in `dtype`.
+  const auto write_folder = [&](const std::string& name, std::span<const float> head_values,
+                                TensorDtype dtype) {
+    const fs::path folder = dir.path() / name;
+    fs::create_directories(folder);
+    std::vector<TensorData> tensors;
+    for (const ParameterInfo& p : layout.params())
+      tensors.push_back(
+          p.name == head.name
+              ? tensor_from_f32(p.name, p.shape, head_values, dtype)
+              : tensor_from_f32(p.name, p.shape, std::span(params).subspan(p.offset, p.size)));
+    save_config(tied, folder / "config.json");
+    write_model_safetensors(folder, tensors);
+    return folder;
+  };
+
+  const fs::path different = write_folder(
+      "different", std::span(params).subspan(head.offset, head.size), TensorDtype::f32);
+  EXPECT_FALSE(load_model_config(different).tie_word_embeddings);
+  const LlamaModel model = load_llama_model(different);
+  EXPECT_FALSE(model.config.tie_word_embeddings);
+  EXPECT_EQ(
+      model.weights.lm_head,
+      std::vector<float>(params.begin() + static_cast<std::ptrdiff_t>(head.offset),
+                         params.begin() + static_cast<std::ptrdiff_t>(head.offset + head.size)));
+  EXPECT_EQ(&model.weights.output_matrix(), &model.weights.lm_head);
+
+  // A copy of the embedding stays tied, also when stored in another dtype with the same values.
+  for (const auto& [name, dtype] :
+       {std::pair{"copy", TensorDtype::f32}, std::pair{"copy_bf16", TensorDtype::bf16}}) {
+    const fs::path folder = write_folder(name, embed_values, dtype);
+    EXPECT_TRUE(load_model_config(folder).tie_word_embeddings) << name;
+    const LlamaModel copy = load_llama_model(folder);
+    EXPECT_TRUE(copy.config.tie_word_embeddings) << name;
+    EXPECT_TRUE(copy.weights.lm_head.empty()) << name;
+  }
 }
 
 // A model whose weights hold a NaN or an infinity, or whose file holds tensors its config does

@@ -1,8 +1,10 @@
 // Strict UTF-8 checks (no overlong forms, no surrogates, nothing above U+10FFFF): what the
-// readers demand of text, and what tests and fuzzers check of decoded output.
+// readers demand of text, and what tests and fuzzers check of decoded output; and the lossy
+// conversion that makes any bytes (a model's answer, a tokenizer's decoded bytes) valid text.
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace anchorctx::core {
@@ -11,5 +13,9 @@ namespace anchorctx::core {
 std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
 
 bool is_valid_utf8(std::string_view s);
+
+// `bytes` as valid UTF-8, each maximal invalid subpart replaced by U+FFFD: exactly Rust's
+// String::from_utf8_lossy, which the `tokenizers` decoders use.
+std::string utf8_lossy(std::string_view bytes);
 
 }  // namespace anchorctx::core

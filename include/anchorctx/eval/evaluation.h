@@ -47,7 +47,7 @@ struct NiahRecord {
   double depth = 0.0, score = 0.0;
   std::int64_t prompt_tokens = 0;
   std::vector<std::string> answers;
-  std::string output;
+  std::string output;  // the decoded answer, valid UTF-8 (invalid bytes as U+FFFD)
 };
 
 struct NiahCell {

@@ -63,9 +63,16 @@ struct LlamaConfig {
   bool attention_bias = false;
   bool mlp_bias = false;  // Llama's `mlp_bias` (gate/up/down biases); Qwen2/Mistral: false
   // Mistral's `sliding_window` (Qwen2's when `use_sliding_window`); unset = full attention.
-  // The model code does not implement sliding windows: it must refuse windows longer than this.
+  // The model code does not implement sliding windows: it refuses sequences longer than
+  // attention_window().
   std::optional<std::int64_t> sliding_window;
-  std::string hidden_act = "silu";  // the only activation accepted
+  // Qwen2 only, kept as read so that a saved config slides the same layers: with a window, the
+  // layers from max_window_layers on slide (transformers' default 28), unless layer_types names
+  // each layer's kind ("full_attention" or "sliding_attention"; empty = derived).
+  std::int64_t max_window_layers = 28;
+  std::vector<std::string> layer_types;
+  std::string hidden_act =
+      "silu";  // silu, the only activation accepted (or "swish", its other name)
   double initializer_range = 0.02;
   std::optional<std::int64_t> bos_token_id;
   std::vector<std::int64_t> eos_token_ids;  // a list in LLaMA-3 configs, one id elsewhere
@@ -78,6 +85,9 @@ struct LlamaConfig {
   }
   std::int64_t q_dim() const { return num_attention_heads * resolved_head_dim(); }
   std::int64_t kv_dim() const { return num_key_value_heads * resolved_head_dim(); }
+  // The window some layer attends within (sliding_window where at least one layer slides), so
+  // the longest sequence the model code, which has no sliding windows, computes exactly.
+  std::optional<std::int64_t> attention_window() const;
   bool qkv_bias() const { return model_type == ModelType::qwen2 || attention_bias; }
   bool o_bias() const { return model_type != ModelType::qwen2 && attention_bias; }
 
@@ -88,7 +98,7 @@ struct LlamaConfig {
 // non-positive sizes, num_attention_heads not a multiple of num_key_value_heads, hidden_size not
 // divisible by heads without an explicit head_dim, odd head_dim (RoPE rotates halves), a
 // rope_scaling missing what its type needs (llama3: original_max_position_embeddings; factor
-// >= 1 for linear/dynamic/llama3/yarn), a hidden_act other than silu, a bad torch_dtype.
+// >= 1 for linear/dynamic/llama3/yarn), a hidden_act other than silu (swish), a bad torch_dtype.
 void validate(const LlamaConfig& config, std::string_view source = "config");
 
 // Parses the text of a config.json. Errors name `source` and the key ("config.json: key

@@ -56,9 +56,10 @@ struct GenerateResult {
 };
 
 // Feeds `prompt` (non-empty: it starts with bos where the model has one) from position 0 and
-// generates up to max_new_tokens, stopping at a stop id or when the sequence reaches
-// max_position_embeddings. `on_token` (optional) sees each new token as it is chosen.
-// Throws anchorctx::Error on an empty prompt or one longer than the context.
+// generates up to max_new_tokens, stopping at a stop id or when the sequence reaches the
+// model's context: max_position_embeddings, or its sliding window where a layer slides. `on_token`
+// (optional) sees each new token as it is chosen. Throws anchorctx::Error on an empty prompt or one
+// longer than the context.
 GenerateResult generate(LlamaInference& model, std::span<const std::int32_t> prompt,
                         const GenerateOptions& options,
                         const std::function<void(std::int32_t)>& on_token = {});

@@ -35,8 +35,19 @@ void round_to_bf16(LlamaWeights& weights);
 // round_to_bf16 would change nothing.
 bool holds_bf16_values(const LlamaWeights& weights);
 
+// transformers' rule for a tied config (tie_word_embeddings) whose weights also hold an
+// lm_head.weight: equal to the embedding, it is a copy and the model stays tied; different, the
+// model is untied and uses it (transformers warns and does the same; so does this, on stderr).
+// Returns `config` with tie_word_embeddings as the weights of `reader` define it.
+LlamaConfig reconcile_tied_head(LlamaConfig config, const SafetensorsReader& reader);
+// load_config(dir) reconciled with the folder's weights (opened only for a tied config, when the
+// folder holds any): what a reader of a model folder's config uses, so that its layout matches
+// the weights.
+LlamaConfig load_model_config(const std::filesystem::path& dir);
+
 // Reads every tensor `config` calls for from `reader`, checking each shape. A tied config may
-// still carry lm_head.weight (transformers writes it sometimes); it is ignored. Throws
+// still carry an lm_head.weight equal to the embedding (transformers writes it sometimes); it is
+// ignored (reconcile_tied_head unties a config whose copy differs). Throws
 // anchorctx::Error naming the source and the tensor when one is missing, misshapen or holds a
 // NaN or infinity, and naming the tensors the config does not call for when there are any.
 LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConfig& config);

@@ -3,41 +3,6 @@
 namespace anchorctx::data::hf_bpe {
 namespace {
 
-// The expected sequence length for a lead byte and the allowed range of its second byte
-// (Unicode Table 3-7); len 0 for bytes that cannot start a sequence.
-struct LeadInfo {
-  std::size_t len;
-  unsigned char lo, hi;
-};
-
-LeadInfo lead_info(unsigned char b) {
-  if (b < 0x80) return {1, 0, 0};
-  if (b >= 0xC2 && b <= 0xDF) return {2, 0x80, 0xBF};
-  if (b == 0xE0) return {3, 0xA0, 0xBF};
-  if (b == 0xED) return {3, 0x80, 0x9F};  // no surrogates
-  if (b >= 0xE1 && b <= 0xEF) return {3, 0x80, 0xBF};
-  if (b == 0xF0) return {4, 0x90, 0xBF};
-  if (b >= 0xF1 && b <= 0xF3) return {4, 0x80, 0xBF};
-  if (b == 0xF4) return {4, 0x80, 0x8F};
-  return {0, 0, 0};
-}
-
-// How many bytes at text[i] form a valid (possibly incomplete) prefix of a sequence: what
-// from_utf8_lossy replaces by one U+FFFD. Always at least 1.
-std::size_t invalid_prefix_length(std::string_view text, std::size_t i) {
-  const LeadInfo info = lead_info(static_cast<unsigned char>(text[i]));
-  if (info.len < 2) return 1;
-  std::size_t n = 1;
-  if (i + 1 >= text.size()) return 1;
-  const auto second = static_cast<unsigned char>(text[i + 1]);
-  if (second < info.lo || second > info.hi) return 1;
-  n = 2;
-  while (n < info.len && i + n < text.size() &&
-         (static_cast<unsigned char>(text[i + n]) & 0xC0) == 0x80)
-    ++n;
-  return n;
-}
-
 ByteLevelAlphabet make_alphabet() {
   ByteLevelAlphabet a;
   a.char_to_byte.fill(-1);
@@ -53,34 +18,6 @@ ByteLevelAlphabet make_alphabet() {
 }
 
 }  // namespace
-
-std::size_t utf8_char_length(std::string_view text, std::size_t i) {
-  const LeadInfo info = lead_info(static_cast<unsigned char>(text[i]));
-  if (info.len <= 1) return info.len;
-  if (i + info.len > text.size()) return 0;
-  const auto second = static_cast<unsigned char>(text[i + 1]);
-  if (second < info.lo || second > info.hi) return 0;
-  for (std::size_t k = 2; k < info.len; ++k)
-    if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 0;
-  return info.len;
-}
-
-std::string utf8_lossy(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size());
-  std::size_t i = 0;
-  while (i < bytes.size()) {
-    const std::size_t n = utf8_char_length(bytes, i);
-    if (n > 0) {
-      out.append(bytes.substr(i, n));
-      i += n;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      i += invalid_prefix_length(bytes, i);
-    }
-  }
-  return out;
-}
 
 void append_utf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {

@@ -8,12 +8,16 @@
 #include <string>
 #include <string_view>
 
+#include "anchorctx/core/utf8.h"
+
 namespace anchorctx::data::hf_bpe {
 
 // The length (1..4) of the well-formed UTF-8 sequence starting at text[i], or 0 when the bytes
 // there are not one (a stray continuation byte, a truncated or overlong sequence, a surrogate,
 // a code point above U+10FFFF). Same rules as Python's strict decoder.
-std::size_t utf8_char_length(std::string_view text, std::size_t i);
+inline std::size_t utf8_char_length(std::string_view text, std::size_t i) {
+  return core::utf8_sequence_length(text, i);
+}
 
 // The length of one "unit" at text[i]: a well-formed character, or a single invalid byte.
 inline std::size_t utf8_unit_length(std::string_view text, std::size_t i) {
@@ -21,9 +25,7 @@ inline std::size_t utf8_unit_length(std::string_view text, std::size_t i) {
   return n == 0 ? 1 : n;
 }
 
-// `bytes` as valid UTF-8, each maximal invalid subpart replaced by U+FFFD: exactly Rust's
-// String::from_utf8_lossy, which the `tokenizers` decoders use.
-std::string utf8_lossy(std::string_view bytes);
+using core::utf8_lossy;  // Rust's String::from_utf8_lossy, as the `tokenizers` decoders
 
 // Appends the UTF-8 encoding of `code_point` to `out`.
 void append_utf8(std::string& out, char32_t code_point);
