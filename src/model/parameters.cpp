@@ -174,6 +174,18 @@ void load_parameters(const SafetensorsReader& reader, const ParameterLayout& lay
   require_no_unused_tensors(reader, used);
 }
 
+std::optional<NonFiniteTensor> find_non_finite(const ParameterLayout& layout,
+                                               std::span<const float> params) {
+  require(params.size() == layout.total(),
+          "find_non_finite: buffer of {} elements, the layout "
+          "needs {}",
+          params.size(), layout.total());
+  for (const ParameterInfo& p : layout.params())
+    if (const auto bad = find_non_finite(params.subspan(p.offset, p.size)))
+      return NonFiniteTensor{p.name, *bad};
+  return std::nullopt;
+}
+
 std::vector<float> load_parameters(const std::filesystem::path& model_dir,
                                    const ParameterLayout& layout) {
   std::vector<float> params(layout.total());

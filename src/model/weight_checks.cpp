@@ -13,24 +13,33 @@
 
 namespace anchorctx::model {
 
-void require_finite(std::span<const float> values, std::string_view tensor,
-                    std::string_view source) {
+std::optional<NonFiniteValues> find_non_finite(std::span<const float> values) {
   // Exponent bits all ones: infinity or NaN. Adding one to the exponent field carries into the
   // sign bit exactly then; OR-reduced with no compare or branch, so it vectorises to and/add/or.
   constexpr std::uint32_t kExponent = 0x7F800000u, kExponentOne = 0x00800000u;
   std::uint32_t carry = 0;
   for (const float v : values)
     carry |= (std::bit_cast<std::uint32_t>(v) & kExponent) + kExponentOne;
-  if ((carry & 0x80000000u) == 0) return;
-  std::size_t first = values.size(), count = 0;
+  if ((carry & 0x80000000u) == 0) return std::nullopt;
+  NonFiniteValues found;
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (std::isfinite(values[i])) continue;
-    if (count++ == 0) first = i;
+    if (found.count++ == 0) {
+      found.first = i;
+      found.value = values[i];
+    }
   }
+  return found;
+}
+
+void require_finite(std::span<const float> values, std::string_view tensor,
+                    std::string_view source) {
+  const std::optional<NonFiniteValues> bad = find_non_finite(values);
+  if (!bad) return;
   fail(
       "tensor '{}' in {}: {} non-finite value(s), the first at element {} ({}); the weights are "
       "damaged (a diverged run's?) and are not loaded",
-      tensor, source, count, first, values[first]);
+      tensor, source, bad->count, bad->first, bad->value);
 }
 
 void require_no_unused_tensors(const SafetensorsReader& reader, const std::set<std::string>& used) {

@@ -3,18 +3,24 @@
 // more layers than its config, or a NaN left by a diverged run, used to load without a word.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "anchorctx/model/parameters.h"
 #include "anchorctx/model/safetensors.h"
 
 namespace anchorctx::model {
 
+// How many of `values` are NaN or infinite and the first of them; nullopt when all are finite.
+// One branch-free pass over the bits (vectorised) when they are: about the cost of reading the
+// values once more from cache.
+std::optional<NonFiniteValues> find_non_finite(std::span<const float> values);
+
 // Throws anchorctx::Error naming the tensor, its file, the first non-finite element (index and
-// value) and how many there are, unless every value is finite. One branch-free pass over the
-// bits (vectorised): about the cost of reading the values once more from cache.
+// value) and how many there are, unless every value is finite.
 void require_finite(std::span<const float> values, std::string_view tensor,
                     std::string_view source);
 

@@ -181,6 +181,13 @@ void load_moments(const model::SafetensorsReader& reader, const model::Parameter
     }
     reader.read_f32_into(name, std::span<float>(out).subspan(p.offset, p.size));
   }
+  // Resuming from a NaN moment would make every later update NaN: refused like NaN weights.
+  if (const auto bad = model::find_non_finite(layout, out))
+    fail(
+        "tensor '{}{}' in {}: {} non-finite value(s), the first at element {} ({}); the "
+        "optimizer state is damaged and is not loaded",
+        prefix, bad->tensor, reader.source(), bad->values.count, bad->values.first,
+        bad->values.value);
 }
 
 }  // namespace

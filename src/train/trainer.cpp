@@ -311,6 +311,23 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
   const auto save = [&](double last_loss) {
     std::vector<float> exp_avg, exp_avg_sq;
     impl_->optimizer->gather_state(exp_avg, exp_avg_sq);
+    // Finite gradients can still step the weights or moments past float's range (a learning
+    // rate far too large): the next step's loss would stop the run, but this checkpoint would
+    // already hold them (and prune a good one) and could not be resumed. Every rank holds the
+    // same weights and gathered moments, so every rank stops here.
+    const auto refuse = [&](std::string_view what, const model::NonFiniteTensor& bad) {
+      progress.finish();
+      fail(
+          "train: step {}: the update left {} non-finite value(s) in the {} of '{}' (the first at "
+          "element {}: {}) with a finite loss and gradient norm (a learning rate too large?): "
+          "stopping before any checkpoint takes them",
+          step_, bad.values.count, what, bad.tensor, bad.values.first, bad.values.value);
+    };
+    if (const auto bad = model::find_non_finite(model_->layout(), model_->params()))
+      refuse("weights", *bad);
+    for (const auto& [what, moment] :
+         {std::pair{"first moment", &exp_avg}, std::pair{"second moment", &exp_avg_sq}})
+      if (const auto bad = model::find_non_finite(model_->layout(), *moment)) refuse(what, *bad);
     if (comm_.rank() != 0) return;
     CheckpointData data;
     data.config = &model_->config();

@@ -370,6 +370,22 @@ TEST(Checkpoint, DamagedCheckpointsGiveClearErrors) {
           model::write_safetensors(dir / "optimizer.safetensors", t);
         },
         {"/optimizer.safetensors", "exp_avg_sq.model.norm.weight"});
+  check("optimizer moment holding a NaN",
+        [&](const fs::path& dir) {
+          const model::SafetensorsReader r =
+              model::SafetensorsReader::open(dir / "optimizer.safetensors");
+          std::vector<std::vector<float>> keep;
+          std::vector<model::TensorData> t;
+          for (const model::TensorInfo& info : r.tensors()) {
+            keep.push_back(r.read_f32(info.name));
+            if (info.name == "exp_avg_sq.model.norm.weight")
+              keep.back()[3] = std::numeric_limits<float>::quiet_NaN();
+            t.push_back(model::tensor_from_f32(info.name, info.shape, keep.back()));
+          }
+          model::write_safetensors(dir / "optimizer.safetensors", t);
+        },
+        {"/optimizer.safetensors", "exp_avg_sq.model.norm.weight", "1 non-finite value(s)",
+         "element 3"});
 }
 
 TEST(Checkpoint, SaveRejectsInconsistentData) {

@@ -198,6 +198,25 @@ TEST_F(TrainerTest, NonFiniteLossStopsBeforeAnyCheckpoint) {
   EXPECT_TRUE(train::list_checkpoints(o.out).empty());
 }
 
+// A learning rate far beyond float's range: the first step's loss and gradients are finite, its
+// update is not. The checkpoint after it is refused (it used to be written, pruning a good one,
+// and could never be resumed).
+TEST_F(TrainerTest, NonFiniteUpdateStopsBeforeItsCheckpoint) {
+  train::TrainOptions o = options("blown", 3);
+  o.schedule.lr = 1e39;
+  o.schedule.warmup_steps = 0;
+  o.save_every = 1;
+  try {
+    train(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("step 1: the update left"), std::string::npos) << what;
+    EXPECT_NE(what.find("stopping before any checkpoint takes them"), std::string::npos) << what;
+  }
+  EXPECT_TRUE(train::list_checkpoints(o.out).empty());
+}
+
 // --skip-nonfinite leaves the weights as they were at a skipped step; a run whose every step is
 // skipped trained nothing and fails (issue 11: it exited 0), writing no checkpoint.
 TEST_F(TrainerTest, SkipNonFiniteLeavesWeightsUntouched) {

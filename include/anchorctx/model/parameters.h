@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -58,6 +59,21 @@ class ParameterLayout {
 // same seed gives the same model on every platform); padding zeroed.
 void init_parameters(const ParameterLayout& layout, const LlamaConfig& config, std::uint64_t seed,
                      std::span<float> params);
+
+// NaN or infinite values in one tensor: how many, and the first (its index in the tensor).
+struct NonFiniteValues {
+  std::size_t count = 0, first = 0;
+  float value = 0.0f;
+};
+struct NonFiniteTensor {
+  std::string tensor;  // the parameter's name
+  NonFiniteValues values;
+};
+// The first tensor of `params` (laid out by `layout`) holding a NaN or an infinity, nullopt
+// when every value is finite: what a trainer checks before a checkpoint takes its weights or
+// optimizer moments. One vectorised pass over the values when they are all finite.
+std::optional<NonFiniteTensor> find_non_finite(const ParameterLayout& layout,
+                                               std::span<const float> params);
 
 // Fills `params` from a model folder's weights (any stored dtype, widened exactly), checking
 // each shape. A tied config's stray lm_head.weight is ignored. Throws anchorctx::Error naming
