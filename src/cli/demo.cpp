@@ -16,6 +16,7 @@
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
+#include "anchorctx/core/interrupt.h"
 #include "anchorctx/core/owned_folder.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/builtin_corpus.h"
@@ -101,6 +102,7 @@ double time_steps(model::LlamaTrainModel& model, const data::Dataset& dataset,
 }
 
 void run_demo(const DemoArgs& a) {
+  core::install_interrupt_handlers();  // Ctrl-C stops packing or training at a safe point
   const core::Stopwatch total;
   const fs::path out = a.out;
   // Before any work, so that an unavailable --bf16-compute native fails at once.

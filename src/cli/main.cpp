@@ -1,5 +1,7 @@
 // `anchorctx`: the command line. This file only builds the command tree and maps failures to
-// exit codes (0 success, 1 error, 2 usage); each subcommand lives in its own file (commands.h).
+// exit codes (0 success, 1 error, 2 usage, 128 + the signal when SIGINT or SIGTERM stopped a
+// command that polls for them at safe points, core/interrupt.h); each subcommand lives in its own
+// file (commands.h).
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -8,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/interrupt.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -47,6 +50,8 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "anchorctx: error: %s\n", e.what());
+    // Stopped by Ctrl-C or SIGTERM at a safe point: the shell's status for that signal.
+    if (const int sig = anchorctx::core::interrupt_signal(); sig != 0) return 128 + sig;
     return 1;
   }
   return 0;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/interrupt.h"
 #include "anchorctx/data/pack.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
@@ -141,6 +142,7 @@ void register_pack(CLI::App& app) {
     if (args->drop_remainder) config.continue_remainder = false;
     config.shuffle = !args->no_shuffle;
     config.reader.format = *core::parse_enum<data::InputFormat>(args->format);
+    core::install_interrupt_handlers();  // Ctrl-C removes the temporary dataset folder
     const nlohmann::json summary = data::pack_dataset(config);
     if (!config.quiet || !args->json) print_summary(summary);
     if (args->json) std::printf("%s\n", summary.dump().c_str());

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/interrupt.h"
 #include "anchorctx/study/config.h"
 #include "anchorctx/study/study.h"
 #include "cli/commands.h"
@@ -72,6 +73,7 @@ std::string shell_word(const std::string& value) {
 }
 
 void run(Args& a) {
+  core::install_interrupt_handlers();  // Ctrl-C stops at a step or evaluation batch
   if (a.out.empty()) throw CLI::ValidationError("--out", "required (the study folder)");
   study::StudyConfig c = a.quick ? study::quick_config() : study::default_config();
   for (const auto& apply : a.apply)

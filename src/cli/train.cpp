@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/interrupt.h"
 #include "anchorctx/dist/communicator.h"
 #include "anchorctx/dist/world.h"
 #include "anchorctx/train/checkpoint.h"
@@ -31,6 +32,7 @@ struct TrainArgs {
 };
 
 void run_train(TrainArgs& a) {
+  core::install_interrupt_handlers();  // Ctrl-C stops at the next step boundary
   train::TrainOptions& o = a.o;
   o.run.rope_mode = a.rope_mode.value_or(model::default_rope_mode(o.run.precision));
   o.run.bf16_compute = resolve_bf16_compute(a.bf16_compute, o.run.precision, o.quiet);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/interrupt.h"
 #include "anchorctx/core/parallel.h"
 #include "anchorctx/core/progress.h"
 #include "anchorctx/data/dataset.h"
@@ -337,6 +338,8 @@ nlohmann::json pack_dataset(const PackConfig& config) {
   };
   TokenizedDoc assembling;  // interleaving: a document given in pieces, put back together
   while (Block* block = pipeline.next()) {
+    // Between blocks nothing is half written: the output folder is still a temporary one.
+    core::throw_if_interrupted("while packing; nothing was written");
     for (std::size_t i = 0; i < block->docs.size(); ++i) {
       const Document& doc = block->docs[i];
       TokenizedDoc& td = block->encoded[i];

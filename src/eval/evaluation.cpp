@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/interrupt.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/core/utf8.h"
 #include "anchorctx/eval/ruler.h"
@@ -49,7 +50,9 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
       (niah_count * options.samples +
        (has_ppl ? static_cast<std::int64_t>(options.ppl_samples.size()) : 0));
   std::int64_t done = 0;
+  // Each batch and each ppl sample starts here: a stop asked for (in a study) ends it there.
   const auto tick = [&](const std::string& what) {
+    core::throw_if_interrupted("during the evaluation");
     if (progress) progress(done, total, what);
   };
 

@@ -9,6 +9,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
+#include "anchorctx/core/interrupt.h"
 #include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
@@ -359,7 +360,9 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
       micro.push_back(make_batch(impl_->dataset, windows, options_.batch));
     }
     state.data_cursor += impl_->shard.global_batch();
-    double counts[2] = {0.0, 0.0};  // targets, input tokens
+    // Targets, input tokens, and whether a rank was asked to stop (Ctrl-C, SIGTERM): summed
+    // with the counts, so that every rank stops at the same step boundary.
+    double counts[3] = {0.0, 0.0, core::interrupt_signal() != 0 ? 1.0 : 0.0};
     for (const Batch& b : micro) {
       // This rank's token shard of the window (all of it without sequence parallelism), so
       // that the sums over ranks count each token once.
@@ -368,7 +371,17 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
         counts[0] += b.targets[static_cast<std::size_t>(t)] >= 0 ? 1.0 : 0.0;
       counts[1] += static_cast<double>(t1 - t0);
     }
-    comm_.all_reduce_sum(std::span<double>(counts, 2));
+    comm_.all_reduce_sum(std::span<double>(counts, 3));
+    if (counts[2] > 0) {
+      progress.finish();
+      const auto last = latest_checkpoint(options_.out);
+      const int sig = core::interrupt_signal();
+      fail("interrupted ({}) before step {}: {}",
+           sig != 0 ? core::signal_name(sig) : std::string("on another rank"), step_ + 1,
+           last ? fmt::format("the last checkpoint is {}; --resume continues from it",
+                              last->string())
+                : std::string("no checkpoint was written"));
+    }
     const double scale = counts[0] > 0 ? 1.0 / counts[0] : 0.0;
 
     model_->zero_grads();
