@@ -12,18 +12,29 @@
 namespace anchorctx::cli {
 namespace {
 
-// The 1-based line that sets `key` (CLI11's reader keeps no line numbers), 0 if none is found.
-std::size_t line_of(const std::string& text, const std::string& key) {
+// The line that sets `key` (CLI11's reader keeps no line numbers): its 1-based number (0 if
+// none is found) and the text after its '=', trimmed.
+struct KeyLine {
+  std::size_t number = 0;
+  std::string value;
+};
+
+std::string trimmed(const std::string& text, const char* chars) {
+  const std::size_t first = text.find_first_not_of(chars);
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(chars) - first + 1);
+}
+
+KeyLine line_of(const std::string& text, const std::string& key) {
   std::istringstream lines(text);
   std::string line;
   for (std::size_t number = 1; std::getline(lines, line); ++number) {
     const std::size_t eq = line.find('=');
-    std::string name = line.substr(0, eq);
-    name.erase(0, name.find_first_not_of(" \t\"'"));
-    name.erase(name.find_last_not_of(" \t\r\"'") + 1);
-    if (name == key) return number;
+    if (trimmed(line.substr(0, eq), " \t\r\"'") != key) continue;
+    // A bare key is a flag set to true, as CLI11 reads it.
+    return {number, eq == std::string::npos ? "true" : trimmed(line.substr(eq + 1), " \t\r")};
   }
-  return 0;
+  return {};
 }
 
 }  // namespace
@@ -46,9 +57,10 @@ void apply_toml_options(CLI::App& cmd, const std::string& path) {
   }
   for (const CLI::ConfigItem& item : items) {
     const std::string key = item.fullname();
-    const std::size_t line = line_of(text, key);
-    const std::string where = line > 0 ? fmt::format("--config '{}': line {}", path, line)
-                                       : fmt::format("--config '{}'", path);
+    const KeyLine line = line_of(text, key);
+    const std::string where = line.number > 0
+                                  ? fmt::format("--config '{}': line {}", path, line.number)
+                                  : fmt::format("--config '{}'", path);
     if (key == "config") fail("{}: a config file cannot name another", where);
     CLI::Option* option = cmd.get_option_no_throw("--" + key);
     if (option == nullptr)
@@ -57,8 +69,8 @@ void apply_toml_options(CLI::App& cmd, const std::string& path) {
           "leading dashes; see {} --help)",
           where, key, cmd.get_name());
     // `key =` with nothing after it: CLI11's reader passes an empty string, which an option
-    // would otherwise read as its default or as 0.
-    if (item.inputs.size() == 1 && item.inputs[0].empty())
+    // would otherwise read as its default or as 0 (`key = ""` is a value: the empty string).
+    if (line.number > 0 && (line.value.empty() || line.value[0] == '#'))
       fail("{}: '{}' has no value (write key = value)", where, key);
     if (option->count() > 0) continue;  // the command line wins
     std::vector<std::string> inputs = item.inputs;
