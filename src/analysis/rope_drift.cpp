@@ -414,7 +414,12 @@ RopeDriftReport measure_rope_drift(const model::LlamaConfig& config, std::span<c
     require(d >= 0, "rope-drift: delta1 must be >= 0 (got {})", d);
     max_delta = std::max(max_delta, d);
   }
-  require(T + max_delta < (std::int64_t{1} << 31), "rope-drift: positions overflow int32");
+  // Written without T + max_delta, which overflows int64 for deltas near INT64_MAX (T is at
+  // most 2^24 here, so the subtraction cannot).
+  require(max_delta < (std::int64_t{1} << 31) - T,
+          "rope-drift: positions overflow int32 (sequence length {} plus the largest delta {} "
+          "reaches 2^31)",
+          T, max_delta);
   require(std::find(options.deltas.begin(), options.deltas.end(), options.logit_delta1) !=
               options.deltas.end(),
           "rope-drift: the D_logit delta1 {} is not in the delta1 list", options.logit_delta1);

@@ -35,6 +35,11 @@ void register_generate(CLI::App& app);
 // the key on an unknown key or a bad value.
 void apply_toml_options(CLI::App& cmd, const std::string& path);
 
+// Refuses, on every integer option of `app` and its subcommands, a value beyond 64 bits and a
+// negative value for an unsigned option (CLI11 would saturate or wrap them). Call once the tree
+// is built.
+void check_integer_ranges(CLI::App& app);
+
 // `anchorctx train`: a model on a packed dataset, with checkpoints and resume.
 void register_train(CLI::App& app);
 

@@ -1,9 +1,11 @@
 // `anchorctx generate`: text from a model folder, token by token with a KV cache (float32).
 // stdout carries the generated text only, streamed as it comes (or, with --json, one object at
 // the end); the model summary and the timing go to stderr.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <span>
@@ -91,6 +93,13 @@ const char* stop_name(model::StopReason stop) {
 }
 
 void run(const Args& args) {
+  // The model folder first: its tokenizer is looked for in it, and a missing folder would
+  // otherwise be reported as a missing tokenizer.
+  std::error_code ec;
+  if (!std::filesystem::is_directory(args.model_dir, ec))
+    fail("--model '{}': {}", args.model_dir,
+         std::filesystem::exists(args.model_dir, ec) ? "not a model folder (not a folder)"
+                                                     : "no such model folder");
   const std::unique_ptr<data::Tokenizer> tokenizer =
       data::load_tokenizer(args.tokenizer.empty() ? args.model_dir : args.tokenizer);
   const core::Stopwatch load_watch;
@@ -117,8 +126,13 @@ void run(const Args& args) {
   for (const std::int64_t id : config.eos_token_ids)
     options.stop_ids.push_back(static_cast<std::int32_t>(id));
 
-  model::LlamaInference inference(std::move(loaded),
-                                  static_cast<std::int64_t>(prompt.size()) + args.max_new_tokens);
+  // The KV cache holds at most what can be generated: generation stops at the model's context
+  // (StopReason::context), so a --max-new-tokens beyond it must not size the cache (2^30 tokens
+  // ran out of memory). A prompt longer than the context is refused by generate itself.
+  const auto prompt_tokens = static_cast<std::int64_t>(prompt.size());
+  const std::int64_t cache_tokens = std::min(
+      prompt_tokens + args.max_new_tokens, std::max(prompt_tokens, config.max_position_embeddings));
+  model::LlamaInference inference(std::move(loaded), cache_tokens);
   std::fprintf(stderr, "%s",
                fmt::format("loaded {} (hidden {}, {} layers, vocab {}) in {:.2f} s; prompt {} "
                            "tokens, temperature {}, top-p {}, seed {}\n",

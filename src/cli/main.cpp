@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   anchorctx::cli::register_eval(app);
   anchorctx::cli::register_plan(app);
   anchorctx::cli::register_study(app);
+  anchorctx::cli::check_integer_ranges(app);
 
   try {
     app.parse(argc, argv);

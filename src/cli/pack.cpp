@@ -20,7 +20,6 @@ struct Args {
   data::PackConfig config;
   std::string anchor_mode = "shared";
   std::string format = "auto";
-  std::int32_t anchor_id = -1;
   bool continue_remainder = false;
   bool drop_remainder = false;
   bool no_shuffle = false;
@@ -131,13 +130,14 @@ void register_pack(CLI::App& app) {
                              "Drop the overflowing document's remainder (default for "
                              "pre-tokenized inputs)");
   cont->excludes(drop);
-  cmd->add_option("--anchor-id", args->anchor_id, "The anchor token id (default: bos, else eos)");
+  // Straight into the optional: a negative id reaches pack_dataset's vocabulary check instead of
+  // meaning "unset" (-5 used to become the default silently).
+  cmd->add_option("--anchor-id", c.anchor_id, "The anchor token id (default: bos, else eos)");
   cmd->add_flag("--json", args->json, "Print the summary as one JSON object on stdout");
 
   cmd->callback([args]() {
     data::PackConfig config = args->config;
     config.anchor_mode = *data::parse_anchor_mode(args->anchor_mode);
-    if (args->anchor_id >= 0) config.anchor_id = args->anchor_id;
     if (args->continue_remainder) config.continue_remainder = true;
     if (args->drop_remainder) config.continue_remainder = false;
     config.shuffle = !args->no_shuffle;

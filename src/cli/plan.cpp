@@ -203,6 +203,8 @@ void run_plan(const PlanArgs& a) {
   if (a.preset.empty() == a.model_config.empty())
     throw CLI::ValidationError("--preset", "give exactly one of --preset and --model-config");
   if (a.windows < 1) throw CLI::ValidationError("--windows", "must be at least 1");
+  // As train refuses it: the memory estimate divides the LM head's logits by it.
+  if (a.loss_chunk < 1) throw CLI::ValidationError("--loss-chunk", "must be at least 1");
   train::PlanSetup s;
   s.config = a.model_config.empty() ? model::preset(a.preset) : model::load_config(a.model_config);
   s.gpus = a.gpus;
@@ -234,7 +236,9 @@ void run_plan(const PlanArgs& a) {
   for (auto [value, option, field] :
        {std::tuple{a.gemm_efficiency, "--gemm-efficiency", &hw.gemm_efficiency},
         std::tuple{a.attention_efficiency, "--attention-efficiency", &hw.attention_efficiency}}) {
-    if (value < 0 || value > 1) throw CLI::ValidationError(option, "must lie in (0, 1]");
+    // Written so that NaN fails too (it compares false with both bounds).
+    if (!(value >= 0 && value <= 1))
+      throw CLI::ValidationError(option, fmt::format("{} does not lie in (0, 1]", value));
     if (value > 0) {
       *field = value;
       hw.source += fmt::format("; {} {} given", option, value);

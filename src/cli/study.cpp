@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -75,6 +76,19 @@ std::string shell_word(const std::string& value) {
 void run(Args& a) {
   core::install_interrupt_handlers();  // Ctrl-C stops at a step or evaluation batch
   if (a.out.empty()) throw CLI::ValidationError("--out", "required (the study folder)");
+  // The folder and its missing parents are created later: a file on that path would surface
+  // as std::filesystem's raw "cannot create directories" text.
+  std::error_code ec;
+  for (std::filesystem::path p = a.out; !p.empty(); p = p.parent_path()) {
+    if (!std::filesystem::exists(p, ec)) {
+      if (p == p.parent_path()) break;
+      continue;
+    }
+    if (!std::filesystem::is_directory(p, ec))
+      fail("--out '{}': '{}' is not a folder (the study folder is created there)", a.out,
+           p.string());
+    break;
+  }
   study::StudyConfig c = a.quick ? study::quick_config() : study::default_config();
   for (const auto& apply : a.apply)
     apply(c);

@@ -17,7 +17,10 @@ namespace anchorctx::core {
 MappedFile MappedFile::open(const std::string& path) {
   MappedFile file;
   file.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading otherwise blocks until a writer comes, forever for a
+  // FIFO left in place of a data file; the check below then refuses it. It changes nothing for
+  // the regular files that are mapped.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -27,7 +30,10 @@ MappedFile MappedFile::open(const std::string& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail("{}: not a regular file", path);
+    fail("{}: not a regular file ({})", path,
+         S_ISDIR(st.st_mode)    ? "a folder"
+         : S_ISFIFO(st.st_mode) ? "a FIFO"
+                                : "a device or socket");
   }
   file.size_ = static_cast<std::size_t>(st.st_size);
   if (file.size_ > 0) {

@@ -29,6 +29,34 @@ std::uint64_t meta_uint(const nlohmann::json& meta, const std::string& dir,
   return node->get<std::uint64_t>();
 }
 
+// A string value of meta.json, or an error naming the key (nlohmann's value() would throw its
+// own type_error, naming neither the file nor the key).
+std::string meta_string(const nlohmann::json& meta, const std::string& dir, const char* key) {
+  if (!meta.contains(key)) fail("{}: meta.json has no '{}'", dir, key);
+  if (!meta[key].is_string()) fail("{}/meta.json: '{}' is not a string", dir, key);
+  return meta[key].get<std::string>();
+}
+
+// An optional id of meta.json (absent or null: none) that must lie in [0, vocab).
+void check_meta_id(const nlohmann::json& node, const std::string& dir, const std::string& name,
+                   std::uint64_t vocab) {
+  if (node.is_null()) return;
+  if (!node.is_number_integer() || node.get<std::int64_t>() < 0 ||
+      node.get<std::uint64_t>() >= vocab)
+    fail("{}/meta.json: '{}' is {}, not an id of the vocabulary [0, {})", dir, name, node.dump(),
+         vocab);
+}
+
+// A count of meta.json that the files determine too: when meta.json records it, it must agree.
+void check_meta_count(const nlohmann::json& meta, const std::string& dir, const char* key,
+                      std::uint64_t actual, const char* source) {
+  if (!meta.contains("counts") || !meta["counts"].is_object() || !meta["counts"].contains(key))
+    return;
+  const std::uint64_t recorded = meta_uint(meta, dir, {"counts", key});
+  if (recorded != actual)
+    fail("{}/meta.json: counts.{} is {}, but {} gives {}", dir, key, recorded, source, actual);
+}
+
 // An offsets file of n + 1 entries: starts at 0, never decreases (strictly increases when every
 // window must hold at least one entry, as document starts do), at most `per_window` per window.
 void check_offsets(const std::string& dir, const char* name, std::span<const std::uint64_t> index,
@@ -62,7 +90,8 @@ Dataset Dataset::open(const std::filesystem::path& dir) {
     }
   }
   const auto& meta = ds.meta_;
-  if (!meta.is_object() || meta.value("format", "") != kDatasetFormatName)
+  if (!meta.is_object() || !meta.contains("format") || !meta["format"].is_string() ||
+      meta["format"].get<std::string>() != kDatasetFormatName)
     fail("{}/meta.json: 'format' is not \"{}\"", d, kDatasetFormatName);
   const std::uint64_t version = meta_uint(meta, d, {"format_version"});
   if (version != kDatasetFormatVersion)
@@ -75,18 +104,38 @@ Dataset Dataset::open(const std::filesystem::path& dir) {
   const std::uint64_t vocab = meta_uint(meta, d, {"vocab_size"});
   if (vocab == 0 || vocab > (1u << 31)) fail("{}/meta.json: vocab_size {} out of range", d, vocab);
   ds.vocab_size_ = static_cast<std::int32_t>(vocab);
-  const std::string dtype = meta.value("token_dtype", "");
+  const std::string dtype = meta_string(meta, d, "token_dtype");
   if (dtype != "uint16" && dtype != "uint32")
     fail("{}/meta.json: token_dtype '{}' is neither uint16 nor uint32", d, dtype);
   ds.wide_ = dtype == "uint32";
   if (!ds.wide_ && vocab > 65536)
     fail("{}/meta.json: token_dtype uint16 cannot hold a vocabulary of {}", d, vocab);
-  const auto mode = parse_anchor_mode(meta.value("anchor_mode", ""));
-  if (!mode) fail("{}/meta.json: unknown anchor_mode '{}'", d, meta.value("anchor_mode", ""));
+  const std::string mode_name = meta_string(meta, d, "anchor_mode");
+  const auto mode = parse_anchor_mode(mode_name);
+  if (!mode) fail("{}/meta.json: unknown anchor_mode '{}'", d, mode_name);
   ds.anchor_mode_ = *mode;
-  ds.batch_size_ = static_cast<std::uint32_t>(
-      meta.contains("batch_size") ? meta_uint(meta, d, {"batch_size"}) : 1);
-  if (ds.batch_size_ == 0) fail("{}/meta.json: batch_size is 0", d);
+  // The anchor token is put into windows as an id: it must be one of the vocabulary's.
+  if (meta.contains("anchor_id")) {
+    if (*mode != AnchorMode::none && meta["anchor_id"].is_null())
+      fail("{}/meta.json: anchor_id is null but anchor_mode is {}", d, mode_name);
+    check_meta_id(meta["anchor_id"], d, "anchor_id", vocab);
+  }
+  // The tokenizer the ids came from: its vocabulary is the dataset's.
+  if (meta.contains("tokenizer")) {
+    const nlohmann::json& tok = meta["tokenizer"];
+    if (!tok.is_object()) fail("{}/meta.json: 'tokenizer' is not an object", d);
+    if (tok.contains("vocab_size") && meta_uint(meta, d, {"tokenizer", "vocab_size"}) != vocab)
+      fail("{}/meta.json: tokenizer.vocab_size {} differs from vocab_size {}", d,
+           tok["vocab_size"].dump(), vocab);
+    for (const char* key : {"bos_id", "eos_id"})
+      if (tok.contains(key)) check_meta_id(tok[key], d, std::string("tokenizer.") + key, vocab);
+  }
+  // Checked as 64 bits before it is narrowed: 2^32 + 3 must not pass as 3.
+  const std::uint64_t batch_size =
+      meta.contains("batch_size") ? meta_uint(meta, d, {"batch_size"}) : 1;
+  if (batch_size == 0 || batch_size > UINT32_MAX)
+    fail("{}/meta.json: batch_size {} out of range [1, {}]", d, batch_size, UINT32_MAX);
+  ds.batch_size_ = static_cast<std::uint32_t>(batch_size);
   ds.windows_ = meta_uint(meta, d, {"counts", "windows"});
   const std::uint64_t n = ds.windows_;
 
@@ -120,6 +169,17 @@ Dataset Dataset::open(const std::filesystem::path& dir) {
   check_offsets(d, "mask_index.bin", as_array<std::uint64_t>(ds.mask_index_), w, false);
   ds.doc_starts_ = map("doc_starts.bin", as_array<std::uint64_t>(ds.doc_index_)[n] * 4);
   ds.mask_spans_ = map("mask_spans.bin", as_array<std::uint64_t>(ds.mask_index_)[n] * 8);
+  // Recorded for readers that want the window's length without adding one; it must be that
+  // (checked after the files, whose sizes name a changed seq_len more plainly).
+  if (meta.contains("window_len") && meta_uint(meta, d, {"window_len"}) != w)
+    fail("{}/meta.json: window_len {} is not seq_len + 1 = {}", d, meta["window_len"].dump(), w);
+  // The other counts meta.json records, where the files give them in O(1).
+  check_meta_count(meta, d, "tokens", n * w, "windows x window_len");
+  check_meta_count(meta, d, "doc_starts", as_array<std::uint64_t>(ds.doc_index_)[n],
+                   "doc_index.bin");
+  check_meta_count(meta, d, "loss_spans", as_array<std::uint64_t>(ds.mask_index_)[n],
+                   "mask_index.bin");
+  check_meta_count(meta, d, "batches", n / batch_size, "windows / batch_size");
   ds.check_windows();
   return ds;
 }

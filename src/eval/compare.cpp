@@ -102,13 +102,37 @@ json load_report(const fs::path& run) {
       !j["ppl"].is_array() || !j.contains("lengths") || !j["lengths"].is_array())
     fail("compare: {} is not an `anchorctx eval` report (no 'niah', 'ppl' and 'lengths' arrays)",
          file.string());
-  for (const json& c : j["niah"])
+  // Every value compare_reports reads, with its type: a wrong one used to surface as nlohmann's
+  // raw type_error without the file, or (a score or loss) as a silent NaN in the comparison.
+  const auto bad = [&](const std::string& where, const char* what) {
+    fail("compare: {}: {} {}", file.string(), where, what);
+  };
+  for (std::size_t i = 0; i < j["niah"].size(); ++i) {
+    const json& c = j["niah"][i];
+    const std::string where = fmt::format("niah[{}]", i);
     if (!c.is_object() || !c.contains("task") || !c.contains("length") || !c.contains("samples") ||
         !c["samples"].is_array())
-      fail("compare: {}: a 'niah' cell lacks task, length or samples", file.string());
-  for (const json& p : j["ppl"])
-    if (!p.is_object() || !p.contains("length") || !p.contains("sample_loss"))
-      fail("compare: {}: a 'ppl' row lacks length or sample_loss", file.string());
+      bad(where, "lacks task, length or samples");
+    if (!c["task"].is_string()) bad(where + ".task", "is not a string");
+    if (!c["length"].is_number_integer()) bad(where + ".length", "is not an integer");
+    for (std::size_t k = 0; k < c["samples"].size(); ++k) {
+      const json& sample = c["samples"][k];
+      if (!sample.is_object() || !sample.contains("score") || !sample["score"].is_number())
+        bad(fmt::format("{}.samples[{}].score", where, k), "is missing or not a number");
+    }
+  }
+  for (std::size_t i = 0; i < j["ppl"].size(); ++i) {
+    const json& p = j["ppl"][i];
+    const std::string where = fmt::format("ppl[{}]", i);
+    if (!p.is_object() || !p.contains("length") || !p.contains("sample_loss") ||
+        !p["sample_loss"].is_array())
+      bad(where, "lacks length or sample_loss");
+    if (!p["length"].is_number_integer()) bad(where + ".length", "is not an integer");
+    // null is how a report writes a non-finite loss: it stays NaN.
+    for (std::size_t k = 0; k < p["sample_loss"].size(); ++k)
+      if (!p["sample_loss"][k].is_number() && !p["sample_loss"][k].is_null())
+        bad(fmt::format("{}.sample_loss[{}]", where, k), "is not a number (or null)");
+  }
   return j;
 }
 

@@ -393,6 +393,9 @@ LlamaConfig load_config(const std::filesystem::path& path) {
   std::filesystem::path file = path;
   std::error_code ec;
   if (std::filesystem::is_directory(file, ec)) file /= "config.json";
+  // A folder named config.json opens as an empty stream ("not valid JSON"), a FIFO blocks.
+  if (std::filesystem::exists(file, ec) && !std::filesystem::is_regular_file(file, ec))
+    fail("{}: not a regular file (the model config must be a JSON file)", file.string());
   std::ifstream in(file, std::ios::binary);
   if (!in) fail("{}: cannot open the model config", file.string());
   std::ostringstream text;

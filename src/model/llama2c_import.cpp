@@ -12,6 +12,7 @@
 #include "anchorctx/model/llama2c.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/tensor_schema.h"
+#include "model/weight_checks.h"
 
 namespace anchorctx::model {
 namespace {
@@ -237,7 +238,11 @@ Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
   out.header = h;
   for_each_tensor(
       [&](const TensorSpec& spec, std::vector<float>& values) {
-        if (spec.present) out.tensors.push_back({spec.name, spec.shape, std::move(values)});
+        if (!spec.present) return;
+        // Refused here, as every loader refuses it: imported, a NaN or an infinity would give
+        // a folder that generate, eval and training then reject.
+        require_finite(values, spec.name, path.string());
+        out.tensors.push_back({spec.name, spec.shape, std::move(values)});
       },
       tensor_schema(llama2c_config(h)), w);
   return out;

@@ -87,6 +87,10 @@ void validate(const TrainOptions& o) {
   if (o.save_every < 0) fail("train: --save-every must be 0 (end only) or positive");
   if (o.max_consecutive_skips < 1) fail("train: --max-consecutive-skips must be at least 1");
   if (o.world_size < 0) fail("train: --world-size must be 0 (as launched) or positive");
+  // NaN compares false with every bound, so it is named here rather than taken as "off".
+  if (!std::isfinite(o.clip_grad_norm) || o.clip_grad_norm < 0)
+    fail("train: --clip-grad-norm must be 0 (off) or a positive number (got {})", o.clip_grad_norm);
+  if (o.keep_last < 0) fail("train: --keep-last must be 0 (keep all) or positive");
   Schedule s = o.schedule;
   s.total_steps = o.steps;
   validate(s);
@@ -186,6 +190,11 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
                            impl_->groups.layout.dp_rank(), impl_->groups.layout.dp_size()};
   const data::Dataset& ds = impl_->dataset;
   if (ds.num_windows() == 0) fail("train: {} holds no windows", options_.data.string());
+  // A micro-batch is allocated up front: one larger than the dataset would hold the same
+  // windows several times over, and a mistyped count ran out of memory before any message.
+  if (static_cast<std::uint64_t>(options_.windows_per_micro_batch) > ds.num_windows())
+    fail("train: --batch-windows {} is more than the {} windows of {}",
+         options_.windows_per_micro_batch, ds.num_windows(), options_.data.string());
   if (options_.verify_data) {
     const auto start = std::chrono::steady_clock::now();
     ds.verify();

@@ -384,6 +384,19 @@ TEST(RopeDrift, BadInputGetsClearErrors) {
   o.allow_long = true;
   expect_error([&] { analysis::measure_rope_drift(m.config, m.params, m.sequences, o); },
                "delta1 must be >= 0");
+  // Positions past int32, also for deltas near INT64_MAX, where T + delta used to overflow
+  // and the guard passed (the error was then a negative position id).
+  for (const std::int64_t big : {std::int64_t{2147483647}, std::int64_t{9223372036854775800}}) {
+    o = options(64, {0, big});
+    o.allow_long = true;
+    expect_error([&] { analysis::measure_rope_drift(m.config, m.params, m.sequences, o); },
+                 "positions overflow int32");
+  }
+  o = options(64, {0});
+  o.allow_long = true;
+  o.delta2 = INT64_MAX;
+  expect_error([&] { analysis::measure_rope_drift(m.config, m.params, m.sequences, o); },
+               "positions overflow int32");
   m.sequences[0][3] = 999;
   o = options(64, {0});
   o.allow_long = true;

@@ -87,6 +87,27 @@ if(NOT out_err MATCHES "anchorctx: error: llama2.c checkpoint")
   message(FATAL_ERROR "a tokenizer given as checkpoint: unexpected stderr:\n${out_err}")
 endif()
 run_generate(out 1 "${WORK}/no-such-model" "")
+if(NOT out_err MATCHES "--model '[^']*no-such-model': no such model folder")
+  message(FATAL_ERROR "a missing model folder: unexpected stderr:\n${out_err}")
+endif()
+
+# The largest --max-new-tokens of the documented range: the KV cache is capped at the model's
+# context (512 tokens), where generation stops; it used to be sized for 2^30 tokens.
+run_generate(out 0 "${model}" "" --temperature 0 --max-new-tokens 1073741824 --json)
+string(JSON stop GET "${out}" stop)
+expect_equal("--max-new-tokens 2^30 stop" "${stop}" "context")
+
+# A FIFO in place of model.safetensors is refused by name; it used to block open(2) forever.
+file(MAKE_DIRECTORY "${WORK}/fifo-model")
+file(COPY "${model}/config.json" "${model}/tokenizer.bin" DESTINATION "${WORK}/fifo-model")
+execute_process(COMMAND mkfifo "${WORK}/fifo-model/model.safetensors" RESULT_VARIABLE rc)
+if(rc EQUAL 0)
+  execute_process(COMMAND ${EXE} generate --model "${WORK}/fifo-model" --prompt hi
+                  TIMEOUT 60 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 1 OR NOT err MATCHES "model.safetensors: not a regular file \\(a FIFO\\)")
+    message(FATAL_ERROR "a FIFO model.safetensors: exit ${rc}\n${err}")
+  endif()
+endif()
 run_generate(out 2 "${model}" "" --top-p 1.5)
 run_exe(out 2 convert llama2c --checkpoint "${checkpoint}")
 file(REMOVE_RECURSE "${WORK}")

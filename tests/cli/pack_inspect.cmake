@@ -109,6 +109,9 @@ expect_key("${s}" 1 skipped_lines malformed_json)
 expect_key("${s}" 1 skipped_lines missing_field)
 expect_failure("already exists" pack --input "${CORPUS}" --seq-len 64 --out "${WORK}/ds_skip" --quiet)
 expect_failure("anchorctx: error" pack --input "${CORPUS}" --seq-len 64 --out "${WORK}/x" --anchor-mode flex)
+# A negative anchor id is refused, not taken as "unset" (it silently became the default).
+expect_failure("--anchor-id -5 is outside the vocabulary"
+               pack --input "${CORPUS}" --seq-len 64 --out "${WORK}/neg_anchor" --anchor-id -5 --quiet)
 expect_failure("no-such.jsonl: no such file" pack --input "${WORK}/no-such.jsonl" --seq-len 64 --out "${WORK}/y")
 expect_failure("tokenizer" pack --input "${CORPUS}" --seq-len 64 --out "${WORK}/z" --tokenizer "${WORK}/none.model")
 

@@ -92,6 +92,10 @@ expect_failure("--sp 8 exceeds the model's 4 attention heads"
                plan --preset tiny --seq-len 256 --gpus 8 --sp 8)
 expect_failure("--gpus 6 is not divisible by --sp 4" plan --preset tiny --seq-len 256 --gpus 6 --sp 4)
 expect_failure("unknown model preset 'nope'" plan --preset nope --seq-len 256)
+# NaN used to pass the (0, 1] check and a zero chunk the whole plan.
+expect_failure("--attention-efficiency: nan does not lie in"
+               plan --preset tiny --seq-len 256 --attention-efficiency nan)
+expect_failure("--loss-chunk: must be at least 1" plan --preset tiny --seq-len 256 --loss-chunk 0)
 expect_failure("unknown hardware profile 'tpu'.*cpu-local"
                plan --preset tiny --seq-len 256 --hardware tpu)
 expect_failure("--seq-len" plan --preset tiny)

@@ -88,6 +88,10 @@ expect_failure("bf16-compute" study --quick --bf16-compute native --out "${dir}"
 expect_failure("stage1-steps \\(3 before, 5 now\\)" study --quick --stage1-steps 5
                --out "${dir}")
 expect_failure("run with other settings" study --quick --report-only --seeds 1,2 --out "${dir}")
+# An --out that is a file, or lies under one: named, not std::filesystem's raw error.
+file(WRITE "${WORK}/a-file" "x\n")
+expect_failure("--out '[^']*a-file/sub': '[^']*a-file' is not a folder" study --quick
+               --out "${WORK}/a-file/sub")
 expect_failure("unknown variant 'sliding'" study --quick --variants full,sliding
                --out "${WORK}/other")
 expect_failure("--out" study --quick)

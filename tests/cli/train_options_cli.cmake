@@ -137,5 +137,33 @@ expect_failure("--positions: 'continuous' is not one of global, reset or anchor"
 file(WRITE "${WORK}/bad.toml" "schedule = \"step\"\n")
 expect_failure("bad.toml.*schedule.*'step' is not one of constant, linear or cosine" train
                --config "${WORK}/bad.toml" --data "${WORK}/data" --out "${WORK}/r3" --preset tiny)
+# --config problems named with the file (and its line and key): a folder (was silently ignored),
+# a key without a value (was "--steps must be at least 1"), a number beyond 64 bits (was
+# clamped to INT64_MAX), on the command line too.
+file(MAKE_DIRECTORY "${WORK}/config-folder")
+expect_failure("--config '[^']*config-folder': not a regular file" train
+               --config "${WORK}/config-folder" --data "${WORK}/data" --out "${WORK}/r4" --preset tiny)
+file(WRITE "${WORK}/empty-value.toml" "lr = 0.001\nsteps = \n")
+expect_failure("--config '[^']*empty-value.toml': line 2: 'steps' has no value" train
+               --config "${WORK}/empty-value.toml" --data "${WORK}/data" --out "${WORK}/r5"
+               --preset tiny)
+file(WRITE "${WORK}/huge.toml" "steps = 99999999999999999999\n")
+expect_failure("huge.toml': line 1: 'steps':.*out of the range of a 64-bit integer" train
+               --config "${WORK}/huge.toml" --data "${WORK}/data" --out "${WORK}/r6" --preset tiny)
+expect_failure("--steps:.*'99999999999999999999' is out of the range" train
+               --steps 99999999999999999999 --data "${WORK}/data" --out "${WORK}/r7" --preset tiny)
+expect_failure("--seed:.*'-1' is negative" train
+               --seed -1 --data "${WORK}/data" --out "${WORK}/r8" --preset tiny)
+# Numbers that used to be taken silently: NaN or a negative clip (meant "off"), a negative
+# --keep-last, and a micro-batch larger than the dataset (ran out of memory).
+foreach(clip nan -1)
+  expect_failure("--clip-grad-norm must be 0 \\(off\\) or a positive number" train
+                 --clip-grad-norm ${clip} --data "${WORK}/data" --out "${WORK}/r9" --preset tiny)
+endforeach()
+expect_failure("--keep-last must be 0 \\(keep all\\) or positive" train
+               --keep-last -1 --data "${WORK}/data" --out "${WORK}/r10" --preset tiny)
+expect_failure("--batch-windows 100000000 is more than the [0-9]+ windows of" train
+               --batch-windows 100000000 --data "${WORK}/data" --out "${WORK}/r11" --preset tiny
+               --no-tensorboard --quiet)
 expect_failure("--policies: 'reset'|'reset' is not measured" rope-drift
                --model "${WORK}/nothing" --policies reset)

@@ -120,6 +120,56 @@ TEST(Dataset, WrongMetaIsNamed) {
   EXPECT_NE(open_error(out).find("no meta.json"), std::string::npos);
 }
 
+// Wrong types, values beyond their field and counts the files contradict: each named by
+// meta.json and its key (they used to give nlohmann's raw type_error, a wrapped batch_size, or
+// pass as valid).
+TEST(Dataset, MetaTypesRangesAndCountsAreNamed) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  const std::string original = anchorctx::test::read_file((out / "meta.json").string());
+  const auto error_after = [&](auto edit) {
+    nlohmann::json meta = nlohmann::json::parse(original);
+    edit(meta);
+    std::ofstream(out / "meta.json") << meta.dump();
+    return open_error(out);
+  };
+  const auto expect = [](const std::string& error, const std::string& want) {
+    EXPECT_NE(error.find(want), std::string::npos) << "want: " << want << "\ngot: " << error;
+  };
+  expect(error_after([](auto& m) { m["token_dtype"] = 7; }),
+         "meta.json: 'token_dtype' is not a string");
+  expect(error_after([](auto& m) { m["anchor_mode"] = 7; }),
+         "meta.json: 'anchor_mode' is not a string");
+  expect(error_after([](auto& m) { m["format"] = 7; }), "meta.json: 'format' is not");
+  expect(error_after([](auto& m) { m["batch_size"] = std::uint64_t{1} << 62; }),
+         "meta.json: batch_size 4611686018427387904 out of range");
+  expect(error_after([](auto& m) { m["batch_size"] = (std::uint64_t{1} << 32) + 3; }),
+         "meta.json: batch_size 4294967299 out of range");
+  expect(error_after([](auto& m) { m["anchor_id"] = 99999; }),
+         "meta.json: 'anchor_id' is 99999, not an id of the vocabulary [0, 300)");
+  expect(error_after([](auto& m) { m["anchor_id"] = -1; }), "'anchor_id' is -1");
+  expect(error_after([](auto& m) { m["anchor_id"] = nullptr; }),
+         "anchor_id is null but anchor_mode is shared");
+  expect(error_after([](auto& m) {
+           m["tokenizer"] = {{"vocab_size", 301}, {"bos_id", 1}};
+         }),
+         "tokenizer.vocab_size 301 differs from vocab_size 300");
+  expect(error_after([](auto& m) {
+           m["tokenizer"] = {{"vocab_size", 300}, {"bos_id", 100000}};
+         }),
+         "'tokenizer.bos_id' is 100000");
+  expect(error_after([](auto& m) { m["window_len"] = 99; }),
+         "meta.json: window_len 99 is not seq_len + 1 = 16");
+  expect(error_after([](auto& m) { m["counts"]["loss_spans"] = 50; }),
+         "counts.loss_spans is 50, but mask_index.bin gives 5");
+  expect(error_after([](auto& m) { m["counts"]["doc_starts"] = std::uint64_t{1} << 62; }),
+         "counts.doc_starts is 4611686018427387904, but doc_index.bin gives 30");
+  expect(error_after([](auto& m) { m["counts"]["tokens"] = 1; }), "counts.tokens is 1");
+  // The folder as written still opens.
+  EXPECT_EQ(error_after([](auto&) {}), "");
+}
+
 // Overwrites `bytes` at `offset` of `file`, keeping its size (as a flipped disk block would).
 void overwrite(const fs::path& file, std::streamoff offset, std::string_view bytes) {
   std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);

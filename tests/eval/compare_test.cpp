@@ -152,5 +152,37 @@ TEST(Compare, Refusals) {
   EXPECT_EQ(load_report(dir.path() / "run")["seed"], 1);
 }
 
+// A value of the wrong type is named with the file and its place; it used to give nlohmann's
+// raw type_error (a length as a string) or a silent NaN in the comparison (a score).
+TEST(Compare, MalformedValuesAreNamedWithTheFile) {
+  const test::TempDir dir;
+  const auto error_of_report = [&](const json& r) {
+    const std::string path = dir.file("report.json");
+    std::ofstream(path) << r.dump();
+    try {
+      load_report(path);
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(path), std::string::npos) << message;
+      return message;
+    }
+    return std::string();
+  };
+  json r = report(1, {cell("vt", 512, {1, 0})});
+  r["niah"][0]["length"] = "512";
+  EXPECT_NE(error_of_report(r).find("niah[0].length is not an integer"), std::string::npos);
+  r = report(1, {cell("vt", 512, {1, 0})});
+  r["niah"][0]["samples"][1]["score"] = "high";
+  EXPECT_NE(error_of_report(r).find("niah[0].samples[1].score is missing or not a number"),
+            std::string::npos);
+  r = report(1, {cell("vt", 512, {1})},
+             json::array({{{"length", 512}, {"sample_loss", {1.5, "x"}}}}));
+  EXPECT_NE(error_of_report(r).find("ppl[0].sample_loss[1] is not a number"), std::string::npos);
+  // null is a report's non-finite loss: accepted.
+  r = report(1, {cell("vt", 512, {1})},
+             json::array({{{"length", 512}, {"sample_loss", {1.5, nullptr}}}}));
+  EXPECT_EQ(error_of_report(r), "");
+}
+
 }  // namespace
 }  // namespace anchorctx::eval

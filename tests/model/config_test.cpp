@@ -249,6 +249,19 @@ TEST(Config, LoadNamesTheMissingFile) {
   }
 }
 
+// A folder named config.json is not a config; it used to be read as empty text, "not valid JSON".
+TEST(Config, LoadRefusesAConfigThatIsAFolder) {
+  const TempDir dir;
+  std::filesystem::create_directories(dir.path() / "config.json");
+  try {
+    load_config(dir.path());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json: not a regular file"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Config, SaveLoadRoundTrip) {
   const TempDir dir;
   std::vector<LlamaConfig> configs = {preset("tiny"), preset("reference")};

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -297,6 +298,13 @@ TEST(Llama2cImport, RejectsDamagedCheckpoints) {
   expect_bad_checkpoint(with_header_value(good, 5, -32), "(truncated?)");
   expect_bad_checkpoint(with_header_value(good, 0, 0x616b3432), "versioned export");
   EXPECT_THROW(read_llama2c_checkpoint("/nonexistent/model.bin"), Error);
+  // A NaN weight is refused at import, naming the tensor (it used to be imported, and every
+  // loader then refused the folder written).
+  std::string nan_weight = good;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(nan_weight.data() + 28 + 4 * 5, &nan, 4);
+  expect_bad_checkpoint(nan_weight, "tensor 'model.embed_tokens.weight' in ");
+  expect_bad_checkpoint(nan_weight, "1 non-finite value(s), the first at element 5");
 }
 
 TEST(Llama2cImport, RejectsAForeignTokenizerAndAnExistingFolder) {

@@ -43,7 +43,7 @@ struct TrainOptions {
   std::int64_t steps = 100;
   Schedule schedule;
   AdamWOptions adamw;
-  double clip_grad_norm = 1.0;  // <= 0: off
+  double clip_grad_norm = 1.0;  // 0: off (negative and NaN refused by validate)
   bool skip_nonfinite = false;  // skip a step with a non-finite loss/gradient instead of stopping
   // With skip_nonfinite: this many skipped steps in a row mean the run has diverged, and it
   // stops with an error (as does a run whose every step was skipped).
