@@ -23,6 +23,12 @@
 extern "C" {
 #endif
 
+/* The largest anchorctx_attention_params.threads and anchorctx_plan_create tile_size: a larger
+ * value is refused with ANCHORCTX_INVALID_ARGUMENT (it would not fit in memory, or could end
+ * the process inside OpenMP). */
+#define ANCHORCTX_MAX_THREADS 4096
+#define ANCHORCTX_MAX_TILE_SIZE 1024
+
 typedef enum {
   ANCHORCTX_OK = 0,
   ANCHORCTX_INVALID_ARGUMENT = 1, /* bad layout, shape, pointer or enum */
@@ -54,7 +60,7 @@ typedef struct {
   int32_t heads_kv;
   int32_t head_dim;
   float scale;     /* 0: 1/sqrt(head_dim) */
-  int32_t threads; /* 0: all */
+  int32_t threads; /* 0: all; at most ANCHORCTX_MAX_THREADS */
 } anchorctx_attention_params;
 
 anchorctx_status anchorctx_attention_forward(const anchorctx_layout* layout, anchorctx_mask mask,
@@ -90,7 +96,8 @@ typedef struct anchorctx_plan anchorctx_plan;
  *                 cu_seqlens_q[b+1] - cu_seqlens_q[b] queries, at most its keys, standing at its
  *                 LAST key positions (as flash_attn_varlen_func aligns them: prefill with a
  *                 cache, chunked prefill, decode with one query per sequence);
- *   tile_size     0: the default (64). */
+ *   tile_size     0: the default (64); at most ANCHORCTX_MAX_TILE_SIZE
+ *                 (ANCHORCTX_INVALID_ARGUMENT above it). */
 anchorctx_status anchorctx_plan_create(const anchorctx_layout* layout, const int32_t* cu_seqlens_q,
                                        const anchorctx_mask_spec* mask, int32_t tile_size,
                                        anchorctx_plan** plan, char* error, size_t error_len);

@@ -16,7 +16,8 @@ void cut(std::vector<Tile>& tiles, int b, std::int32_t begin, std::int32_t len, 
 }  // namespace
 
 BlockPlan BlockPlan::build(const AttentionLayout& layout, const Mask& mask, int tile_size) {
-  require(tile_size >= 1, "block plan: tile size {} must be positive", tile_size);
+  require(tile_size >= 1 && tile_size <= kMaxTileSize,
+          "block plan: tile size {} is out of range: 1 to {}", tile_size, kMaxTileSize);
   require(mask.window >= 0, "block plan: mask window {} is negative (0: unlimited)", mask.window);
   BlockPlan plan;
   plan.layout_ = layout;

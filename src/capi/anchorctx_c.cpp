@@ -17,6 +17,7 @@
 #include "anchorctx/attention/kernels.h"
 #include "anchorctx/attention/layout.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/parallel.h"
 #include "anchorctx/version.h"
 
 namespace {
@@ -24,6 +25,10 @@ namespace {
 using anchorctx::fail;
 using anchorctx::require;
 namespace attn = anchorctx::attention;
+
+// The header's limits are the library's (one value each, stated in C for C callers).
+static_assert(ANCHORCTX_MAX_THREADS == anchorctx::core::kMaxThreads);
+static_assert(ANCHORCTX_MAX_TILE_SIZE == attn::BlockPlan::kMaxTileSize);
 
 // Copies `message` into the caller's buffer, truncated and always NUL-terminated.
 void write_error(char* error, size_t error_len, const char* message) noexcept {
@@ -145,7 +150,7 @@ Params to_params(const anchorctx_attention_params* params) {
           "params: head_dim {} must be a positive multiple of 8, at most 256", params->head_dim);
   require(std::isfinite(params->scale) && params->scale >= 0.0f,
           "params: scale {} must be finite and >= 0 (0: 1/sqrt(head_dim))", params->scale);
-  require(params->threads >= 0, "params: threads {} is negative (0: all)", params->threads);
+  anchorctx::core::check_threads(params->threads, "params: threads");
   Params p;
   p.dims.heads_q = params->heads_q;
   p.dims.heads_kv = params->heads_kv;
@@ -200,7 +205,9 @@ anchorctx_status anchorctx_plan_create(const anchorctx_layout* layout, const int
   if (plan != nullptr) *plan = nullptr;
   return guarded("anchorctx_plan_create", error, error_len, [&] {
     require(plan != nullptr, "plan (the pointer to write the handle to) is NULL");
-    require(tile_size >= 0, "tile_size {} is negative (0: the default)", tile_size);
+    require(tile_size >= 0 && tile_size <= ANCHORCTX_MAX_TILE_SIZE,
+            "tile_size {} is out of range: 0 (the default) to {}", tile_size,
+            ANCHORCTX_MAX_TILE_SIZE);
     const attn::Mask m = to_mask(mask);
     *plan = new anchorctx_plan{
         attn::BlockPlan::build(to_layout(layout, cu_seqlens_q), m,

@@ -37,6 +37,7 @@
 #include "cli/commands.h"
 #include "cli/cpu_json.h"
 #include "cli/enum_option.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -396,8 +397,7 @@ void register_bench_attention(CLI::App& bench) {
       ->check(enum_check<core::DType>());
   cmd->add_option("--bf16-compute", args->bf16_compute, kAttentionBf16ComputeHelp)
       ->check(enum_check<model::Bf16Compute>());
-  cmd->add_option("--threads", args->threads, "Threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+  add_threads_option(*cmd, args->threads, "Threads (0: all cores)");
   cmd->add_option("--repeat", args->repeat, "Timed runs of each pass (the median is reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -409,7 +409,7 @@ void register_bench_attention(CLI::App& bench) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--tile", args->tile, "Tile size of the block plan")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, attention::BlockPlan::kMaxTileSize));
   cmd->add_flag("--no-backward", args->no_backward, "Time the forward pass only");
   cmd->add_option("--save-docs", args->save_docs,
                   "Write the document lengths, one per line, a blank line between sequences");

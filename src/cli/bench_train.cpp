@@ -34,6 +34,7 @@
 #include "cli/commands.h"
 #include "cli/cpu_json.h"
 #include "cli/enum_option.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 
@@ -79,44 +80,17 @@ double model_flops(const model::LlamaConfig& c, std::int64_t tokens, std::int64_
   return 6.0 * model::matrix_parameter_count(c) * static_cast<double>(tokens) + attention;
 }
 
-void run_bench_train(const BenchTrainArgs& a) {
-  model::LlamaConfig config =
-      a.config_json.empty() ? model::preset(a.preset) : model::load_config(a.config_json);
-  model::RunOptions run;
-  run.precision = a.precision;
-  run.rope_mode = a.rope_mode.value_or(model::default_rope_mode(a.precision));
-  run.threads = a.threads;
-  run.bf16_compute = resolve_bf16_compute(a.bf16_compute, a.precision, a.json);
-  if (a.seq_len < 2) throw CLI::ValidationError("--seq-len", "must be at least 2");
-  if (a.steps < 1) throw CLI::ValidationError("--steps", "must be at least 1");
-  if (a.seq_len > config.max_position_embeddings) config.max_position_embeddings = a.seq_len;
-
-  // Checkpointing: auto turns it on when the stored activations would pass 4 GiB.
-  if (a.checkpointing == "on" || a.checkpointing == "auto") run.checkpointing = true;
-  if (a.checkpointing == "auto") {
-    run.checkpointing = false;
-    if (model::LlamaTrainModel(config, run).activation_bytes(a.seq_len) > (std::int64_t{4} << 30))
-      run.checkpointing = true;
-  } else if (a.checkpointing != "on" && a.checkpointing != "off") {
-    throw CLI::ValidationError("--checkpointing", "expected auto, on or off");
-  }
-  model::LlamaTrainModel model(config, run);
-  model::init_parameters(model.layout(), config, a.seed, model.params());
-  // Under mpirun: every rank runs the step on its own copy of the window and the gradients are
-  // summed over the ranks as the trainer sums them (data parallel); the time of that reduction
-  // is reported as communication, after a barrier whose time (waiting for the slowest rank) is
-  // reported apart.
-  // Under mpirun with --sp S: groups of S ranks share the window, each holding a token shard,
-  // and their partial gradients are summed with the others' (the error names both numbers when
-  // the world is not a multiple of S).
-  const std::unique_ptr<dist::Communicator> world = dist::make_world_communicator();
-  const dist::ParallelGroups groups = dist::make_parallel_groups(*world, a.sp);
+// The timed steps of run_bench_train on `world`, and the report (rank 0).
+void bench_steps(const BenchTrainArgs& a, const model::LlamaConfig& config,
+                 const model::RunOptions& run, model::LlamaTrainModel& model,
+                 dist::Communicator& world) {
+  const dist::ParallelGroups groups = dist::make_parallel_groups(world, a.sp);
   if (a.sp > 1) {
     model::set_thread_invariant_gemms(true);
     model.set_sequence_parallel(groups.sp.get());
   }
-  train::DataParallelOptimizer optimizer(model.layout(), {}, *world, false);
-  const bool report = world->rank() == 0;
+  train::DataParallelOptimizer optimizer(model.layout(), {}, world, false);
+  const bool report = world.rank() == 0;
 
   // One window: an anchor token, then documents by --docs; random token ids.
   const data::DocLengthSpec spec = data::parse_doc_length_spec(a.docs);
@@ -156,7 +130,7 @@ void run_bench_train(const BenchTrainArgs& a) {
     model.zero_grads();
     const model::LossSum l = model.forward_backward(batch, 1.0 / a.seq_len);
     const core::Stopwatch wait_watch;
-    world->barrier();
+    world.barrier();
     const double wait_ms = wait_watch.elapsed_ms();
     // The optimizer's time (profile) covers the gradient sum over ranks, clipping and AdamW.
     const core::Stopwatch optimizer_watch;
@@ -185,7 +159,7 @@ void run_bench_train(const BenchTrainArgs& a) {
   const double comm_ms = core::median(comm_times), wait_ms = core::median(wait_times);
   // What the all-reduce moves per rank: its block of every rank's gradients out and in, then
   // the summed block to every rank and theirs back: 2 (N-1)/N of the float32 buffer each way.
-  const int ranks = world->world_size();
+  const int ranks = world.world_size();
   const double reduce_bytes =
       2.0 * (ranks - 1) / ranks * 4.0 * static_cast<double>(model.layout().total());
   // Per kind of operation, in milliseconds per timed step (means): wall time and the main
@@ -239,7 +213,7 @@ void run_bench_train(const BenchTrainArgs& a) {
                       {"mfu", achieved / sgemm},
                       {"bf16_gemm_gflops", bf16_gemm},
                       {"loss", loss},
-                      {"processes", world->world_size()},
+                      {"processes", world.world_size()},
                       {"comm_ms", comm_ms},
                       {"comm_share", comm_ms / step_ms},
                       {"wait_ms", wait_ms},
@@ -259,7 +233,7 @@ void run_bench_train(const BenchTrainArgs& a) {
         "sgemm %.1f GFLOP/s, peak RSS %.0f MB\n",
         step_ms, a.steps, a.seq_len / (step_ms * 1e-3), achieved, 100 * achieved / sgemm, sgemm,
         peak_rss_mb());
-    if (world->world_size() > 1)
+    if (world.world_size() > 1)
       std::printf(
           "%d processes: gradient sum over ranks %.1f ms (median) = %.1f%% of the step, "
           "%.1f MB sent per rank; waiting for the slowest rank %.1f ms\n",
@@ -279,6 +253,40 @@ void run_bench_train(const BenchTrainArgs& a) {
   }
 }
 
+void run_bench_train(const BenchTrainArgs& a) {
+  model::LlamaConfig config =
+      a.config_json.empty() ? model::preset(a.preset) : model::load_config(a.config_json);
+  model::RunOptions run;
+  run.precision = a.precision;
+  run.rope_mode = a.rope_mode.value_or(model::default_rope_mode(a.precision));
+  run.threads = a.threads;
+  run.bf16_compute = resolve_bf16_compute(a.bf16_compute, a.precision, a.json);
+  if (a.seq_len < 2) throw CLI::ValidationError("--seq-len", "must be at least 2");
+  if (a.steps < 1) throw CLI::ValidationError("--steps", "must be at least 1");
+  if (a.seq_len > config.max_position_embeddings) config.max_position_embeddings = a.seq_len;
+
+  // Checkpointing: auto turns it on when the stored activations would pass 4 GiB.
+  if (a.checkpointing == "on" || a.checkpointing == "auto") run.checkpointing = true;
+  if (a.checkpointing == "auto") {
+    run.checkpointing = false;
+    if (model::LlamaTrainModel(config, run).activation_bytes(a.seq_len) > (std::int64_t{4} << 30))
+      run.checkpointing = true;
+  } else if (a.checkpointing != "on" && a.checkpointing != "off") {
+    throw CLI::ValidationError("--checkpointing", "expected auto, on or off");
+  }
+  model::LlamaTrainModel model(config, run);
+  model::init_parameters(model.layout(), config, a.seed, model.params());
+  // Under mpirun: every rank runs the step on its own copy of the window and the gradients are
+  // summed over the ranks as the trainer sums them (data parallel); the time of that reduction
+  // is reported as communication, after a barrier whose time (waiting for the slowest rank) is
+  // reported apart.
+  // Under mpirun with --sp S: groups of S ranks share the window, each holding a token shard,
+  // and their partial gradients are summed with the others' (the error names both numbers when
+  // the world is not a multiple of S).
+  const std::unique_ptr<dist::Communicator> world = dist::make_world_communicator();
+  // Every rank runs the steps; an error on one ends them all (never a hang in a collective).
+  dist::run_or_abort(*world, [&] { bench_steps(a, config, run, model, *world); });
+}
 }  // namespace
 
 void register_bench_train(CLI::App& bench) {
@@ -304,7 +312,7 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--steps", a->steps, "Timed steps (the median is reported)")
       ->capture_default_str();
   cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "Threads (0: all)")->capture_default_str();
+  add_threads_option(*cmd, a->threads, "Threads (0: all)");
   cmd->add_option("--sp", a->sp,
                   "Sequence-parallel degree (Ulysses, docs/DISTRIBUTED_SP.md): the number of "
                   "processes must be a multiple, so one process runs --sp 1")

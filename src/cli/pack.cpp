@@ -12,6 +12,7 @@
 #include "anchorctx/data/pack.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -120,9 +121,7 @@ void register_pack(CLI::App& app) {
   cmd->add_flag("--skip-bad", c.reader.skip_bad,
                 "Skip bad lines and count them by reason (default: stop at the first)");
   cmd->add_flag("--quiet", c.quiet, "No progress bar");
-  cmd->add_option("--threads", c.threads, "Tokenizer threads (0: all cores)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  add_threads_option(*cmd, c.threads, "Tokenizer threads (0: all cores)");
   auto* cont = cmd->add_flag("--continue-remainder", args->continue_remainder,
                              "The overflowing document's remainder opens the next window "
                              "(default for text inputs)");

@@ -21,6 +21,7 @@
 #include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 
@@ -365,8 +366,7 @@ void register_plan(CLI::App& app) {
   cmd->add_option("--attention-efficiency", a->attention_efficiency,
                   "Fraction of peak the attention kernels reach, instead of the profile's")
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads, "cpu-local: threads of the measurement (0: all)")
-      ->capture_default_str();
+  add_threads_option(*cmd, a->threads, "cpu-local: threads of the measurement (0: all)");
   add_enum_option(*cmd, "--precision", a->precision, "Training precision (the GEMM peak)");
   cmd->add_option("--bf16-compute", a->bf16_compute,
                   "cpu-local with --precision bf16: the GEMMs as train will run them, native "

@@ -15,6 +15,7 @@
 #include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
 #include "cli/enum_option.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 
@@ -50,15 +51,10 @@ void run_train(TrainArgs& a) {
   // One process, or one of mpirun's (dist/world.h: MPI lives as long as `world`).
   const std::unique_ptr<dist::Communicator> world = dist::make_world_communicator();
   train::TrainResult r;
-  try {
+  dist::run_or_abort(*world, [&] {
     train::Trainer trainer(o, *world);
     r = trainer.run();
-  } catch (const std::exception& e) {
-    // A rank that fails alone ends every rank (MPI_Abort), never leaves them waiting in a
-    // collective; the error names the rank. One process: main reports it.
-    if (world->world_size() > 1) world->abort(e.what());
-    throw;
-  }
+  });
   if (world->rank() != 0) return;  // rank 0 reports the run
   if (r.nothing_to_do) {
     // Said even with --quiet: it is the run's whole outcome.
@@ -190,8 +186,7 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--shard-optimizer", o.shard_optimizer,
                 "ZeRO-1 under mpirun: each rank keeps the AdamW moments of 1/N of the parameters "
                 "(gradients reduce-scattered, parameters all-gathered); the same result");
-  cmd->add_option("--threads", o.run.threads, "Attention kernel threads (0: all)")
-      ->capture_default_str();
+  add_threads_option(*cmd, o.run.threads, "Attention kernel threads (0: all)");
   cmd->add_option("--loss-chunk", o.run.loss_chunk, "Tokens per LM-head/cross-entropy chunk")
       ->capture_default_str();
   cmd->add_flag("--no-tensorboard", args->no_tensorboard, "Do not write TensorBoard events");

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <span>
 #include <string>
 #include <string_view>
@@ -71,7 +72,7 @@ class MpiCommunicator final : public Communicator {
   // Takes `comm` (freed on destruction unless it is MPI_COMM_WORLD); `owns_mpi`: finalise MPI
   // on destruction (the world's communicator).
   MpiCommunicator(MPI_Comm comm, std::size_t max_message, bool owns_mpi)
-      : comm_(comm), owns_mpi_(owns_mpi) {
+      : comm_(comm), owns_mpi_(owns_mpi), unwinding_at_creation_(std::uncaught_exceptions()) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
@@ -83,6 +84,15 @@ class MpiCommunicator final : public Communicator {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;
+    // Destroyed by an exception on its way out: the other ranks may be waiting in a
+    // collective, and MPI_Comm_free (collective) and MPI_Finalize would wait for them in turn,
+    // forever. A sub-group is left to MPI's end (run_or_abort above it still has the error to
+    // print); the world, reached only when nothing caught the error on its way (a command not
+    // run through run_or_abort), ends every rank instead of finalising.
+    if (std::uncaught_exceptions() > unwinding_at_creation_ && size_ > 1) {
+      if (!owns_mpi_) return;
+      abort("an error ended this rank (its message was not caught before MPI's end)");
+    }
     if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);
     if (owns_mpi_) MPI_Finalize();
   }
@@ -287,6 +297,7 @@ class MpiCommunicator final : public Communicator {
 
   MPI_Comm comm_;
   bool owns_mpi_;
+  int unwinding_at_creation_;  // std::uncaught_exceptions() when created
   int rank_ = 0, size_ = 1, world_rank_ = 0;
   std::size_t max_message_ = 1;
 };

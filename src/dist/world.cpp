@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string_view>
 
 #include "anchorctx/core/error.h"
@@ -50,6 +51,15 @@ std::unique_ptr<Communicator> make_world_communicator() {
         *launched);
   return make_single_process_communicator();
 #endif
+}
+
+void run_or_abort(Communicator& world, const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    if (world.world_size() > 1) world.abort(e.what());
+    throw;
+  }
 }
 
 }  // namespace anchorctx::dist

@@ -167,3 +167,14 @@ expect_failure("--batch-windows 100000000 is more than the [0-9]+ windows of" tr
                --no-tensorboard --quiet)
 expect_failure("--policies: 'reset'|'reset' is not measured" rope-drift
                --model "${WORK}/nothing" --policies reset)
+# Every --threads takes 0 (all) to 4096 (core::kMaxThreads): -1 was accepted silently, and
+# INT32_MAX ended the process in libgomp (out of memory) with no anchorctx error.
+foreach(threads -1 4097 2147483647)
+  expect_failure("--threads.*${threads}.*0.*4096" train --data "${WORK}/data"
+                 --out "${WORK}/r4" --preset tiny --threads ${threads})
+  expect_failure("--threads.*${threads}.*0.*4096" bench train --preset tiny --seq-len 16
+                 --threads ${threads})
+endforeach()
+if(EXISTS "${WORK}/r4")
+  message(FATAL_ERROR "a refused --threads created the run folder")
+endif()

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 
 #include "anchorctx/dist/communicator.h"
 #include "anchorctx/dist/parallel_layout.h"
+#include "anchorctx/dist/world.h"
 #include "dist/mpi_communicator.h"
 
 namespace {
@@ -246,36 +248,50 @@ void run_checks(Communicator& world) {
   world.barrier();
 }
 
+// A rank that fails while the others wait in a collective: `victim` throws (or is killed) after
+// one all-reduce, the others wait in the next.
+void fail_in_a_collective(Communicator& world, const std::string& how, int victim) {
+  std::vector<float> v(10, 1.0f);
+  world.all_reduce_sum(std::span<float>(v));
+  if (world.rank() == victim) {
+    if (how == "kill") std::raise(SIGKILL);
+    throw std::runtime_error("failing on purpose (test)");
+  }
+  world.all_reduce_sum(std::span<float>(v));  // the others wait here
+  world.barrier();
+  std::fprintf(stderr, "mpi_collectives: rank %d passed a collective a failed rank never joined\n",
+               world.rank());
+  std::exit(3);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: mpi_collectives ROUND [throw|kill RANK]\n");
+    std::fprintf(stderr, "usage: mpi_collectives ROUND [throw|kill|unwind RANK]\n");
     return 2;
   }
   const auto round = static_cast<std::size_t>(std::strtoull(argv[1], nullptr, 10));
-  std::unique_ptr<Communicator> world = anchorctx::dist::make_mpi_world_communicator(round);
-  try {
-    if (argc >= 4) {
-      // A rank that fails while the others wait in a collective.
-      const int victim = std::atoi(argv[3]);
-      std::vector<float> v(10, 1.0f);
-      world->all_reduce_sum(std::span<float>(v));
-      if (world->rank() == victim) {
-        if (std::string(argv[2]) == "kill") std::raise(SIGKILL);
-        throw std::runtime_error("failing on purpose (test)");
-      }
-      world->all_reduce_sum(std::span<float>(v));  // the others wait here
-      world->barrier();
-      std::fprintf(stderr,
-                   "mpi_collectives: rank %d passed a collective a failed rank never joined\n",
-                   world->rank());
-      return 3;
+  if (argc >= 4 && std::string(argv[2]) == "unwind") {
+    // The error unwinds past the world communicator, caught only above it (as main catches a
+    // command's error): its destructor must end every rank, not wait in MPI_Finalize for ranks
+    // that wait in a collective.
+    try {
+      std::unique_ptr<Communicator> world = anchorctx::dist::make_mpi_world_communicator(round);
+      fail_in_a_collective(*world, "throw", std::atoi(argv[3]));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mpi_collectives: caught after the communicator's end: %s\n", e.what());
+      return 1;
     }
-    run_checks(*world);
-  } catch (const std::exception& e) {
-    world->abort(e.what());
   }
+  std::unique_ptr<Communicator> world = anchorctx::dist::make_mpi_world_communicator(round);
+  // What every multi-rank command runs its work in (dist/world.h).
+  anchorctx::dist::run_or_abort(*world, [&] {
+    if (argc >= 4)
+      fail_in_a_collective(*world, argv[2], std::atoi(argv[3]));
+    else
+      run_checks(*world);
+  });
   if (world->rank() == 0)
     std::printf("mpi_collectives: %d ranks, round %zu: all checks passed\n", world->world_size(),
                 round);

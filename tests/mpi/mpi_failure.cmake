@@ -3,6 +3,7 @@
 #   - a rank throws while the others wait in a collective: exit non-zero, its error named
 #     "anchorctx: error: rank R: ...";
 #   - a rank is killed (SIGKILL) while the others wait: Open MPI's mpirun ends the job;
+#   - a rank's error unwinds past the world communicator: its destructor ends every rank;
 #   - the same two in a training run that saves every 5 steps, failing after step 7: the
 #     checkpoint of step 5 is complete and nothing later was written.
 #   cmake -DMPIEXEC=mpirun -DCOLLECTIVES=... -DDATA_PARALLEL=... -DWORK=dir -P mpi_failure.cmake
@@ -44,6 +45,11 @@ expect_world_stops("collectives, rank 2 of 4 throws" "anchorctx: error: rank 2: 
                    -np 4 ${COLLECTIVES} 64 throw 2)
 expect_world_stops("collectives, rank 1 killed" "signal 9|Killed|killed"
                    -np 2 ${COLLECTIVES} 64 kill 1)
+# The error is caught only above the communicator (as main catches a command's): its destructor
+# ends the world instead of waiting in MPI_Finalize (which hung `bench train` forever).
+expect_world_stops("collectives, rank 1's error unwinds past the communicator"
+                   "anchorctx: error: rank 1: an error ended this rank"
+                   -np 2 ${COLLECTIVES} 64 unwind 1)
 
 foreach(how throw kill)
   set(dir "${WORK}/${how}")

@@ -1,7 +1,8 @@
 # `mpirun anchorctx train` end to end (run by CTest under the MPI environment of
 # tests/CMakeLists.txt): rank 0 alone writes the outputs; a 2-process run repeated gives the same
 # metrics and weights byte for byte; a wrong --world-size, a resume at another world size and a
-# bad option on one rank are refused before any training.
+# bad option on one rank are refused before any training; `bench train` ends every rank when one
+# fails, and runs --sp 2 in bf16 with shards under 128 tokens.
 #   cmake -DMPIEXEC=mpirun -DEXE=anchorctx -DWORK=dir -P mpi_train_cli.cmake
 cmake_minimum_required(VERSION 3.25)
 include(${CMAKE_CURRENT_LIST_DIR}/../cli/cli_checks.cmake)
@@ -108,6 +109,18 @@ mpi_fails("world-size: 2 -> 1" -np 1 ${EXE} train --data "${WORK}/data" ${option
 mpi_fails("rank 1: .*missing_data"
           -np 1 ${EXE} train ${common} --out "${WORK}/mpmd" :
           -np 1 ${EXE} train ${options} --out "${WORK}/mpmd" --data "${WORK}/missing_data")
+
+# `bench train`: a rank that fails alone after MPI started (MPMD: rank 1's --docs file is
+# missing, read after the communicator is made) ends every rank with its error: it hung forever,
+# rank 1 in MPI_Finalize and rank 0 in the step's barrier.
+set(bench bench train --preset tiny --seq-len 64 --steps 1 --warmup 0 --threads 1 --precision fp32
+          --json)
+mpi_fails("rank 1: .*missing_docs" -np 1 ${EXE} ${bench} : -np 1 ${EXE} ${bench}
+          --docs "file:${WORK}/missing_docs")
+# `bench train --sp 2` in bf16 (native oneDNN GEMMs where the CPU has AVX512_BF16) at T = 130:
+# shards of 128 and 2 tokens, so GEMMs narrower than one 128-row block (oneDNN refused them).
+mpi_ok(2 out err bench train --preset tiny --seq-len 130 --sp 2 --steps 1 --warmup 0 --threads 1
+       --precision bf16 --json)
 
 # The same world size resumes, and may switch the optimizer sharding (the state is whole on disk).
 mpi_ok(2 out err train --data "${WORK}/data" ${options} --out "${WORK}/a" --steps 8 --resume

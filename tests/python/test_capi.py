@@ -663,6 +663,16 @@ def main():
         check(plan.status == INVALID_ARGUMENT and "mask" in plan.message, plan.message)
         plan = Plan(lib, batch, MASK_ANCHOR, tile=-1)
         check(plan.status == INVALID_ARGUMENT and "tile" in plan.message, plan.message)
+        # At most 1024 (ANCHORCTX_MAX_TILE_SIZE): 1048576 ended the process in the forward (an
+        # allocation failing inside an OpenMP region), INT32_MAX overflowed the tile arithmetic.
+        for tile in (1025, 65536, 1048576, 2**31 - 1):
+            plan = Plan(lib, batch, MASK_ANCHOR, tile=tile)
+            check(plan.status == INVALID_ARGUMENT and "tile" in plan.message
+                  and "1024" in plan.message, f"tile {tile}: {plan.status} {plan.message!r}")
+            check(plan.handle.value is None, "handle set on failure")
+        plan = Plan(lib, batch, MASK_ANCHOR, tile=1024)
+        check(plan.status == OK, f"tile 1024 (the limit): {plan.status} {plan.message!r}")
+        plan.close()
         err = ctypes.create_string_buffer(512)
         st = lib.anchorctx_plan_create(ctypes.byref(batch.layout), None, None, 0,
                                        ctypes.byref(ctypes.c_void_p()), err, 512)
@@ -733,6 +743,20 @@ def main():
           lambda: expect_error(lay, ctypes.byref(Params(hq, hkv, 12, 0.0, 0)), ["head_dim"]))
     r.run("error: NaN scale",
           lambda: expect_error(lay, ctypes.byref(Params(hq, hkv, d, math.nan, 0)), ["scale"]))
+
+    def threads_out_of_range():
+        # One limit, 4096 (ANCHORCTX_MAX_THREADS): above it OpenMP ended the process (INT32_MAX:
+        # libgomp out of memory, exit 1) or crashed (50 million); now an error, before any work.
+        for threads in (-1, 4097, 50_000_000, 2**31 - 1):
+            msg = expect_error(lay, ctypes.byref(Params(hq, hkv, d, 0.0, threads)), ["threads"])
+            check("4096" in msg, f"threads {threads}: the limit is not named: {msg!r}")
+        out, lse = Tensor(F32, n=t * hq * d), Floats(hq * t)
+        dq, dk, dv = Tensor(F32, n=t * hq * d), Tensor(F32, n=t * hkv * d), Tensor(F32, n=t * hkv * d)
+        status, msg = r.backward(lay, MASK_ANCHOR, F32, ctypes.byref(Params(hq, hkv, d, 0.0, 2**31 - 1)),
+                                 q.ptr, k.ptr, v.ptr, out.ptr, out.ptr, lse.ptr, dq.ptr, dk.ptr,
+                                 dv.ptr)
+        check(status == INVALID_ARGUMENT and "threads" in msg, f"backward: {status} {msg!r}")
+    r.run("error: threads out of range", threads_out_of_range)
     r.run("error: bad mask enum", lambda: expect_error(lay, gp, ["mask"], mask=7))
     r.run("error: bad dtype enum", lambda: expect_error(lay, gp, ["dtype"], dtype=5))
 

@@ -37,6 +37,13 @@ struct Tile {
 class BlockPlan {
  public:
   static constexpr int kDefaultTileSize = 64;
+  // The largest tile build accepts. The kernels take any size from 1 (they pad a tile to their
+  // vector width themselves), but each thread's scratch grows with the tile squared (a score
+  // tile of ts x ts floats: 4 MiB at 1024) and with the query heads per kv head x ts x D, and
+  // every sequence's last key tile is staged padded to ts: 1024 is 16 times the default and 8
+  // times FlashAttention-2's 128, while 65536 took 16 GiB for 8 tokens and 1048576 could not be
+  // allocated at all.
+  static constexpr int kMaxTileSize = 1024;
 
   static BlockPlan build(const AttentionLayout& layout, const Mask& mask,
                          int tile_size = kDefaultTileSize);

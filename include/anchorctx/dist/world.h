@@ -6,6 +6,7 @@
 // single-process communicator. One place owns MPI's lifetime; nothing else calls MPI_Init.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -23,5 +24,13 @@ std::optional<int> launcher_world_size();
 // The communicator of this run (see above). Throws anchorctx::Error when a launcher started
 // several processes but this build has no MPI (each would train alone on the same data).
 std::unique_ptr<Communicator> make_world_communicator();
+
+// Runs `body`, a command's work over `world`: the one way every multi-rank command meets an
+// error. An exception from `body` on one rank of several ends every rank (world.abort with the
+// error's message: "anchorctx: error: rank R: ..."), never leaves the others waiting in a
+// collective this rank will not join; in a world of one it reaches the caller (main prints it).
+// (Should an exception unwind past the MPI world anyway, its destructor aborts instead of
+// calling MPI_Finalize, which would wait for the other ranks forever.)
+void run_or_abort(Communicator& world, const std::function<void()>& body);
 
 }  // namespace anchorctx::dist

@@ -118,24 +118,38 @@ const std::uint16_t* stage_rows_bf16(View<const std::uint16_t> src, std::int64_t
 //                       transposed: [Dp][tsp/2] words, word (d, r/2) = rows r, r+1 at d
 enum class TileLayout { transposed_columns, paired_rows, transposed_rows };
 
+// A thread's buffers for stage_tiles_bf16, for tiles of tsp rows (padded) and Dp columns: a
+// tile's rows gathered plainly, then (transposed_rows) paired, both padded to whole 16 x 16
+// blocks of words (32 rows, 32 columns) that the transposes read. Built before the parallel
+// region (PerThread, kernels_memory.h), as every allocation of a size the caller chooses.
+struct Bf16Staging {
+  Bf16Staging(int tsp, int Dp)
+      : rows_padded(round_up(tsp, 32)),
+        cols_padded(round_up(Dp, 32)),
+        gathered(static_cast<std::size_t>(rows_padded) * cols_padded),
+        paired(gathered.size() / 2) {}
+  int rows_padded, cols_padded;
+  std::vector<std::uint16_t> gathered;
+  std::vector<std::uint32_t> paired;
+};
+
 // Tiles of a bf16 [T, H, D] tensor, each a [Dp x tsp] block of bf16 in one of the layouts
-// above, zeros wherever the tile has no row (call inside a parallel region). `q_tiles` picks
-// the plan's query tiles, else its key tiles; data holds tiles_size(H, those tiles, Dp, tsp)
-// elements. Non-finite rows are zeros, flagged in bad [H][tokens] when bad is not null.
+// above, zeros wherever the tile has no row (call inside a parallel region, with this thread's
+// buffers for the plan's tsp and this Dp). `q_tiles` picks the plan's query tiles, else its key
+// tiles; data holds tiles_size(H, those tiles, Dp, tsp) elements. Non-finite rows are zeros,
+// flagged in bad [H][tokens] when bad is not null.
 const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const BlockPlan& plan,
                                       bool q_tiles, int H, int D, int Dp, TileLayout layout,
-                                      std::uint16_t* data, std::uint8_t* bad) {
+                                      std::uint16_t* data, std::uint8_t* bad,
+                                      Bf16Staging& buffers) {
   const int tiles = q_tiles ? plan.num_q_tiles() : plan.num_kv_tiles();
   const int tsp = round_up(plan.tile_size(), W);
   const std::int64_t tokens =
       q_tiles ? plan.layout().total_q_tokens() : plan.layout().total_tokens();
   const std::ptrdiff_t tile_elems = static_cast<std::ptrdiff_t>(Dp) * tsp;
-  // The tile's rows gathered plainly, then (transposed_rows) paired: both padded to whole
-  // 16 x 16 blocks of words (32 rows, 32 columns) that the transposes read.
-  const int rows_padded = round_up(tsp, 32), cols_padded = round_up(Dp, 32);
-  std::vector<std::uint16_t> gathered(static_cast<std::size_t>(rows_padded) * cols_padded);
-  std::vector<std::uint32_t> paired(layout == TileLayout::transposed_rows ? gathered.size() / 2
-                                                                          : 0);
+  const int rows_padded = buffers.rows_padded, cols_padded = buffers.cols_padded;
+  std::vector<std::uint16_t>& gathered = buffers.gathered;
+  std::vector<std::uint32_t>& paired = buffers.paired;
   auto gathered_row = [&](int r) {
     return gathered.data() + static_cast<std::ptrdiff_t>(r) * cols_padded;
   };

@@ -254,6 +254,7 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
   const View<const T> out = view<T>(t.out, st.out), dout = view<T>(t.dout, st.dout);
   const BackwardSchedule schedule = backward_schedule(plan, dims, threads);
   DqTurns turns(plan, Hq);
+  PerThread<BackwardTiles> thread_tiles(threads, ts, tsp, Dp);
 
 #pragma omp parallel num_threads(threads)
   {
@@ -270,7 +271,7 @@ void backward_typed(const BlockPlan& plan, const AttentionDims& dims, const Back
         spans};
     delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
-    BackwardTiles tiles(ts, tsp, Dp);
+    BackwardTiles& tiles = thread_tiles.mine();
     schedule_backward(plan, Hkv, schedule, turns, [&](int j, int kv_head) {
       backward_kv_tile<T>(plan, dims, t, st, in, scale, j, kv_head, turns, tiles);
     });

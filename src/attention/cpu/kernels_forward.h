@@ -213,6 +213,7 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
   std::vector<KeySpans> spans(static_cast<std::size_t>(tq));
   std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
       v_bad(dims.heads_kv * tk);
+  PerThread<ForwardTiles> thread_tiles(threads, group, ts, tsp, Dp);
 #pragma omp parallel num_threads(threads)
   {
     row_spans(plan, spans);
@@ -220,7 +221,7 @@ void forward_typed(const BlockPlan& plan, const AttentionDims& dims, const Forwa
         stage_columns(view<T>(t.k, st.k), plan, dims.heads_kv, D, Dp, kt_data, k_bad.data()),
         stage_rows(view<T>(t.v, st.v), tk, dims.heads_kv, D, Dp, v_data, v_bad.data()), spans,
         q_bad.data()};
-    ForwardTiles tiles(group, ts, tsp, Dp);
+    ForwardTiles& tiles = thread_tiles.mine();
     // Later tiles of a causal sequence see the most keys: start with them for balance.
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t item = items - 1; item >= 0; --item) {

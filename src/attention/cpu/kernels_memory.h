@@ -76,3 +76,23 @@ class Workspace {
   AlignedArray<float> data_;
   std::vector<float*> parts_;
 };
+
+// One T per thread of a parallel region of `threads` threads, all built before the region and
+// each taken inside it by its thread (mine()). Why before: an exception cannot leave an OpenMP
+// region (the process ends in std::terminate), and a thread's workspaces grow with the caller's
+// tile size and query heads per kv head, so their allocation must fail where the caller can
+// catch it. A deque, so that building never moves a built T.
+template <typename T>
+class PerThread {
+ public:
+  template <typename... Args>
+  explicit PerThread(int threads, const Args&... args) {
+    for (int i = 0; i < threads; ++i)
+      items_.emplace_back(args...);
+  }
+  // Inside the region: this thread's T (num_threads(threads) numbers them below `threads`).
+  T& mine() { return items_[static_cast<std::size_t>(omp_get_thread_num())]; }
+
+ private:
+  std::deque<T> items_;
+};

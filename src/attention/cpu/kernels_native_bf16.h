@@ -230,16 +230,19 @@ void native_forward(const BlockPlan& plan, const AttentionDims& dims, const Forw
   std::vector<KeySpans> spans(static_cast<std::size_t>(tq));
   std::vector<std::uint8_t> q_bad(dims.heads_q * tq), k_bad(dims.heads_kv * tk),
       v_bad(dims.heads_kv * tk);
+  PerThread<NativeForwardTiles> thread_tiles(threads, group, ts, tsp, Dp);
+  PerThread<Bf16Staging> thread_staging(threads, tsp, Dp);
 #pragma omp parallel num_threads(threads)
   {
     row_spans(plan, spans);
+    Bf16Staging& staging = thread_staging.mine();
     const NativeForwardInputs in{
         stage_tiles_bf16(view<std::uint16_t>(t.k, st.k), plan, false, dims.heads_kv, D, Dp,
-                         TileLayout::transposed_columns, kt_data, k_bad.data()),
+                         TileLayout::transposed_columns, kt_data, k_bad.data(), staging),
         stage_tiles_bf16(view<std::uint16_t>(t.v, st.v), plan, false, dims.heads_kv, D, Dp,
-                         TileLayout::paired_rows, v_data, v_bad.data()),
+                         TileLayout::paired_rows, v_data, v_bad.data(), staging),
         static_cast<std::ptrdiff_t>(Dp) * tsp, spans, q_bad.data()};
-    NativeForwardTiles tiles(group, ts, tsp, Dp);
+    NativeForwardTiles& tiles = thread_tiles.mine();
     // Later tiles of a causal sequence see the most keys: start with them for balance.
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t item = items - 1; item >= 0; --item) {
@@ -411,21 +414,26 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
                         dout = view<U16>(t.dout, st.dout);
   const BackwardSchedule schedule = backward_schedule(plan, dims, threads);
   DqTurns turns(plan, Hq);
+  PerThread<NativeBackwardTiles> thread_tiles(threads, ts, tsp, Dp);
+  PerThread<Bf16Staging> thread_staging(threads, tsp, Dp);
 
 #pragma omp parallel num_threads(threads)
   {
     row_spans(plan, spans);
+    Bf16Staging& staging = thread_staging.mine();
     const NativeBackwardInputs in{
         stage_rows_bf16(q, tq, Hq, D, Dp, q_data, q_bad.data()),
         stage_rows_bf16(dout, tq, Hq, D, Dp, dout_data, dout_bad.data()),
-        stage_tiles_bf16(q, plan, true, Hq, D, Dp, TileLayout::transposed_rows, qt_data, nullptr),
+        stage_tiles_bf16(q, plan, true, Hq, D, Dp, TileLayout::transposed_rows, qt_data, nullptr,
+                         staging),
         stage_tiles_bf16(dout, plan, true, Hq, D, Dp, TileLayout::transposed_rows, doutt_data,
-                         nullptr),
+                         nullptr, staging),
         stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, kt_data,
-                         k_bad.data()),
+                         k_bad.data(), staging),
         stage_tiles_bf16(v, plan, false, Hkv, D, Dp, TileLayout::transposed_columns, vt_data,
-                         v_bad.data()),
-        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::paired_rows, k_data, nullptr),
+                         v_bad.data(), staging),
+        stage_tiles_bf16(k, plan, false, Hkv, D, Dp, TileLayout::paired_rows, k_data, nullptr,
+                         staging),
         Dp,
         tsp,
         static_cast<std::ptrdiff_t>(Dp) * tsp,
@@ -434,7 +442,7 @@ void native_backward(const BlockPlan& plan, const AttentionDims& dims, const Bac
         spans};
     delta_rows(out, dout, tq, Hq, D, Dp, delta, in.dq_acc, out_bad.data(), dout_bad.data());
 
-    NativeBackwardTiles tiles(ts, tsp, Dp);
+    NativeBackwardTiles& tiles = thread_tiles.mine();
     schedule_backward(plan, Hkv, schedule, turns, [&](int j, int kv_head) {
       native_backward_kv_tile(plan, dims, t, st, in, scale, j, kv_head, turns, tiles);
     });

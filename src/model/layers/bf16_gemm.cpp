@@ -186,14 +186,17 @@ void bf16_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, std::int64_t m, std::int6
     return split_rows ? Shape{len, n, k, ta_, tb_, lda16, ldb16, ldc, accumulate, 1}
                       : Shape{m, len, k, ta_, tb_, lda16, ldb16, ldc, accumulate, 1};
   };
-  const Matmul& full = cached(shape(block));
+  // Only a dimension of several blocks has full ones: a block wider than the whole dimension
+  // (under 128) would describe an operand wider than its leading dimension, which oneDNN
+  // refuses ("could not construct a memory descriptor using strides").
+  const Matmul* const full = blocks > 1 ? &cached(shape(block)) : nullptr;
   const Matmul& last = cached(shape(dim - (blocks - 1) * block));
   const bool parallel =
       static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) > 65536.0;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (std::int64_t i = 0; i < blocks; ++i) {
     const std::int64_t p0 = i * block;
-    const Matmul& mm = i + 1 == blocks ? last : full;
+    const Matmul& mm = i + 1 == blocks ? last : *full;
     if (split_rows)
       execute(mm, ta_ ? a_p + p0 : a_p + p0 * lda16, b_p, c + p0 * ldc);
     else
