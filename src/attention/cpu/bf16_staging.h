@@ -148,10 +148,11 @@ const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const Block
       q_tiles ? plan.layout().total_q_tokens() : plan.layout().total_tokens();
   const std::ptrdiff_t tile_elems = static_cast<std::ptrdiff_t>(Dp) * tsp;
   const int rows_padded = buffers.rows_padded, cols_padded = buffers.cols_padded;
-  std::vector<std::uint16_t>& gathered = buffers.gathered;
-  std::vector<std::uint32_t>& paired = buffers.paired;
+  // Plain pointers: the byte stores to `bad` may alias anything, a vector's pointer included.
+  std::uint16_t* const gathered = buffers.gathered.data();
+  std::uint32_t* const paired = buffers.paired.data();
   auto gathered_row = [&](int r) {
-    return gathered.data() + static_cast<std::ptrdiff_t>(r) * cols_padded;
+    return gathered + static_cast<std::ptrdiff_t>(r) * cols_padded;
   };
 #pragma omp for schedule(static) collapse(2)
   for (int h = 0; h < H; ++h) {
@@ -165,7 +166,7 @@ const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const Block
         if (bad != nullptr) bad[h * tokens + tile.begin + r] = special;
       }
       std::fill(gathered_row(tile.size()), gathered_row(rows_padded), std::uint16_t{0});
-      const auto* words_of_rows = reinterpret_cast<const std::uint32_t*>(gathered.data());
+      const auto* words_of_rows = reinterpret_cast<const std::uint32_t*>(gathered);
       switch (layout) {
         case TileLayout::transposed_columns:
           transpose_words(words_of_rows, cols_padded / 2, tsp, Dp / 2, dst, tsp);
@@ -176,9 +177,8 @@ const std::uint16_t* stage_tiles_bf16(View<const std::uint16_t> src, const Block
           break;
         case TileLayout::transposed_rows:
           for (int r = 0; r < tsp; r += 2)
-            interleave_rows(gathered_row(r), gathered_row(r + 1), Dp,
-                            paired.data() + r / 2 * cols_padded);
-          transpose_words(paired.data(), cols_padded, tsp / 2, Dp, dst, tsp / 2);
+            interleave_rows(gathered_row(r), gathered_row(r + 1), Dp, paired + r / 2 * cols_padded);
+          transpose_words(paired, cols_padded, tsp / 2, Dp, dst, tsp / 2);
           break;
       }
     }
