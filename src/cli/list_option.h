@@ -2,6 +2,7 @@
 // split and one integer-list parser for every subcommand, so each refuses bad lists alike.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <limits>
@@ -23,8 +24,9 @@ inline std::vector<std::string> split_list(const std::string& list) {
   return out;
 }
 
-// The integers of a non-empty list, each at least `min`; otherwise CLI::ValidationError naming
-// `option` and the offending item (`what` says what an item must be).
+// The integers of a non-empty list, each at least `min` and none twice; otherwise
+// CLI::ValidationError naming `option` and the offending item (`what` says what an item must
+// be).
 inline std::vector<std::int64_t> parse_int_list(
     const std::string& option, const std::string& list, const std::string& what,
     std::int64_t min = std::numeric_limits<std::int64_t>::min()) {
@@ -38,6 +40,9 @@ inline std::vector<std::int64_t> parse_int_list(
       used = 0;
     }
     if (used != item.size() || v < min) throw CLI::ValidationError(option, what + ": " + item);
+    // Every list is a set of lengths, shifts or seeds: a repeat would only redo the same work.
+    if (std::find(out.begin(), out.end(), v) != out.end())
+      throw CLI::ValidationError(option, item + " is listed twice");
     out.push_back(v);
   }
   if (out.empty()) throw CLI::ValidationError(option, "empty list");
