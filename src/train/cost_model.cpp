@@ -51,21 +51,26 @@ void check_setup(const PlanSetup& s) {
     fail("--gpus {} is not divisible by --sp {}: the ranks form G / S data-parallel groups of S",
          s.gpus, s.sp);
   const std::int64_t hq = c.num_attention_heads, hkv = c.num_key_value_heads;
+  // train runs any split (docs/DISTRIBUTED_SP.md: uneven head ranges, ranks without heads or
+  // tokens); the cost model prices the even ones, where every rank does the same work.
   if (s.sp > hq)
     fail(
-        "--sp {} exceeds the model's {} attention heads: Ulysses gives each rank whole heads, so "
-        "sequence parallelism stops at S = {}",
+        "--sp {} exceeds the model's {} attention heads: some ranks would have no heads; train "
+        "runs that, but plan models even splits only, so it stops at S = {}",
         s.sp, hq, hq);
   if (hq % s.sp != 0)
-    fail("--sp {} does not divide the model's {} attention heads (Ulysses splits heads evenly)",
-         s.sp, hq);
+    fail(
+        "--sp {} does not divide the model's {} attention heads: train runs uneven head ranges, "
+        "but plan models even splits only",
+        s.sp, hq);
   if (hkv % s.sp != 0 && s.sp % hkv != 0)
     fail(
-        "--sp {} and the model's {} kv heads: GQA under Ulysses needs kv heads divisible by S, "
-        "or S divisible by kv heads (each kv head replicated to S / kv heads ranks)",
+        "--sp {} and the model's {} kv heads: plan models kv heads divisible by S, or S divisible "
+        "by kv heads (each kv head replicated to S / kv heads ranks); train also runs the others",
         s.sp, hkv);
   if (s.seq_len < s.sp)
-    fail("--seq-len {} is shorter than --sp {}: every rank needs a token", s.seq_len, s.sp);
+    fail("--seq-len {} is shorter than --sp {}: plan models a token shard on every rank",
+         s.seq_len, s.sp);
   if (s.seq_len > std::int64_t{1} << 30)
     fail("--seq-len {} is beyond the 2^30 tokens a window may hold", s.seq_len);
 }
