@@ -69,8 +69,8 @@ void check_setup(const PlanSetup& s) {
         "by kv heads (each kv head replicated to S / kv heads ranks); train also runs the others",
         s.sp, hkv);
   if (s.seq_len < s.sp)
-    fail("--seq-len {} is shorter than --sp {}: plan models a token shard on every rank",
-         s.seq_len, s.sp);
+    fail("--seq-len {} is shorter than --sp {}: plan models a token shard on every rank", s.seq_len,
+         s.sp);
   if (s.seq_len > std::int64_t{1} << 30)
     fail("--seq-len {} is beyond the 2^30 tokens a window may hold", s.seq_len);
 }
