@@ -356,34 +356,34 @@ TEST(Checkpoint, DamagedCheckpointsGiveClearErrors) {
           model::write_safetensors(dir / "optimizer.safetensors", t);
         },
         {"/optimizer.safetensors", "exp_avg.model.embed_tokens.weight", "expected [259, 128]"});
-  check("optimizer missing a tensor",
-        [&](const fs::path& dir) {
+  // Rewrites optimizer.safetensors, each tensor passed through `edit` (false: left out).
+  const auto edit_optimizer =
+      [](const std::function<bool(const std::string&, std::vector<float>&)>& edit) {
+        return [=](const fs::path& dir) {
           const model::SafetensorsReader r =
               model::SafetensorsReader::open(dir / "optimizer.safetensors");
-          std::vector<std::vector<float>> keep;
+          std::vector<std::vector<float>> kept;  // F32 tensors borrow their values until written
           std::vector<model::TensorData> t;
           for (const model::TensorInfo& info : r.tensors()) {
-            if (info.name == "exp_avg_sq.model.norm.weight") continue;
-            keep.push_back(r.read_f32(info.name));
-            t.push_back(model::tensor_from_f32(info.name, info.shape, keep.back()));
+            std::vector<float> values = r.read_f32(info.name);
+            if (!edit(info.name, values)) continue;
+            kept.push_back(std::move(values));
+            t.push_back(model::tensor_from_f32(info.name, info.shape, kept.back()));
           }
           model::write_safetensors(dir / "optimizer.safetensors", t);
-        },
+        };
+      };
+  check("optimizer missing a tensor",
+        edit_optimizer([](const std::string& name, std::vector<float>&) {
+          return name != "exp_avg_sq.model.norm.weight";
+        }),
         {"/optimizer.safetensors", "exp_avg_sq.model.norm.weight"});
   check("optimizer moment holding a NaN",
-        [&](const fs::path& dir) {
-          const model::SafetensorsReader r =
-              model::SafetensorsReader::open(dir / "optimizer.safetensors");
-          std::vector<std::vector<float>> keep;
-          std::vector<model::TensorData> t;
-          for (const model::TensorInfo& info : r.tensors()) {
-            keep.push_back(r.read_f32(info.name));
-            if (info.name == "exp_avg_sq.model.norm.weight")
-              keep.back()[3] = std::numeric_limits<float>::quiet_NaN();
-            t.push_back(model::tensor_from_f32(info.name, info.shape, keep.back()));
-          }
-          model::write_safetensors(dir / "optimizer.safetensors", t);
-        },
+        edit_optimizer([](const std::string& name, std::vector<float>& values) {
+          if (name == "exp_avg_sq.model.norm.weight")
+            values[3] = std::numeric_limits<float>::quiet_NaN();
+          return true;
+        }),
         {"/optimizer.safetensors", "exp_avg_sq.model.norm.weight", "1 non-finite value(s)",
          "element 3"});
 }
