@@ -11,6 +11,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/interrupt.h"
+#include "anchorctx/core/utf8.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -35,6 +36,18 @@ int main(int argc, char** argv) {
   anchorctx::cli::register_study(app);
   anchorctx::cli::check_integer_ranges(app);
 
+  // What anchorctx records of its options and paths goes into JSON (meta.json, trainer_state.json,
+  // reports), which holds Unicode text: an argument that is not UTF-8 is refused before any work
+  // (it failed at the first JSON write, after the work). Raw bytes go in a file (--text-file).
+  for (int i = 1; i < argc; ++i) {
+    if (anchorctx::core::is_valid_utf8(argv[i])) continue;
+    std::fprintf(stderr,
+                 "anchorctx: error: argument %d, '%s', is not valid UTF-8 (invalid bytes shown as "
+                 "U+FFFD): anchorctx records its options and paths as JSON text; rename the file "
+                 "or pass raw bytes in a file\n",
+                 i, anchorctx::core::utf8_lossy(argv[i]).c_str());
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -144,7 +144,9 @@ void register_pack(CLI::App& app) {
     core::install_interrupt_handlers();  // Ctrl-C removes the temporary dataset folder
     const nlohmann::json summary = data::pack_dataset(config);
     if (!config.quiet || !args->json) print_summary(summary);
-    if (args->json) std::printf("%s\n", summary.dump().c_str());
+    if (args->json)  // file names as in meta.json: invalid UTF-8 as U+FFFD
+      std::printf("%s\n",
+                  summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   });
 }
 

@@ -192,7 +192,9 @@ void DatasetWriter::commit(nlohmann::json meta, std::span<const std::uint64_t> o
   {
     const auto path = dir_->path() / "meta.json";
     std::ofstream out(path);
-    out << meta.dump(2) << "\n";
+    // Source names come from file names (a walked folder's too), which need not be UTF-8: their
+    // invalid bytes become U+FFFD here (they only describe the data).
+    out << meta.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     out.close();
     if (!out) fail("{}: write failed", path.string());
   }

@@ -113,6 +113,22 @@ expect_failure("anchorctx: error" pack --input "${CORPUS}" --seq-len 64 --out "$
 expect_failure("--anchor-id -5 is outside the vocabulary"
                pack --input "${CORPUS}" --seq-len 64 --out "${WORK}/neg_anchor" --anchor-id -5 --quiet)
 expect_failure("no-such.jsonl: no such file" pack --input "${WORK}/no-such.jsonl" --seq-len 64 --out "${WORK}/y")
+# File names need not be UTF-8. A walked folder's file with a 0xFF byte in its name packs, its
+# name recorded with U+FFFD in meta.json (which must stay valid JSON text); the same name as an
+# argument is refused before any work (it failed at the first JSON write, after the work).
+string(ASCII 255 byte_ff)
+file(MAKE_DIRECTORY "${WORK}/odd_names")
+file(WRITE "${WORK}/odd_names/bad${byte_ff}.txt" "${good}")
+run_json(s pack --input "${WORK}/odd_names" --seq-len 64 --out "${WORK}/ds_odd" --quiet --json)
+file(READ "${WORK}/ds_odd/meta.json" odd_meta)
+string(JSON odd_windows GET "${odd_meta}" counts windows)
+string(ASCII 239 191 189 replacement)  # U+FFFD in UTF-8
+string(FIND "${odd_meta}" "bad${replacement}.txt" at)
+if(at LESS 0 OR odd_windows LESS 1)
+  message(FATAL_ERROR "meta.json of a walked file named with a 0xFF byte:\n${odd_meta}")
+endif()
+expect_failure("argument 3, .* is not valid UTF-8"
+               pack --input "${WORK}/odd_names/bad${byte_ff}.txt" --seq-len 64 --out "${WORK}/z")
 expect_failure("tokenizer" pack --input "${CORPUS}" --seq-len 64 --out "${WORK}/z" --tokenizer "${WORK}/none.model")
 
 # A damaged folder: inspect names the file.
