@@ -42,12 +42,19 @@ void Packer::start_window() {
   if (options_.anchor_mode == AnchorMode::shared) {
     starts_.push_back(0);
     tokens_.push_back(options_.anchor_id);
-    ++stats_.anchor_tokens;
   }
+}
+
+std::uint64_t Packer::anchors_in_window() const {
+  if (options_.anchor_mode == AnchorMode::shared) return 1;
+  if (options_.anchor_mode == AnchorMode::per_doc) return starts_.size();  // one per segment
+  return 0;
 }
 
 void Packer::emit() {
   ++stats_.windows;
+  // Counted as windows are written: a dropped partial window's anchors are in no window.
+  stats_.anchor_tokens += anchors_in_window();
   sink_(Window{tokens_, starts_, spans_});
   start_window();
 }
@@ -224,7 +231,6 @@ void Packer::place_part(std::span<const std::int32_t> tokens, bool last) {
       starts_.push_back(static_cast<std::int32_t>(tokens_.size()));
       if (options_.anchor_mode == AnchorMode::per_doc) {
         tokens_.push_back(options_.anchor_id);
-        ++stats_.anchor_tokens;
         if (tokens_.size() == w) {
           // Only the anchor fitted: the segment is the anchor alone, the document moves on.
           has_content_ = true;
@@ -269,11 +275,7 @@ void Packer::finish() {
   finished_ = true;
   if (has_content_) {
     // Anchor tokens are not document tokens.
-    std::uint64_t anchors = 0;
-    if (options_.anchor_mode == AnchorMode::shared) anchors = 1;
-    if (options_.anchor_mode == AnchorMode::per_doc) anchors = starts_.size();
-    const std::uint64_t doc_tokens = tokens_.size() - anchors;
-    stats_.tokens_dropped_tail += doc_tokens;
+    stats_.tokens_dropped_tail += tokens_.size() - anchors_in_window();
   }
   start_window();
 }

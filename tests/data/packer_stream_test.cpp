@@ -69,29 +69,29 @@ class ReferencePacker {
   }
 
   Packed finish() {
-    if (has_content_) {
-      std::uint64_t anchors = 0;
-      if (o_.anchor_mode == AnchorMode::shared) anchors = 1;
-      if (o_.anchor_mode == AnchorMode::per_doc) anchors = cur_.starts.size();
-      c_.tokens_dropped_tail += cur_.tokens.size() - anchors;
-    }
-    start_window();  // as the packer did (its shared anchor count includes this one)
+    if (has_content_) c_.tokens_dropped_tail += cur_.tokens.size() - anchors();
     return {out_, c_};
   }
 
  private:
   std::size_t w() const { return static_cast<std::size_t>(o_.seq_len) + 1; }
+  // The current window's anchors: the written windows' are what anchor_tokens counts.
+  std::uint64_t anchors() const {
+    if (o_.anchor_mode == AnchorMode::shared) return 1;
+    if (o_.anchor_mode == AnchorMode::per_doc) return cur_.starts.size();
+    return 0;
+  }
   void start_window() {
     cur_ = Captured{};
     has_content_ = false;
     if (o_.anchor_mode == AnchorMode::shared) {
       cur_.starts.push_back(0);
       cur_.tokens.push_back(o_.anchor_id);
-      ++c_.anchor_tokens;
     }
   }
   void emit() {
     ++c_.windows;
+    c_.anchor_tokens += anchors();
     out_.push_back(cur_);
     start_window();
   }
@@ -103,7 +103,6 @@ class ReferencePacker {
       cur_.starts.push_back(static_cast<std::int32_t>(cur_.tokens.size()));
       if (o_.anchor_mode == AnchorMode::per_doc) {
         cur_.tokens.push_back(o_.anchor_id);
-        ++c_.anchor_tokens;
         if (--space == 0) {
           has_content_ = true;
           emit();

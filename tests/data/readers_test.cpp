@@ -198,6 +198,7 @@ TEST(Readers, InvalidUtf8InTextFilesNamesTheLine) {
   EXPECT_NE(err2.find(path + ":2: invalid UTF-8"), std::string::npos) << err2;
 }
 
+// An input without documents is bad input: an error, or counted under skip_bad.
 TEST(Readers, EmptyInputIsAnError) {
   TempDir dir;
   const auto empty = dir.write("empty.jsonl", "");
@@ -208,6 +209,18 @@ TEST(Readers, EmptyInputIsAnError) {
   EXPECT_NE(error_of({(dir.path() / "nothing").string()}).find("empty input"), std::string::npos);
   EXPECT_NE(error_of({dir.file("missing.jsonl")}).find("no such file"), std::string::npos);
   EXPECT_THROW(DocumentReader({}, {}), Error);
+
+  // With skip_bad an empty input among others is counted, and the others are read.
+  const auto full = dir.write("full.jsonl", "{\"text\": \"one\"}\n{\"text\": \"two\"}\n");
+  ReaderOptions skip;
+  skip.skip_bad = true;
+  DocumentReader reader({empty, full, blank}, skip);
+  Document doc;
+  int documents = 0;
+  while (reader.next(doc))
+    ++documents;
+  EXPECT_EQ(documents, 2);
+  EXPECT_EQ(reader.skipped().at("empty_input"), 2u);
 }
 
 TEST(Readers, TruncatedCompressedStreamsAreErrors) {

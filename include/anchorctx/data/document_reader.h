@@ -14,8 +14,8 @@
 //
 // Bad input (malformed JSON, a missing or non-string text field, invalid UTF-8, an empty
 // input, a truncated compressed stream) throws anchorctx::Error naming the file and line. With
-// `skip_bad`, bad lines are skipped and counted by reason instead (a truncated stream or an
-// empty input is still an error: there is no line to skip).
+// `skip_bad`, bad lines and empty inputs are skipped and counted by reason instead (a truncated
+// stream is still an error: what it held is unknown).
 #pragma once
 
 #include <cstdint>

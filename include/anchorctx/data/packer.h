@@ -89,7 +89,7 @@ struct PackStats {
   std::uint64_t tokens_dropped_tail = 0;       // the partial last window
   std::uint64_t chunks = 0;                    // interleaved parts made
   std::uint64_t segments = 0;                  // document segments in windows (anchor excluded)
-  std::uint64_t anchor_tokens = 0;
+  std::uint64_t anchor_tokens = 0;             // in the windows written
   std::uint64_t windows = 0;
 };
 
@@ -121,6 +121,8 @@ class Packer {
   }
   void start_window();
   void emit();
+  // The anchor tokens of the window being filled (shared: 1; per_doc: one per segment).
+  std::uint64_t anchors_in_window() const;
   std::size_t window_len() const { return static_cast<std::size_t>(options_.seq_len) + 1; }
 
   PackOptions options_;

@@ -108,10 +108,14 @@ bool DocumentReader::next(Document& doc) {
     SourceInfo& info = sources_[next_file_ - 1];
     info.xxh3_128 = current_->stream->raw_hash_hex();
     finished_bytes_ += current_->stream->raw_bytes_read();
-    // An input that yields nothing is an error even with skip_bad, unless its lines were all
-    // skipped (they are counted): nothing is dropped silently.
-    if (info.documents == 0 && total_skipped(skipped_) == current_->skipped_before)
-      fail("{}: empty input (no documents)", info.path);
+    // An input that yields nothing is bad input: an error, or with skip_bad counted as an
+    // "empty_input" (one empty file among a folder's need not stop a corpus); an input whose
+    // lines were all skipped is counted already. Nothing is dropped silently.
+    if (info.documents == 0 && total_skipped(skipped_) == current_->skipped_before) {
+      if (!options_.skip_bad)
+        fail("{}: empty input (no documents; --skip-bad skips it)", info.path);
+      ++skipped_["empty_input"];
+    }
     current_.reset();
   }
 }
