@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,10 +54,39 @@ void say(const DemoArgs& a, const std::string& line) {
   if (!a.quiet) std::fprintf(stderr, "%s\n", line.c_str());
 }
 
-// The folder of a previous demo (its marker, and only what a demo writes: core/owned_folder.h)
-// is emptied and reused; any other existing path is left alone. The folder's lock is taken first
-// and held by the caller for the demo's life, so a second demo on the same --out is refused
-// instead of deleting the first one's files; the lock file itself is kept (see folder_lock.h).
+constexpr const char* kMarkerHeader = "made by anchorctx demo; rerunning the demo replaces it\n";
+
+// The files under `out` (paths relative to it, '/'-separated), each of them a regular file;
+// anything else (a symbolic link, a special file) is named in the error.
+std::vector<std::string> files_under(const fs::path& out) {
+  std::vector<std::string> files;
+  for (fs::recursive_directory_iterator it(out), end; it != end; ++it) {
+    if (it->is_symlink() || (!it->is_directory() && !it->is_regular_file()))
+      fail(
+          "demo: --out '{}' holds '{}', not a regular file or folder; a demo writes none: "
+          "choose another path or remove it yourself",
+          out.string(), it->path().lexically_relative(out).generic_string());
+    if (it->is_regular_file()) files.push_back(it->path().lexically_relative(out).generic_string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// Recorded in the marker at the demo's end: every file it wrote, so that a rerun removes
+// nothing else (a user's notes saved in model/ or run/ were deleted with the folders).
+void write_manifest(const fs::path& out) {
+  std::string text = kMarkerHeader;
+  for (const std::string& f : files_under(out))
+    if (f != kMarker && f != core::FolderLock::kFileName) text += "file " + f + "\n";
+  core::write_file_atomic(out / kMarker, text);
+}
+
+// The folder of a previous demo is emptied and reused, when it holds only what that demo wrote
+// (the files its marker lists; a demo stopped before its end left no list: then only the names
+// a demo writes at the top, core/owned_folder.h); any other existing path is left alone. The
+// folder's lock is taken first and held by the caller for the demo's life, so a second demo on
+// the same --out is refused instead of deleting the first one's files; the lock file itself is
+// kept (see folder_lock.h).
 core::FolderLock prepare_out(const fs::path& out) {
   std::error_code ec;
   const bool existed = fs::exists(fs::symlink_status(out, ec));
@@ -68,16 +98,28 @@ core::FolderLock prepare_out(const fs::path& out) {
                                      {kMarker},
                                      {"corpus.jsonl", "report.md", core::FolderLock::kFileName},
                                      {"data", "run", "model"},
-                                     {}};
+                                     {},
+                                     "demo --out"};
     core::check_replaceable_folder(out, rule, {});
+    std::ifstream marker(out / kMarker);
+    std::set<std::string> written;
+    for (std::string line; std::getline(marker, line);)
+      if (line.starts_with("file ")) written.insert(line.substr(5));
+    if (!written.empty()) {
+      for (const std::string& f : files_under(out))
+        if (f != kMarker && f != core::FolderLock::kFileName && !written.contains(f))
+          fail(
+              "demo --out: refusing to replace '{}': it holds '{}', which the demo did not "
+              "write; move it out, or choose another --out",
+              out.string(), f);
+    }
   }
   core::FolderLock lock = core::FolderLock::acquire(out, "demo folder");
   if (existed) {
     for (const fs::directory_entry& entry : fs::directory_iterator(out))
       if (entry.path().filename() != core::FolderLock::kFileName) fs::remove_all(entry.path());
   }
-  core::write_file_atomic(out / kMarker,
-                          "made by anchorctx demo; rerunning the demo replaces it\n");
+  core::write_file_atomic(out / kMarker, kMarkerHeader);
   return lock;
 }
 
@@ -232,6 +274,7 @@ void run_demo(const DemoArgs& a) {
       report += fmt::format("| {} | {:.4f} |\n", r.step, r.loss);
   report += fmt::format("\n## Sample (greedy, from \"The little \")\n\n```\n{}\n```\n", sample);
   core::write_file_atomic(out / "report.md", report);
+  write_manifest(out);
   say(a, fmt::format("demo: loss {:.4f} -> {:.4f}; sample: {}", loss_first, loss_last,
                      sample.substr(0, 80)));
   say(a, fmt::format("demo: report {}, model {} ({:.0f} s)", (out / "report.md").string(),
@@ -267,10 +310,20 @@ void register_demo(CLI::App& app) {
       "full-attention steps, and leave a model folder and report.md in --out");
   cmd->add_option("--out", a->out, "Output folder (a previous demo's folder is replaced)")
       ->capture_default_str();
-  cmd->add_option("--steps", a->steps, "Training steps")->capture_default_str();
-  cmd->add_option("--documents", a->documents, "Built-in corpus documents")->capture_default_str();
-  cmd->add_option("--seq-len", a->seq_len, "Window length")->capture_default_str();
-  cmd->add_option("--batch-windows", a->batch_windows, "Windows per step")->capture_default_str();
+  // Checked here, before the previous demo's folder is emptied (a bad value used to fail in
+  // training, after the folder was gone).
+  cmd->add_option("--steps", a->steps, "Training steps")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000000}));
+  cmd->add_option("--documents", a->documents, "Built-in corpus documents")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000000}));
+  cmd->add_option("--seq-len", a->seq_len, "Window length")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int32_t{2}, std::int32_t{1} << 20));
+  cmd->add_option("--batch-windows", a->batch_windows, "Windows per step")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{4096}));
   cmd->add_option("--seed", a->seed, "Seed of the corpus, packing and initialisation")
       ->capture_default_str();
   cmd->add_option("--bf16-compute", a->bf16_compute, kBf16ComputeHelp);

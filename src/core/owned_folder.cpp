@@ -33,28 +33,30 @@ bool within(const fs::path& inner, const fs::path& outer) {
 // The checks every replaced path passes, folder or file: not a place whose removal is never
 // what the user meant, not an input and not holding one.
 void check_not_special(const fs::path& target, const std::string& what,
-                       std::span<const fs::path> inputs) {
+                       std::span<const fs::path> inputs, const std::string& asked_by) {
   const std::string t = target.string();
   const fs::path last = fs::path(t.substr(0, t.find_last_not_of('/') + 1)).filename();
   if (t.empty() || last == "." || last == "..")
-    fail("--force: refusing to replace '{}': it names the current or a parent folder, not a {}", t,
-         what);
+    fail("{}: refusing to replace '{}': it names the current or a parent folder, not a {}",
+         asked_by, t, what);
   const fs::path real = resolved(target);
-  if (real == real.root_path()) fail("--force: refusing to replace '{}': the root folder", t);
+  if (real == real.root_path()) fail("{}: refusing to replace '{}': the root folder", asked_by, t);
   if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    if (real == resolved(home)) fail("--force: refusing to replace '{}': the home folder", t);
+    if (real == resolved(home)) fail("{}: refusing to replace '{}': the home folder", asked_by, t);
   }
   std::error_code ec;
   const fs::path cwd = fs::current_path(ec);
   if (!ec && within(resolved(cwd), real))
-    fail("--force: refusing to replace '{}': it is or holds the current folder", t);
+    fail("{}: refusing to replace '{}': it is or holds the current folder", asked_by, t);
   for (const fs::path& input : inputs) {
     if (input.empty()) continue;
     const fs::path in = resolved(input);
     if (within(in, real))
-      fail("--force: refusing to replace '{}': it is or holds the input '{}'", t, input.string());
+      fail("{}: refusing to replace '{}': it is or holds the input '{}'", asked_by, t,
+           input.string());
     if (within(real, in))
-      fail("--force: refusing to replace '{}': it lies inside the input '{}'", t, input.string());
+      fail("{}: refusing to replace '{}': it lies inside the input '{}'", asked_by, t,
+           input.string());
   }
 }
 
@@ -62,15 +64,16 @@ void check_not_special(const fs::path& target, const std::string& what,
 
 void check_replaceable_folder(const fs::path& target, const OwnedFolderRule& rule,
                               std::span<const fs::path> inputs) {
-  check_not_special(target, rule.kind, inputs);
+  const std::string& asked_by = rule.asked_by;
+  check_not_special(target, rule.kind, inputs, asked_by);
   const std::string t = target.string();
   std::error_code ec;
   const fs::file_status link = fs::symlink_status(target, ec);
   if (fs::is_symlink(link))
-    fail("--force: refusing to replace '{}': a symbolic link, not a {} written by anchorctx", t,
-         rule.kind);
+    fail("{}: refusing to replace '{}': a symbolic link, not a {} written by anchorctx", asked_by,
+         t, rule.kind);
   if (!fs::is_directory(link))
-    fail("--force: refusing to replace '{}': not a folder (a {} is a folder)", t, rule.kind);
+    fail("{}: refusing to replace '{}': not a folder (a {} is a folder)", asked_by, t, rule.kind);
   std::vector<std::string> seen;
   for (fs::directory_iterator it(target, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
@@ -82,21 +85,21 @@ void check_replaceable_folder(const fs::path& target, const OwnedFolderRule& rul
     const bool folder = listed(rule.folders) && it->is_directory(ec2);
     if ((!file && !folder) || it->is_symlink(ec2))
       fail(
-          "--force: refusing to replace '{}': it holds '{}', which a {} written by anchorctx "
+          "{}: refusing to replace '{}': it holds '{}', which a {} written by anchorctx "
           "does not; remove the folder yourself if it is no longer needed",
-          t, name, rule.kind);
+          asked_by, t, name, rule.kind);
     seen.push_back(name);
   }
-  if (ec) fail("--force: cannot list '{}': {}", t, ec.message());
+  if (ec) fail("{}: cannot list '{}': {}", asked_by, t, ec.message());
   for (const std::string& name : rule.required) {
     if (std::find(seen.begin(), seen.end(), name) == seen.end())
-      fail("--force: refusing to replace '{}': no '{}', so not a {} written by anchorctx", t, name,
-           rule.kind);
+      fail("{}: refusing to replace '{}': no '{}', so not a {} written by anchorctx", asked_by, t,
+           name, rule.kind);
   }
   if (rule.identify) {
     const std::string why = rule.identify(target);
     if (!why.empty())
-      fail("--force: refusing to replace '{}': {}, so not a {} written by anchorctx", t, why,
+      fail("{}: refusing to replace '{}': {}, so not a {} written by anchorctx", asked_by, t, why,
            rule.kind);
   }
 }
@@ -104,7 +107,7 @@ void check_replaceable_folder(const fs::path& target, const OwnedFolderRule& rul
 void check_replaceable_file(const fs::path& target, const std::string& what,
                             std::span<const fs::path> inputs,
                             const std::function<std::string(const fs::path&)>& identify) {
-  check_not_special(target, what, inputs);
+  check_not_special(target, what, inputs, "--force");
   const std::string t = target.string();
   std::error_code ec;
   const fs::file_status status = fs::symlink_status(target, ec);

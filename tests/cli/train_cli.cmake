@@ -38,6 +38,20 @@ string(JSON recorded GET "${state}" options bf16-compute)
 expect_equal("demo emulated recorded" "${recorded}" "emulated")
 file(MAKE_DIRECTORY "${WORK}/foreign")
 expect_failure("not made by anchorctx demo" demo --out "${WORK}/foreign" --quiet)
+# A bad option is refused before the previous demo's folder is touched (it was emptied first).
+expect_failure("--steps: Value 0 not in range" demo --out "${WORK}/demo" --steps 0 --quiet)
+if(NOT EXISTS "${WORK}/demo/report.md" OR NOT EXISTS "${WORK}/demo/model/config.json")
+  message(FATAL_ERROR "demo --steps 0 removed the previous demo's files")
+endif()
+# A file of the user's inside the demo's model/ is never deleted by a rerun (the sub-folders were
+# removed whole): the rerun is refused naming it, and the file stays.
+file(WRITE "${WORK}/demo/model/NOTES.md" "mine\n")
+expect_failure("holds 'model/NOTES.md', which the demo did not write"
+               demo --out "${WORK}/demo" --steps 2 --documents 100 --seq-len 128 --quiet)
+if(NOT EXISTS "${WORK}/demo/model/NOTES.md" OR NOT EXISTS "${WORK}/demo/report.md")
+  message(FATAL_ERROR "a refused demo rerun removed files")
+endif()
+file(REMOVE "${WORK}/demo/model/NOTES.md")
 
 # The trained model generates with the byte tokenizer.
 run_ok(text generate --model "${WORK}/demo/model" --tokenizer byte --prompt "The "

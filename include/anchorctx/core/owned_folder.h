@@ -27,6 +27,8 @@ struct OwnedFolderRule {
   // Content check beyond the names (e.g. meta.json's format); returns an empty string when the
   // folder is ours, else why not. Optional.
   std::function<std::string(const std::filesystem::path&)> identify;
+  // What asks for the replacement, starting the messages ("--force: refusing to replace ...").
+  std::string asked_by = "--force";
 };
 
 // Throws anchorctx::Error naming the reason unless the existing folder `target` may be removed
