@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -208,10 +209,16 @@ void register_generate(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.0f, 100.0f));
   cmd->add_option("--top-p", args->top_p,
-                  "Nucleus sampling: sample among the most probable tokens holding this mass "
-                  "(1: all)")
+                  "Nucleus sampling: sample among the most probable tokens holding this mass, "
+                  "in (0, 1] (1: all)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0f, 1.0f));
+      // (0, 1]: the sampler's own rule, checked before the model loads (CLI::Range admits 0).
+      ->check(CLI::Validator(
+          [](const std::string& value) -> std::string {
+            const float p = std::strtof(value.c_str(), nullptr);
+            return p > 0.0f && p <= 1.0f ? "" : "Value " + value + " not in (0, 1]";
+          },
+          "FLOAT in (0, 1]"));
   cmd->add_option("--seed", args->seed, "Seed of the sampler (default: from the clock, printed)");
   cmd->add_flag("--json", args->json,
                 "Print one JSON object on stdout instead of the text: text, tokens (new ids), "

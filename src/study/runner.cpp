@@ -113,6 +113,7 @@ train::TrainOptions base_train_options(const fs::path& data, const fs::path& run
   t.keep_last = 2;  // the newest and one before: an interrupted run resumes from the newest
   t.tensorboard = false;
   t.quiet = true;  // the study prints its own progress line
+  t.continue_hint = "rerun the same study command to continue";
   t.schedule.kind = train::ScheduleKind::cosine;
   return t;
 }

@@ -62,7 +62,9 @@ constexpr OptionRule kOptionRules[] = {
     {"checkpointing", true},
     // The same bits either way, and the checkpoint holds the whole optimizer state.
     {"shard-optimizer", true},
-    // The same bf16 values by another GEMM (docs/PRECISION.md): sums in another order.
+    // The same bf16 precision by another GEMM (docs/PRECISION.md), whose sums run in another
+    // order: taken, so that a run can go on on a CPU without AVX512_BF16, at the cost of a
+    // continuation that is not bit-identical (docs/RELIABILITY.md says so).
     {"bf16-compute", true},
     {"copy-file", true},
     {"no-tensorboard", true},

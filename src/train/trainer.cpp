@@ -387,8 +387,8 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
       const int sig = core::interrupt_signal();
       fail("interrupted ({}) before step {}: {}",
            sig != 0 ? core::signal_name(sig) : std::string("on another rank"), step_ + 1,
-           last ? fmt::format("the last checkpoint is {}; --resume continues from it",
-                              last->string())
+           last ? fmt::format("the last checkpoint is {}; {}", last->string(),
+                              options_.continue_hint)
                 : std::string("no checkpoint was written"));
     }
     const double scale = counts[0] > 0 ? 1.0 / counts[0] : 0.0;

@@ -109,5 +109,6 @@ if(rc EQUAL 0)
   endif()
 endif()
 run_generate(out 2 "${model}" "" --top-p 1.5)
+run_generate(out 2 "${model}" "" --top-p 0)  # (0, 1]: a usage error, before the model loads
 run_exe(out 2 convert llama2c --checkpoint "${checkpoint}")
 file(REMOVE_RECURSE "${WORK}")

@@ -55,6 +55,9 @@ struct TrainOptions {
   bool resume = false;  // continue from the newest checkpoint in `out`
   bool tensorboard = true;
   bool quiet = false;
+  // How the user goes on after an interruption, said with the last checkpoint (the study, which
+  // trains through this, continues by a rerun of its command).
+  std::string continue_hint = "--resume continues from it";
   // Hash every file of the dataset against meta.json before the first step (Dataset::verify):
   // the open-time checks cannot see a token changed to another valid id. Its cost next to a
   // step is in docs/PERFORMANCE.md.
