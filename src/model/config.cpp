@@ -5,7 +5,9 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <span>
 #include <sstream>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +22,55 @@ constexpr const char* kFullAttention = "full_attention";
 constexpr const char* kSlidingAttention = "sliding_attention";
 
 using json = nlohmann::json;
+
+// The config.json keys anchorctx models (read, or written by config_to_json). Every other key
+// is kept as read and written back, so that a checkpoint's config says what its source's did
+// (transformers_version, auto_map, a project's own keys), except the ones that would be false of
+// the float weights anchorctx writes.
+constexpr std::string_view kModeledKeys[] = {"architectures",
+                                             "model_type",
+                                             "vocab_size",
+                                             "hidden_size",
+                                             "intermediate_size",
+                                             "num_hidden_layers",
+                                             "num_attention_heads",
+                                             "num_key_value_heads",
+                                             "head_dim",
+                                             "max_position_embeddings",
+                                             "rms_norm_eps",
+                                             "rope_theta",
+                                             "rope_scaling",
+                                             "rope_parameters",
+                                             "tie_word_embeddings",
+                                             "hidden_act",
+                                             "initializer_range",
+                                             "attention_dropout",
+                                             "use_cache",
+                                             "bos_token_id",
+                                             "eos_token_id",
+                                             "pad_token_id",
+                                             "torch_dtype",
+                                             "dtype",
+                                             "attention_bias",
+                                             "mlp_bias",
+                                             "pretraining_tp",
+                                             "sliding_window",
+                                             "use_sliding_window",
+                                             "max_window_layers",
+                                             "layer_types"};
+constexpr std::string_view kDroppedKeys[] = {"quantization_config"};
+
+// The keys of `root` neither modeled nor dropped, as compact JSON text ("" when none).
+std::string unmodeled_keys(const json& root) {
+  json kept = json::object();
+  for (const auto& [key, value] : root.items()) {
+    const auto among = [&key](std::span<const std::string_view> keys) {
+      return std::find(keys.begin(), keys.end(), key) != keys.end();
+    };
+    if (!among(kModeledKeys) && !among(kDroppedKeys)) kept[key] = value;
+  }
+  return kept.empty() ? std::string() : kept.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 // Typed access to config.json keys; every error names the source and the key.
 class Reader {
@@ -377,6 +428,7 @@ LlamaConfig parse_config(std::string_view json_text, std::string_view source) {
 
   if (c.head_dim == 0 && c.num_attention_heads > 0 && c.hidden_size % c.num_attention_heads == 0)
     c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.other_keys = unmodeled_keys(root);
   validate(c, source);
   return c;
 }
@@ -405,7 +457,9 @@ LlamaConfig load_config(const std::filesystem::path& path) {
 }
 
 std::string config_to_json(const LlamaConfig& c) {
-  json j;  // nlohmann's default object is a std::map: keys come out sorted, like transformers'
+  // nlohmann's default object is a std::map: keys come out sorted, like transformers'. The keys
+  // anchorctx does not model first, as read; the modeled ones over them.
+  json j = c.other_keys.empty() ? json::object() : json::parse(c.other_keys);
   j["architectures"] = json::array({architecture(c.model_type)});
   j["model_type"] = to_string(c.model_type);
   j["vocab_size"] = c.vocab_size;
@@ -449,7 +503,7 @@ std::string config_to_json(const LlamaConfig& c) {
       if (!c.layer_types.empty()) j["layer_types"] = c.layer_types;
       break;
   }
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 void save_config(const LlamaConfig& config, const std::filesystem::path& path) {

@@ -190,6 +190,24 @@ TEST(Config, Qwen2SlidingLayersFollowTransformers) {
             std::string::npos);
 }
 
+// Keys anchorctx does not model are written back as read (a checkpoint's config used to lose
+// its source's transformers_version and a project's own keys); quantization_config is dropped,
+// since the weights anchorctx writes are not quantized.
+TEST(Config, KeepsTheKeysItDoesNotModel) {
+  const LlamaConfig c = parse_config(R"({"model_type": "llama", "hidden_size": 64,
+    "num_attention_heads": 4, "transformers_version": "4.57.0", "my_project": {"tag": [1, 2]},
+    "quantization_config": {"bits": 4}, "torch_dtype": "bfloat16", "use_cache": false})");
+  const json written = json::parse(config_to_json(c));
+  EXPECT_EQ(written["transformers_version"], "4.57.0");
+  EXPECT_EQ(written["my_project"], json::parse(R"({"tag": [1, 2]})"));
+  EXPECT_FALSE(written.contains("quantization_config"));
+  EXPECT_EQ(written["torch_dtype"], "bfloat16");  // modeled keys are written from the struct
+  const TempDir dir;
+  save_config(c, dir.path() / "config.json");
+  EXPECT_EQ(load_config(dir.path()), c);
+  EXPECT_EQ(parse_config(R"({"model_type": "llama"})").other_keys, "");
+}
+
 // transformers maps hidden_act "swish" to the same SiLU as "silu".
 TEST(Config, AcceptsSwishAsSilu) {
   EXPECT_EQ(parse_error(R"({"model_type": "llama", "hidden_act": "swish"})"), "");

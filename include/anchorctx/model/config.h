@@ -78,6 +78,10 @@ struct LlamaConfig {
   std::vector<std::int64_t> eos_token_ids;  // a list in LLaMA-3 configs, one id elsewhere
   std::optional<std::int64_t> pad_token_id;
   std::string torch_dtype = "float32";  // "float32" or "bfloat16" (the weights' dtype on disk)
+  // The config.json keys this struct does not model (transformers_version, auto_map, a
+  // project's own), as a JSON object's text, written back by config_to_json; "" when none.
+  // quantization_config is not kept: the weights anchorctx writes are not quantized.
+  std::string other_keys;
 
   // Per-head size, falling back to hidden_size / num_attention_heads.
   std::int64_t resolved_head_dim() const {
