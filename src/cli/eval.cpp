@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -72,10 +73,18 @@ void run_compare(const Args& a) {
         std::printf("  %8s", "-");
         continue;
       }
-      std::printf("  %8.*f", row.task == "ppl" ? 4 : 1, s.mean);
-      if (r > 0)
-        std::printf(" (%+.*f +- %.*f %s)", row.task == "ppl" ? 4 : 1, s.diff,
-                    row.task == "ppl" ? 4 : 1, s.se, s.paired ? "paired" : "welch");
+      const int digits = row.task == "ppl" ? 4 : 1;
+      std::printf("  %8.*f", digits, s.mean);
+      // As compare.md: no difference where the first run lacks the cell, no standard error
+      // from one sample (both NaN, not numbers to print).
+      if (r == 0) continue;
+      if (!std::isfinite(s.diff))
+        std::printf(" (-)");
+      else if (!std::isfinite(s.se))
+        std::printf(" (%+.*f, 1 sample)", digits, s.diff);
+      else
+        std::printf(" (%+.*f +- %.*f %s)", digits, s.diff, digits, s.se,
+                    s.paired ? "paired" : "welch");
     }
     std::printf("\n");
   }
@@ -92,9 +101,10 @@ std::string tokenizer_spec(const Args& a) {
   return "byte";
 }
 
-// Held-out windows for ppl: a packed dataset folder, a text/JSONL file or folder, or the
-// built-in corpus under another seed than the demo trains on.
-std::vector<eval::PplSample> ppl_samples(const Args& a, const data::Tokenizer& tok,
+// The windows for ppl: a packed dataset's first windows (the ones training reads first: held out
+// only when the dataset was not trained on), a text/JSONL file or folder, or the built-in corpus
+// under another seed than the demo trains on (held out).
+std::vector<eval::PplSample> ppl_windows(const Args& a, const data::Tokenizer& tok,
                                          std::int64_t length, eval::EvalOptions& options) {
   if (!a.data.empty() && fs::exists(fs::path(a.data) / "meta.json")) {
     const data::Dataset ds = data::Dataset::open(a.data);
@@ -124,9 +134,22 @@ std::vector<eval::PplSample> ppl_samples(const Args& a, const data::Tokenizer& t
       add(tok.encode(text));
     options.ppl_source = "built-in corpus, seed 987654321";
   }
-  std::vector<eval::PplSample> s = eval::samples_from_documents(docs, length, a.samples);
+  return eval::samples_from_documents(docs, length, a.samples);
+}
+
+// ppl_windows, refused when the data holds no window, and said when it holds fewer than
+// --samples: the report then gives the count scored (a run must not claim windows it lacks).
+std::vector<eval::PplSample> ppl_samples(const Args& a, const data::Tokenizer& tok,
+                                         std::int64_t length, eval::EvalOptions& options) {
+  std::vector<eval::PplSample> s = ppl_windows(a, tok, length, options);
   require(!s.empty(), "eval: ppl: the data ({}) holds fewer than {} tokens", options.ppl_source,
           length + 1);
+  if (static_cast<std::int64_t>(s.size()) < a.samples)
+    std::fprintf(stderr,
+                 "eval: warning: ppl: the data (%s) holds %zu windows of %zu tokens, fewer than "
+                 "--samples %lld: scoring %zu (report.json's ppl 'windows')\n",
+                 options.ppl_source.c_str(), s.size(), s.front().tokens.size(),
+                 static_cast<long long>(a.samples), s.size());
   return s;
 }
 
@@ -269,7 +292,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--lengths", a->lengths, "Comma-separated context lengths in tokens")
       ->capture_default_str();
   cmd->add_option("--samples", a->samples,
-                  "Prompts per (task, length), needles at depths i/(n-1); held-out windows for ppl")
+                  "Prompts per (task, length), needles at depths i/(n-1); windows for ppl (fewer "
+                  "when the ppl data runs out: a warning, and the report gives the count)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
   cmd->add_option("--batch-tokens", a->batch_tokens,
@@ -281,8 +305,10 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "Seed of the task prompts (sample i uses seed + i)")
       ->capture_default_str();
   cmd->add_option("--data", a->data,
-                  "ppl text: a packed dataset folder (scored with its anchor mode), or a text/"
-                  "JSONL file or folder (default: the built-in corpus, seed 987654321)");
+                  "ppl text: a packed dataset folder (its first windows, the ones training "
+                  "reads first: pass a dataset not used for training for held-out loss; scored "
+                  "with its anchor mode), or a text/JSONL file or folder (default: the built-in "
+                  "corpus, seed 987654321, held out from the demo's)");
   cmd->add_option("--haystack", a->haystack,
                   "A text file the prose haystacks are cut from, and cwe's words (default: the "
                   "built-in corpus's prose)");
@@ -318,7 +344,8 @@ void register_eval(CLI::App& app) {
                   "Instead of evaluating: put two or more report folders (or report.json files) "
                   "side by side: each (task, length) score, the difference to the first run and "
                   "its standard error across samples (paired when the runs share seed, templates "
-                  "and depths, else Welch); with --out, writes compare.json, compare.md and "
+                  "and depths, for ppl the same windows: source, window length and count; else "
+                  "Welch); with --out, writes compare.json, compare.md and "
                   "compare_accuracy_vs_length (.svg, .png)")
       ->type_name("RUN")
       ->expected(2, CLI::detail::expected_max_vector_size);

@@ -50,14 +50,16 @@ double variance_of(const std::vector<double>& v) {
 // One cell of one run: its per-sample values and what pairs them with another run's.
 struct Cell {
   std::vector<double> values;
-  json pairing;  // samples are the same prompts/windows in two runs whose pairing is equal
+  json pairing;          // samples are the same prompts/windows in two runs whose pairing is equal
+  bool pairable = true;  // false: the report does not record what would prove it (older ones)
 };
 
 // The difference b - a with its standard error: paired over the samples when their pairing keys
 // are equal, else Welch.
 void difference(const Cell& a, const Cell& b, RunScore& out) {
   out.diff = mean_of(b.values) - mean_of(a.values);
-  out.paired = a.pairing == b.pairing && a.values.size() == b.values.size();
+  out.paired =
+      a.pairable && b.pairable && a.pairing == b.pairing && a.values.size() == b.values.size();
   if (out.paired) {
     std::vector<double> d;
     for (std::size_t i = 0; i < a.values.size(); ++i)
@@ -173,7 +175,14 @@ Comparison compare_reports(const std::vector<json>& reports,
       Cell cell;
       for (const json& v : p["sample_loss"])
         cell.values.push_back(number(v));
-      cell.pairing = {rep.value("ppl_source", json()), cell.values.size()};
+      // The windows are the same text when the source, the tokens per window and the count
+      // are: windows are cut one after the other from the start of the source (the built-in
+      // corpus's first documents do not depend on how many are generated), but at max(lengths)
+      // + 1 tokens, so runs with other length lists score other text at a shared length.
+      // Reports before ppl_window_tokens cannot tell: Welch.
+      const json window_tokens = rep.value("ppl_window_tokens", json());
+      cell.pairing = {rep.value("ppl_source", json()), window_tokens, cell.values.size()};
+      cell.pairable = window_tokens.is_number_integer();
       auto& slot = cells[{"ppl", length}];
       slot.resize(R);
       slot[r] = std::move(cell);
@@ -244,13 +253,20 @@ Comparison compare_reports(const std::vector<json>& reports,
       if (reports[r].value(field, json()) != reports[0].value(field, json())) return true;
     return false;
   };
-  for (const char* field :
-       {"seed", "samples", "template_set", "precision", "bf16_compute", "ppl_source"})
+  for (const char* field : {"seed", "samples", "template_set", "precision", "bf16_compute",
+                            "ppl_source", "ppl_window_tokens"})
     if (differs(field))
       out.notes.push_back(
           fmt::format("the runs differ in '{}': cells not paired by sample use "
                       "Welch's standard error",
                       field));
+  for (std::size_t r = 0; r < R; ++r)
+    if (!reports[r]["ppl"].empty() &&
+        !reports[r].value("ppl_window_tokens", json()).is_number_integer())
+      out.notes.push_back(fmt::format(
+          "{} does not record 'ppl_window_tokens' (an older report): its ppl cells cannot be "
+          "shown to score the same windows and use Welch's standard error",
+          names[r]));
   return out;
 }
 
@@ -260,7 +276,7 @@ json to_json(const Comparison& c) {
   j["lengths"] = c.lengths;
   j["uncertainty"] =
       "standard error of the difference to the first run: paired over samples (same seed, "
-      "templates and depths; ppl: same windows), else Welch";
+      "templates and depths; ppl: same source, window length and count), else Welch";
   json rows = json::array();
   const auto finite = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   for (const CompareRow& row : c.rows) {
@@ -300,7 +316,8 @@ void write_comparison(const Comparison& c, const fs::path& dir) {
   md +=
       "\nScores: string_match_all x 100 (ppl rows: mean loss per token). Differences to A with "
       "their standard error across samples: `p` paired over the same samples (same seed, "
-      "templates and depths; ppl: the same windows), `w` Welch (unpaired).\n\n";
+      "templates and depths; ppl: the same windows: source, tokens per window, count), `w` "
+      "Welch (unpaired).\n\n";
   const auto header = [&](const std::string& first) {
     std::string h = "| " + first + " | length |", sep = "| --- | ---: |";
     for (std::size_t r = 0; r < R; ++r) {

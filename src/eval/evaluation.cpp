@@ -39,6 +39,8 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
   report.seed = options.seed;
   report.template_set = options.template_set_name;
   report.ppl_source = options.ppl_source;
+  if (!options.ppl_samples.empty())
+    report.ppl_window_tokens = static_cast<std::int64_t>(options.ppl_samples.front().tokens.size());
 
   // Work units for the progress line: one per scored ppl cut or needle prompt.
   const bool has_ppl =
@@ -194,6 +196,7 @@ nlohmann::json to_json(const EvalReport& r) {
     for (const double m : p.sample_mean)
       per_sample.push_back(finite(m));
     ppl.push_back({{"length", p.length},
+                   {"windows", p.sample_mean.size()},
                    {"tokens", p.total.tokens},
                    {"loss", finite(p.total.mean())},
                    {"ppl", finite(p.total.ppl())},
@@ -202,6 +205,8 @@ nlohmann::json to_json(const EvalReport& r) {
   }
   j["ppl"] = std::move(ppl);
   j["ppl_source"] = r.ppl_source;
+  j["ppl_window_tokens"] =
+      r.ppl_window_tokens > 0 ? nlohmann::json(r.ppl_window_tokens) : nlohmann::json(nullptr);
   return j;
 }
 

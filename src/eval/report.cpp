@@ -31,11 +31,17 @@ void write_chart(const core::LineChart& chart, const std::filesystem::path& dir,
 
 std::string markdown(const EvalReport& r) {
   std::string md = fmt::format("# anchorctx eval: {}\n\n", r.model);
+  // The ppl windows actually scored: fewer than --samples when the data runs out.
+  const std::int64_t windows =
+      r.ppl.empty() ? r.samples : static_cast<std::int64_t>(r.ppl.front().sample_mean.size());
   md += fmt::format(
-      "precision {}{}, templates `{}`, {} samples per cell, seed {}; {:.1f} s; prefill {} tokens "
-      "at {:.0f} tokens/s, decode {} tokens at {:.1f} tokens/s.\n\n",
+      "precision {}{}, templates `{}`, {} samples per cell{}, seed {}; {:.1f} s; prefill {} "
+      "tokens at {:.0f} tokens/s, decode {} tokens at {:.1f} tokens/s.\n\n",
       r.precision, r.bf16_compute.empty() ? "" : fmt::format(" ({} compute)", r.bf16_compute),
-      r.template_set, r.samples, r.seed, r.seconds, r.stats.prefill_tokens,
+      r.template_set, r.samples,
+      windows == r.samples ? std::string()
+                           : fmt::format(" (ppl: {} windows, all the data holds)", windows),
+      r.seed, r.seconds, r.stats.prefill_tokens,
       r.stats.prefill_s > 0 ? r.stats.prefill_tokens / r.stats.prefill_s : 0.0,
       r.stats.decode_tokens, r.stats.decode_s > 0 ? r.stats.decode_tokens / r.stats.decode_s : 0.0);
   if (!r.niah.empty()) {
@@ -77,17 +83,19 @@ std::string markdown(const EvalReport& r) {
         "run).\n\n";
   }
   if (!r.ppl.empty()) {
-    md += fmt::format("## Perplexity ({})\n\n| length | tokens | loss | ppl |", r.ppl_source);
+    md += fmt::format("## Perplexity ({})\n\n| length | windows | tokens | loss | ppl |",
+                      r.ppl_source);
     const std::vector<PplBucket>& widest = r.ppl.back().buckets;
     for (const PplBucket& b : widest)
       md += fmt::format(" ppl {}-{} |", b.begin, b.end);
-    md += "\n| ---: | ---: | ---: | ---: |";
+    md += "\n| ---: | ---: | ---: | ---: | ---: |";
     for (std::size_t i = 0; i < widest.size(); ++i)
       md += " ---: |";
     md += "\n";
     for (const PplResult& p : r.ppl) {
-      md += fmt::format("| {} | {} | {} | {} |", p.length, p.total.tokens,
-                        cell(p.total.mean(), "{:.4f}"), cell(p.total.ppl(), "{:.3f}"));
+      md +=
+          fmt::format("| {} | {} | {} | {} | {} |", p.length, p.sample_mean.size(), p.total.tokens,
+                      cell(p.total.mean(), "{:.4f}"), cell(p.total.ppl(), "{:.3f}"));
       for (std::size_t i = 0; i < widest.size(); ++i)
         md += " " +
               (i < p.buckets.size() && p.buckets[i].end == widest[i].end

@@ -78,3 +78,50 @@ foreach(f compare.json compare.md compare_accuracy_vs_length.svg compare_accurac
 endforeach()
 expect_failure("share no" eval --compare "${WORK}/report" "${WORK}/report2")
 expect_failure("cannot read" eval --compare "${WORK}/report" "${WORK}/missing")
+
+# ppl windows are cut at max(lengths) + 1 tokens: a run with --lengths 512 scores other text at
+# 512 than one with 512,768, so compare must not pair them (it did, with a standard error ~9x too
+# small); the same ppl settings again are the same windows: paired.
+run_ok(short eval --model "${model}" --tasks ppl --lengths 512 --samples 2 --json --quiet
+       --out "${WORK}/short")
+string(JSON window GET "${short}" ppl_window_tokens)
+expect_equal("ppl_window_tokens at --lengths 512" "${window}" "513")
+string(JSON window GET "${out}" ppl_window_tokens)
+expect_equal("ppl_window_tokens at --lengths 512,768" "${window}" "769")
+run_ok(cmp eval --compare "${WORK}/report" "${WORK}/short" --json)
+string(JSON task GET "${cmp}" rows 4 task)
+string(JSON length GET "${cmp}" rows 4 length)
+expect_equal("row 4" "${task} ${length}" "ppl 512")
+string(JSON paired GET "${cmp}" rows 4 runs 1 paired)
+expect_equal("ppl 512 between --lengths 512,768 and 512 paired" "${paired}" "OFF")
+run_ok(again eval --model "${model}" --tasks ppl --lengths 512,768 --samples 2 --quiet
+       --out "${WORK}/again")
+run_ok(cmp eval --compare "${WORK}/report" "${WORK}/again" --json)
+string(JSON paired GET "${cmp}" rows 4 runs 1 paired)
+expect_equal("ppl 512 between two runs with the same settings paired" "${paired}" "ON")
+# A cell the first run lacks: a '-' on stdout as in compare.md, not '+nan +- nan'.
+run_ok(table eval --compare "${WORK}/short" "${WORK}/again")
+if(table MATCHES "nan" OR NOT table MATCHES "ppl +768 +- +[0-9.]+ \\(-\\)")
+  message(FATAL_ERROR "--compare's table for a cell missing from the first run:\n${table}")
+endif()
+
+# Fewer ppl windows than --samples: scored, said on stderr, and the count is in the report.
+string(REPEAT "Once upon a time there was a small dog. " 30 text)
+file(WRITE "${WORK}/small.txt" "${text}")
+execute_process(COMMAND ${EXE} eval --model "${model}" --tasks ppl --lengths 256 --samples 10
+                --data "${WORK}/small.txt" --quiet --out "${WORK}/small"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE ignored ERROR_VARIABLE err)
+expect_equal("eval on data for fewer windows than --samples: exit" "${rc}" "0")
+if(NOT err MATCHES "warning: ppl: the data [(].*small.txt[)] holds ([0-9]+) windows of 257 tokens, fewer than --samples 10")
+  message(FATAL_ERROR "no warning about the windows scored:\n${err}")
+endif()
+set(windows "${CMAKE_MATCH_1}")
+file(READ "${WORK}/small/report.json" small)
+string(JSON n GET "${small}" ppl 0 windows)
+expect_equal("report.json's ppl windows" "${n}" "${windows}")
+string(JSON n LENGTH "${small}" ppl 0 sample_loss)
+expect_equal("per-window losses" "${n}" "${windows}")
+file(READ "${WORK}/small/report.md" md)
+if(NOT md MATCHES "10 samples per cell [(]ppl: ${windows} windows, all the data holds[)]")
+  message(FATAL_ERROR "report.md does not give the windows scored:\n${md}")
+endif()

@@ -29,8 +29,9 @@ json cell(const std::string& task, std::int64_t length, const std::vector<double
 
 // The cells as a vector: a braced list of one json is an array under g++ but a copy under clang.
 json report(std::uint64_t seed, const std::vector<json>& niah, json ppl = json::array()) {
-  return {{"seed", seed}, {"samples", 4}, {"template_set", "ruler"}, {"lengths", {512, 1024}},
-          {"niah", niah}, {"ppl", ppl},   {"ppl_source", "corpus"},  {"precision", "fp32"}};
+  return {{"seed", seed},           {"samples", 4},        {"template_set", "ruler"},
+          {"lengths", {512, 1024}}, {"niah", niah},        {"ppl", ppl},
+          {"ppl_source", "corpus"}, {"precision", "fp32"}, {"ppl_window_tokens", 1025}};
 }
 
 const RunScore& find(const Comparison& c, const std::string& task, std::int64_t length,
@@ -118,6 +119,34 @@ TEST(Compare, PplRowsAndMissingCells) {
             std::string::npos)
       << md.str();
   EXPECT_NE(md.str().find("+20.0 (1 sample)"), std::string::npos) << md.str();
+}
+
+// ppl windows are cut at max(lengths) + 1 tokens: runs with other length lists score other text
+// at a shared length, and were paired on source and count alone (a standard error ~9x too small
+// in the probe). A report that does not record the window length cannot be paired either.
+TEST(Compare, PplPairedOnlyOverTheSameWindows) {
+  const json ppl_a = json::array({{{"length", 512}, {"sample_loss", {1.0, 2.0, 1.5}}}});
+  const json ppl_b = json::array({{{"length", 512}, {"sample_loss", {1.2, 2.4, 1.8}}}});
+  const json a = report(1, {}, ppl_a);
+  json b = report(1, {}, ppl_b);
+  EXPECT_TRUE(find(compare_reports({a, b}, {"a", "b"}), "ppl", 512, 1).paired);
+
+  b["ppl_window_tokens"] = 513;  // --lengths 512 against 512,1024
+  const Comparison c = compare_reports({a, b}, {"a", "b"});
+  const RunScore& ppl = find(c, "ppl", 512, 1);
+  EXPECT_FALSE(ppl.paired);
+  EXPECT_NEAR(ppl.se, std::sqrt(0.25 / 3 + 0.36 / 3), 1e-12);  // variances 0.25, 0.36
+  ASSERT_EQ(c.notes.size(), 1u);
+  EXPECT_NE(c.notes[0].find("'ppl_window_tokens'"), std::string::npos) << c.notes[0];
+
+  json old_a = a, old_b = report(1, {}, ppl_b);  // reports written before the field
+  old_a.erase("ppl_window_tokens");
+  old_b.erase("ppl_window_tokens");
+  const Comparison old = compare_reports({old_a, old_b}, {"old_a", "old_b"});
+  EXPECT_FALSE(find(old, "ppl", 512, 1).paired);
+  ASSERT_EQ(old.notes.size(), 2u);
+  EXPECT_NE(old.notes[0].find("old_a does not record 'ppl_window_tokens'"), std::string::npos)
+      << old.notes[0];
 }
 
 TEST(Compare, Refusals) {

@@ -8,8 +8,9 @@
 //     standard error of the per-sample differences, sd(d) / sqrt(n);
 //   - unpaired otherwise (Welch): sqrt(var_a / n_a + var_b / n_b).
 // A cell with one sample has no standard error (shown as such). ppl rows compare the mean loss per
-// length the same way over the per-window losses (paired when the windows are the same: same
-// source and count).
+// length the same way over the per-window losses (paired when the windows are the same text: the
+// same source, tokens per window (`ppl_window_tokens`: max(lengths) + 1, so runs with other length
+// lists cut other windows) and count; a report without ppl_window_tokens is never paired).
 // Cells missing from some runs are shown empty; a length's average row is over the tasks every
 // run has at that length. The plot: accuracy against length, one line per run (that average).
 #pragma once

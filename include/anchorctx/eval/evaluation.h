@@ -34,7 +34,7 @@ struct EvalOptions {
   TemplateSet templates;               // the set the needle prompts use
   std::string template_set_name;       // for the report
   std::string haystack_text;           // prose for the needle haystacks
-  std::vector<PplSample> ppl_samples;  // held-out windows of at least max(lengths) + 1 tokens
+  std::vector<PplSample> ppl_samples;  // ppl windows of at least max(lengths) + 1 tokens
   PplOptions ppl;                      // lengths filled in by run_evaluation
   std::string ppl_source;              // for the report
   // The prompts of one (task, length) are prefilled together as varlen batches of at most this
@@ -67,6 +67,10 @@ struct EvalReport {
   std::vector<NiahCell> niah;
   std::vector<PplResult> ppl;
   std::string ppl_source;
+  // Tokens of each ppl window before it is cut at a length (max(lengths) + 1 for documents, a
+  // packed dataset's window): with the source and the window count, what makes two runs' windows
+  // the same text (compare.h pairs on it). 0 without ppl.
+  std::int64_t ppl_window_tokens = 0;
   EngineStats stats;
   double seconds = 0.0;
 };

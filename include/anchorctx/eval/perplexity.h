@@ -1,10 +1,11 @@
-// The `ppl` task: loss and perplexity of held-out text by token position and by context length.
+// The `ppl` task: loss and perplexity of a text by token position and by context length.
 //
-// Samples are windows of held-out tokens (from documents concatenated into one stream, or a
-// packed dataset's windows). The same samples are cut at every requested length (the first
-// length + 1 tokens), so the lengths compare the same text. Each cut is scored as training
-// scores a window (train::make_batch: shifted targets, loss-mask spans, optional document-
-// boundary masking, the mask and position policy of the options) through the batched prefill.
+// Samples are windows of tokens (from documents concatenated into one stream, or a packed
+// dataset's first windows: held-out loss only when that text was not trained on). The same samples
+// are cut at every requested length (the first length + 1 tokens), so the lengths compare the same
+// text. Each cut is scored as training scores a window (train::make_batch: shifted targets,
+// loss-mask spans, optional document-boundary masking, the mask and position policy of the
+// options) through the batched prefill.
 //
 // Position buckets (of the input token's index in the window) double: [0, 128), [128, 256),
 // [256, 512), ... up to the length: the scale on which long-context gains show, with few buckets
@@ -37,7 +38,9 @@ std::vector<PplSample> samples_from_documents(
     const std::vector<std::vector<std::int32_t>>& documents, std::int64_t length,
     std::int64_t count);
 
-// The first `count` logical windows of a packed dataset (length <= its seq_len, else an error).
+// The first `count` logical windows of a packed dataset (length <= its seq_len, else an error):
+// the windows training reads first, so not held out when the model trained on this dataset.
+// Fewer when the dataset holds fewer.
 std::vector<PplSample> samples_from_dataset(const data::Dataset& dataset, std::int64_t length,
                                             std::int64_t count);
 
