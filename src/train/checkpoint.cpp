@@ -192,6 +192,16 @@ void load_moments(const model::SafetensorsReader& reader, const model::Parameter
 
 }  // namespace
 
+void check_extra_file(const fs::path& file) {
+  const std::string name = file.filename().string();
+  require(!name.empty() && name != kConfigFile && name != kOptimizerFile && name != kStateFile &&
+              !name.ends_with(".safetensors") && name != "model.safetensors.index.json",
+          "{}: an extra file may not be named like a checkpoint file", file.string());
+  std::error_code ec;
+  require(fs::is_regular_file(file, ec), "{}: not a regular file to copy into the checkpoints",
+          file.string());
+}
+
 fs::path checkpoint_path(const fs::path& run_dir, std::int64_t step) {
   require(step >= 0, "checkpoint step {} is negative", step);
   return run_dir / "checkpoints" / fmt::format("step-{:06d}", step);
@@ -233,11 +243,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const CheckpointData& data) {
       model::write_safetensors(dir.path() / kOptimizerFile, tensors);
     }
     for (const fs::path& extra : data.extra_files) {
+      check_extra_file(extra);
       const std::string name = extra.filename().string();
-      require(!name.empty() && name != kConfigFile && name != kOptimizerFile &&
-                  name != kStateFile && !name.ends_with(".safetensors") &&
-                  name != "model.safetensors.index.json",
-              "{}: an extra file may not be named like a checkpoint file", extra.string());
       std::error_code ec;
       fs::copy_file(extra, dir.path() / name, fs::copy_options::overwrite_existing, ec);
       if (ec) fail("{}: cannot copy into the checkpoint: {}", extra.string(), ec.message());

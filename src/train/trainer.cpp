@@ -76,6 +76,8 @@ nlohmann::json TrainOptions::to_json() const {
 
 void validate(const TrainOptions& o) {
   if (o.data.empty()) fail("train: --data is required (a folder written by anchorctx pack)");
+  for (const fs::path& f : o.extra_files)
+    check_extra_file(f);
   if (o.out.empty()) fail("train: --out is required (the run folder)");
   const int sources = !o.preset.empty() + !o.config_json.empty() + !o.init_from.empty();
   if (sources != 1)

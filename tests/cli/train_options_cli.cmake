@@ -134,6 +134,14 @@ expect_failure("--mask: 'sliding' is not one of causal, intra_doc or anchor" tra
                --data "${WORK}/data" --out "${WORK}/r1" --preset tiny --mask sliding)
 expect_failure("--positions: 'continuous' is not one of global, reset or anchor" train
                --data "${WORK}/data" --out "${WORK}/r2" --preset tiny --positions continuous)
+# A --copy-file that cannot be copied is refused before the first step (it was found at the
+# first checkpoint, after every step had run), and no run folder is made.
+expect_failure("no-such-notes.txt: not a regular file to copy into the checkpoints" train
+               --data "${WORK}/data" --out "${WORK}/r_copy" --preset tiny --steps 1000
+               --copy-file "${WORK}/no-such-notes.txt")
+if(EXISTS "${WORK}/r_copy")
+  message(FATAL_ERROR "a refused --copy-file left a run folder")
+endif()
 file(WRITE "${WORK}/bad.toml" "schedule = \"step\"\n")
 expect_failure("bad.toml.*schedule.*'step' is not one of constant, linear or cosine" train
                --config "${WORK}/bad.toml" --data "${WORK}/data" --out "${WORK}/r3" --preset tiny)

@@ -50,6 +50,11 @@ struct CheckpointData {
   std::vector<std::filesystem::path> extra_files;
 };
 
+// Throws anchorctx::Error naming `file` unless it can be copied into a checkpoint: a regular
+// file, not named like one of the checkpoint's own files. The trainer checks every --copy-file
+// before its first step (it was found out at the first save, after the steps).
+void check_extra_file(const std::filesystem::path& file);
+
 // `<run_dir>/checkpoints/step-%06d` for `step`.
 std::filesystem::path checkpoint_path(const std::filesystem::path& run_dir, std::int64_t step);
 
