@@ -62,13 +62,12 @@ constexpr std::string_view kDroppedKeys[] = {"quantization_config"};
 
 // The keys of `root` neither modeled nor dropped, as compact JSON text ("" when none).
 std::string unmodeled_keys(const json& root) {
+  const auto among = [](std::span<const std::string_view> keys, const std::string& key) {
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
+  };
   json kept = json::object();
-  for (const auto& [key, value] : root.items()) {
-    const auto among = [&key](std::span<const std::string_view> keys) {
-      return std::find(keys.begin(), keys.end(), key) != keys.end();
-    };
-    if (!among(kModeledKeys) && !among(kDroppedKeys)) kept[key] = value;
-  }
+  for (auto it = root.begin(); it != root.end(); ++it)
+    if (!among(kModeledKeys, it.key()) && !among(kDroppedKeys, it.key())) kept[it.key()] = *it;
   return kept.empty() ? std::string() : kept.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
