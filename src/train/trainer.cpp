@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -297,6 +298,15 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
       std::vector<fs::path> files = prepare_run_tokenizer(ds.meta(), options_.out, options_.quiet);
       options_.extra_files.insert(options_.extra_files.begin(), files.begin(), files.end());
     }
+    // The source model's generation defaults (its eos ids, sampling settings) go with every
+    // checkpoint, as transformers' save_pretrained keeps them; a --copy-file of that name wins.
+    const fs::path generation = options_.init_from / "generation_config.json";
+    std::error_code ec;
+    const bool named =
+        std::any_of(options_.extra_files.begin(), options_.extra_files.end(),
+                    [](const fs::path& f) { return f.filename() == "generation_config.json"; });
+    if (!options_.init_from.empty() && !named && fs::is_regular_file(generation, ec))
+      options_.extra_files.push_back(generation);
   }
 }
 

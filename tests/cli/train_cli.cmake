@@ -57,6 +57,16 @@ file(REMOVE "${WORK}/demo/model/NOTES.md")
 run_ok(text generate --model "${WORK}/demo/model" --tokenizer byte --prompt "The "
        --max-new-tokens 8 --temperature 0)
 
+# --init-from a model folder: its weights start the run, and its generation_config.json goes
+# with every checkpoint (transformers keeps it on save; it used to be left behind).
+file(WRITE "${WORK}/demo/model/generation_config.json" "{\"eos_token_id\": 257}\n")
+run_ok(from_model train --init-from "${WORK}/demo/model" --data "${WORK}/demo/data"
+       --out "${WORK}/run_init" --steps 1 --quiet --json)
+file(READ "${WORK}/run_init/checkpoints/step-000001/generation_config.json" generation)
+string(JSON eos GET "${generation}" eos_token_id)
+expect_equal("generation_config.json copied from --init-from" "${eos}" "257")
+file(REMOVE "${WORK}/demo/model/generation_config.json")
+
 # train from a TOML config (the command line adds to it), then resume to more steps.
 file(WRITE "${WORK}/train.toml" "preset = \"tiny\"\nsteps = 3\nlr = 0.002\nwarmup-steps = 1\n")
 run_ok(trained train --config "${WORK}/train.toml" --data "${WORK}/demo/data"
