@@ -131,8 +131,9 @@ void run(const Args& args) {
   // (StopReason::context), so a --max-new-tokens beyond it must not size the cache (2^30 tokens
   // ran out of memory). A prompt longer than the context is refused by generate itself.
   const auto prompt_tokens = static_cast<std::int64_t>(prompt.size());
-  const std::int64_t cache_tokens = std::min(
-      prompt_tokens + args.max_new_tokens, std::max(prompt_tokens, config.max_position_embeddings));
+  const std::int64_t cache_tokens =
+      std::min(prompt_tokens + args.max_new_tokens,
+               std::max(prompt_tokens, model::generation_context(config)));
   model::LlamaInference inference(std::move(loaded), cache_tokens);
   std::fprintf(stderr, "%s",
                fmt::format("loaded {} (hidden {}, {} layers, vocab {}) in {:.2f} s; prompt {} "

@@ -84,16 +84,16 @@ std::int32_t Sampler::sample(std::span<const float> logits) {
   return order_[kept - 1];
 }
 
+std::int64_t generation_context(const LlamaConfig& config) {
+  return std::min(config.max_position_embeddings,
+                  config.attention_window().value_or(config.max_position_embeddings));
+}
+
 GenerateResult generate(LlamaInference& model, std::span<const std::int32_t> prompt,
                         const GenerateOptions& options,
                         const std::function<void(std::int32_t)>& on_token) {
   require(!prompt.empty(), "generate: the prompt has no tokens (start it with bos)");
-  // The positions the model computes exactly: up to max_position_embeddings, and within a
-  // sliding window, which inference does not implement.
-  const LlamaConfig& config = model.config();
-  const std::int64_t context =
-      std::min(config.max_position_embeddings,
-               config.attention_window().value_or(config.max_position_embeddings));
+  const std::int64_t context = generation_context(model.config());
   require(static_cast<std::int64_t>(prompt.size()) <= context,
           "generate: the prompt has {} tokens, more than the model's context of {}", prompt.size(),
           context);

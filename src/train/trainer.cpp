@@ -300,13 +300,14 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     }
     // The source model's generation defaults (its eos ids, sampling settings) go with every
     // checkpoint, as transformers' save_pretrained keeps them; a --copy-file of that name wins.
-    const fs::path generation = options_.init_from / "generation_config.json";
-    std::error_code ec;
-    const bool named =
-        std::any_of(options_.extra_files.begin(), options_.extra_files.end(),
-                    [](const fs::path& f) { return f.filename() == "generation_config.json"; });
-    if (!options_.init_from.empty() && !named && fs::is_regular_file(generation, ec))
-      options_.extra_files.push_back(generation);
+    if (!options_.init_from.empty()) {
+      const fs::path generation = options_.init_from / "generation_config.json";
+      const bool named =
+          std::any_of(options_.extra_files.begin(), options_.extra_files.end(),
+                      [&](const fs::path& f) { return f.filename() == generation.filename(); });
+      std::error_code ec;
+      if (!named && fs::is_regular_file(generation, ec)) options_.extra_files.push_back(generation);
+    }
   }
 }
 

@@ -55,6 +55,11 @@ struct GenerateResult {
   StopReason stop = StopReason::max_new_tokens;
 };
 
+// The positions generation feeds: up to max_position_embeddings, and within a sliding window,
+// which inference does not implement. Generation stops there (StopReason::context), so a KV
+// cache never needs more.
+std::int64_t generation_context(const LlamaConfig& config);
+
 // Feeds `prompt` (non-empty: it starts with bos where the model has one) from position 0 and
 // generates up to max_new_tokens, stopping at a stop id or when the sequence reaches the
 // model's context: max_position_embeddings, or its sliding window where a layer slides. `on_token`

@@ -55,7 +55,7 @@ bool byte_level_decode(std::string_view token, std::string& bytes) {
   const ByteLevelAlphabet& a = byte_level_alphabet();
   std::size_t i = 0;
   while (i < token.size()) {
-    const std::size_t n = utf8_char_length(token, i);
+    const std::size_t n = core::utf8_sequence_length(token, i);
     if (n == 0 || n > 2) return false;  // stand-ins are all below U+0800
     char32_t cp = static_cast<unsigned char>(token[i]);
     if (n == 2) cp = ((cp & 0x1F) << 6) | (static_cast<unsigned char>(token[i + 1]) & 0x3F);

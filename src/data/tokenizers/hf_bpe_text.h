@@ -12,16 +12,11 @@
 
 namespace anchorctx::data::hf_bpe {
 
-// The length (1..4) of the well-formed UTF-8 sequence starting at text[i], or 0 when the bytes
-// there are not one (a stray continuation byte, a truncated or overlong sequence, a surrogate,
-// a code point above U+10FFFF). Same rules as Python's strict decoder.
-inline std::size_t utf8_char_length(std::string_view text, std::size_t i) {
-  return core::utf8_sequence_length(text, i);
-}
-
 // The length of one "unit" at text[i]: a well-formed character, or a single invalid byte.
 inline std::size_t utf8_unit_length(std::string_view text, std::size_t i) {
-  const std::size_t n = utf8_char_length(text, i);
+  // core::utf8_sequence_length: strict (no overlong forms, surrogates or code points above
+  // U+10FFFF), the rules of Python's strict decoder; 0 where the bytes are not a character.
+  const std::size_t n = core::utf8_sequence_length(text, i);
   return n == 0 ? 1 : n;
 }
 
