@@ -165,7 +165,7 @@ void run(const Args& a) {
   if (a.model_dir.empty()) throw CLI::ValidationError("--model", "required");
   // ---- every check before any work ----
   eval::EvalOptions options;
-  options.tasks = split_list(a.tasks);
+  options.tasks = split_list("--tasks", a.tasks);
   if (options.tasks.empty()) throw CLI::ValidationError("--tasks", "empty list");
   const std::vector<std::string> known = eval::task_names();
   for (const std::string& t : options.tasks)

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,14 +13,24 @@
 
 namespace anchorctx::cli {
 
-// The non-empty items of "a,b,,c" in order.
-inline std::vector<std::string> split_list(const std::string& list) {
+// The items of "a,b,c" in order. An empty item ("a,,b", a trailing comma) is most likely a
+// value lost while typing, so it is refused (CLI::ValidationError naming `option`) rather than
+// skipped; an empty list gives no items (the caller says whether that is allowed).
+inline std::vector<std::string> split_list(const std::string& option, const std::string& list) {
   std::vector<std::string> out;
-  std::stringstream in(list);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
+  if (list.empty()) return out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = list.find(',', start);
+    const std::string item =
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.empty())
+      throw CLI::ValidationError(option,
+                                 "an empty item in '" + list + "' (items are comma-separated)");
+    out.push_back(item);
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
 }
 
 // The integers of a non-empty list, each at least `min` and none twice; otherwise
@@ -31,7 +40,7 @@ inline std::vector<std::int64_t> parse_int_list(
     const std::string& option, const std::string& list, const std::string& what,
     std::int64_t min = std::numeric_limits<std::int64_t>::min()) {
   std::vector<std::int64_t> out;
-  for (const std::string& item : split_list(list)) {
+  for (const std::string& item : split_list(option, list)) {
     std::size_t used = 0;
     long long v = 0;
     try {

@@ -110,11 +110,11 @@ void run(Args args) {
   if (!args.deltas.empty())
     options.deltas = parse_int_list("--deltas", args.deltas, "not an integer");
   options.logit_delta1 = args.logit_delta1;
-  options.modes = split_list(args.modes);
+  options.modes = split_list("--modes", args.modes);
   for (const auto& m : options.modes)
     analysis::check_mode_name(m);
   options.policies.clear();
-  for (const auto& p : split_list(args.policies)) {
+  for (const auto& p : split_list("--policies", args.policies)) {
     const rope::PositionPolicy policy = parse_enum_option<rope::PositionPolicy>("--policies", p);
     analysis::check_policy(policy);
     options.policies.push_back(policy);

@@ -165,7 +165,7 @@ void register_study(CLI::App& app) {
   list_setting(*cmd, r, "variants", &Args::variants,
                "Stage-1 variants, comma-separated (default all: full, intra_cont, intra_reset, "
                "anchor, full_fp32, anchor_fp32, anchor_exact)",
-               [](C& c, const std::string& s) { c.variants = split_list(s); });
+               [](C& c, const std::string& s) { c.variants = split_list("--variants", s); });
   list_setting(*cmd, r, "seeds", &Args::seeds, "Stage-1 seeds, comma-separated (default 1,2,3)",
                [](C& c, const std::string& s) {
                  c.seeds.clear();
@@ -175,7 +175,7 @@ void register_study(CLI::App& app) {
   list_setting(*cmd, r, "eval-tasks", &Args::eval_tasks,
                "Retrieval tasks of anchorctx eval, comma-separated (default niah_single_2, "
                "niah_multikey_1, niah_multikey_2; ppl always runs)",
-               [](C& c, const std::string& s) { c.eval_tasks = split_list(s); });
+               [](C& c, const std::string& s) { c.eval_tasks = split_list("--eval-tasks", s); });
   list_setting(*cmd, r, "eval-lengths", &Args::eval_lengths,
                "Evaluation lengths, comma-separated (default 512,1024,2048,4096,8192)",
                [](C& c, const std::string& s) {

@@ -32,6 +32,9 @@ endforeach()
 # Refusals, each before the weights are read.
 expect_failure("unknown task 'niah_single_9'" eval --model "${model}" --tasks niah_single_9)
 expect_failure("--lengths: 777 is listed twice" eval --model "${model}" --tasks ppl --lengths 777,512,777)
+expect_failure("--lengths: an empty item in '512,,768'" eval --model "${model}" --tasks ppl
+               --lengths 512,,768)
+expect_failure("--tasks: an empty item in 'ppl,'" eval --model "${model}" --tasks ppl,)
 expect_failure("beyond the model's max_position_embeddings" eval --model "${model}"
                --tasks ppl --lengths 100000)
 file(WRITE "${WORK}/bad.json" "{\"mine\": {\"task\": \"{context}\", \"needle\": \"{key} {value}\", \"noise\": \"A. \"}}")
