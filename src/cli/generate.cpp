@@ -64,7 +64,22 @@ class TextTracker {
         prompt_text_(tokenizer.decode(ids_)),
         prompt_size_(ids_.size()) {}
 
-  void add(std::int32_t id) { ids_.push_back(id); }
+  // An id past the tokenizer's last one (a model whose vocab_size is padded beyond its
+  // tokenizer) has no text: it prints nothing, as transformers' decode skips it, and is said
+  // once on stderr; it still counts as a generated token.
+  void add(std::int32_t id) {
+    if (id >= 0 && id < tokenizer_.vocab_size()) {
+      ids_.push_back(id);
+      return;
+    }
+    if (!warned_)
+      std::fprintf(stderr, "%s",
+                   fmt::format("warning: the model generated id {}, which its tokenizer ({} "
+                               "tokens) has no text for; such ids print nothing\n",
+                               id, tokenizer_.vocab_size())
+                       .c_str());
+    warned_ = true;
+  }
 
   std::string text() const {
     const std::string full = tokenizer_.decode(ids_);
@@ -79,6 +94,7 @@ class TextTracker {
   std::vector<std::int32_t> ids_;
   std::string prompt_text_;
   std::size_t prompt_size_;
+  bool warned_ = false;
 };
 
 const char* stop_name(model::StopReason stop) {

@@ -111,4 +111,15 @@ endif()
 run_generate(out 2 "${model}" "" --top-p 1.5)
 run_generate(out 2 "${model}" "" --top-p 0)  # (0, 1]: a usage error, before the model loads
 run_exe(out 2 convert llama2c --checkpoint "${checkpoint}")
+# A tokenizer with fewer tokens than the model's vocab_size (here the byte tokenizer for a
+# 512-token model): an id past its last token prints nothing, as transformers' decode skips it,
+# is said once on stderr, and still counts as generated.
+run_generate(out 0 "${model}" "" --tokenizer byte --temperature 0 --max-new-tokens 30 --json)
+string(JSON n LENGTH "${out}" tokens)
+expect_equal("ids generated with a smaller tokenizer" "${n}" "30")
+string(REGEX MATCHALL "has no text for" warnings "${out_err}")
+list(LENGTH warnings n)
+expect_equal("warnings about ids without text" "${n}" "1")
+
 file(REMOVE_RECURSE "${WORK}")
+
