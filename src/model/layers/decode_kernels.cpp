@@ -161,19 +161,6 @@ ANCHORCTX_AVX512 void dots_avx512(const W* w, std::int64_t cols, const float* x,
     dots[b] = reduce_lanes_avx512(acc[b]);
 }
 
-template <int NB, class W>
-ANCHORCTX_AVX512 void matvec_tile_avx512(const W* w, std::int64_t ldw, const float* bias,
-                                         std::int64_t r0, std::int64_t r1, std::int64_t cols,
-                                         const float* x, std::int64_t ldx, float* out,
-                                         std::int64_t ldo) {
-  for (std::int64_t r = r0; r < r1; ++r) {
-    float dots[NB];
-    dots_avx512<NB, W>(w + r * ldw, cols, x, ldx, dots);
-    for (int b = 0; b < NB; ++b)
-      out[b * ldo + r] = bias != nullptr ? dots[b] + bias[r] : dots[b];
-  }
-}
-
 // out[h, d0 + 16 ND) for NH heads: ND vectors of dims, each summed over t in order.
 template <int NH, int ND>
 ANCHORCTX_AVX512 void weighted_block_avx512(const float* p, std::int64_t ldp, const float* v,
@@ -286,19 +273,6 @@ ANCHORCTX_AVX2 void dots_avx2(const W* w, std::int64_t cols, const float* x, std
     dots[b] = reduce_lanes_avx2(lo[b], hi[b]);
 }
 
-template <int NB, class W>
-ANCHORCTX_AVX2 void matvec_tile_avx2(const W* w, std::int64_t ldw, const float* bias,
-                                     std::int64_t r0, std::int64_t r1, std::int64_t cols,
-                                     const float* x, std::int64_t ldx, float* out,
-                                     std::int64_t ldo) {
-  for (std::int64_t r = r0; r < r1; ++r) {
-    float dots[NB];
-    dots_avx2<NB, W>(w + r * ldw, cols, x, ldx, dots);
-    for (int b = 0; b < NB; ++b)
-      out[b * ldo + r] = bias != nullptr ? dots[b] + bias[r] : dots[b];
-  }
-}
-
 // weighted_block_avx512 in halves of eight: NH heads, two halves (16 dims) per pass.
 template <int NH>
 ANCHORCTX_AVX2 void weighted_block_avx2(const float* p, std::int64_t ldp, const float* v,
@@ -336,6 +310,21 @@ void weighted_rows_sum_avx2(const float* p, std::int64_t ldp, std::int64_t heads
 
 #undef ANCHORCTX_AVX2
 
+// Rows [r0, r1) of out = x w^T (+ bias) for NB rows of x: one call of an ISA's `dots` per
+// weight row. The call stays out of line (a generic function cannot inline a target-specific
+// one), as it did in the per-ISA copies of this loop this replaces (their disassembly).
+template <int NB, class W, auto Dots>
+void matvec_tile(const W* w, std::int64_t ldw, const float* bias, std::int64_t r0, std::int64_t r1,
+                 std::int64_t cols, const float* x, std::int64_t ldx, float* out,
+                 std::int64_t ldo) {
+  for (std::int64_t r = r0; r < r1; ++r) {
+    float dots[NB];
+    Dots(w + r * ldw, cols, x, ldx, dots);
+    for (int b = 0; b < NB; ++b)
+      out[b * ldo + r] = bias != nullptr ? dots[b] + bias[r] : dots[b];
+  }
+}
+
 template <class W>
 void matvec(const W* w, std::int64_t ldw, const float* bias, std::int64_t rows, std::int64_t cols,
             const float* x, std::int64_t ldx, std::int64_t batch, float* out, std::int64_t ldo,
@@ -349,11 +338,11 @@ void matvec(const W* w, std::int64_t ldw, const float* bias, std::int64_t rows, 
     for (std::int64_t b0 = 0; b0 < batch; b0 += kBatchTile)
       with_tile(batch - b0, [&]<int NB>() {
         if (path == core::Isa::avx512)
-          matvec_tile_avx512<NB, W>(w, ldw, bias, r0, r1, cols, x + b0 * ldx, ldx, out + b0 * ldo,
-                                    ldo);
+          matvec_tile<NB, W, dots_avx512<NB, W>>(w, ldw, bias, r0, r1, cols, x + b0 * ldx, ldx,
+                                                 out + b0 * ldo, ldo);
         else
-          matvec_tile_avx2<NB, W>(w, ldw, bias, r0, r1, cols, x + b0 * ldx, ldx, out + b0 * ldo,
-                                  ldo);
+          matvec_tile<NB, W, dots_avx2<NB, W>>(w, ldw, bias, r0, r1, cols, x + b0 * ldx, ldx,
+                                               out + b0 * ldo, ldo);
       });
   };
   // Which thread sums an element changes nothing in it: each is one call's fixed loop.
