@@ -62,14 +62,6 @@ nlohmann::json to_json(const RopeDriftReport& report) {
 
 namespace {
 
-// One chart as SVG and PNG, each written atomically (a reader never sees half a file).
-void write_chart(const std::filesystem::path& dir, const std::string& stem,
-                 const LineChart& chart) {
-  const RenderedChart rendered = render_chart(chart);
-  core::write_file_atomic(dir / (stem + ".svg"), rendered.svg);
-  core::write_file_atomic(dir / (stem + ".png"), rendered.png);
-}
-
 std::string key(const std::string& mode, PositionPolicy policy) {
   return mode + "/" + std::string(to_string(policy));
 }
@@ -91,7 +83,9 @@ void write_report(const RopeDriftReport& report, const std::string& title,
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   require(!ec, "rope-drift: cannot create {}: {}", dir_name, ec.message());
-  core::write_file_atomic(dir / "report.json", to_json(report).dump(2) + "\n");
+  // Every file is staged before any replaces its old version (a full disk leaves the old
+  // report whole); report.json goes last, so a new one means the whole report is new.
+  core::AtomicFileSet files(dir);
 
   // Per (mode, policy): mean D over delta1 != delta2, and the curves.
   std::map<std::string, ChartSeries> d_curves;
@@ -126,7 +120,7 @@ void write_report(const RopeDriftReport& report, const std::string& title,
   d_chart.y_scale = AxisScale::log;
   for (const auto& k : order)
     d_chart.series.push_back(d_curves[k]);
-  write_chart(dir, "d_vs_delta", d_chart);
+  core::add_chart(files, "d_vs_delta", d_chart);
 
   // Per-token contribution, summed over delta1, for the first policy measured (global by
   // default: under anchor the first key's real distance change dominates c_0).
@@ -151,7 +145,7 @@ void write_report(const RopeDriftReport& report, const std::string& title,
     for (std::size_t j = 0; j < r.per_token.size(); ++j)
       s.y[j] += r.per_token[j];
   }
-  write_chart(dir, "per_token", tok_chart);
+  core::add_chart(files, "per_token", tok_chart);
 
   std::map<std::string, ChartSeries> lg;
   std::vector<std::string> lg_order;
@@ -174,7 +168,7 @@ void write_report(const RopeDriftReport& report, const std::string& title,
   lg_chart.y_scale = AxisScale::log;
   for (const auto& k : lg_order)
     lg_chart.series.push_back(lg[k]);
-  write_chart(dir, "d_logit", lg_chart);
+  core::add_chart(files, "d_logit", lg_chart);
 
   // report.md: the numbers, then sentences chosen from them.
   std::string md = fmt::format(
@@ -282,7 +276,9 @@ void write_report(const RopeDriftReport& report, const std::string& title,
         a < g ? fmt::format("{:.0f}% smaller", 100 * (1 - a / g))
               : fmt::format("{:.0f}% larger", 100 * (a / g - 1)));
   }
-  core::write_file_atomic(dir / "report.md", md);
+  files.add("report.md", md);
+  files.add("report.json", to_json(report).dump(2) + "\n");
+  files.commit();
 }
 
 }  // namespace anchorctx::analysis

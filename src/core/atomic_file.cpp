@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -31,14 +32,14 @@ AtomicFile::AtomicFile(fs::path final_path) : final_(std::move(final_path)) {
 }
 
 AtomicFile::~AtomicFile() {
-  if (fd_ < 0) return;  // committed (or never opened)
-  ::close(fd_);
+  if (committed_ || temp_.empty()) return;
+  if (fd_ >= 0) ::close(fd_);
   std::error_code ec;
   fs::remove(temp_, ec);  // best effort: a destructor must not throw
 }
 
 void AtomicFile::write(std::span<const std::byte> bytes) {
-  require(fd_ >= 0, "{}: write after commit", final_.string());
+  require(fd_ >= 0, "{}: write after sync", final_.string());
   const std::byte* p = bytes.data();
   std::size_t left = bytes.size();
   while (left > 0) {
@@ -56,24 +57,23 @@ void AtomicFile::write(std::string_view text) {
   write(std::as_bytes(std::span<const char>(text.data(), text.size())));
 }
 
-void AtomicFile::commit() {
-  require(fd_ >= 0, "{}: committed twice", final_.string());
+void AtomicFile::sync() {
+  if (fd_ < 0) return;
   if (::fsync(fd_) != 0) fail("{}: fsync failed: {}", temp_.string(), std::strerror(errno));
   const int rc = ::close(fd_);
   fd_ = -1;
-  if (rc != 0) {
-    const int err = errno;
-    std::error_code ec;
-    fs::remove(temp_, ec);
-    fail("{}: close failed: {}", temp_.string(), std::strerror(err));
-  }
+  if (rc != 0) fail("{}: close failed: {}", temp_.string(), std::strerror(errno));
+}
+
+void AtomicFile::commit() {
+  require(!committed_, "{}: committed twice", final_.string());
+  sync();  // on failure the destructor removes the temporary file
   if (::rename(temp_.c_str(), final_.c_str()) != 0) {
     const int err = errno;
-    std::error_code ec;
-    fs::remove(temp_, ec);
     fail("{}: cannot rename {} into place: {}", final_.string(), temp_.string(),
          std::strerror(err));
   }
+  committed_ = true;
   // Make the rename itself durable; failure here leaves a complete file, so it is not fatal.
   fs::path parent = final_.parent_path();
   if (parent.empty()) parent = ".";
@@ -82,6 +82,27 @@ void AtomicFile::commit() {
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+void AtomicFileSet::add(const std::string& name, std::string_view bytes) {
+  auto file = std::make_unique<AtomicFile>(dir_ / name);
+  file->write(bytes);
+  file->sync();
+  files_.push_back(std::move(file));
+}
+
+void AtomicFileSet::commit(std::initializer_list<std::string_view> owned) {
+  for (const std::unique_ptr<AtomicFile>& file : files_)
+    file->commit();
+  for (const std::string_view name : owned) {
+    const fs::path path = dir_ / name;
+    const bool staged = std::any_of(files_.begin(), files_.end(),
+                                    [&](const auto& f) { return f->final_path() == path; });
+    std::error_code ec;
+    if (!staged && fs::remove(path, ec) == false && ec)
+      fail("{}: cannot remove the previous report's file: {}", path.string(), ec.message());
+  }
+  files_.clear();
 }
 
 void write_file_atomic(const fs::path& path, std::string_view text) {

@@ -352,4 +352,10 @@ RenderedChart render_chart(const LineChart& chart) {
   return out;
 }
 
+void add_chart(AtomicFileSet& files, const std::string& stem, const LineChart& chart) {
+  const RenderedChart rendered = render_chart(chart);
+  files.add(stem + ".svg", rendered.svg);
+  files.add(stem + ".png", rendered.png);
+}
+
 }  // namespace anchorctx::core

@@ -359,8 +359,7 @@ void write_comparison(const Comparison& c, const fs::path& dir) {
     for (const std::string& n : c.notes)
       md += "- " + n + "\n";
   }
-  core::write_file_atomic(dir / "compare.json", to_json(c).dump(2) + "\n");
-  core::write_file_atomic(dir / "compare.md", md);
+  core::AtomicFileSet files(dir);  // staged, then renamed: the old set stays whole on an error
 
   core::LineChart chart;
   chart.title = "Accuracy against context length (mean over the tasks all runs have)";
@@ -378,11 +377,10 @@ void write_comparison(const Comparison& c, const fs::path& dir) {
       }
     if (!s.x.empty()) chart.series.push_back(std::move(s));
   }
-  if (!chart.series.empty()) {
-    const core::RenderedChart rendered = core::render_chart(chart);
-    core::write_file_atomic(dir / "compare_accuracy_vs_length.svg", rendered.svg);
-    core::write_file_atomic(dir / "compare_accuracy_vs_length.png", rendered.png);
-  }
+  if (!chart.series.empty()) core::add_chart(files, "compare_accuracy_vs_length", chart);
+  files.add("compare.md", md);
+  files.add("compare.json", to_json(c).dump(2) + "\n");
+  files.commit({"compare_accuracy_vs_length.svg", "compare_accuracy_vs_length.png"});
 }
 
 }  // namespace anchorctx::eval

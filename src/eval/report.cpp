@@ -22,13 +22,6 @@ std::string cell(double v, const char* format = "{:.1f}") {
   return std::isfinite(v) ? fmt::format(fmt::runtime(format), v) : std::string("-");
 }
 
-void write_chart(const core::LineChart& chart, const std::filesystem::path& dir,
-                 const std::string& stem) {
-  const core::RenderedChart r = core::render_chart(chart);
-  core::write_file_atomic(dir / (stem + ".svg"), r.svg);
-  core::write_file_atomic(dir / (stem + ".png"), r.png);
-}
-
 std::string markdown(const EvalReport& r) {
   std::string md = fmt::format("# anchorctx eval: {}\n\n", r.model);
   // The ppl windows actually scored: fewer than --samples when the data runs out.
@@ -119,8 +112,9 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir, ec);
   if (!std::filesystem::is_directory(dir))
     fail("eval: cannot create the report folder {}", dir.string());
-  core::write_file_atomic(dir / "report.json", to_json(r).dump(2) + "\n");
-  core::write_file_atomic(dir / "report.md", markdown(r));
+  // Every file is staged before any replaces its old version (a full disk leaves the old
+  // report whole); report.json goes last, so a new one means the whole report is new.
+  core::AtomicFileSet files(dir);
 
   if (!r.niah.empty()) {
     core::LineChart acc;
@@ -141,7 +135,7 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
     }
     for (const std::string& t : order)
       acc.series.push_back(series[t]);
-    write_chart(acc, dir, "accuracy_vs_length");
+    core::add_chart(files, "accuracy_vs_length", acc);
 
     // Heatmap: rows depths, columns lengths, mean over the needle tasks (vt, cwe and fwe have no
     // depth) and samples at that depth.
@@ -173,8 +167,8 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
     }
     if (!depths.empty()) {
       const RenderedHeatmap h = render_heatmap(map);
-      core::write_file_atomic(dir / "niah_heatmap.svg", h.svg);
-      core::write_file_atomic(dir / "niah_heatmap.png", h.png);
+      files.add("niah_heatmap.svg", h.svg);
+      files.add("niah_heatmap.png", h.png);
     }
   }
   if (!r.ppl.empty()) {
@@ -194,8 +188,13 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
       }
       chart.series.push_back(std::move(s));
     }
-    write_chart(chart, dir, "ppl_by_position");
+    core::add_chart(files, "ppl_by_position", chart);
   }
+  files.add("report.md", markdown(r));
+  files.add("report.json", to_json(r).dump(2) + "\n");
+  // A plot of an earlier report that this one has no data for would read as this one's.
+  files.commit({"accuracy_vs_length.svg", "accuracy_vs_length.png", "niah_heatmap.svg",
+                "niah_heatmap.png", "ppl_by_position.svg", "ppl_by_position.png"});
 }
 
 }  // namespace anchorctx::eval

@@ -48,12 +48,6 @@ double score_at(const nlohmann::json& eval, std::int64_t length) {
   return n > 0 ? sum / n : std::nan("");
 }
 
-void write_chart(const fs::path& dir, const std::string& name, const core::LineChart& chart) {
-  const core::RenderedChart r = core::render_chart(chart);
-  core::write_file_atomic(dir / (name + ".svg"), r.svg);
-  core::write_file_atomic(dir / (name + ".png"), r.png);
-}
-
 std::string utc_now() {
   const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
@@ -318,8 +312,10 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
     md += fmt::format("| {} | `{}` |\n", it.key(), it.value().dump());
 
   // Plots.
-  const fs::path plots = out / "plots";
-  fs::create_directories(plots);
+  fs::create_directories(out / "plots");
+  // Every file is staged before any replaces its old version (a full disk leaves the old
+  // report whole); report.json goes last, so a new one means the whole report is new.
+  core::AtomicFileSet files(out);
   core::LineChart acc;
   acc.title = "Retrieval score vs context length (mean over seeds)";
   acc.x_label = "context length (tokens)";
@@ -351,8 +347,8 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       }
     ++color;
   }
-  write_chart(plots, "accuracy_vs_length", acc);
-  write_chart(plots, "stage1_loss", s1);
+  core::add_chart(files, "plots/accuracy_vs_length", acc);
+  core::add_chart(files, "plots/stage1_loss", s1);
   core::LineChart s0;
   s0.title = "Stage 0 training loss";
   s0.x_label = "step";
@@ -366,20 +362,21 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
     }
     s0.series.push_back(series);
   }
-  write_chart(plots, "stage0_loss", s0);
+  core::add_chart(files, "plots/stage0_loss", s0);
 
   nlohmann::json runs_json = nlohmann::json::object();
   for (const RunData& r : runs)
     runs_json[r.id.name()] = {{"train", r.train}, {"eval", r.eval}, {"drift", r.drift}};
-  core::write_file_atomic(out / "report.json", nlohmann::json{{"config", c.to_json()},
-                                                              {"stage0", stage0_eval},
-                                                              {"runs", runs_json},
-                                                              {"verdicts", verdicts},
-                                                              {"finished", done},
-                                                              {"planned", runs.size()}}
-                                                       .dump(1) +
-                                                   "\n");
-  core::write_file_atomic(out / "report.md", md);
+  files.add("report.md", md);
+  files.add("report.json", nlohmann::json{{"config", c.to_json()},
+                                          {"stage0", stage0_eval},
+                                          {"runs", runs_json},
+                                          {"verdicts", verdicts},
+                                          {"finished", done},
+                                          {"planned", runs.size()}}
+                                   .dump(1) +
+                               "\n");
+  files.commit();
 }
 
 }  // namespace anchorctx::study

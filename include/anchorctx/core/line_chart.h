@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "anchorctx/core/atomic_file.h"
+
 namespace anchorctx::core {
 
 enum class AxisScale {
@@ -39,5 +41,9 @@ struct RenderedChart {
 
 // Throws anchorctx::Error when cairo fails.
 RenderedChart render_chart(const LineChart& chart);
+
+// Renders `chart` and stages it in `files` as `stem`.svg and `stem`.png (a report's plots are
+// written with the report, as one set). Throws anchorctx::Error.
+void add_chart(AtomicFileSet& files, const std::string& stem, const LineChart& chart);
 
 }  // namespace anchorctx::core
