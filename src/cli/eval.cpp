@@ -335,8 +335,9 @@ void register_eval(CLI::App& app) {
   cmd->add_flag("--allow-long", a->allow_long,
                 "Allow lengths beyond the model's max_position_embeddings");
   cmd->add_option("--out", a->out,
-                  "Report folder (created if missing; files replaced atomically): report.json, "
-                  "report.md, accuracy_vs_length, ppl_by_position, niah_heatmap (.svg, .png)");
+                  "Report folder (created if missing; the files replaced as a set, each whole): "
+                  "report.json, report.md, accuracy_vs_length, ppl_by_position, niah_heatmap "
+                  "(.svg, .png)");
   cmd->add_flag("--json", a->json,
                 "Print report.json's object (with --compare: compare.json's) on stdout");
   cmd->add_flag("--quiet", a->quiet, "No progress on stderr");

@@ -225,8 +225,8 @@ void register_rope_drift(CLI::App& app) {
   cmd->add_flag("--allow-long", args->allow_long,
                 "Allow --seq-len beyond the model's max_position_embeddings");
   cmd->add_option("--out", args->out,
-                  "Report folder (created if missing; files of these names are replaced, each "
-                  "atomically): report.json, report.md and the plots d_vs_delta, per_token and "
+                  "Report folder (created if missing; files of these names are replaced as a set, "
+                  "each whole): report.json, report.md and the plots d_vs_delta, per_token and "
                   "d_logit, each as .svg and .png");
   cmd->add_flag("--quick", args->quick,
                 "A small run for CI: 1 sequence of 256 tokens, delta1 in 0,8,15,17,100 (each "
