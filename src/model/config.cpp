@@ -3,16 +3,15 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <span>
-#include <sstream>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 
 namespace anchorctx::model {
 namespace {
@@ -359,12 +358,7 @@ void validate(const LlamaConfig& c, std::string_view source) {
 }
 
 LlamaConfig parse_config(std::string_view json_text, std::string_view source) {
-  json root;
-  try {
-    root = json::parse(json_text.begin(), json_text.end());
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", source, e.what());
-  }
+  const json root = core::parse_json(json_text, source);
   if (!root.is_object()) fail("{}: expected a JSON object", source);
   const Reader r(root, source);
   if (!r.has("model_type")) r.missing("model_type", "(llama, mistral or qwen2)");
@@ -444,15 +438,7 @@ LlamaConfig load_config(const std::filesystem::path& path) {
   std::filesystem::path file = path;
   std::error_code ec;
   if (std::filesystem::is_directory(file, ec)) file /= "config.json";
-  // A folder named config.json opens as an empty stream ("not valid JSON"), a FIFO blocks.
-  if (std::filesystem::exists(file, ec) && !std::filesystem::is_regular_file(file, ec))
-    fail("{}: not a regular file (the model config must be a JSON file)", file.string());
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail("{}: cannot open the model config", file.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail("{}: read failed", file.string());
-  return parse_config(text.str(), file.string());
+  return parse_config(core::read_regular_file(file, "the model config"), file.string());
 }
 
 std::string config_to_json(const LlamaConfig& c) {

@@ -6,10 +6,8 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <set>
-#include <sstream>
 #include <utility>
 
 #include <fmt/ranges.h>
@@ -18,6 +16,7 @@
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/bf16.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/core/mapped_file.h"
 
 namespace anchorctx::model {
@@ -96,12 +95,7 @@ void parse_file(const core::MappedFile& map, std::size_t file_index, std::vector
   const std::uint64_t data_start = 8 + header_len;
   const std::uint64_t data_size = size - data_start;
 
-  json root;
-  try {
-    root = json::parse(header, header + header_len);
-  } catch (const json::exception& e) {
-    fail("{}: header is not valid JSON: {}", path, e.what());
-  }
+  const json root = core::parse_json(std::string_view(header, header_len), path + ": header");
   if (!root.is_object()) fail("{}: header is not a JSON object", path);
 
   struct Range {
@@ -196,15 +190,6 @@ void check_shard_name(const std::string& name, const std::string& index_path) {
   if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
       name.find('\0') != std::string::npos)
     fail("{}: shard name '{}' is not a plain file name", index_path, name);
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open", path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail("{}: read failed", path.string());
-  return text.str();
 }
 
 std::uint16_t float_to_f16_bits(float value) {
@@ -320,12 +305,7 @@ SafetensorsReader SafetensorsReader::open(const fs::path& path) {
   } else {
     const std::string index_path = index.string();
     st.source = index.parent_path().empty() ? std::string(".") : index.parent_path().string();
-    json root;
-    try {
-      root = json::parse(read_text(index));
-    } catch (const json::exception& e) {
-      fail("{}: not valid JSON: {}", index_path, e.what());
-    }
+    const json root = core::read_json_file(index, "the safetensors index");
     if (!root.is_object() || !root.contains("weight_map") || !root["weight_map"].is_object())
       fail("{}: expected an object with a 'weight_map' object", index_path);
     // Shards in order of first appearance in the weight_map.

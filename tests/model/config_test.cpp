@@ -216,6 +216,10 @@ TEST(Config, AcceptsSwishAsSilu) {
 
 TEST(Config, ErrorsNameTheSourceAndKey) {
   EXPECT_NE(parse_error("{").find("cfg.json: not valid JSON"), std::string::npos);
+  // An unmodeled key nested 100000 deep: its recursive copy overflowed the stack (SIGSEGV).
+  const std::string deep = R"({"model_type": "llama", "x": )" + std::string(100000, '[') +
+                           std::string(100000, ']') + "}";
+  EXPECT_NE(parse_error(deep).find("cfg.json: JSON nested deeper than"), std::string::npos);
   EXPECT_NE(parse_error("[1]").find("expected a JSON object"), std::string::npos);
   EXPECT_NE(parse_error("{}").find("'model_type' is required"), std::string::npos);
   const std::string gpt2 = parse_error(R"({"model_type": "gpt2"})");
