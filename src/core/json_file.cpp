@@ -40,8 +40,10 @@ void check_bytes_and_depth(std::string_view text, std::string_view source) {
       in_string = true;
     } else if (c == '[' || c == '{') {
       if (++depth > kMaxJsonDepth)
-        fail("{}: JSON nested deeper than {} levels (at offset {}); no file of this kind is",
-             source, kMaxJsonDepth, i);
+        fail(
+            "{}: JSON nested deeper than {} levels (at offset {}); no real file of this kind nests "
+            "so deep",
+            source, kMaxJsonDepth, i);
     } else if (c == ']' || c == '}') {
       --depth;  // unbalanced text is the parser's to report
     }

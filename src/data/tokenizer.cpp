@@ -3,9 +3,9 @@
 #include "anchorctx/data/tokenizer.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 #include "data/tokenizers/loaders.h"
 
 namespace anchorctx::data {
@@ -16,23 +16,27 @@ std::unique_ptr<Tokenizer> load_tokenizer(std::string_view spec) {
   fs::path path(spec);
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    if (fs::exists(path / "tokenizer.json")) return load_hf_tokenizer_json(path / "tokenizer.json");
-    if (fs::exists(path / "tokenizer.model"))
-      return load_sentencepiece_model(path / "tokenizer.model");
-    if (fs::exists(path / "tokenizer.bin")) return load_llama2c_tokenizer(path / "tokenizer.bin");
+    // exists() with an error code: a symbolic-link loop is a file that is there, and its
+    // loader names it; without one, libstdc++'s "filesystem error" text escaped.
+    const auto present = [&](const char* name) {
+      std::error_code e;
+      return fs::exists(fs::symlink_status(path / name, e));
+    };
+    if (present("tokenizer.json")) return load_hf_tokenizer_json(path / "tokenizer.json");
+    if (present("tokenizer.model")) return load_sentencepiece_model(path / "tokenizer.model");
+    if (present("tokenizer.bin")) return load_llama2c_tokenizer(path / "tokenizer.bin");
     fail("tokenizer '{}': a folder without tokenizer.json, tokenizer.model or tokenizer.bin",
          std::string(spec));
   }
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "tokenizer '{}': cannot open it (not 'byte' and not a readable file)",
-          std::string(spec));
-  char first = 0;
-  in.read(&first, 1);
-  require(in.gcount() == 1, "tokenizer '{}': the file is empty", std::string(spec));
   const std::string ext = path.extension().string();
-  if (ext == ".json" || first == '{') return load_hf_tokenizer_json(path.string());
+  if (ext == ".json") return load_hf_tokenizer_json(path.string());
   if (ext == ".model") return load_sentencepiece_model(path.string());
   if (ext == ".bin") return load_llama2c_tokenizer(path.string());
+  // Another name: a tokenizer.json is recognised by its first byte. Read through the same
+  // checks as the loaders (a FIFO must not block, a folder is not a file).
+  const std::string bytes = core::read_regular_file(path, "the tokenizer ('byte' or a file)");
+  require(!bytes.empty(), "tokenizer '{}': the file is empty", std::string(spec));
+  if (bytes.front() == '{') return load_hf_tokenizer_json(path.string());
   fail(
       "tokenizer '{}': unknown kind (expected 'byte', a tokenizer.json, a SentencePiece .model "
       "or a llama2.c .bin)",

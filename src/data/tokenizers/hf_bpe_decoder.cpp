@@ -180,8 +180,8 @@ void add_steps(const json& spec, std::vector<std::shared_ptr<const DecoderStep>>
   } else if (type == "Metaspace") {
     bool prepend = spec.value("add_prefix_space", true);
     if (spec.contains("prepend_scheme")) prepend = spec.at("prepend_scheme") != "never";
-    steps.push_back(
-        std::make_shared<MetaspaceDecoder>(spec.value("replacement", "\xE2\x96\x81"), prepend));
+    steps.push_back(std::make_shared<MetaspaceDecoder>(
+        one_character(spec.value("replacement", "\xE2\x96\x81"), "decoder Metaspace"), prepend));
   } else {
     fail(
         "decoder type '{}' is not supported (supported: Sequence, ByteLevel, ByteFallback, "

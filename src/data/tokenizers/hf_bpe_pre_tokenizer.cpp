@@ -6,6 +6,7 @@
 
 #include "anchorctx/core/error.h"
 #include "data/tokenizers/hf_bpe_regex.h"
+#include "data/tokenizers/hf_bpe_text.h"
 
 namespace anchorctx::data::hf_bpe {
 namespace {
@@ -253,8 +254,9 @@ void add_steps(const json& spec, std::vector<std::shared_ptr<const PreTokenizerS
     } else if (!spec.value("add_prefix_space", true)) {
       prepend = MetaspaceStep::Prepend::kNever;
     }
-    steps.push_back(std::make_shared<MetaspaceStep>(spec.value("replacement", "\xE2\x96\x81"),
-                                                    prepend, spec.value("split", true)));
+    steps.push_back(std::make_shared<MetaspaceStep>(
+        one_character(spec.value("replacement", "\xE2\x96\x81"), "pre_tokenizer Metaspace"),
+        prepend, spec.value("split", true)));
   } else if (type == "Digits") {
     const char* pattern = spec.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)";
     // Digit runs, without context: they never hold c's space, so they split the same way.

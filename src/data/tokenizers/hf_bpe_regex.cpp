@@ -30,7 +30,7 @@ MatchState& match_state() {
 
 }  // namespace
 
-Regex::Regex(const std::string& pattern) {
+Regex::Regex(const std::string& pattern) : pattern_(pattern) {
   int error = 0;
   PCRE2_SIZE offset = 0;
   code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
@@ -60,7 +60,9 @@ void Regex::find_all(std::string_view text,
     if (rc < 0) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(rc, message, sizeof(message));
-      fail("regex match failed: {}", reinterpret_cast<const char*>(message));
+      // PCRE2's match limit: a pattern that backtracks without end on this text.
+      fail("tokenizer.json regex '{}': matching a piece of {} bytes failed: {}", pattern_,
+           text.size(), reinterpret_cast<const char*>(message));
     }
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(state.data);
     const std::size_t s = ovector[0], e = ovector[1];

@@ -35,6 +35,7 @@ class Regex {
  private:
   pcre2_real_code_8* code_ = nullptr;
   bool jit_ = false;
+  std::string pattern_;  // for the messages of a failed match
 };
 
 }  // namespace anchorctx::data::hf_bpe

@@ -1,5 +1,7 @@
 #include "data/tokenizers/hf_bpe_text.h"
 
+#include "anchorctx/core/error.h"
+
 namespace anchorctx::data::hf_bpe {
 namespace {
 
@@ -18,6 +20,13 @@ ByteLevelAlphabet make_alphabet() {
 }
 
 }  // namespace
+
+std::string one_character(const std::string& text, std::string_view where) {
+  const std::size_t n = text.empty() ? 0 : core::utf8_sequence_length(text, 0);
+  if (n == 0 || n != text.size())
+    fail("{}: replacement '{}' must be exactly one character", where, utf8_lossy(text));
+  return text;
+}
 
 void append_utf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {

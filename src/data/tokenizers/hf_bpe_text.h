@@ -22,6 +22,11 @@ inline std::size_t utf8_unit_length(std::string_view text, std::size_t i) {
 
 using core::utf8_lossy;  // Rust's String::from_utf8_lossy, as the `tokenizers` decoders
 
+// A Metaspace replacement (pre-tokenizer or decoder, named by `where`): `tokenizers` reads it as
+// one character (a Rust char), so anything else, the empty string above all (every search for
+// it matches where it started: an endless loop), is refused. Throws anchorctx::Error.
+std::string one_character(const std::string& text, std::string_view where);
+
 // Appends the UTF-8 encoding of `code_point` to `out`.
 void append_utf8(std::string& out, char32_t code_point);
 

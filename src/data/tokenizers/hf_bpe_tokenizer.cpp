@@ -23,6 +23,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/hash.h"
+#include "anchorctx/core/json_file.h"
 #include "data/tokenizers/hf_bpe_added_tokens.h"
 #include "data/tokenizers/hf_bpe_decoder.h"
 #include "data/tokenizers/hf_bpe_model.h"
@@ -71,6 +72,12 @@ class HfBpeTokenizer final : public Tokenizer {
     raw_matcher_ = AddedTokenMatcher(std::move(raw_patterns), std::move(raw_tokens));
     norm_matcher_ = AddedTokenMatcher(std::move(norm_patterns), std::move(norm_tokens));
     vocab_size_ = max_id + 1;
+    // A post-processor's bos or eos is any id tokenizer.json names, checked against nothing
+    // else: one past the vocabulary was printed by tokenize and failed later without the file.
+    for (const auto& [name, id] : {std::pair{"bos", special_.bos}, std::pair{"eos", special_.eos},
+                                   std::pair{"pad", special_.pad}})
+      if (id && *id >= vocab_size_)
+        fail("the {} token's id {} is outside the vocabulary [0, {})", name, *id, vocab_size_);
   }
 
   std::vector<std::int32_t> encode(std::string_view text) const override {
@@ -199,29 +206,21 @@ class HfBpeTokenizer final : public Tokenizer {
   std::array<bool, 256> cut_after_{};  // c after which a space may be cut before
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "tokenizer '{}': cannot open it", path);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  require(!in.bad(), "tokenizer '{}': read error", path);
-  return std::move(buffer).str();
-}
-
-// A token id as tokenizer.json writes it: a JSON integer in [0, 2^31 - 1]. A float, a negative
-// or a larger number is refused by name, never converted (a double past int32 converted to it is
+// A token id as tokenizer.json writes it: a JSON integer in [0, 2^31 - 2] (the vocabulary's size,
+// the largest id + 1, must fit an int32 too: 2^31 - 1 overflowed it). A float, a negative or a
+// larger number is refused by name, never converted (a double past int32 converted to it is
 // undefined behaviour; a fuzzed vocabulary id of 2e9 once sized a 64 GB table).
 // `what` and `name` name the token in the error ("vocabulary token", its text): formatted only
 // then, not for each of a vocabulary's entries.
 std::int32_t token_id(const json& value, std::string_view what, std::string_view name) {
-  if (value.is_number_unsigned() &&
-      value.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT32_MAX))
+  constexpr std::int64_t kMaxId = INT32_MAX - 1;
+  if (value.is_number_unsigned() && value.get<std::uint64_t>() <= std::uint64_t{kMaxId})
     return static_cast<std::int32_t>(value.get<std::uint64_t>());
   if (value.is_number_integer() && value.get<std::int64_t>() >= 0 &&
-      value.get<std::int64_t>() <= INT32_MAX)
+      value.get<std::int64_t>() <= kMaxId)
     return static_cast<std::int32_t>(value.get<std::int64_t>());
-  fail("{} '{}' has the id {}: token ids are integers from 0 to 2147483647", what, name,
-       value.dump());
+  fail("{} '{}' has the id {}: token ids are integers from 0 to {}", what, name, value.dump(),
+       kMaxId);
 }
 
 BpeModelConfig parse_model(const json& model) {
@@ -321,9 +320,9 @@ std::optional<std::int32_t> first_known(const std::vector<AddedToken>& added, co
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
-  const std::string bytes = read_file(path);
+  const std::string bytes = core::read_regular_file(path, "the tokenizer");
   try {
-    const json root = json::parse(bytes);
+    const json root = core::parse_json(bytes, "tokenizer.json");
     require(root.is_object() && root.contains("model"), "no \"model\" object");
     BpeModelConfig config = parse_model(root.at("model"));
     const json null;

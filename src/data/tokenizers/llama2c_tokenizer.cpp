@@ -31,6 +31,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/hash.h"
+#include "anchorctx/core/json_file.h"
 #include "data/tokenizers/loaders.h"
 
 namespace anchorctx::data {
@@ -275,10 +276,7 @@ class Llama2cTokenizer final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "tokenizer '{}': cannot open it", path);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  require(!in.bad(), "tokenizer '{}': read error", path);
+  const std::string bytes = core::read_regular_file(path, "the tokenizer");
   require(!bytes.empty(), "tokenizer '{}': the file is empty", path);
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   const std::size_t size = bytes.size();

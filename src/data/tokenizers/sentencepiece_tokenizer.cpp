@@ -8,6 +8,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/hash.h"
+#include "anchorctx/core/json_file.h"
 #include "data/tokenizers/loaders.h"
 
 namespace anchorctx::data {
@@ -120,10 +121,7 @@ class SentencePieceTokenizer final : public Tokenizer {
 std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& path) {
   // Read the bytes once: they are both what the library parses and what is hashed, so the
   // recorded identity is exactly the model that was loaded.
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "tokenizer '{}': cannot open it", path);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  require(!in.bad(), "tokenizer '{}': read error", path);
+  const std::string bytes = core::read_regular_file(path, "the tokenizer");
   require(!bytes.empty(), "tokenizer '{}': the file is empty", path);
   auto tokenizer = std::make_unique<SentencePieceTokenizer>(path, core::hash_bytes_hex(bytes));
   tokenizer->load(bytes);

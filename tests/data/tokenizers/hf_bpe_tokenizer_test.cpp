@@ -210,6 +210,21 @@ TEST(HfBpeTokenizer, IdentityAndErrors) {
   json added = spec;
   added["added_tokens"][0]["id"] = -1;
   refused(added, "added_negative.json", "added token");
+  // The largest int32 as an id: the vocabulary's size (id + 1) overflowed to a negative.
+  added["added_tokens"][0]["id"] = 2147483647;
+  refused(added, "added_int32_max.json", "token ids are integers from 0 to 2147483646");
+  // A post-processor's bos past the vocabulary was taken, printed by tokenize, and failed later
+  // in generate and pack without naming the file.
+  json template_bos = spec;
+  template_bos["post_processor"]["special_tokens"]["<s>"]["ids"] = json::array({100000});
+  refused(template_bos, "template_bos.json", "the bos token's id 100000 is outside the vocabulary");
+  // A Metaspace replacement is one character; the empty one looped forever in encode and decode.
+  json metaspace = json::parse(test::read_file(fixtures_dir() / "hf_bpe_spm_metaspace.json"));
+  metaspace["pre_tokenizer"]["replacement"] = "";
+  refused(metaspace, "metaspace_empty.json",
+          "pre_tokenizer Metaspace: replacement '' must be exactly one character");
+  metaspace["pre_tokenizer"]["replacement"] = "ab";
+  refused(metaspace, "metaspace_two.json", "must be exactly one character");
 
   spec["model"]["merges"].push_back(json::array({"nope-a", "nope-b"}));
   EXPECT_THROW(load_tokenizer(dir.write("bad_merge.json", spec.dump())), Error);
