@@ -35,12 +35,22 @@ typedef enum {
   ANCHORCTX_INTERNAL_ERROR = 2    /* out of memory or a bug: the message says which */
 } anchorctx_status;
 
-typedef enum { ANCHORCTX_F32 = 0, ANCHORCTX_BF16 = 1 } anchorctx_dtype;
+/* The *_RANGE_MIN_/_MAX_ members are not values to pass: they make each enum span every int32, so
+ * that a wrong number from a caller is a value the library refuses (ANCHORCTX_INVALID_ARGUMENT)
+ * rather than, in C++, an enum holding a value outside its range (undefined behaviour). */
+typedef enum {
+  ANCHORCTX_F32 = 0,
+  ANCHORCTX_BF16 = 1,
+  ANCHORCTX_DTYPE_RANGE_MIN_ = -2147483647 - 1,
+  ANCHORCTX_DTYPE_RANGE_MAX_ = 2147483647
+} anchorctx_dtype;
 
 typedef enum {
   ANCHORCTX_MASK_CAUSAL = 0,
   ANCHORCTX_MASK_INTRA_DOC = 1,
-  ANCHORCTX_MASK_ANCHOR = 2
+  ANCHORCTX_MASK_ANCHOR = 2,
+  ANCHORCTX_MASK_RANGE_MIN_ = -2147483647 - 1,
+  ANCHORCTX_MASK_RANGE_MAX_ = 2147483647
 } anchorctx_mask;
 
 /* A packed batch of `num_sequences` sequences (see attention/layout.h):
@@ -59,7 +69,10 @@ typedef struct {
   int32_t heads_q;
   int32_t heads_kv;
   int32_t head_dim;
-  float scale;     /* 0: 1/sqrt(head_dim) */
+  float scale;     /* 0: 1/sqrt(head_dim). The backward recomputes the probabilities from the
+                      float32 lse, as FlashAttention does, so its error grows with |lse|: on
+                      unit-variance q and k, dV is off by ~1e-4 (relative) at scale 1e2, ~1e-2
+                      at 1e4 and non-finite from 1e8; at 1/sqrt(head_dim), float32 scales */
   int32_t threads; /* 0: all; at most ANCHORCTX_MAX_THREADS */
 } anchorctx_attention_params;
 

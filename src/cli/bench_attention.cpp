@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -368,15 +369,15 @@ void register_bench_attention(CLI::App& bench) {
   cmd->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, INT32_MAX));
   cmd->add_option("--batch", args->batch, "Sequences in the batch")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, INT32_MAX));
   cmd->add_option("--heads", args->heads, "Query heads")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, INT32_MAX));
   cmd->add_option("--kv-heads", args->kv_heads, "Key/value heads (default: --heads)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, INT32_MAX));
   cmd->add_option("--head-dim", args->head_dim, "Head dimension (a multiple of 8, at most 256)")
       ->capture_default_str()
       ->check(CLI::Range(8, 256));
@@ -389,7 +390,7 @@ void register_bench_attention(CLI::App& bench) {
   cmd->add_option("--anchor-len", args->anchor_len,
                   "Anchor tokens at the start of each sequence, their own document "
                   "(default: 1 for --mask anchor, else 0)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, INT32_MAX));
   cmd->add_option("--seed", args->seed, "Seed of the layout and the tensors")
       ->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "Tensor type")
@@ -400,13 +401,13 @@ void register_bench_attention(CLI::App& bench) {
   add_threads_option(*cmd, args->threads, "Threads (0: all cores)");
   cmd->add_option("--repeat", args->repeat, "Timed runs of each pass (the median is reported)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, INT32_MAX));
   cmd->add_option("--warmup-ms", args->warmup_ms,
                   "Untimed runs before each timed pass (and yardstick) for at least this long, and "
                   "at least one: the first 100-150 ms of two-thread work after the single-threaded "
                   "setup ran up to 1.5x slower on a 2-vCPU VM")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0.0, 1e9));
   cmd->add_option("--tile", args->tile, "Tile size of the block plan")
       ->capture_default_str()
       ->check(CLI::Range(1, attention::BlockPlan::kMaxTileSize));

@@ -2,6 +2,8 @@
 // attention each mask would compute on it.
 #include <algorithm>
 #include <bit>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -195,7 +197,7 @@ void register_inspect(CLI::App& app) {
   cmd->add_option("dir", args->dir, "The dataset folder")->required();
   cmd->add_flag("--json", args->json, "One JSON object on stdout");
   cmd->add_option("--window", args->window, "Show window i (logical, after the shuffle)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(std::int64_t{0}, INT64_MAX));
   cmd->add_flag("--decode", args->decode, "With --window: the text of each document");
   cmd->add_option("--tokenizer", args->tokenizer,
                   "Tokenizer for --decode (default: the one recorded in meta.json)");

@@ -83,7 +83,8 @@ DocLengthSpec parse_doc_length_spec(std::string_view spec) {
   if (kind == "fixed") {
     std::int64_t n = 0;
     require(parse_number(rest, n) && n >= 1 && n <= std::numeric_limits<std::int32_t>::max(),
-            "document spec '{}': the length of fixed:N must be a positive integer", spec);
+            "document spec '{}': the length of fixed:N must be an integer from 1 to {}", spec,
+            std::numeric_limits<std::int32_t>::max());
     out.kind = DocLengthSpec::Kind::fixed;
     out.fixed_length = static_cast<std::int32_t>(n);
   } else if (kind == "lognormal") {

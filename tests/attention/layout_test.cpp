@@ -1,8 +1,10 @@
 #include "anchorctx/attention/layout.h"
 
+#include <climits>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -173,6 +175,21 @@ TEST(LayoutQueries, QueriesAreTheLastKeys) {
       EXPECT_NE(std::string(e.what()).find("cu_seqlens_q"), std::string::npos) << e.what();
     }
   }
+}
+
+// A window longer than any sequence is no window, up to INT32_MAX: pos + window overflowed
+// int32 and every query past the first saw no key.
+TEST(LayoutMask, AHugeWindowIsNoWindow) {
+  const RowFacts row{.pos = 5, .doc_start = 3, .doc_end = 9, .seq_len = 12, .anchor_len = 1};
+  for (const MaskKind kind : {MaskKind::causal, MaskKind::intra_doc, MaskKind::anchor})
+    for (const bool causal : {true, false})
+      for (const std::int32_t window : {12, 1 << 30, INT32_MAX - 1, INT32_MAX}) {
+        const KeySpans none = visible_keys(Mask(kind, 0, causal), row);
+        const KeySpans huge = visible_keys(Mask(kind, window, causal), row);
+        EXPECT_EQ(std::tuple(huge.anchor_end, huge.lo, huge.hi),
+                  std::tuple(none.anchor_end, none.lo, none.hi))
+            << "window " << window;
+      }
 }
 
 // The promises mask.h makes every rule keep (the plan and the kernels rely on them): a query

@@ -757,8 +757,10 @@ def main():
                                  dv.ptr)
         check(status == INVALID_ARGUMENT and "threads" in msg, f"backward: {status} {msg!r}")
     r.run("error: threads out of range", threads_out_of_range)
-    r.run("error: bad mask enum", lambda: expect_error(lay, gp, ["mask"], mask=7))
-    r.run("error: bad dtype enum", lambda: expect_error(lay, gp, ["dtype"], dtype=5))
+    # Any int32 is refused by name (the enums span every int32: no value is out of their range).
+    for bad in (7, -1, 2**31 - 1, -(2**31)):
+        r.run(f"error: bad mask enum {bad}", lambda bad=bad: expect_error(lay, gp, ["mask"], mask=bad))
+        r.run(f"error: bad dtype enum {bad}", lambda bad=bad: expect_error(lay, gp, ["dtype"], dtype=bad))
 
     def backward_null():
         out, lse = Tensor(F32, n=t * hq * d), Floats(hq * t)
