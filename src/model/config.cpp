@@ -12,6 +12,7 @@
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/json_file.h"
+#include "anchorctx/rope/rope.h"
 
 namespace anchorctx::model {
 namespace {
@@ -354,6 +355,19 @@ void validate(const LlamaConfig& c, std::string_view source) {
     if (s.type == RopeScalingType::yarn && !(s.beta_fast > s.beta_slow))
       fail("{}: rope_scaling yarn needs beta_fast > beta_slow (got {}, {})", source, s.beta_fast,
            s.beta_slow);
+  }
+  // Positions are int32 throughout (layouts, position ids), and the RoPE tables are float32.
+  if (c.max_position_embeddings > std::numeric_limits<std::int32_t>::max())
+    fail("{}: max_position_embeddings {} is beyond the supported range (positions are int32)",
+         source, c.max_position_embeddings);
+  if (c.rope_theta > std::numeric_limits<float>::max())
+    fail("{}: rope_theta {} is beyond float32's range", source, c.rope_theta);
+  // The tables as the model builds them, so that what only they check (yarn's attention factor
+  // from attention_factor or mscale) fails here, naming the file, not at the first forward.
+  try {
+    (void)rope::compute_frequencies({d, c.rope_theta, c.rope_scaling, c.max_position_embeddings});
+  } catch (const Error& e) {
+    fail("{}: {}", source, e.what());
   }
 }
 

@@ -113,6 +113,12 @@ expect_failure("anchorctx: error" pack --input "${CORPUS}" --seq-len 64 --out "$
 expect_failure("--anchor-id -5 is outside the vocabulary"
                pack --input "${CORPUS}" --seq-len 64 --out "${WORK}/neg_anchor" --anchor-id -5 --quiet)
 expect_failure("no-such.jsonl: no such file" pack --input "${WORK}/no-such.jsonl" --seq-len 64 --out "${WORK}/y")
+# A symbolic-link loop in an input folder is named (libstdc++'s "filesystem error" text escaped).
+file(MAKE_DIRECTORY "${WORK}/looped")
+file(COPY "${CORPUS}" DESTINATION "${WORK}/looped")
+file(CREATE_LINK "loop" "${WORK}/looped/loop" SYMBOLIC)
+expect_failure("looped/loop: cannot read it: Too many levels of symbolic links" pack --input
+               "${WORK}/looped" --seq-len 64 --out "${WORK}/y")
 # File names need not be UTF-8. A walked folder's file with a 0xFF byte in its name packs, its
 # name recorded with U+FFFD in meta.json (which must stay valid JSON text); the same name as an
 # argument is refused before any work (it failed at the first JSON write, after the work).

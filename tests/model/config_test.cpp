@@ -221,6 +221,18 @@ TEST(Config, ErrorsNameTheSourceAndKey) {
                            std::string(100000, ']') + "}";
   EXPECT_NE(parse_error(deep).find("cfg.json: JSON nested deeper than"), std::string::npos);
   EXPECT_NE(parse_error("[1]").find("expected a JSON object"), std::string::npos);
+  // What only the RoPE tables check fails at load, naming the file (it failed at the first
+  // forward without it); positions are int32 and the tables float32.
+  EXPECT_NE(parse_error(R"({"model_type": "llama", "rope_scaling": {"rope_type": "yarn",
+                            "factor": 4, "attention_factor": -1}})")
+                .find("cfg.json: rope_scaling (yarn): attention factor must be positive"),
+            std::string::npos);
+  EXPECT_NE(parse_error(R"({"model_type": "llama", "max_position_embeddings": 4294967296})")
+                .find("cfg.json: max_position_embeddings 4294967296 is beyond"),
+            std::string::npos);
+  EXPECT_NE(parse_error(R"({"model_type": "llama", "rope_theta": 1e300})")
+                .find("cfg.json: rope_theta 1e+300 is beyond float32's range"),
+            std::string::npos);
   EXPECT_NE(parse_error("{}").find("'model_type' is required"), std::string::npos);
   const std::string gpt2 = parse_error(R"({"model_type": "gpt2"})");
   EXPECT_NE(gpt2.find("cfg.json"), std::string::npos) << gpt2;

@@ -43,13 +43,24 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
     if (ec || !fs::exists(st)) fail("{}: no such file or folder", input);
     if (fs::is_directory(st)) {
       std::vector<std::string> found;
-      for (auto it = fs::recursive_directory_iterator(input); it != fs::end(it); ++it) {
+      // Error codes throughout: a symbolic-link loop, a dangling link or an unreadable subfolder
+      // is named (libstdc++'s "filesystem error" text escaped before), never skipped unsaid.
+      const auto refuse = [](const fs::path& path, const std::error_code& e) {
+        fail("{}: cannot read it: {}", path.string(), e.message());
+      };
+      auto it = fs::recursive_directory_iterator(input, ec);
+      if (ec) refuse(input, ec);
+      while (it != fs::end(it)) {
         const std::string name = it->path().filename().string();
         if (name.starts_with(".")) {
-          if (it->is_directory()) it.disable_recursion_pending();
-          continue;
+          if (it->is_directory(ec)) it.disable_recursion_pending();
+        } else {
+          const fs::file_status entry = it->status(ec);
+          if (ec) refuse(it->path(), ec);
+          if (fs::is_regular_file(entry)) found.push_back(it->path().string());
         }
-        if (it->is_regular_file()) found.push_back(it->path().string());
+        it.increment(ec);  // on failure `it` is the end: name the folder
+        if (ec) refuse(input, ec);
       }
       std::sort(found.begin(), found.end());
       if (found.empty()) fail("{}: empty input (a folder without files)", input);
