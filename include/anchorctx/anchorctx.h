@@ -73,7 +73,8 @@ typedef struct {
                       float32 lse, as FlashAttention does, so its error grows with |lse|: on
                       unit-variance q and k, dV is off by ~1e-4 (relative) at scale 1e2, ~1e-2
                       at 1e4 and non-finite from 1e8; at 1/sqrt(head_dim), float32 scales */
-  int32_t threads; /* 0: all; at most ANCHORCTX_MAX_THREADS */
+  int32_t threads; /* 0: all; at most ANCHORCTX_MAX_THREADS (a call runs no more threads than
+                      it has tiles times query heads) */
 } anchorctx_attention_params;
 
 anchorctx_status anchorctx_attention_forward(const anchorctx_layout* layout, anchorctx_mask mask,

@@ -97,6 +97,15 @@ CpuKernels cpu_kernels(core::DType dtype, const KernelOptions& options) {
   return {cpu::portable::forward, cpu::portable::backward};
 }
 
+// The threads a call uses: those asked for (0: OpenMP's default), but never more than it has
+// tiles to hand out. Each thread holds tile workspaces of up to a few MiB, so 4096 threads on
+// an 8-token batch asked for GBs for nothing. Results do not depend on the count.
+int call_threads(const BlockPlan& plan, const AttentionDims& dims, int requested) {
+  const std::int64_t tiles = std::max(plan.num_q_tiles(), plan.num_kv_tiles());
+  const std::int64_t useful = std::max<std::int64_t>(1, tiles * std::max(dims.heads_q, 1));
+  return static_cast<int>(std::min<std::int64_t>(core::resolve_threads(requested), useful));
+}
+
 }  // namespace
 
 void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTensors& t,
@@ -114,7 +123,7 @@ void forward(const BlockPlan& plan, const AttentionDims& dims, const ForwardTens
   check_tensor(t.lse, "lse");
   cpu_kernels(t.dtype, options)
       .forward(plan, dims, t, s, resolve_scale(dims, options),
-               core::resolve_threads(options.threads));
+               call_threads(plan, dims, options.threads));
 }
 
 void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTensors& t,
@@ -140,7 +149,7 @@ void backward(const BlockPlan& plan, const AttentionDims& dims, const BackwardTe
   check_tensor(t.dv, "dv");
   cpu_kernels(t.dtype, options)
       .backward(plan, dims, t, s, resolve_scale(dims, options),
-                core::resolve_threads(options.threads));
+                call_threads(plan, dims, options.threads));
 }
 
 BackwardSchedule backward_schedule(const BlockPlan& plan, const AttentionDims& dims, int threads) {

@@ -596,6 +596,10 @@ TEST_F(Kernels, DeterministicAcrossThreadsAndRuns) {
         EXPECT_TRUE(one.same_bits(two)) << "threads=1 and threads=2 differ";
         EXPECT_TRUE(two.same_bits(again)) << "two runs with threads=2 differ";
         EXPECT_TRUE(one.same_bits(three)) << "threads=1 and threads=3 differ";
+        // The most threads a call may ask for: it runs as many as it has tiles (4096 threads'
+        // workspaces asked for GBs on a batch of a few tiles), with the same bits.
+        const KernelRun most = run_kernels(plan, dims, dtype, in, with_path({0.0f, 4096}, path));
+        EXPECT_TRUE(one.same_bits(most)) << "threads=1 and threads=4096 differ";
       }
     }
   }
