@@ -294,7 +294,7 @@ TEST(Llama2cExport, RefusesWhatRunCCannotReproduce) {
                  {"head_dim 16 with hidden_size 32 and 4 heads"});
   expect_refused(with([](LlamaConfig& c) { c.sliding_window = 8; }), {"sliding_window 8"});
   expect_refused(with([](LlamaConfig& c) { c.max_position_embeddings = std::int64_t{1} << 32; }),
-                 {"max_position_embeddings 4294967296 (beyond the int32 header)"});
+                 {"max_position_embeddings 4294967296 is beyond the supported range"});
   // Every problem at once, not just the first.
   expect_refused(with([](LlamaConfig& c) {
                    c.rope_theta = 1e6;
