@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "anchorctx/core/atomic_dir.h"
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
@@ -224,11 +225,15 @@ void run_demo(const DemoArgs& a) {
                      a.batch_windows, anchor_ms, full_ms));
 
   // 5. The model folder: the last checkpoint's weights and config (HF layout).
+  // Written as a folder that appears whole (a full disk left a truncated model.safetensors).
   const fs::path model_dir = out / "model";
-  fs::create_directories(model_dir);
-  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json",
-                        "tokenizer_config.json", "special_tokens_map.json"})
-    fs::copy_file(result.last_checkpoint / f, model_dir / f, fs::copy_options::overwrite_existing);
+  {
+    core::AtomicDir model_folder(model_dir, /*replace=*/true);
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json",
+                          "tokenizer_config.json", "special_tokens_map.json"})
+      core::copy_file_atomic(result.last_checkpoint / f, model_folder.path() / f);
+    model_folder.commit();
+  }
 
   // A sample: greedy continuation of a prompt from the corpus's prose.
   std::string sample;

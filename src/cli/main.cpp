@@ -2,7 +2,9 @@
 // exit codes (0 success, 1 error, 2 usage, 128 + the signal when SIGINT or SIGTERM stopped a
 // command that polls for them at safe points, core/interrupt.h); each subcommand lives in its own
 // file (commands.h).
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -66,6 +68,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "anchorctx: error: %s\n", e.what());
     // Stopped by Ctrl-C or SIGTERM at a safe point: the shell's status for that signal.
     if (const int sig = anchorctx::core::interrupt_signal(); sig != 0) return 128 + sig;
+    return 1;
+  }
+  // What went to stdout (ids, text, --json objects) must have arrived: into a full disk or
+  // /dev/full it was lost while the command exited 0. stdio keeps the error until here.
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {
+    std::fprintf(stderr, "anchorctx: error: writing the output on stdout failed: %s\n",
+                 std::strerror(errno != 0 ? errno : EIO));
     return 1;
   }
   return 0;

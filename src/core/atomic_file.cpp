@@ -2,6 +2,7 @@
 #include "anchorctx/core/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -109,6 +110,28 @@ void write_file_atomic(const fs::path& path, std::string_view text) {
   AtomicFile file(path);
   file.write(text);
   file.commit();
+}
+
+void copy_file_atomic(const fs::path& from, const fs::path& to) {
+  const int fd = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail("{}: cannot open it to copy: {}", from.string(), std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    fail("{}: not a regular file to copy", from.string());
+  AtomicFile out(to);
+  std::vector<std::byte> buffer(std::size_t{4} << 20);
+  while (true) {
+    const ::ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("{}: read failed: {}", from.string(), std::strerror(errno));
+    if (n == 0) break;
+    out.write(std::span(buffer.data(), static_cast<std::size_t>(n)));
+  }
+  out.commit();
 }
 
 }  // namespace anchorctx::core

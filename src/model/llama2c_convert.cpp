@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "anchorctx/core/atomic_dir.h"
+#include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/owned_folder.h"
 #include "anchorctx/model/config.h"
@@ -43,7 +44,7 @@ LlamaConfig import_llama2c(const std::filesystem::path& checkpoint,
   for (const NamedTensor& t : model.tensors)
     tensors.push_back(tensor_from_f32(t.name, t.shape, t.data, TensorDtype::f32));
   write_model_safetensors(dir.path(), tensors);
-  std::filesystem::copy_file(tokenizer.path, dir.path() / "tokenizer.bin");
+  core::copy_file_atomic(tokenizer.path, dir.path() / "tokenizer.bin");
   dir.commit();
   return config;
 }

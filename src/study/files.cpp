@@ -30,6 +30,42 @@ nlohmann::json read_json(const fs::path& path) {
   }
 }
 
+namespace {
+
+// `path` relative to `study` when it lies inside it, else empty (both made absolute first).
+fs::path inside_study(const fs::path& study, const fs::path& path) {
+  const fs::path rel = fs::absolute(path).lexically_normal().lexically_relative(
+      fs::absolute(study).lexically_normal());
+  if (rel.empty() || rel == "." || *rel.begin() == "..") return {};
+  return rel;
+}
+
+}  // namespace
+
+std::string recorded_path(const fs::path& study, const fs::path& inside) {
+  const fs::path rel = inside_study(study, inside);
+  require(!rel.empty(), "study: {} is not inside the study folder {}", inside.string(),
+          study.string());
+  return rel.generic_string();
+}
+
+fs::path recorded_folder(const fs::path& study, const fs::path& marker, const char* key) {
+  const nlohmann::json j = read_json(marker);
+  if (!j.is_object() || !j.contains(key) || !j.at(key).is_string())
+    fail("study: {}: no \"{}\" path; delete it to redo that part", marker.string(), key);
+  const fs::path recorded = j.at(key).get<std::string>();
+  std::error_code ec;
+  if (!recorded.is_absolute() && !inside_study(study, study / recorded).empty() &&
+      fs::is_directory(study / recorded, ec))
+    return study / recorded;
+  // An older marker's path, relative to where the study ran: only a folder of this study.
+  if (!inside_study(study, recorded).empty() && fs::is_directory(recorded, ec)) return recorded;
+  fail(
+      "study: {} records '{}', which is no folder of the study {}; delete the marker to redo "
+      "that part",
+      marker.string(), recorded.string(), study.string());
+}
+
 nlohmann::json recorded_settings(const fs::path& study_json) {
   nlohmann::json config = read_json(study_json).at("config");
   for (const auto& [key, value] : {std::pair{"bf16_compute", "emulated"}})

@@ -16,6 +16,17 @@ nlohmann::json read_json(const std::filesystem::path& path);
 // Written under a temporary name and renamed.
 void write_json(const std::filesystem::path& path, const nlohmann::json& value);
 
+// A folder of the study as its markers record it: relative to the study folder, so that a
+// study continues wherever it is run from or moved to. (Markers recorded --out as typed: a rerun
+// from another directory read another study's checkpoint of the same relative name.)
+std::string recorded_path(const std::filesystem::path& study, const std::filesystem::path& inside);
+
+// The folder `key` of `marker` records, inside `study`. A path as older markers wrote it
+// (relative to where the study ran) is taken only where it names a folder inside this study.
+// Throws anchorctx::Error naming the marker otherwise.
+std::filesystem::path recorded_folder(const std::filesystem::path& study,
+                                      const std::filesystem::path& marker, const char* key);
+
 // The settings a study folder was started with (its study.json's "config"), settings added to
 // the study since then filled in with the value such folders ran (bf16_compute: emulated), so
 // an older folder still compares equal to the settings it ran.

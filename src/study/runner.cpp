@@ -149,9 +149,7 @@ fs::path make_long_init(const StudyConfig& c, const fs::path& checkpoint, const 
   config.rope_theta = c.stage1_rope_theta;
   config.max_position_embeddings = c.stage1_seq_len;
   model::save_config(config, dir / "config.json");
-  const fs::path tmp = dir / ".model.safetensors.tmp";
-  fs::copy_file(checkpoint / "model.safetensors", tmp, fs::copy_options::overwrite_existing);
-  fs::rename(tmp, dir / "model.safetensors");
+  core::copy_file_atomic(checkpoint / "model.safetensors", dir / "model.safetensors");
   return dir;
 }
 
@@ -348,7 +346,7 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
   const fs::path stage0 = out / "stage0";
   fs::path checkpoint0;
   if (fs::exists(stage0 / "done.json")) {
-    checkpoint0 = read_json(stage0 / "done.json").at("checkpoint").get<std::string>();
+    checkpoint0 = recorded_folder(out, stage0 / "done.json", "checkpoint");
   } else {
     train::TrainOptions t = base_train_options(data0, stage0 / "run");
     model::LlamaConfig config = model::preset(c.preset);
@@ -371,7 +369,7 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
     say(fmt::format("stage 0: {} ({} steps of {} x {} tokens, causal, bf16)", c.preset, t.steps,
                     t.windows_per_micro_batch, c.stage0_seq_len));
     checkpoint0 = train_run(t, eta, s0_work, "stage 0", quiet);
-    write_json(stage0 / "done.json", {{"checkpoint", checkpoint0.string()}});
+    write_json(stage0 / "done.json", {{"checkpoint", recorded_path(out, checkpoint0)}});
   }
   const fs::path init1 = make_long_init(c, checkpoint0, stage0 / "long");
 
@@ -415,9 +413,11 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
       // A retrained model invalidates whatever was measured on an earlier one.
       fs::remove(dir / "eval-done.json");
       fs::remove(dir / "drift-done.json");
-      write_json(dir / "train-done.json", train_summary(dir / "run", trained));
+      nlohmann::json summary = train_summary(dir / "run", trained);
+      summary["checkpoint"] = recorded_path(out, trained);
+      write_json(dir / "train-done.json", summary);
     }
-    const fs::path ck = read_json(dir / "train-done.json").at("checkpoint").get<std::string>();
+    const fs::path ck = recorded_folder(out, dir / "train-done.json", "checkpoint");
     if (!fs::exists(dir / "eval-done.json")) {
       say(fmt::format("{}: evaluating", what));
       write_json(dir / "eval-done.json",

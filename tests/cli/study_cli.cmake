@@ -55,6 +55,23 @@ if(err MATCHES ": training")
   message(FATAL_ERROR "a rerun of a finished study trained again:\n${err}")
 endif()
 
+# Markers record folders relative to the study: a moved study, rerun from another directory,
+# still finds everything done (they held --out as typed: a rerun elsewhere could read another
+# study's checkpoint).
+file(READ "${dir}/stage0/done.json" done0)
+string(JSON checkpoint0 GET "${done0}" checkpoint)
+if(NOT checkpoint0 MATCHES "^stage0/run/checkpoints/step-[0-9]+$")
+  message(FATAL_ERROR "stage0/done.json records '${checkpoint0}', not a path inside the study")
+endif()
+file(RENAME "${dir}" "${WORK}/moved")
+execute_process(COMMAND ${EXE} study --quick --out moved WORKING_DIRECTORY "${WORK}"
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+expect_equal("rerun of a moved study, from elsewhere" "${rc}" "0")
+if(err MATCHES ": training")
+  message(FATAL_ERROR "a moved, finished study trained again:\n${err}")
+endif()
+file(RENAME "${WORK}/moved" "${dir}")
+
 # An interrupted run (its markers and last checkpoint gone, its checkpoint of step 2 kept)
 # resumes from there and trains the one step left.
 file(REMOVE "${dir}/stage1/anchor-s1/train-done.json" "${dir}/stage1/anchor-s1/eval-done.json")

@@ -59,3 +59,12 @@ run_tokenize(out 1 --tokenizer byte --decode --text "999")
 run_tokenize(out 2 --tokenizer byte --text "a" --text-file "${EXE}")
 run_tokenize(out 2 --tokenizer byte)
 run_tokenize(out 2 --text "hi")
+
+# Output that cannot be written is an error: into /dev/full it was lost with exit 0.
+if(EXISTS /dev/full)
+  execute_process(COMMAND ${EXE} tokenize --tokenizer byte --text "hello" OUTPUT_FILE /dev/full
+                  RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(NOT rc EQUAL 1 OR NOT err MATCHES "writing the output on stdout failed: No space left")
+    message(FATAL_ERROR "tokenize into /dev/full: exit ${rc}\n${err}")
+  endif()
+endif()

@@ -64,5 +64,24 @@ TEST(AtomicFileSet, CommitReplacesAllAndRemovesOwnedFilesItLacks) {
   EXPECT_EQ(entries(tmp.path() / "plots"), 1u);
 }
 
+TEST(CopyFileAtomic, CopiesWholeAndRefusesWhatIsNoFile) {
+  TempDir tmp;
+  const std::string big(5 << 20, 'x');  // more than one 4 MiB read
+  std::ofstream(tmp.path() / "from.bin", std::ios::binary) << big;
+  std::ofstream(tmp.path() / "to.bin") << "old";
+  copy_file_atomic(tmp.path() / "from.bin", tmp.path() / "to.bin");
+  EXPECT_EQ(read_file((tmp.path() / "to.bin").string()), big);
+  fs::create_directories(tmp.path() / "folder");
+  try {
+    copy_file_atomic(tmp.path() / "folder", tmp.path() / "to.bin");
+    ADD_FAILURE() << "a folder was copied";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("folder: not a regular file to copy"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(read_file((tmp.path() / "to.bin").string()), big);
+  EXPECT_EQ(entries(tmp.path()), 3u);  // from.bin, to.bin, folder: no temporary left
+}
+
 }  // namespace
 }  // namespace anchorctx::core

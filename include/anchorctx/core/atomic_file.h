@@ -63,4 +63,10 @@ class AtomicFileSet {
 // Writes `text` to `path` atomically.
 void write_file_atomic(const std::filesystem::path& path, std::string_view text);
 
+// Copies the regular file `from` to `to` through an AtomicFile, so `to` is its old version or
+// the whole copy (std::filesystem::copy_file wrote in place: a full disk left a truncated model
+// under its final name, and its errors came as libstdc++ text). Throws anchorctx::Error naming
+// the file and the system's reason.
+void copy_file_atomic(const std::filesystem::path& from, const std::filesystem::path& to);
+
 }  // namespace anchorctx::core
