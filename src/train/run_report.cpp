@@ -154,8 +154,11 @@ std::vector<ReportPlot> report_plots(const std::map<std::string, MetricSeries>& 
 
 fs::path write_run_report(const fs::path& run_dir) {
   const std::map<std::string, MetricSeries> metrics = read_metrics_jsonl(run_dir / "metrics.jsonl");
-  const fs::path plot_dir = run_dir / "plots";
-  fs::create_directories(plot_dir);
+  std::error_code ec;
+  fs::create_directories(run_dir / "plots", ec);
+  if (ec) fail("{}: cannot create it: {}", (run_dir / "plots").string(), ec.message());
+  // Staged as one set, report.md last: a full disk leaves the old report and plots whole.
+  core::AtomicFileSet files(run_dir);
   std::string md = "# Training run\n\n" + describe_run(run_dir);
   if (const auto it = metrics.find("loss"); it != metrics.end()) {
     if (const auto s = summarize(it->second))
@@ -169,26 +172,31 @@ fs::path write_run_report(const fs::path& run_dir) {
     if (skipped > 0) md += fmt::format("- {} recorded steps skipped (non-finite)\n", skipped);
   }
   for (const ReportPlot& plot : report_plots(metrics)) {
-    const core::RenderedChart rendered = core::render_chart(plot.chart);
-    core::write_file_atomic(plot_dir / (plot.stem + ".svg"), rendered.svg);
-    core::write_file_atomic(plot_dir / (plot.stem + ".png"), rendered.png);
+    core::add_chart(files, "plots/" + plot.stem, plot.chart);
     md += fmt::format("\n## {}\n\n![{}](plots/{}.svg)\n\n[PNG](plots/{}.png)\n", plot.chart.title,
                       plot.stem, plot.stem, plot.stem);
   }
-  const fs::path report = run_dir / "report.md";
-  core::write_file_atomic(report, md);
-  return report;
+  files.add("report.md", md);
+  files.commit();
+  return run_dir / "report.md";
 }
 
-bool write_run_report_or_warn(const fs::path& run_dir, bool quiet) {
+bool write_run_report_or_warn(const fs::path& run_dir) {
+  std::string why;
   try {
     write_run_report(run_dir);
     return true;
   } catch (const Error& e) {
-    if (!quiet) std::fprintf(stderr, "anchorctx: warning: report.md not written: %s\n", e.what());
+    why = e.what();
   } catch (const fs::filesystem_error& e) {
-    if (!quiet) std::fprintf(stderr, "anchorctx: warning: report.md not written: %s\n", e.what());
+    why = e.what();
   }
+  // An older report.md (of the steps before a resume) must not pass as this run's.
+  std::error_code ec;
+  const bool removed = fs::remove(run_dir / "report.md", ec);
+  // Said even with --quiet: it is output lost, not progress.
+  std::fprintf(stderr, "anchorctx: warning: report.md not written%s: %s\n",
+               removed ? " (the older one removed)" : "", why.c_str());
   return false;
 }
 

@@ -485,7 +485,7 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
   result.tokens_per_s = elapsed > 0 ? static_cast<double>(tokens_run) / elapsed : 0.0;
   result.final_step = step_;
   // After the timing: report.md and its plots, from the run folder (the whole run's metrics).
-  if (comm_.rank() == 0) write_run_report_or_warn(options_.out, options_.quiet);
+  if (comm_.rank() == 0) write_run_report_or_warn(options_.out);
   return result;
 }
 

@@ -103,6 +103,23 @@ TEST(RunReport, MetricsAreReadWithNullsAsNaNAndBadLinesNamed) {
             std::string::npos);
 }
 
+// A report that cannot be written is a warning and false, and the older report.md goes: after a
+// resume it described the steps before, and passed as the run's report.
+TEST(RunReport, AnUnwritableReportRemovesTheOlderOne) {
+  const TempDir dir;
+  const fs::path run = dir.path() / "run";
+  fs::create_directories(run);
+  dir.write("run/metrics.jsonl", "{\"step\": 1, \"loss\": 5.5}\n");
+  dir.write("run/report.md", "# an older report\n");
+  dir.write("run/plots", "a file where the plots folder goes");  // the report cannot be written
+  EXPECT_FALSE(train::write_run_report_or_warn(run));
+  EXPECT_FALSE(fs::exists(run / "report.md"));
+  fs::remove(run / "plots");
+  EXPECT_TRUE(train::write_run_report_or_warn(run));
+  EXPECT_NE(read_file(run / "report.md").find("loss: 5.5000 at step 1"), std::string::npos);
+  EXPECT_TRUE(fs::exists(run / "plots" / "loss.svg"));
+}
+
 // A run of 4 steps with a checkpoint at 2, resumed from step 2 in a new trainer up to 6 (it
 // rewrites steps 3 and 4): the report and plots cover steps 1..6 as metrics.jsonl holds them.
 TEST(RunReport, ResumedRunReportPlotsTheWholeRunsMetrics) {

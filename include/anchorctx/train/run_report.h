@@ -35,13 +35,14 @@ struct ReportPlot {
 // tokens_per_s. Each chart's one series is the metric as read (steps as x).
 std::vector<ReportPlot> report_plots(const std::map<std::string, MetricSeries>& metrics);
 
-// Writes `<run_dir>/plots/<stem>.{svg,png}` and `<run_dir>/report.md`, every file atomically,
-// and returns the report's path. Throws anchorctx::Error (metrics.jsonl missing or damaged,
-// a file that cannot be written).
+// Writes `<run_dir>/plots/<stem>.{svg,png}` and `<run_dir>/report.md` as one set (every file
+// staged before any replaces its old version, report.md last) and returns the report's path. Throws
+// anchorctx::Error (metrics.jsonl missing or damaged, a file that cannot be written).
 std::filesystem::path write_run_report(const std::filesystem::path& run_dir);
 
 // write_run_report for the end of a run: an error (a damaged metrics.jsonl, a full disk) is a
-// warning on stderr (unless `quiet`) and false, never a failure of the finished training.
-bool write_run_report_or_warn(const std::filesystem::path& run_dir, bool quiet);
+// warning on stderr (with --quiet too: output is lost) and false, never a failure of the
+// finished training; an older report.md is removed so that it never passes as this run's.
+bool write_run_report_or_warn(const std::filesystem::path& run_dir);
 
 }  // namespace anchorctx::train
