@@ -12,6 +12,7 @@
 #include <string>
 #include <system_error>
 
+#include "anchorctx/core/atomic_dir.h"
 #include "anchorctx/core/error.h"
 
 namespace anchorctx::core {
@@ -20,6 +21,9 @@ namespace fs = std::filesystem;
 AtomicFile::AtomicFile(fs::path final_path) : final_(std::move(final_path)) {
   fs::path parent = final_.parent_path();
   if (parent.empty()) parent = ".";
+  // A killed writer's temporary of this name (a whole model for convert to-llama2c) stayed
+  // for good: the next writer removes those of dead processes, as AtomicDir does for folders.
+  sweep_stale_temporaries(parent, "." + final_.filename().string() + ".tmp-");
   static std::atomic<unsigned> counter{0};
   for (int attempt = 0; attempt < 100; ++attempt) {
     temp_ = parent / ("." + final_.filename().string() + ".tmp-" + std::to_string(::getpid()) +

@@ -8,6 +8,7 @@
 
 #include <fstream>
 
+#include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/mapped_file.h"
 #include "anchorctx/core/progress.h"
@@ -84,6 +85,19 @@ TEST(AtomicDir, SweepsADeadWritersTemporaryFolder) {
   EXPECT_FALSE(fs::exists(tmp.path() / (".result.tmp-" + dead + "-3-old")));
   EXPECT_TRUE(fs::exists(tmp.path() / (".result.tmp-" + live + "-0")));
   EXPECT_TRUE(fs::exists(tmp.path() / (".other.tmp-" + dead + "-0")));
+}
+
+// The same for a single file's temporary (a killed convert to-llama2c left a whole model).
+TEST(AtomicFile, SweepsADeadWritersTemporaryFile) {
+  TempDir tmp;
+  const std::string dead = std::to_string(dead_pid());
+  const std::string live = std::to_string(::getppid());
+  for (const std::string& name : {".x.bin.tmp-" + dead + "-0", ".x.bin.tmp-" + live + "-0"})
+    std::ofstream(tmp.path() / name) << "partial";
+  write_file_atomic(tmp.path() / "x.bin", "whole");
+  EXPECT_FALSE(fs::exists(tmp.path() / (".x.bin.tmp-" + dead + "-0")));
+  EXPECT_TRUE(fs::exists(tmp.path() / (".x.bin.tmp-" + live + "-0")));
+  EXPECT_EQ(anchorctx::test::read_file((tmp.path() / "x.bin").string()), "whole");
 }
 
 TEST(MappedFile, MapsAndNamesFailures) {

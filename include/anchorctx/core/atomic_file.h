@@ -16,7 +16,8 @@ namespace anchorctx::core {
 
 class AtomicFile {
  public:
-  // Creates `.<name>.tmp-<pid>-<n>` in the folder of `final_path` (which must exist).
+  // Creates `.<name>.tmp-<pid>-<n>` in the folder of `final_path` (which must exist), after
+  // removing such temporaries of processes that are gone (sweep_stale_temporaries).
   explicit AtomicFile(std::filesystem::path final_path);
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
