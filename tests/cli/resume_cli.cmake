@@ -136,6 +136,8 @@ expect_state_refused("${edited}" "trainer_state.json: key 'dataset': expected an
 string(JSON edited SET "${state}" options "[]")
 expect_state_refused("${edited}" "trainer_state.json: key 'options': expected an object"
                      "${WORK}/data_a")
+string(JSON edited REMOVE "${state}" options seed)
+expect_state_refused("${edited}" "seed: \\(not recorded\\) -> 0" "${WORK}/data_a")
 string(JSON edited SET "${state}" step 0)
 expect_state_refused("${edited}" "key 'step': 0, but the folder is named for step 4"
                      "${WORK}/data_a")
