@@ -298,6 +298,53 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
   return std::move(all.back());
 }
 
+std::optional<fs::path> resume_checkpoint(const fs::path& run_dir) {
+  const std::vector<fs::path> complete = list_checkpoints(run_dir);
+  const std::int64_t newest_complete =
+      complete.empty() ? -1 : *parse_step_name(complete.back().filename().string());
+  // The newest step-* entry that list_checkpoints left out, if newer than its newest.
+  const fs::path root = run_dir / "checkpoints";
+  std::error_code ec;
+  std::optional<std::pair<std::int64_t, fs::path>> damaged;
+  if (fs::is_directory(root, ec)) {
+    for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::optional<std::int64_t> step = parse_step_name(it->path().filename().string());
+      if (!step || *step < newest_complete || (damaged && *step <= damaged->first)) continue;
+      if (std::find(complete.begin(), complete.end(), it->path()) == complete.end())
+        damaged.emplace(*step, it->path());
+    }
+    if (ec) fail("{}: cannot list: {}", root.string(), ec.message());
+  }
+  if (!damaged) {
+    if (complete.empty()) return std::nullopt;
+    return complete.back();
+  }
+  const fs::path& dir = damaged->second;
+  const fs::path state = dir / kStateFile;
+  std::string what;
+  if (!fs::is_directory(dir, ec)) {
+    what = "it is not a folder";
+  } else {
+    const fs::file_status st = fs::symlink_status(state, ec);
+    if (!fs::exists(st))
+      what = "it has no trainer_state.json";
+    else if (fs::is_symlink(st))
+      what = "its trainer_state.json is a link to nothing readable";
+    else if (fs::is_directory(st))
+      what = "its trainer_state.json is a folder";
+    else
+      what = "its trainer_state.json is not a regular file";
+  }
+  const std::string way_on = complete.empty() ? std::string("--resume then starts a new run")
+                                              : fmt::format("--resume then continues from {}",
+                                                            complete.back().filename().string());
+  fail(
+      "--resume: {} is not a complete checkpoint ({}). Checkpoints are renamed into place only "
+      "when complete, so it is damaged, and an older one is not taken in its place silently. "
+      "Restore it, or move it out of {} ({})",
+      dir.string(), what, root.string(), way_on);
+}
+
 // Beyond the header: a pruned folder is first renamed to a hidden name (atomic), then deleted,
 // so a kill during the deletion never leaves a half-deleted step-* folder. Prune also sweeps
 // hidden `.step-*.tmp-<pid>-*` folders whose writer process no longer exists on this machine

@@ -145,3 +145,11 @@ string(REPEAT "[" 600 open)
 string(REPEAT "]" 600 close)
 string(REPLACE "\"options\": {" "\"options\": {\"deep\": ${open}${close}, " edited "${state}")
 expect_state_refused("${edited}" "trainer_state.json: JSON nested deeper than 512" "${WORK}/data_a")
+# The newest checkpoint without its trainer_state.json is damage: refused, not passed over for
+# step 3.
+file(REMOVE_RECURSE "${WORK}/edited")
+file(COPY "${WORK}/run/" DESTINATION "${WORK}/edited")
+file(REMOVE "${WORK}/edited/${state_rel}")
+expect_failure("step-000004 is not a complete checkpoint \\(it has no trainer_state.json\\).*continues from step-000003"
+               train --data "${WORK}/data_a" --out "${WORK}/edited" --preset tiny --lr 0.001
+               --save-every 1 --log-every 2 --quiet --resume --steps 6)

@@ -449,6 +449,57 @@ TEST(Checkpoint, StepOtherThanTheFolderNameIsRefused) {
       << e;
 }
 
+// --resume's checkpoint: the newest step-* entry, which must be complete. A final-named folder
+// without a readable trainer_state.json is damage (saves are renamed into place complete); it
+// used to be skipped, and the run went on from an older checkpoint without a word.
+TEST(Checkpoint, ResumeRefusesADamagedNewestCheckpoint) {
+  const TempDir run;
+  EXPECT_EQ(resume_checkpoint(run.path()), std::nullopt);
+  Fixture f(model::preset("tiny"));
+  for (const std::int64_t step : {1, 2}) {
+    f.state.step = step;
+    save_checkpoint(run.path(), f.data(false));
+  }
+  const fs::path root = run.path() / "checkpoints";
+  const fs::path newest = checkpoint_path(run.path(), 2);
+  EXPECT_EQ(resume_checkpoint(run.path()), newest);
+  // An older damaged entry is not what a resume would take: ignored, as by list_checkpoints.
+  fs::create_directories(root / "step-000000");
+  EXPECT_EQ(resume_checkpoint(run.path()), newest);
+
+  const fs::path state = newest / "trainer_state.json";
+  const std::string kept = test::read_file(state.string());
+  const auto expect_refused = [&](const fs::path& damaged, const std::string& why,
+                                  const std::string& way_on) {
+    const std::string e = error_of([&] { resume_checkpoint(run.path()); });
+    for (const std::string& want : {damaged.string() + " is not a complete checkpoint (", why,
+                                    "move it out of " + root.string(), way_on})
+      EXPECT_NE(e.find(want), std::string::npos) << why << ": '" << e << "' lacks '" << want << "'";
+  };
+  fs::remove(state);
+  expect_refused(newest, "it has no trainer_state.json", "continues from step-000001");
+  fs::create_directory(state);
+  expect_refused(newest, "its trainer_state.json is a folder", "continues from step-000001");
+  fs::remove(state);
+  ASSERT_EQ(::mkfifo(state.c_str(), 0600), 0);
+  expect_refused(newest, "not a regular file", "continues from step-000001");
+  fs::remove(state);
+  fs::create_symlink(run.path() / "nowhere", state);
+  expect_refused(newest, "a link to nothing readable", "continues from step-000001");
+  fs::remove(state);
+  std::ofstream(state) << kept;
+  EXPECT_EQ(resume_checkpoint(run.path()), newest);
+
+  // A step-* file newer than every checkpoint; with no complete checkpoint left, the way on is
+  // a new run.
+  run.write("checkpoints/step-000009", "not a folder");
+  expect_refused(root / "step-000009", "it is not a folder", "continues from step-000002");
+  fs::remove_all(checkpoint_path(run.path(), 1));
+  fs::remove_all(newest);
+  const std::string e = error_of([&] { resume_checkpoint(run.path()); });
+  EXPECT_NE(e.find("starts a new run"), std::string::npos) << e;
+}
+
 TEST(Checkpoint, SaveRejectsInconsistentData) {
   const TempDir run;
   Fixture f(model::preset("tiny"));
@@ -570,6 +621,7 @@ TEST(Checkpoint, SurvivesSigkillDuringSave) {
       EXPECT_TRUE(same_bits(got.exp_avg_sq, want.exp_avg_sq));
     }
     const std::optional<fs::path> latest = latest_checkpoint(run.path());
+    EXPECT_EQ(resume_checkpoint(run.path()), latest);  // a kill never leaves a damaged one
     if (latest) {
       const std::int64_t step = load_checkpoint(*latest).state.step;
       EXPECT_GE(step, newest);  // never older than what an earlier round left

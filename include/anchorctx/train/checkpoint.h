@@ -75,6 +75,12 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
 
+// The checkpoint `--resume` continues: latest_checkpoint, except that the newest step-*
+// entry must be a complete checkpoint. Checkpoints are renamed into place only when complete,
+// so a step-* folder without a regular trainer_state.json (missing, a folder, a FIFO, a
+// dangling link) is damage, not an interrupted save: throws anchorctx::Error naming it and the
+// way on, rather than silently resuming an older checkpoint.
+std::optional<std::filesystem::path> resume_checkpoint(const std::filesystem::path& run_dir);
 
 // Removes all but the newest `keep_last` checkpoints (keep_last <= 0 keeps all).
 void prune_checkpoints(const std::filesystem::path& run_dir, int keep_last);
