@@ -133,13 +133,22 @@ void run(const Args& a) {
     w["loss_spans"] = std::vector<std::uint32_t>(spans.begin(), spans.end());
     w["tokens"] = tokens;
     if (a.decode) {
+      // Dataset::open checked that a recorded tokenizer is an object of strings; one packed
+      // without a record (older or other writers) needs --tokenizer.
+      const nlohmann::json none = nlohmann::json::object();
+      const auto recorded = ds.meta().find("tokenizer");
+      const nlohmann::json& tok_meta = recorded != ds.meta().end() ? *recorded : none;
+      require(!a.tokenizer.empty() || tok_meta.contains("spec"),
+              "--decode: {}/meta.json records no tokenizer spec; pass --tokenizer", a.dir);
       const std::string spec =
-          a.tokenizer.empty() ? ds.meta()["tokenizer"].value("spec", "byte") : a.tokenizer;
+          a.tokenizer.empty() ? tok_meta["spec"].get<std::string>() : a.tokenizer;
       const auto tok = data::load_tokenizer(spec);
-      const std::string want = ds.meta()["tokenizer"].value("content_hash", "");
-      require(tok->content_hash() == want,
-              "--decode: tokenizer '{}' has content hash {}, the dataset was packed with {}", spec,
-              tok->content_hash(), want);
+      if (tok_meta.contains("content_hash")) {
+        const std::string& want = tok_meta["content_hash"].get_ref<const std::string&>();
+        require(tok->content_hash() == want,
+                "--decode: tokenizer '{}' has content hash {}, the dataset was packed with {}",
+                spec, tok->content_hash(), want);
+      }
       nlohmann::json texts = nlohmann::json::array();
       for (std::size_t k = 0; k < starts.size(); ++k) {
         const std::size_t end = k + 1 < starts.size() ? starts[k + 1] : tokens.size();

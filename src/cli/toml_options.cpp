@@ -7,6 +7,7 @@
 #include <string>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/utf8.h"
 #include "cli/commands.h"
 
 namespace anchorctx::cli {
@@ -62,6 +63,18 @@ void apply_toml_options(CLI::App& cmd, const std::string& path) {
                                   ? fmt::format("--config '{}': line {}", path, line.number)
                                   : fmt::format("--config '{}'", path);
     if (key == "config") fail("{}: a config file cannot name another", where);
+    // Options are recorded as JSON text (trainer_state.json, reports), as main.cpp says of the
+    // arguments: bytes that are not UTF-8 failed at the first checkpoint, after the training,
+    // with nlohmann's text naming nothing. TOML files are UTF-8 by definition, too.
+    if (!core::is_valid_utf8(key))
+      fail("{}: key '{}' is not valid UTF-8 (invalid bytes shown as U+FFFD)", where,
+           core::utf8_lossy(key));
+    for (const std::string& input : item.inputs)
+      if (!core::is_valid_utf8(input))
+        fail(
+            "{}: '{}': the value '{}' is not valid UTF-8 (invalid bytes shown as U+FFFD); "
+            "anchorctx records its options as JSON text",
+            where, key, core::utf8_lossy(input));
     CLI::Option* option = cmd.get_option_no_throw("--" + key);
     if (option == nullptr)
       fail(

@@ -81,7 +81,9 @@ nlohmann::json parse_json(std::string_view text, std::string_view source) {
   check_bytes_and_depth(text, source);
   try {
     return nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number beyond a double ("1e999"): that one escaped
+    // as nlohmann's text, naming no file.
     fail("{}: not valid JSON: {}", source, e.what());
   }
 }

@@ -1,9 +1,9 @@
 // Dataset: the packed folder, memory-mapped and checked.
 #include <cstring>
-#include <fstream>
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/hash.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/data/dataset.h"
 
 namespace anchorctx::data {
@@ -80,15 +80,10 @@ Dataset Dataset::open(const std::filesystem::path& dir) {
   const std::string d = dir.string();
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) fail("{}: not a dataset folder (no such folder)", d);
-  {
-    std::ifstream in(dir / "meta.json");
-    if (!in) fail("{}: no meta.json (not a packed dataset, or an unfinished one)", d);
-    try {
-      ds.meta_ = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}/meta.json: not valid JSON: {}", d, e.what());
-    }
-  }
+  // Through read_json_file: a FIFO meta.json blocked, a folder gave libstdc++'s text.
+  if (!std::filesystem::exists(dir / "meta.json", ec))
+    fail("{}: no meta.json (not a packed dataset, or an unfinished one)", d);
+  ds.meta_ = core::read_json_file(dir / "meta.json", "the dataset's meta.json");
   const auto& meta = ds.meta_;
   if (!meta.is_object() || !meta.contains("format") || !meta["format"].is_string() ||
       meta["format"].get<std::string>() != kDatasetFormatName)
@@ -129,6 +124,10 @@ Dataset Dataset::open(const std::filesystem::path& dir) {
            tok["vocab_size"].dump(), vocab);
     for (const char* key : {"bos_id", "eos_id"})
       if (tok.contains(key)) check_meta_id(tok[key], d, std::string("tokenizer.") + key, vocab);
+    // Read by train (the run's tokenizer, the resume identity) and inspect --decode.
+    for (const char* key : {"spec", "kind", "content_hash"})
+      if (tok.contains(key) && !tok[key].is_string())
+        fail("{}/meta.json: 'tokenizer.{}' is not a string", d, key);
   }
   // Checked as 64 bits before it is narrowed: 2^32 + 3 must not pass as 3.
   const std::uint64_t batch_size =
@@ -151,6 +150,11 @@ Dataset Dataset::open(const std::filesystem::path& dir) {
     if (!std::filesystem::exists(path, ec)) fail("{}: {} is missing", d, name);
     core::MappedFile f = core::MappedFile::open(path.string());
     const std::uint64_t recorded = meta_uint(meta, d, {"files", name, "bytes"});
+    // What verify() compares the file's hash with (and --resume the dataset's identity).
+    const nlohmann::json& file_meta = meta["files"][name];
+    if (!file_meta.contains("xxh3_128") || !file_meta["xxh3_128"].is_string())
+      fail("{}/meta.json: 'files.{}.xxh3_128' is {}, not a string", d, name,
+           file_meta.contains("xxh3_128") ? file_meta["xxh3_128"].dump() : "missing");
     if (f.size() != recorded)
       fail("{}/{}: {} bytes, meta.json records {} (truncated or replaced)", d, name, f.size(),
            recorded);
@@ -230,7 +234,7 @@ void Dataset::verify() const {
                                 : std::string_view(name) == "mask_index.bin" ? mask_index_
                                 : std::string_view(name) == "mask_spans.bin" ? mask_spans_
                                                                              : order_;
-    const std::string want = meta_.at("files").at(name).value("xxh3_128", "");
+    const std::string& want = meta_["files"][name]["xxh3_128"].get_ref<const std::string&>();
     const std::string got =
         core::hash_bytes_hex(std::string_view(reinterpret_cast<const char*>(f.data()), f.size()));
     if (got != want)

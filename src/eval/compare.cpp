@@ -4,17 +4,16 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/core/line_chart.h"
 
 namespace anchorctx::eval {
@@ -87,26 +86,20 @@ std::string signed_with_se(const RunScore& r, int digits) {
 }  // namespace
 
 json load_report(const fs::path& run) {
-  const fs::path file = fs::is_directory(run) ? run / "report.json" : run;
-  std::ifstream in(file, std::ios::binary);
-  if (!in)
+  std::error_code ec;
+  const fs::path file = fs::is_directory(run, ec) ? run / "report.json" : run;
+  if (!fs::exists(file, ec))
     fail("compare: cannot read {} (is {} an `anchorctx eval --out` folder?)", file.string(),
          run.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(text.str());
-  } catch (const json::exception& e) {
-    fail("compare: {} is not valid JSON: {}", file.string(), e.what());
-  }
+  // Through read_json_file: a FIFO in its place blocked the comparison for good.
+  const json j = core::read_json_file(file, "an `anchorctx eval` report");
   if (!j.is_object() || !j.contains("niah") || !j["niah"].is_array() || !j.contains("ppl") ||
       !j["ppl"].is_array() || !j.contains("lengths") || !j["lengths"].is_array())
     fail("compare: {} is not an `anchorctx eval` report (no 'niah', 'ppl' and 'lengths' arrays)",
          file.string());
   // Every value compare_reports reads, with its type: a wrong one used to surface as nlohmann's
   // raw type_error without the file, or (a score or loss) as a silent NaN in the comparison.
-  const auto bad = [&](const std::string& where, const char* what) {
+  const auto bad = [&](const std::string& where, const std::string& what) {
     fail("compare: {}: {} {}", file.string(), where, what);
   };
   for (std::size_t i = 0; i < j["niah"].size(); ++i) {
@@ -121,6 +114,13 @@ json load_report(const fs::path& run) {
       const json& sample = c["samples"][k];
       if (!sample.is_object() || !sample.contains("score") || !sample["score"].is_number())
         bad(fmt::format("{}.samples[{}].score", where, k), "is missing or not a number");
+      // A score is the fraction of a sample's answers found (string_match_all): 1e308 made
+      // the comparison's mean null, and it exited 0.
+      const double score = sample["score"].get<double>();
+      if (!(score >= 0.0 && score <= 1.0))
+        bad(fmt::format("{}.samples[{}].score", where, k),
+            fmt::format("is {}, outside [0, 1] (the fraction of answers found)",
+                        sample["score"].dump()));
     }
   }
   for (std::size_t i = 0; i < j["ppl"].size(); ++i) {
@@ -130,10 +130,16 @@ json load_report(const fs::path& run) {
         !p["sample_loss"].is_array())
       bad(where, "lacks length or sample_loss");
     if (!p["length"].is_number_integer()) bad(where + ".length", "is not an integer");
-    // null is how a report writes a non-finite loss: it stays NaN.
-    for (std::size_t k = 0; k < p["sample_loss"].size(); ++k)
-      if (!p["sample_loss"][k].is_number() && !p["sample_loss"][k].is_null())
+    // A cross-entropy is finite and >= 0 (null is how a report writes a non-finite loss).
+    for (std::size_t k = 0; k < p["sample_loss"].size(); ++k) {
+      const json& loss = p["sample_loss"][k];
+      if (loss.is_null()) continue;
+      if (!loss.is_number())
         bad(fmt::format("{}.sample_loss[{}]", where, k), "is not a number (or null)");
+      if (!(std::isfinite(loss.get<double>()) && loss.get<double>() >= 0.0))
+        bad(fmt::format("{}.sample_loss[{}]", where, k),
+            fmt::format("is {}, not a finite loss >= 0", loss.dump()));
+    }
   }
   return j;
 }

@@ -1,11 +1,9 @@
 #include "anchorctx/eval/templates.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 
 namespace anchorctx::eval {
 namespace {
@@ -123,12 +121,7 @@ Templates default_templates() {
 }
 
 Templates parse_templates(const std::string& json_text, const std::string& source) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", source, e.what());
-  }
+  const nlohmann::json j = core::parse_json(json_text, source);
   if (!j.is_object() || j.empty()) fail("{}: expected an object of template sets", source);
   Templates out;
   for (const auto& item : j.items()) {
@@ -177,11 +170,8 @@ Templates parse_templates(const std::string& json_text, const std::string& sourc
 }
 
 Templates load_templates(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read the template file {}", path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_templates(text.str(), path.string());
+  // Through read_regular_file: a FIFO given as --templates blocked for good.
+  return parse_templates(core::read_regular_file(path, "the template file"), path.string());
 }
 
 std::string fill(std::string text, const std::map<std::string, std::string>& vars) {

@@ -2,7 +2,6 @@
 
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +10,7 @@
 
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/rope/positions.h"
 
@@ -19,14 +19,13 @@ namespace anchorctx::study {
 namespace fs = std::filesystem;
 
 nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("study: cannot read {}", path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
+  // core::read_regular_file and parse_json: a FIFO or folder in its place is named, not waited
+  // on; a NUL byte or nesting no study file has is refused.
+  const std::string text = core::read_regular_file(path, "a study file");
   try {
-    return nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail("study: {} is not valid JSON ({}); delete it to redo that part", path.string(), e.what());
+    return core::parse_json(text, path.string());
+  } catch (const Error& e) {
+    fail("study: {}; delete it to redo that part", e.what());
   }
 }
 

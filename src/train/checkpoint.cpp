@@ -6,11 +6,12 @@
 //   optimizer.safetensors  exp_avg.<name>, exp_avg_sq.<name> (only with optimizer state)
 //   <extra files>          tokenizer files, copied
 //   trainer_state.json     last: its presence marks a complete folder (list_checkpoints)
-// trainer_state.json: {"version", "step", "tokens_seen", "data_cursor" and "rng_state" (JSON
-// integers, all 64 bits exact), "last_loss" (a number, null when not finite) and
-// "last_loss_bits" (its float64 bit pattern, "0x" + 16 hex digits: what resume reads, so the
-// value is bit-exact), "optimizer_steps", "optimizer_state" (whether optimizer.safetensors was
-// written), "options"}.
+// trainer_state.json: {"version", "step", "tokens_seen", "data_cursor" (JSON integers in
+// [0, kMaxTrainerCount]), "rng_state" (a JSON integer, all 64 bits exact), "last_loss" (a
+// number, null when not finite) and "last_loss_bits" (its float64 bit pattern, "0x" + 16 hex
+// digits: what resume reads, so the value is bit-exact), "optimizer_steps" (at most "step"),
+// "optimizer_state" (whether optimizer.safetensors was written), "options" and "dataset"
+// (objects, compared on resume: train/resume_rules.h)}.
 #include "anchorctx/train/checkpoint.h"
 
 #include <unistd.h>
@@ -21,10 +22,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <iterator>
-#include <limits>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -37,6 +35,7 @@
 #include "anchorctx/core/atomic_dir.h"
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/model/safetensors.h"
 
 namespace anchorctx::train {
@@ -119,28 +118,24 @@ const json& get_key(const json& j, const char* key, const std::string& file) {
   return *it;
 }
 
-std::int64_t get_int64(const json& j, const char* key, const std::string& file) {
+// A counter in [0, kMaxTrainerCount]: a JSON integer (not a float, not text).
+std::int64_t get_count(const json& j, const char* key, const std::string& file) {
   const json& v = get_key(j, key, file);
-  if (v.is_number_unsigned()) {
-    const auto u = v.get<std::uint64_t>();
-    require(u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()),
-            "{}: key '{}': {} does not fit a signed 64-bit integer", file, key, u);
-    return static_cast<std::int64_t>(u);
-  }
-  if (v.is_number_integer()) return v.get<std::int64_t>();
-  fail("{}: key '{}': expected an integer, got {}", file, key, v.dump());
+  if (!v.is_number_integer())
+    fail("{}: key '{}': expected an integer, got {}", file, key, v.dump());
+  const bool in_range =
+      v.is_number_unsigned()
+          ? v.get<std::uint64_t>() <= std::uint64_t{kMaxTrainerCount}
+          : v.get<std::int64_t>() >= 0 && v.get<std::int64_t>() <= kMaxTrainerCount;
+  require(in_range, "{}: key '{}': {} is outside [0, 2^53]", file, key, v.dump());
+  return v.get<std::int64_t>();
 }
 
-// A non-negative integer of up to 64 bits: a JSON integer, or its decimal text.
+// Any unsigned 64-bit integer (the generator state), as a JSON integer.
 std::uint64_t get_uint64(const json& j, const char* key, const std::string& file) {
   const json& v = get_key(j, key, file);
   if (v.is_number_unsigned()) return v.get<std::uint64_t>();
-  if (v.is_string()) {
-    const std::string& s = v.get_ref<const std::string&>();
-    std::uint64_t u = 0;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), u);
-    if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) return u;
-  }
+  if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return v.get<std::uint64_t>();
   fail("{}: key '{}': expected an unsigned 64-bit integer, got {}", file, key, v.dump());
 }
 
@@ -155,15 +150,6 @@ double get_loss(const json& j, const std::string& file) {
     }
   }
   fail("{}: key 'last_loss_bits': expected \"0x\" and 16 hex digits, got {}", file, v.dump());
-}
-
-std::string read_text(const fs::path& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open the {}", path.string(), what);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail("{}: read failed", path.string());
-  return text.str();
 }
 
 // Fills `out` (layout.total() elements, padding zero) from `prefix + name` tensors of the
@@ -222,10 +208,15 @@ fs::path save_checkpoint(const fs::path& run_dir, const CheckpointData& data) {
             "save_checkpoint: optimizer moments of {} and {} elements, the layout has {}",
             data.exp_avg.size(), data.exp_avg_sq.size(), layout.total());
   }
-  require(data.state.tokens_seen >= 0, "save_checkpoint: tokens_seen {} is negative",
-          data.state.tokens_seen);
-  require(data.optimizer_steps >= 0, "save_checkpoint: optimizer_steps {} is negative",
-          data.optimizer_steps);
+  // What load_checkpoint refuses is not written: a checkpoint that cannot be resumed.
+  const auto check_count = [](const char* key, std::int64_t v) {
+    require(v >= 0 && v <= kMaxTrainerCount, "save_checkpoint: {} {} is outside [0, 2^53]", key, v);
+  };
+  check_count("step", data.state.step);
+  check_count("tokens_seen", data.state.tokens_seen);
+  check_count("optimizer_steps", data.optimizer_steps);
+  require(data.state.data_cursor <= std::uint64_t{kMaxTrainerCount},
+          "save_checkpoint: data_cursor {} is outside [0, 2^53]", data.state.data_cursor);
   const fs::path final_path = checkpoint_path(run_dir, data.state.step);
 
   fs::path old;  // a replaced folder, moved aside until the new one is in place
@@ -307,6 +298,53 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
   return std::move(all.back());
 }
 
+std::optional<fs::path> resume_checkpoint(const fs::path& run_dir) {
+  const std::vector<fs::path> complete = list_checkpoints(run_dir);
+  const std::int64_t newest_complete =
+      complete.empty() ? -1 : *parse_step_name(complete.back().filename().string());
+  // The newest step-* entry that list_checkpoints left out, if newer than its newest.
+  const fs::path root = run_dir / "checkpoints";
+  std::error_code ec;
+  std::optional<std::pair<std::int64_t, fs::path>> damaged;
+  if (fs::is_directory(root, ec)) {
+    for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::optional<std::int64_t> step = parse_step_name(it->path().filename().string());
+      if (!step || *step < newest_complete || (damaged && *step <= damaged->first)) continue;
+      if (std::find(complete.begin(), complete.end(), it->path()) == complete.end())
+        damaged.emplace(*step, it->path());
+    }
+    if (ec) fail("{}: cannot list: {}", root.string(), ec.message());
+  }
+  if (!damaged) {
+    if (complete.empty()) return std::nullopt;
+    return complete.back();
+  }
+  const fs::path& dir = damaged->second;
+  const fs::path state = dir / kStateFile;
+  std::string what;
+  if (!fs::is_directory(dir, ec)) {
+    what = "it is not a folder";
+  } else {
+    const fs::file_status st = fs::symlink_status(state, ec);
+    if (!fs::exists(st))
+      what = "it has no trainer_state.json";
+    else if (fs::is_symlink(st))
+      what = "its trainer_state.json is a link to nothing readable";
+    else if (fs::is_directory(st))
+      what = "its trainer_state.json is a folder";
+    else
+      what = "its trainer_state.json is not a regular file";
+  }
+  const std::string way_on = complete.empty() ? std::string("--resume then starts a new run")
+                                              : fmt::format("--resume then continues from {}",
+                                                            complete.back().filename().string());
+  fail(
+      "--resume: {} is not a complete checkpoint ({}). Checkpoints are renamed into place only "
+      "when complete, so it is damaged, and an older one is not taken in its place silently. "
+      "Restore it, or move it out of {} ({})",
+      dir.string(), what, root.string(), way_on);
+}
+
 // Beyond the header: a pruned folder is first renamed to a hidden name (atomic), then deleted,
 // so a kill during the deletion never leaves a half-deleted step-* folder. Prune also sweeps
 // hidden `.step-*.tmp-<pid>-*` folders whose writer process no longer exists on this machine
@@ -333,31 +371,43 @@ LoadedCheckpoint load_checkpoint(const fs::path& dir) {
   require(fs::is_directory(dir, ec), "{}: not a checkpoint folder (missing or not a folder)",
           dir.string());
   const std::string state_file = (dir / kStateFile).string();
-  json j;
-  try {
-    j = json::parse(read_text(state_file, "trainer state"));
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", state_file, e.what());
-  }
+  // Through read_json_file: a FIFO would block, and nesting deeper than it allows overflowed
+  // the stack when "options" was copied below.
+  const json j = core::read_json_file(state_file, "the trainer state");
   require(j.is_object(), "{}: expected a JSON object", state_file);
-  const std::int64_t version = get_int64(j, "version", state_file);
-  require(version == kTrainerStateVersion,
-          "{}: trainer_state version {}, this build reads version {}", state_file, version,
+  const json& version = get_key(j, "version", state_file);
+  require(version.is_number_integer() && version == kTrainerStateVersion,
+          "{}: trainer_state version {}, this build reads version {}", state_file, version.dump(),
           kTrainerStateVersion);
 
   LoadedCheckpoint out;
-  out.state.step = get_int64(j, "step", state_file);
-  out.state.tokens_seen = get_int64(j, "tokens_seen", state_file);
-  out.state.data_cursor = get_uint64(j, "data_cursor", state_file);
+  out.state.step = get_count(j, "step", state_file);
+  // The folder's name is the step the checkpoint was saved at (checkpoint_path); a state that
+  // says otherwise was edited or moved, and resuming it would redo or skip steps.
+  if (const std::optional<std::int64_t> named = parse_step_name(dir.filename().string()))
+    require(*named == out.state.step, "{}: key 'step': {}, but the folder is named for step {}",
+            state_file, out.state.step, *named);
+  out.state.tokens_seen = get_count(j, "tokens_seen", state_file);
+  out.state.data_cursor = static_cast<std::uint64_t>(get_count(j, "data_cursor", state_file));
   out.state.rng_state = get_uint64(j, "rng_state", state_file);
   out.state.last_loss = get_loss(j, state_file);
+  if (const auto it = j.find("last_loss"); it != j.end())
+    require(it->is_number() || it->is_null(), "{}: key 'last_loss': expected a number, got {}",
+            state_file, it->dump());
+  out.optimizer_steps = get_count(j, "optimizer_steps", state_file);
+  require(out.optimizer_steps <= out.state.step,
+          "{}: key 'optimizer_steps': {} updates in {} steps (a step makes at most one)",
+          state_file, out.optimizer_steps, out.state.step);
+  // The options and the dataset identity are what --resume compares (resume_rules.h): another
+  // JSON type there made the comparison skip them, so a resume took another dataset or seed.
   out.state.options = get_key(j, "options", state_file);
-  if (const auto it = j.find("dataset"); it != j.end()) out.state.dataset = *it;
-  out.optimizer_steps = get_int64(j, "optimizer_steps", state_file);
+  require(out.state.options.is_object(), "{}: key 'options': expected an object, got {}",
+          state_file, out.state.options.type_name());
+  out.state.dataset = get_key(j, "dataset", state_file);
+  require(out.state.dataset.is_object(), "{}: key 'dataset': expected an object, got {}",
+          state_file, out.state.dataset.type_name());
   const json& has_opt = get_key(j, "optimizer_state", state_file);
   require(has_opt.is_boolean(), "{}: key 'optimizer_state': expected true or false", state_file);
-  require(out.state.step >= 0 && out.state.tokens_seen >= 0 && out.optimizer_steps >= 0,
-          "{}: step, tokens_seen and optimizer_steps must not be negative", state_file);
 
   out.config = model::load_config(dir / kConfigFile);
   const model::ParameterLayout layout = model::ParameterLayout::for_config(out.config);

@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -283,7 +284,10 @@ void AdamW::step(std::span<float> params, std::span<const float> grads, double l
 
 void AdamW::restore(std::int64_t steps, std::span<const float> exp_avg,
                     std::span<const float> exp_avg_sq) {
-  require(steps >= 0, "AdamW::restore: negative step count {}", steps);
+  // step() counts on from here: INT64_MAX would overflow at the next one (load_checkpoint
+  // bounds the count far lower; this keeps any other caller from the undefined behaviour).
+  require(steps >= 0 && steps < std::numeric_limits<std::int64_t>::max(),
+          "AdamW::restore: step count {} is outside [0, INT64_MAX)", steps);
   require(exp_avg.size() == m_.size(), "AdamW::restore: exp_avg has {} elements, expected {}",
           exp_avg.size(), m_.size());
   require(exp_avg_sq.size() == v_.size(), "AdamW::restore: exp_avg_sq has {} elements, expected {}",

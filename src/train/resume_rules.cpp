@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "anchorctx/core/error.h"
+
 namespace anchorctx::train {
 
 namespace {
@@ -82,18 +84,38 @@ std::string value_text(const json& v) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
-// Differences between two JSON objects, key by key (nested objects flattened with '.').
+// What a side that lacks a key shows for it.
+constexpr std::string_view kAbsent = "(not recorded)";
+
+// Differences between two JSON objects, key by key (nested objects flattened with '.'). A key
+// one side lacks is a difference too: skipping it let a trainer_state.json without "seed" (or
+// without the dataset's file hashes) resume with any value.
 void diff_objects(const std::string& prefix, const json& before, const json& after,
                   std::vector<Difference>& out) {
   for (auto it = before.begin(); it != before.end(); ++it) {
     const auto other = after.find(it.key());
-    if (other == after.end()) continue;
-    if (it->is_object() && other->is_object()) {
+    if (other == after.end()) {
+      out.push_back({prefix + it.key(), value_text(*it), std::string(kAbsent)});
+    } else if (it->is_object() && other->is_object()) {
       diff_objects(prefix + it.key() + ".", *it, *other, out);
     } else if (*it != *other) {
       out.push_back({prefix + it.key(), value_text(*it), value_text(*other)});
     }
   }
+  for (auto it = after.begin(); it != after.end(); ++it)
+    if (!before.contains(it.key()))
+      out.push_back({prefix + it.key(), std::string(kAbsent), value_text(*it)});
+}
+
+// The recorded options with the fixed options recorded only since a later build filled in with
+// the value every earlier run had, so that such a checkpoint resumes as it did rather than being
+// refused for a key it could not hold. A fixed option added to TrainOptions::to_json() adds a
+// line here.
+json with_options_added_later(json recorded) {
+  const std::pair<const char*, json> added_later[] = {{"sp", 1}, {"world-size", 1}};
+  for (const auto& [key, value] : added_later)
+    if (!recorded.contains(key)) recorded[key] = value;
+  return recorded;
 }
 
 }  // namespace
@@ -121,21 +143,22 @@ ResumeDifferences compare_for_resume(const json& recorded_options, const json& o
                                      const json& recorded_dataset, const json& dataset,
                                      const model::LlamaConfig& recorded_config,
                                      const model::LlamaConfig& config) {
+  // load_checkpoint refuses other types; a non-object here must not skip the comparison.
+  require(recorded_options.is_object() && options.is_object() && recorded_dataset.is_object() &&
+              dataset.is_object(),
+          "compare_for_resume: options and dataset identities must be JSON objects");
   ResumeDifferences d;
-  if (recorded_options.is_object() && options.is_object()) {
-    std::vector<Difference> changed;
-    diff_objects("", recorded_options, options, changed);
-    for (Difference& c : changed)
-      (may_change(c.what) ? d.allowed : d.refused).push_back(std::move(c));
-  }
-  if (recorded_dataset.is_object() && !recorded_dataset.empty() && dataset.is_object()) {
-    std::vector<Difference> changed;
-    diff_objects("dataset ", recorded_dataset, dataset, changed);
-    for (Difference& c : changed)
-      d.refused.push_back(std::move(c));
-  }
+  std::vector<Difference> changed;
+  diff_objects("", with_options_added_later(recorded_options), with_options_added_later(options),
+               changed);
+  for (Difference& c : changed)
+    (may_change(c.what) ? d.allowed : d.refused).push_back(std::move(c));
+  changed.clear();
+  diff_objects("dataset ", recorded_dataset, dataset, changed);
+  for (Difference& c : changed)
+    d.refused.push_back(std::move(c));
   if (!(recorded_config == config)) {
-    std::vector<Difference> changed;
+    changed.clear();
     diff_objects("model ", json::parse(model::config_to_json(recorded_config)),
                  json::parse(model::config_to_json(config)), changed);
     if (changed.empty()) changed.push_back({"model config", "recorded", "different"});

@@ -14,6 +14,7 @@
 
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/train/checkpoint.h"
 
 namespace anchorctx::train {
@@ -38,12 +39,12 @@ constexpr PlotSpec kPlots[] = {
      core::AxisScale::linear},
 };
 
+// Best effort: the report leaves out what it cannot read. Through core::read_json_file, so a
+// FIFO in a checkpoint is not waited on and deep nesting is not walked.
 std::optional<json> read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
   try {
-    return json::parse(in);
-  } catch (const json::exception&) {
+    return core::read_json_file(path, "a checkpoint file");
+  } catch (const Error&) {
     return std::nullopt;
   }
 }

@@ -240,7 +240,7 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   if (comm_.rank() == 0) impl_->lock.emplace(core::FolderLock::acquire(options_.out, "run folder"));
   std::optional<fs::path> checkpoint;
   if (options_.resume) {
-    checkpoint = latest_checkpoint(options_.out);
+    checkpoint = resume_checkpoint(options_.out);
     if (!checkpoint && comm_.rank() == 0)
       std::fprintf(stderr, "anchorctx: --resume: no checkpoint in %s; starting a new run\n",
                    options_.out.string().c_str());

@@ -93,6 +93,37 @@ foreach(name tokens.bin doc_starts.bin order.bin)
   every_reader_fails("${ds}" "${name}: ${size} bytes, meta.json records")
 endforeach()
 
+# meta.json keys of the wrong type, named with the key at open (nlohmann's raw type_error named
+# neither the file nor the key, and only after the hash check or at the first checkpoint).
+file(READ "${WORK}/clean/meta.json" clean_meta)
+foreach(edit "files;tokens.bin;xxh3_128" "tokenizer;spec" "tokenizer;content_hash")
+  copy_clean(meta_type ds)
+  string(JSON meta SET "${clean_meta}" ${edit} 7)
+  file(WRITE "${ds}/meta.json" "${meta}")
+  string(JOIN "." key ${edit})
+  every_reader_fails("${ds}" "meta.json: '${key}' is (7, )?not a string")
+endforeach()
+# No tokenizer recorded: inspect --decode asks for --tokenizer (was "cannot use value() with
+# null").
+copy_clean(no_tokenizer ds)
+string(JSON meta REMOVE "${clean_meta}" tokenizer)
+file(WRITE "${ds}/meta.json" "${meta}")
+expect_error("meta.json records no tokenizer spec; pass --tokenizer" inspect "${ds}" --window 0
+             --decode)
+run_ok(out inspect "${ds}" --window 0 --decode --tokenizer byte)
+# meta.json a folder or a FIFO: named (libstdc++'s "basic_filebuf::underflow"; a FIFO hung).
+copy_clean(meta_folder ds)
+file(REMOVE "${ds}/meta.json")
+file(MAKE_DIRECTORY "${ds}/meta.json")
+every_reader_fails("${ds}" "meta.json: not a regular file \\(a folder")
+copy_clean(meta_fifo ds)
+file(REMOVE "${ds}/meta.json")
+execute_process(COMMAND mkfifo "${ds}/meta.json" RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "mkfifo failed")
+endif()
+every_reader_fails("${ds}" "meta.json: not a regular file \\(a FIFO")
+
 # The clean folder still trains, verified by default (the line says so).
 execute_process(COMMAND ${EXE} train --data "${WORK}/clean" --out "${WORK}/run_ok" --preset tiny
                 --steps 1 RESULT_VARIABLE rc ERROR_VARIABLE err)

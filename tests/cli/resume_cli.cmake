@@ -107,3 +107,49 @@ expect_match("--resume without a checkpoint" "${err}" "no checkpoint in .*starti
 if(NOT EXISTS "${WORK}/empty/checkpoints/step-000001/trainer_state.json")
   message(FATAL_ERROR "--resume without a checkpoint did not train")
 endif()
+
+# A damaged trainer_state.json is refused naming the file and the key, before any step; each
+# case on a copy of the run (its newest checkpoint is step 4).
+set(state_rel checkpoints/step-000004/trainer_state.json)
+file(READ "${WORK}/run/${state_rel}" state)
+# Runs a resume of a copy of the run whose newest trainer_state.json is `text`; expects `regex`.
+function(expect_state_refused text regex)
+  file(REMOVE_RECURSE "${WORK}/edited")
+  file(COPY "${WORK}/run/" DESTINATION "${WORK}/edited")
+  file(WRITE "${WORK}/edited/${state_rel}" "${text}")
+  expect_failure("${regex}" train --data "${ARGN}" --out "${WORK}/edited" --preset tiny --lr 0.001
+                 --save-every 1 --log-every 2 --quiet --resume --steps 6)
+  if(EXISTS "${WORK}/edited/checkpoints/step-000005")
+    message(FATAL_ERROR "a refused resume trained a step")
+  endif()
+endfunction()
+# Counters a resume increments: INT64_MAX overflowed (undefined behaviour) after a step.
+foreach(key optimizer_steps tokens_seen)
+  string(JSON edited SET "${state}" ${key} 9223372036854775807)
+  expect_state_refused("${edited}" "trainer_state.json: key '${key}': 9223372036854775807 is outside"
+                       "${WORK}/data_a")
+endforeach()
+# Another type where --resume compares made it skip the check: another dataset, another seed.
+string(JSON edited SET "${state}" dataset "\"x\"")
+expect_state_refused("${edited}" "trainer_state.json: key 'dataset': expected an object"
+                     "${WORK}/data_b")
+string(JSON edited SET "${state}" options "[]")
+expect_state_refused("${edited}" "trainer_state.json: key 'options': expected an object"
+                     "${WORK}/data_a")
+string(JSON edited REMOVE "${state}" options seed)
+expect_state_refused("${edited}" "seed: \\(not recorded\\) -> 0" "${WORK}/data_a")
+string(JSON edited SET "${state}" step 0)
+expect_state_refused("${edited}" "key 'step': 0, but the folder is named for step 4"
+                     "${WORK}/data_a")
+string(REPEAT "[" 600 open)
+string(REPEAT "]" 600 close)
+string(REPLACE "\"options\": {" "\"options\": {\"deep\": ${open}${close}, " edited "${state}")
+expect_state_refused("${edited}" "trainer_state.json: JSON nested deeper than 512" "${WORK}/data_a")
+# The newest checkpoint without its trainer_state.json is damage: refused, not passed over for
+# step 3.
+file(REMOVE_RECURSE "${WORK}/edited")
+file(COPY "${WORK}/run/" DESTINATION "${WORK}/edited")
+file(REMOVE "${WORK}/edited/${state_rel}")
+expect_failure("step-000004 is not a complete checkpoint \\(it has no trainer_state.json\\).*continues from step-000003"
+               train --data "${WORK}/data_a" --out "${WORK}/edited" --preset tiny --lr 0.001
+               --save-every 1 --log-every 2 --quiet --resume --steps 6)

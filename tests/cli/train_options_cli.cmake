@@ -162,6 +162,17 @@ expect_failure("--steps:.*'99999999999999999999' is out of the range" train
                --steps 99999999999999999999 --data "${WORK}/data" --out "${WORK}/r7" --preset tiny)
 expect_failure("--seed:.*'-1' is negative" train
                --seed -1 --data "${WORK}/data" --out "${WORK}/r8" --preset tiny)
+# A value that is not UTF-8 (as an argument would be, main.cpp): refused naming the file, the
+# line and the key before any work; it failed at the first checkpoint, after the training, with
+# nlohmann's text, leaving the run folder.
+string(ASCII 255 not_utf8)
+file(WRITE "${WORK}/bytes.toml" "preset = \"tiny\"\nout = \"${WORK}/utf8run_${not_utf8}\"\n")
+expect_failure("bytes.toml': line 2: 'out': the value '[^']*utf8run_[^']+' is not valid UTF-8"
+               train --config "${WORK}/bytes.toml" --data "${WORK}/data" --steps 1)
+file(GLOB left "${WORK}/utf8run_*")
+if(left)
+  message(FATAL_ERROR "a refused --config left a run folder: ${left}")
+endif()
 # Numbers that used to be taken silently: NaN or a negative clip (meant "off"), a negative
 # --keep-last, and a micro-batch larger than the dataset (ran out of memory).
 foreach(clip nan -1)

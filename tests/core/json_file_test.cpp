@@ -73,5 +73,13 @@ TEST(JsonFile, NestingHasALimit) {
       << refusal(deep);
 }
 
+// A number beyond a double is nlohmann's out_of_range, not a parse_error: it escaped the
+// file's name.
+TEST(JsonFile, ANumberBeyondADoubleIsNamed) {
+  TempDir tmp;
+  const std::string path = write(tmp.path() / "big.json", "{\"loss\": 1e999}");
+  EXPECT_NE(refusal(path).find("big.json: not valid JSON: "), std::string::npos) << refusal(path);
+}
+
 }  // namespace
 }  // namespace anchorctx::core

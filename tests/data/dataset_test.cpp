@@ -2,8 +2,11 @@
 #include "anchorctx/data/dataset.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
+
+#include <fmt/format.h>
 
 #include "anchorctx/core/error.h"
 #include "support/temp_dir.h"
@@ -120,6 +123,26 @@ TEST(Dataset, WrongMetaIsNamed) {
   EXPECT_NE(open_error(out).find("no meta.json"), std::string::npos);
 }
 
+// meta.json read as a regular file: a FIFO blocked every reader, a folder gave libstdc++'s
+// "basic_filebuf::underflow" naming nothing.
+TEST(Dataset, MetaJsonThatIsNotAFileIsNamed) {
+  TempDir tmp;
+  const fs::path out = tmp.path() / "ds";
+  write_dataset(out, 10, 300, false);
+  fs::remove(out / "meta.json");
+  fs::create_directory(out / "meta.json");
+  std::string err = open_error(out);
+  EXPECT_NE(err.find((out / "meta.json").string() + ": not a regular file (a folder"),
+            std::string::npos)
+      << err;
+  fs::remove(out / "meta.json");
+  ASSERT_EQ(::mkfifo((out / "meta.json").c_str(), 0600), 0);
+  err = open_error(out);
+  EXPECT_NE(err.find((out / "meta.json").string() + ": not a regular file (a FIFO"),
+            std::string::npos)
+      << err;
+}
+
 // Wrong types, values beyond their field and counts the files contradict: each named by
 // meta.json and its key (they used to give nlohmann's raw type_error, a wrapped batch_size, or
 // pass as valid).
@@ -166,6 +189,17 @@ TEST(Dataset, MetaTypesRangesAndCountsAreNamed) {
   expect(error_after([](auto& m) { m["counts"]["doc_starts"] = std::uint64_t{1} << 62; }),
          "counts.doc_starts is 4611686018427387904, but doc_index.bin gives 30");
   expect(error_after([](auto& m) { m["counts"]["tokens"] = 1; }), "counts.tokens is 1");
+  // What verify(), train's tokenizer copy and inspect --decode read: nlohmann's type_error
+  // there named neither meta.json nor the key.
+  expect(error_after([](auto& m) { m["files"]["tokens.bin"]["xxh3_128"] = 7; }),
+         "meta.json: 'files.tokens.bin.xxh3_128' is 7, not a string");
+  expect(error_after([](auto& m) { m["files"]["order.bin"].erase("xxh3_128"); }),
+         "meta.json: 'files.order.bin.xxh3_128' is missing, not a string");
+  for (const char* key : {"spec", "kind", "content_hash"})
+    expect(error_after([=](auto& m) {
+             m["tokenizer"] = {{key, 7}};
+           }),
+           fmt::format("meta.json: 'tokenizer.{}' is not a string", key));
   // The folder as written still opens.
   EXPECT_EQ(error_after([](auto&) {}), "");
 }

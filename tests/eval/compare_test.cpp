@@ -4,6 +4,7 @@
 #include "anchorctx/eval/compare.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <fstream>
@@ -211,6 +212,52 @@ TEST(Compare, MalformedValuesAreNamedWithTheFile) {
   r = report(1, {cell("vt", 512, {1})},
              json::array({{{"length", 512}, {"sample_loss", {1.5, nullptr}}}}));
   EXPECT_EQ(error_of_report(r), "");
+}
+
+// Values outside their range are named too: a score is a fraction of answers found, in [0, 1]
+// (1e308 made the comparison's mean null, and it exited 0); a loss is finite and >= 0.
+TEST(Compare, ValuesOutOfRangeAreNamedWithTheFile) {
+  const test::TempDir dir;
+  const std::string path = dir.file("report.json");
+  const auto error_of_report = [&](const json& r) {
+    std::ofstream(path) << r.dump();
+    try {
+      load_report(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  for (const double score : {1e308, -1.0, 1.0000001, 18446744073709551616.0}) {
+    json r = report(1, {cell("vt", 512, {1, 0})});
+    r["niah"][0]["samples"][1]["score"] = score;
+    const std::string e = error_of_report(r);
+    EXPECT_NE(e.find(path + ": niah[0].samples[1].score is "), std::string::npos) << e;
+    EXPECT_NE(e.find("outside [0, 1]"), std::string::npos) << e;
+  }
+  const json r = report(1, {cell("vt", 512, {1})},
+                        json::array({{{"length", 512}, {"sample_loss", {1.5, -0.5}}}}));
+  const std::string e = error_of_report(r);
+  EXPECT_NE(e.find(path + ": ppl[0].sample_loss[1] is -0.5, not a finite loss >= 0"),
+            std::string::npos)
+      << e;
+  // (An infinite loss cannot be written: JSON has none, and nlohmann refuses 1e999 by name.)
+  EXPECT_EQ(error_of_report(report(1, {cell("vt", 512, {0, 0.5, 1})})), "");
+}
+
+// Reports through core::read_json_file: a FIFO in place of report.json blocked for good.
+TEST(Compare, AReportThatIsNotAFileIsNamed) {
+  const test::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "run");
+  const std::string fifo = (dir.path() / "run" / "report.json").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  try {
+    load_report(dir.path() / "run");
+    FAIL() << "read a FIFO";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fifo + ": not a regular file (a FIFO"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "anchorctx/eval/ruler.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <map>
@@ -12,6 +13,7 @@
 
 #include "anchorctx/core/error.h"
 #include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::eval {
 namespace {
@@ -149,6 +151,33 @@ TEST(Templates, RefuseMissingPlaceholders) {
   EXPECT_THROW(parse_templates("{\"x\": {\"task\": \"{context}{query}\"}}", "t"), Error);
   EXPECT_THROW(parse_templates("not json", "t"), Error);
   EXPECT_EQ(fill("a {x} {y} {z", {{"x", "1"}, {"y", "{x}"}}), "a 1 {x} {z");
+}
+
+// --templates files through core::read_json_file: a FIFO blocked the run for good; a NUL byte
+// ended nlohmann's parse early, and deep nesting is refused before any reader walks it.
+TEST(Templates, FilesAreReadAsRegularJsonFiles) {
+  const test::TempDir dir;
+  const std::string fifo = dir.file("fifo.json");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto error_of_load = [](const std::string& path) {
+    try {
+      load_templates(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::string e = error_of_load(fifo);
+  EXPECT_NE(e.find(fifo + ": not a regular file (a FIFO"), std::string::npos) << e;
+  const std::string nul =
+      dir.write("nul.json", default_templates_json() + std::string(1, '\0') + "garbage");
+  e = error_of_load(nul);
+  EXPECT_NE(e.find(nul + ": not valid JSON: a NUL byte"), std::string::npos) << e;
+  const std::string deep =
+      dir.write("deep.json", "{\"x\": " + std::string(1000, '[') + std::string(1000, ']') + "}");
+  e = error_of_load(deep);
+  EXPECT_NE(e.find(deep + ": JSON nested deeper than"), std::string::npos) << e;
+  EXPECT_NO_THROW(load_templates(dir.write("ok.json", default_templates_json())));
 }
 
 TEST(Scoring, StringMatchAll) {

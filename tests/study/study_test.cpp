@@ -5,11 +5,14 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/study/config.h"
 #include "anchorctx/study/verdict.h"
+#include "study/files.h"
 #include "study/summary.h"
+#include "support/temp_dir.h"
 
 namespace anchorctx::study {
 namespace {
@@ -165,6 +168,34 @@ TEST(StudySummary, CellsSkipNonFiniteValues) {
   EXPECT_EQ(format_cell(summarize({42.25})), "42.2");
   EXPECT_EQ(format_cell(summarize({})), "pending");
   EXPECT_EQ(format_cell(summarize({std::nan("")})), "pending");
+}
+
+// The study's done markers through core::read_regular_file and parse_json: a folder in place
+// of one gave a parse error of an empty text, a NUL byte ended nlohmann's parse early (the
+// garbage after it taken as valid), and a FIFO blocked the study for good.
+TEST(StudyFiles, ReadJsonRefusesWhatIsNotAJsonFile) {
+  const test::TempDir dir;
+  const auto error_of_read = [](const std::string& path) {
+    try {
+      read_json(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::filesystem::create_directories(dir.path() / "folder.json");
+  std::string e = error_of_read(dir.file("folder.json"));
+  EXPECT_NE(e.find(dir.file("folder.json") + ": not a regular file (a folder"), std::string::npos)
+      << e;
+  const std::string nul = dir.write("nul.json", std::string("{\"checkpoint\": \"x\"}\0junk", 24));
+  e = error_of_read(nul);
+  EXPECT_NE(e.find(nul + ": not valid JSON: a NUL byte"), std::string::npos) << e;
+  EXPECT_NE(e.find("delete it to redo that part"), std::string::npos) << e;
+  const std::string fifo = dir.file("fifo.json");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  e = error_of_read(fifo);
+  EXPECT_NE(e.find(fifo + ": not a regular file (a FIFO"), std::string::npos) << e;
+  EXPECT_EQ(read_json(dir.write("ok.json", "{\"checkpoint\": \"x\"}")).at("checkpoint"), "x");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -158,15 +159,17 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   };
   const std::vector<std::pair<std::uint64_t, std::uint64_t>> counters = {
       {0, 0},
-      {std::numeric_limits<std::uint64_t>::max(), std::numeric_limits<std::uint64_t>::max()},
-      {(1ull << 63) + 1, (1ull << 53) + 1},  // beyond a double's exact integers
+      // The largest cursor a state may hold (kMaxTrainerCount); a generator state of any
+      // 64 bits, beyond a double's exact integers.
+      {std::uint64_t{kMaxTrainerCount}, std::numeric_limits<std::uint64_t>::max()},
+      {(1ull << 52) + 1, (1ull << 63) + 1},
   };
   for (std::size_t i = 0; i < losses.size(); ++i) {
     f.state.step = static_cast<std::int64_t>(i);
     f.state.last_loss = losses[i];
     f.state.data_cursor = counters[i % counters.size()].first;
     f.state.rng_state = counters[i % counters.size()].second;
-    f.state.tokens_seen = i == 1 ? std::numeric_limits<std::int64_t>::max() : 1000;
+    f.state.tokens_seen = i == 1 ? kMaxTrainerCount : 1000;
     CheckpointData d = f.data();
     d.extra_files = {tokenizer};
     const fs::path dir = save_checkpoint(run.path(), d);
@@ -192,7 +195,8 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   const json j = json::parse(
       test::read_file((checkpoint_path(run.path(), 1) / "trainer_state.json").string()));
   EXPECT_EQ(j.at("version"), kTrainerStateVersion);
-  EXPECT_EQ(j.at("data_cursor").get<std::uint64_t>(), std::numeric_limits<std::uint64_t>::max());
+  EXPECT_EQ(j.at("data_cursor").get<std::uint64_t>(), std::uint64_t{kMaxTrainerCount});
+  EXPECT_EQ(j.at("rng_state").get<std::uint64_t>(), std::numeric_limits<std::uint64_t>::max());
   EXPECT_EQ(j.at("last_loss_bits"), "0x3fd3333333333334");
   EXPECT_EQ(j.at("last_loss").get<double>(), 0.1 + 0.2);
 }
@@ -329,6 +333,46 @@ TEST(Checkpoint, DamagedCheckpointsGiveClearErrors) {
         {"/trainer_state.json", "'step'"});
   check("loss bits", edit_state([](json& j) { j["last_loss_bits"] = "0x12"; }),
         {"/trainer_state.json", "'last_loss_bits'"});
+  check("loss of another type", edit_state([](json& j) { j["last_loss"] = "low"; }),
+        {"/trainer_state.json", "'last_loss'"});
+  // Counters a resumed run increments: INT64_MAX overflowed at the next step (undefined
+  // behaviour); each is bounded by kMaxTrainerCount, and text is not a number.
+  for (const char* key : {"step", "tokens_seen", "optimizer_steps", "data_cursor"}) {
+    check(key, edit_state([=](json& j) { j[key] = std::numeric_limits<std::int64_t>::max(); }),
+          {"/trainer_state.json", fmt::format("'{}'", key), "outside [0, 2^53]"});
+    check(key, edit_state([=](json& j) { j[key] = kMaxTrainerCount + 1; }),
+          {"/trainer_state.json", fmt::format("'{}'", key), "outside [0, 2^53]"});
+    check(key, edit_state([=](json& j) { j[key] = "5"; }),
+          {"/trainer_state.json", fmt::format("'{}'", key), "expected an integer"});
+  }
+  check("negative tokens", edit_state([](json& j) { j["tokens_seen"] = -1; }),
+        {"/trainer_state.json", "'tokens_seen'"});
+  check("rng state as text", edit_state([](json& j) { j["rng_state"] = "12345"; }),
+        {"/trainer_state.json", "'rng_state'"});
+  check("more updates than steps", edit_state([](json& j) { j["optimizer_steps"] = 124; }),
+        {"/trainer_state.json", "'optimizer_steps'", "124 updates in 123 steps"});
+  // What --resume compares must be objects: other types made it skip the comparison.
+  check("options not an object", edit_state([](json& j) { j["options"] = json::array(); }),
+        {"/trainer_state.json", "'options'", "expected an object"});
+  check("dataset not an object", edit_state([](json& j) { j["dataset"] = "x"; }),
+        {"/trainer_state.json", "'dataset'", "expected an object"});
+  check("no dataset", edit_state([](json& j) { j.erase("dataset"); }),
+        {"/trainer_state.json", "'dataset'"});
+  // Read through core::read_json_file: deep nesting overflowed the stack when "options" was
+  // copied; a FIFO would block.
+  check("deep nesting",
+        [&](const fs::path& dir) {
+          const std::string state = test::read_file((dir / "trainer_state.json").string());
+          write(dir / "trainer_state.json", "{\"deep\": " + std::string(100000, '[') +
+                                                std::string(100000, ']') + ", " + state.substr(1));
+        },
+        {"/trainer_state.json", "nested deeper"});
+  check("a FIFO",
+        [](const fs::path& dir) {
+          fs::remove(dir / "trainer_state.json");
+          ASSERT_EQ(::mkfifo((dir / "trainer_state.json").c_str(), 0600), 0);
+        },
+        {"/trainer_state.json", "a FIFO"});
   check("no config", [](const fs::path& dir) { fs::remove(dir / "config.json"); },
         {"/config.json"});
   check("config sizes",
@@ -388,6 +432,74 @@ TEST(Checkpoint, DamagedCheckpointsGiveClearErrors) {
          "element 3"});
 }
 
+// A step-NNNNNN folder holds the state of that step: "step": 0 in step-000002 would redo steps.
+TEST(Checkpoint, StepOtherThanTheFolderNameIsRefused) {
+  const TempDir run;
+  Fixture f(model::preset("tiny"));
+  f.state.step = 2;
+  const fs::path dir = save_checkpoint(run.path(), f.data());
+  json j = json::parse(test::read_file((dir / "trainer_state.json").string()));
+  j["step"] = 0;
+  j["optimizer_steps"] = 0;
+  std::ofstream(dir / "trainer_state.json", std::ios::trunc) << j.dump();
+  const std::string e = error_of([&] { load_checkpoint(dir); });
+  EXPECT_NE(e.find((dir / "trainer_state.json").string() + ": key 'step': 0, but the folder is "
+                                                           "named for step 2"),
+            std::string::npos)
+      << e;
+}
+
+// --resume's checkpoint: the newest step-* entry, which must be complete. A final-named folder
+// without a readable trainer_state.json is damage (saves are renamed into place complete); it
+// used to be skipped, and the run went on from an older checkpoint without a word.
+TEST(Checkpoint, ResumeRefusesADamagedNewestCheckpoint) {
+  const TempDir run;
+  EXPECT_EQ(resume_checkpoint(run.path()), std::nullopt);
+  Fixture f(model::preset("tiny"));
+  for (const std::int64_t step : {1, 2}) {
+    f.state.step = step;
+    save_checkpoint(run.path(), f.data(false));
+  }
+  const fs::path root = run.path() / "checkpoints";
+  const fs::path newest = checkpoint_path(run.path(), 2);
+  EXPECT_EQ(resume_checkpoint(run.path()), newest);
+  // An older damaged entry is not what a resume would take: ignored, as by list_checkpoints.
+  fs::create_directories(root / "step-000000");
+  EXPECT_EQ(resume_checkpoint(run.path()), newest);
+
+  const fs::path state = newest / "trainer_state.json";
+  const std::string kept = test::read_file(state.string());
+  const auto expect_refused = [&](const fs::path& damaged, const std::string& why,
+                                  const std::string& way_on) {
+    const std::string e = error_of([&] { resume_checkpoint(run.path()); });
+    for (const std::string& want : {damaged.string() + " is not a complete checkpoint (", why,
+                                    "move it out of " + root.string(), way_on})
+      EXPECT_NE(e.find(want), std::string::npos) << why << ": '" << e << "' lacks '" << want << "'";
+  };
+  fs::remove(state);
+  expect_refused(newest, "it has no trainer_state.json", "continues from step-000001");
+  fs::create_directory(state);
+  expect_refused(newest, "its trainer_state.json is a folder", "continues from step-000001");
+  fs::remove(state);
+  ASSERT_EQ(::mkfifo(state.c_str(), 0600), 0);
+  expect_refused(newest, "not a regular file", "continues from step-000001");
+  fs::remove(state);
+  fs::create_symlink(run.path() / "nowhere", state);
+  expect_refused(newest, "a link to nothing readable", "continues from step-000001");
+  fs::remove(state);
+  std::ofstream(state) << kept;
+  EXPECT_EQ(resume_checkpoint(run.path()), newest);
+
+  // A step-* file newer than every checkpoint; with no complete checkpoint left, the way on is
+  // a new run.
+  run.write("checkpoints/step-000009", "not a folder");
+  expect_refused(root / "step-000009", "it is not a folder", "continues from step-000002");
+  fs::remove_all(checkpoint_path(run.path(), 1));
+  fs::remove_all(newest);
+  const std::string e = error_of([&] { resume_checkpoint(run.path()); });
+  EXPECT_NE(e.find("starts a new run"), std::string::npos) << e;
+}
+
 TEST(Checkpoint, SaveRejectsInconsistentData) {
   const TempDir run;
   Fixture f(model::preset("tiny"));
@@ -406,6 +518,15 @@ TEST(Checkpoint, SaveRejectsInconsistentData) {
   d = f.data();
   d.extra_files = {run.path() / "no-such-tokenizer.json"};
   EXPECT_NE(error_of([&] { save_checkpoint(run.path(), d); }).find("no-such-tokenizer.json"),
+            std::string::npos);
+  // Counters load_checkpoint would refuse are not written.
+  d = f.data();
+  d.state.tokens_seen = kMaxTrainerCount + 1;
+  EXPECT_NE(error_of([&] { save_checkpoint(run.path(), d); }).find("tokens_seen"),
+            std::string::npos);
+  d = f.data();
+  d.state.data_cursor = std::uint64_t{kMaxTrainerCount} + 1;
+  EXPECT_NE(error_of([&] { save_checkpoint(run.path(), d); }).find("data_cursor"),
             std::string::npos);
   // Nothing left behind by the failed saves: no final folder, no temporary one.
   EXPECT_TRUE(list_checkpoints(run.path()).empty());
@@ -440,8 +561,7 @@ void mark(Fixture& f, const Fixture& base, std::int64_t step) {
   }
   f.state.step = step;
   f.state.tokens_seen = step * 4096;
-  f.state.data_cursor =
-      std::numeric_limits<std::uint64_t>::max() - static_cast<std::uint64_t>(step);
+  f.state.data_cursor = std::uint64_t{kMaxTrainerCount} - static_cast<std::uint64_t>(step);
   f.state.rng_state = static_cast<std::uint64_t>(step) * 0x9e3779b97f4a7c15ull;
   f.state.last_loss = 1.0 / static_cast<double>(step + 3);
 }
@@ -501,6 +621,7 @@ TEST(Checkpoint, SurvivesSigkillDuringSave) {
       EXPECT_TRUE(same_bits(got.exp_avg_sq, want.exp_avg_sq));
     }
     const std::optional<fs::path> latest = latest_checkpoint(run.path());
+    EXPECT_EQ(resume_checkpoint(run.path()), latest);  // a kill never leaves a damaged one
     if (latest) {
       const std::int64_t step = load_checkpoint(*latest).state.step;
       EXPECT_GE(step, newest);  // never older than what an earlier round left

@@ -120,6 +120,22 @@ TEST(RunReport, AnUnwritableReportRemovesTheOlderOne) {
   EXPECT_TRUE(fs::exists(run / "plots" / "loss.svg"));
 }
 
+// The newest checkpoint's files are read through core::read_json_file: a config.json holding
+// a NUL byte was taken as the JSON before it (nlohmann stops there), and the report described
+// a model from a damaged file; now the report leaves the line out.
+TEST(RunReport, ADamagedCheckpointFileIsLeftOut) {
+  const TempDir dir;
+  dir.write("run/metrics.jsonl", "{\"step\": 1, \"loss\": 2.5}\n");
+  dir.write("run/checkpoints/step-000001/trainer_state.json",
+            "{\"step\": 1, \"tokens_seen\": 10, \"options\": {}}");
+  dir.write("run/checkpoints/step-000001/config.json",
+            std::string("{\"num_hidden_layers\": 3}\0junk", 29));
+  train::write_run_report(dir.path() / "run");
+  const std::string md = read_file(dir.path() / "run" / "report.md");
+  EXPECT_NE(md.find("step 1 (10 tokens seen)"), std::string::npos) << md;
+  EXPECT_EQ(md.find("- model:"), std::string::npos) << md;
+}
+
 // A run of 4 steps with a checkpoint at 2, resumed from step 2 in a new trainer up to 6 (it
 // rewrites steps 3 and 4): the report and plots cover steps 1..6 as metrics.jsonl holds them.
 TEST(RunReport, ResumedRunReportPlotsTheWholeRunsMetrics) {

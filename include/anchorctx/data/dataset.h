@@ -80,10 +80,11 @@ class DatasetWriter {
 class Dataset {
  public:
   // Opens and checks the folder's structure, O(windows + documents + spans), never O(tokens):
-  // meta.json readable and of a known format version, every file present with the size
-  // meta.json gives, offsets starting at 0 and increasing, every window's document starts sorted
-  // in [0, W) from 0, spans sorted inside the window, order.bin a permutation. Throws
-  // anchorctx::Error saying which file and what is wrong.
+  // meta.json a regular file of a known format version whose keys have their types (each
+  // file's xxh3_128 and the tokenizer's spec, kind and content_hash strings: meta() readers
+  // need not check them), every file present with the size meta.json gives, offsets starting at 0
+  // and increasing, every window's document starts sorted in [0, W) from 0, spans sorted inside the
+  // window, order.bin a permutation. Throws anchorctx::Error saying which file and what is wrong.
   static Dataset open(const std::filesystem::path& dir);
 
   // The thorough check (reads every byte, O(tokens)): file hashes against meta.json, which

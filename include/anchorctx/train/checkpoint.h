@@ -24,6 +24,12 @@ namespace anchorctx::train {
 
 inline constexpr int kTrainerStateVersion = 1;
 
+// The largest counter (step, optimizer steps, tokens seen, data cursor) a trainer_state.json
+// may hold: 2^53, the integers a double holds exactly (metrics.jsonl records counts as
+// doubles), far beyond any run. Refused above it at save and load, so no counter a resumed run
+// increments can overflow (INT64_MAX in a hand-edited file did: undefined behaviour).
+inline constexpr std::int64_t kMaxTrainerCount = std::int64_t{1} << 53;
+
 // The counters a resumed run needs to continue bit-identically.
 struct TrainerState {
   std::int64_t step = 0;          // optimizer steps done
@@ -69,6 +75,13 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
 
+// The checkpoint `--resume` continues: latest_checkpoint, except that the newest step-*
+// entry must be a complete checkpoint. Checkpoints are renamed into place only when complete,
+// so a step-* folder without a regular trainer_state.json (missing, a folder, a FIFO, a
+// dangling link) is damage, not an interrupted save: throws anchorctx::Error naming it and the
+// way on, rather than silently resuming an older checkpoint.
+std::optional<std::filesystem::path> resume_checkpoint(const std::filesystem::path& run_dir);
+
 // Removes all but the newest `keep_last` checkpoints (keep_last <= 0 keeps all).
 void prune_checkpoints(const std::filesystem::path& run_dir, int keep_last);
 
@@ -80,8 +93,10 @@ struct LoadedCheckpoint {
 };
 
 // Reads a checkpoint folder written by save_checkpoint into `layout`'s buffers (the layout of
-// the checkpoint's own config.json). Throws anchorctx::Error naming the file on anything
-// missing, misshapen or of another trainer_state version.
+// the checkpoint's own config.json). Throws anchorctx::Error naming the file (and the key) on
+// anything missing, misshapen, of the wrong JSON type, out of range (counters above
+// kMaxTrainerCount, more optimizer steps than steps, a step other than a step-NNNNNN folder's
+// name) or of another trainer_state version.
 LoadedCheckpoint load_checkpoint(const std::filesystem::path& dir);
 
 }  // namespace anchorctx::train

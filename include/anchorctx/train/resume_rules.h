@@ -33,8 +33,10 @@ struct ResumeDifferences {
 nlohmann::json dataset_identity(const data::Dataset& dataset);
 
 // Compares a checkpoint's recorded options, dataset identity and model config with this
-// run's. Options are TrainOptions::to_json() objects; a key one side lacks (a run recorded by
-// an older build) is not compared. An empty recorded identity is not compared.
+// run's. Options are TrainOptions::to_json() objects, identities dataset_identity() objects
+// (anything else throws anchorctx::Error). A key one side lacks is a difference shown as
+// "(not recorded)": refused for a fixed option and for the dataset, so a trainer_state.json
+// stripped of a key cannot bypass its check; taken and reported for the others.
 ResumeDifferences compare_for_resume(const nlohmann::json& recorded_options,
                                      const nlohmann::json& options,
                                      const nlohmann::json& recorded_dataset,
