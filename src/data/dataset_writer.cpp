@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "anchorctx/core/atomic_dir.h"
+#include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/data/dataset.h"
 #include "data/hash_stream.h"
@@ -190,13 +191,12 @@ void DatasetWriter::commit(nlohmann::json meta, std::span<const std::uint64_t> o
   meta["counts"]["loss_spans"] = span_count_;
   meta["files"] = files;
   {
-    const auto path = dir_->path() / "meta.json";
-    std::ofstream out(path);
     // Source names come from file names (a walked folder's too), which need not be UTF-8: their
-    // invalid bytes become U+FFFD here (they only describe the data).
-    out << meta.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    out.close();
-    if (!out) fail("{}: write failed", path.string());
+    // invalid bytes become U+FFFD here (they only describe the data). Through AtomicFile, whose
+    // errors carry the system's reason (an ofstream's said "write failed" only).
+    core::write_file_atomic(
+        dir_->path() / "meta.json",
+        meta.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
   dir_->commit();
 }

@@ -312,7 +312,9 @@ json to_json(const Comparison& c) {
 void write_comparison(const Comparison& c, const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (!fs::is_directory(dir)) fail("compare: cannot create the folder {}", dir.string());
+  if (!fs::is_directory(dir))
+    fail("compare: cannot create the folder {}: {}", dir.string(),
+         ec ? ec.message() : "a file of that name is in the way");
   const std::size_t R = c.names.size();
   const auto label = [](std::size_t r) { return std::string(1, static_cast<char>('A' + r % 26)); };
 

@@ -111,7 +111,8 @@ void write_report(const EvalReport& r, const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (!std::filesystem::is_directory(dir))
-    fail("eval: cannot create the report folder {}", dir.string());
+    fail("eval: cannot create the report folder {}: {}", dir.string(),
+         ec ? ec.message() : "a file of that name is in the way");
   // Every file is staged before any replaces its old version (a full disk leaves the old
   // report whole); report.json goes last, so a new one means the whole report is new.
   core::AtomicFileSet files(dir);

@@ -85,6 +85,14 @@ fs::path make_dataset(const fs::path& out, const std::string& name,
                       std::uint64_t seed) {
   const fs::path dir = out / "data" / name;
   if (fs::exists(dir / "meta.json")) return dir;
+  // pack appears whole or not at all (an interrupted one leaves a hidden temporary, swept), so
+  // a folder of this name without meta.json was damaged after it was written.
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(dir, ec)))
+    fail(
+        "study: {} is not a finished dataset (no meta.json); delete it and rerun the study to "
+        "pack it again",
+        dir.string());
   fs::create_directories(out / "data");
   const fs::path jsonl = out / "data" / (name + ".jsonl");
   std::string text;
@@ -95,7 +103,6 @@ fs::path make_dataset(const fs::path& out, const std::string& name,
   pack.inputs = {jsonl.string()};
   pack.tokenizer = "byte";
   pack.out = dir.string();
-  pack.replace = true;  // a half-written folder of an interrupted pack
   pack.seq_len = seq_len;
   pack.anchor_mode = data::AnchorMode::shared;  // every window starts with bos (the anchor)
   pack.seed = seed;
@@ -301,7 +308,9 @@ void check_settings(const StudyConfig& c, const fs::path& out) {
 
 void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& options) {
   validate(c);
-  fs::create_directories(out);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) fail("study: cannot create --out {}: {}", out.string(), ec.message());
   const core::FolderLock lock = core::FolderLock::acquire(out, "study folder");
   check_settings(c, out);
   const bool quiet = options.quiet;

@@ -366,7 +366,12 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
     if (impl_->jsonl) impl_->jsonl->flush();
     if (impl_->tensorboard) impl_->tensorboard->flush();
     result.last_checkpoint = save_checkpoint(options_.out, data);
-    prune_checkpoints(options_.out, options_.keep_last);
+    // The new checkpoint is safe: an older one that cannot be deleted costs disk, not the run.
+    try {
+      prune_checkpoints(options_.out, options_.keep_last);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "anchorctx: warning: --keep-last: %s (training goes on)\n", e.what());
+    }
   };
 
   while (step_ < options_.steps) {
