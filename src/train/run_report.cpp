@@ -78,10 +78,14 @@ std::string describe_run(const fs::path& run_dir) {
     const json options = state->value("options", json::object());
     if (!options.empty()) {
       md += "- options:";
+      // The recorded options under their long option names (TrainOptions::to_json()); the
+      // snake_case names listed here before matched none of them but six.
       for (const char* key :
-           {"data", "preset", "config_json", "init_from", "precision", "rope_mode", "bf16_compute",
-            "mask", "positions", "windows_per_micro_batch", "grad_accum", "steps", "schedule", "lr",
-            "min_lr", "warmup_steps", "weight_decay", "clip_grad_norm", "seed"}) {
+           {"data",       "preset",       "model-config", "init-from",    "precision",
+            "rope-mode",  "bf16-compute", "mask",         "positions",    "batch-windows",
+            "grad-accum", "sp",           "world-size",   "steps",        "schedule",
+            "lr",         "min-lr",       "warmup-steps", "weight-decay", "clip-grad-norm",
+            "seed"}) {
         const auto it = options.find(key);
         if (it == options.end() || (it->is_string() && it->get<std::string>().empty())) continue;
         md += fmt::format(" {}={}", key, it->is_string() ? it->get<std::string>() : it->dump());

@@ -179,6 +179,11 @@ TEST(RunReport, ResumedRunReportPlotsTheWholeRunsMetrics) {
   const std::string md = read_file((o.out / "report.md").string());
   EXPECT_NE(md.find("steps 1 to 6"), std::string::npos) << md;
   EXPECT_NE(md.find("step 6 ("), std::string::npos) << md;
+  // The options line names the recorded options by their long names (it listed snake_case
+  // names that matched none of the recorded ones but six).
+  for (const std::string shown : {" model-config=", " precision=fp32", " batch-windows=1",
+                                  " grad-accum=1", " warmup-steps=2", " seed="})
+    EXPECT_NE(md.find(shown), std::string::npos) << shown << "\n" << md;
 
   const std::vector<train::ReportPlot> plots = train::report_plots(metrics);
   ASSERT_EQ(plots.size(), 4u);  // loss, lr, grad_norm, tokens_per_s
