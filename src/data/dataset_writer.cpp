@@ -7,13 +7,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <vector>
 
 #include "anchorctx/core/atomic_dir.h"
 #include "anchorctx/core/atomic_file.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/data/dataset.h"
 #include "data/hash_stream.h"
 
@@ -87,8 +87,11 @@ core::OwnedFolderRule dataset_folder_rule() {
   rule.required = {"meta.json",      "tokens.bin",     "doc_index.bin", "doc_starts.bin",
                    "mask_index.bin", "mask_spans.bin", "order.bin"};
   rule.identify = [](const std::filesystem::path& dir) -> std::string {
-    std::ifstream in(dir / "meta.json");
-    const nlohmann::json meta = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    nlohmann::json meta;
+    try {  // a FIFO in its place must not block, nor a damaged one throw: it is not ours
+      meta = core::read_json_file(dir / "meta.json", "a dataset's meta.json");
+    } catch (const Error&) {
+    }
     if (meta.is_object() && meta.value("format", "") == kDatasetFormatName) return "";
     return fmt::format("its meta.json does not name the format \"{}\"", kDatasetFormatName);
   };

@@ -5,7 +5,6 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +12,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/interrupt.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/core/parallel.h"
 #include "anchorctx/core/progress.h"
 #include "anchorctx/data/dataset.h"
@@ -25,14 +25,7 @@ namespace {
 std::map<std::string, std::string> load_tags(const std::string& path) {
   std::map<std::string, std::string> tags;
   if (path.empty()) return tags;
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open the tags file", path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: the tags file is not valid JSON: {}", path, e.what());
-  }
+  const nlohmann::json j = core::read_json_file(path, "the tags file");
   if (!j.is_object()) fail("{}: the tags file must be a JSON object {{value: tag text}}", path);
   for (const auto& [k, v] : j.items()) {
     if (!v.is_string()) fail("{}: tag for '{}' is not a string", path, k);

@@ -86,6 +86,10 @@ string(JSON tag_tokens GET "${s}" tag_tokens)
 if(NOT tag_tokens GREATER 0)
   message(FATAL_ERROR "--tag-field: no tag tokens:\n${s}")
 endif()
+# A --tags file that is not a JSON file is named (a folder, as a FIFO would block).
+file(MAKE_DIRECTORY "${WORK}/tags-folder.json")
+expect_failure("tags-folder.json: not a regular file" pack --input "${CORPUS}" --seq-len 128
+               --out "${WORK}/ds_tags2" --tag-field source --tags "${WORK}/tags-folder.json")
 run_json(j inspect "${WORK}/ds_tags" --json --window 0)
 string(JSON spans LENGTH "${j}" window loss_spans)
 if(spans LESS 2)
