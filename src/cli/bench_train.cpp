@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -199,7 +200,10 @@ void bench_steps(const BenchTrainArgs& a, const model::LlamaConfig& config,
                       {"num_documents", starts.size()},
                       {"precision", model::to_string(a.precision)},
                       {"rope_mode", std::string(rope::to_string(run.rope_mode))},
-                      {"bf16_compute", std::string(model::to_string(run.bf16_compute))},
+                      // null in fp32, as train records it: no bf16 is computed at all
+                      {"bf16_compute", a.precision == model::Precision::bf16
+                                           ? nlohmann::json(model::to_string(run.bf16_compute))
+                                           : nlohmann::json(nullptr)},
                       {"checkpointing", run.checkpointing},
                       {"threads", threads},
                       {"steps", a.steps},
@@ -310,8 +314,12 @@ void register_bench_train(CLI::App& bench) {
                   "auto (on when activations would pass 4 GiB), on or off")
       ->capture_default_str();
   cmd->add_option("--steps", a->steps, "Timed steps (the median is reported)")
-      ->capture_default_str();
-  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, INT32_MAX));
+  // A negative count took timed steps away (--steps 1 --warmup -5 timed none: "step nan ms").
+  cmd->add_option("--warmup", a->warmup, "Untimed steps first")
+      ->capture_default_str()
+      ->check(CLI::Range(0, INT32_MAX));
   add_threads_option(*cmd, a->threads, "Threads (0: all)");
   cmd->add_option("--sp", a->sp,
                   "Sequence-parallel degree (Ulysses, docs/DISTRIBUTED_SP.md): the number of "

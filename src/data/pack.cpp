@@ -413,7 +413,12 @@ nlohmann::json pack_dataset(const PackConfig& config) {
     skipped[k] += v;
 
   nlohmann::json meta;
-  meta["tokenizer"] = {{"spec", config.tokenizer},
+  // The path made absolute: a relative one named nothing for a train run from another folder,
+  // whose checkpoints then went without the tokenizer.
+  const std::string spec = config.tokenizer == "byte"
+                               ? config.tokenizer
+                               : std::filesystem::absolute(config.tokenizer).string();
+  meta["tokenizer"] = {{"spec", spec},
                        {"kind", tokenizer->kind()},
                        {"content_hash", tokenizer->content_hash()},
                        {"vocab_size", vocab},

@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void warn(bool quiet, const std::string& spec, const std::string& why) {
-  if (quiet) return;
+// Said with --quiet too: the checkpoints will lack what generate and eval need.
+void warn(const std::string& spec, const std::string& why) {
   std::fprintf(stderr,
                "anchorctx: warning: the dataset's tokenizer '%s' is not copied into the "
                "checkpoints (%s); pass its files with --copy-file\n",
@@ -29,12 +29,12 @@ void warn(bool quiet, const std::string& spec, const std::string& why) {
 }  // namespace
 
 std::vector<fs::path> prepare_run_tokenizer(const nlohmann::json& dataset_meta,
-                                            const fs::path& run_dir, bool quiet) {
+                                            const fs::path& run_dir) {
   const nlohmann::json tokenizer = dataset_meta.value("tokenizer", nlohmann::json::object());
   const std::string spec = tokenizer.value("spec", "");
   const std::string hash = tokenizer.value("content_hash", "");
   if (spec.empty()) {
-    warn(quiet, spec, "meta.json names none");
+    warn(spec, "meta.json names none");
     return {};
   }
 
@@ -46,12 +46,12 @@ std::vector<fs::path> prepare_run_tokenizer(const nlohmann::json& dataset_meta,
     // The spec as pack was given it: usable only if it still names the same tokenizer.
     try {
       if (data::load_tokenizer(spec)->content_hash() != hash) {
-        warn(quiet, spec, "the file's content hash is no longer the dataset's");
+        warn(spec, "the file's content hash is no longer the dataset's");
         return {};
       }
       sources = data::tokenizer_source_files(spec);
     } catch (const Error& e) {
-      warn(quiet, spec, e.what());
+      warn(spec, e.what());
       return {};
     }
   }

@@ -295,7 +295,7 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
       impl_->tensorboard =
           std::make_unique<TensorBoardSink>(options_.out, checkpoint ? step_ + 1 : -1);
     if (options_.copy_tokenizer) {
-      std::vector<fs::path> files = prepare_run_tokenizer(ds.meta(), options_.out, options_.quiet);
+      std::vector<fs::path> files = prepare_run_tokenizer(ds.meta(), options_.out);
       options_.extra_files.insert(options_.extra_files.begin(), files.begin(), files.end());
     }
     // The source model's generation defaults (its eos ids, sampling settings) go with every

@@ -86,6 +86,17 @@ string(JSON tag_tokens GET "${s}" tag_tokens)
 if(NOT tag_tokens GREATER 0)
   message(FATAL_ERROR "--tag-field: no tag tokens:\n${s}")
 endif()
+# A tokenizer given by a relative path is recorded absolute: train runs elsewhere found none.
+execute_process(COMMAND ${EXE} pack --input "${CORPUS}" --seq-len 64 --tokenizer hf_bpe_spm.json
+                        --out "${WORK}/ds_relative" --quiet
+                WORKING_DIRECTORY "${FIXTURES}" RESULT_VARIABLE rc ERROR_VARIABLE err)
+expect_equal("pack with a relative --tokenizer" "${rc}" "0")
+file(READ "${WORK}/ds_relative/meta.json" meta)
+string(JSON spec GET "${meta}" tokenizer spec)
+if(NOT IS_ABSOLUTE "${spec}" OR NOT EXISTS "${spec}")
+  message(FATAL_ERROR "meta.json records the tokenizer as '${spec}'")
+endif()
+
 # A --tags file that is not a JSON file is named (a folder, as a FIFO would block).
 file(MAKE_DIRECTORY "${WORK}/tags-folder.json")
 expect_failure("tags-folder.json: not a regular file" pack --input "${CORPUS}" --seq-len 128

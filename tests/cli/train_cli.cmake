@@ -100,6 +100,12 @@ expect_failure("does not run with rope mode" train --data "${WORK}/demo/data" --
 # bench train, small.
 run_ok(bench bench train --preset tiny --seq-len 256 --steps 1 --warmup 0 --json)
 require_keys("${bench}" step_ms tokens_per_s mfu sgemm_gflops peak_rss_mb cpu)
+run_ok(bench32 bench train --preset tiny --seq-len 64 --steps 1 --warmup 0 --precision fp32 --json)
+string(JSON type TYPE "${bench32}" bf16_compute)  # no bf16 computed: null, as train records it
+expect_equal("bench train fp32: bf16_compute" "${type}" "NULL")
+# A negative warm-up took timed steps away (--warmup -5 with --steps 1 timed none).
+expect_failure("--warmup: Value -5 not in range 0" bench train --preset tiny --seq-len 64
+               --steps 1 --warmup -5)
 # --profile: time per kind of operation (wall and CPU), the GEMMs among them.
 run_ok(bench bench train --preset tiny --seq-len 256 --steps 1 --warmup 0 --profile --json)
 require_keys("${bench}" step_ms step_cpu_ms profile_ms_per_step)

@@ -106,14 +106,14 @@ TEST(RunTokenizer, ChangedOrMissingTokenizerIsNotCopied) {
   const TempDir dir;
   nlohmann::json meta = {
       {"tokenizer", {{"spec", (dir.path() / "gone.json").string()}, {"content_hash", "0123"}}}};
-  EXPECT_TRUE(train::prepare_run_tokenizer(meta, dir.path() / "run", true).empty());
+  EXPECT_TRUE(train::prepare_run_tokenizer(meta, dir.path() / "run").empty());
   EXPECT_FALSE(fs::exists(dir.path() / "run" / "tokenizer"));
   // The file is there but is no longer the one the dataset was packed with.
   const std::string path = dir.write("tokenizer.json", data::byte_tokenizer_hf_files()[0].content);
   meta["tokenizer"]["spec"] = path;
-  EXPECT_TRUE(train::prepare_run_tokenizer(meta, dir.path() / "run", true).empty());
+  EXPECT_TRUE(train::prepare_run_tokenizer(meta, dir.path() / "run").empty());
   meta["tokenizer"]["content_hash"] = data::load_tokenizer(path)->content_hash();
-  const std::vector<fs::path> files = train::prepare_run_tokenizer(meta, dir.path() / "run", true);
+  const std::vector<fs::path> files = train::prepare_run_tokenizer(meta, dir.path() / "run");
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(files[0], dir.path() / "run" / "tokenizer" / "tokenizer.json");
   EXPECT_EQ(read_file(files[0].string()), read_file(path));

@@ -18,7 +18,6 @@ namespace anchorctx::train {
 // --copy-file, and the result is empty. Throws anchorctx::Error when the folder cannot be
 // written.
 std::vector<std::filesystem::path> prepare_run_tokenizer(const nlohmann::json& dataset_meta,
-                                                         const std::filesystem::path& run_dir,
-                                                         bool quiet);
+                                                         const std::filesystem::path& run_dir);
 
 }  // namespace anchorctx::train
