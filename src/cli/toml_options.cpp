@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/utf8.h"
@@ -12,6 +13,11 @@
 
 namespace anchorctx::cli {
 namespace {
+// A key or value of the file the command line would refuse: a usage error (exit 2), as there.
+template <typename... A>
+[[noreturn]] void usage_error(fmt::format_string<A...> format, A&&... args) {
+  throw CLI::ValidationError(fmt::format(format, std::forward<A>(args)...));
+}
 
 // The line that sets `key` (CLI11's reader keeps no line numbers): its 1-based number (0 if
 // none is found) and the text after its '=', trimmed.
@@ -62,35 +68,35 @@ void apply_toml_options(CLI::App& cmd, const std::string& path) {
     const std::string where = line.number > 0
                                   ? fmt::format("--config '{}': line {}", path, line.number)
                                   : fmt::format("--config '{}'", path);
-    if (key == "config") fail("{}: a config file cannot name another", where);
+    if (key == "config") usage_error("{}: a config file cannot name another", where);
     // Options are recorded as JSON text (trainer_state.json, reports), as main.cpp says of the
     // arguments: bytes that are not UTF-8 failed at the first checkpoint, after the training,
     // with nlohmann's text naming nothing. TOML files are UTF-8 by definition, too.
     if (!core::is_valid_utf8(key))
-      fail("{}: key '{}' is not valid UTF-8 (invalid bytes shown as U+FFFD)", where,
-           core::utf8_lossy(key));
+      usage_error("{}: key '{}' is not valid UTF-8 (invalid bytes shown as U+FFFD)", where,
+                  core::utf8_lossy(key));
     for (const std::string& input : item.inputs)
       if (!core::is_valid_utf8(input))
-        fail(
+        usage_error(
             "{}: '{}': the value '{}' is not valid UTF-8 (invalid bytes shown as U+FFFD); "
             "anchorctx records its options as JSON text",
             where, key, core::utf8_lossy(input));
     CLI::Option* option = cmd.get_option_no_throw("--" + key);
     if (option == nullptr)
-      fail(
+      usage_error(
           "{}: unknown option '{}' (keys are the long option names without the "
           "leading dashes; see {} --help)",
           where, key, cmd.get_name());
     // `key =` with nothing after it: CLI11's reader passes an empty string, which an option
     // would otherwise read as its default or as 0 (`key = ""` is a value: the empty string).
     if (line.number > 0 && (line.value.empty() || line.value[0] == '#'))
-      fail("{}: '{}' has no value (write key = value)", where, key);
+      usage_error("{}: '{}' has no value (write key = value)", where, key);
     if (option->count() > 0) continue;  // the command line wins
     std::vector<std::string> inputs = item.inputs;
     if (inputs.empty()) continue;        // `key = []`: no values (how a run records an empty list)
     if (option->get_type_size() == 0) {  // a flag: true/false
       if (inputs.size() != 1 || (inputs[0] != "true" && inputs[0] != "false"))
-        fail("{}: '{}' is a flag and takes true or false", where, key);
+        usage_error("{}: '{}' is a flag and takes true or false", where, key);
       if (inputs[0] == "false") continue;
       inputs = {"true"};
     }
@@ -98,7 +104,7 @@ void apply_toml_options(CLI::App& cmd, const std::string& path) {
       option->add_result(inputs);
       option->run_callback();
     } catch (const CLI::ParseError& e) {
-      fail("{}: '{}': {}", where, key, e.what());
+      usage_error("{}: '{}': {}", where, key, e.what());
     }
   }
 }

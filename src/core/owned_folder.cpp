@@ -120,4 +120,8 @@ void check_replaceable_file(const fs::path& target, const std::string& what,
   }
 }
 
+bool lies_within(const fs::path& inner, const fs::path& outer) {
+  return within(resolved(inner), resolved(outer));
+}
+
 }  // namespace anchorctx::core

@@ -13,6 +13,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/interrupt.h"
 #include "anchorctx/core/json_file.h"
+#include "anchorctx/core/owned_folder.h"
 #include "anchorctx/core/parallel.h"
 #include "anchorctx/core/progress.h"
 #include "anchorctx/data/dataset.h"
@@ -300,6 +301,16 @@ nlohmann::json pack_dataset(const PackConfig& config) {
   const auto tag_texts = load_tags(config.tags_file);
   std::map<std::string, std::vector<std::int32_t>> tag_ids;  // encoded once per value
 
+  // A dataset inside an input folder is read back as input by the next pack of that folder (its
+  // .bin files as text: "invalid UTF-8"), so it is refused before any work.
+  for (const std::string& input : config.inputs) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(input, ec) && core::lies_within(config.out, input))
+      fail(
+          "pack: --out '{}' lies inside the input folder '{}': the next pack of that folder "
+          "would read the dataset as input; choose an --out outside it",
+          config.out, input);
+  }
   // What --force must never remove: everything this run reads.
   std::vector<std::filesystem::path> read_paths(config.inputs.begin(), config.inputs.end());
   if (config.tokenizer != "byte") read_paths.emplace_back(config.tokenizer);

@@ -86,6 +86,15 @@ string(JSON tag_tokens GET "${s}" tag_tokens)
 if(NOT tag_tokens GREATER 0)
   message(FATAL_ERROR "--tag-field: no tag tokens:\n${s}")
 endif()
+# A dataset inside an input folder is refused: the next pack of the folder read it as input.
+file(MAKE_DIRECTORY "${WORK}/infolder")
+file(COPY "${CORPUS}" DESTINATION "${WORK}/infolder")
+expect_failure("--out '[^']*infolder/ds' lies inside the input folder" pack --input
+               "${WORK}/infolder" --seq-len 64 --out "${WORK}/infolder/ds" --quiet)
+if(EXISTS "${WORK}/infolder/ds")
+  message(FATAL_ERROR "a refused pack left infolder/ds")
+endif()
+
 # A tokenizer given by a relative path is recorded absolute: train runs elsewhere found none.
 execute_process(COMMAND ${EXE} pack --input "${CORPUS}" --seq-len 64 --tokenizer hf_bpe_spm.json
                         --out "${WORK}/ds_relative" --quiet

@@ -145,6 +145,10 @@ endif()
 file(WRITE "${WORK}/bad.toml" "schedule = \"step\"\n")
 expect_failure("bad.toml.*schedule.*'step' is not one of constant, linear or cosine" train
                --config "${WORK}/bad.toml" --data "${WORK}/data" --out "${WORK}/r3" --preset tiny)
+# A bad value in the file is the usage error it is on the command line: exit 2 (it was 1).
+execute_process(COMMAND ${EXE} train --config "${WORK}/bad.toml" --data "${WORK}/data"
+                        --out "${WORK}/r3" --preset tiny RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
+expect_equal("exit status of a bad --config value" "${rc}" "2")
 # --config problems named with the file (and its line and key): a folder (was silently ignored),
 # a key without a value (was "--steps must be at least 1"), a number beyond 64 bits (was
 # clamped to INT64_MAX), on the command line too.

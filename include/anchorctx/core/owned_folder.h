@@ -43,4 +43,8 @@ void check_replaceable_file(
     std::span<const std::filesystem::path> inputs,
     const std::function<std::string(const std::filesystem::path&)>& identify);
 
+// Whether `inner` is `outer` or lies below it, both made absolute with symbolic links resolved
+// where they exist (a new output inside an input folder: the next read of it reads the output).
+bool lies_within(const std::filesystem::path& inner, const std::filesystem::path& outer);
+
 }  // namespace anchorctx::core
