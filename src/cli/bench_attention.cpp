@@ -413,7 +413,9 @@ void register_bench_attention(CLI::App& bench) {
       ->check(CLI::Range(1, attention::BlockPlan::kMaxTileSize));
   cmd->add_flag("--no-backward", args->no_backward, "Time the forward pass only");
   cmd->add_option("--save-docs", args->save_docs,
-                  "Write the document lengths, one per line, a blank line between sequences");
+                  "Write the document lengths, one per line, a blank line between sequences (the "
+                  "anchor's own one-token document among them, for tools/peers: --docs file: "
+                  "under --mask anchor adds another)");
   cmd->add_flag("--json", args->json, "Print one JSON object on stdout");
   cmd->callback([args] { run(*args); });
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/attention/block_plan.h"
@@ -299,7 +300,8 @@ void register_bench_train(CLI::App& bench) {
       "train",
       "Time training steps (forward, backward, AdamW) of a model on one synthetic packed window; "
       "MFU against the sgemm rate measured in the same run");
-  cmd->add_option("--preset", a->preset, "Model preset (tiny, reference, small)")
+  cmd->add_option("--preset", a->preset,
+                  fmt::format("Model preset: {}", fmt::join(model::preset_names(), ", ")))
       ->capture_default_str();
   cmd->add_option("--config-json", a->config_json, "A HuggingFace config.json instead of a preset");
   cmd->add_option("--seq-len", a->seq_len, "Window length in tokens")->capture_default_str();
@@ -307,7 +309,7 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--docs", a->docs, "Document lengths: fixed:N, lognormal:MEDIAN:SIGMA, file:PATH")
       ->capture_default_str();
   add_enum_option(*cmd, "--precision", a->precision, "Training precision");
-  cmd->add_option("--bf16-compute", a->bf16_compute, kBf16ComputeHelp);
+  cmd->add_option("--bf16-compute", a->bf16_compute, kBf16ComputeHelpWithPrecision);
   add_enum_option(*cmd, "--rope-mode", a->rope_mode,
                   "RoPE precision mode (default: fp32 with fp32, hf_bf16 with bf16)");
   cmd->add_option("--checkpointing", a->checkpointing,

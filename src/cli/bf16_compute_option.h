@@ -13,7 +13,11 @@ inline constexpr const char* kBf16ComputeHelp =
     "kernels run: native (bf16 operands on AVX512_BF16 with float32 accumulation: oneDNN for "
     "the GEMMs, the native bf16 attention kernels, both on AMX where the CPU has it) or "
     "emulated (float32 products on bf16 values, the reference). Default: native where oneDNN "
-    "is built in and the CPU has AVX512_BF16, else emulated. No effect with --precision fp32";
+    "is built in and the CPU has AVX512_BF16, else emulated";
+
+// For the commands with a --precision (train, bench train, eval).
+inline const std::string kBf16ComputeHelpWithPrecision =
+    std::string(kBf16ComputeHelp) + ". No effect with --precision fp32";
 
 // The value of --bf16-compute ("" for the default). Prints the choice to stderr unless quiet
 // (for bf16 precision). Throws CLI::ValidationError for an unknown name, and for native where it

@@ -319,7 +319,7 @@ void register_eval(CLI::App& app) {
                   "float32 on the bf16-rounded weights)")
       ->capture_default_str();
   cmd->add_option("--bf16-compute", a->bf16_compute,
-                  std::string(kBf16ComputeHelp) + ". Decode steps stay float32");
+                  kBf16ComputeHelpWithPrecision + ". Decode steps stay float32");
   cmd->add_option("--templates", a->templates,
                   "A JSON file of prompt templates (see --print-templates for the format)");
   cmd->add_option("--template-set", a->template_set,

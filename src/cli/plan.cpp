@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
@@ -331,7 +332,8 @@ void register_plan(CLI::App& app) {
       "plan",
       "Predict a distributed training step (data parallel, Ulysses sequence parallel, ZeRO-1): "
       "FLOPs, memory, communication and time per rank, from a cost model; nothing is trained");
-  cmd->add_option("--preset", a->preset, "Model preset (tiny, reference, llama2-7b, llama3-8b)");
+  cmd->add_option("--preset", a->preset,
+                  fmt::format("Model preset: {}", fmt::join(model::preset_names(), ", ")));
   cmd->add_option("--model-config", a->model_config, "A HuggingFace config.json instead");
   cmd->add_option("--seq-len", a->seq_len,
                   "Window length T in tokens (required unless --dataset gives it)");

@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/error.h"
@@ -111,12 +113,13 @@ void register_train(CLI::App& app) {
   cmd->add_option("--out", o.out,
                   "Run folder: checkpoints/, metrics.jsonl, TensorBoard events, report.md with "
                   "plots/ (required)");
-  cmd->add_option("--preset", o.preset, "Model preset: tiny, reference or small");
+  cmd->add_option("--preset", o.preset,
+                  fmt::format("Model preset: {}", fmt::join(model::preset_names(), ", ")));
   cmd->add_option("--model-config", o.config_json, "A HuggingFace config.json (random init)");
   cmd->add_option("--init-from", o.init_from, "A model folder to start from (its weights)");
   add_enum_option(*cmd, "--precision", o.run.precision,
                   "fp32, or bf16 (fp32 master weights; GEMMs per --bf16-compute)");
-  cmd->add_option("--bf16-compute", args->bf16_compute, kBf16ComputeHelp);
+  cmd->add_option("--bf16-compute", args->bf16_compute, kBf16ComputeHelpWithPrecision);
   add_enum_option(*cmd, "--rope-mode", args->rope_mode,
                   "fp32 (with fp32), hf_bf16 or exact (with bf16); default: per precision");
   cmd->add_flag("--checkpointing", o.run.checkpointing,

@@ -85,22 +85,24 @@ std::string markdown(const EvalReport& r) {
     for (std::size_t i = 0; i < widest.size(); ++i)
       md += " ---: |";
     md += "\n";
+    bool cut_bucket = false;  // a shorter length's last bucket, marked *
     for (const PplResult& p : r.ppl) {
       md +=
           fmt::format("| {} | {} | {} | {} | {} |", p.length, p.sample_mean.size(), p.total.tokens,
                       cell(p.total.mean(), "{:.4f}"), cell(p.total.ppl(), "{:.3f}"));
-      for (std::size_t i = 0; i < widest.size(); ++i)
+      for (std::size_t i = 0; i < widest.size(); ++i) {
+        const bool cut = i < p.buckets.size() && p.buckets[i].end != widest[i].end;
+        cut_bucket = cut_bucket || cut;
         md += " " +
-              (i < p.buckets.size() && p.buckets[i].end == widest[i].end
-                   ? cell(p.buckets[i].tally.ppl(), "{:.3f}")
-                   : (i < p.buckets.size() ? cell(p.buckets[i].tally.ppl(), "{:.3f}") + "*"
-                                           : std::string(""))) +
+              (i < p.buckets.size() ? cell(p.buckets[i].tally.ppl(), "{:.3f}") + (cut ? "*" : "")
+                                    : std::string("")) +
               " |";
+      }
       md += "\n";
     }
-    md +=
-        "\n(* the last bucket of a shorter length ends at that length.) Plot: "
-        "`ppl_by_position.svg`.\n";
+    md += cut_bucket ? "\n(* the last bucket of a shorter length ends at that length.) Plot: "
+                     : "\nPlot: ";
+    md += "`ppl_by_position.svg`.\n";
   }
   return md;
 }

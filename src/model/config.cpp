@@ -7,6 +7,8 @@
 #include <span>
 #include <string_view>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/core/atomic_file.h"
@@ -575,7 +577,7 @@ LlamaConfig preset(std::string_view name) {
     c.bos_token_id = 128000;
     c.eos_token_ids = {128001};
   } else {
-    fail("unknown model preset '{}' (known: tiny, reference, small, llama2-7b, llama3-8b)", name);
+    fail("unknown model preset '{}' (known: {})", name, fmt::join(preset_names(), ", "));
   }
   c.head_dim = c.hidden_size / c.num_attention_heads;
   validate(c, fmt::format("preset {}", name));

@@ -134,6 +134,7 @@ void save_config(const LlamaConfig& config, const std::filesystem::path& path);
 // `anchorctx plan`; too big to train here). Throws
 // anchorctx::Error listing the names for anything else.
 LlamaConfig preset(std::string_view name);
+// The names preset() knows, for messages and --help.
 std::vector<std::string> preset_names();
 
 // Number of trainable parameters (embeddings, norms, projections, biases; the LM head counted
