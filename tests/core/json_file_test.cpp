@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "anchorctx/core/error.h"
+#include "support/error_of.h"
 #include "support/temp_dir.h"
 
 namespace anchorctx::core {
@@ -17,12 +18,7 @@ namespace fs = std::filesystem;
 using anchorctx::test::TempDir;
 
 std::string refusal(const fs::path& path) {
-  try {
-    read_json_file(path, "a test file");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(accepted)";
+  return anchorctx::test::error_of([&] { read_json_file(path, "a test file"); });
 }
 
 std::string write(const fs::path& path, const std::string& text) {
