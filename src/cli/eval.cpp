@@ -35,6 +35,7 @@
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 #include "cli/list_option.h"
+#include "cli/model_tokenizer.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -90,15 +91,6 @@ void run_compare(const Args& a) {
   }
   for (const std::string& n : c.notes)
     std::fprintf(stderr, "compare: %s\n", n.c_str());
-}
-
-std::string tokenizer_spec(const Args& a) {
-  if (!a.tokenizer.empty()) return a.tokenizer;
-  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"})
-    if (fs::exists(fs::path(a.model_dir) / name)) return a.model_dir;
-  std::fprintf(stderr, "eval: no tokenizer file in %s: using the byte tokenizer\n",
-               a.model_dir.c_str());
-  return "byte";
 }
 
 // The windows for ppl: a packed dataset's first windows (the ones training reads first: held out
@@ -194,7 +186,8 @@ void run(const Args& a) {
       a.templates.empty() ? eval::default_templates() : eval::load_templates(a.templates);
   options.templates = templates.at(a.template_set);
   options.template_set_name = a.template_set;
-  const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(tokenizer_spec(a));
+  const std::unique_ptr<data::Tokenizer> tok =
+      data::load_tokenizer(model_tokenizer_spec("eval", a.model_dir, a.tokenizer, config));
   if (tok->vocab_size() > config.vocab_size)
     fail(
         "eval: the tokenizer has {} tokens, more than the model's vocab_size {} (is it this "

@@ -161,7 +161,9 @@ void run(const Args& a) {
   }
 
   if (a.json) {
-    std::printf("%s\n", j.dump().c_str());
+    // A window edge may cut a character of a decoded document: its bytes become U+FFFD here
+    // (the text output prints them as they are); the strict dump failed with nlohmann's text.
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   std::string out = fmt::format(

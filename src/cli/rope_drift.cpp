@@ -28,6 +28,7 @@
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 #include "cli/list_option.h"
+#include "cli/model_tokenizer.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -43,12 +44,6 @@ struct Args {
   bool verify_data = false;
   bool sequences_given = false, seq_len_given = false;  // on the command line: --quick keeps them
 };
-
-bool has_tokenizer_file(const fs::path& dir) {
-  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"})
-    if (fs::exists(dir / name)) return true;
-  return false;
-}
 
 std::vector<std::vector<std::int32_t>> load_sequences(const Args& args,
                                                       const model::LlamaConfig& config) {
@@ -69,14 +64,8 @@ std::vector<std::vector<std::int32_t>> load_sequences(const Args& args,
     }
     return out;
   }
-  std::string spec = args.tokenizer;
-  if (spec.empty()) {
-    spec = has_tokenizer_file(args.model_dir) ? args.model_dir : "byte";
-    if (spec == "byte")
-      std::fprintf(stderr, "rope-drift: no tokenizer file in %s: using the byte tokenizer\n",
-                   args.model_dir.c_str());
-  }
-  const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(spec);
+  const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(
+      model_tokenizer_spec("rope-drift", args.model_dir, args.tokenizer, config));
   require(tok->vocab_size() <= config.vocab_size,
           "rope-drift: the tokenizer has {} tokens, more than the model's vocab_size {}",
           tok->vocab_size(), config.vocab_size);

@@ -40,16 +40,19 @@ std::vector<fs::path> prepare_run_tokenizer(const nlohmann::json& dataset_meta,
 
   std::vector<data::TokenizerFile> generated;
   std::vector<fs::path> sources;
+  std::string main_name;  // the tokenizer file's name in the folder (sources[0]'s)
   if (spec == "byte") {
     generated = data::byte_tokenizer_hf_files();
   } else {
     // The spec as pack was given it: usable only if it still names the same tokenizer.
     try {
-      if (data::load_tokenizer(spec)->content_hash() != hash) {
+      const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(spec);
+      if (tokenizer->content_hash() != hash) {
         warn(spec, "the file's content hash is no longer the dataset's");
         return {};
       }
       sources = data::tokenizer_source_files(spec);
+      main_name = data::tokenizer_file_name(tokenizer->kind());
     } catch (const Error& e) {
       warn(spec, e.what());
       return {};
@@ -64,11 +67,11 @@ std::vector<fs::path> prepare_run_tokenizer(const nlohmann::json& dataset_meta,
     core::write_file_atomic(dir.path() / f.name, f.content);
     files.push_back(folder / f.name);
   }
-  for (const fs::path& source : sources) {
-    std::error_code ec;
-    fs::copy_file(source, dir.path() / source.filename(), ec);
-    if (ec) fail("{}: cannot copy into {}: {}", source.string(), folder.string(), ec.message());
-    files.push_back(folder / source.filename());
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    // The tokenizer under the name a model folder's reader looks for; its side files as they are.
+    const fs::path name = i == 0 ? fs::path(main_name) : sources[i].filename();
+    core::copy_file_atomic(sources[i], dir.path() / name);
+    files.push_back(folder / name);
   }
   dir.commit();
   return files;

@@ -111,6 +111,17 @@ endif()
 run_generate(out 2 "${model}" "" --top-p 1.5)
 run_generate(out 2 "${model}" "" --top-p 0)  # (0, 1]: a usage error, before the model loads
 run_exe(out 2 convert llama2c --checkpoint "${checkpoint}")
+# A folder without a tokenizer file whose vocabulary is not the byte tokenizer's is refused by
+# eval and rope-drift: they read its ids as bytes, said only by a note.
+file(MAKE_DIRECTORY "${WORK}/no-tokenizer")
+file(COPY "${model}/config.json" "${model}/model.safetensors" DESTINATION "${WORK}/no-tokenizer")
+foreach(command "eval;--tasks;ppl;--lengths;64;--samples;1" "rope-drift;--quick")
+  run_exe(out 1 ${command} --model "${WORK}/no-tokenizer")
+  if(NOT out_err MATCHES "holds no tokenizer file .* and its vocabulary of 512 is not the byte")
+    message(FATAL_ERROR "${command} on a folder without a tokenizer:\n${out_err}")
+  endif()
+endforeach()
+
 # A tokenizer with fewer tokens than the model's vocab_size (here the byte tokenizer for a
 # 512-token model): an id past its last token prints nothing, as transformers' decode skips it,
 # is said once on stderr, and still counts as generated.

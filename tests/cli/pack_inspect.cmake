@@ -86,6 +86,13 @@ string(JSON tag_tokens GET "${s}" tag_tokens)
 if(NOT tag_tokens GREATER 0)
   message(FATAL_ERROR "--tag-field: no tag tokens:\n${s}")
 endif()
+# --decode --json of a window that cuts a UTF-8 character (2-token windows of "é"s): U+FFFD,
+# not nlohmann's "incomplete UTF-8 string" error.
+file(WRITE "${WORK}/accents.jsonl" [=[{"text": "caf\u00e9 \u00e9t\u00e9 r\u00e9sum\u00e9"}]=] "\n")
+run_ok(out pack --input "${WORK}/accents.jsonl" --seq-len 4 --no-shuffle --out "${WORK}/ds_accents"
+       --quiet)
+run_json(j inspect "${WORK}/ds_accents" --window 0 --decode --json)
+
 # A dataset inside an input folder is refused: the next pack of the folder read it as input.
 file(MAKE_DIRECTORY "${WORK}/infolder")
 file(COPY "${CORPUS}" DESTINATION "${WORK}/infolder")

@@ -119,4 +119,22 @@ TEST(RunTokenizer, ChangedOrMissingTokenizerIsNotCopied) {
   EXPECT_EQ(read_file(files[0].string()), read_file(path));
 }
 
+// A tokenizer file of another name goes into the folder under the name a model folder's reader
+// looks for: as tok512.bin, generate found no tokenizer and eval read the ids as bytes.
+TEST(RunTokenizer, CopiedUnderTheNameAModelFolderIsReadBy) {
+  const TempDir dir;
+  const std::string path =
+      dir.write("my_tokenizer.json", data::byte_tokenizer_hf_files()[0].content);
+  const nlohmann::json meta = {
+      {"tokenizer",
+       {{"spec", path}, {"content_hash", data::load_tokenizer(path)->content_hash()}}}};
+  const std::vector<fs::path> files = train::prepare_run_tokenizer(meta, dir.path() / "run");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0], dir.path() / "run" / "tokenizer" / "tokenizer.json");
+  EXPECT_EQ(data::load_tokenizer((dir.path() / "run" / "tokenizer").string())->content_hash(),
+            data::load_tokenizer(path)->content_hash());
+  EXPECT_EQ(data::tokenizer_file_name("llama2c"), "tokenizer.bin");
+  EXPECT_EQ(data::tokenizer_file_name("sentencepiece"), "tokenizer.model");
+}
+
 }  // namespace

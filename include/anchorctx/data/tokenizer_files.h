@@ -31,4 +31,10 @@ std::vector<TokenizerFile> byte_tokenizer_hf_files();
 // anchorctx::Error naming the spec when it is neither.
 std::vector<std::filesystem::path> tokenizer_source_files(std::string_view spec);
 
+// The name load_tokenizer looks for in a model folder for a tokenizer of `kind` (Tokenizer::
+// kind(): "hf_bpe" tokenizer.json, "sentencepiece" tokenizer.model, "llama2c" tokenizer.bin).
+// A tokenizer file copied into a checkpoint takes it: under its own name (tok512.bin) generate
+// found none and eval fell back to the byte tokenizer. Throws anchorctx::Error for another kind.
+std::string tokenizer_file_name(std::string_view kind);
+
 }  // namespace anchorctx::data

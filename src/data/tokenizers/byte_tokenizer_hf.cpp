@@ -165,4 +165,11 @@ std::vector<std::filesystem::path> tokenizer_source_files(std::string_view spec)
   return files;
 }
 
+std::string tokenizer_file_name(std::string_view kind) {
+  if (kind == "hf_bpe") return "tokenizer.json";
+  if (kind == "sentencepiece") return "tokenizer.model";
+  if (kind == "llama2c") return "tokenizer.bin";
+  fail("a tokenizer of kind '{}' has no file name in a model folder", std::string(kind));
+}
+
 }  // namespace anchorctx::data
