@@ -2,7 +2,9 @@
 // which long loops poll where stopping leaves nothing half written: throw_if_interrupted throws
 // an Error that unwinds through the AtomicDir and temporary-file guards, so their temporaries
 // are removed (a signal's default action left hidden `.tmp-` folders behind). A second signal
-// gets the default action at once, for a loop that does not come back to a polling point soon.
+// gets the default action at once, for a loop that does not come back to a polling point soon;
+// one within 250 ms of the first is the same request delivered twice (GNU timeout signals the
+// child, then its process group) and changes nothing.
 #pragma once
 
 #include <string>
