@@ -124,7 +124,7 @@ bool DocumentReader::next(Document& doc) {
     // lines were all skipped is counted already. Nothing is dropped silently.
     if (info.documents == 0 && total_skipped(skipped_) == current_->skipped_before) {
       if (!options_.skip_bad)
-        fail("{}: empty input (no documents; --skip-bad skips it)", info.path);
+        fail("{}: empty input (no documents; pack --skip-bad counts it and goes on)", info.path);
       ++skipped_["empty_input"];
     }
     current_.reset();
