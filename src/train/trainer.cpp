@@ -10,6 +10,7 @@
 
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
+#include "anchorctx/core/hash.h"
 #include "anchorctx/core/interrupt.h"
 #include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/model/llama_weights.h"
@@ -175,6 +176,27 @@ struct Trainer::Impl {
   }
 };
 
+namespace {
+
+// Ranks started with different options, data or model (an MPMD launch, per-host --config files
+// or data) trained a mix of two runs and exited 0, or hung when their step counts differed:
+// every rank compares the hash of its own with rank 0's, and all stop together when one differs.
+void check_ranks_agree(dist::Communicator& comm, const std::string& run) {
+  if (comm.world_size() == 1) return;
+  std::string mine = core::hash_bytes_hex(run);
+  std::string root = mine;
+  comm.broadcast(std::as_writable_bytes(std::span(root.data(), root.size())), 0);
+  std::int64_t differ = root != mine ? 1 : 0;
+  comm.all_reduce_sum(std::span(&differ, 1));
+  if (differ > 0)
+    fail(
+        "train: {} of {} ranks were started with options, data or a model other than rank "
+        "0's{}: every rank must run the same command",
+        differ, comm.world_size(), root != mine ? " (this one among them)" : "");
+}
+
+}  // namespace
+
 Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     : options_(std::move(options)), comm_(comm) {
   validate(options_);
@@ -208,6 +230,14 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   }
 
   model::LlamaConfig config = resolve_model_config(options_);
+  {
+    // The data by content (a node-local copy may sit at another path), threads as each host has.
+    nlohmann::json run = options_.to_json();
+    run.erase("data");
+    run.erase("threads");
+    check_ranks_agree(comm_,
+                      run.dump() + dataset_identity(ds).dump() + model::config_to_json(config));
+  }
   if (ds.vocab_size() > config.vocab_size)
     fail("train: the dataset's tokenizer has {} ids but the model's vocabulary is {}",
          ds.vocab_size(), config.vocab_size);

@@ -109,6 +109,14 @@ mpi_fails("world-size: 2 -> 1" -np 1 ${EXE} train --data "${WORK}/data" ${option
 mpi_fails("rank 1: .*missing_data"
           -np 1 ${EXE} train ${common} --out "${WORK}/mpmd" :
           -np 1 ${EXE} train ${options} --out "${WORK}/mpmd" --data "${WORK}/missing_data")
+# ... and valid options that differ (another --steps hung the job, another --seed trained a mix
+# of two runs and exited 0): refused on every rank before any step.
+mpi_fails("ranks were started with options, data or a model other than rank 0's"
+          -np 1 ${EXE} train ${common} --out "${WORK}/mpmd2" :
+          -np 1 ${EXE} train ${common} --out "${WORK}/mpmd2" --seed 7)
+mpi_fails("ranks were started with options, data or a model other than rank 0's"
+          -np 1 ${EXE} train ${common} --out "${WORK}/mpmd3" :
+          -np 1 ${EXE} train ${options} --data "${WORK}/data" --steps 3 --out "${WORK}/mpmd3")
 
 # `bench train`: a rank that fails alone after MPI started (MPMD: rank 1's --docs file is
 # missing, read after the communicator is made) ends every rank with its error: it hung forever,
