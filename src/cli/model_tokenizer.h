@@ -18,11 +18,7 @@ inline std::string model_tokenizer_spec(const std::string& command, const std::s
                                         const std::string& requested,
                                         const model::LlamaConfig& config) {
   if (!requested.empty()) return requested;
-  std::error_code ec;
-  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"})
-    if (std::filesystem::exists(
-            std::filesystem::symlink_status(std::filesystem::path(model_dir) / name, ec)))
-      return model_dir;
+  if (data::folder_tokenizer_file(model_dir)) return model_dir;
   const std::int32_t byte_vocab = data::make_byte_tokenizer()->vocab_size();
   if (config.vocab_size != byte_vocab)
     fail(

@@ -10,21 +10,24 @@
 
 namespace anchorctx::data {
 
+std::optional<std::filesystem::path> folder_tokenizer_file(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"}) {
+    // symlink_status with an error code: a symbolic-link loop is a file that is there, and its
+    // loader names it; exists() without one let libstdc++'s "filesystem error" text escape.
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(dir / name, ec))) return dir / name;
+  }
+  return std::nullopt;
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer(std::string_view spec) {
   if (spec == "byte") return make_byte_tokenizer();
   namespace fs = std::filesystem;
   fs::path path(spec);
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    // exists() with an error code: a symbolic-link loop is a file that is there, and its
-    // loader names it; without one, libstdc++'s "filesystem error" text escaped.
-    const auto present = [&](const char* name) {
-      std::error_code e;
-      return fs::exists(fs::symlink_status(path / name, e));
-    };
-    if (present("tokenizer.json")) return load_hf_tokenizer_json(path / "tokenizer.json");
-    if (present("tokenizer.model")) return load_sentencepiece_model(path / "tokenizer.model");
-    if (present("tokenizer.bin")) return load_llama2c_tokenizer(path / "tokenizer.bin");
+    if (const auto file = folder_tokenizer_file(path)) return load_tokenizer(file->string());
     fail("tokenizer '{}': a folder without tokenizer.json, tokenizer.model or tokenizer.bin",
          std::string(spec));
   }

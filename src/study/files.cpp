@@ -19,11 +19,10 @@ namespace anchorctx::study {
 namespace fs = std::filesystem;
 
 nlohmann::json read_json(const fs::path& path) {
-  // core::read_regular_file and parse_json: a FIFO or folder in its place is named, not waited
-  // on; a NUL byte or nesting no study file has is refused.
-  const std::string text = core::read_regular_file(path, "a study file");
+  // A FIFO or folder in its place is named, not waited on; a NUL byte or nesting no study file
+  // has is refused (core::read_json_file).
   try {
-    return core::parse_json(text, path.string());
+    return core::read_json_file(path, "a study file");
   } catch (const Error& e) {
     fail("study: {}; delete it to redo that part", e.what());
   }

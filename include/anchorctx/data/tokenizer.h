@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <span>
@@ -59,6 +60,11 @@ class Tokenizer {
 // (or a folder holding tokenizer.json / tokenizer.model), its kind detected from its content.
 // Throws anchorctx::Error naming the file when it cannot be read or is not a known kind.
 std::unique_ptr<Tokenizer> load_tokenizer(std::string_view spec);
+
+// The tokenizer file of a model folder, the first of tokenizer.json, tokenizer.model and
+// tokenizer.bin that is there (a symbolic link counts, even a broken one: its reader names it),
+// or none: the one lookup of load_tokenizer, the checkpoint copy and eval's fallback.
+std::optional<std::filesystem::path> folder_tokenizer_file(const std::filesystem::path& dir);
 
 // The built-in byte tokenizer: ids 0..255 are bytes, 256 bos, 257 eos, 258 pad.
 std::unique_ptr<Tokenizer> make_byte_tokenizer();

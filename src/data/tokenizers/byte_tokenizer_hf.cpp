@@ -150,13 +150,8 @@ std::vector<std::filesystem::path> tokenizer_source_files(std::string_view spec)
   require(fs::is_directory(path, ec),
           "tokenizer '{}': neither 'byte' nor an existing file or folder", std::string(spec));
   std::vector<fs::path> files;
-  // The one load_tokenizer picks (its order), then the side files transformers reads.
-  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"}) {
-    if (fs::is_regular_file(path / name, ec)) {
-      files.push_back(path / name);
-      break;
-    }
-  }
+  // The one load_tokenizer picks, then the side files transformers reads.
+  if (const auto file = folder_tokenizer_file(path)) files.push_back(*file);
   require(!files.empty(),
           "tokenizer '{}': a folder without tokenizer.json, tokenizer.model or tokenizer.bin",
           std::string(spec));
