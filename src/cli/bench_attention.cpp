@@ -417,7 +417,10 @@ void register_bench_attention(CLI::App& bench) {
                   "anchor's own one-token document among them, for tools/peers: --docs file: "
                   "under --mask anchor adds another)");
   cmd->add_flag("--json", args->json, "Print one JSON object on stdout");
-  cmd->callback([args] { run(*args); });
+  cmd->callback([args] {
+    core::set_default_threads(args->threads);
+    run(*args);
+  });
 }
 
 }  // namespace anchorctx::cli

@@ -322,7 +322,9 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--warmup", a->warmup, "Untimed steps first")
       ->capture_default_str()
       ->check(CLI::Range(0, INT32_MAX));
-  add_threads_option(*cmd, a->threads, "Threads (0: all)");
+  add_threads_option(*cmd, a->threads,
+                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
+                     "cores, or OMP_NUM_THREADS)");
   cmd->add_option("--sp", a->sp,
                   "Sequence-parallel degree (Ulysses, docs/DISTRIBUTED_SP.md): the number of "
                   "processes must be a multiple, so one process runs --sp 1")
@@ -335,7 +337,10 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_flag(
       "--json", a->json,
       "One JSON object: step_ms, step_cpu_ms, tokens_per_s, mfu, sgemm_gflops, peak_rss_mb, ...");
-  cmd->callback([a] { run_bench_train(*a); });
+  cmd->callback([a] {
+    core::set_default_threads(a->threads);
+    run_bench_train(*a);
+  });
 }
 
 }  // namespace anchorctx::cli

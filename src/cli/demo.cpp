@@ -16,6 +16,7 @@
 
 #include "anchorctx/core/atomic_dir.h"
 #include "anchorctx/core/atomic_file.h"
+#include "anchorctx/core/blas.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
 #include "anchorctx/core/interrupt.h"
@@ -31,6 +32,7 @@
 #include "anchorctx/train/trainer.h"
 #include "cli/bf16_compute_option.h"
 #include "cli/commands.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 
@@ -46,6 +48,7 @@ struct DemoArgs {
   std::int32_t seq_len = 2048;
   std::int64_t batch_windows = 2;
   int timing_steps = 3;
+  int threads = 0;
   std::uint64_t seed = 1234;
   std::string bf16_compute;  // empty: model::default_bf16_compute()
   bool json = false, quiet = false;
@@ -336,7 +339,13 @@ void register_demo(CLI::App& app) {
   cmd->add_flag("--json", a->json,
                 "End with one JSON object: loss_first, loss_last, steps, tokens_per_s, "
                 "anchor_step_ms, full_step_ms, model_dir, ...");
-  cmd->callback([a] { run_demo(*a); });
+  add_threads_option(*cmd, a->threads,
+                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
+                     "cores, or OMP_NUM_THREADS)");
+  cmd->callback([a] {
+    core::set_default_threads(a->threads);
+    run_demo(*a);
+  });
 }
 
 }  // namespace anchorctx::cli

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/attention/mask.h"
+#include "anchorctx/core/blas.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/builtin_corpus.h"
@@ -36,6 +37,7 @@
 #include "cli/enum_option.h"
 #include "cli/list_option.h"
 #include "cli/model_tokenizer.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -48,6 +50,7 @@ struct Args {
                          templates, template_set = "ruler", mask = "causal", positions = "global",
                          out, bf16_compute;  // bf16_compute empty: model::default_bf16_compute()
   std::int64_t samples = 4, batch_tokens = 16384;
+  int threads = 0;
   std::uint64_t seed = 0;
   bool allow_long = false, json = false, quiet = false, print_templates = false;
   std::vector<std::string> compare;
@@ -345,7 +348,13 @@ void register_eval(CLI::App& app) {
       ->expected(2, CLI::detail::expected_max_vector_size);
   cmd->add_flag("--print-templates", a->print_templates,
                 "Print the built-in prompt templates (JSON) and exit");
-  cmd->callback([a] { run(*a); });
+  add_threads_option(*cmd, a->threads,
+                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
+                     "cores, or OMP_NUM_THREADS)");
+  cmd->callback([a] {
+    core::set_default_threads(a->threads);
+    run(*a);
+  });
 }
 
 }  // namespace anchorctx::cli

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "anchorctx/core/blas.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/tokenizer.h"
@@ -24,6 +25,7 @@
 #include "anchorctx/model/llama_inference.h"
 #include "anchorctx/model/llama_weights.h"
 #include "cli/commands.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -35,6 +37,7 @@ struct Args {
   std::int64_t max_new_tokens = 256;
   float temperature = 1.0f;
   float top_p = 0.9f;
+  int threads = 0;
   std::optional<std::uint64_t> seed;
   bool json = false;
 };
@@ -240,7 +243,13 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--json", args->json,
                 "Print one JSON object on stdout instead of the text: text, tokens (new ids), "
                 "prompt_tokens, stop (eos, max_new_tokens or context), seed, ms_per_token");
-  cmd->callback([args] { run(*args); });
+  add_threads_option(*cmd, args->threads,
+                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
+                     "cores, or OMP_NUM_THREADS)");
+  cmd->callback([args] {
+    core::set_default_threads(args->threads);
+    run(*args);
+  });
 }
 
 }  // namespace anchorctx::cli

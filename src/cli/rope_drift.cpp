@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "anchorctx/analysis/rope_drift.h"
+#include "anchorctx/core/blas.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/data/builtin_corpus.h"
 #include "anchorctx/data/dataset.h"
@@ -29,6 +30,7 @@
 #include "cli/enum_option.h"
 #include "cli/list_option.h"
 #include "cli/model_tokenizer.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -39,6 +41,7 @@ struct Args {
   std::string model_dir, tokenizer, input, dataset, out, deltas;
   std::string modes = "fp32,hf_bf16,exact", policies = "global,anchor";
   std::int64_t sequences = 1, seq_len = 4096, delta2 = 16, logit_delta1 = 0;
+  int threads = 0;
   std::optional<std::uint64_t> random_init;
   bool allow_long = false, quick = false, json = false, progress = false, quiet = false;
   bool verify_data = false;
@@ -229,7 +232,11 @@ void register_rope_drift(CLI::App& app) {
                 "D_excl_first, first_token}], logit_growth [{mode, policy, delta1, delta2, T, "
                 "D_logit}], first_token_share [{mode, policy, share, rank, ...}], seq_len, "
                 "sequences, model, seconds");
+  add_threads_option(*cmd, args->threads,
+                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
+                     "cores, or OMP_NUM_THREADS)");
   cmd->callback([args, sequences, seq_len] {
+    core::set_default_threads(args->threads);
     args->sequences_given = sequences->count() > 0;
     args->seq_len_given = seq_len->count() > 0;
     run(*args);

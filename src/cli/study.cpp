@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "anchorctx/core/blas.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/interrupt.h"
 #include "anchorctx/study/config.h"
@@ -21,6 +22,7 @@
 #include "cli/commands.h"
 #include "cli/enum_option.h"
 #include "cli/list_option.h"
+#include "cli/threads_option.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -29,6 +31,7 @@ struct Args {
   std::string config_file, out;
   bool quick = false, quiet = false, report_only = false;
   double scale = 1.0;
+  int threads = 0;           // of this process, not a setting of the study
   study::StudyConfig given;  // values of the settings options (used where given)
   std::string variants, seeds, eval_tasks, eval_lengths, eval_precision, bf16_compute;
   // Copies each given setting into a config.
@@ -194,6 +197,9 @@ void register_study(CLI::App& app) {
                [](C& c, const std::string& s) {
                  c.bf16_compute = parse_enum_option<model::Bf16Compute>("--bf16-compute", s);
                });
+  add_threads_option(*cmd, a->threads,
+                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
+                     "cores, or OMP_NUM_THREADS)");
   cmd->callback([a, cmd] {
     // The settings given on the command line, for the command the report prints (a TOML file's
     // settings are in the file it names); read before the file's are added to the options.
@@ -202,6 +208,7 @@ void register_study(CLI::App& app) {
       if (opt->count() > 0)
         given += fmt::format(" {} {}", opt->get_name(), shell_word(opt->as<std::string>()));
     if (!a->config_file.empty()) apply_toml_options(*cmd, a->config_file);
+    core::set_default_threads(a->threads);
     a->command_line = "anchorctx study";
     if (!a->config_file.empty()) a->command_line += " --config " + shell_word(a->config_file);
     if (a->quick) a->command_line += " --quick";

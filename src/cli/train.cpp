@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "anchorctx/core/blas.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/interrupt.h"
 #include "anchorctx/dist/communicator.h"
@@ -189,7 +190,9 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--shard-optimizer", o.shard_optimizer,
                 "ZeRO-1 under mpirun: each rank keeps the AdamW moments of 1/N of the parameters "
                 "(gradients reduce-scattered, parameters all-gathered); the same result");
-  add_threads_option(*cmd, o.run.threads, "Attention kernel threads (0: all)");
+  add_threads_option(*cmd, o.run.threads,
+                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
+                     "cores, or OMP_NUM_THREADS)");
   cmd->add_option("--loss-chunk", o.run.loss_chunk, "Tokens per LM-head/cross-entropy chunk")
       ->capture_default_str();
   cmd->add_flag("--no-tensorboard", args->no_tensorboard, "Do not write TensorBoard events");
@@ -198,6 +201,7 @@ void register_train(CLI::App& app) {
                 "Print one JSON object (steps, loss_first, loss_last, tokens_per_s, checkpoint)");
   cmd->callback([args, cmd] {
     if (!args->config_file.empty()) apply_toml_options(*cmd, args->config_file);
+    core::set_default_threads(args->o.run.threads);
     run_train(*args);
   });
 }

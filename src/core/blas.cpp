@@ -1,6 +1,7 @@
 #include "anchorctx/core/blas.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <cstddef>
 #include <random>
@@ -45,6 +46,13 @@ double measure_sgemm_gflops(int n, int threads, int repeat, double warm_up_ms) {
 
   const double flops = 2.0 * static_cast<double>(n) * n * n;
   return flops / (median(ms) * 1e-3) * 1e-9;
+}
+
+void set_default_threads(int threads) {
+  check_threads(threads, "threads");
+  if (threads == 0) return;
+  omp_set_num_threads(threads);
+  openblas_set_num_threads(threads);
 }
 
 const char* blas_name() {

@@ -13,6 +13,12 @@ namespace anchorctx::core {
 // call is restored after it. Throws anchorctx::Error on n < 1 or repeat < 1.
 double measure_sgemm_gflops(int n, int threads, int repeat = 3, double warm_up_ms = kWarmUpMs);
 
+// Sets the thread count of everything run after it on this thread: OpenMP's default team size
+// (which the attention kernels, the layers' loops, oneDNN and the OpenMP build of OpenBLAS
+// follow) and OpenBLAS's own (its pthread build). 0 leaves both as they are (every core, or
+// OMP_NUM_THREADS). Throws anchorctx::Error outside check_threads' range.
+void set_default_threads(int threads);
+
 // The name and version of the linked BLAS, e.g. "OpenBLAS 0.3.21 ...".
 const char* blas_name();
 
