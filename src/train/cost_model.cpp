@@ -9,7 +9,9 @@
 #include <fmt/format.h>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/model/layers.h"
 #include "anchorctx/model/parameters.h"
+#include "anchorctx/model/sequence_parallel.h"
 
 namespace anchorctx::train {
 
@@ -115,7 +117,14 @@ PlanEstimate estimate_plan(const PlanSetup& s, const AttentionWork& work,
   const std::int64_t hq = c.num_attention_heads, hkv = c.num_key_value_heads;
   const int S = s.sp, G = s.gpus;
   const double windows = s.grad_accum;  // per SP group and step
-  e.tokens_per_rank = ceil_div(s.seq_len, S);
+  // The busiest rank's tokens, cut as training cuts them: whole GEMM row blocks per rank
+  // (model::plan_sequence_shards), not T / S.
+  {
+    const model::SequenceShards shards =
+        model::plan_sequence_shards(s.seq_len, S, 0, static_cast<int>(hq), static_cast<int>(hkv));
+    for (int r = 0; r < S; ++r)
+      e.tokens_per_rank = std::max(e.tokens_per_rank, shards.tokens_of(r));
+  }
   e.parameters = model::parameter_count(c);
   const double tokens = static_cast<double>(e.tokens_per_rank);
 
@@ -223,11 +232,11 @@ PlanEstimate estimate_plan(const PlanSetup& s, const AttentionWork& work,
         "S = {} is the model's head count: Ulysses cannot split this model further (one head "
         "per rank)",
         S));
-  if (s.seq_len % S != 0)
-    e.notes.push_back(
-        fmt::format("T = {} is not divisible by S = {}: the largest shard holds {} "
-                    "tokens (the estimate is for it)",
-                    s.seq_len, S, e.tokens_per_rank));
+  if (e.tokens_per_rank * S != s.seq_len)
+    e.notes.push_back(fmt::format(
+        "T = {} does not split into {} equal shards of whole {}-token blocks (training's cut): "
+        "the largest shard holds {} tokens (the estimate is for it)",
+        s.seq_len, S, model::kGemmRowBlock, e.tokens_per_rank));
   if (S > hw.devices_per_node)
     e.notes.push_back(
         fmt::format("S = {} spans nodes of {} devices: the all-to-all crosses the inter-node links",

@@ -35,7 +35,7 @@ model::LlamaConfig small_config() {
 PlanSetup small_setup(int gpus, int sp) {
   PlanSetup s;
   s.config = small_config();
-  s.seq_len = 64;
+  s.seq_len = 512;  // 4 blocks of 128 rows: S = 2 and 4 cut it evenly
   s.gpus = gpus;
   s.sp = sp;
   s.comm_precision = model::Precision::fp32;
@@ -70,10 +70,10 @@ AttentionWork made_up_work() {
 
 TEST(CostModel, FlopsMatchAHandCount) {
   // Matrix weights per layer: q 64x64, k, v 64x32, o 64x64, gate/up/down 3 x 64x128 = 36864;
-  // x 2 layers + LM head 64 x 100 = 80128. S = 2: 32 tokens per rank.
+  // x 2 layers + LM head 64 x 100 = 80128. S = 2: 256 tokens per rank.
   const PlanEstimate e = estimate_plan(small_setup(2, 2), made_up_work(), round_hardware());
-  EXPECT_EQ(e.tokens_per_rank, 32);
-  EXPECT_DOUBLE_EQ(e.flops.matmul, 6.0 * 80128 * 32);
+  EXPECT_EQ(e.tokens_per_rank, 256);
+  EXPECT_DOUBLE_EQ(e.flops.matmul, 6.0 * 80128 * 256);
   // 14 x pairs x D x (Hq / S = 2 heads) x 2 layers.
   EXPECT_DOUBLE_EQ(e.flops.attention, 14.0 * 1000 * 16 * 2 * 2);
   EXPECT_DOUBLE_EQ(e.flops.attention_computed, 14.0 * 1200 * 16 * 2 * 2);
@@ -83,33 +83,33 @@ TEST(CostModel, FlopsMatchAHandCount) {
   s.checkpointing = true;
   s.grad_accum = 3;
   const PlanEstimate c = estimate_plan(s, made_up_work(), round_hardware());
-  EXPECT_DOUBLE_EQ(c.flops.matmul, 3 * 6.0 * 80128 * 32);
+  EXPECT_DOUBLE_EQ(c.flops.matmul, 3 * 6.0 * 80128 * 256);
   // A second forward of the layers (no LM head) and of the attention tiles, per window.
-  EXPECT_DOUBLE_EQ(c.flops.recompute, 3 * (2.0 * (80128 - 6400) * 32 + 4.0 * 1200 * 16 * 2 * 2));
+  EXPECT_DOUBLE_EQ(c.flops.recompute, 3 * (2.0 * (80128 - 6400) * 256 + 4.0 * 1200 * 16 * 2 * 2));
 }
 
 TEST(CostModel, AllToAllBytesFollowTheUlyssesFormula) {
   // S = 2, kv heads 2: no replication. Per layer forward a rank sends (S-1)/S of its
-  // [32 tokens, q 64 + k 32 + v 32 + out 64] block, float32: 0.5 x 32 x 192 x 4.
+  // [256 tokens, q 64 + k 32 + v 32 + out 64] block, float32: 0.5 x 256 x 192 x 4.
   const PlanEstimate e = estimate_plan(small_setup(2, 2), made_up_work(), round_hardware());
   EXPECT_EQ(e.communication.kv_replication, 1);
-  EXPECT_DOUBLE_EQ(e.communication.a2a_forward_per_layer, 0.5 * 32 * 192 * 4);
-  EXPECT_DOUBLE_EQ(e.communication.a2a_backward_per_layer, 0.5 * 32 * 192 * 4);
-  EXPECT_DOUBLE_EQ(e.communication.a2a_step, 2 * 0.5 * 32 * 192 * 4 * 2);  // 2 layers
+  EXPECT_DOUBLE_EQ(e.communication.a2a_forward_per_layer, 0.5 * 256 * 192 * 4);
+  EXPECT_DOUBLE_EQ(e.communication.a2a_backward_per_layer, 0.5 * 256 * 192 * 4);
+  EXPECT_DOUBLE_EQ(e.communication.a2a_step, 2 * 0.5 * 256 * 192 * 4 * 2);  // 2 layers
   // Both ranks in one node (2 per node), at 10 GB/s: forward and backward each move the
   // whole block of each of the 2 layers, half of which leaves the rank.
-  EXPECT_DOUBLE_EQ(e.time.all_to_all, 0.5 * 32 * 192 * 4 * 2 * 2 / 10e9);
+  EXPECT_DOUBLE_EQ(e.time.all_to_all, 0.5 * 256 * 192 * 4 * 2 * 2 / 10e9);
 
   // S = 4 over 2 kv heads: each kv head goes to 2 ranks, so k and v leave as 4 heads' width;
-  // bf16 on the wire. 16 tokens per rank: 0.75 x 16 x (64 + 2 x 64 + 64) x 2.
+  // bf16 on the wire. 128 tokens per rank: 0.75 x 128 x (64 + 2 x 64 + 64) x 2.
   PlanSetup s = small_setup(4, 4);
   s.comm_precision = model::Precision::bf16;
   const PlanEstimate r = estimate_plan(s, made_up_work(), round_hardware());
   EXPECT_EQ(r.communication.kv_replication, 2);
-  EXPECT_DOUBLE_EQ(r.communication.a2a_forward_per_layer, 0.75 * 16 * 256 * 2);
+  EXPECT_DOUBLE_EQ(r.communication.a2a_forward_per_layer, 0.75 * 128 * 256 * 2);
   // Two nodes of 2: a quarter of the block goes to the node peer (10 GB/s), half to the other
   // node (1 GB/s), at once: the slower part sets the time.
-  EXPECT_DOUBLE_EQ(r.time.all_to_all, 0.5 * 16 * 256 * 2 * 2 * 2 / 1e9);
+  EXPECT_DOUBLE_EQ(r.time.all_to_all, 0.5 * 128 * 256 * 2 * 2 * 2 / 1e9);
   EXPECT_FALSE(r.notes.empty());
 }
 
@@ -142,14 +142,14 @@ TEST(CostModel, TimesAreFlopsOverRatesAndTheStepTheirSum) {
   s.precision = model::Precision::bf16;
   const HardwareProfile hw = round_hardware();
   const PlanEstimate e = estimate_plan(s, made_up_work(), hw);
-  EXPECT_DOUBLE_EQ(e.time.matmul, 6.0 * 80128 * 64 / (1e12 * 0.5));
+  EXPECT_DOUBLE_EQ(e.time.matmul, 6.0 * 80128 * 512 / (1e12 * 0.5));
   EXPECT_DOUBLE_EQ(e.time.attention, 14.0 * 1200 * 16 * 4 * 2 / (1e12 * 0.25));
   EXPECT_DOUBLE_EQ(e.time.all_to_all, 0.0);
   EXPECT_DOUBLE_EQ(e.time.gradients, 0.0);  // one rank: nothing to reduce
   const auto flat = static_cast<double>(model::ParameterLayout::for_config(s.config).total());
   EXPECT_DOUBLE_EQ(e.time.optimizer, flat * 32 / 100e9);
   EXPECT_DOUBLE_EQ(e.time.total(), e.time.matmul + e.time.attention + e.time.optimizer);
-  EXPECT_DOUBLE_EQ(e.tokens_per_second, 64 / e.time.total());
+  EXPECT_DOUBLE_EQ(e.tokens_per_second, 512 / e.time.total());
   EXPECT_DOUBLE_EQ(e.mfu, e.flops.model() / (e.time.total() * 1e12));
 }
 
@@ -159,7 +159,7 @@ TEST(CostModel, OneRankMemoryIsWhatTheTrainerAllocates) {
       SCOPED_TRACE(std::string(model::to_string(precision)) +
                    (checkpointing ? " checkpointing" : ""));
       PlanSetup s = small_setup(1, 1);
-      s.seq_len = 100;
+      s.seq_len = 356;
       s.precision = precision;
       s.checkpointing = checkpointing;
       s.loss_chunk = 48;
@@ -170,19 +170,20 @@ TEST(CostModel, OneRankMemoryIsWhatTheTrainerAllocates) {
       run.loss_chunk = 48;
       const model::LlamaTrainModel model(s.config, run);
       const PlanEstimate e = estimate_plan(s, made_up_work(), round_hardware());
-      EXPECT_EQ(e.memory.step_buffers, model.activation_bytes(100));
+      EXPECT_EQ(e.memory.step_buffers, model.activation_bytes(356));
       EXPECT_EQ(e.memory.parameters, static_cast<std::int64_t>(4 * model.params().size()));
       EXPECT_EQ(e.memory.gradients, static_cast<std::int64_t>(4 * model.grads().size()));
       EXPECT_EQ(e.memory.ulysses_staging, 0);
       EXPECT_EQ(e.memory.weight_copy, precision == model::Precision::bf16
                                           ? static_cast<std::int64_t>(4 * model.params().size())
                                           : 0);
-      // S = 2 shards the tokens: the model's list at 50 tokens, plus the all-to-all buffers.
+      // S = 2 cuts 3 blocks of 128 rows as training does: 128 tokens on rank 0, 228 (a block
+      // and the tail) on rank 1; the model's list at the larger, plus the all-to-all buffers.
       PlanSetup sp = s;
       sp.gpus = sp.sp = 2;
       const PlanEstimate h = estimate_plan(sp, made_up_work(), round_hardware());
-      EXPECT_EQ(h.memory.step_buffers, model.activation_bytes(50));
-      EXPECT_EQ(h.memory.ulysses_staging, 2 * 4 * 50 * (64 + 2 * 32));
+      EXPECT_EQ(h.memory.step_buffers, model.activation_bytes(228));
+      EXPECT_EQ(h.memory.ulysses_staging, 2 * 4 * 228 * (64 + 2 * 32));
     }
 }
 

@@ -114,7 +114,7 @@ struct PlanTime {
 };
 
 struct PlanEstimate {
-  std::int64_t tokens_per_rank = 0;  // ceil(T / S) per window
+  std::int64_t tokens_per_rank = 0;  // the largest shard of a window (plan_sequence_shards)
   std::int64_t parameters = 0;       // model parameters (parameter_count)
   PlanFlops flops;
   PlanMemory memory;
