@@ -322,9 +322,14 @@ void validate(const LlamaConfig& c, std::string_view source) {
   if (c.hidden_act != "silu" && c.hidden_act != "swish")
     fail("{}: hidden_act '{}' is not supported (only silu, also spelt swish)", source,
          c.hidden_act);
-  if (c.torch_dtype != "float32" && c.torch_dtype != "bfloat16" && c.torch_dtype != "float16")
-    fail("{}: torch_dtype '{}' is not supported (float32, bfloat16 or float16)", source,
-         c.torch_dtype);
+  if (c.torch_dtype != "float32" && c.torch_dtype != "bfloat16" && c.torch_dtype != "float16" &&
+      c.torch_dtype != "float64")
+    fail(
+        "{}: dtype '{}' (key torch_dtype, or dtype in transformers v5) is not supported "
+        "(float32, bfloat16, float16 or float64)",
+        source, c.torch_dtype);
+  if (!(c.attention_dropout >= 0.0 && c.attention_dropout < 1.0))
+    fail("{}: attention_dropout must be in [0, 1), got {}", source, c.attention_dropout);
   if (c.sliding_window && *c.sliding_window <= 0)
     fail("{}: sliding_window must be positive, got {}", source, *c.sliding_window);
   if (c.max_window_layers < 0)
@@ -390,9 +395,12 @@ LlamaConfig parse_config(std::string_view json_text, std::string_view source) {
   c.intermediate_size = r.integer("intermediate_size", c.intermediate_size);
   c.num_hidden_layers = r.integer("num_hidden_layers", c.num_hidden_layers);
   c.num_attention_heads = r.integer("num_attention_heads", c.num_attention_heads);
-  // Llama: absent or null means multi-head attention (kv heads = heads).
+  // Absent: Llama's default is multi-head attention (kv heads = heads), Mistral's and Qwen2's
+  // their configs' defaults; null: multi-head attention for every type (Qwen2Config's rule).
+  const bool kv_null =
+      root.contains("num_key_value_heads") && root["num_key_value_heads"].is_null();
   const std::int64_t kv_default =
-      *type == ModelType::llama ? c.num_attention_heads : c.num_key_value_heads;
+      *type == ModelType::llama || kv_null ? c.num_attention_heads : c.num_key_value_heads;
   c.num_key_value_heads = r.integer("num_key_value_heads", kv_default);
   c.head_dim = r.integer("head_dim", 0);
   c.max_position_embeddings = r.integer("max_position_embeddings", c.max_position_embeddings);
@@ -400,6 +408,7 @@ LlamaConfig parse_config(std::string_view json_text, std::string_view source) {
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", c.tie_word_embeddings);
   c.hidden_act = r.string("hidden_act", c.hidden_act);
   c.initializer_range = r.number("initializer_range", c.initializer_range);
+  c.attention_dropout = r.number("attention_dropout", c.attention_dropout);
   c.bos_token_id =
       root.contains("bos_token_id") ? r.optional_integer("bos_token_id") : c.bos_token_id;
   c.eos_token_ids =
@@ -477,7 +486,7 @@ std::string config_to_json(const LlamaConfig& c) {
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["hidden_act"] = c.hidden_act;
   j["initializer_range"] = c.initializer_range;
-  j["attention_dropout"] = 0.0;
+  j["attention_dropout"] = c.attention_dropout;
   j["use_cache"] = true;
   j["bos_token_id"] = c.bos_token_id ? json(*c.bos_token_id) : json(nullptr);
   if (c.eos_token_ids.empty())

@@ -18,7 +18,9 @@
 namespace anchorctx::model {
 
 // Every tensor the config calls for, each checked finite; then the file may hold nothing else
-// (weight_checks.h). A tied model's copy of the embedding as lm_head.weight is tolerated.
+// (weight_checks.h). A tied model's copy of the embedding as lm_head.weight is tolerated, and a
+// tied model may hold its one matrix under lm_head.weight alone (transformers fills the
+// embedding from it).
 LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConfig& config) {
   const ModelTensors<TensorSpec> schema = tensor_schema(config);
   LlamaWeights w;
@@ -27,11 +29,12 @@ LlamaWeights load_llama_weights(const SafetensorsReader& reader, const LlamaConf
   for_each_tensor(
       [&](const TensorSpec& spec, std::vector<float>& slot) {
         if (!spec.present) return;
-        slot = reader.read_f32(spec.name, spec.shape);
-        const TensorInfo* info = reader.find(spec.name);
-        require_finite(slot, spec.name,
+        const std::string name = stored_tensor_name(reader, spec.name, config.tie_word_embeddings);
+        slot = reader.read_f32(name, spec.shape);
+        const TensorInfo* info = reader.find(name);
+        require_finite(slot, name,
                        info != nullptr ? reader.files().at(info->file).string() : reader.source());
-        used.insert(spec.name);
+        used.insert(name);
       },
       schema, w);
   if (config.tie_word_embeddings) used.insert("lm_head.weight");

@@ -152,21 +152,22 @@ void load_parameters(const SafetensorsReader& reader, const ParameterLayout& lay
           params.size(), layout.total());
   std::fill(params.begin(), params.end(), 0.0f);  // padding
   std::set<std::string> used;
+  const bool tied = layout.find("lm_head.weight") == nullptr;
   for (const ParameterInfo& p : layout.params()) {
-    const TensorInfo* info = reader.find(p.name);
+    const std::string name = stored_tensor_name(reader, p.name, tied);
+    const TensorInfo* info = reader.find(name);
     if (info == nullptr) {
       // Which file is missing it: the single file, or the folder of a sharded checkpoint.
       fail("{}: no tensor '{}' (the config calls for it)", reader.source(), p.name);
     }
     if (info->shape != p.shape) {
       const std::string file = reader.files().at(info->file).string();
-      fail("tensor '{}' in {}: shape [{}], expected [{}]", p.name, file,
-           fmt::join(info->shape, ", "), fmt::join(p.shape, ", "));
+      fail("tensor '{}' in {}: shape [{}], expected [{}]", name, file, fmt::join(info->shape, ", "),
+           fmt::join(p.shape, ", "));
     }
-    reader.read_f32_into(p.name, params.subspan(p.offset, p.size));
-    require_finite(params.subspan(p.offset, p.size), p.name,
-                   reader.files().at(info->file).string());
-    used.insert(p.name);
+    reader.read_f32_into(name, params.subspan(p.offset, p.size));
+    require_finite(params.subspan(p.offset, p.size), name, reader.files().at(info->file).string());
+    used.insert(name);
   }
   // A tied model (no lm_head in the layout) may carry a stray lm_head.weight: ignored, as
   // transformers does.

@@ -57,4 +57,14 @@ void require_no_unused_tensors(const SafetensorsReader& reader, const std::set<s
       unused.size() > shown ? ", ..." : "");
 }
 
+std::string stored_tensor_name(const SafetensorsReader& reader, const std::string& name,
+                               bool tied) {
+  constexpr const char* kEmbedding = "model.embed_tokens.weight";
+  constexpr const char* kHead = "lm_head.weight";
+  if (tied && name == kEmbedding && reader.find(kEmbedding) == nullptr &&
+      reader.find(kHead) != nullptr)
+    return kHead;
+  return name;
+}
+
 }  // namespace anchorctx::model

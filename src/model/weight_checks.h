@@ -29,4 +29,9 @@ void require_finite(std::span<const float> values, std::string_view tensor,
 // (`*.rotary_emb.inv_freq`) are allowed.
 void require_no_unused_tensors(const SafetensorsReader& reader, const std::set<std::string>& used);
 
+// The name under which `reader` holds the tensor a config calls `name`: `name` itself, except
+// that a tied model (`tied`) whose file has no model.embed_tokens.weight but an lm_head.weight
+// holds its one matrix there (transformers fills the embedding from it).
+std::string stored_tensor_name(const SafetensorsReader& reader, const std::string& name, bool tied);
+
 }  // namespace anchorctx::model

@@ -246,6 +246,14 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     std::fprintf(stderr,
                  "anchorctx: warning: windows of %d tokens exceed max_position_embeddings %lld\n",
                  ds.seq_len(), static_cast<long long>(config.max_position_embeddings));
+  // transformers drops attention probabilities in training at this rate; the kernels have no
+  // dropout. A warning rather than a refusal: the value is a training recipe's, and stays in the
+  // checkpoints' config.json for a trainer that has it.
+  if (config.attention_dropout > 0.0 && comm_.rank() == 0)
+    std::fprintf(stderr,
+                 "anchorctx: warning: the model's attention_dropout %g is not applied: anchorctx "
+                 "trains without attention dropout (checkpoints keep the value in config.json)\n",
+                 config.attention_dropout);
   model_ = std::make_unique<model::LlamaTrainModel>(config, options_.run);
   if (options_.sp > 1) {
     model::set_thread_invariant_gemms(true);

@@ -208,6 +208,28 @@ TEST(Config, KeepsTheKeysItDoesNotModel) {
   EXPECT_EQ(parse_config(R"({"model_type": "llama"})").other_keys, "");
 }
 
+// num_key_value_heads null is multi-head attention for every type (Qwen2Config's rule); absent,
+// each type's default. attention_dropout and a float64 dtype are kept as read.
+TEST(Config, NullKvHeadsDropoutAndDtypeAsTransformers) {
+  const LlamaConfig q = parse_config(R"({"model_type": "qwen2", "hidden_size": 64,
+    "num_attention_heads": 4, "num_key_value_heads": null, "attention_dropout": 0.1,
+    "dtype": "float64"})");
+  EXPECT_EQ(q.num_key_value_heads, 4);
+  EXPECT_DOUBLE_EQ(q.attention_dropout, 0.1);
+  EXPECT_EQ(q.torch_dtype, "float64");
+  const json written = json::parse(config_to_json(q));
+  EXPECT_DOUBLE_EQ(written["attention_dropout"].get<double>(), 0.1);  // was always 0.0
+  EXPECT_EQ(
+      parse_config(R"({"model_type": "qwen2", "num_attention_heads": 64})").num_key_value_heads,
+      32);  // Qwen2Config's default when absent
+  EXPECT_NE(parse_error(R"({"model_type": "llama", "attention_dropout": 1.0})")
+                .find("cfg.json: attention_dropout must be in [0, 1), got 1"),
+            std::string::npos);
+  EXPECT_NE(parse_error(R"({"model_type": "llama", "dtype": "int8"})")
+                .find("cfg.json: dtype 'int8' (key torch_dtype, or dtype in transformers v5)"),
+            std::string::npos);
+}
+
 // transformers maps hidden_act "swish" to the same SiLU as "silu".
 TEST(Config, AcceptsSwishAsSilu) {
   EXPECT_EQ(parse_error(R"({"model_type": "llama", "hidden_act": "swish"})"), "");

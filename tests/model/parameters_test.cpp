@@ -420,6 +420,29 @@ TEST(ParameterLayout, TiedConfigWithADifferentHeadLoadsUntiedAsTransformers) {
     EXPECT_TRUE(copy.config.tie_word_embeddings) << name;
     EXPECT_TRUE(copy.weights.lm_head.empty()) << name;
   }
+
+  // A tied model whose one matrix is stored as lm_head.weight alone (no embedding tensor):
+  // transformers fills the embedding from it; both loaders do too (they refused, naming the
+  // missing model.embed_tokens.weight).
+  const fs::path head_only = dir.path() / "head_only";
+  fs::create_directories(head_only);
+  std::vector<TensorData> tensors;
+  for (const ParameterInfo& p : layout.params())
+    if (p.name != embed.name)
+      tensors.push_back(tensor_from_f32(
+          p.name, p.shape,
+          p.name == head.name ? embed_values : std::span(params).subspan(p.offset, p.size)));
+  save_config(tied, head_only / "config.json");
+  write_model_safetensors(head_only, tensors);
+  const LlamaModel loaded = load_llama_model(head_only);
+  EXPECT_TRUE(loaded.config.tie_word_embeddings);
+  EXPECT_TRUE(std::equal(embed_values.begin(), embed_values.end(),
+                         loaded.weights.embed_tokens.begin(), loaded.weights.embed_tokens.end()));
+  const ParameterLayout tied_layout = ParameterLayout::for_config(tied);
+  const std::vector<float> flat = load_parameters(head_only, tied_layout);
+  const ParameterInfo& tied_embed = tied_layout.at(embed.name);
+  EXPECT_TRUE(std::equal(embed_values.begin(), embed_values.end(),
+                         flat.begin() + static_cast<std::ptrdiff_t>(tied_embed.offset)));
 }
 
 // A model whose weights hold a NaN or an infinity, or whose file holds tensors its config does

@@ -74,10 +74,16 @@ struct LlamaConfig {
   std::string hidden_act =
       "silu";  // silu, the only activation accepted (or "swish", its other name)
   double initializer_range = 0.02;
+  // transformers applies it to the attention probabilities in training; anchorctx's kernels have
+  // no dropout, so training warns and runs without it. Kept, so that a saved config says what
+  // its source's did. In [0, 1).
+  double attention_dropout = 0.0;
   std::optional<std::int64_t> bos_token_id;
   std::vector<std::int64_t> eos_token_ids;  // a list in LLaMA-3 configs, one id elsewhere
   std::optional<std::int64_t> pad_token_id;
-  std::string torch_dtype = "float32";  // "float32" or "bfloat16" (the weights' dtype on disk)
+  // The weights' dtype on disk ("float32", "bfloat16", "float16" or "float64"; config key
+  // torch_dtype, transformers v5's dtype): a label only, the tensors' own dtypes are read.
+  std::string torch_dtype = "float32";
   // The config.json keys this struct does not model (transformers_version, auto_map, a
   // project's own), as a JSON object's text, written back by config_to_json; "" when none.
   // quantization_config is not kept: the weights anchorctx writes are not quantized.
@@ -102,7 +108,8 @@ struct LlamaConfig {
 // non-positive sizes, num_attention_heads not a multiple of num_key_value_heads, hidden_size not
 // divisible by heads without an explicit head_dim, odd head_dim (RoPE rotates halves), a
 // rope_scaling missing what its type needs (llama3: original_max_position_embeddings; factor
-// >= 1 for linear/dynamic/llama3/yarn), a hidden_act other than silu (swish), a bad torch_dtype.
+// >= 1 for linear/dynamic/llama3/yarn), a hidden_act other than silu (swish), a bad torch_dtype,
+// attention_dropout outside [0, 1).
 void validate(const LlamaConfig& config, std::string_view source = "config");
 
 // Parses the text of a config.json. Errors name `source` and the key ("config.json: key
