@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -23,6 +24,7 @@
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/builtin_corpus.h"
 #include "anchorctx/data/dataset.h"
+#include "anchorctx/data/dataset_tokenizer.h"
 #include "anchorctx/data/document_reader.h"
 #include "anchorctx/data/packer.h"
 #include "anchorctx/data/tokenizer.h"
@@ -103,6 +105,8 @@ std::vector<eval::PplSample> ppl_windows(const Args& a, const data::Tokenizer& t
                                          std::int64_t length, eval::EvalOptions& options) {
   if (!a.data.empty() && fs::exists(fs::path(a.data) / "meta.json")) {
     const data::Dataset ds = data::Dataset::open(a.data);
+    data::require_dataset_tokenizer(ds, tok, "eval",
+                                    a.tokenizer.empty() ? a.model_dir : a.tokenizer);
     options.ppl.anchor_mode = ds.anchor_mode();
     options.ppl_source = "dataset " + a.data;
     return eval::samples_from_dataset(ds, length, a.samples);
@@ -170,8 +174,9 @@ void run(const Args& a) {
         list += (list.empty() ? "" : ", ") + k;
       fail("eval: unknown task '{}' (known: {})", t, list);
     }
-  options.lengths =
-      parse_int_list("--lengths", a.lengths, "not a length of at least 16 tokens", 16);
+  options.lengths = parse_int_list("--lengths", a.lengths,
+                                   "not a length of 16 to 2147483647 tokens (positions are int32)",
+                                   16, std::numeric_limits<std::int32_t>::max());
   options.samples = a.samples;
   options.seed = a.seed;
   options.batch_tokens = a.batch_tokens;

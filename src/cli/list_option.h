@@ -38,7 +38,8 @@ inline std::vector<std::string> split_list(const std::string& option, const std:
 // be).
 inline std::vector<std::int64_t> parse_int_list(
     const std::string& option, const std::string& list, const std::string& what,
-    std::int64_t min = std::numeric_limits<std::int64_t>::min()) {
+    std::int64_t min = std::numeric_limits<std::int64_t>::min(),
+    std::int64_t max = std::numeric_limits<std::int64_t>::max()) {
   std::vector<std::int64_t> out;
   for (const std::string& item : split_list(option, list)) {
     std::size_t used = 0;
@@ -48,7 +49,8 @@ inline std::vector<std::int64_t> parse_int_list(
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != item.size() || v < min) throw CLI::ValidationError(option, what + ": " + item);
+    if (used != item.size() || v < min || v > max)
+      throw CLI::ValidationError(option, what + ": " + item);
     // Every list is a set of lengths, shifts or seeds: a repeat would only redo the same work.
     if (std::find(out.begin(), out.end(), v) != out.end())
       throw CLI::ValidationError(option, item + " is listed twice");

@@ -21,6 +21,7 @@
 #include "anchorctx/core/error.h"
 #include "anchorctx/data/builtin_corpus.h"
 #include "anchorctx/data/dataset.h"
+#include "anchorctx/data/dataset_tokenizer.h"
 #include "anchorctx/data/document_reader.h"
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/model/config.h"
@@ -53,6 +54,12 @@ std::vector<std::vector<std::int32_t>> load_sequences(const Args& args,
   if (!args.dataset.empty()) {
     const data::Dataset ds = data::Dataset::open(args.dataset);
     if (args.verify_data) ds.verify();
+    // The model's own tokenizer, where it has one, must be the dataset's.
+    if (!args.tokenizer.empty() ||
+        (!args.model_dir.empty() && data::folder_tokenizer_file(args.model_dir)))
+      data::require_dataset_tokenizer(
+          ds, *data::load_tokenizer(args.tokenizer.empty() ? args.model_dir : args.tokenizer),
+          "rope-drift", args.tokenizer.empty() ? args.model_dir : args.tokenizer);
     require(ds.window_len() >= args.seq_len,
             "rope-drift: dataset '{}' has windows of {} tokens, shorter than --seq-len {}",
             args.dataset, ds.window_len(), args.seq_len);

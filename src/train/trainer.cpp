@@ -12,6 +12,7 @@
 #include "anchorctx/core/folder_lock.h"
 #include "anchorctx/core/hash.h"
 #include "anchorctx/core/interrupt.h"
+#include "anchorctx/data/dataset_tokenizer.h"
 #include "anchorctx/dist/parallel_layout.h"
 #include "anchorctx/model/llama_weights.h"
 #include "anchorctx/model/safetensors.h"
@@ -220,6 +221,15 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   if (static_cast<std::uint64_t>(options_.windows_per_micro_batch) > ds.num_windows())
     fail("train: --batch-windows {} is more than the {} windows of {}",
          options_.windows_per_micro_batch, ds.num_windows(), options_.data.string());
+  // So are a step's micro-batches (built before its first forward): --grad-accum 2147483647
+  // ran out of memory after 10 s with no word of why.
+  if (static_cast<std::uint64_t>(options_.grad_accum) >
+      ds.num_windows() / static_cast<std::uint64_t>(options_.windows_per_micro_batch))
+    fail(
+        "train: --grad-accum {} x --batch-windows {} windows per step are more than the {} "
+        "windows of {}",
+        options_.grad_accum, options_.windows_per_micro_batch, ds.num_windows(),
+        options_.data.string());
   if (options_.verify_data) {
     const auto start = std::chrono::steady_clock::now();
     ds.verify();
@@ -313,6 +323,10 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
       std::fprintf(stderr, "anchorctx: resuming from %s (step %lld)\n",
                    checkpoint->string().c_str(), static_cast<long long>(step_));
   } else if (!options_.init_from.empty()) {
+    // The model's tokenizer, where its folder has one, must be the one the data was packed with.
+    if (data::folder_tokenizer_file(options_.init_from))
+      data::require_dataset_tokenizer(ds, *data::load_tokenizer(options_.init_from.string()),
+                                      "train --init-from", options_.init_from.string());
     model::load_parameters(model::SafetensorsReader::open(options_.init_from), model_->layout(),
                            model_->params());
   } else {
