@@ -51,7 +51,7 @@ anchorctx_status guarded(const char* function, char* error, size_t error_len,
     write_error(error, error_len, (std::string(function) + ": " + e.what()).c_str());
     return ANCHORCTX_INVALID_ARGUMENT;
   } catch (const std::bad_alloc&) {
-    write_error(error, error_len, "out of memory");
+    write_error(error, error_len, (std::string(function) + ": out of memory").c_str());
     return ANCHORCTX_INTERNAL_ERROR;
   } catch (const std::exception& e) {
     try {

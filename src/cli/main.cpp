@@ -15,6 +15,7 @@
 #include "anchorctx/core/interrupt.h"
 #include "anchorctx/core/utf8.h"
 #include "cli/commands.h"
+#include "cli/out_of_memory.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"anchorctx: AnchorAttention for long-context LLM training", "anchorctx"};
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "anchorctx: error: %s\nRun with --help for more information.\n", e.what());
     return 2;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "anchorctx: error: out of memory\n");
+    std::fprintf(stderr, "anchorctx: error: %s\n", anchorctx::cli::out_of_memory_message().c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "anchorctx: error: %s\n", e.what());
