@@ -268,10 +268,11 @@ void run(const Args& a) {
   for (const eval::PplResult& p : report.ppl)
     std::printf("%-16s %7lld  loss %.4f  ppl %.3f\n", "ppl", static_cast<long long>(p.length),
                 p.total.mean(), p.total.ppl());
-  std::fprintf(
-      stderr, "eval: %.1f s (prefill %.0f tokens/s, decode %.1f tokens/s)\n", report.seconds,
-      report.stats.prefill_s > 0 ? report.stats.prefill_tokens / report.stats.prefill_s : 0.0,
-      report.stats.decode_s > 0 ? report.stats.decode_tokens / report.stats.decode_s : 0.0);
+  if (!a.quiet)
+    std::fprintf(
+        stderr, "eval: %.1f s (prefill %.0f tokens/s, decode %.1f tokens/s)\n", report.seconds,
+        report.stats.prefill_s > 0 ? report.stats.prefill_tokens / report.stats.prefill_s : 0.0,
+        report.stats.decode_s > 0 ? report.stats.decode_tokens / report.stats.decode_s : 0.0);
 }
 
 }  // namespace
@@ -341,7 +342,8 @@ void register_eval(CLI::App& app) {
                   "(.svg, .png)");
   cmd->add_flag("--json", a->json,
                 "Print report.json's object (with --compare: compare.json's) on stdout");
-  cmd->add_flag("--quiet", a->quiet, "No progress on stderr");
+  cmd->add_flag("--quiet", a->quiet,
+                "Nothing on stderr but warnings and errors (no progress, no timing line)");
   cmd->add_option("--compare", a->compare,
                   "Instead of evaluating: put two or more report folders (or report.json files) "
                   "side by side: each (task, length) score, the difference to the first run and "
