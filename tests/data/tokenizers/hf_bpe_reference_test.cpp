@@ -200,5 +200,39 @@ TEST(HfBpeTokenizer, MongolianVowelSeparatorIsNotWhitespace) {
   }
 }
 
+json added_token(const std::string& content, int id, bool special, bool normalized) {
+  return {{"id", id},        {"content", content},       {"single_word", false}, {"lstrip", false},
+          {"rstrip", false}, {"normalized", normalized}, {"special", special}};
+}
+
+// single_word tests its neighbours with Rust regex's \w (Alphabetic, marks, Nd, Pc,
+// Join_Control), not PCRE2's (L, N, '_'); lstrip / rstrip strip White_Space, not U+180E.
+TEST(HfBpeTokenizer, SingleWordUsesRustWordCharacters) {
+  const json vocab = byte_level_vocab();
+  json word = added_token("word", 256, false, false);
+  word["single_word"] = true;
+  json strip = added_token("<m>", 257, false, false);
+  strip["lstrip"] = true;
+  strip["rstrip"] = true;
+  test::TempDir dir;
+  const auto tok =
+      load(dir, "single_word.json",
+           tokenizer_json(json::array({word, strip}), nullptr, byte_level_pre(true), nullptr,
+                          byte_level_pre(true), bpe_model(vocab, json::array(), nullptr)));
+  const std::vector<std::pair<std::string, Ids>> cases = {
+      {"word" + utf8(0x0301), {86, 78, 81, 67, 136, 223}},       // combining mark: word
+      {"word" + utf8(0x00B2), {256, 126, 110}},                  // superscript two (No): not
+      {utf8(0x200D) + "word", {158, 222, 235, 86, 78, 81, 67}},  // ZWJ (Join_Control): word
+      {"word" + utf8(0x203F), {86, 78, 81, 67, 158, 222, 123}},  // undertie (Pc): word
+      {"x word y", {87, 220, 256, 220, 88}},                     //
+      {utf8(0x2167) + "word", {158, 227, 100, 86, 78, 81, 67}},  // roman numeral (Nl): word
+      {"_word", {62, 86, 78, 81, 67}},                           //
+      {"a" + kMvs + "<m>" + kMvs + "b", {64, 157, 254, 236, 257, 157, 254, 236, 65}},
+      {"a" + utf8(0x2000) + "<m>" + utf8(0x2000) + "b", {64, 257, 65}},
+  };
+  for (const auto& [text, want] : cases)
+    EXPECT_EQ(tok->encode(text), want) << "'" << text << "'";
+}
+
 }  // namespace
 }  // namespace anchorctx::data
