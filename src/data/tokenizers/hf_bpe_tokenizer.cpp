@@ -18,6 +18,8 @@
 #include <fstream>
 #include <sstream>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -54,19 +56,27 @@ class HfBpeTokenizer final : public Tokenizer {
     std::int32_t max_id = model_.max_id();
     std::vector<std::string> raw_patterns, norm_patterns;
     std::vector<AddedToken> raw_tokens, norm_tokens;
+    std::unordered_set<std::string> special_contents;
+    for (const AddedToken& t : added)
+      if (t.special) special_contents.insert(t.content);
     for (AddedToken& t : added) {
       max_id = std::max(max_id, t.id);
+      // Decoded as `tokenizers` decodes it: the token's text is its normalized content when it
+      // is normalized ("<custom>" under Prepend "▁" is "▁<custom>", which the decoder makes
+      // " <custom>"), and decode drops the tokens whose text is a special token's content (so
+      // a special token whose normalized content differs is kept, as there).
+      std::string text = t.content;
       if (t.normalized) {
         // Looked for in normalized text: its content normalized too, as `tokenizers` does.
-        std::string pattern = t.content;
-        normalizer_.apply(pattern);
-        norm_patterns.push_back(std::move(pattern));
+        normalizer_.apply(text);
+        norm_patterns.push_back(text);
         norm_tokens.push_back(t);
       } else {
         raw_patterns.push_back(t.content);
         raw_tokens.push_back(t);
       }
-      added_by_id_.emplace(t.id, std::move(t));
+      const bool dropped = special_contents.contains(text);
+      added_by_id_.try_emplace(t.id, AddedText{std::move(text), dropped});
     }
     find_stream_cuts(raw_patterns, raw_tokens, norm_patterns, norm_tokens);
     raw_matcher_ = AddedTokenMatcher(std::move(raw_patterns), std::move(raw_tokens));
@@ -137,7 +147,7 @@ class HfBpeTokenizer final : public Tokenizer {
     tokens.reserve(ids.size());
     for (const std::int32_t id : ids) {
       if (auto it = added_by_id_.find(id); it != added_by_id_.end()) {
-        if (!it->second.special) tokens.push_back(it->second.content);
+        if (!it->second.dropped) tokens.push_back(it->second.text);
         continue;
       }
       const std::string* token = model_.id_to_token(id);
@@ -196,7 +206,12 @@ class HfBpeTokenizer final : public Tokenizer {
   Normalizer normalizer_;
   PreTokenizer pre_tokenizer_;
   Decoder decoder_;
-  std::unordered_map<std::int32_t, AddedToken> added_by_id_;
+  // An added token's text for decode, and whether decode drops it (a special token).
+  struct AddedText {
+    std::string text;
+    bool dropped = false;
+  };
+  std::unordered_map<std::int32_t, AddedText> added_by_id_;
   AddedTokenMatcher raw_matcher_, norm_matcher_;
   SpecialIds special_;
   std::int32_t vocab_size_ = 0;

@@ -234,5 +234,67 @@ TEST(HfBpeTokenizer, SingleWordUsesRustWordCharacters) {
     EXPECT_EQ(tok->encode(text), want) << "'" << text << "'";
 }
 
+// A Llama-2 / Mistral legacy pipeline (Prepend "▁" + Replace " " -> "▁", no pre-tokenizer, the
+// SentencePiece-style decoder) with added tokens, as tokenizer.add_tokens writes them.
+json legacy_spm_with_added_tokens() {
+  json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    vocab[name] = 3 + b;
+  }
+  for (const char* t : {"\xE2\x96\x81", "a", "b",
+                        "\xE2\x96\x81"
+                        "a",
+                        "\xE2\x96\x81"
+                        "b"})
+    vocab[t] = static_cast<int>(vocab.size());
+  const json merges =
+      json::array({json::array({"\xE2\x96\x81", "a"}), json::array({"\xE2\x96\x81", "b"})});
+  const json added =
+      json::array({added_token("<unk>", 0, true, false), added_token("<s>", 1, true, false),
+                   added_token("</s>", 2, true, false), added_token("<custom>", 264, false, true),
+                   added_token("x y", 265, false, true), added_token("<sp>", 266, true, true),
+                   added_token("<raw>", 267, false, false)});
+  const json normalizer = {
+      {"type", "Sequence"},
+      {"normalizers",
+       json::array(
+           {{{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}},
+            {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}})}};
+  const json decoder = {
+      {"type", "Sequence"},
+      {"decoders",
+       json::array(
+           {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
+            {{"type", "ByteFallback"}},
+            {{"type", "Fuse"}},
+            {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+  return tokenizer_json(added, normalizer, nullptr, nullptr, decoder,
+                        bpe_model(vocab, merges, "<unk>"));
+}
+
+// `tokenizers` decodes a normalized added token as its normalized content ("▁<custom>"), and
+// skips a token as special when that text is a special token's content: the normalized special
+// "<sp>" ("▁<sp>") is kept. The raw content lost the space before the token.
+TEST(HfBpeTokenizer, NormalizedAddedTokenDecodesItsNormalizedContent) {
+  test::TempDir dir;
+  const auto tok = load(dir, "legacy_added.json", legacy_spm_with_added_tokens());
+  const std::vector<std::tuple<std::string, Ids, std::string>> cases = {
+      {"a <custom> b", {262, 264, 263}, "a <custom> b"},
+      {"<custom>", {264}, "<custom>"},
+      {"a x y b", {262, 265, 263}, "a x y b"},
+      {"x y", {265}, "x y"},
+      {"a <raw> b", {262, 259, 267, 259, 263}, "a <raw>  b"},
+      {"a <sp> b", {262, 266, 263}, "a <sp> b"},
+  };
+  for (const auto& [text, ids, decoded] : cases) {
+    EXPECT_EQ(tok->encode(text), ids) << "'" << text << "'";
+    EXPECT_EQ(tok->decode(ids), decoded) << "'" << text << "'";
+  }
+  // Special tokens that normalization leaves alone are still dropped.
+  EXPECT_EQ(tok->decode(Ids{1, 262, 2}), "a");
+}
+
 }  // namespace
 }  // namespace anchorctx::data
