@@ -6,13 +6,18 @@
 // recognise bos and eos.
 //
 // bos / eos / pad, in order: (1) a TemplateProcessing post-processor (alone or in a Sequence):
-// the special token before $A in "single" is bos, the one after it eos; (2) for those still
-// unknown, the first known name present among the added tokens, then the vocabulary:
+// the special token before $A in "single" is bos, the one after it eos (RobertaProcessing /
+// BertProcessing: its cls is bos); (2) for those still unknown, the first known name present
+// among the added tokens, then the vocabulary:
 //   bos: <s>, <|begin_of_text|>, <|startoftext|>, <bos>
 //   eos: </s>, <|end_of_text|>, <|endoftext|>, <eos>, <|im_end|>
 //   pad: <pad>, <|pad|>, [PAD], <|padding|>, <|finetune_right_pad_id|>
 // So GPT-2 and Qwen2 have no bos and eos <|endoftext|>; LLaMA-3 has bos <|begin_of_text|> and
 // eos <|end_of_text|>; LLaMA-2 <s> and </s>.
+// Only a post-processor's bos is prompt_bos_id(), the one prompts start with: `tokenizers`'
+// encode(add_special_tokens=True) and transformers' AutoTokenizer add no other (a bos found by
+// name, with a post-processor that adds none, was prepended to prompts; it stays bos_id(), the
+// anchor pack uses, so datasets and their anchors are unchanged).
 #include <array>
 #include <cstdint>
 #include <fstream>
@@ -41,6 +46,7 @@ using namespace hf_bpe;
 
 struct SpecialIds {
   std::optional<std::int32_t> bos, eos, pad;
+  std::optional<std::int32_t> prompt_bos;  // the post-processor's bos only
 };
 
 class HfBpeTokenizer final : public Tokenizer {
@@ -160,6 +166,7 @@ class HfBpeTokenizer final : public Tokenizer {
 
   std::int32_t vocab_size() const override { return vocab_size_; }
   std::optional<std::int32_t> bos_id() const override { return special_.bos; }
+  std::optional<std::int32_t> prompt_bos_id() const override { return special_.prompt_bos; }
   std::optional<std::int32_t> eos_id() const override { return special_.eos; }
   std::optional<std::int32_t> pad_id() const override { return special_.pad; }
   std::string kind() const override { return "hf_bpe"; }
@@ -295,13 +302,22 @@ std::vector<AddedToken> parse_added_tokens(const json& spec) {
   return tokens;
 }
 
-// bos and eos from a TemplateProcessing post-processor (see the file comment).
+// bos and eos from a TemplateProcessing post-processor, bos from a RobertaProcessing or
+// BertProcessing one (see the file comment).
 void special_from_template(const json& processor, SpecialIds& ids) {
   if (processor.is_null()) return;
   const std::string type = processor.value("type", "");
   if (type == "Sequence") {
     for (const json& p : processor.at("processors"))
       special_from_template(p, ids);
+    return;
+  }
+  if ((type == "RobertaProcessing" || type == "BertProcessing") && processor.contains("cls")) {
+    // "cls": ["<s>", 0]: `tokenizers` puts it before the sequence.
+    const json& cls = processor.at("cls");
+    if (!ids.bos && cls.is_array() && cls.size() == 2)
+      ids.bos = token_id(cls[1], "special token",
+                         cls[0].is_string() ? cls[0].get<std::string>() : cls[0].dump());
     return;
   }
   if (type != "TemplateProcessing" || !processor.contains("single")) return;
@@ -353,6 +369,7 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
 
     SpecialIds special;
     special_from_template(field("post_processor"), special);
+    special.prompt_bos = special.bos;
     if (!special.bos)
       special.bos =
           first_known(added, model, {"<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>"});

@@ -296,5 +296,75 @@ TEST(HfBpeTokenizer, NormalizedAddedTokenDecodesItsNormalizedContent) {
   EXPECT_EQ(tok->decode(Ids{1, 262, 2}), "a");
 }
 
+// A tokenizer.json whose post-processor adds no bos: `tokenizers`' encode(add_special_tokens=True)
+// and transformers' AutoTokenizer give [7] for "hi"; the <s> found by name stays the tokenizer's
+// bos (pack's anchor) but prompts do not start with it.
+TEST(HfBpeTokenizer, PromptBosFollowsThePostProcessor) {
+  const std::string m = "\xE2\x96\x81";
+  const json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2},  {m, 3},
+                      {"h", 4},     {"i", 5},   {m + "h", 6}, {m + "hi", 7}};
+  const json merges = json::array({json::array({m, "h"}), json::array({m + "h", "i"})});
+  const json added =
+      json::array({added_token("<unk>", 0, true, false), added_token("<s>", 1, true, false),
+                   added_token("</s>", 2, true, false)});
+  const json metaspace = {
+      {"type", "Metaspace"}, {"replacement", m}, {"prepend_scheme", "first"}, {"split", false}};
+  json spec = tokenizer_json(added, nullptr, metaspace, nullptr, metaspace,
+                             bpe_model(vocab, merges, "<unk>"));
+  test::TempDir dir;
+  {
+    const auto tok = load(dir, "no_template.json", spec);
+    EXPECT_EQ(tok->encode("hi"), Ids{7});
+    EXPECT_EQ(tok->bos_id(), 1);
+    EXPECT_EQ(tok->eos_id(), 2);
+    EXPECT_EQ(tok->prompt_bos_id(), std::nullopt);
+    // pack's anchor is still that bos.
+    PackConfig c;
+    c.tokenizer = dir.file("no_template.json");
+    c.inputs = {dir.write("docs.jsonl", "{\"text\": \"hi hi hi\"}\n{\"text\": \"hi\"}\n")};
+    c.out = dir.file("packed");
+    c.seq_len = 3;
+    c.quiet = true;
+    c.threads = 1;
+    const json summary = pack_dataset(c);
+    EXPECT_EQ(summary.at("anchor_id"), 1);
+  }
+  {
+    spec["post_processor"] = {{"type", "ByteLevel"},
+                              {"add_prefix_space", true},
+                              {"trim_offsets", false},
+                              {"use_regex", true}};
+    const auto tok = load(dir, "byte_level_post.json", spec);
+    EXPECT_EQ(tok->bos_id(), 1);
+    EXPECT_EQ(tok->prompt_bos_id(), std::nullopt);
+  }
+  {
+    const json bos = {{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}};
+    const json seq = {{"Sequence", {{"id", "A"}, {"type_id", 0}}}};
+    json special = json::object();
+    special["<s>"] = {{"id", "<s>"}, {"ids", json::array({1})}, {"tokens", json::array({"<s>"})}};
+    spec["post_processor"] = {{"type", "TemplateProcessing"},
+                              {"single", json::array({bos, seq})},
+                              {"pair", json::array({bos, seq})},
+                              {"special_tokens", special}};
+    const auto tok = load(dir, "template.json", spec);
+    EXPECT_EQ(tok->bos_id(), 1);
+    EXPECT_EQ(tok->prompt_bos_id(), 1);
+  }
+  {
+    // RoBERTa's post-processor puts cls first.
+    spec["post_processor"] = {{"type", "RobertaProcessing"},
+                              {"sep", json::array({"</s>", 2})},
+                              {"cls", json::array({"<s>", 1})},
+                              {"trim_offsets", true},
+                              {"add_prefix_space", false}};
+    const auto tok = load(dir, "roberta.json", spec);
+    EXPECT_EQ(tok->prompt_bos_id(), 1);
+  }
+  // The other kinds start prompts with their bos.
+  const auto byte = make_byte_tokenizer();
+  EXPECT_EQ(byte->prompt_bos_id(), byte->bos_id());
+}
+
 }  // namespace
 }  // namespace anchorctx::data
