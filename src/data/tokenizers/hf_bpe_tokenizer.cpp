@@ -196,7 +196,8 @@ class HfBpeTokenizer final : public Tokenizer {
                              const std::vector<AddedToken>& tokens) {
       for (std::size_t i = 0; i < patterns.size(); ++i) {
         // A token holding a space could cover the cut or start at it (where single_word would
-        // see another neighbour); then no cuts at all (no known tokenizer has one).
+        // see another neighbour); then no cuts at all. GPT-NeoX-20B and Phi-2 have such tokens
+        // (runs of spaces), so their texts are held whole.
         if (patterns[i].find(' ') != std::string::npos) space_cuts_ = false;
         // An rstrip token ending in c would swallow the space after it: no cut after c.
         if (tokens[i].rstrip && !patterns[i].empty())
