@@ -130,10 +130,11 @@ void run(const Args& args) {
           args.model_dir, tokenizer->vocab_size(), config.vocab_size);
 
   std::vector<std::int32_t> prompt;
-  if (const auto bos = tokenizer->bos_id()) prompt.push_back(*bos);
+  if (const auto bos = tokenizer->prompt_bos_id()) prompt.push_back(*bos);
   const std::vector<std::int32_t> body = tokenizer->encode(args.prompt);
   prompt.insert(prompt.end(), body.begin(), body.end());
-  require(!prompt.empty(), "generate: an empty --prompt needs a tokenizer with a bos token");
+  require(!prompt.empty(),
+          "generate: an empty --prompt needs a tokenizer that starts prompts with bos");
 
   model::GenerateOptions options;
   options.max_new_tokens = args.max_new_tokens;
@@ -215,8 +216,10 @@ void register_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "generate",
       "Generate text with a model folder (config.json, model.safetensors, a tokenizer file), "
-      "token by token in float32 with a KV cache. The prompt starts with bos; an empty prompt "
-      "starts from bos alone. stdout carries the generated text only.");
+      "token by token in float32 with a KV cache. The prompt starts with bos where the tokenizer's "
+      "own encoding adds one (a tokenizer.json's post-processor decides, as for transformers' "
+      "AutoTokenizer: a bos it does not add is not added); an empty prompt starts from bos alone. "
+      "stdout carries the generated text only.");
   cmd->add_option("--model", args->model_dir, "The model folder")->required();
   cmd->add_option("--tokenizer", args->tokenizer,
                   "'byte' or a tokenizer file (default: the one in the model folder)");

@@ -83,7 +83,7 @@ void encode_streamed(const Args& args, const data::Tokenizer& tokenizer) {
     first = false;
     fmt::format_to(std::back_inserter(out), "{}", id);
   };
-  const std::optional<std::int32_t> bos = tokenizer.bos_id();
+  const std::optional<std::int32_t> bos = tokenizer.prompt_bos_id();
   if (bos && !args.no_bos) append(*bos);
   data::StreamEncoder encoder(tokenizer, [&](std::span<const std::int32_t> ids) {
     for (const std::int32_t id : ids)
@@ -151,8 +151,12 @@ void register_tokenize(CLI::App& app) {
   cmd->add_option("--text", args->text, "The text (or, with --decode, the ids)");
   cmd->add_option("--text-file", args->text_file,
                   "A file holding the text (or, with --decode, the ids)");
-  cmd->add_flag("--no-bos", args->no_bos,
-                "Do not prepend the bos id (by default it is, when the tokenizer has one)");
+  cmd->add_flag(
+      "--no-bos", args->no_bos,
+      "Do not prepend the bos id (by default it is, when the tokenizer's encoding adds one: "
+      "byte, llama2.c and SentencePiece bos; a tokenizer.json's when its post-processor "
+      "adds one, as `tokenizers`' encode(add_special_tokens=True), not a bos found by "
+      "name only)");
   cmd->add_flag("--decode", args->decode,
                 "The input is token ids separated by spaces or commas; print their text "
                 "(special tokens dropped) followed by a newline");

@@ -280,7 +280,7 @@ TaskSample NiahGenerator::make(const NiahTask& task, std::int64_t length, double
     s.context_end = s.prompt.size();
     s.prompt += after;
     std::vector<std::int32_t> ids;
-    if (const auto bos = tokenizer_.bos_id()) ids.push_back(*bos);
+    if (const auto bos = tokenizer_.prompt_bos_id()) ids.push_back(*bos);
     const std::vector<std::int32_t> text = tokenizer_.encode(s.prompt);
     ids.insert(ids.end(), text.begin(), text.end());
     s.prompt_ids = std::move(ids);

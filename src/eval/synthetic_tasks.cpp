@@ -139,7 +139,7 @@ SyntheticGenerator::SyntheticGenerator(const data::Tokenizer& tokenizer,
 
 bool SyntheticGenerator::encode_fits(TaskSample& s, std::int64_t length) const {
   s.prompt_ids.clear();
-  if (const auto bos = tokenizer_.bos_id()) s.prompt_ids.push_back(*bos);
+  if (const auto bos = tokenizer_.prompt_bos_id()) s.prompt_ids.push_back(*bos);
   const std::vector<std::int32_t> text = tokenizer_.encode(s.prompt);
   s.prompt_ids.insert(s.prompt_ids.end(), text.begin(), text.end());
   return static_cast<std::int64_t>(s.prompt_ids.size()) + s.tokens_to_generate <= length;

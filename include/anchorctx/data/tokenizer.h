@@ -32,7 +32,14 @@ class Tokenizer {
   virtual std::string decode(std::span<const std::int32_t> ids) const = 0;
 
   virtual std::int32_t vocab_size() const = 0;
+  // The tokenizer's bos token: pack's anchor (else eos), the dataset's recorded bos, ppl's and
+  // rope-drift's document start.
   virtual std::optional<std::int32_t> bos_id() const = 0;
+  // The bos that encoding "with special tokens" starts with, as the reference library adds it:
+  // `tokenize` without --no-bos, generate's prompt, eval's task prompts. bos_id() for every kind
+  // but tokenizer.json, whose post-processor decides: none when it adds none, even when the
+  // vocabulary names a bos (as transformers' AutoTokenizer encodes such a folder).
+  virtual std::optional<std::int32_t> prompt_bos_id() const { return bos_id(); }
   virtual std::optional<std::int32_t> eos_id() const = 0;
   virtual std::optional<std::int32_t> pad_id() const = 0;
 

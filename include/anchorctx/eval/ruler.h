@@ -44,7 +44,7 @@ struct TaskSample {
   std::string task;
   std::int64_t length = 0;               // the target length in tokens
   double depth = 0.0;                    // the stated depth of the asked needle
-  std::vector<std::int32_t> prompt_ids;  // bos (when the tokenizer has one) + the prompt
+  std::vector<std::int32_t> prompt_ids;  // prompt bos (when the tokenizer has one) + the prompt
   std::string prompt;
   std::vector<std::string> answers;  // what string_match_all looks for
   // Character offsets in `prompt`: where the context starts and ends, and where the needle of

@@ -7,12 +7,17 @@ namespace anchorctx::data::hf_bpe {
 namespace {
 
 // The same tests as `tokenizers` (Rust regex, Unicode): \w at an edge, \s runs at an edge.
+// Rust's \w is Alphabetic, marks, decimal digits, connector punctuation and Join_Control
+// (UTS #18's word class); PCRE2's is letters, all numbers and '_' (a combining mark after a
+// token, or a superscript digit, was judged the other way). Rust's \s is White_Space, which
+// Regex makes of \s.
+constexpr const char* kRustWord = R"([\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}])";
 const Regex& ends_with_word() {
-  static const Regex r(R"(\w\z)");
+  static const Regex r(std::string(kRustWord) + R"(\z)");
   return r;
 }
 const Regex& starts_with_word() {
-  static const Regex r(R"(^\w)");
+  static const Regex r(std::string("^") + kRustWord);
   return r;
 }
 const Regex& trailing_space() {

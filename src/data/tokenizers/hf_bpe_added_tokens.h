@@ -3,9 +3,9 @@
 // LeftmostLongest), each becoming its own id.
 //
 // Options, as `tokenizers` applies them: single_word (a match touching a word character,
-// Unicode \w, on either side is skipped), lstrip / rstrip (the match swallows the whitespace
-// before / after it), normalized (the token is looked for in the normalized text, its content
-// normalized too; otherwise in the raw text before normalization).
+// Rust regex's Unicode \w, on either side is skipped), lstrip / rstrip (the match swallows the
+// whitespace before / after it), normalized (the token is looked for in the normalized text, its
+// content normalized too; otherwise in the raw text before normalization).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,7 @@
 #include "data/tokenizers/hf_bpe_regex.h"
 
+#include <algorithm>
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -30,15 +32,55 @@ MatchState& match_state() {
 
 }  // namespace
 
+std::string translate_pattern(std::string_view pattern, std::vector<std::size_t>* origin) {
+  std::string out;
+  out.reserve(pattern.size() + 32);
+  const auto emit = [&](std::string_view piece, std::size_t from) {
+    out += piece;
+    if (origin) origin->insert(origin->end(), piece.size(), from);
+  };
+  std::size_t i = 0;
+  while (i < pattern.size()) {
+    if (pattern[i] != '\\' || i + 1 == pattern.size()) {
+      emit(pattern.substr(i, 1), i);
+      ++i;
+      continue;
+    }
+    const char next = pattern[i + 1];
+    if (next == 's' || next == 'S') {
+      emit(next == 's' ? "\\p{White_Space}" : "\\P{White_Space}", i);
+      i += 2;
+    } else if (next == 'Q') {
+      // Quoted up to "\E" (or the end): nothing inside is an escape.
+      const std::size_t end = pattern.find("\\E", i + 2);
+      const std::size_t stop = end == std::string_view::npos ? pattern.size() : end + 2;
+      for (; i < stop; ++i)
+        emit(pattern.substr(i, 1), i);
+    } else {
+      // Any other escape, kept whole: "\\s" is a backslash and an 's', "\cX" a control
+      // character whatever X is.
+      const std::size_t length = next == 'c' && i + 2 < pattern.size() ? 3 : 2;
+      for (std::size_t k = 0; k < length; ++k, ++i)
+        emit(pattern.substr(i, 1), i);
+    }
+  }
+  if (origin) origin->push_back(pattern.size());
+  return out;
+}
+
 Regex::Regex(const std::string& pattern) : pattern_(pattern) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+  std::vector<std::size_t> origin;
+  const std::string translated = translate_pattern(pattern, &origin);
+  code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
                         PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error, &offset, nullptr);
   if (code_ == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
-    fail("regex '{}': {} at offset {}", pattern, reinterpret_cast<const char*>(message), offset);
+    // The offset in the pattern as written, not in its translation.
+    fail("regex '{}': {} at offset {}", pattern, reinterpret_cast<const char*>(message),
+         origin[std::min<std::size_t>(offset, origin.size() - 1)]);
   }
   jit_ = pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE) == 0;
 }

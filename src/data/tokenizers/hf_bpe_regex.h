@@ -2,6 +2,11 @@
 // (which `tokenizers` runs with Oniguruma). Invalid UTF-8 in the subject is allowed
 // (PCRE2_MATCH_INVALID_UTF): an invalid byte never matches any pattern item, so it acts as a
 // barrier, like the end of the subject, and ends up in the text between matches.
+//
+// PCRE2's \s under UCP is its \h and \v lists, which still hold U+180E (MONGOLIAN VOWEL
+// SEPARATOR, whitespace before Unicode 6.3); Oniguruma's \s and Rust regex's are Unicode
+// White_Space, without it. So \s and \S are compiled as \p{White_Space} and \P{White_Space}
+// (translate_pattern), in and out of character classes.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +18,11 @@
 struct pcre2_real_code_8;
 
 namespace anchorctx::data::hf_bpe {
+
+// `pattern` with every \s and \S escape (not "\\s", nor inside \Q...\E) replaced by
+// \p{White_Space} / \P{White_Space}. `origin`, when given, receives for each byte of the result
+// the offset of the pattern's byte it came from, and then the pattern's size.
+std::string translate_pattern(std::string_view pattern, std::vector<std::size_t>* origin = nullptr);
 
 class Regex {
  public:

@@ -6,18 +6,25 @@
 // recognise bos and eos.
 //
 // bos / eos / pad, in order: (1) a TemplateProcessing post-processor (alone or in a Sequence):
-// the special token before $A in "single" is bos, the one after it eos; (2) for those still
-// unknown, the first known name present among the added tokens, then the vocabulary:
+// the special token before $A in "single" is bos, the one after it eos (RobertaProcessing /
+// BertProcessing: its cls is bos); (2) for those still unknown, the first known name present
+// among the added tokens, then the vocabulary:
 //   bos: <s>, <|begin_of_text|>, <|startoftext|>, <bos>
 //   eos: </s>, <|end_of_text|>, <|endoftext|>, <eos>, <|im_end|>
 //   pad: <pad>, <|pad|>, [PAD], <|padding|>, <|finetune_right_pad_id|>
 // So GPT-2 and Qwen2 have no bos and eos <|endoftext|>; LLaMA-3 has bos <|begin_of_text|> and
 // eos <|end_of_text|>; LLaMA-2 <s> and </s>.
+// Only a post-processor's bos is prompt_bos_id(), the one prompts start with: `tokenizers`'
+// encode(add_special_tokens=True) and transformers' AutoTokenizer add no other (a bos found by
+// name, with a post-processor that adds none, was prepended to prompts; it stays bos_id(), the
+// anchor pack uses, so datasets and their anchors are unchanged).
 #include <array>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -39,6 +46,7 @@ using namespace hf_bpe;
 
 struct SpecialIds {
   std::optional<std::int32_t> bos, eos, pad;
+  std::optional<std::int32_t> prompt_bos;  // the post-processor's bos only
 };
 
 class HfBpeTokenizer final : public Tokenizer {
@@ -54,19 +62,27 @@ class HfBpeTokenizer final : public Tokenizer {
     std::int32_t max_id = model_.max_id();
     std::vector<std::string> raw_patterns, norm_patterns;
     std::vector<AddedToken> raw_tokens, norm_tokens;
+    std::unordered_set<std::string> special_contents;
+    for (const AddedToken& t : added)
+      if (t.special) special_contents.insert(t.content);
     for (AddedToken& t : added) {
       max_id = std::max(max_id, t.id);
+      // Decoded as `tokenizers` decodes it: the token's text is its normalized content when it
+      // is normalized ("<custom>" under Prepend "▁" is "▁<custom>", which the decoder makes
+      // " <custom>"), and decode drops the tokens whose text is a special token's content (so
+      // a special token whose normalized content differs is kept, as there).
+      std::string text = t.content;
       if (t.normalized) {
         // Looked for in normalized text: its content normalized too, as `tokenizers` does.
-        std::string pattern = t.content;
-        normalizer_.apply(pattern);
-        norm_patterns.push_back(std::move(pattern));
+        normalizer_.apply(text);
+        norm_patterns.push_back(text);
         norm_tokens.push_back(t);
       } else {
         raw_patterns.push_back(t.content);
         raw_tokens.push_back(t);
       }
-      added_by_id_.emplace(t.id, std::move(t));
+      const bool dropped = special_contents.contains(text);
+      added_by_id_.try_emplace(t.id, AddedText{std::move(text), dropped});
     }
     find_stream_cuts(raw_patterns, raw_tokens, norm_patterns, norm_tokens);
     raw_matcher_ = AddedTokenMatcher(std::move(raw_patterns), std::move(raw_tokens));
@@ -137,7 +153,7 @@ class HfBpeTokenizer final : public Tokenizer {
     tokens.reserve(ids.size());
     for (const std::int32_t id : ids) {
       if (auto it = added_by_id_.find(id); it != added_by_id_.end()) {
-        if (!it->second.special) tokens.push_back(it->second.content);
+        if (!it->second.dropped) tokens.push_back(it->second.text);
         continue;
       }
       const std::string* token = model_.id_to_token(id);
@@ -150,6 +166,7 @@ class HfBpeTokenizer final : public Tokenizer {
 
   std::int32_t vocab_size() const override { return vocab_size_; }
   std::optional<std::int32_t> bos_id() const override { return special_.bos; }
+  std::optional<std::int32_t> prompt_bos_id() const override { return special_.prompt_bos; }
   std::optional<std::int32_t> eos_id() const override { return special_.eos; }
   std::optional<std::int32_t> pad_id() const override { return special_.pad; }
   std::string kind() const override { return "hf_bpe"; }
@@ -179,7 +196,8 @@ class HfBpeTokenizer final : public Tokenizer {
                              const std::vector<AddedToken>& tokens) {
       for (std::size_t i = 0; i < patterns.size(); ++i) {
         // A token holding a space could cover the cut or start at it (where single_word would
-        // see another neighbour); then no cuts at all (no known tokenizer has one).
+        // see another neighbour); then no cuts at all. GPT-NeoX-20B and Phi-2 have such tokens
+        // (runs of spaces), so their texts are held whole.
         if (patterns[i].find(' ') != std::string::npos) space_cuts_ = false;
         // An rstrip token ending in c would swallow the space after it: no cut after c.
         if (tokens[i].rstrip && !patterns[i].empty())
@@ -196,7 +214,12 @@ class HfBpeTokenizer final : public Tokenizer {
   Normalizer normalizer_;
   PreTokenizer pre_tokenizer_;
   Decoder decoder_;
-  std::unordered_map<std::int32_t, AddedToken> added_by_id_;
+  // An added token's text for decode, and whether decode drops it (a special token).
+  struct AddedText {
+    std::string text;
+    bool dropped = false;
+  };
+  std::unordered_map<std::int32_t, AddedText> added_by_id_;
   AddedTokenMatcher raw_matcher_, norm_matcher_;
   SpecialIds special_;
   std::int32_t vocab_size_ = 0;
@@ -280,13 +303,22 @@ std::vector<AddedToken> parse_added_tokens(const json& spec) {
   return tokens;
 }
 
-// bos and eos from a TemplateProcessing post-processor (see the file comment).
+// bos and eos from a TemplateProcessing post-processor, bos from a RobertaProcessing or
+// BertProcessing one (see the file comment).
 void special_from_template(const json& processor, SpecialIds& ids) {
   if (processor.is_null()) return;
   const std::string type = processor.value("type", "");
   if (type == "Sequence") {
     for (const json& p : processor.at("processors"))
       special_from_template(p, ids);
+    return;
+  }
+  if ((type == "RobertaProcessing" || type == "BertProcessing") && processor.contains("cls")) {
+    // "cls": ["<s>", 0]: `tokenizers` puts it before the sequence.
+    const json& cls = processor.at("cls");
+    if (!ids.bos && cls.is_array() && cls.size() == 2)
+      ids.bos = token_id(cls[1], "special token",
+                         cls[0].is_string() ? cls[0].get<std::string>() : cls[0].dump());
     return;
   }
   if (type != "TemplateProcessing" || !processor.contains("single")) return;
@@ -338,6 +370,7 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
 
     SpecialIds special;
     special_from_template(field("post_processor"), special);
+    special.prompt_bos = special.bos;
     if (!special.bos)
       special.bos =
           first_known(added, model, {"<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>"});
