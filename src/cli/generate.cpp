@@ -19,6 +19,7 @@
 
 #include "anchorctx/core/blas.h"
 #include "anchorctx/core/error.h"
+#include "anchorctx/core/json_file.h"
 #include "anchorctx/core/timing.h"
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/model/generation.h"
@@ -33,7 +34,7 @@ namespace {
 struct Args {
   std::string model_dir;
   std::string tokenizer;  // empty: the model folder's tokenizer file
-  std::string prompt;
+  std::string prompt, prompt_file;
   std::int64_t max_new_tokens = 256;
   float temperature = 1.0f;
   float top_p = 0.9f;
@@ -100,6 +101,37 @@ class TextTracker {
   bool warned_ = false;
 };
 
+// What generate takes from a model folder's generation_config.json (transformers' defaults for
+// generate): bos_token_id and eos_token_id (one id or a list). Empty when the file is absent.
+struct GenerationConfig {
+  std::optional<std::int64_t> bos_token_id;
+  std::vector<std::int64_t> eos_token_ids;
+};
+
+GenerationConfig read_generation_config(const std::filesystem::path& model_dir) {
+  GenerationConfig g;
+  const std::filesystem::path path = model_dir / "generation_config.json";
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return g;
+  const nlohmann::json j = core::read_json_file(path, "generation_config.json");
+  const auto id = [&](const nlohmann::json& v) {
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 0)
+      fail("{}: token ids must be non-negative integers, got {}", path.string(), v.dump());
+    return v.get<std::int64_t>();
+  };
+  if (j.contains("bos_token_id") && !j["bos_token_id"].is_null())
+    g.bos_token_id = id(j["bos_token_id"]);
+  if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
+    const nlohmann::json& eos = j["eos_token_id"];
+    if (eos.is_array())
+      for (const nlohmann::json& e : eos)
+        g.eos_token_ids.push_back(id(e));
+    else
+      g.eos_token_ids.push_back(id(eos));
+  }
+  return g;
+}
+
 const char* stop_name(model::StopReason stop) {
   switch (stop) {
     case model::StopReason::eos:
@@ -129,12 +161,29 @@ void run(const Args& args) {
           "model '{}': its tokenizer has {} tokens, more than the model's vocab_size {}",
           args.model_dir, tokenizer->vocab_size(), config.vocab_size);
 
+  // The model folder's generation defaults: its eos ids stop generation too (Llama-3-Instruct's
+  // end of turn is only there); its sampling settings are not used (the options' defaults are).
+  const GenerationConfig generation = read_generation_config(args.model_dir);
+
   std::vector<std::int32_t> prompt;
   if (const auto bos = tokenizer->prompt_bos_id()) prompt.push_back(*bos);
-  const std::vector<std::int32_t> body = tokenizer->encode(args.prompt);
+  const std::vector<std::int32_t> body = tokenizer->encode(
+      args.prompt_file.empty() ? args.prompt
+                               : core::read_regular_file(args.prompt_file, "--prompt-file"));
   prompt.insert(prompt.end(), body.begin(), body.end());
+  // Nothing to start from: the model's bos, as transformers' generate starts an empty input.
+  if (prompt.empty()) {
+    if (const auto bos =
+            generation.bos_token_id.has_value() ? generation.bos_token_id : config.bos_token_id)
+      prompt.push_back(static_cast<std::int32_t>(*bos));
+  }
   require(!prompt.empty(),
-          "generate: an empty --prompt needs a tokenizer that starts prompts with bos");
+          "generate: an empty prompt needs a bos token (the tokenizer's, or bos_token_id in "
+          "config.json or generation_config.json)");
+  for (const std::int32_t id : prompt)
+    require(id >= 0 && id < config.vocab_size,
+            "generate: prompt token {} is outside the model's vocabulary of {}", id,
+            config.vocab_size);
 
   model::GenerateOptions options;
   options.max_new_tokens = args.max_new_tokens;
@@ -145,6 +194,8 @@ void run(const Args& args) {
       static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()));
   if (const auto eos = tokenizer->eos_id()) options.stop_ids.push_back(*eos);
   for (const std::int64_t id : config.eos_token_ids)
+    options.stop_ids.push_back(static_cast<std::int32_t>(id));
+  for (const std::int64_t id : generation.eos_token_ids)
     options.stop_ids.push_back(static_cast<std::int32_t>(id));
 
   // The KV cache holds at most what can be generated: generation stops at the model's context
@@ -218,12 +269,20 @@ void register_generate(CLI::App& app) {
       "Generate text with a model folder (config.json, model.safetensors, a tokenizer file), "
       "token by token in float32 with a KV cache. The prompt starts with bos where the tokenizer's "
       "own encoding adds one (a tokenizer.json's post-processor decides, as for transformers' "
-      "AutoTokenizer: a bos it does not add is not added); an empty prompt starts from bos alone. "
-      "stdout carries the generated text only.");
+      "AutoTokenizer: a bos it does not add is not added); an empty prompt starts from bos alone "
+      "(the model's bos_token_id where the tokenizer adds none). Generation stops at the "
+      "tokenizer's eos and the eos_token_id ids of config.json and generation_config.json; the "
+      "latter's sampling settings are not used (the options below are). stdout carries the "
+      "generated text only.");
   cmd->add_option("--model", args->model_dir, "The model folder")->required();
   cmd->add_option("--tokenizer", args->tokenizer,
                   "'byte' or a tokenizer file (default: the one in the model folder)");
-  cmd->add_option("--prompt", args->prompt, "The text to continue (may be empty)")->required();
+  auto* prompt = cmd->add_option("--prompt", args->prompt, "The text to continue (may be empty)");
+  auto* prompt_file =
+      cmd->add_option("--prompt-file", args->prompt_file,
+                      "A file whose bytes are the prompt, taken as they are (any bytes the "
+                      "tokenizer takes, any length; a trailing newline is part of it)");
+  prompt->excludes(prompt_file);
   cmd->add_option("--max-new-tokens", args->max_new_tokens,
                   "Stop after this many new tokens (earlier at eos or the model's context)")
       ->capture_default_str()
@@ -249,7 +308,9 @@ void register_generate(CLI::App& app) {
   add_threads_option(*cmd, args->threads,
                      "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
                      "cores, or OMP_NUM_THREADS)");
-  cmd->callback([args] {
+  cmd->callback([args, prompt, prompt_file] {
+    if (prompt->count() == 0 && prompt_file->count() == 0)
+      throw CLI::RequiredError("--prompt or --prompt-file");
     core::set_default_threads(args->threads);
     run(*args);
   });

@@ -54,15 +54,21 @@ std::int32_t Sampler::sample(std::span<const float> logits) {
   const float u = next_uniform();
   if (options_.top_p >= 1.0f) {
     float cumulative = 0.0f;
+    std::size_t last_possible = 0;
     for (std::size_t i = 0; i < probs_.size(); ++i) {
       cumulative += probs_[i];
       if (u < cumulative) return static_cast<std::int32_t>(i);
+      if (probs_[i] > 0.0f) last_possible = i;
     }
-    return static_cast<std::int32_t>(probs_.size() - 1);  // rounding left u above the total
+    // Rounding left u above the total: the last token that can be drawn (the last id of the
+    // vocabulary was returned even at probability 0).
+    return static_cast<std::int32_t>(last_possible);
   }
 
-  // Nucleus: the most probable tokens until their mass exceeds top_p, renormalized. Ties are
-  // ordered by id so that the choice does not depend on the sort's implementation.
+  // Nucleus: the most probable tokens until their mass reaches top_p, renormalized, as
+  // transformers' TopPLogitsWarper keeps them (it drops the tokens whose ascending cumulative mass
+  // is at most 1 - top_p: with four tokens of 0.25 and top_p 0.5, two; "exceeds" kept three).
+  // Ties are ordered by id so that the choice does not depend on the sort's implementation.
   order_.resize(probs_.size());
   std::iota(order_.begin(), order_.end(), 0);
   std::sort(order_.begin(), order_.end(), [this](std::int32_t a, std::int32_t b) {
@@ -72,8 +78,11 @@ std::int32_t Sampler::sample(std::span<const float> logits) {
   float mass = 0.0f;
   std::size_t kept = 0;
   while (kept < order_.size()) {
-    mass += probs_[static_cast<std::size_t>(order_[kept++])];
-    if (mass > options_.top_p) break;
+    const float p = probs_[static_cast<std::size_t>(order_[kept])];
+    if (p == 0.0f && kept > 0) break;  // only impossible tokens are left
+    mass += p;
+    ++kept;
+    if (mass >= options_.top_p) break;
   }
   const float target = u * mass;
   float cumulative = 0.0f;
@@ -107,11 +116,9 @@ GenerateResult generate(LlamaInference& model, std::span<const std::int32_t> pro
     logits = model.step(id);
 
   GenerateResult result;
+  result.stop = StopReason::max_new_tokens;
+  if (options.max_new_tokens == 0) return result;
   while (true) {
-    if (static_cast<std::int64_t>(result.tokens.size()) >= options.max_new_tokens) {
-      result.stop = StopReason::max_new_tokens;
-      break;
-    }
     const std::int32_t next = sampler.sample(logits);
     if (std::find(options.stop_ids.begin(), options.stop_ids.end(), next) !=
         options.stop_ids.end()) {
@@ -123,6 +130,11 @@ GenerateResult generate(LlamaInference& model, std::span<const std::int32_t> pro
     // Feeding the new token would need a position past the context.
     if (model.position() >= context) {
       result.stop = StopReason::context;
+      break;
+    }
+    // Before feeding it: the logits after the last token are never used.
+    if (static_cast<std::int64_t>(result.tokens.size()) >= options.max_new_tokens) {
+      result.stop = StopReason::max_new_tokens;
       break;
     }
     logits = model.step(next);

@@ -132,5 +132,26 @@ string(REGEX MATCHALL "has no text for" warnings "${out_err}")
 list(LENGTH warnings n)
 expect_equal("warnings about ids without text" "${n}" "1")
 
+# generation_config.json's eos ids stop generation too (Llama-3-Instruct's end of turn is only
+# there): its first greedy token made an eos there stops before it. --prompt-file is the prompt's
+# bytes as they are: the same ids as --prompt with the same text.
+run_generate(out 0 "${model}" "Once" --temperature 0 --max-new-tokens 3 --json)
+string(JSON first GET "${out}" tokens 0)
+file(MAKE_DIRECTORY "${WORK}/genconfig")
+file(COPY "${model}/config.json" "${model}/model.safetensors" "${model}/tokenizer.bin"
+     DESTINATION "${WORK}/genconfig")
+file(WRITE "${WORK}/genconfig/generation_config.json" "{\"eos_token_id\": [2, ${first}]}")
+run_generate(out 0 "${WORK}/genconfig" "Once" --temperature 0 --max-new-tokens 3 --json)
+string(JSON stop GET "${out}" stop)
+expect_equal("stop at generation_config.json's eos" "${stop}" "eos")
+file(WRITE "${WORK}/prompt.txt" "Once")
+execute_process(COMMAND ${EXE} generate --model "${model}" --prompt-file "${WORK}/prompt.txt"
+                        --temperature 0 --max-new-tokens 3 --json
+                RESULT_VARIABLE rc OUTPUT_VARIABLE from_file ERROR_VARIABLE err)
+run_generate(out 0 "${model}" "Once" --temperature 0 --max-new-tokens 3 --json)
+string(JSON a GET "${from_file}" tokens)
+string(JSON b GET "${out}" tokens)
+expect_equal("--prompt-file tokens" "${a}" "${b}")
+
 file(REMOVE_RECURSE "${WORK}")
 

@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -365,6 +366,24 @@ TEST(Generation, GreedyIsArgmaxAndSamplingIsSeeded) {
 
   EXPECT_THROW(Sampler({.temperature = -1.0f}), Error);
   EXPECT_THROW(Sampler({.temperature = 1.0f, .top_p = 0.0f}), Error);
+}
+
+// transformers' TopPLogitsWarper at the boundary: four tokens of 0.25 and top_p 0.5 keep two
+// (their mass reaches top_p; "exceeds" kept three), and a token of probability 0 is never drawn,
+// not even when rounding leaves the uniform draw above the total (it returned the last id).
+TEST(Generation, TopPKeepsTheTokensThatReachItAndNeverAnImpossibleOne) {
+  const std::vector<float> four = {0.0f, 0.0f, 0.0f, 0.0f, -1e30f};
+  std::set<std::int32_t> seen;
+  for (std::uint64_t seed = 0; seed < 400; ++seed) {
+    Sampler s({.temperature = 1.0f, .top_p = 0.5f, .seed = seed});
+    seen.insert(s.sample(four));
+  }
+  EXPECT_EQ(seen, (std::set<std::int32_t>{0, 1}));  // ties by id
+  for (const float top_p : {1.0f, 0.9999999f})
+    for (std::uint64_t seed = 0; seed < 2000; ++seed) {
+      Sampler s({.temperature = 1.0f, .top_p = top_p, .seed = seed});
+      EXPECT_NE(s.sample(four), 4) << "top_p " << top_p << " seed " << seed;
+    }
 }
 
 TEST(Generation, StopsAtEosMaxTokensAndContext) {
