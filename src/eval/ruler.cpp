@@ -158,9 +158,13 @@ TaskSample NiahGenerator::make(const NiahTask& task, std::int64_t length, double
         k = uuid(rng);
       else if (kv_keys)
         k = std::to_string(1000 + rng.below(9000));
-      else
-        k = std::string(kAdjectives[rng.below(kAdjectives.size())]) + "-" +
-            std::string(kNouns[rng.below(kNouns.size())]);
+      else {
+        // The noun first, then the adjective: the order the draws have always had (they once
+        // sat in one expression, whose order of evaluation C++ leaves to the compiler).
+        const std::size_t noun = rng.below(kNouns.size());
+        const std::size_t adjective = rng.below(kAdjectives.size());
+        k = std::string(kAdjectives[adjective]) + "-" + std::string(kNouns[noun]);
+      }
       if (used_keys.insert(k).second) return k;
     }
   };
@@ -223,9 +227,14 @@ TaskSample NiahGenerator::make(const NiahTask& task, std::int64_t length, double
         case Haystack::prose:
           hay.push_back(prose_[(prose_start + i) % prose_.size()]);
           break;
-        case Haystack::needles:
-          hay.push_back(needle_text(new_key(), new_value(false)));
+        case Haystack::needles: {
+          // The value first, then the key, the order they have always had (once the compiler's
+          // choice of argument order).
+          const std::string value = new_value(false);
+          const std::string key = new_key();
+          hay.push_back(needle_text(key, value));
           break;
+        }
       }
       hay_boundary.push_back(task.haystack == Haystack::needles || after_end);
     }
