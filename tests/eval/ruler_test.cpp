@@ -187,6 +187,30 @@ TEST(Niah, PromptsOfASeedArePinned) {
   }
 }
 
+// A needle haystack past the 2304 keys of the first 48 x 48 words (refused until the lists grew
+// to 160 x 160): keys stay distinct, the length is met, and a prompt that needs more than the
+// 25600 keys is refused with their number.
+TEST(Niah, NeedleHaystackBeyondTheFirstWords) {
+  const auto tok = data::make_byte_tokenizer();
+  const NiahGenerator gen(*tok, builtin_prose(50), default_templates().at("ruler"));
+  const NiahTask& task = *find_niah_task("niah_multikey_2");
+  // About 65 bytes a needle: some 3000 needles, and the search asks for 4096.
+  const TaskSample s = gen.make(task, 200000, 0.5, 3);
+  const std::vector<std::string> keys = keys_in_order(s.prompt);
+  EXPECT_GT(keys.size(), 2304u);
+  EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size());
+  EXPECT_LE(static_cast<std::int64_t>(s.prompt_ids.size()) + s.tokens_to_generate, 200000);
+  EXPECT_GE(static_cast<std::int64_t>(s.prompt_ids.size()) + s.tokens_to_generate, 200000 - 120);
+  ASSERT_EQ(s.answers.size(), 1u);
+  EXPECT_NE(s.prompt.find(s.answers[0]), std::string::npos);
+  try {
+    gen.make(task, 1800000, 0.5, 3);  // about 27000 needles would fit
+    FAIL() << "a haystack of more than 25600 keys was made";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("25600 distinct keys"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Niah, KvTemplateUsesTheCorpusFormat) {
   const auto tok = data::make_byte_tokenizer();
   const NiahGenerator gen(*tok, builtin_prose(200), default_templates().at("kv"));
