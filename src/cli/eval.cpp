@@ -215,7 +215,8 @@ void run(const Args& a) {
     for (const std::string& t : options.tasks)
       for (const std::int64_t l : {min_len, max_len}) {
         if (const eval::NiahTask* task = eval::find_niah_task(t)) probe.make(*task, l, 0.5, a.seed);
-        if (eval::is_synthetic_task(t)) synthetic.make(t, l, a.seed);
+        if (eval::is_synthetic_task(t))
+          synthetic.make(t, l, eval::synthetic_sample_seed(a.seed, 0));
       }
   }
 
