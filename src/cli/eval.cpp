@@ -113,11 +113,7 @@ std::vector<eval::PplSample> ppl_windows(const Args& a, const data::Tokenizer& t
   }
   std::vector<std::vector<std::int32_t>> docs;
   const auto add = [&](const std::vector<std::int32_t>& ids) {
-    const std::optional<std::int32_t> bos = tok.bos_id();
-    std::vector<std::int32_t> d(ids.size() + (bos ? 1 : 0));
-    if (bos) d[0] = *bos;
-    std::copy(ids.begin(), ids.end(), d.end() - static_cast<std::ptrdiff_t>(ids.size()));
-    docs.push_back(std::move(d));
+    docs.push_back(eval::ppl_document(tok, ids));
   };
   if (!a.data.empty()) {
     data::DocumentReader reader({a.data}, data::ReaderOptions{});
@@ -224,7 +220,8 @@ void run(const Args& a) {
     for (const std::string& t : options.tasks)
       for (const std::int64_t l : {min_len, max_len}) {
         if (const eval::NiahTask* task = eval::find_niah_task(t)) probe.make(*task, l, 0.5, a.seed);
-        if (eval::is_synthetic_task(t)) synthetic.make(t, l, a.seed);
+        if (eval::is_synthetic_task(t))
+          synthetic.make(t, l, eval::synthetic_sample_seed(a.seed, 0));
       }
   }
 

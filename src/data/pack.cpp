@@ -272,6 +272,11 @@ class BlockPipeline {
 
 }  // namespace
 
+std::optional<std::int32_t> default_anchor_id(const Tokenizer& tokenizer) {
+  if (const std::optional<std::int32_t> bos = tokenizer.bos_id()) return bos;
+  return tokenizer.eos_id();
+}
+
 nlohmann::json pack_dataset(const PackConfig& config) {
   const auto t0 = std::chrono::steady_clock::now();
   require(config.seq_len >= 2, "--seq-len must be at least 2, got {}", config.seq_len);
@@ -284,10 +289,8 @@ nlohmann::json pack_dataset(const PackConfig& config) {
     anchor_id = *config.anchor_id;
     require(anchor_id >= 0 && anchor_id < vocab, "--anchor-id {} is outside the vocabulary [0, {})",
             anchor_id, vocab);
-  } else if (tokenizer->bos_id()) {
-    anchor_id = *tokenizer->bos_id();
-  } else if (tokenizer->eos_id()) {
-    anchor_id = *tokenizer->eos_id();
+  } else if (const std::optional<std::int32_t> id = default_anchor_id(*tokenizer)) {
+    anchor_id = *id;
   }
   if (config.anchor_mode != AnchorMode::none && anchor_id < 0)
     fail("tokenizer '{}' has neither bos nor eos: give --anchor-id for anchor mode {}",

@@ -98,9 +98,12 @@ EvalReport run_evaluation(Engine& engine, const data::Tokenizer& tokenizer,
         const double depth = options.samples == 1 ? 0.5
                                                   : static_cast<double>(i) /
                                                         static_cast<double>(options.samples - 1);
-        const std::uint64_t seed = options.seed + static_cast<std::uint64_t>(i);
-        samples.push_back(task ? generator->make(*task, length, depth, seed)
-                               : synthetic_generator->make(name, length, seed));
+        // niah: --seed + i (its depth, mixed into the prompt's stream, differs from sample to
+        // sample); vt, cwe, fwe: a stream of their own per (seed, i), synthetic_tasks.h.
+        samples.push_back(
+            task ? generator->make(*task, length, depth,
+                                   options.seed + static_cast<std::uint64_t>(i))
+                 : synthetic_generator->make(name, length, synthetic_sample_seed(options.seed, i)));
       }
       for (std::size_t first = 0; first < samples.size();) {
         tick(name + " @ " + std::to_string(length));

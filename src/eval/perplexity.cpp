@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/data/pack.h"
 #include "anchorctx/train/batch.h"
 
 namespace anchorctx::eval {
@@ -15,6 +16,16 @@ double LossTally::mean() const {
 
 double LossTally::ppl() const {
   return std::exp(mean());
+}
+
+std::vector<std::int32_t> ppl_document(const data::Tokenizer& tokenizer,
+                                       std::span<const std::int32_t> ids) {
+  std::vector<std::int32_t> doc;
+  doc.reserve(ids.size() + 1);
+  if (const std::optional<std::int32_t> start = data::default_anchor_id(tokenizer))
+    doc.push_back(*start);
+  doc.insert(doc.end(), ids.begin(), ids.end());
+  return doc;
 }
 
 std::vector<PplSample> samples_from_documents(

@@ -23,21 +23,52 @@ namespace {
 using Type = NiahTask::Type;
 using Haystack = NiahTask::Haystack;
 
-// Adjective-noun keys as RULER writes them ("shiny-lantern"): 48 x 48 = 2304 keys.
-constexpr std::array<std::string_view, 48> kAdjectives = {
-    "amber", "brave",  "calm",   "dusty",  "eager",  "faded",  "gentle", "hollow",
-    "icy",   "jolly",  "kind",   "lively", "misty",  "noble",  "odd",    "plain",
-    "quiet", "rapid",  "shiny",  "tidy",   "upset",  "vivid",  "witty",  "young",
-    "zesty", "bitter", "cosmic", "damp",   "early",  "fierce", "grumpy", "humble",
-    "idle",  "jagged", "keen",   "lucky",  "modest", "narrow", "orange", "polite",
-    "rusty", "silent", "tender", "urban",  "velvet", "wild",   "yellow", "zealous"};
-constexpr std::array<std::string_view, 48> kNouns = {
-    "anchor", "basket", "candle",  "desert",  "engine",  "falcon",  "garden",    "harbor",
-    "island", "jacket", "kettle",  "ladder",  "marble",  "needle",  "oyster",    "pepper",
-    "quarry", "ribbon", "saddle",  "tunnel",  "umpire",  "violin",  "wagon",     "yogurt",
-    "zipper", "bridge", "cactus",  "dolphin", "feather", "glacier", "hammer",    "igloo",
-    "jungle", "kitten", "lantern", "meadow",  "nickel",  "orchard", "pillow",    "quiver",
-    "rocket", "spider", "teapot",  "unicorn", "valley",  "walnut",  "xylophone", "zebra"};
+// Adjective-noun keys as RULER writes them ("shiny-lantern"). A prompt draws its keys from the
+// first kFirstWords words of each list (48 x 48 = 2304 keys: the lists as they first were) until
+// it has used all of those, then from the whole lists (160 x 160 = 25600 keys): a prompt that
+// fits in 2304 keys is the one the 48-word lists gave, and a needle haystack (niah_multikey_2)
+// has keys for 128K tokens with any common tokenizer (docs/EVAL.md gives the limit).
+constexpr std::size_t kFirstWords = 48;
+constexpr std::array<std::string_view, 160> kAdjectives = {
+    "amber",  "brave",    "calm",    "dusty",  "eager",  "faded",  "gentle", "hollow",  "icy",
+    "jolly",  "kind",     "lively",  "misty",  "noble",  "odd",    "plain",  "quiet",   "rapid",
+    "shiny",  "tidy",     "upset",   "vivid",  "witty",  "young",  "zesty",  "bitter",  "cosmic",
+    "damp",   "early",    "fierce",  "grumpy", "humble", "idle",   "jagged", "keen",    "lucky",
+    "modest", "narrow",   "orange",  "polite", "rusty",  "silent", "tender", "urban",   "velvet",
+    "wild",   "yellow",   "zealous", "big",    "small",  "tall",   "short",  "long",    "wide",
+    "deep",   "high",     "old",     "new",    "fresh",  "warm",   "cold",   "hot",     "cool",
+    "dry",    "wet",      "soft",    "hard",   "smooth", "rough",  "sharp",  "bright",  "dark",
+    "light",  "heavy",    "thin",    "thick",  "fast",   "slow",   "loud",   "sweet",   "sour",
+    "salty",  "spicy",    "clean",   "rich",   "happy",  "proud",  "shy",    "bold",    "wise",
+    "clever", "funny",    "busy",    "lazy",   "sleepy", "hungry", "golden", "silver",  "green",
+    "blue",   "red",      "purple",  "pink",   "brown",  "gray",   "violet", "crimson", "scarlet",
+    "royal",  "grand",    "tiny",    "giant",  "huge",   "little", "round",  "square",  "flat",
+    "curly",  "fuzzy",    "fluffy",  "shaggy", "sturdy", "steady", "swift",  "quick",   "brisk",
+    "merry",  "cheerful", "sunny",   "cloudy", "rainy",  "snowy",  "windy",  "foggy",   "stormy",
+    "frozen", "wooden",   "sandy",   "muddy",  "grassy", "leafy",  "rocky",  "silky",   "woolly",
+    "crisp",  "ancient",  "modern",  "secret", "hidden", "famous", "loyal",  "honest",  "friendly",
+    "fair",   "pale",     "neat",    "ripe",   "pure",   "wavy",   "vast"};
+constexpr std::array<std::string_view, 160> kNouns = {
+    "anchor",  "basket",  "candle",  "desert",  "engine",  "falcon",  "garden",    "harbor",
+    "island",  "jacket",  "kettle",  "ladder",  "marble",  "needle",  "oyster",    "pepper",
+    "quarry",  "ribbon",  "saddle",  "tunnel",  "umpire",  "violin",  "wagon",     "yogurt",
+    "zipper",  "bridge",  "cactus",  "dolphin", "feather", "glacier", "hammer",    "igloo",
+    "jungle",  "kitten",  "lantern", "meadow",  "nickel",  "orchard", "pillow",    "quiver",
+    "rocket",  "spider",  "teapot",  "unicorn", "valley",  "walnut",  "xylophone", "zebra",
+    "apple",   "banana",  "cherry",  "lemon",   "melon",   "peach",   "pear",      "plum",
+    "grape",   "mango",   "carrot",  "potato",  "tomato",  "onion",   "bread",     "butter",
+    "cheese",  "cookie",  "muffin",  "pancake", "honey",   "cocoa",   "coffee",    "sugar",
+    "salad",   "soup",    "table",   "chair",   "sofa",    "lamp",    "clock",     "mirror",
+    "window",  "door",    "carpet",  "blanket", "bucket",  "bottle",  "plate",     "spoon",
+    "fork",    "bowl",    "pencil",  "crayon",  "book",    "crown",   "button",    "shoe",
+    "hat",     "scarf",   "glove",   "tent",    "boat",    "ship",    "train",     "bicycle",
+    "kite",    "balloon", "drum",    "flute",   "guitar",  "piano",   "trumpet",   "bell",
+    "whistle", "river",   "lake",    "ocean",   "beach",   "forest",  "mountain",  "hill",
+    "cave",    "canyon",  "pond",    "cloud",   "moon",    "star",    "planet",    "comet",
+    "tiger",   "lion",    "bear",    "wolf",    "fox",     "rabbit",  "squirrel",  "turtle",
+    "frog",    "owl",     "eagle",   "parrot",  "penguin", "whale",   "shark",     "horse",
+    "pony",    "goat",    "sheep",   "camel",   "monkey",  "panda",   "koala",     "beaver",
+    "otter",   "duck",    "robin",   "beetle",  "snail",   "puppy",   "castle",    "tower"};
 
 using Rng = TaskRng;
 
@@ -158,9 +189,14 @@ TaskSample NiahGenerator::make(const NiahTask& task, std::int64_t length, double
         k = uuid(rng);
       else if (kv_keys)
         k = std::to_string(1000 + rng.below(9000));
-      else
-        k = std::string(kAdjectives[rng.below(kAdjectives.size())]) + "-" +
-            std::string(kNouns[rng.below(kNouns.size())]);
+      else {
+        // The noun first, then the adjective: the order the draws have always had (they once
+        // sat in one expression, whose order of evaluation C++ leaves to the compiler).
+        const bool first_words = used_keys.size() < kFirstWords * kFirstWords;
+        const std::size_t noun = rng.below(first_words ? kFirstWords : kNouns.size());
+        const std::size_t adjective = rng.below(first_words ? kFirstWords : kAdjectives.size());
+        k = std::string(kAdjectives[adjective]) + "-" + std::string(kNouns[noun]);
+      }
       if (used_keys.insert(k).second) return k;
     }
   };
@@ -223,9 +259,14 @@ TaskSample NiahGenerator::make(const NiahTask& task, std::int64_t length, double
         case Haystack::prose:
           hay.push_back(prose_[(prose_start + i) % prose_.size()]);
           break;
-        case Haystack::needles:
-          hay.push_back(needle_text(new_key(), new_value(false)));
+        case Haystack::needles: {
+          // The value first, then the key, the order they have always had (once the compiler's
+          // choice of argument order).
+          const std::string value = new_value(false);
+          const std::string key = new_key();
+          hay.push_back(needle_text(key, value));
           break;
+        }
       }
       hay_boundary.push_back(task.haystack == Haystack::needles || after_end);
     }
@@ -293,8 +334,13 @@ TaskSample NiahGenerator::make(const NiahTask& task, std::int64_t length, double
         "generate)",
         task.name, length, s.prompt_ids.size(), templates_.tokens_to_generate);
   // Exponential, then binary search for the most pieces that fit (each piece is >= 1 token).
+  // A needle haystack takes a key per piece: at most the keys the asked needles leave (the
+  // search would otherwise ask for up to twice the pieces that fit).
+  const std::size_t key_cap = task.haystack == Haystack::needles
+                                  ? key_space - static_cast<std::size_t>(task.needles)
+                                  : SIZE_MAX;
   std::size_t lo = 0, hi = 64;
-  const std::size_t cap = static_cast<std::size_t>(length);
+  const std::size_t cap = std::min(static_cast<std::size_t>(length), key_cap);
   while (hi < cap && build(hi)) {
     lo = hi;
     hi *= 2;
@@ -305,6 +351,9 @@ TaskSample NiahGenerator::make(const NiahTask& task, std::int64_t length, double
     const std::size_t mid = lo + (hi - lo) / 2;
     (build(mid) ? lo : hi) = mid;
   }
+  if (lo == key_cap && key_cap < static_cast<std::size_t>(length))
+    fail("niah: task {} at length {} needs more than the {} distinct keys its key type has",
+         task.name, length, key_space);
   build(lo);
   s.task = task.name;
   s.length = length;

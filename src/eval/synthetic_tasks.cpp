@@ -118,6 +118,11 @@ bool is_synthetic_task(const std::string& name) {
   return std::find(n.begin(), n.end(), name) != n.end();
 }
 
+std::uint64_t synthetic_sample_seed(std::uint64_t seed, std::int64_t sample) {
+  std::uint64_t state = seed + static_cast<std::uint64_t>(sample) * 0x9E3779B97F4A7C15ull;
+  return core::splitmix64(state);
+}
+
 SyntheticGenerator::SyntheticGenerator(const data::Tokenizer& tokenizer,
                                        const std::string& word_text, TemplateSet templates)
     : tokenizer_(tokenizer), templates_(std::move(templates)) {

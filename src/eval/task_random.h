@@ -1,6 +1,10 @@
 // The random numbers the synthetic task generators draw from (ruler.cpp, synthetic_tasks.cpp): a
 // seed mixed with the task, length and depth, so every prompt has its own stream, and a small
 // splitmix64 generator (the same numbers on every platform, unlike std:: distributions).
+// Each draw is a statement of its own (or initialises a named local): C++ leaves the order of
+// two draws in one expression (function arguments, the operands of +) to the compiler, which
+// would make the prompts depend on the build (tests Niah.PromptsOfASeedArePinned,
+// SyntheticTasks.PromptsOfASeedArePinned).
 #pragma once
 
 #include <cmath>

@@ -5,9 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "anchorctx/core/error.h"
+#include "anchorctx/data/pack.h"
+#include "anchorctx/data/tokenizer.h"
 #include "eval/eval_test_models.h"
 
 namespace anchorctx::eval {
@@ -33,6 +40,52 @@ TEST(Perplexity, SamplesFromDocumentsKeepStarts) {
 
 // The task's summed loss on each cut = LlamaTrainModel::forward's loss on the same window, for
 // each mask; buckets add up to the total; shorter cuts are prefixes.
+// A tokenizer with the special ids asked for (GPT-2's tokenizer.json has eos only).
+class SpecialIdsTokenizer final : public data::Tokenizer {
+ public:
+  SpecialIdsTokenizer(std::optional<std::int32_t> bos, std::optional<std::int32_t> eos)
+      : bos_(bos), eos_(eos) {}
+  std::vector<std::int32_t> encode(std::string_view text) const override {
+    return std::vector<std::int32_t>(text.begin(), text.end());
+  }
+  std::string decode(std::span<const std::int32_t> ids) const override {
+    return std::string(ids.begin(), ids.end());
+  }
+  std::int32_t vocab_size() const override { return 300; }
+  std::optional<std::int32_t> bos_id() const override { return bos_; }
+  std::optional<std::int32_t> eos_id() const override { return eos_; }
+  std::optional<std::int32_t> pad_id() const override { return std::nullopt; }
+  std::string kind() const override { return "test"; }
+  std::string content_hash() const override { return "test"; }
+
+ private:
+  std::optional<std::int32_t> bos_, eos_;
+};
+
+// Each document of a text source opens with pack's anchor: bos, else eos (a tokenizer without
+// bos joined the documents with nothing between them), else nothing.
+TEST(Perplexity, DocumentsOpenWithPacksAnchorToken) {
+  const std::vector<std::int32_t> ids = {65, 66, 67};
+  using V = std::vector<std::int32_t>;
+  EXPECT_EQ(ppl_document(SpecialIdsTokenizer(1, 2), ids), (V{1, 65, 66, 67}));
+  EXPECT_EQ(ppl_document(SpecialIdsTokenizer(std::nullopt, 2), ids), (V{2, 65, 66, 67}));
+  EXPECT_EQ(ppl_document(SpecialIdsTokenizer(std::nullopt, std::nullopt), ids), ids);
+  EXPECT_EQ(ppl_document(*data::make_byte_tokenizer(), ids), (V{256, 65, 66, 67}));
+  for (const auto& [bos, eos] :
+       {std::pair<std::optional<std::int32_t>, std::optional<std::int32_t>>{1, 2},
+        {std::nullopt, 2},
+        {std::nullopt, std::nullopt}})
+    EXPECT_EQ(data::default_anchor_id(SpecialIdsTokenizer(bos, eos)), bos ? bos : eos);
+  // Two documents without bos: eos between them, where the windows are cut.
+  const std::vector<PplSample> windows =
+      samples_from_documents({ppl_document(SpecialIdsTokenizer(std::nullopt, 2), ids),
+                              ppl_document(SpecialIdsTokenizer(std::nullopt, 2), ids)},
+                             7, 1);
+  ASSERT_EQ(windows.size(), 1u);
+  EXPECT_EQ(windows[0].tokens, (V{2, 65, 66, 67, 2, 65, 66, 67}));
+  EXPECT_EQ(windows[0].doc_starts, (std::vector<std::uint32_t>{0, 4}));
+}
+
 TEST(Perplexity, EqualsTrainingLossOnTheSameWindows) {
   const model::LlamaConfig config = eval_test::tiny_config();
   model::LlamaTrainModel train(config, {});

@@ -10,6 +10,9 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "anchorctx/core/error.h"
 #include "support/shared_data.h"
@@ -96,6 +99,115 @@ TEST(Niah, NeedlesNeverShareAKey) {
       EXPECT_EQ(count, name == std::string("niah_multivalue") ? 4 : 1) << name << " " << key;
     const std::set<std::string> distinct(s.answers.begin(), s.answers.end());
     EXPECT_EQ(distinct.size(), s.answers.size()) << name;
+  }
+}
+
+// The keys of the needles in `prompt` in the order they appear.
+std::vector<std::string> keys_in_order(const std::string& prompt) {
+  std::vector<std::pair<std::size_t, std::string>> at;
+  for (const auto& [key, count] : needle_keys(prompt))
+    for (std::size_t p = prompt.find(" for " + key + " is: "); p != std::string::npos;
+         p = prompt.find(" for " + key + " is: ", p + 1))
+      at.emplace_back(p, key);
+  std::sort(at.begin(), at.end());
+  std::vector<std::string> out;
+  for (const auto& [p, key] : at)
+    out.push_back(key);
+  return out;
+}
+
+// FNV-1a, 64 bits: a fingerprint of a whole prompt.
+std::uint64_t fnv1a(const std::string& text) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const char c : text)
+    h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  return h;
+}
+
+// The prompts of a seed, pinned (computed once, by the generator as it has always drawn with
+// GCC: a word key's noun before its adjective, a haystack needle's value before its key). The
+// draws used to sit in one expression, whose order of evaluation C++ leaves to the compiler:
+// that ruler.cpp built with clang++ 14 gave another fingerprint for all four prompts.
+TEST(Niah, PromptsOfASeedArePinned) {
+  const auto tok = data::make_byte_tokenizer();
+  const NiahGenerator gen(*tok, builtin_prose(200), default_templates().at("ruler"));
+  struct Pinned {
+    const char* task;
+    std::int64_t length;
+    double depth;
+    std::uint64_t seed;
+    std::vector<std::string> first_keys;  // the first three needle keys, in prompt order
+    std::vector<std::string> answers;
+    std::size_t prompt_tokens;
+    std::uint64_t fingerprint;
+  };
+  const Pinned pinned[] = {
+      {"niah_multikey_1",
+       1024,
+       0.5,
+       5,
+       {"bitter-zebra", "zealous-kitten", "silent-unicorn"},
+       {"1388001"},
+       896,
+       0x42ccea47472cfbbcull},
+      {"niah_multikey_2",
+       1024,
+       0.5,
+       5,
+       {"brave-yogurt", "zesty-harbor", "tender-feather"},
+       {"2442391"},
+       875,
+       0x365d9bd2a70056f6ull},
+      {"niah_multiquery",
+       2048,
+       0.25,
+       9,
+       {"orange-unicorn", "idle-pepper", "early-cactus"},
+       {"8772832", "7135886", "5923760", "7567913"},
+       1918,
+       0xcbff292714eb2a93ull},
+      {"niah_multivalue",
+       1024,
+       1.0,
+       0,
+       {"idle-needle", "idle-needle", "idle-needle"},
+       {"9841330", "5331020", "7315528", "4486215"},
+       896,
+       0x52e9d556f27d973cull},
+  };
+  for (const Pinned& p : pinned) {
+    SCOPED_TRACE(p.task);
+    const TaskSample s = gen.make(*find_niah_task(p.task), p.length, p.depth, p.seed);
+    std::vector<std::string> keys = keys_in_order(s.prompt);
+    keys.resize(std::min<std::size_t>(keys.size(), 3));
+    EXPECT_EQ(keys, p.first_keys);
+    EXPECT_EQ(s.answers, p.answers);
+    EXPECT_EQ(s.prompt_ids.size(), p.prompt_tokens);
+    EXPECT_EQ(fnv1a(s.prompt), p.fingerprint);
+  }
+}
+
+// A needle haystack past the 2304 keys of the first 48 x 48 words (refused until the lists grew
+// to 160 x 160): keys stay distinct, the length is met, and a prompt that needs more than the
+// 25600 keys is refused with their number.
+TEST(Niah, NeedleHaystackBeyondTheFirstWords) {
+  const auto tok = data::make_byte_tokenizer();
+  const NiahGenerator gen(*tok, builtin_prose(50), default_templates().at("ruler"));
+  const NiahTask& task = *find_niah_task("niah_multikey_2");
+  // About 65 bytes a needle: some 3000 needles, and the search asks for 4096.
+  const TaskSample s = gen.make(task, 200000, 0.5, 3);
+  const std::vector<std::string> keys = keys_in_order(s.prompt);
+  EXPECT_GT(keys.size(), 2304u);
+  EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size());
+  EXPECT_LE(static_cast<std::int64_t>(s.prompt_ids.size()) + s.tokens_to_generate, 200000);
+  EXPECT_GE(static_cast<std::int64_t>(s.prompt_ids.size()) + s.tokens_to_generate, 200000 - 120);
+  ASSERT_EQ(s.answers.size(), 1u);
+  EXPECT_NE(s.prompt.find(s.answers[0]), std::string::npos);
+  try {
+    gen.make(task, 1800000, 0.5, 3);  // about 27000 needles would fit
+    FAIL() << "a haystack of more than 25600 keys was made";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("25600 distinct keys"), std::string::npos) << e.what();
   }
 }
 

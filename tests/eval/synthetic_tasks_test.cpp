@@ -11,6 +11,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "anchorctx/core/error.h"
 #include "support/shared_data.h"
@@ -116,6 +118,46 @@ void check_fwe(const TaskSample& s) {
   EXPECT_GT(ranked[3].second, ranked[4].second);
   for (const std::string& a : s.answers)
     EXPECT_EQ(a.size(), 6u) << a;
+}
+
+// FNV-1a, 64 bits: a fingerprint of a whole prompt.
+std::uint64_t fnv1a(const std::string& text) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const char c : text)
+    h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+  return h;
+}
+
+// The prompts of a seed, pinned (computed once): the same on every build, whatever order a
+// compiler evaluates an expression's parts in (every draw is a statement of its own).
+TEST(SyntheticTasks, PromptsOfASeedArePinned) {
+  const auto tok = data::make_byte_tokenizer();
+  const SyntheticGenerator gen(*tok, builtin_prose(100), default_templates().at("ruler"));
+  struct Pinned {
+    const char* task;
+    std::int64_t length;
+    std::uint64_t seed;
+    std::vector<std::string> answers;
+    std::size_t prompt_tokens;
+    std::uint64_t fingerprint;
+  };
+  const Pinned pinned[] = {
+      {"vt", 2500, 3, {"QRDMU", "JDOGQ", "RWXSG", "XOUSJ", "CKQCY"}, 2454, 0x2e4a109568892df3ull},
+      {"cwe",
+       2000,
+       11,
+       {"grandpa", "liked", "too", "trains", "they", "hard", "said", "foxes", "hid", "eggs"},
+       1877,
+       0xeff93d1c949f7e21ull},
+      {"fwe", 1500, 5, {"gfeikt", "tnrtjx", "mxtrwo"}, 1447, 0xa59f3c5ba9ce1733ull},
+  };
+  for (const Pinned& p : pinned) {
+    SCOPED_TRACE(p.task);
+    const TaskSample s = gen.make(p.task, p.length, p.seed);
+    EXPECT_EQ(s.answers, p.answers);
+    EXPECT_EQ(s.prompt_ids.size(), p.prompt_tokens);
+    EXPECT_EQ(fnv1a(s.prompt), p.fingerprint);
+  }
 }
 
 TEST(SyntheticTasks, VariableTrackingByteTokenizer) {

@@ -28,6 +28,8 @@
 
 namespace anchorctx::data {
 
+class Tokenizer;
+
 inline constexpr std::size_t kPackBlockBytes = std::size_t{4} << 20;
 // A text file (one document) is read in parts of this size (ReaderOptions::text_part_bytes).
 inline constexpr std::size_t kPackTextPartBytes = std::size_t{1} << 20;
@@ -52,6 +54,11 @@ struct PackConfig {
   bool quiet = false;           // no progress bar
   std::size_t piece_bytes = 0;  // a long document's pieces (0: StreamCutter's 1 MiB; tests)
 };
+
+// The anchor token pack uses when --anchor-id gives none: the tokenizer's bos, else its eos,
+// else none (then only anchor mode `none` packs). eval's ppl puts it before every document of a
+// text source (eval::ppl_document), as pack's per_doc mode does.
+std::optional<std::int32_t> default_anchor_id(const Tokenizer& tokenizer);
 
 // Runs the pipeline and returns the summary (also the `--json` output of `anchorctx pack`).
 // Throws anchorctx::Error on bad input (naming file and line) or a failed write; then nothing

@@ -3,8 +3,8 @@
 //
 // Needle tasks: --samples prompts per (task, length), the asked needle at evenly spaced depths
 // (sample i of n at depth i / (n - 1); one sample at 0.5), seed + i for the rest of the
-// prompt; greedy answers scored with string_match_all; a (task, length) cell is the mean score
-// (0-100). `ppl`: see perplexity.h.
+// prompt; vt, cwe, fwe: synthetic_sample_seed(seed, i); greedy answers scored with
+// string_match_all; a (task, length) cell is the mean score (0-100). `ppl`: see perplexity.h.
 #pragma once
 
 #include <cstdint>

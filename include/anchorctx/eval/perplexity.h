@@ -14,12 +14,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <utility>
 #include <vector>
 
 #include "anchorctx/attention/mask.h"
 #include "anchorctx/data/dataset.h"
 #include "anchorctx/data/packer.h"
+#include "anchorctx/data/tokenizer.h"
 #include "anchorctx/eval/prefill.h"
 #include "anchorctx/rope/positions.h"
 
@@ -31,7 +33,13 @@ struct PplSample {
   std::vector<std::uint32_t> loss_spans;  // begin0, end0, ... (tokens never targets)
 };
 
-// `documents` (token ids, each starting with bos where the model has one) concatenated into one
+// A document of a text source as ppl scores it: the token `anchorctx pack` opens a per_doc
+// document with (data::default_anchor_id: the tokenizer's bos, else its eos), then `ids`; a
+// tokenizer with neither gives `ids` alone, the documents then running into each other.
+std::vector<std::int32_t> ppl_document(const data::Tokenizer& tokenizer,
+                                       std::span<const std::int32_t> ids);
+
+// `documents` (token ids, each opened by ppl_document's token) concatenated into one
 // stream and cut into up to `count` consecutive samples of `length` + 1 tokens; document starts
 // recorded. Fewer when the text runs out (none when it holds under length + 1 tokens).
 std::vector<PplSample> samples_from_documents(

@@ -35,6 +35,12 @@ namespace anchorctx::eval {
 const std::vector<std::string>& synthetic_task_names();
 bool is_synthetic_task(const std::string& name);
 
+// The seed of sample `sample` (0-based) of a vt, cwe or fwe cell in a run with `seed`: number
+// sample + 1 of the splitmix64 stream started at `seed` (splitmix64 of seed + sample x
+// 0x9E3779B97F4A7C15). Runs with different seeds share no sample (seed + sample, the niah
+// rule, made --seed 6's samples 0..n-2 those of --seed 5's 1..n-1: these tasks mix no depth in).
+std::uint64_t synthetic_sample_seed(std::uint64_t seed, std::int64_t sample);
+
 class SyntheticGenerator {
  public:
   // `word_text`: the text cwe draws its words from. `templates` must have the templates of the
