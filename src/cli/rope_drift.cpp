@@ -3,6 +3,7 @@
 // JSON object with --json, else a short table; progress goes to stderr.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -23,6 +24,7 @@
 #include "anchorctx/data/dataset.h"
 #include "anchorctx/data/dataset_tokenizer.h"
 #include "anchorctx/data/document_reader.h"
+#include "anchorctx/data/pack.h"
 #include "anchorctx/data/tokenizer.h"
 #include "anchorctx/model/config.h"
 #include "anchorctx/model/llama_weights.h"
@@ -41,7 +43,8 @@ namespace fs = std::filesystem;
 struct Args {
   std::string model_dir, tokenizer, input, dataset, out, deltas;
   std::string modes = "fp32,hf_bf16,exact", policies = "global,anchor";
-  std::int64_t sequences = 1, seq_len = 4096, delta2 = 16, logit_delta1 = 0;
+  std::int64_t sequences = 1, seq_len = 4096, delta2 = 16;
+  std::optional<std::int64_t> logit_delta1;  // unset: 0 where --deltas has it, else its first
   int threads = 0;
   std::optional<std::uint64_t> random_init;
   bool allow_long = false, quick = false, json = false, progress = false, quiet = false;
@@ -93,7 +96,10 @@ std::vector<std::vector<std::int32_t>> load_sequences(const Args& args,
     for (const std::string& text : data::builtin_corpus(corpus))
       docs.push_back(tok->encode(text));
   }
-  return analysis::make_sequences(docs, args.sequences, args.seq_len, tok->bos_id().value_or(-1),
+  // The sequence opens with pack's anchor token (bos, else eos: GPT-2 and Qwen2 have no bos),
+  // the token the anchor policy keeps at position 0; without one the first text token was.
+  return analysis::make_sequences(docs, args.sequences, args.seq_len,
+                                  data::default_anchor_id(*tok).value_or(-1),
                                   tok->eos_id().value_or(-1));
 }
 
@@ -108,7 +114,12 @@ void run(Args args) {
   options.delta2 = args.delta2;
   if (!args.deltas.empty())
     options.deltas = parse_int_list("--deltas", args.deltas, "not an integer");
-  options.logit_delta1 = args.logit_delta1;
+  // A list without 0 (--deltas 50,100) needs no --logit-delta1: its first value is taken.
+  options.logit_delta1 = args.logit_delta1.value_or(
+      options.deltas.empty() ||
+              std::find(options.deltas.begin(), options.deltas.end(), 0) != options.deltas.end()
+          ? 0
+          : options.deltas.front());
   options.modes = split_list("--modes", args.modes);
   for (const auto& m : options.modes)
     analysis::check_mode_name(m);
@@ -211,8 +222,8 @@ void register_rope_drift(CLI::App& app) {
                   "Comma-separated delta1 values (default: the paper's 0,2,...,14,15,17,18,20,"
                   "22,50,100,200,500,1000,2000)");
   cmd->add_option("--logit-delta1", args->logit_delta1,
-                  "The delta1 (one of --deltas) whose D_logit is reported against length")
-      ->capture_default_str();
+                  "The delta1 (one of --deltas) whose D_logit is reported against length "
+                  "(default: 0, or the first of --deltas when it has no 0)");
   cmd->add_option("--modes", args->modes, "Comma-separated: fp32, hf_bf16, exact")
       ->capture_default_str();
   cmd->add_option("--policies", args->policies,

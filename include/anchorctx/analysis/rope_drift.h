@@ -135,9 +135,10 @@ nlohmann::json to_json(const RopeDriftReport& report);
 // report.md (findings in words chosen from the numbers). `title` names the model.
 void write_report(const RopeDriftReport& report, const std::string& title, const std::string& dir);
 
-// Sequences of exactly `seq_len` ids: [bos (if the tokenizer has one)] then the documents'
-// ids concatenated (eos between documents when the tokenizer has one), cut into consecutive
-// sequences. Throws anchorctx::Error when the documents do not fill `count` sequences.
+// Sequences of exactly `seq_len` ids: [bos (if given; rope-drift passes pack's anchor: the
+// tokenizer's bos, else its eos)] then the documents' ids concatenated (eos between documents
+// when the tokenizer has one), cut into consecutive sequences. Throws anchorctx::Error when the
+// documents do not fill `count` sequences.
 std::vector<std::vector<std::int32_t>> make_sequences(
     const std::vector<std::vector<std::int32_t>>& documents, std::int64_t count,
     std::int64_t seq_len, std::int32_t bos, std::int32_t eos);  // bos/eos: -1 for none
