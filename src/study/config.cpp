@@ -166,6 +166,13 @@ void validate(const StudyConfig& c) {
     require(c.eval_lengths[i] >= 16 && (i == 0 || c.eval_lengths[i] > c.eval_lengths[i - 1]),
             "study: eval-lengths must be increasing and at least 16 (got {} at position {})",
             c.eval_lengths[i], i + 1);
+  // The verdicts' primary score is the mean over the lengths up to the window: without one, no
+  // score claim could be judged after all the training.
+  require(c.eval_lengths.front() <= c.stage1_seq_len,
+          "study: no eval-lengths within the stage-1 window ({} tokens; the shortest given is "
+          "{}): the verdicts judge the mean over lengths up to the window, so give at least one "
+          "length <= {}",
+          c.stage1_seq_len, c.eval_lengths.front(), c.stage1_seq_len);
   require(c.eval_samples >= 1 && c.eval_ppl_samples >= 1,
           "study: eval-samples and eval-ppl-samples must be at least 1");
   eval::default_templates().at(c.eval_template_set);  // throws naming the set

@@ -1,5 +1,6 @@
 #include "study/files.h"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <string>
@@ -69,6 +70,125 @@ nlohmann::json recorded_settings(const fs::path& study_json) {
   for (const auto& [key, value] : {std::pair{"bf16_compute", "emulated"}})
     if (!config.contains(key)) config[key] = value;
   return config;
+}
+
+namespace {
+
+// "stage1_steps" -> "stage1-steps": the option (and TOML key) a user would change.
+std::string option_name(std::string key) {
+  std::replace(key.begin(), key.end(), '_', '-');
+  return key;
+}
+
+}  // namespace
+
+std::string settings_difference(const nlohmann::json& before, const nlohmann::json& now) {
+  std::string diff;
+  for (const auto& [key, value] : now.items())
+    if (!before.contains(key) || before.at(key) != value)
+      diff += fmt::format("{}{} ({} before, {} now)", diff.empty() ? "" : "; ", option_name(key),
+                          before.contains(key) ? before.at(key).dump() : "absent", value.dump());
+  return diff;
+}
+
+namespace {
+
+// Shape checks of a marker: each names the file and the key path at fault.
+struct MarkerCheck {
+  const fs::path& path;
+  [[noreturn]] void bad(const std::string& where, const std::string& what) const {
+    fail("study: {}: {} {}; delete it to redo that part", path.string(), where, what);
+  }
+  const nlohmann::json& key(const nlohmann::json& j, const std::string& where,
+                            const std::string& name) const {
+    if (!j.is_object()) bad(where.empty() ? "the file" : where, "is not a JSON object");
+    if (!j.contains(name)) bad(where.empty() ? "the file" : where, "has no key '" + name + "'");
+    return j.at(name);
+  }
+  void number_or_null(const nlohmann::json& v, const std::string& where) const {
+    if (!v.is_number() && !v.is_null()) bad(where, "is not a number (it is " + kind(v) + ")");
+  }
+  void object(const nlohmann::json& v, const std::string& where) const {
+    if (!v.is_object()) bad(where, "is not a JSON object (it is " + kind(v) + ")");
+  }
+  void array(const nlohmann::json& v, const std::string& where) const {
+    if (!v.is_array()) bad(where, "is not an array (it is " + kind(v) + ")");
+  }
+  static std::string kind(const nlohmann::json& v) {
+    return v.is_null() ? "null" : std::string("a ") + v.type_name();
+  }
+};
+
+}  // namespace
+
+nlohmann::json read_train_done(const fs::path& path) {
+  const nlohmann::json j = read_json(path);
+  const MarkerCheck m{path};
+  if (!m.key(j, "", "checkpoint").is_string()) m.bad("'checkpoint'", "is not a string");
+  const nlohmann::json& loss = m.key(j, "", "loss");
+  m.array(loss, "'loss'");
+  for (std::size_t i = 0; i < loss.size(); ++i) {
+    const std::string where = fmt::format("'loss'[{}]", i);
+    if (!loss[i].is_array() || loss[i].size() != 2 || !loss[i][0].is_number() ||
+        !loss[i][1].is_number())
+      m.bad(where, "is not a [step, loss] pair of numbers");
+  }
+  m.number_or_null(m.key(j, "", "step_s_median"), "'step_s_median'");
+  return j;
+}
+
+nlohmann::json read_eval_done(const fs::path& path, const std::vector<std::string>& tasks,
+                              const std::vector<std::int64_t>& lengths) {
+  const nlohmann::json j = read_json(path);
+  const MarkerCheck m{path};
+  const nlohmann::json& scores = m.key(j, "", "scores");
+  m.object(scores, "'scores'");
+  for (const auto& [task, by_length] : scores.items()) {
+    m.object(by_length, "'scores'." + task);
+    for (const auto& [length, value] : by_length.items())
+      m.number_or_null(value, fmt::format("'scores'.{}.{}", task, length));
+  }
+  for (const std::string& task : tasks)
+    for (const std::int64_t length : lengths)
+      m.key(scores.contains(task) ? scores.at(task) : nlohmann::json::object(), "'scores'." + task,
+            std::to_string(length));
+  const nlohmann::json& ppl = m.key(j, "", "ppl");
+  m.array(ppl, "'ppl'");
+  for (std::size_t i = 0; i < ppl.size(); ++i) {
+    const std::string where = fmt::format("'ppl'[{}]", i);
+    if (!m.key(ppl[i], where, "length").is_number_integer())
+      m.bad(where + ".length", "is not an integer");
+    m.number_or_null(m.key(ppl[i], where, "loss"), where + ".loss");
+    const nlohmann::json& buckets = m.key(ppl[i], where, "buckets");
+    m.array(buckets, where + ".buckets");
+    for (std::size_t k = 0; k < buckets.size(); ++k) {
+      const nlohmann::json& b = buckets[k];
+      const std::string at = fmt::format("{}.buckets[{}]", where, k);
+      if (!b.is_array() || b.size() != 3 || !b[0].is_number_integer() || !b[1].is_number_integer())
+        m.bad(at, "is not a [begin, end, loss] triple");
+      m.number_or_null(b[2], at + "[2]");
+    }
+  }
+  return j;
+}
+
+nlohmann::json read_drift_done(const fs::path& path) {
+  const nlohmann::json j = read_json(path);
+  const MarkerCheck m{path};
+  for (const char* key : {"D", "D_excl_first", "first_token_share"}) {
+    const nlohmann::json& by_mode = m.key(j, "", key);
+    m.object(by_mode, fmt::format("'{}'", key));
+    for (const auto& [mode, value] : by_mode.items())
+      m.number_or_null(value, fmt::format("'{}'.{}", key, mode));
+  }
+  return j;
+}
+
+nlohmann::json read_failed_marker(const fs::path& path) {
+  const nlohmann::json j = read_json(path);
+  const MarkerCheck m{path};
+  if (!m.key(j, "", "reason").is_string()) m.bad("'reason'", "is not a string");
+  return j;
 }
 
 void write_json(const fs::path& path, const nlohmann::json& value) {

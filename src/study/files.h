@@ -2,7 +2,10 @@
 // report is built from (so a report can be rebuilt from the folder alone).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +34,23 @@ std::filesystem::path recorded_folder(const std::filesystem::path& study,
 // the study since then filled in with the value such folders ran (bf16_compute: emulated), so
 // an older folder still compares equal to the settings it ran.
 nlohmann::json recorded_settings(const std::filesystem::path& study_json);
+
+// "" when `now` (StudyConfig::to_json) equals `before` (recorded_settings), else each setting
+// that differs by its option name with both values: "stage1-lr (0.0005 before, 0.001 now); ...".
+std::string settings_difference(const nlohmann::json& before, const nlohmann::json& now);
+
+// The done markers, read and checked for the shape the report reads (each key present with its
+// type), so that a marker of another shape is named with what is wrong ("delete it to redo that
+// part"), never surfaced as the JSON library's text. Values the report reads as numbers may be
+// null (nlohmann writes NaN so). `tasks` and `lengths`: the scores an eval-done.json must hold.
+nlohmann::json read_train_done(const std::filesystem::path& path);
+nlohmann::json read_eval_done(const std::filesystem::path& path,
+                              const std::vector<std::string>& tasks,
+                              const std::vector<std::int64_t>& lengths);
+nlohmann::json read_drift_done(const std::filesystem::path& path);
+// failed.json: {"stage": "training", "reason": the trainer's message} of a stage-1 run that
+// diverged; the study goes on with the others and reports it as failed.
+nlohmann::json read_failed_marker(const std::filesystem::path& path);
 
 // train-done.json: the final checkpoint, the loss curve and the median step time (seconds,
 // steps after the first: the first pays for allocation) from the run's metrics.jsonl.

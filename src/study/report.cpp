@@ -26,14 +26,49 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A stage-1 run's done markers, each null while that step is pending.
+// A stage-1 run's done markers, each null while that step is pending; `failed` its failed.json
+// (a diverged run: a result, never pending).
 struct RunData {
   RunId id;
-  nlohmann::json train, eval, drift;
+  nlohmann::json train, eval, drift, failed;
   bool trained() const { return !train.is_null(); }
   bool evaluated() const { return !eval.is_null(); }
   bool drifted() const { return !drift.is_null(); }
+  bool diverged() const { return !failed.is_null(); }
 };
+
+// Why a variant's values include a non-finite one, by variant: said in the verdict's reason
+// instead of "a non-finite value" where the study knows the cause.
+using Notes = std::map<std::string, std::string>;
+
+void add_note(Notes& notes, const std::string& variant, const std::string& note) {
+  std::string& n = notes[variant];
+  n += (n.empty() ? "" : "; ") + note;
+}
+
+// The judgement with the reason the study knows for a claim it could not compute: the first of
+// the claim's variants (the order judge reads them) with a note, unless one before it was not run.
+Judgement judge_with_notes(const Claim& claim, const SeedValues& values, double min_effect,
+                           const Notes& notes) {
+  Judgement j = judge(claim, values, min_effect);
+  if (j.effect_known) return j;
+  for (const Term& t : claim.terms) {
+    const auto it = values.find(t.variant);
+    if (it == values.end() || it->second.empty()) break;
+    if (std::all_of(it->second.begin(), it->second.end(),
+                    [](double x) { return std::isfinite(x); }))
+      continue;
+    const auto note = notes.find(t.variant);
+    if (note != notes.end()) j.reason = fmt::format("variant {}: {}", t.variant, note->second);
+    break;
+  }
+  return j;
+}
+
+// A known number, or null (report.json: a claim that could not be computed).
+nlohmann::json number_or_null(double value, bool known) {
+  return known ? nlohmann::json(value) : nlohmann::json(nullptr);
+}
 
 // Mean over tasks of the run's score at `length`; NaN when a task lacks it.
 double score_at(const nlohmann::json& eval, std::int64_t length) {
@@ -60,32 +95,58 @@ std::string utc_now() {
 }  // namespace
 
 void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOptions& options) {
-  // The report of a folder describes the settings it was run with, never others.
-  if (fs::exists(out / "study.json")) {
-    const nlohmann::json recorded = recorded_settings(out / "study.json");
-    require(recorded == c.to_json(),
-            "study: {} was run with other settings than these (its study.json); give the same "
-            "settings to rewrite its report",
-            out.string());
-  }
+  // Only a study folder gets a report (run_study writes study.json first), and it describes
+  // the settings the folder was run with, never others: --report-only aimed at a training run's
+  // folder overwrote its report.md, and at a mistyped path created a folder of an empty study.
+  std::error_code ec;
+  if (!fs::is_directory(out, ec))
+    fail("study: {} is no folder: --report-only rewrites the report of an existing study folder",
+         out.string());
+  if (!fs::exists(fs::symlink_status(out / "study.json", ec)))
+    fail(
+        "study: {} is not a study folder (it has no study.json): --report-only rewrites the "
+        "report of a folder `anchorctx study --out` started, and writes nothing elsewhere",
+        out.string());
+  const std::string diff = settings_difference(recorded_settings(out / "study.json"), c.to_json());
+  require(diff.empty(),
+          "study: {} was run with other settings than these: {}; give the study's own settings "
+          "to rewrite its report",
+          out.string(), diff);
   std::vector<RunData> runs;
   for (const RunId& id : stage1_runs(c)) {
     const fs::path dir = out / "stage1" / id.name();
-    const auto marker = [&](const char* name) {
-      return fs::exists(dir / name) ? read_json(dir / name) : nlohmann::json(nullptr);
+    const auto marker = [&](const char* name, auto read) {
+      return fs::exists(dir / name) ? read(dir / name) : nlohmann::json(nullptr);
     };
     runs.push_back(
-        {id, marker("train-done.json"), marker("eval-done.json"), marker("drift-done.json")});
+        {id, marker("train-done.json", read_train_done),
+         marker("eval-done.json",
+                [&](const fs::path& p) { return read_eval_done(p, c.eval_tasks, c.eval_lengths); }),
+         marker("drift-done.json", read_drift_done), marker("failed.json", read_failed_marker)});
   }
   const std::int64_t window = c.stage1_seq_len;
   std::vector<std::int64_t> in_window;
   for (const std::int64_t l : c.eval_lengths)
     if (l <= window) in_window.push_back(l);
 
-  // Per-seed values by variant: the primary score and the step time.
+  // Per-seed values by variant: the primary score and the step time. A diverged run counts as
+  // a seed without a value (NaN): its variant's claims are inconclusive, saying why.
   SeedValues primary, step_s;
+  Notes primary_notes, step_notes;
   std::map<std::string, std::map<std::int64_t, std::vector<double>>> by_length;
+  const double nan = std::nan("");
   for (const RunData& r : runs) {
+    if (r.diverged() && !r.evaluated()) {
+      const std::string note = fmt::format("run {} diverged in training", r.id.name());
+      primary[r.id.variant].push_back(nan);
+      for (const std::int64_t l : c.eval_lengths)
+        by_length[r.id.variant][l].push_back(nan);
+      add_note(primary_notes, r.id.variant, note);
+      if (!r.trained()) {
+        step_s[r.id.variant].push_back(nan);
+        add_note(step_notes, r.id.variant, note);
+      }
+    }
     if (r.evaluated()) {
       double sum = 0.0;
       for (const std::int64_t l : in_window)
@@ -95,26 +156,45 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       for (const std::int64_t l : c.eval_lengths)
         by_length[r.id.variant][l].push_back(score_at(r.eval, l));
     }
-    if (r.trained() && !r.train.at("step_s_median").is_null())
-      step_s[r.id.variant].push_back(r.train.at("step_s_median").get<double>());
+    if (r.trained()) {
+      // The median leaves out the first step (it pays for allocation): a run of one step has
+      // no step time, which the report says rather than calling the run pending.
+      const nlohmann::json& median = r.train.at("step_s_median");
+      step_s[r.id.variant].push_back(median.is_null() ? nan : median.get<double>());
+      if (median.is_null())
+        add_note(step_notes, r.id.variant,
+                 fmt::format("run {} has no measured step time (the median leaves out the first "
+                             "step{})",
+                             r.id.name(),
+                             c.stage1_steps < 2 ? "; stage-1 runs of 1 step have no other" : ""));
+    }
   }
 
   std::string md =
       "# anchorctx study: context extension with full, intra-document and "
       "AnchorAttention\n\n";
   int done = 0;
-  std::string pending;
+  std::string pending, failed;
+  nlohmann::json failed_json = nlohmann::json::array();
   for (const RunData& r : runs) {
-    if (r.evaluated())
+    if (r.evaluated()) {
       ++done;
-    else
+    } else if (r.diverged()) {
+      failed += (failed.empty() ? "" : "; ") +
+                fmt::format("{} ({})", r.id.name(), r.failed.at("reason").get<std::string>());
+      failed_json.push_back(r.id.name());
+    } else {
       pending += (pending.empty() ? "" : ", ") + r.id.name();
+    }
   }
   md += fmt::format(
       "Written {} on a machine with {} hardware threads. Stage-1 runs finished and evaluated: "
-      "{} of {}.{}\n\n",
+      "{} of {}.{}{}\n\n",
       utc_now(), std::thread::hardware_concurrency(), done, runs.size(),
-      pending.empty() ? std::string() : " **Pending: " + pending + ".**");
+      pending.empty() ? std::string() : " **Pending: " + pending + ".**",
+      failed.empty()
+          ? std::string()
+          : " **Diverged in training (a result: no value, claims inconclusive): " + failed + ".**");
   if (!options.command_line.empty())
     md += fmt::format("Regenerate every number: `{}`\n\n", options.command_line);
   md += "Question, setup, the pre-registered verdict rule: docs/STUDY.md.\n\n";
@@ -151,9 +231,10 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   // retrieval can show, whatever the variants do.
   const std::int64_t check = stage0_check_length(c);
   md += "## Stage 0's retrieval at its own window\n\n";
-  const nlohmann::json stage0_eval = fs::exists(out / "stage0" / "eval-done.json")
-                                         ? read_json(out / "stage0" / "eval-done.json")
-                                         : nlohmann::json(nullptr);
+  const nlohmann::json stage0_eval =
+      fs::exists(out / "stage0" / "eval-done.json")
+          ? read_eval_done(out / "stage0" / "eval-done.json", c.eval_tasks, {check})
+          : nlohmann::json(nullptr);
   if (!stage0_eval.is_null()) {
     md += fmt::format(
         "The stage-0 model (window {}, RoPE base {}, before stage 1) on the same tasks at {} "
@@ -179,8 +260,14 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       "## Held-out loss by position at length {} (nats per token, mean over seeds)\n\n", longest);
   std::vector<std::pair<std::int64_t, std::int64_t>> buckets;
   std::map<std::string, std::map<std::int64_t, std::vector<double>>> bucket_loss;
+  std::map<std::string, int> no_loss;  // runs with no loss at `longest`: diverged, or none
   for (const RunData& r : runs) {
+    if (r.diverged() && !r.evaluated()) ++no_loss[r.id.variant];
     if (!r.evaluated()) continue;
+    bool found = false;
+    for (const nlohmann::json& p : r.eval.at("ppl"))
+      found = found || p.at("length").get<std::int64_t>() == longest;
+    if (!found) ++no_loss[r.id.variant];
     for (const nlohmann::json& p : r.eval.at("ppl")) {
       if (p.at("length").get<std::int64_t>() != longest) continue;
       if (buckets.empty())
@@ -202,10 +289,14 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       md += " --- |";
     md += "\n";
     for (const std::string& v : c.variants) {
-      if (!bucket_loss.contains(v)) continue;
       md += "| " + find_variant(v)->label + " |";
-      for (const auto& [b, e] : buckets)
-        md += fmt::format(" {:.3f} |", summarize(bucket_loss[v][b]).mean);
+      for (const auto& [b, e] : buckets) {
+        // A run without this length's loss counts as a seed without a value, as a NaN does.
+        std::vector<double> values =
+            bucket_loss.contains(v) ? bucket_loss[v][b] : std::vector<double>{};
+        values.insert(values.end(), static_cast<std::size_t>(no_loss[v]), nan);
+        md += fmt::format(" {} |", format_mean(summarize(values), 3));
+      }
       md += "\n";
     }
     md += "\n";
@@ -222,12 +313,21 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       continue;
     }
     const Cell cell = summarize(step_s[v]);
-    md += fmt::format("| {} | {} | {} |\n", find_variant(v)->label, format_cell(cell, 2),
-                      std::isfinite(full_s) ? fmt::format("{:.2f}x", cell.mean / full_s) : "");
+    const std::string text = cell.n == 0 && c.stage1_steps < 2 && !primary_notes.contains(v)
+                                 ? std::string("not measured (1 step)")
+                                 : format_cell(cell, 2);
+    md += fmt::format(
+        "| {} | {} | {} |\n", find_variant(v)->label, text,
+        std::isfinite(full_s) && cell.n > 0 ? fmt::format("{:.2f}x", cell.mean / full_s) : "");
   }
   md +=
       "\nMeasured while the study ran; on a shared machine the absolute times move with the "
-      "load, and ratios from one study are comparable only when the load was steady.\n\n";
+      "load, and ratios from one study are comparable only when the load was steady.";
+  if (c.stage1_steps < 2)
+    md +=
+        " The median leaves out each run's first step (it pays for allocation): runs of one "
+        "stage-1 step have no step time.";
+  md += "\n\n";
 
   // The bf16 RoPE drift of the final models: does training with anchor positions change it?
   // One column per (drift-done.json key, RoPE mode): per variant, the values of its seeds.
@@ -244,13 +344,19 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
       {"D, fp32 (floor)", "D", "fp32", 5}};
   std::map<std::string, std::vector<std::vector<double>>> drift;  // variant -> column -> seeds
   for (const RunData& r : runs) {
-    if (!r.drifted()) continue;
+    if (!r.drifted() && !r.diverged()) continue;
     std::vector<std::vector<double>>& columns = drift[r.id.variant];
     columns.resize(std::size(kDriftColumns));
     for (std::size_t k = 0; k < std::size(kDriftColumns); ++k) {
+      if (!r.drifted()) {  // diverged: a seed without a value
+        columns[k].push_back(nan);
+        continue;
+      }
       const nlohmann::json& by_mode = r.drift.at(kDriftColumns[k].key);
       const char* mode = kDriftColumns[k].mode;
-      columns[k].push_back(by_mode.contains(mode) ? by_mode.at(mode).get<double>() : std::nan(""));
+      columns[k].push_back(by_mode.contains(mode) && !by_mode.at(mode).is_null()
+                               ? by_mode.at(mode).get<double>()
+                               : nan);
     }
   }
   md += fmt::format(
@@ -290,15 +396,17 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
   nlohmann::json verdicts = nlohmann::json::array();
   for (const Claim& claim : paper_claims()) {
     const bool time = claim.metric == "step_s";
-    const Judgement j = judge(claim, time ? step_s : primary, time ? 0.0 : c.min_effect);
+    const Judgement j = judge_with_notes(claim, time ? step_s : primary, time ? 0.0 : c.min_effect,
+                                         time ? step_notes : primary_notes);
     md += fmt::format("| {} | {} | {} | {} ({}) |\n", claim.id, claim.statement,
                       to_string(j.verdict), j.reason, time ? "seconds per step" : "score points");
     verdicts.push_back({{"claim", claim.id},
                         {"statement", claim.statement},
                         {"verdict", std::string(to_string(j.verdict))},
-                        {"effect", j.effect},
-                        {"spread", j.spread},
-                        {"threshold", j.threshold},
+                        // null where the claim could not be computed (the reason says why)
+                        {"effect", number_or_null(j.effect, j.effect_known)},
+                        {"spread", number_or_null(j.spread, j.spread_known)},
+                        {"threshold", number_or_null(j.threshold, j.spread_known)},
                         {"reason", j.reason}});
   }
 
@@ -331,8 +439,10 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
     if (by_length.contains(v)) {
       core::ChartSeries series{var.name, {}, {}, color, var.control};
       for (const std::int64_t l : c.eval_lengths) {
+        const double y = summarize(by_length[v][l]).mean;
+        if (!std::isfinite(y)) continue;  // no value at this length
         series.x.push_back(static_cast<double>(l));
-        series.y.push_back(summarize(by_length[v][l]).mean);
+        series.y.push_back(y);
       }
       acc.series.push_back(series);
     }
@@ -366,13 +476,15 @@ void write_study_report(const StudyConfig& c, const fs::path& out, const StudyOp
 
   nlohmann::json runs_json = nlohmann::json::object();
   for (const RunData& r : runs)
-    runs_json[r.id.name()] = {{"train", r.train}, {"eval", r.eval}, {"drift", r.drift}};
+    runs_json[r.id.name()] = {
+        {"train", r.train}, {"eval", r.eval}, {"drift", r.drift}, {"failed", r.failed}};
   files.add("report.md", md);
   files.add("report.json", nlohmann::json{{"config", c.to_json()},
                                           {"stage0", stage0_eval},
                                           {"runs", runs_json},
                                           {"verdicts", verdicts},
                                           {"finished", done},
+                                          {"diverged", failed_json},
                                           {"planned", runs.size()}}
                                    .dump(1) +
                                "\n");

@@ -121,6 +121,8 @@ train::TrainOptions base_train_options(const fs::path& data, const fs::path& run
   t.tensorboard = false;
   t.quiet = true;  // the study prints its own progress line
   t.continue_hint = "rerun the same study command to continue";
+  t.nonfinite_hint = "";       // the study has no --skip-nonfinite; it records the divergence
+  t.announce_new_run = false;  // every run of the study starts so; --quiet means quiet
   t.schedule.kind = train::ScheduleKind::cosine;
   return t;
 }
@@ -278,12 +280,6 @@ nlohmann::json check_stage0(const StudyConfig& c, const fs::path& checkpoint, co
   return evaluate_into(c, checkpoint, dir, tok, o);
 }
 
-// "stage1_steps" -> "stage1-steps": the option (and TOML key) a user would change.
-std::string option_name(std::string key) {
-  std::replace(key.begin(), key.end(), '_', '-');
-  return key;
-}
-
 // study.json: the settings the folder was started with. Another setting is refused by name.
 void check_settings(const StudyConfig& c, const fs::path& out) {
   const fs::path path = out / "study.json";
@@ -292,12 +288,7 @@ void check_settings(const StudyConfig& c, const fs::path& out) {
     core::write_file_atomic(path, nlohmann::json{{"config", now}}.dump(2) + "\n");
     return;
   }
-  const nlohmann::json before = recorded_settings(path);
-  std::string diff;
-  for (const auto& [key, value] : now.items())
-    if (!before.contains(key) || before.at(key) != value)
-      diff += fmt::format("{}{} ({} before, {} now)", diff.empty() ? "" : "; ", option_name(key),
-                          before.contains(key) ? before.at(key).dump() : "absent", value.dump());
+  const std::string diff = settings_difference(recorded_settings(path), now);
   require(diff.empty(),
           "study: {} was started with other settings: {}; use another --out folder to study "
           "other settings",
@@ -329,6 +320,10 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
   eta.total = s0_work + static_cast<double>(runs.size()) * (s1_work + e_work);
   if (fs::exists(out / "stage0" / "done.json")) eta.done += s0_work;
   for (const RunId& r : runs) {
+    if (fs::exists(out / "stage1" / r.name() / "failed.json")) {
+      eta.done += s1_work + e_work;
+      continue;
+    }
     if (fs::exists(out / "stage1" / r.name() / "train-done.json")) eta.done += s1_work;
     if (fs::exists(out / "stage1" / r.name() / "eval-done.json")) eta.done += e_work;
   }
@@ -377,7 +372,15 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
     t.seed = c.corpus_seed;
     say(fmt::format("stage 0: {} ({} steps of {} x {} tokens, causal, bf16)", c.preset, t.steps,
                     t.windows_per_micro_batch, c.stage0_seq_len));
-    checkpoint0 = train_run(t, eta, s0_work, "stage 0", quiet);
+    try {
+      checkpoint0 = train_run(t, eta, s0_work, "stage 0", quiet);
+    } catch (const train::TrainingDiverged& e) {
+      // Every stage-1 run starts from stage 0: nothing can go on.
+      fail(
+          "study: stage 0 diverged: {}; every stage-1 run starts from it, so the study stops. "
+          "A lower --stage0-lr is another study: give it another --out folder",
+          e.what());
+    }
     write_json(stage0 / "done.json", {{"checkpoint", recorded_path(out, checkpoint0)}});
   }
   const fs::path init1 = make_long_init(c, checkpoint0, stage0 / "long");
@@ -400,6 +403,14 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
     const Variant& v = *find_variant(r.variant);
     const fs::path dir = out / "stage1" / r.name();
     const std::string what = fmt::format("[{}/{}] {}", i + 1, runs.size(), r.name());
+    // A diverged run is a result (docs/STUDY.md, "Resume"): recorded once, never retrained by
+    // a rerun (it would diverge again, the same bits), and the other runs go on.
+    if (fs::exists(dir / "failed.json")) {
+      read_failed_marker(dir / "failed.json");  // a marker of another shape is named
+      say(fmt::format("{}: diverged in training before (failed.json); delete {} to train it again",
+                      what, dir.string()));
+      continue;
+    }
     if (!fs::exists(dir / "train-done.json")) {
       const fs::path data1 =
           make_dataset(out, fmt::format("stage1-s{}", r.seed), s1, c.stage1_seq_len, r.seed);
@@ -418,7 +429,21 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
       t.save_every = c.save_every;
       t.seed = r.seed;
       say(fmt::format("{}: training ({})", what, v.label));
-      const fs::path trained = train_run(t, eta, s1_work, what, quiet);
+      fs::path trained;
+      try {
+        trained = train_run(t, eta, s1_work, what, quiet);
+      } catch (const train::TrainingDiverged& e) {
+        write_json(dir / "failed.json", {{"stage", "training"}, {"reason", e.what()}});
+        // Said even with --quiet: it is the run's whole outcome.
+        std::fprintf(stderr,
+                     "study: %s diverged in training: %s; recorded in %s, the study goes on with "
+                     "the other runs (delete %s to train it again)\n",
+                     r.name().c_str(), e.what(), (dir / "failed.json").string().c_str(),
+                     dir.string().c_str());
+        eta.done += e_work;
+        write_study_report(c, out, options);
+        continue;
+      }
       // A retrained model invalidates whatever was measured on an earlier one.
       fs::remove(dir / "eval-done.json");
       fs::remove(dir / "drift-done.json");

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -68,18 +70,24 @@ double mean(const std::vector<double>& v) {
 
 Judgement judge(const Claim& claim, const SeedValues& values, double min_effect) {
   Judgement j;
+  const double nan = std::nan("");
+  const auto unknown = [&](std::string reason) {
+    j.effect = j.spread = j.threshold = nan;
+    j.effect_known = j.spread_known = false;
+    j.reason = std::move(reason);
+    return j;
+  };
   bool have_spread = false;
+  double scale = 0.0;  // the largest per-seed value in magnitude: the tie tolerance's unit
   for (const Term& t : claim.terms) {
     const auto it = values.find(t.variant);
-    if (it == values.end() || it->second.empty()) {
-      j.reason = fmt::format("variant {} was not run", t.variant);
-      return j;
+    if (it == values.end() || it->second.empty())
+      return unknown(fmt::format("variant {} was not run", t.variant));
+    for (const double x : it->second) {
+      if (!std::isfinite(x))
+        return unknown(fmt::format("variant {} has a non-finite value", t.variant));
+      scale = std::max(scale, std::fabs(x));
     }
-    for (const double x : it->second)
-      if (!std::isfinite(x)) {
-        j.reason = fmt::format("variant {} has a non-finite value", t.variant);
-        return j;
-      }
     j.effect += t.coef * mean(it->second);
     if (it->second.size() >= 2) {
       const auto [lo, hi] = std::minmax_element(it->second.begin(), it->second.end());
@@ -87,17 +95,22 @@ Judgement judge(const Claim& claim, const SeedValues& values, double min_effect)
       have_spread = true;
     }
   }
-  j.threshold = std::max(j.spread, min_effect);
+  j.effect_known = true;
   if (!have_spread) {
+    j.spread = j.threshold = nan;
     j.reason = fmt::format("effect {:+.3g}, but no variant has two seeds: no spread to judge by",
                            j.effect);
     return j;
   }
-  if (j.effect > j.threshold) {
+  j.spread_known = true;
+  j.threshold = std::max(j.spread, min_effect);
+  // Beyond the threshold by more than rounding (verdict.h): a tie stays a tie.
+  const double margin = j.threshold + kTieTolerance * scale;
+  if (j.effect > margin) {
     j.verdict = Verdict::reproduced;
     j.reason = fmt::format("effect {:+.3g} exceeds the threshold {:.3g} (seed spread {:.3g})",
                            j.effect, j.threshold, j.spread);
-  } else if (j.effect < -j.threshold) {
+  } else if (j.effect < -margin) {
     j.verdict = Verdict::not_reproduced;
     j.reason = fmt::format(
         "effect {:+.3g}: the opposite holds beyond the threshold {:.3g} (seed spread {:.3g})",

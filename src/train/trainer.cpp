@@ -289,7 +289,7 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   std::optional<fs::path> checkpoint;
   if (options_.resume) {
     checkpoint = resume_checkpoint(options_.out);
-    if (!checkpoint && comm_.rank() == 0)
+    if (!checkpoint && comm_.rank() == 0 && options_.announce_new_run)
       std::fprintf(stderr, "anchorctx: --resume: no checkpoint in %s; starting a new run\n",
                    options_.out.string().c_str());
   }
@@ -479,11 +479,11 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
     if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
       if (!options_.skip_nonfinite) {
         progress.finish();
-        fail(
-            "train: step {}: non-finite {} ({}); stopping before any checkpoint takes it "
-            "(--skip-nonfinite skips such steps instead)",
-            r.step, std::isfinite(r.loss) ? "gradient norm" : "loss",
-            std::isfinite(r.loss) ? r.grad_norm : r.loss);
+        throw TrainingDiverged(fmt::format(
+            "train: step {}: non-finite {} ({}); stopping before any checkpoint takes it{}", r.step,
+            std::isfinite(r.loss) ? "gradient norm" : "loss",
+            std::isfinite(r.loss) ? r.grad_norm : r.loss,
+            options_.nonfinite_hint.empty() ? "" : " (" + options_.nonfinite_hint + ")"));
       }
       r.skipped = true;
     } else {
@@ -526,10 +526,10 @@ TrainResult Trainer::run(const std::function<void(const StepRecord&)>& on_step) 
             "train: every one of the {} steps run was skipped as non-finite; nothing was trained "
             "and no checkpoint is written",
             step_ - first_step);
-      fail(
+      throw TrainingDiverged(fmt::format(
           "train: step {}: {} steps in a row skipped as non-finite (--max-consecutive-skips {}): "
           "the run has diverged; stopping (the last checkpoint is kept)",
-          r.step, skipped_in_a_row, options_.max_consecutive_skips);
+          r.step, skipped_in_a_row, options_.max_consecutive_skips));
     }
     if ((options_.save_every > 0 && step_ % options_.save_every == 0) || step_ == options_.steps)
       save(r.loss);

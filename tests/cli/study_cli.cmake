@@ -113,37 +113,84 @@ expect_failure("unknown variant 'sliding'" study --quick --variants full,sliding
                --out "${WORK}/other")
 expect_failure("--out" study --quick)
 
-# configs/study.toml is the built-in default, key for key (the report of an empty study records
-# the settings it was given).
-run_ok(out study --report-only --quiet --out "${WORK}/defaults")
-run_ok(out study --report-only --quiet --config "${CONFIGS}/study.toml" --out "${WORK}/file")
-file(READ "${WORK}/defaults/report.json" a)
-file(READ "${WORK}/file/report.json" b)
-string(JSON a GET "${a}" config)
-string(JSON b GET "${b}" config)
-string(JSON same EQUAL "${a}" "${b}")
-if(NOT same)
-  message(FATAL_ERROR "configs/study.toml differs from the defaults:\n${b}\nvs\n${a}")
+# --report-only rewrites the report of a study folder only: a folder without study.json (here a
+# training run's, with its own report.md) or a missing one is refused, and nothing is written.
+file(MAKE_DIRECTORY "${WORK}/trainrun")
+file(WRITE "${WORK}/trainrun/report.md" "# Training run\n")
+expect_failure("not a study folder \\(it has no study.json\\)" study --quick --report-only
+               --out "${WORK}/trainrun")
+file(READ "${WORK}/trainrun/report.md" kept)
+expect_equal("a training run's report.md after --report-only" "${kept}" "# Training run\n")
+if(EXISTS "${WORK}/trainrun/report.json" OR EXISTS "${WORK}/trainrun/plots")
+  message(FATAL_ERROR "--report-only wrote into a folder that is not a study")
+endif()
+expect_failure("is no folder" study --quick --report-only --out "${WORK}/typo/studdy")
+if(EXISTS "${WORK}/typo")
+  message(FATAL_ERROR "--report-only created a mistyped --out folder")
 endif()
 
+# configs/study.toml is the built-in default, key for key: against a study.json that records no
+# setting, --report-only's refusal names every setting with its value ("KEY (absent before,
+# VALUE now)"), and the two lists are the same.
+file(MAKE_DIRECTORY "${WORK}/blank")
+file(WRITE "${WORK}/blank/study.json" "{\"config\": {}}\n")
+function(settings_refusal out_var)
+  execute_process(COMMAND ${EXE} study --report-only --quiet ${ARGN} --out "${WORK}/blank"
+                  RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT err MATCHES "other settings than these: .*stage0-steps \\(absent before")
+    message(FATAL_ERROR "no refusal naming the settings (exit ${rc}):\n${err}")
+  endif()
+  set(${out_var} "${err}" PARENT_SCOPE)
+endfunction()
+settings_refusal(a)
+settings_refusal(b --config "${CONFIGS}/study.toml")
+expect_equal("configs/study.toml's settings against the defaults'" "${b}" "${a}")
+
 # The report's command regenerates the study it describes: settings given on the command line
-# are part of it (a TOML file's are in the file it names).
-run_ok(out study --report-only --quiet --config "${CONFIGS}/study.toml" --stage1-steps 5
-       --eval-lengths 512,1024 --out "${WORK}/given")
-file(READ "${WORK}/given/report.md" md)
-string(FIND "${md}" "--config ${CONFIGS}/study.toml --stage1-steps 5 --eval-lengths 512,1024 --out ${WORK}/given`" at)
+# are part of it (a TOML file's are in the file it names). The quick study's own values.
+file(WRITE "${WORK}/quick.toml" "quick = true\n")
+run_ok(out study --report-only --quiet --config "${WORK}/quick.toml" --stage1-steps 3
+       --eval-lengths 128,256,512 --out "${dir}")
+file(READ "${dir}/report.md" md)
+string(FIND "${md}" "--config ${WORK}/quick.toml --quick --stage1-steps 3 --eval-lengths 128,256,512 --out ${dir}`" at)
 if(at EQUAL -1)
   message(FATAL_ERROR "the report's command lacks the command line's settings:\n${md}")
 endif()
 
-# Every other registered study in configs/ parses and is recorded as written (a typo in a key
+# Every other registered study in configs/ parses and is taken as written (a typo in a key
 # would be refused here, not an hour into the run).
 file(GLOB registered "${CONFIGS}/study-*.toml")
 foreach(config ${registered})
   get_filename_component(name "${config}" NAME_WE)
-  run_ok(out study --report-only --quiet --config "${config}" --out "${WORK}/${name}")
-  file(READ "${WORK}/${name}/report.json" r)
-  string(JSON steps GET "${r}" config stage0_steps)
+  settings_refusal(err --config "${config}")
   file(STRINGS "${config}" line REGEX "^stage0-steps = ")
-  expect_equal("${name}'s stage0-steps as recorded" "stage0-steps = ${steps}" "${line}")
+  string(REPLACE "stage0-steps = " "" steps "${line}")
+  if(NOT err MATCHES "stage0-steps \\(absent before, ${steps} now\\)")
+    message(FATAL_ERROR "${name}'s stage0-steps (${steps}) not taken as written:\n${err}")
+  endif()
 endforeach()
+
+# A stage-1 run that diverges is a result: recorded (failed.json), said even with --quiet and
+# naming the run, the other runs trained; a rerun does not train it again. --quiet prints no
+# "starting a new run" line per run, and no option the study lacks (--skip-nonfinite) is offered.
+set(diverge "${WORK}/diverge")
+execute_process(COMMAND ${EXE} study --quick --stage1-lr 1e30 --variants full,anchor --quiet
+                        --out "${diverge}" RESULT_VARIABLE rc ERROR_VARIABLE err)
+expect_equal("a study with diverging runs: exit" "${rc}" "0")
+if(NOT err MATCHES "study: full-s1 diverged in training: train: step [0-9]+: non-finite"
+   OR err MATCHES "skip-nonfinite" OR err MATCHES "starting a new run")
+  message(FATAL_ERROR "the divergence was not reported as the study's own:\n${err}")
+endif()
+if(NOT EXISTS "${diverge}/stage1/full-s1/failed.json")
+  message(FATAL_ERROR "the diverged run left no failed.json")
+endif()
+file(READ "${diverge}/report.md" md)
+if(NOT md MATCHES "Diverged in training [^\n]*full-s1" OR md MATCHES "Pending:")
+  message(FATAL_ERROR "the report does not list the diverged run as such:\n${md}")
+endif()
+execute_process(COMMAND ${EXE} study --quick --stage1-lr 1e30 --variants full,anchor
+                        --out "${diverge}" RESULT_VARIABLE rc ERROR_VARIABLE err)
+expect_equal("the rerun of a study with a diverged run: exit" "${rc}" "0")
+if(NOT err MATCHES "full-s1: diverged in training before" OR err MATCHES "full-s1: training")
+  message(FATAL_ERROR "the rerun trained the diverged run again:\n${err}")
+endif()

@@ -7,7 +7,8 @@
 //   stage0/run/                stage 0's training run; stage0/done.json when complete
 //   stage0/long/               stage 0's final weights with the stage-1 config (RoPE base raised)
 //   stage1/<variant>-s<seed>/  run/ (training), train-done.json, eval/ (anchorctx eval's report
-//                              folder), eval-done.json
+//                              folder), eval-done.json; failed.json instead when its training
+//                              diverged (a result: the study goes on, a rerun skips it)
 //   report.md, report.json, plots/   rewritten after every finished sub-run
 // Every sub-run is skipped when its done marker exists and resumed from its newest checkpoint
 // when it was interrupted (train's --resume), so an interrupted study continues where it
@@ -31,7 +32,8 @@ void run_study(const StudyConfig& config, const std::filesystem::path& out,
                const StudyOptions& options);
 
 // Rewrites report.md, report.json and plots/ from the done markers in `out` (what run_study
-// does after each sub-run); pending runs are listed as pending.
+// does after each sub-run); pending runs are listed as pending. Throws anchorctx::Error, writing
+// nothing, when `out` is no study folder (no study.json) or was run with other settings (named).
 void write_study_report(const StudyConfig& config, const std::filesystem::path& out,
                         const StudyOptions& options);
 

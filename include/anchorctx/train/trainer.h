@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "anchorctx/core/error.h"
 #include "anchorctx/dist/communicator.h"
 #include "anchorctx/model/llama_train.h"
 #include "anchorctx/train/batch.h"
@@ -58,6 +59,12 @@ struct TrainOptions {
   // How the user goes on after an interruption, said with the last checkpoint (the study, which
   // trains through this, continues by a rerun of its command).
   std::string continue_hint = "--resume continues from it";
+  // What the user can do about a non-finite loss or gradient, said with the error in parentheses
+  // ("" for none: the study has no such option).
+  std::string nonfinite_hint = "--skip-nonfinite skips such steps instead";
+  // Say "--resume: no checkpoint in DIR; starting a new run" (train says it even with --quiet;
+  // the study, whose every run starts so, does not).
+  bool announce_new_run = true;
   // Hash every file of the dataset against meta.json before the first step (Dataset::verify):
   // the open-time checks cannot see a token changed to another valid id. Its cost next to a
   // step is in docs/PERFORMANCE.md.
@@ -102,6 +109,14 @@ struct TrainResult {
   model::LlamaConfig config;
   // --resume found a checkpoint at or past `steps`: no step ran, nothing was written.
   bool nothing_to_do = false;
+};
+
+// The run stopped because its loss or gradient went non-finite (without skip_nonfinite, or too
+// many skipped steps in a row): an outcome of the run's settings, not of its inputs, which a
+// caller may record as a result (the study does).
+class TrainingDiverged : public Error {
+ public:
+  using Error::Error;
 };
 
 class Trainer {
