@@ -298,12 +298,14 @@ TEST(StudyReport, ExactTieIsInconclusiveWhateverTheRounding) {
       {"full-s1", {{1, 1, 0}, {0, 0, 1}, {2, 1, 2}, {2, 3, 2}}},
       {"full-s2", {{3, 3, 0}, {1, 1, 2}, {1, 0, 1}, {0, 1, 2}}}};
   const std::vector<std::string> sorted = {"niah_multikey_1", "niah_multikey_2", "niah_single_2"};
-  for (const auto& [run, h] : hits)
-    s.eval(run, [&](int t, std::int64_t l) {
+  for (const auto& entry : hits) {
+    const std::vector<std::vector<int>>& h = entry.second;  // (clang 14 captures no bindings)
+    s.eval(entry.first, [&](int t, std::int64_t l) {
       const auto task = std::find(sorted.begin(), sorted.end(), s.c.eval_tasks[t]) - sorted.begin();
       const auto li = std::find(lengths.begin(), lengths.end(), l) - lengths.begin();
       return li == 4 ? 0.0 : h[li][task] * 100.0 / 16;
     });
+  }
   s.report();
   const nlohmann::json c1 = s.verdict("C1");
   EXPECT_EQ(c1.at("verdict"), "inconclusive") << c1.dump();
