@@ -2,11 +2,15 @@
 // stdout carries the generated text only, streamed as it comes (or, with --json, one object at
 // the end); the model summary and the timing go to stderr.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -132,6 +136,18 @@ GenerationConfig read_generation_config(const std::filesystem::path& model_dir) 
   return g;
 }
 
+// --prompt-file's bytes, read to the end as a stream: a pipe (`<(...)`, a FIFO) or a /proc file
+// (whose size says 0) too, as tokenize --text-file takes them; a folder is refused by name.
+std::string read_prompt_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail("--prompt-file '{}' is a folder", path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("--prompt-file '{}': cannot open ({})", path, std::strerror(errno));
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) fail("--prompt-file '{}': read error", path);
+  return text;
+}
+
 const char* stop_name(model::StopReason stop) {
   switch (stop) {
     case model::StopReason::eos:
@@ -168,8 +184,7 @@ void run(const Args& args) {
   std::vector<std::int32_t> prompt;
   if (const auto bos = tokenizer->prompt_bos_id()) prompt.push_back(*bos);
   const std::vector<std::int32_t> body = tokenizer->encode(
-      args.prompt_file.empty() ? args.prompt
-                               : core::read_regular_file(args.prompt_file, "--prompt-file"));
+      args.prompt_file.empty() ? args.prompt : read_prompt_file(args.prompt_file));
   prompt.insert(prompt.end(), body.begin(), body.end());
   // Nothing to start from: the model's bos, as transformers' generate starts an empty input.
   if (prompt.empty()) {
@@ -184,6 +199,10 @@ void run(const Args& args) {
     require(id >= 0 && id < config.vocab_size,
             "generate: prompt token {} is outside the model's vocabulary of {}", id,
             config.vocab_size);
+  // Before the KV cache is sized for it (a 100 MB prompt reserved gigabytes first).
+  require(static_cast<std::int64_t>(prompt.size()) <= model::generation_context(config),
+          "generate: the prompt has {} tokens, more than the model's context of {}", prompt.size(),
+          model::generation_context(config));
 
   model::GenerateOptions options;
   options.max_new_tokens = args.max_new_tokens;
@@ -193,10 +212,11 @@ void run(const Args& args) {
   options.sampling.seed = args.seed.value_or(
       static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()));
   if (const auto eos = tokenizer->eos_id()) options.stop_ids.push_back(*eos);
-  for (const std::int64_t id : config.eos_token_ids)
-    options.stop_ids.push_back(static_cast<std::int32_t>(id));
-  for (const std::int64_t id : generation.eos_token_ids)
-    options.stop_ids.push_back(static_cast<std::int32_t>(id));
+  // Ids the model can emit only (one past int32 narrowed onto another token).
+  for (const std::vector<std::int64_t>* ids : {&config.eos_token_ids, &generation.eos_token_ids})
+    for (const std::int64_t id : *ids)
+      if (id >= 0 && id < config.vocab_size)
+        options.stop_ids.push_back(static_cast<std::int32_t>(id));
 
   // The KV cache holds at most what can be generated: generation stops at the model's context
   // (StopReason::context), so a --max-new-tokens beyond it must not size the cache (2^30 tokens

@@ -33,12 +33,13 @@ std::string size_text(double bytes) {
   return u == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.1f} {}", bytes, units[u]);
 }
 
-// The process's peak resident memory (VmHWM of /proc/self/status), 0 when unknown.
-double peak_resident_bytes() {
+// A /proc/self/status size in bytes ("VmHWM:", the peak resident memory; "VmPeak:", the peak
+// address space, what ulimit -v bounds), 0 when unknown.
+double status_bytes(const std::string& key) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) * 1024.0;
+    if (line.rfind(key, 0) == 0) return std::strtod(line.c_str() + key.size(), nullptr) * 1024.0;
   return 0.0;
 }
 
@@ -53,8 +54,9 @@ std::string out_of_memory_message() {
   if (const std::size_t failed = failed_allocation_bytes(); failed > 0)
     message += ": an allocation of " + size_text(static_cast<double>(failed)) + " failed";
   std::vector<std::string> context;
-  if (const double peak = peak_resident_bytes(); peak > 0)
-    context.push_back("the process's peak " + size_text(peak));
+  if (const double peak = status_bytes("VmHWM:"); peak > 0)
+    context.push_back("the process's peak " + size_text(peak) + " resident, " +
+                      size_text(status_bytes("VmPeak:")) + " of address space");
   rlimit limit{};
   if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
     context.push_back("address-space limit (ulimit -v) " +

@@ -179,7 +179,7 @@ void run(Args args) {
     std::printf("first-token share %s/%s: %.3f (rank %lld)\n", s.mode.c_str(),
                 std::string(rope::to_string(s.policy)).c_str(), s.share,
                 static_cast<long long>(s.rank));
-  std::fprintf(stderr, "rope-drift: %.1f s\n", report.seconds);
+  if (!args.quiet) std::fprintf(stderr, "rope-drift: %.1f s\n", report.seconds);
 }
 
 }  // namespace
@@ -244,7 +244,9 @@ void register_rope_drift(CLI::App& app) {
   auto* progress = cmd->add_flag("--progress", args->progress,
                                  "Print a line per comparison on stderr (default: one redrawn "
                                  "line when stderr is a terminal)");
-  cmd->add_flag("--quiet", args->quiet, "No progress on stderr")->excludes(progress);
+  cmd->add_flag("--quiet", args->quiet,
+                "Nothing on stderr but warnings and errors (no progress, no timing line)")
+      ->excludes(progress);
   cmd->add_flag("--json", args->json,
                 "Print one JSON object on stdout: results [{mode, policy, delta1, delta2, D, "
                 "D_excl_first, first_token}], logit_growth [{mode, policy, delta1, delta2, T, "

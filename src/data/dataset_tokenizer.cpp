@@ -32,37 +32,48 @@ bool same_token_ids(const Tokenizer& a, const Tokenizer& b) {
 
 void require_dataset_tokenizer(const Dataset& dataset, const Tokenizer& model,
                                std::string_view command, std::string_view model_source) {
-  const nlohmann::json& recorded = dataset.meta().at("tokenizer");
-  const std::string hash = recorded.at("content_hash").get<std::string>();
-  if (hash == model.content_hash()) return;
-  const std::string spec = recorded.at("spec").get<std::string>();
-  const std::string kind = recorded.at("kind").get<std::string>();
   const std::string dataset_name = dataset.path().string();
-  std::unique_ptr<Tokenizer> packed;
-  try {
-    packed = load_tokenizer(spec);
-  } catch (const Error&) {
-    packed = nullptr;  // moved or deleted since packing
-  }
-  if (packed != nullptr && packed->content_hash() == hash) {
-    if (same_token_ids(*packed, model)) return;
+  const auto refuse = [&](const std::string& packed_with) {
     fail(
-        "{}: {} was packed with another tokenizer ({}: {}) than {}'s ({}): its ids would be read "
-        "as other tokens; pack the data with the model's tokenizer (pack --tokenizer {})",
-        command, dataset_name, spec, describe(*packed), model_source, describe(model),
-        model_source);
+        "{}: {} was packed with another tokenizer ({}) than {}'s ({}): its ids would be read as "
+        "other tokens; pack the data with the model's tokenizer (pack --tokenizer {})",
+        command, dataset_name, packed_with, model_source, describe(model), model_source);
+  };
+  // meta.json's tokenizer record and its strings are optional (Dataset::open checks their types
+  // where present): without them, the vocabulary sizes are all there is to compare.
+  const nlohmann::json& meta = dataset.meta();
+  const nlohmann::json* recorded =
+      meta.contains("tokenizer") && meta["tokenizer"].is_object() ? &meta["tokenizer"] : nullptr;
+  const auto field = [&](const char* key) {
+    return recorded != nullptr && recorded->contains(key) && (*recorded)[key].is_string()
+               ? (*recorded)[key].get<std::string>()
+               : std::string();
+  };
+  const std::string hash = field("content_hash"), spec = field("spec"), kind = field("kind");
+  if (!hash.empty() && hash == model.content_hash()) return;
+  std::unique_ptr<Tokenizer> packed;
+  if (!spec.empty()) {
+    try {
+      packed = load_tokenizer(spec);
+    } catch (const Error&) {
+      packed = nullptr;  // moved or deleted since packing
+    }
+  }
+  const bool same_file = packed != nullptr && !hash.empty() && packed->content_hash() == hash;
+  if (same_file) {
+    if (same_token_ids(*packed, model)) return;
+    refuse(fmt::format("{}: {}", spec, describe(*packed)));
   }
   if (dataset.vocab_size() != model.vocab_size())
-    fail(
-        "{}: {} was packed with another tokenizer ({}: {}, {} ids) than {}'s ({}): its ids would "
-        "be read as other tokens; pack the data with the model's tokenizer (pack --tokenizer {})",
-        command, dataset_name, spec, kind, dataset.vocab_size(), model_source, describe(model),
-        model_source);
+    refuse(fmt::format("{}{} ids", spec.empty() ? "" : spec + ": " + kind + ", ",
+                       dataset.vocab_size()));
+  const std::string why = spec.empty() || hash.empty() ? "meta.json does not identify it"
+                          : packed == nullptr ? "its file (" + spec + ") can no longer be loaded"
+                                              : "its file (" + spec + ") has changed since packing";
   std::fprintf(stderr, "%s",
-               fmt::format("{}: warning: {} was packed with a tokenizer ({}, content hash {}) that "
-                           "is not {}'s and can no longer be loaded to compare their ids; the "
-                           "vocabulary sizes agree ({})\n",
-                           command, dataset_name, spec, hash, model_source, model.vocab_size())
+               fmt::format("{}: warning: {} was packed with a tokenizer that may not be {}'s and "
+                           "whose ids cannot be compared ({}); the vocabulary sizes agree ({})\n",
+                           command, dataset_name, model_source, why, model.vocab_size())
                    .c_str());
 }
 

@@ -396,7 +396,8 @@ void run_study(const StudyConfig& c, const fs::path& out, const StudyOptions& op
   const std::vector<std::vector<std::int32_t>> held_out = held_out_documents(c, *tok);
   const std::vector<eval::PplSample> ppl = held_out_ppl(c, *tok, held_out);
   const std::vector<std::vector<std::int32_t>> drift_sequences = analysis::make_sequences(
-      held_out, 1, c.stage1_seq_len, tok->bos_id().value_or(-1), tok->eos_id().value_or(-1));
+      held_out, 1, c.stage1_seq_len, data::default_anchor_id(*tok).value_or(-1),
+      tok->eos_id().value_or(-1));  // opened with pack's anchor, as rope-drift does
 
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const RunId& r = runs[i];

@@ -221,15 +221,23 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   if (static_cast<std::uint64_t>(options_.windows_per_micro_batch) > ds.num_windows())
     fail("train: --batch-windows {} is more than the {} windows of {}",
          options_.windows_per_micro_batch, ds.num_windows(), options_.data.string());
-  // So are a step's micro-batches (built before its first forward): --grad-accum 2147483647
-  // ran out of memory after 10 s with no word of why.
-  if (static_cast<std::uint64_t>(options_.grad_accum) >
-      ds.num_windows() / static_cast<std::uint64_t>(options_.windows_per_micro_batch))
-    fail(
-        "train: --grad-accum {} x --batch-windows {} windows per step are more than the {} "
-        "windows of {}",
-        options_.grad_accum, options_.windows_per_micro_batch, ds.num_windows(),
-        options_.data.string());
+  // A step's micro-batches are built before its first forward (the loss is normalised by the
+  // step's target count), about 16 bytes a token (ids, targets, positions, the mask's plan):
+  // --grad-accum 2147483647 ran out of memory after 10 s with no word of why. A step larger than
+  // the dataset is fine otherwise (epochs wrap), so the bound is the machine's memory.
+  {
+    const double step_bytes = 16.0 * static_cast<double>(options_.grad_accum) *
+                              static_cast<double>(options_.windows_per_micro_batch) *
+                              static_cast<double>(ds.window_len());
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    const double machine = pages > 0 && page > 0 ? static_cast<double>(pages) * page : 0.0;
+    if (machine > 0 && step_bytes > machine)
+      fail(
+          "train: --grad-accum {} x --batch-windows {} windows of {} tokens per step take about "
+          "{:.1f} GiB before the first forward, more than this machine's {:.1f} GiB",
+          options_.grad_accum, options_.windows_per_micro_batch, ds.window_len(),
+          step_bytes / (1 << 30), machine / (1 << 30));
+  }
   if (options_.verify_data) {
     const auto start = std::chrono::steady_clock::now();
     ds.verify();

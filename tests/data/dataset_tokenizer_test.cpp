@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "anchorctx/data/pack.h"
 #include "anchorctx/data/tokenizer_files.h"
 #include "support/error_of.h"
@@ -73,6 +75,25 @@ TEST(DatasetTokenizer, RefusesADatasetOfAnotherTokenizerByName) {
                   qwen_data, *load_tokenizer(kFixtures + "/hf_bpe_llama3.json"), "train", "m");
             }).find("train: "),
             std::string::npos);
+}
+
+// meta.json's tokenizer record is optional: without it the vocabulary sizes are compared (it was
+// read with at(): nlohmann's "key 'content_hash' not found").
+TEST(DatasetTokenizer, ADatasetWithoutATokenizerRecordIsComparedByVocabulary) {
+  const TempDir dir;
+  const std::filesystem::path packed = pack_with(dir, "byte", "bytes");
+  nlohmann::json meta = nlohmann::json::parse(test::read_file(packed / "meta.json"));
+  meta.erase("tokenizer");
+  dir.write("bytes/meta.json", meta.dump());
+  const Dataset bytes = Dataset::open(packed);
+  EXPECT_EQ(test::error_of(
+                [&] { require_dataset_tokenizer(bytes, *make_byte_tokenizer(), "eval", "m"); }),
+            "");
+  const std::string e = test::error_of([&] {
+    require_dataset_tokenizer(bytes, *load_tokenizer(kFixtures + "/hf_bpe_qwen2.json"), "eval",
+                              "m");
+  });
+  EXPECT_NE(e.find("was packed with another tokenizer (259 ids)"), std::string::npos) << e;
 }
 
 }  // namespace

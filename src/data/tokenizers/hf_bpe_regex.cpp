@@ -50,6 +50,14 @@ std::string translate_pattern(std::string_view pattern, std::vector<std::size_t>
     if (next == 's' || next == 'S') {
       emit(next == 's' ? "\\p{White_Space}" : "\\P{White_Space}", i);
       i += 2;
+    } else if (next == 'h' || next == 'H') {
+      // Oniguruma's (Ruby syntax) \h is a hexadecimal digit, PCRE2's horizontal white space.
+      emit(next == 'h' ? "\\p{AHex}" : "\\P{AHex}", i);
+      i += 2;
+    } else if (next == 'v') {
+      // Oniguruma's \v is the vertical tab alone, PCRE2's any vertical white space.
+      emit("\\x{0B}", i);
+      i += 2;
     } else if (next == 'Q') {
       // Quoted up to "\E" (or the end): nothing inside is an escape.
       const std::size_t end = pattern.find("\\E", i + 2);

@@ -6,7 +6,8 @@
 // PCRE2's \s under UCP is its \h and \v lists, which still hold U+180E (MONGOLIAN VOWEL
 // SEPARATOR, whitespace before Unicode 6.3); Oniguruma's \s and Rust regex's are Unicode
 // White_Space, without it. So \s and \S are compiled as \p{White_Space} and \P{White_Space}
-// (translate_pattern), in and out of character classes.
+// (translate_pattern), in and out of character classes; Oniguruma's \h (a hex digit) and \v
+// (the vertical tab) likewise.
 #pragma once
 
 #include <cstddef>

@@ -123,7 +123,7 @@ std::unique_ptr<Tokenizer> load(test::TempDir& dir, const std::string& name, con
 
 const std::string kMvs = utf8(0x180E);  // MONGOLIAN VOWEL SEPARATOR: Cf, not White_Space
 
-TEST(HfBpeRegex, TranslatesWhitespaceEscapesOnly) {
+TEST(HfBpeRegex, TranslatesTheEscapesOnigurumaReadsOtherwise) {
   using hf_bpe::translate_pattern;
   EXPECT_EQ(translate_pattern(R"(\s+(?!\S))"), R"(\p{White_Space}+(?!\P{White_Space}))");
   EXPECT_EQ(translate_pattern(R"([^\s\p{L}\p{N}]|[\S])"),
@@ -133,6 +133,11 @@ TEST(HfBpeRegex, TranslatesWhitespaceEscapesOnly) {
   EXPECT_EQ(translate_pattern(R"(\Q\s\E\s\Qa\\E)"), R"(\Q\s\E\p{White_Space}\Qa\\E)");
   EXPECT_EQ(translate_pattern(R"(\p{Ps}\d\w\x{180E}\c\s)"), R"(\p{Ps}\d\w\x{180E}\c\s)");
   EXPECT_EQ(translate_pattern("x\\"), "x\\");  // a trailing backslash is PCRE2's to refuse
+  // Oniguruma's \h is a hex digit and \v the vertical tab (PCRE2: white space classes).
+  EXPECT_EQ(translate_pattern(R"(\h+[\H]\v)"), R"(\p{AHex}+[\P{AHex}]\x{0B})");
+  std::vector<std::pair<std::size_t, std::size_t>> found;
+  hf_bpe::Regex(R"(\h+)").find_all("zz 0fA9 \t", found);
+  EXPECT_EQ(found, (std::vector<std::pair<std::size_t, std::size_t>>{{3, 7}}));
   // Errors name the offset in the pattern as written.
   try {
     hf_bpe::Regex bad(R"(\s\s(x)");
