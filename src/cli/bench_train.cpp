@@ -322,9 +322,7 @@ void register_bench_train(CLI::App& bench) {
   cmd->add_option("--warmup", a->warmup, "Untimed steps first")
       ->capture_default_str()
       ->check(CLI::Range(0, INT32_MAX));
-  add_threads_option(*cmd, a->threads,
-                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
-                     "cores, or OMP_NUM_THREADS)");
+  add_threads_option(*cmd, a->threads, kRunThreadsHelp);
   cmd->add_option("--sp", a->sp,
                   "Sequence-parallel degree (Ulysses, docs/DISTRIBUTED_SP.md): the number of "
                   "processes must be a multiple, so one process runs --sp 1")

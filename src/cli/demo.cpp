@@ -339,9 +339,7 @@ void register_demo(CLI::App& app) {
   cmd->add_flag("--json", a->json,
                 "End with one JSON object: loss_first, loss_last, steps, tokens_per_s, "
                 "anchor_step_ms, full_step_ms, model_dir, ...");
-  add_threads_option(*cmd, a->threads,
-                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
-                     "cores, or OMP_NUM_THREADS)");
+  add_threads_option(*cmd, a->threads, kRunThreadsHelp);
   cmd->callback([a] {
     core::set_default_threads(a->threads);
     run_demo(*a);

@@ -352,9 +352,7 @@ void register_eval(CLI::App& app) {
       ->expected(2, CLI::detail::expected_max_vector_size);
   cmd->add_flag("--print-templates", a->print_templates,
                 "Print the built-in prompt templates (JSON) and exit");
-  add_threads_option(*cmd, a->threads,
-                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
-                     "cores, or OMP_NUM_THREADS)");
+  add_threads_option(*cmd, a->threads, kRunThreadsHelp);
   cmd->callback([a] {
     core::set_default_threads(a->threads);
     run(*a);

@@ -325,9 +325,7 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--json", args->json,
                 "Print one JSON object on stdout instead of the text: text, tokens (new ids), "
                 "prompt_tokens, stop (eos, max_new_tokens or context), seed, ms_per_token");
-  add_threads_option(*cmd, args->threads,
-                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
-                     "cores, or OMP_NUM_THREADS)");
+  add_threads_option(*cmd, args->threads, kRunThreadsHelp);
   cmd->callback([args, prompt, prompt_file] {
     if (prompt->count() == 0 && prompt_file->count() == 0)
       throw CLI::RequiredError("--prompt or --prompt-file");

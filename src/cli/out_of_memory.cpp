@@ -4,7 +4,6 @@
 #include "cli/out_of_memory.h"
 
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -17,6 +16,8 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+
+#include "anchorctx/core/cpu_info.h"
 
 namespace anchorctx::cli {
 namespace {
@@ -61,9 +62,8 @@ std::string out_of_memory_message() {
   if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
     context.push_back("address-space limit (ulimit -v) " +
                       size_text(static_cast<double>(limit.rlim_cur)));
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  if (pages > 0 && page > 0)
-    context.push_back("the machine " + size_text(static_cast<double>(pages) * page));
+  if (const std::int64_t machine = core::physical_memory_bytes(); machine > 0)
+    context.push_back("the machine " + size_text(static_cast<double>(machine)));
   if (!context.empty()) message += fmt::format(" ({})", fmt::join(context, "; "));
   return message;
 }

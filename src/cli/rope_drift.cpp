@@ -252,9 +252,7 @@ void register_rope_drift(CLI::App& app) {
                 "D_excl_first, first_token}], logit_growth [{mode, policy, delta1, delta2, T, "
                 "D_logit}], first_token_share [{mode, policy, share, rank, ...}], seq_len, "
                 "sequences, model, seconds");
-  add_threads_option(*cmd, args->threads,
-                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
-                     "cores, or OMP_NUM_THREADS)");
+  add_threads_option(*cmd, args->threads, kRunThreadsHelp);
   cmd->callback([args, sequences, seq_len] {
     core::set_default_threads(args->threads);
     args->sequences_given = sequences->count() > 0;

@@ -197,9 +197,7 @@ void register_study(CLI::App& app) {
                [](C& c, const std::string& s) {
                  c.bf16_compute = parse_enum_option<model::Bf16Compute>("--bf16-compute", s);
                });
-  add_threads_option(*cmd, a->threads,
-                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
-                     "cores, or OMP_NUM_THREADS)");
+  add_threads_option(*cmd, a->threads, kRunThreadsHelp);
   cmd->callback([a, cmd] {
     // The settings given on the command line, for the command the report prints (a TOML file's
     // settings are in the file it names); read before the file's are added to the options.

@@ -11,6 +11,11 @@
 
 namespace anchorctx::cli {
 
+// The help of a --threads that core::set_default_threads applies to the whole command.
+inline constexpr const char* kRunThreadsHelp =
+    "Threads of the whole run: attention, GEMMs and the layers' loops (0: all cores, or "
+    "OMP_NUM_THREADS)";
+
 inline CLI::Option* add_threads_option(CLI::App& cmd, int& threads, const std::string& help) {
   return cmd.add_option("--threads", threads, help)
       ->capture_default_str()

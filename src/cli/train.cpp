@@ -190,9 +190,7 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--shard-optimizer", o.shard_optimizer,
                 "ZeRO-1 under mpirun: each rank keeps the AdamW moments of 1/N of the parameters "
                 "(gradients reduce-scattered, parameters all-gathered); the same result");
-  add_threads_option(*cmd, o.run.threads,
-                     "Threads of the whole run: attention, GEMMs and the layers' loops (0: all "
-                     "cores, or OMP_NUM_THREADS)");
+  add_threads_option(*cmd, o.run.threads, kRunThreadsHelp);
   cmd->add_option("--loss-chunk", o.run.loss_chunk, "Tokens per LM-head/cross-entropy chunk")
       ->capture_default_str();
   cmd->add_flag("--no-tensorboard", args->no_tensorboard, "Do not write TensorBoard events");

@@ -1,5 +1,7 @@
 #include "anchorctx/core/cpu_info.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -78,6 +80,11 @@ std::string describe(const CpuInfo& cpu) {
   out += cpu.avx512_bf16 ? "AVX512_BF16" : "no AVX512_BF16";
   out += cpu.amx_bf16 ? ", AMX-BF16)" : ", no AMX)";
   return out;
+}
+
+std::int64_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<std::int64_t>(pages) * page : 0;
 }
 
 }  // namespace anchorctx::core

@@ -3,8 +3,6 @@
 // says how sensitive the predictions are to them).
 #include "anchorctx/train/hardware.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -13,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "anchorctx/core/blas.h"
+#include "anchorctx/core/cpu_info.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/parallel.h"
 #include "anchorctx/core/timing.h"
@@ -74,11 +73,6 @@ double measure_copy_gbs() {
   return 2.0 * static_cast<double>(n) / (best_ms * 1e-3) / 1e9;
 }
 
-std::int64_t physical_memory_bytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<std::int64_t>(pages) * page : 0;
-}
-
 // This machine, measured now: one "device" = one process on `threads` threads. The layer GEMMs
 // run on OpenBLAS sgemm in fp32, and in bf16 as `bf16_compute` says: native, oneDNN's bf16
 // matmul (the bf16 peak is then its 2048^3 yardstick, about 2x sgemm on AVX512_BF16), or
@@ -99,7 +93,7 @@ HardwareProfile cpu_local(int threads, model::Bf16Compute bf16_compute) {
       sgemm_tflops,
       1.0,
       0.65,
-      physical_memory_bytes(),
+      core::physical_memory_bytes(),
       copy_gbs,
       1 << 20,  // every rank on this one node
       copy_gbs / 2,

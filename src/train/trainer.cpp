@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "anchorctx/core/cpu_info.h"
 #include "anchorctx/core/error.h"
 #include "anchorctx/core/folder_lock.h"
 #include "anchorctx/core/hash.h"
@@ -229,8 +230,7 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     const double step_bytes = 16.0 * static_cast<double>(options_.grad_accum) *
                               static_cast<double>(options_.windows_per_micro_batch) *
                               static_cast<double>(ds.window_len());
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    const double machine = pages > 0 && page > 0 ? static_cast<double>(pages) * page : 0.0;
+    const auto machine = static_cast<double>(core::physical_memory_bytes());
     if (machine > 0 && step_bytes > machine)
       fail(
           "train: --grad-accum {} x --batch-windows {} windows of {} tokens per step take about "

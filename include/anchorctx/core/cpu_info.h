@@ -4,6 +4,7 @@
 // the bf16 features are read (the native attention kernels and the bf16 GEMMs ask here).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace anchorctx::core {
@@ -25,5 +26,9 @@ const CpuInfo& cpu_info();
 // One line for a benchmark's table: "AMD EPYC ... (AuthenticAMD family 25 model 17 stepping 1;
 // AVX512_BF16, no AMX)".
 std::string describe(const CpuInfo& cpu);
+
+// This machine's physical memory in bytes (sysconf), 0 when unknown: the bound of what one
+// process can hold (plan's cpu-local profile, train's step check, the out-of-memory message).
+std::int64_t physical_memory_bytes();
 
 }  // namespace anchorctx::core
